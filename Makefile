@@ -1,0 +1,55 @@
+# Kirby: every command a newcomer needs. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint format bench bench-ingest db-start db-stop migrate sync sim clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv and install Kirby with its dev tools
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)  ## run the test suite (starts a throwaway embedded PostgreSQL)
+	$(BIN)/pytest
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: bench-ingest  ## run every benchmark
+
+bench-ingest: $(STAMP)  ## candle upsert throughput (1M rows; writes bench figures to stdout)
+	$(BIN)/python -m bench.ingest.run
+
+db-start: $(STAMP)  ## start the embedded PostgreSQL and create both databases
+	$(BIN)/kirby db start
+
+db-stop: $(STAMP)  ## stop the embedded PostgreSQL
+	$(BIN)/kirby db stop
+
+migrate: $(STAMP)  ## migrate both databases
+	$(BIN)/kirby db migrate
+
+sync: migrate  ## load both catalogs into their databases
+	$(BIN)/kirby catalog sync
+	$(BIN)/kirby catalog sync --database training
+
+sim: $(STAMP)  ## run the offline exchange simulator on port 8765
+	$(BIN)/kirby sim --port 8765
+
+clean:  ## stop the embedded PostgreSQL and remove local state (.kirby, lake)
+	-$(BIN)/kirby db stop
+	rm -rf .kirby lake

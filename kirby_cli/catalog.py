@@ -1,0 +1,97 @@
+"""`kirby catalog`: validate catalog files and sync them into their database."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import click
+
+from kirby_cli.options import database_option
+from kirby_core.catalog import Catalog, load_catalog
+from kirby_core.db import catalog_store, urls
+from kirby_core.settings import Settings
+
+_file_option = click.option(
+    "--file",
+    "path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Catalog file (default: KIRBY_REALTIME_CATALOG or KIRBY_TRAINING_CATALOG).",
+)
+
+
+@click.group()
+def catalog() -> None:
+    """Catalogs: which starlistings (exchange/coin/quote/market type/interval) Kirby keeps."""
+
+
+@catalog.command()
+@database_option
+@_file_option
+@click.pass_obj
+def validate(settings: Settings, database: str, path: Path | None) -> None:
+    """Check a catalog file without touching any database."""
+    loaded = load_catalog(path or settings.catalog_path(database))
+    click.echo(
+        f"{loaded.source}: valid, {len(loaded.starlistings)} starlistings, "
+        f"{len(loaded.trading_pairs)} trading pairs"
+    )
+
+
+@catalog.command()
+@database_option
+@_file_option
+@click.pass_obj
+def sync(settings: Settings, database: str, path: Path | None) -> None:
+    """Create, reactivate or deactivate starlistings to match the file. Idempotent.
+
+    The whole file is validated first; on any error nothing is written. Entries removed
+    from the file are deactivated, never deleted, so their data stays.
+    """
+    loaded = load_catalog(path or settings.catalog_path(database))
+    url = urls.resolve(settings).of(database)
+    report = asyncio.run(_sync(url, loaded))
+    click.echo(
+        f"{database}: {report.active_starlistings} active starlistings, "
+        f"{report.active_trading_pairs} active trading pairs"
+    )
+    if report.changed:
+        click.echo(
+            f"  starlistings: +{report.starlistings_created} created, "
+            f"{report.starlistings_reactivated} reactivated, "
+            f"{report.starlistings_deactivated} deactivated; trading pairs: "
+            f"+{report.trading_pairs_created} created, {report.trading_pairs_reactivated} "
+            f"reactivated, {report.trading_pairs_deactivated} deactivated"
+        )
+    else:
+        click.echo("  no changes")
+
+
+async def _sync(url: str, loaded: Catalog) -> catalog_store.SyncReport:
+    conn = await asyncpg.connect(url)
+    try:
+        return await catalog_store.sync_catalog(conn, loaded)
+    finally:
+        await conn.close()
+
+
+@catalog.command("list")
+@database_option
+@click.option("--all", "include_inactive", is_flag=True, help="Include inactive starlistings.")
+@click.pass_obj
+def list_command(settings: Settings, database: str, include_inactive: bool) -> None:
+    """List the starlistings stored in a database."""
+    url = urls.resolve(settings).of(database)
+
+    async def fetch():
+        conn = await asyncpg.connect(url)
+        try:
+            return await catalog_store.list_starlistings(conn, active_only=not include_inactive)
+        finally:
+            await conn.close()
+
+    for item in asyncio.run(fetch()):
+        state = "active" if item.active else "inactive"
+        click.echo(f"{item.id:>5}  {item.key!s:<40} trading_pair={item.trading_pair_id}  {state}")

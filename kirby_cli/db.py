@@ -1,0 +1,91 @@
+"""`kirby db`: the embedded server and schema migrations."""
+
+from __future__ import annotations
+
+import click
+
+from kirby_core.db import embedded, migrate, urls
+from kirby_core.settings import Settings
+
+BOTH = ("realtime", "training")
+
+
+@click.group()
+def db() -> None:
+    """Databases: start/stop the embedded PostgreSQL, migrate both schemas."""
+
+
+@db.command()
+@click.pass_obj
+def start(settings: Settings) -> None:
+    """Start the embedded PostgreSQL (or reuse it) and create both databases."""
+    if settings.database_url:
+        raise click.UsageError("KIRBY_DATABASE_URL is set: Kirby uses that server, not its own.")
+    resolved = urls.resolve(settings)
+    click.echo(f"embedded PostgreSQL running in {embedded.data_dir(settings.home)}")
+    for name in BOTH:
+        click.echo(f"  {name:<9} {resolved.of(name)}")
+
+
+@db.command()
+@click.pass_obj
+def stop(settings: Settings) -> None:
+    """Stop the embedded PostgreSQL."""
+    stopped = embedded.stop(settings.home)
+    click.echo("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@db.command()
+@click.pass_obj
+def status(settings: Settings) -> None:
+    """Show which databases Kirby uses and their schema revision."""
+    if not settings.database_url and not embedded.is_running(settings.home):
+        click.echo(f"embedded PostgreSQL is not running (data: {embedded.data_dir(settings.home)})")
+        return
+    resolved = urls.resolve(settings)
+    for name in BOTH:
+        url = resolved.of(name)
+        revision = migrate.current_revision(url) or "not migrated"
+        click.echo(f"{name:<9} {urls.redact(url)}  revision={revision}")
+
+
+@db.command("url")
+@click.option("--database", type=click.Choice(BOTH), default="realtime", show_default=True)
+@click.pass_obj
+def show_url(settings: Settings, database: str) -> None:
+    """Print a database URL (starting the embedded server if needed), e.g. for psql."""
+    click.echo(urls.resolve(settings).of(database))
+
+
+@db.command("migrate")
+@click.option("--database", type=click.Choice([*BOTH, "both"]), default="both", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.pass_obj
+def migrate_command(settings: Settings, database: str, revision: str) -> None:
+    """Create or upgrade the schema (both databases by default). Safe to repeat."""
+    resolved = urls.resolve(settings)
+    targets = BOTH if database == "both" else (database,)
+    for name in dict.fromkeys(targets):
+        url = resolved.of(name)
+        before = migrate.current_revision(url)
+        migrate.upgrade(url, revision, retention_days=settings.retention_days)
+        after = migrate.current_revision(url)
+        change = "unchanged" if before == after else f"{before or 'empty'} -> {after}"
+        click.echo(f"{name:<9} {urls.redact(url)}  revision {after} ({change})")
+
+
+@db.command()
+@click.option("--database", type=click.Choice(BOTH), required=True)
+@click.option(
+    "--revision",
+    default="base",
+    show_default=True,
+    help="Target revision; 'base' drops every Kirby table and its data.",
+)
+@click.confirmation_option(prompt="This drops tables and their data. Continue?")
+@click.pass_obj
+def downgrade(settings: Settings, database: str, revision: str) -> None:
+    """Downgrade one database's schema (destroys data above the target revision)."""
+    url = urls.resolve(settings).of(database)
+    migrate.downgrade(url, revision)
+    click.echo(f"{database} downgraded to {migrate.current_revision(url) or 'base'}")

@@ -1,0 +1,70 @@
+"""Exchange adapters: REST history (paginated, retried) and Hyperliquid WS message parsing.
+
+    HyperliquidHistory      candles (ccxt raw candleSnapshot) and settled funding (SDK)
+    BinanceHistory          spot and USD-M klines (ccxt raw klines) with trade counts
+    parse_ws_message        one Hyperliquid WS text frame -> a typed message (pure)
+    candle_coverage         which part of a range Hyperliquid still serves
+    open_interest_coverage  none of it: Hyperliquid has no open-interest history
+
+Values are exact Decimals from the exchanges' strings; times are UTC. Errors are Kirby's
+(`ExchangeUnavailable` after the retry policy, `ExchangeProtocolError` for a bad payload,
+`NotFound` for an unknown coin, `InvalidRequest` for a bad argument).
+"""
+
+from kirby_core.exchanges.base import RetryPolicy, SourceCoverage, TimeRange
+from kirby_core.exchanges.binance import BinanceHistory, binance_symbol, parse_klines
+from kirby_core.exchanges.hyperliquid import (
+    CANDLE_LIMIT,
+    FUNDING_PAGE_ROWS,
+    HAS_OPEN_INTEREST_HISTORY,
+    HyperliquidHistory,
+    candle_coverage,
+    ccxt_symbol,
+    open_interest_coverage,
+)
+from kirby_core.exchanges.hyperliquid_wire import (
+    ChannelError,
+    Pong,
+    SubscriptionAck,
+    WsMessage,
+    asset_context_subscription,
+    candle_subscription,
+    parse_asset_context,
+    parse_candle,
+    parse_candle_snapshot,
+    parse_funding_history,
+    parse_ws_message,
+    ping_frame,
+    subscribe_frame,
+    unsubscribe_frame,
+)
+
+__all__ = [
+    "CANDLE_LIMIT",
+    "FUNDING_PAGE_ROWS",
+    "HAS_OPEN_INTEREST_HISTORY",
+    "BinanceHistory",
+    "ChannelError",
+    "HyperliquidHistory",
+    "Pong",
+    "RetryPolicy",
+    "SourceCoverage",
+    "SubscriptionAck",
+    "TimeRange",
+    "WsMessage",
+    "asset_context_subscription",
+    "binance_symbol",
+    "candle_coverage",
+    "candle_subscription",
+    "ccxt_symbol",
+    "open_interest_coverage",
+    "parse_asset_context",
+    "parse_candle",
+    "parse_candle_snapshot",
+    "parse_funding_history",
+    "parse_klines",
+    "parse_ws_message",
+    "ping_frame",
+    "subscribe_frame",
+    "unsubscribe_frame",
+]

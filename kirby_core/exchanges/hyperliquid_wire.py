@@ -1,0 +1,264 @@
+"""Hyperliquid's wire format: declarations, frame builders and pure parsers.
+
+Everything here is a pure function of its input (no I/O): `hyperliquid.py` feeds it REST
+payloads, and `kirby_stream` (which owns the WebSocket) feeds it raw text frames. Parsed
+values are exact (`Decimal` from the exchange's strings); anything that does not have the
+documented shape raises `ExchangeProtocolError` naming the field and the bad value.
+
+Live funding (`activeAssetCtx.funding`) is the current hour's running, *predicted* rate and
+lands in `FundingRate.predicted_funding_rate`; `fundingHistory` gives the rate *settled* for
+each past hour and lands in `settled_funding_rate`. They are never mixed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from kirby_core.errors import ExchangeProtocolError, InvalidRequest
+from kirby_core.exchanges.base import (
+    check_candle,
+    exact_product,
+    field,
+    parse_decimal,
+    parse_int,
+    parse_ms,
+    parse_optional_decimal,
+)
+from kirby_core.models import AssetContextUpdate, Candle, CandleUpdate, FundingRate, OpenInterest
+from kirby_core.timeutil import INTERVAL_SECONDS, ensure_utc, floor_minute, floor_time
+
+INTERVALS: tuple[str, ...] = tuple(
+    i
+    for i in ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d", "3d", "1w")
+    if i in INTERVAL_SECONDS
+)
+"""Intervals Hyperliquid publishes that Kirby handles (its `1M` has no fixed length)."""
+
+
+def check_interval(interval: str) -> str:
+    if interval not in INTERVALS:
+        raise InvalidRequest(
+            f"Hyperliquid has no {interval!r} candles; allowed: {', '.join(INTERVALS)}"
+        )
+    return interval
+
+
+# --- WebSocket frames we send ------------------------------------------------------------
+
+
+def candle_subscription(coin: str, interval: str) -> dict[str, str]:
+    return {"type": "candle", "coin": coin, "interval": check_interval(interval)}
+
+
+def asset_context_subscription(coin: str) -> dict[str, str]:
+    return {"type": "activeAssetCtx", "coin": coin}
+
+
+def subscribe_frame(subscription: dict[str, str]) -> str:
+    return _compact({"method": "subscribe", "subscription": subscription})
+
+
+def unsubscribe_frame(subscription: dict[str, str]) -> str:
+    return _compact({"method": "unsubscribe", "subscription": subscription})
+
+
+def ping_frame() -> str:
+    return _compact({"method": "ping"})
+
+
+def _compact(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"))
+
+
+# --- WebSocket frames we receive ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pong:
+    """The answer to a ping: `{"channel":"pong"}`."""
+
+
+@dataclass(frozen=True)
+class SubscriptionAck:
+    """`{"channel":"subscriptionResponse","data":{"method":"subscribe",
+    "subscription":{"type":"candle","coin":"BTC","interval":"1m"}}}`"""
+
+    method: str
+    subscription: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChannelError:
+    """`{"channel":"error","data":"Already subscribed: {...}"}`"""
+
+    message: str
+
+
+WsMessage = CandleUpdate | AssetContextUpdate | Pong | SubscriptionAck | ChannelError
+
+
+def parse_ws_message(raw: str | bytes, received_at: datetime) -> WsMessage:
+    """Parse one text frame; `received_at` (UTC) stamps the minute of asset-context rows."""
+    try:
+        # Numbers that are not integers become exact Decimals, never floats.
+        message = json.loads(raw, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ExchangeProtocolError(
+            f"Hyperliquid WS: frame is not JSON ({exc}): {raw!r:.200}"
+        ) from exc
+    channel = field(message, "channel", "Hyperliquid WS frame")
+    if channel == "pong":
+        return Pong()
+    parser = _CHANNELS.get(channel) if isinstance(channel, str) else None
+    if parser is None:
+        allowed = ", ".join(["pong", *_CHANNELS])
+        raise ExchangeProtocolError(
+            f"Hyperliquid WS: unknown channel {channel!r}; expected one of {allowed}"
+        )
+    return parser(field(message, "data", f"Hyperliquid WS {channel}"), ensure_utc(received_at))
+
+
+def parse_candle(data: object, where: str = "Hyperliquid candle") -> CandleUpdate:
+    """One candle object, from a WS push or a candleSnapshot row::
+
+    {"t":1684699200000,"T":1684702799999,"s":"kPEPE","i":"1h","o":"0.001601",
+     "c":"0.001604","h":"0.001616","l":"0.001601","v":"520665683.0","n":709}
+    """
+    coin = field(data, "s", where)
+    interval = field(data, "i", where)
+    if not isinstance(coin, str) or not isinstance(interval, str):
+        raise ExchangeProtocolError(
+            f"{where}: 's' and 'i' must be strings, got {coin!r}, {interval!r}"
+        )
+    candle = Candle(
+        time=parse_ms(field(data, "t", where), "t", where),
+        open=parse_decimal(field(data, "o", where), "o", where),
+        high=parse_decimal(field(data, "h", where), "h", where),
+        low=parse_decimal(field(data, "l", where), "l", where),
+        close=parse_decimal(field(data, "c", where), "c", where),
+        volume=parse_decimal(field(data, "v", where), "v", where),
+        trade_count=parse_int(field(data, "n", where), "n", where),
+    )
+    return CandleUpdate(coin, interval, check_candle(candle, f"{where} {coin} {interval}"))
+
+
+def _parse_candle_push(data: object, received_at: datetime) -> CandleUpdate:
+    if isinstance(data, list):
+        raise ExchangeProtocolError("Hyperliquid WS candle: data must be one object, got a list")
+    return parse_candle(data, "Hyperliquid WS candle")
+
+
+def parse_asset_context(data: object, received_at: datetime) -> AssetContextUpdate:
+    """An activeAssetCtx push, split into this minute's funding and open-interest rows::
+
+    {"coin":"BTC","ctx":{"funding":"0.0000125","openInterest":"21897.1234","prevDayPx":"64210.0",
+     "dayNtlVlm":"1869412345.5","premium":"0.00031","oraclePx":"64950.0","markPx":"64960.0",
+     "midPx":"64961.5","impactPxs":["64960.0","64963.0"],"dayBaseVlm":"28950.123"}}
+
+    `premium` and `midPx` may be null.
+    """
+    where = "Hyperliquid WS activeAssetCtx"
+    coin = field(data, "coin", where)
+    if not isinstance(coin, str):
+        raise ExchangeProtocolError(f"{where}: field 'coin' must be a string, got {coin!r}")
+    ctx = field(data, "ctx", where)
+    where = f"{where} {coin}"
+
+    def number(name: str) -> Decimal:
+        return parse_decimal(field(ctx, name, where), name, where)
+
+    def optional(name: str) -> Decimal | None:
+        return parse_optional_decimal(field(ctx, name, where), name, where)
+
+    minute = floor_minute(received_at)
+    mark_price = number("markPx")
+    open_interest = number("openInterest")
+    if open_interest < 0:
+        raise ExchangeProtocolError(f"{where}: negative openInterest {open_interest}")
+    funding = FundingRate(
+        time=minute,
+        predicted_funding_rate=number("funding"),
+        premium=optional("premium"),
+        mark_price=mark_price,
+        oracle_price=number("oraclePx"),
+        mid_price=optional("midPx"),
+        next_funding_time=floor_time(received_at, "1h") + timedelta(hours=1),
+    )
+    interest = OpenInterest(
+        time=minute,
+        open_interest=open_interest,
+        notional=exact_product(open_interest, mark_price),
+        day_base_volume=number("dayBaseVlm"),
+        day_notional_volume=number("dayNtlVlm"),
+    )
+    return AssetContextUpdate(coin, received_at, funding, interest)
+
+
+def _parse_ack(data: object, received_at: datetime) -> SubscriptionAck:
+    where = "Hyperliquid WS subscriptionResponse"
+    method = field(data, "method", where)
+    subscription = field(data, "subscription", where)
+    if not isinstance(method, str) or not isinstance(subscription, dict):
+        raise ExchangeProtocolError(f"{where}: unexpected data {data!r:.200}")
+    return SubscriptionAck(method, subscription)
+
+
+def _parse_error(data: object, received_at: datetime) -> ChannelError:
+    return ChannelError(data if isinstance(data, str) else json.dumps(data, default=str))
+
+
+_CHANNELS = {
+    "candle": _parse_candle_push,
+    "activeAssetCtx": parse_asset_context,
+    "subscriptionResponse": _parse_ack,
+    "error": _parse_error,
+}
+
+
+# --- REST payloads ------------------------------------------------------------------------
+
+
+def parse_candle_snapshot(payload: object, coin: str, interval: str) -> list[Candle]:
+    """A `candleSnapshot` response: an ascending list of candle objects (see `parse_candle`),
+    including the candles that contain startTime and endTime."""
+    where = f"Hyperliquid candleSnapshot {coin} {interval}"
+    if not isinstance(payload, list):
+        raise ExchangeProtocolError(f"{where}: expected a list, got {payload!r:.200}")
+    candles = []
+    for row in payload:
+        update = parse_candle(row, where)
+        if (update.coin, update.interval) != (coin, interval):
+            raise ExchangeProtocolError(f"{where}: got a candle of {update.coin} {update.interval}")
+        candles.append(update.candle)
+    return candles
+
+
+def parse_funding_history(payload: object, coin: str) -> list[tuple[int, FundingRate]]:
+    """A `fundingHistory` response, as (raw time in ms, minute-aligned row) pairs::
+
+    [{"coin":"BTC","fundingRate":"-0.00061334","premium":"-0.00091334","time":1683849600048}]
+
+    `time` carries milliseconds of jitter past the hour; the row's `time` is floored to the
+    minute. The rates are the *settled* ones.
+    """
+    where = f"Hyperliquid fundingHistory {coin}"
+    if not isinstance(payload, list):
+        raise ExchangeProtocolError(f"{where}: expected a list, got {payload!r:.200}")
+    rows = []
+    for item in payload:
+        if field(item, "coin", where) != coin:
+            raise ExchangeProtocolError(f"{where}: got a row of {item['coin']!r}")
+        ms = parse_int(field(item, "time", where), "time", where)
+        row = FundingRate(
+            time=floor_minute(parse_ms(ms, "time", where)),
+            settled_funding_rate=parse_decimal(
+                field(item, "fundingRate", where), "fundingRate", where
+            ),
+            settled_premium=parse_decimal(field(item, "premium", where), "premium", where),
+        )
+        rows.append((ms, row))
+    return rows

@@ -1,0 +1,110 @@
+"""Rows as Kirby stores them: candles, funding rates, open interest.
+
+Values are exact: prices, sizes and rates are `Decimal` built from the exchange's own
+strings, never floats. Times are timezone-aware UTC datetimes. Funding and open-interest
+rows are minute-aligned; a candle's `time` is its open time.
+
+The row types are NamedTuples on purpose: the bulk writer hands them to asyncpg column by
+column without any per-row conversion.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple
+
+
+class Candle(NamedTuple):
+    """One OHLCV candle of a starlisting; `trade_count` is None when the source lacks it."""
+
+    time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    trade_count: int | None = None
+
+
+class CandleRow(NamedTuple):
+    """A candle with the starlisting it belongs to: the writer's input."""
+
+    starlisting_id: int
+    time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    trade_count: int | None = None
+
+
+class FundingRate(NamedTuple):
+    """Funding state of a trading pair for one minute.
+
+    `settled_funding_rate`/`settled_premium` come from the exchange's funding history (the
+    rate actually paid for the hour); `predicted_funding_rate`/`premium` and the prices come
+    from the live feed (the current hour's running rate). They mean different things, so
+    neither overwrites the other.
+    """
+
+    time: datetime
+    settled_funding_rate: Decimal | None = None
+    settled_premium: Decimal | None = None
+    predicted_funding_rate: Decimal | None = None
+    premium: Decimal | None = None
+    mark_price: Decimal | None = None
+    oracle_price: Decimal | None = None
+    mid_price: Decimal | None = None
+    next_funding_time: datetime | None = None
+
+
+class FundingRateRow(NamedTuple):
+    trading_pair_id: int
+    time: datetime
+    settled_funding_rate: Decimal | None = None
+    settled_premium: Decimal | None = None
+    predicted_funding_rate: Decimal | None = None
+    premium: Decimal | None = None
+    mark_price: Decimal | None = None
+    oracle_price: Decimal | None = None
+    mid_price: Decimal | None = None
+    next_funding_time: datetime | None = None
+
+
+class OpenInterest(NamedTuple):
+    """Open interest of a trading pair for one minute; `open_interest` is in coins and
+    `notional` = open interest x mark price."""
+
+    time: datetime
+    open_interest: Decimal | None = None
+    notional: Decimal | None = None
+    day_base_volume: Decimal | None = None
+    day_notional_volume: Decimal | None = None
+
+
+class OpenInterestRow(NamedTuple):
+    trading_pair_id: int
+    time: datetime
+    open_interest: Decimal | None = None
+    notional: Decimal | None = None
+    day_base_volume: Decimal | None = None
+    day_notional_volume: Decimal | None = None
+
+
+class CandleUpdate(NamedTuple):
+    """A live candle push: which coin and interval it belongs to, and its current state."""
+
+    coin: str
+    interval: str
+    candle: Candle
+
+
+class AssetContextUpdate(NamedTuple):
+    """A live asset-context push, already split into this minute's funding and OI rows."""
+
+    coin: str
+    received_at: datetime
+    funding: FundingRate
+    open_interest: OpenInterest

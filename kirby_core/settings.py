@@ -1,0 +1,126 @@
+"""Kirby's settings: the only place that reads the environment.
+
+Every field can be set as `KIRBY_<FIELD>` in the environment or a `.env` file. Settings are
+built once at an entry point (the CLI, the API app factory, a Dagster resource) and passed
+down; nothing reads them at import time, so tests build `Settings(...)` directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Database = Literal["realtime", "training"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KIRBY_", env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    """Realtime database (live Hyperliquid data). Unset: Kirby's embedded PostgreSQL."""
+    training_database_url: str | None = None
+    """Training database (historical Binance data). Unset: same as `database_url`
+    (with the embedded server, its own `kirby_training` database)."""
+    home: Path = Path(".kirby")
+    """Local state: the embedded PostgreSQL lives in `<home>/postgres`."""
+
+    hyperliquid_rest_url: str = "https://api.hyperliquid.xyz"
+    """Hyperliquid REST base; `/info` is appended."""
+    hyperliquid_ws_url: str = "wss://api.hyperliquid.xyz/ws"
+    """Hyperliquid WebSocket endpoint."""
+    binance_spot_url: str = "https://api.binance.com"
+    """Binance spot REST host; `/api/v3/...` is appended."""
+    binance_futures_url: str = "https://fapi.binance.com"
+    """Binance USD-M futures REST host; `/fapi/v1/...` is appended."""
+
+    realtime_catalog: Path = Path("config/starlistings.yaml")
+    """Catalog of the realtime database."""
+    training_catalog: Path = Path("config/training_stars.yaml")
+    """Catalog of the training database."""
+    lake_dir: Path = Path("lake")
+    """Root of the Parquet lake written by exports."""
+
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Timeout of one exchange REST call."""
+    http_max_retries: int = Field(default=5, ge=0)
+    """Retries of a rate-limited (429) or failing (5xx, network) exchange call."""
+    retention_days: int | None = Field(default=None, gt=0)
+    """TimescaleDB only: drop candle/funding/OI chunks older than this. Unset: keep all."""
+
+    stream_flush_seconds: float = Field(default=1.0, gt=0)
+    """Live collector: how often buffered candles are written (funding/OI: at minute close)."""
+    stream_catalog_poll_seconds: float = Field(default=30.0, gt=0)
+    """Live collector: how often the catalog is re-read to pick up (de)activated starlistings."""
+    stream_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    """Live collector: how often its `stream_heartbeats` row is refreshed."""
+    stream_stale_seconds: float = Field(default=60.0, gt=0)
+    """Supervisor: a collector whose heartbeat is older than this is stale (relaunched)."""
+    stream_stall_seconds: float = Field(default=15.0, gt=0)
+    """Live collector: a coin with no data for this long is resubscribed; if every coin is
+    quiet, the connection is replaced."""
+    stream_ping_seconds: float = Field(default=20.0, gt=0)
+    """Live collector: ping interval (Hyperliquid closes a connection after 60 s of silence)."""
+    stream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Live collector: timeout of one WebSocket connect and handshake."""
+    stream_database_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Live collector: timeout of one database round (connect, or one flush)."""
+    stream_max_buffered_rows: int = Field(default=200_000, ge=10)
+    """Live collector: memory bound; beyond it the oldest rows are dropped (and recorded)."""
+    stream_reconnect_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    """Live collector: cap of the backoff between WebSocket reconnects."""
+    stream_database_backoff_max_seconds: float = Field(default=10.0, gt=0)
+    """Live collector: cap of the backoff between retries of a failed flush."""
+    stream_shutdown_seconds: float = Field(default=5.0, gt=0)
+    """Live collector: on SIGTERM, how long the final flush may keep retrying."""
+    stream_supervisor_enabled: bool = True
+    """Dagster's `stream_supervisor` sensor does nothing while false (a hard off switch)."""
+    dagster_database_url: str | None = None
+    """Dagster's own storage (runs, events, schedules). Unset: SQLite under `<home>/dagster`."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Minimum level of log lines."""
+    log_format: Literal["text", "json"] = "text"
+    """`text` is key=value per line; `json` is one JSON object per line."""
+
+    api_host: str = "127.0.0.1"
+    """Address `kirby api serve` binds to."""
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    """Port `kirby api serve` listens on."""
+    api_auth_enabled: bool = True
+    """Require an API key on every route but /health, /metrics and /schema. Off: local use
+    only (every route, admin included, is open)."""
+    api_rate_limit_per_minute: int = Field(default=1200, gt=0)
+    """REST requests a key (or, without a key, a client address) may make per minute, per
+    API process; a key's own limit overrides it."""
+    api_ws_max_connections: int = Field(default=2000, gt=0)
+    """WebSocket connections one API process accepts in total."""
+    api_ws_max_connections_per_key: int = Field(default=5, gt=0)
+    """WebSocket connections one key may hold per API process; a key's own cap overrides it."""
+    api_ws_max_subscriptions: int = Field(default=100, gt=0)
+    """Starlistings one WebSocket connection may subscribe to."""
+    api_ws_max_message_bytes: int = Field(default=65536, gt=0)
+    """Largest client WebSocket message; a larger one closes the connection (code 1009)."""
+    api_ws_send_queue: int = Field(default=2000, gt=0)
+    """Messages queued for one WebSocket client; a client that lets it fill is disconnected
+    (code 4008) so it never delays the others."""
+    api_ws_heartbeat_seconds: float = Field(default=30.0, gt=0)
+    """Interval of the server's `ping` message on every WebSocket."""
+    api_catalog_refresh_seconds: float = Field(default=30.0, gt=0)
+    """How often the API re-reads the catalog (starlistings are looked up in memory)."""
+    api_key_cache_seconds: float = Field(default=10.0, ge=0)
+    """How long a verified API key is trusted before it is read again: the longest a
+    revocation or expiry takes to reach another API process."""
+    api_usage_flush_seconds: float = Field(default=10.0, gt=0)
+    """How often per-key request counters are written to the database (one statement)."""
+    api_stream_stale_seconds: float = Field(default=120.0, gt=0)
+    """Heartbeat age after which /health reports the stream as stale."""
+    api_pool_size: int = Field(default=10, gt=0)
+    """Connections in the API's PostgreSQL pool (the LISTEN connection comes on top)."""
+    api_query_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A query running longer fails the request with 503."""
+
+    def catalog_path(self, database: Database) -> Path:
+        return self.realtime_catalog if database == "realtime" else self.training_catalog

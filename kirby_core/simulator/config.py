@@ -1,0 +1,39 @@
+"""Settings of one simulator instance (built by the CLI or a test, never from the environment)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kirby_core.simulator.faults import FaultSchedule
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    """0 picks a free port (tests); `kirby sim` defaults to 8765."""
+    seed: int = 7
+    """Same seed, same market data."""
+    speed: float = 1.0
+    """Simulated seconds per real second."""
+    start: datetime | None = None
+    """Simulated time at startup; None = the real time now."""
+    extra_coins: int = 0
+    """Synthetic Hyperliquid perps (SYN001...) added after the 28 real ones."""
+    quiet_probability: Mapping[str, float] = field(default_factory=dict)
+    """Share of minutes without any trade, by coin (default: by liquidity tier)."""
+    rate_limits: bool = True
+    """Enforce REST weight limits and the WebSocket message rate (off for benchmarks)."""
+    weight_per_minute: int = 1200
+    """Hyperliquid REST weight allowed per IP per minute."""
+    ws_idle_timeout: float = 60.0
+    """Real seconds without a client message before the server closes a WebSocket."""
+    ws_connections_per_ip: int = 100
+    ws_subscriptions_per_ip: int = 1000
+    ws_messages_per_minute: int = 2000
+    context_interval_ms: int = 1000
+    """Simulated ms between activeAssetCtx / l2Book / allMids pushes (+-10% jitter)."""
+    schedule: FaultSchedule = field(default_factory=FaultSchedule)
+    """Periodic faults for long runs."""

@@ -1,0 +1,77 @@
+"""The simulated market of one seed: every instrument of every venue, ready to query.
+
+`Market` is the only object the venue handlers and the live feed need: it owns one
+`CandleBook` per instrument (sharing one cache of closed candles) and one `Derivatives`
+per Hyperliquid perp. Everything it returns is a pure function of (seed, instrument,
+time), so two simulators with the same seed serve identical data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from kirby_core.simulator.candles import BarCache, CandleBook
+from kirby_core.simulator.derivatives import Derivatives
+from kirby_core.simulator.series import PriceSeries
+from kirby_core.simulator.universe import (
+    BINANCE_SPOT,
+    BINANCE_USDM,
+    HYPERLIQUID,
+    Instrument,
+    binance_spot,
+    binance_usdm,
+    hyperliquid_perps,
+)
+
+
+class Market:
+    def __init__(
+        self,
+        seed: int,
+        *,
+        extra_coins: int = 0,
+        quiet_probability: Mapping[str, float] | None = None,
+    ) -> None:
+        """`quiet_probability` overrides the share of minutes without trades, by coin."""
+        self.seed = seed
+        overrides = dict(quiet_probability or {})
+        self._cache = BarCache()
+        self._books: dict[tuple[str, str], CandleBook] = {}
+        self._derivatives: dict[str, Derivatives] = {}
+        listings = {
+            HYPERLIQUID: hyperliquid_perps(extra_coins),
+            BINANCE_SPOT: binance_spot(),
+            BINANCE_USDM: binance_usdm(),
+        }
+        self.instruments: dict[str, list[Instrument]] = {}
+        for venue, instruments in listings.items():
+            adjusted = [_with_quiet(inst, overrides.get(inst.coin)) for inst in instruments]
+            self.instruments[venue] = adjusted
+            for inst in adjusted:
+                self._books[venue, inst.symbol] = CandleBook(PriceSeries(inst, seed), self._cache)
+        for inst in self.instruments[HYPERLIQUID]:
+            self._derivatives[inst.symbol] = Derivatives(
+                self._books[HYPERLIQUID, inst.symbol], seed
+            )
+
+    @property
+    def perps(self) -> list[Instrument]:
+        """Hyperliquid perps in meta order (index = asset id)."""
+        return self.instruments[HYPERLIQUID]
+
+    def book(self, venue: str, symbol: str) -> CandleBook | None:
+        return self._books.get((venue, symbol))
+
+    def derivatives(self, coin: str) -> Derivatives | None:
+        return self._derivatives.get(coin)
+
+    def all_derivatives(self) -> list[Derivatives]:
+        """One per Hyperliquid perp, in meta order."""
+        return list(self._derivatives.values())
+
+
+def _with_quiet(instrument: Instrument, probability: float | None) -> Instrument:
+    if probability is None:
+        return instrument
+    return replace(instrument, tier=replace(instrument.tier, quiet_probability=probability))

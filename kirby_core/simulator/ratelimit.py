@@ -1,0 +1,50 @@
+"""Request weight per client IP over a sliding real-time minute, as exchanges count it.
+
+Hyperliquid allows 1200 weight per minute per IP (info requests weigh 20, allMids and
+l2Book 2, plus one per 60 candles / 20 funding rows returned); Binance counts weight per
+API family. A request that would exceed the limit is refused before it runs; the weight of
+returned items is charged after it ran. `limit=None` switches limiting off (benchmarks).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+
+WINDOW_SECONDS = 60.0
+
+
+class WeightLimiter:
+    def __init__(self, limit: int | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._spent: defaultdict[str, deque[tuple[float, int]]] = defaultdict(deque)
+
+    def used(self, client: str) -> int:
+        spent = self._spent[client]
+        horizon = self._clock() - WINDOW_SECONDS
+        while spent and spent[0][0] <= horizon:
+            spent.popleft()
+        return sum(weight for _, weight in spent)
+
+    def acquire(self, client: str, weight: int) -> float | None:
+        """Charge `weight`; if that would exceed the limit, charge nothing and return the
+        real seconds until enough weight has expired."""
+        if self.limit is None:
+            return None
+        used = self.used(client)
+        if used + weight <= self.limit:
+            self.charge(client, weight)
+            return None
+        excess = used + weight - self.limit
+        freed = 0
+        for spent_at, spent_weight in self._spent[client]:
+            freed += spent_weight
+            if freed >= excess:
+                return max(0.0, spent_at + WINDOW_SECONDS - self._clock())
+        return WINDOW_SECONDS
+
+    def charge(self, client: str, weight: int) -> None:
+        if self.limit is not None and weight > 0:
+            self._spent[client].append((self._clock(), weight))

@@ -1,0 +1,207 @@
+"""The simulator as a server: one aiohttp app on one port, and two ways to run it.
+
+One port serves every base URL Kirby needs:
+    Hyperliquid REST   POST {base_url}/info          (SDK base_url, ccxt urls['api'])
+    Hyperliquid WS     {ws_url} = ws://host:port/ws
+    Binance            GET  {base_url}/api/v3/..., /fapi/v1/..., /dapi/v1/...
+    admin              {base_url}/_sim/...           (see `admin`)
+
+`SimulatorServer` is an async context manager for asyncio tests (port 0 by default);
+`run_simulator_in_thread` runs one in a background thread with its own event loop, for
+synchronous clients (hyperliquid-python-sdk, ccxt) that would otherwise block the loop.
+Injected HTTP faults (429 / 5xx) apply to every exchange path, not to /ws or /_sim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from kirby_core.simulator import binance, hyperliquid
+from kirby_core.simulator.admin import PREFIX, admin_routes
+from kirby_core.simulator.binance import Binance
+from kirby_core.simulator.clock import VirtualClock
+from kirby_core.simulator.config import SimulatorConfig
+from kirby_core.simulator.faults import FaultInjector, run_schedule
+from kirby_core.simulator.feed import Feed
+from kirby_core.simulator.hyperliquid import HyperliquidInfo
+from kirby_core.simulator.hyperliquid_ws import HyperliquidStream, StreamLimits
+from kirby_core.simulator.market import Market
+from kirby_core.simulator.ratelimit import WeightLimiter
+
+_BINANCE_PREFIXES = ("/api/", "/fapi/", "/dapi/")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class SimulatorServer:
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self.config = config = config or SimulatorConfig()
+        self.clock = VirtualClock(config.start, config.speed)
+        self.faults = FaultInjector()
+        self.market = Market(
+            config.seed, extra_coins=config.extra_coins, quiet_probability=config.quiet_probability
+        )
+        self.stream = HyperliquidStream(
+            self.market,
+            self.faults,
+            StreamLimits(
+                idle_timeout=config.ws_idle_timeout,
+                connections_per_ip=config.ws_connections_per_ip,
+                subscriptions_per_ip=config.ws_subscriptions_per_ip,
+                messages_per_minute=config.ws_messages_per_minute if config.rate_limits else None,
+            ),
+        )
+        self.feed = Feed(
+            self.market, self.clock, self.stream, context_interval_ms=config.context_interval_ms
+        )
+        self.port: int | None = None
+        self.http_requests = 0
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._forget_drop_listener: Callable[[], None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """http://host:port: the Hyperliquid REST base and the Binance host."""
+        if self.port is None:
+            raise RuntimeError("the simulator is not running")
+        return f"http://{self.config.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}/ws"
+
+    async def start(self) -> None:
+        config = self.config
+        limiter = WeightLimiter(config.weight_per_minute if config.rate_limits else None)
+        info = HyperliquidInfo(self.market, self.clock, self.faults, limiter)
+        exchange = Binance(self.market, self.clock, self.faults, config.rate_limits)
+        app = web.Application(middlewares=[self._inject_http_faults])
+        app.add_routes(
+            [
+                web.post("/info", info.handle),
+                web.get("/ws", self.stream.handle),
+                *exchange.routes(),
+                *admin_routes(self.faults, self.state),
+            ]
+        )
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, config.host, config.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        loop = asyncio.get_running_loop()
+        self._forget_drop_listener = self.faults.on_drop(
+            lambda: loop.call_soon_threadsafe(self.stream.drop_all)
+        )
+        self._tasks = [
+            asyncio.create_task(self.feed.run(), name="simulator-feed"),
+            asyncio.create_task(
+                run_schedule(config.schedule, self.faults), name="simulator-faults"
+            ),
+        ]
+
+    async def stop(self) -> None:
+        if self._forget_drop_listener is not None:
+            self._forget_drop_listener()
+            self._forget_drop_listener = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.stream.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SimulatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def state(self) -> dict[str, Any]:
+        connections = list(self.stream.connections)
+        return {
+            "now_ms": self.clock.now_ms(),
+            "now": self.clock.now().isoformat(),
+            "speed": self.clock.speed,
+            "seed": self.market.seed,
+            "base_url": self.base_url,
+            "ws_url": self.ws_url,
+            "connections": len(connections),
+            "subscriptions": sum(len(c.subscriptions) for c in connections),
+            "http_requests": self.http_requests,
+            "ws_pushes": self.feed.pushed,
+            "faults": self.faults.snapshot(),
+        }
+
+    @web.middleware
+    async def _inject_http_faults(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        if request.path.startswith(PREFIX) or request.path == "/ws":
+            return await handler(request)
+        self.http_requests += 1
+        fault = self.faults.take_http_error()
+        if fault is None:
+            return await handler(request)
+        venue = binance if request.path.startswith(_BINANCE_PREFIXES) else hyperliquid
+        if fault.status == 429:
+            retry_after = fault.retry_after or 1.0
+            if venue is binance:
+                return binance.rate_limited(request.remote or "unknown", binance.SPOT, retry_after)
+            return hyperliquid.rate_limited(retry_after)
+        return venue.server_error(fault.status)
+
+
+@contextlib.contextmanager
+def run_simulator_in_thread(config: SimulatorConfig | None = None) -> Iterator[SimulatorServer]:
+    """Run a simulator in a background thread until the block exits."""
+    server = SimulatorServer(config)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    failure: list[BaseException] = []
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(server.start())
+        except BaseException as exc:
+            failure.append(exc)
+            loop.run_until_complete(server.stop())
+            return
+        finally:
+            started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(server.stop())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+
+    thread = threading.Thread(target=serve, name="kirby-simulator")
+    thread.start()
+    started.wait()
+    try:
+        if failure:
+            raise failure[0]
+        yield server
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()

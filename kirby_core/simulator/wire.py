@@ -1,0 +1,38 @@
+"""How the simulated venues write numbers and documents on the wire.
+
+Numbers are integer units turned into decimal strings. Hyperliquid prints numbers the way
+Rust prints floats: no trailing zeros, but always one digit after the point ("67123.0",
+"0.001604", "520665683.0"). Binance prints a fixed number of decimals ("67123.45000000"
+on spot, "67123.40" on USD-M). Documents are compact JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def encode(document: Any) -> str:
+    """Compact JSON, as both exchanges send it."""
+    return json.dumps(document, separators=(",", ":"))
+
+
+def _split(units: int, decimals: int) -> tuple[str, str, str]:
+    sign = "-" if units < 0 else ""
+    digits = str(abs(units)).rjust(decimals + 1, "0")
+    if decimals == 0:
+        return sign, digits, ""
+    return sign, digits[:-decimals], digits[-decimals:]
+
+
+def hl_decimal(units: int, decimals: int) -> str:
+    """`units` x 10**-decimals, Hyperliquid style."""
+    sign, whole, fraction = _split(units, decimals)
+    return f"{sign}{whole}.{fraction.rstrip('0') or '0'}"
+
+
+def fixed_decimal(units: int, decimals: int, shown: int) -> str:
+    """`units` x 10**-decimals printed with exactly `shown` (>= decimals) decimals."""
+    sign, whole, fraction = _split(units, decimals)
+    fraction = fraction.ljust(shown, "0")
+    return f"{sign}{whole}.{fraction}" if shown else f"{sign}{whole}"

@@ -1,0 +1,109 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kirby_core.catalog import StarlistingKey, load_catalog, parse_catalog
+from kirby_core.errors import CatalogError
+from tests.conftest import REPO
+
+REALTIME = REPO / "config" / "starlistings.yaml"
+TRAINING = REPO / "config" / "training_stars.yaml"
+
+
+def test_shipped_catalogs() -> None:
+    realtime = load_catalog(REALTIME)
+    assert len(realtime.starlistings) == 8
+    assert [str(p) for p in realtime.trading_pairs] == [
+        "hyperliquid/BTC/USD/perps",
+        "hyperliquid/SOL/USD/perps",
+    ]
+    assert realtime.starlistings[0] == StarlistingKey("hyperliquid", "BTC", "USD", "perps", "1m")
+    training = load_catalog(TRAINING)
+    assert len(training.starlistings) == 24
+    assert {str(p) for p in training.trading_pairs} == {
+        "binance/BTC/USDT/perps",
+        "binance/BTC/USDT/spot",
+        "binance/ETH/USDT/perps",
+        "binance/SOL/USDT/perps",
+    }
+    assert {s.interval for s in training.starlistings} == {"1m", "5m", "15m", "1h", "4h", "1d"}
+
+
+def _broken(mutate) -> str:
+    raw = yaml.safe_load(REALTIME.read_text())
+    raw = copy.deepcopy(raw)
+    mutate(raw)
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(raw, source="config/starlistings.yaml")
+    return str(caught.value)
+
+
+def test_unknown_exchange_names_entry_and_allowed_values() -> None:
+    message = _broken(lambda r: r["starlistings"][1].update(exchange="binanse"))
+    assert message == (
+        "config/starlistings.yaml: starlistings[1] (binanse/SOL/USD/perps): unknown exchange "
+        "'binanse'; allowed: binance, hyperliquid"
+    )
+
+
+def test_unsupported_interval() -> None:
+    message = _broken(lambda r: r["starlistings"][0]["intervals"].append("6h"))
+    assert "starlistings[0] (hyperliquid/BTC/USD/perps): interval '6h' is not supported" in message
+    assert "allowed: 1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 8h, 12h, 1d, 3d, 1w" in message
+
+
+def test_unsupported_market_type() -> None:
+    def spot(raw):
+        raw["market_types"].append({"name": "spot"})
+        raw["starlistings"][0]["market_type"] = "spot"
+
+    assert "market_type 'spot' is not supported on hyperliquid; allowed: perps" in _broken(spot)
+
+
+def test_duplicate_starlisting() -> None:
+    message = _broken(lambda r: r["starlistings"].append(copy.deepcopy(r["starlistings"][0])))
+    assert "starlistings[2]" in message
+    assert "duplicate starlisting hyperliquid/BTC/USD/perps/1m (already in starlistings[0])" in (
+        message
+    )
+
+
+def test_unknown_field() -> None:
+    message = _broken(lambda r: r["starlistings"][0].update(colour="red"))
+    assert message == (
+        "config/starlistings.yaml: starlistings[0].colour: unknown field; allowed fields: "
+        "active, coin, exchange, intervals, market_type, quote"
+    )
+    assert "top_level: unknown field; allowed fields: coins, exchanges" in _broken(
+        lambda r: r.update(top_level=1)
+    )
+
+
+def test_undeclared_coin_and_missing_field() -> None:
+    assert "coin 'ETH' is not declared in this file; declared: BTC, SOL" in _broken(
+        lambda r: r["starlistings"][0].update(coin="ETH")
+    )
+    assert "starlistings[0].quote: required field missing" in _broken(
+        lambda r: r["starlistings"][0].pop("quote")
+    )
+
+
+def test_inactive_entries_are_left_out() -> None:
+    raw = yaml.safe_load(REALTIME.read_text())
+    raw["starlistings"][1]["active"] = False
+    loaded = parse_catalog(raw, source="x")
+    assert {s.coin for s in loaded.starlistings} == {"BTC"}
+
+
+def test_file_problems(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="catalog file not found"):
+        load_catalog(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("starlistings: [\n")
+    with pytest.raises(CatalogError, match="not valid YAML"):
+        load_catalog(bad)
+    bad.write_text("- just a list\n")
+    with pytest.raises(CatalogError, match="expected a mapping"):
+        load_catalog(bad)
