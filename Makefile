@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format bench bench-ingest db-start db-stop migrate sync sim clean
+.PHONY: help install test lint format bench bench-ingest bench-api db-start db-stop migrate sync sim clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -29,10 +29,13 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: bench-ingest  ## run every benchmark
+bench: bench-ingest bench-api  ## run every benchmark
 
 bench-ingest: $(STAMP)  ## candle upsert throughput (1M rows; writes bench figures to stdout)
 	$(BIN)/python -m bench.ingest.run
+
+bench-api: $(STAMP)  ## API requests/s and latency vs a FastAPI + ORM baseline, WS latency
+	$(BIN)/python -m bench.api.run
 
 db-start: $(STAMP)  ## start the embedded PostgreSQL and create both databases
 	$(BIN)/kirby db start

@@ -1,24 +1,42 @@
 """The `kirby` command: one entry point for every part of Kirby.
 
 This package is the composition root: it sits above `kirby_core` and the three apps and
-only wires them to the command line. Commands build `Settings` once (from `KIRBY_*`
-variables and `.env`) and hand them down. A `KirbyError` ends the command with its message
-and exit code 1, never a traceback.
+only wires them to the command line. Subcommands load lazily (importing Dagster or
+Litestar costs seconds), so `kirby db status` pays only for what it uses. Commands build
+`Settings` once (from `KIRBY_*` variables and `.env`) and hand them down. A `KirbyError` ends
+the command with its message and exit code 1, never a traceback.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from kirby_cli.catalog import catalog
-from kirby_cli.db import db
-from kirby_cli.sim import sim
 from kirby_core.errors import KirbyError
 from kirby_core.logs import configure_logging
 from kirby_core.settings import Settings
 
+COMMANDS = {
+    "db": "kirby_cli.db:db",
+    "catalog": "kirby_cli.catalog:catalog",
+    "sim": "kirby_cli.sim:sim",
+    "api": "kirby_cli.api:api",
+    "apikey": "kirby_cli.api:apikey",
+}
+
 
 class _KirbyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -44,8 +62,3 @@ def cli(ctx: click.Context, log_level: str | None) -> None:
     settings = Settings()
     configure_logging(log_level or settings.log_level, settings.log_format)
     ctx.obj = settings
-
-
-cli.add_command(db)
-cli.add_command(catalog)
-cli.add_command(sim)

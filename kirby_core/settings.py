@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     stream_stale_seconds: float = Field(default=60.0, gt=0)
     """Supervisor: a collector whose heartbeat is older than this is stale (relaunched)."""
     stream_stall_seconds: float = Field(default=15.0, gt=0)
-    """Live collector: a coin with no data for this long is resubscribed; if every coin is
-    quiet, the connection is replaced."""
+    """Live collector: no data from any coin for this long replaces the connection; one coin
+    this quiet while the others flow is resubscribed."""
     stream_ping_seconds: float = Field(default=20.0, gt=0)
     """Live collector: ping interval (Hyperliquid closes a connection after 60 s of silence)."""
     stream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     """Live collector: on SIGTERM, how long the final flush may keep retrying."""
     stream_supervisor_enabled: bool = True
     """Dagster's `stream_supervisor` sensor does nothing while false (a hard off switch)."""
+    backfill_new_series_days: int = Field(default=30, gt=0)
+    """Dagster: days of history requested, most recent first, when a series appears in a
+    catalog (Hyperliquid candles stop at what the exchange still keeps)."""
     dagster_database_url: str | None = None
     """Dagster's own storage (runs, events, schedules). Unset: SQLite under `<home>/dagster`."""
 
@@ -121,6 +124,9 @@ class Settings(BaseSettings):
     """Connections in the API's PostgreSQL pool (the LISTEN connection comes on top)."""
     api_query_timeout_seconds: float = Field(default=10.0, gt=0)
     """A query running longer fails the request with 503."""
+    api_latest_cache_seconds: float = Field(default=1.0, ge=0)
+    """Longest a cached latest-N page lives; a NOTIFY for its series drops it at once. It
+    bounds staleness only for writes that do not NOTIFY (backfills). 0 turns the cache off."""
 
     def catalog_path(self, database: Database) -> Path:
         return self.realtime_catalog if database == "realtime" else self.training_catalog

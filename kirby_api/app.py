@@ -1,0 +1,148 @@
+"""`create_app()`: the Litestar application, assembled from its parts.
+
+Routes (REST under /, admin under /admin, the WebSocket at /ws), the one error mapping,
+typed dependencies (each handler names the services it needs), middleware from the outside
+in: metrics + access log, API-key authentication, per-key rate limits. OpenAPI is served at
+/schema (Swagger UI) and /schema/openapi.json. Settings are built once here (or passed in by
+the CLI and tests); nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, OpenAPIMediaType, Schema, SecurityScheme
+from litestar.openapi.spec.enums import OpenAPIType
+
+from kirby_api.auth import ApiKeyMiddleware
+from kirby_api.errors import EXCEPTION_HANDLERS
+from kirby_api.formats import MEDIA_TYPES
+from kirby_api.observability import ObservabilityMiddleware
+from kirby_api.ratelimit import RateLimitMiddleware
+from kirby_api.routes.admin import admin_router
+from kirby_api.routes.coverage import (
+    get_candle_coverage,
+    get_funding_coverage,
+    get_open_interest_coverage,
+)
+from kirby_api.routes.health import get_health, get_metrics
+from kirby_api.routes.market import get_candles, get_funding, get_open_interest
+from kirby_api.routes.starlistings import get_starlisting, list_starlistings
+from kirby_api.runtime import Runtime
+from kirby_api.ws.handler import stream
+from kirby_core.db.urls import resolve
+from kirby_core.settings import Settings
+
+PUBLIC_PREFIXES = ("/schema",)
+"""Open without a key and never rate-limited (besides the routes marked so)."""
+
+DESCRIPTION = """
+Candles, funding rates and open interest from Kirby's realtime database.
+
+**Authentication**: `Authorization: Bearer <key>` or `X-API-Key: <key>` (WebSocket: also
+`?api_key=<key>`). /health, /metrics and /schema need no key.
+
+**Errors** share one body: `{"status", "error", "message", "parameter"?, "allowed"?}`.
+
+**Rate limits**: per key, with `RateLimit-*` headers; 429 comes with `Retry-After`.
+
+**WebSocket** `/ws`: send `{"action": "subscribe", "starlisting_ids": [1], "history": 100,
+"channels": ["candles", "funding", "open_interest"]}`, `{"action": "unsubscribe", ...}` or
+`{"action": "ping"}`. The server sends `success`, `error`, `historical`, `candle`,
+`funding`, `open_interest`, `ping` and `pong` messages. Close codes: 4401 no valid key,
+4429 the key's connection cap, 1013 server full, 4408 too slow a reader, 1009 message too
+big.
+"""
+
+
+def _provider(value: Any) -> Provide:
+    return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+
+def _openapi(settings: Settings) -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Kirby API",
+        version=version("kirby"),
+        description=DESCRIPTION.strip(),
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "BearerKey": SecurityScheme(type="http", scheme="bearer"),
+                "HeaderKey": SecurityScheme(
+                    type="apiKey", name="X-API-Key", security_scheme_in="header"
+                ),
+            }
+        ),
+        security=[{"BearerKey": []}, {"HeaderKey": []}] if settings.api_auth_enabled else None,
+    )
+
+
+def _document_bulk_formats(app: Litestar) -> None:
+    """The data routes also answer format=csv|parquet: say so in their 200 response."""
+    schema = app.openapi_schema
+    for path, item in (schema.paths or {}).items():
+        if item.get is None or not path.startswith(("/candles/", "/funding/", "/open-interest/")):
+            continue
+        content = item.get.responses["200"].content  # type: ignore[union-attr]
+        content[MEDIA_TYPES["csv"]] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+        content[MEDIA_TYPES["parquet"]] = OpenAPIMediaType(
+            schema=Schema(type=OpenAPIType.STRING, format="binary")  # type: ignore[arg-type]
+        )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings()
+    runtime = Runtime(settings, resolve(settings).realtime)
+    services = {
+        "settings": settings,
+        "database": runtime.database,
+        "catalog": runtime.catalog,
+        "market": runtime.market,
+        "pages": runtime.pages,
+        "hub": runtime.hub,
+        "listener": runtime.listener,
+        "metrics": runtime.metrics,
+        "verifier": runtime.verifier,
+    }
+    app = Litestar(
+        route_handlers=[
+            get_health,
+            get_metrics,
+            list_starlistings,
+            get_starlisting,
+            get_candles,
+            get_funding,
+            get_open_interest,
+            get_candle_coverage,
+            get_funding_coverage,
+            get_open_interest_coverage,
+            admin_router,
+            stream,
+        ],
+        dependencies={name: _provider(value) for name, value in services.items()},
+        middleware=[
+            ObservabilityMiddleware(runtime.metrics),
+            DefineMiddleware(
+                ApiKeyMiddleware,
+                verifier=runtime.verifier,
+                usage=runtime.usage,
+                enabled=settings.api_auth_enabled,
+                exclude=[f"^{prefix}" for prefix in PUBLIC_PREFIXES],
+            ),
+            RateLimitMiddleware(runtime.limiter, PUBLIC_PREFIXES),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[runtime.lifespan],
+        openapi_config=_openapi(settings),
+        logging_config=None,
+    )
+    app.state.runtime = runtime
+    _document_bulk_formats(app)
+    return app

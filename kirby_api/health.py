@@ -1,0 +1,136 @@
+"""What /health reports: the database, the stream's heartbeat, per-series data freshness.
+
+Overall status: `ok`; `degraded` when the stream's newest heartbeat is older than
+`api_stream_stale_seconds` (or there is none) or the LISTEN connection is down — the API
+still serves stored data; `down` when the database does not answer (HTTP 503). A failing
+database is the expected outcome to report here, so this is the one place that turns a
+`StorageError` into data instead of an error response.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+from kirby_api.database import Database
+from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST
+from kirby_api.market import MarketData
+from kirby_api.observability import Freshness
+from kirby_api.series import SeriesCatalog
+from kirby_core.errors import StorageError
+
+
+class DatabaseHealth(msgspec.Struct):
+    status: Literal["ok", "down"]
+    latency_ms: float | None
+    error: str | None = None
+
+
+class CollectorHealth(msgspec.Struct):
+    collector_id: str
+    hostname: str
+    heartbeat_at: datetime
+    age_seconds: float
+    last_message_at: datetime | None
+
+
+class StreamHealth(msgspec.Struct):
+    status: Literal["ok", "stale", "missing", "unknown"]
+    heartbeat_age_seconds: float | None
+    """Age of the newest heartbeat of any collector."""
+    stale_after_seconds: float
+    collectors: list[CollectorHealth]
+
+
+class SeriesFreshness(msgspec.Struct):
+    dataset: str
+    series: str
+    series_id: int
+    latest_time: datetime | None
+    """Time of the newest stored row (candles: its open time); null: no rows yet."""
+    age_seconds: float | None
+
+
+class ListenerHealth(msgspec.Struct):
+    connected: bool
+    """The LISTEN connection that feeds WebSocket clients is up."""
+
+
+class Health(msgspec.Struct):
+    status: Literal["ok", "degraded", "down"]
+    checked_at: datetime
+    database: DatabaseHealth
+    stream: StreamHealth
+    listener: ListenerHealth
+    freshness: list[SeriesFreshness]
+
+
+_HEARTBEATS = """
+SELECT collector_id, hostname, heartbeat_at, last_message_at FROM stream_heartbeats
+ORDER BY heartbeat_at DESC
+"""
+
+
+async def probe(
+    database: Database,
+    market: MarketData,
+    catalog: SeriesCatalog,
+    freshness: Freshness,
+    listening: bool,
+    stale_after: float,
+) -> Health:
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    try:
+        await database.fetchval("SELECT 1")
+        latency = (time.perf_counter() - started) * 1000
+        heartbeats = await database.fetch(_HEARTBEATS)
+        series = await _freshness(market, catalog, freshness, now)
+    except StorageError as exc:
+        return Health(
+            status="down",
+            checked_at=now,
+            database=DatabaseHealth("down", None, str(exc)),
+            stream=StreamHealth("unknown", None, stale_after, []),
+            listener=ListenerHealth(listening),
+            freshness=[],
+        )
+    collectors = [
+        CollectorHealth(
+            r["collector_id"],
+            r["hostname"],
+            r["heartbeat_at"],
+            round((now - r["heartbeat_at"]).total_seconds(), 3),
+            r["last_message_at"],
+        )
+        for r in heartbeats
+    ]
+    age = collectors[0].age_seconds if collectors else None
+    stream_status = "missing" if age is None else "ok" if age <= stale_after else "stale"
+    return Health(
+        status="ok" if stream_status == "ok" and listening else "degraded",
+        checked_at=now,
+        database=DatabaseHealth("ok", round(latency, 3)),
+        stream=StreamHealth(stream_status, age, stale_after, collectors),
+        listener=ListenerHealth(listening),
+        freshness=series,
+    )
+
+
+async def _freshness(
+    market: MarketData, catalog: SeriesCatalog, freshness: Freshness, now: datetime
+) -> list[SeriesFreshness]:
+    stars = [s for s in catalog.starlistings if s.active]
+    pairs = [p for p in catalog.trading_pairs if p.active]
+    report = []
+    for dataset, series in ((CANDLES, stars), (FUNDING, pairs), (OPEN_INTEREST, pairs)):
+        latest = await market.latest_times(dataset, [s.id for s in series])
+        for item in series:
+            moment = latest.get(item.id)
+            freshness.observe(dataset.name, str(item.key), moment)
+            age = round((now - moment).total_seconds(), 3) if moment else None
+            report.append(SeriesFreshness(dataset.name, str(item.key), item.id, moment, age))
+    return report

@@ -1,0 +1,100 @@
+"""The API's reads of market data: pages, WebSocket history, changed rows, freshness.
+
+These are the serving counterparts of `kirby_core.db.readers` (same half-open ranges, same
+ascending results) tuned for a hot path: decimals come back as their exact text
+(`numeric::text`), so rows go from asyncpg records straight into msgspec without a Decimal
+round trip, and every query is one prepared statement per dataset and shape. Each one is
+index-friendly: it walks the (series, time) primary key and stops after `limit` rows, so it
+costs the same on a thousand rows or a hundred million.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from kirby_api.database import Database
+from kirby_api.datasets import DATASETS, Dataset
+from kirby_api.window import Window
+
+
+@dataclass(frozen=True)
+class _Statements:
+    forward: str
+    newest: str
+    latest_many: str
+    changed: str
+    since: str
+
+
+def _statements(d: Dataset) -> _Statements:
+    # Identifiers come from the fixed declarations in `kirby_api.datasets`, never a request.
+    cols, table, series = d.select_list, d.name, d.series_column
+    return _Statements(
+        forward=f"SELECT {cols} FROM {table} WHERE {series} = $1 AND time >= $2 AND time < $3"  # noqa: S608
+        " ORDER BY time LIMIT $4",
+        newest=f"SELECT {cols} FROM {table} WHERE {series} = $1 AND time >= $2 AND time < $3"  # noqa: S608
+        " ORDER BY time DESC LIMIT $4",
+        # One index walk per series (LATERAL), however long the series are.
+        latest_many=f"SELECT s.id, r.* FROM unnest($1::int[]) AS s(id) CROSS JOIN LATERAL ("  # noqa: S608
+        f" SELECT {cols} FROM {table} WHERE {series} = s.id ORDER BY time DESC LIMIT $2) r"
+        " ORDER BY s.id, r.time",
+        changed=f"SELECT k.id, r.* FROM unnest($1::int[], $2::timestamptz[]) AS k(id, t)"  # noqa: S608
+        f" CROSS JOIN LATERAL (SELECT {cols} FROM {table} WHERE {series} = k.id AND time = k.t) r"
+        " ORDER BY r.time, k.id",
+        since=f"SELECT s.id, r.* FROM unnest($1::int[], $2::timestamptz[]) AS s(id, t)"  # noqa: S608
+        f" CROSS JOIN LATERAL (SELECT {cols} FROM {table} WHERE {series} = s.id"
+        " AND time >= s.t ORDER BY time LIMIT $3) r ORDER BY r.time, s.id",
+    )
+
+
+_SQL = {name: _statements(d) for name, d in DATASETS.items()}
+
+_LATEST_TIMES = """
+SELECT s.id, (SELECT max(time) FROM {table} WHERE {series} = s.id) AS latest
+FROM unnest($1::int[]) AS s(id)
+"""
+
+
+class MarketData:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def page(self, dataset: Dataset, series_id: int, window: Window) -> list[asyncpg.Record]:
+        """One page of a series, ascending in time."""
+        sql = _SQL[dataset.name]
+        query = sql.newest if window.newest else sql.forward
+        records = await self._db.fetch(query, series_id, window.lower, window.upper, window.limit)
+        if window.newest:
+            records.reverse()
+        return records
+
+    async def latest_many(
+        self, dataset: Dataset, series_ids: Sequence[int], limit: int
+    ) -> list[asyncpg.Record]:
+        """The latest `limit` rows of each series: (series id, *row), ascending per series."""
+        return await self._db.fetch(_SQL[dataset.name].latest_many, list(series_ids), limit)
+
+    async def changed(
+        self, dataset: Dataset, keys: Sequence[tuple[int, datetime]]
+    ) -> list[asyncpg.Record]:
+        """The current state of the named (series id, time) rows: (series id, *row)."""
+        ids, times = zip(*keys, strict=True) if keys else ((), ())
+        return await self._db.fetch(_SQL[dataset.name].changed, list(ids), list(times))
+
+    async def since(
+        self, dataset: Dataset, starts: Sequence[tuple[int, datetime]], limit: int
+    ) -> list[asyncpg.Record]:
+        """Rows of each series from its start time on (at most `limit` each)."""
+        ids, times = zip(*starts, strict=True) if starts else ((), ())
+        return await self._db.fetch(_SQL[dataset.name].since, list(ids), list(times), limit)
+
+    async def latest_times(
+        self, dataset: Dataset, series_ids: Sequence[int]
+    ) -> dict[int, datetime | None]:
+        """Time of the newest row of each series (None when it has none)."""
+        query = _LATEST_TIMES.format(table=dataset.name, series=dataset.series_column)
+        return dict(await self._db.fetch(query, list(series_ids)))

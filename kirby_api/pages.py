@@ -1,0 +1,123 @@
+"""One page of a series as an HTTP response: read, describe, encode, cache.
+
+The data routes hand over (dataset, series, window, format); this reads the rows
+(`kirby_api.market`), works out the metadata and cursors, and answers JSON in one encode
+or CSV / Parquet as a stream. Plain latest-N JSON pages go through `LatestCache`. Page
+metadata is in the JSON body and, for every format, in `Kirby-Count`,
+`Kirby-Next-Cursor` and `Kirby-Prev-Cursor` headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from litestar import MediaType, Response
+from litestar.response import Stream
+from litestar.response.base import ASGIResponse
+
+from kirby_api.datasets import Dataset
+from kirby_api.formats import (
+    MEDIA_TYPES,
+    Format,
+    Metadata,
+    Range,
+    csv_chunks,
+    encode_page,
+    parquet_chunks,
+)
+from kirby_api.latest_cache import LatestCache, Page
+from kirby_api.market import MarketData
+from kirby_api.window import Window, page_cursors
+from kirby_core.db.catalog_store import Starlisting, TradingPair
+
+Series = Starlisting | TradingPair
+
+
+def _identity(series: Series) -> dict[str, Any]:
+    if isinstance(series, Starlisting):
+        key = series.key
+        extra = {"interval": key.interval, "starlisting_id": series.id}
+        pair_id = series.trading_pair_id
+    else:
+        key, extra, pair_id = series.key, {}, series.id  # type: ignore[assignment]
+    return {
+        "series": str(key),
+        "exchange": key.exchange,
+        "coin": key.coin,
+        "quote": key.quote,
+        "trading_pair": f"{key.coin}/{key.quote}",
+        "market_type": key.market_type,
+        "trading_pair_id": pair_id,
+        **extra,
+    }
+
+
+class _Stream(Stream):
+    """Litestar 2.25's `Stream` lets the handler's media type (JSON here) override its own,
+    contrary to its docstring; this keeps the one the response was made with."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        return super().to_asgi_response(*args, **{**kwargs, "media_type": self.media_type})
+
+
+async def _chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+class Pages:
+    def __init__(self, market: MarketData, cache: LatestCache) -> None:
+        self._market = market
+        self._cache = cache
+
+    async def serve(
+        self, dataset: Dataset, series: Series, window: Window, fmt: Format
+    ) -> Response:
+        if fmt == "json" and window.latest:
+            page = await self._cache.get(
+                (dataset.name, series.id, window.limit),
+                lambda: self._json_page(dataset, series, window),
+            )
+        elif fmt == "json":
+            page = await self._json_page(dataset, series, window)
+        else:
+            return await self._bulk(dataset, series, window, fmt)
+        return Response(page.body, media_type=MediaType.JSON, headers=page.headers)
+
+    async def _read(
+        self, dataset: Dataset, series: Series, window: Window
+    ) -> tuple[Sequence[Sequence], Metadata, dict[str, str]]:
+        records = await self._market.page(dataset, series.id, window)
+        first = records[0][0] if records else None
+        last = records[-1][0] if records else None
+        next_cursor, prev_cursor = page_cursors(window, first, last, len(records))
+        metadata = Metadata(
+            **_identity(series),
+            count=len(records),
+            range=Range(first, last),
+            next_cursor=next_cursor,
+            prev_cursor=prev_cursor,
+            columns=dataset.notes,
+        )
+        headers = {"Kirby-Count": str(len(records))}
+        if next_cursor:
+            headers["Kirby-Next-Cursor"] = next_cursor
+        if prev_cursor:
+            headers["Kirby-Prev-Cursor"] = prev_cursor
+        return records, metadata, headers
+
+    async def _json_page(self, dataset: Dataset, series: Series, window: Window) -> Page:
+        records, metadata, headers = await self._read(dataset, series, window)
+        return Page(encode_page(dataset, records, metadata), headers)
+
+    async def _bulk(self, dataset: Dataset, series: Series, window: Window, fmt: Format) -> Stream:
+        records, metadata, headers = await self._read(dataset, series, window)
+        name = metadata.series.replace("/", "_")
+        headers["Content-Disposition"] = f'attachment; filename="{name}_{dataset.name}.{fmt}"'
+        chunks = (
+            csv_chunks(dataset, records)
+            if fmt == "csv"
+            else parquet_chunks(dataset, records, metadata)
+        )
+        return _Stream(_chunks(chunks), media_type=MEDIA_TYPES[fmt], headers=headers)

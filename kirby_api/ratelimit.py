@@ -1,0 +1,102 @@
+"""Per-key REST rate limits: a GCRA token bucket in memory, with standard headers.
+
+Why not Litestar's `RateLimitMiddleware`: it keeps every request timestamp of the window in
+its store and re-encodes that list as JSON on each request (O(limit) work per request at
+1,200/min), takes one global lock, and answers 429 without `Retry-After`. This one keeps a
+single float per caller (the GCRA "theoretical arrival time"), so a check is O(1), and it
+sends `Retry-After` plus the same `RateLimit-Limit/-Remaining/-Reset/-Policy` headers.
+
+The budget is `limit` requests per minute, usable as a burst, refilling continuously. The
+caller is the API key (its own `rate_limit_per_minute` overrides the default) or, with
+authentication off, the client address. Limits are per API process.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from kirby_api.errors import RateLimited
+
+EXCLUDE_FROM_RATE_LIMIT = "exclude_from_rate_limit"
+PERIOD_SECONDS = 60.0
+_SWEEP_EVERY = 10_000
+
+
+class RateLimiter:
+    def __init__(self, default_per_minute: int) -> None:
+        self.default_per_minute = default_per_minute
+        self._arrival: dict[Any, float] = {}
+        self._checks = 0
+
+    def check(self, caller: Any, per_minute: int | None) -> dict[str, str]:
+        """Count one request; headers to send, or `RateLimited` if over budget."""
+        limit = per_minute or self.default_per_minute
+        interval = PERIOD_SECONDS / limit
+        now = time.monotonic()
+        arrival = max(self._arrival.get(caller, now), now)
+        self._sweep(now)
+        if arrival + interval - now > PERIOD_SECONDS + 1e-9:
+            retry = arrival + interval - PERIOD_SECONDS - now
+            headers = _headers(limit, 0, arrival - now) | {"Retry-After": str(math.ceil(retry))}
+            raise RateLimited(
+                f"rate limit of {limit} requests per minute exceeded; retry in "
+                f"{math.ceil(retry)} s",
+                headers,
+            )
+        arrival += interval
+        self._arrival[caller] = arrival
+        remaining = int((PERIOD_SECONDS - (arrival - now)) / interval + 1e-9)
+        return _headers(limit, remaining, arrival - now)
+
+    def _sweep(self, now: float) -> None:
+        """Forget callers whose bucket is full again (they hold no state worth keeping)."""
+        self._checks += 1
+        if self._checks % _SWEEP_EVERY == 0:
+            self._arrival = {k: t for k, t in self._arrival.items() if t > now}
+
+
+def _headers(limit: int, remaining: int, refill_seconds: float) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(max(0, remaining)),
+        "RateLimit-Reset": str(max(0, math.ceil(refill_seconds))),
+        "RateLimit-Policy": f"{limit};w={int(PERIOD_SECONDS)}",
+    }
+
+
+class RateLimitMiddleware(ASGIMiddleware):
+    """Runs after authentication: `scope["user"]` says who is calling."""
+
+    scopes = (ScopeType.HTTP,)
+    exclude_opt_key = EXCLUDE_FROM_RATE_LIMIT
+
+    def __init__(self, limiter: RateLimiter, public_prefixes: tuple[str, ...]) -> None:
+        self._limiter = limiter
+        # by path: the OpenAPI routes are Litestar's own, so they carry no opt key
+        self.should_bypass_for_scope = lambda scope: scope["path"].startswith(public_prefixes)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        user = scope.get("user")
+        key_id = getattr(user, "id", None)
+        if key_id is not None:
+            caller: Any = ("key", key_id)
+        else:
+            client = scope.get("client")
+            caller = ("address", client[0] if client else "unknown")
+        headers = self._limiter.check(caller, getattr(user, "rate_limit_per_minute", None))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                mutable = MutableScopeHeaders.from_message(message)
+                for name, value in headers.items():
+                    mutable[name] = value
+            await send(message)
+
+        await next_app(scope, receive, send_with_headers)

@@ -1,0 +1,160 @@
+"""GET /coverage/{candles|funding|open-interest}/...: per-day completeness of one series."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+
+import msgspec
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+
+from kirby_api.coverage import (
+    DEFAULT_DAYS,
+    MAX_DAYS,
+    DayCoverage,
+    day_coverage,
+    source_retention,
+)
+from kirby_api.database import Database
+from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST, Dataset
+from kirby_api.errors import InvalidParameter, error_responses
+from kirby_api.routes.paths import Coin, Exchange, Interval, MarketType, Quote
+from kirby_api.series import SeriesCatalog
+from kirby_api.window import TIME_ALLOWED, parse_time
+from kirby_core.db.catalog_store import Starlisting, TradingPair
+
+Day = Annotated[
+    str | None,
+    QueryParameter(
+        description=f"{TIME_ALLOWED}; the UTC day containing it. Default: the last "
+        f"{DEFAULT_DAYS} days up to today. At most {MAX_DAYS} days per request.",
+    ),
+]
+ERRORS = error_responses(400, 401, 404, 409, 429, 503)
+_LAST_DAY = date(9999, 12, 30)  # the day after it must still be a date
+
+
+class CoverageMetadata(msgspec.Struct):
+    series: str
+    dataset: str
+    interval: str
+    """Rows are expected once per interval (funding and open interest: per minute)."""
+    start_date: date
+    end_date: date
+    """Inclusive."""
+    source_available_from: datetime | None
+    """Oldest time the exchange still serves; null: all of its history."""
+    source_note: str
+
+
+class CoverageResponse(msgspec.Struct):
+    data: list[DayCoverage]
+    metadata: CoverageMetadata
+
+
+def _days(start_time: str | None, end_time: str | None, now: datetime) -> tuple[date, date]:
+    """[first day, day after the last) from the parameters."""
+    end = parse_time("end_time", end_time).date() if end_time else now.date()
+    end = min(end, _LAST_DAY)
+    start = (
+        parse_time("start_time", start_time).date()
+        if start_time
+        else end - timedelta(days=DEFAULT_DAYS - 1)
+    )
+    if start > end:
+        raise InvalidParameter(
+            "start_time",
+            f"start_time ({start}) is after end_time ({end})",
+            "a day at or before end_time",
+        )
+    if (end - start).days + 1 > MAX_DAYS:
+        raise InvalidParameter(
+            "start_time",
+            f"{(end - start).days + 1} days requested; at most {MAX_DAYS} per request",
+            f"a range of at most {MAX_DAYS} days",
+        )
+    return start, end + timedelta(days=1)
+
+
+async def _coverage(
+    database: Database,
+    dataset: Dataset,
+    series: Starlisting | TradingPair,
+    start_time: str | None,
+    end_time: str | None,
+) -> CoverageResponse:
+    now = datetime.now(UTC)
+    start, end = _days(start_time, end_time, now)
+    interval = series.key.interval if isinstance(series, Starlisting) else "1m"
+    retention = source_retention(series.key.exchange, dataset, interval, now)
+    days = await day_coverage(database, dataset, series.id, interval, start, end, retention, now)
+    metadata = CoverageMetadata(
+        series=str(series.key),
+        dataset=dataset.name,
+        interval=interval,
+        start_date=start,
+        end_date=end - timedelta(days=1),
+        source_available_from=retention.oldest,
+        source_note=retention.note,
+    )
+    return CoverageResponse(days, metadata)
+
+
+@get(
+    "/coverage/candles/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}/{interval:str}",
+    summary="Per-day completeness of a starlisting's candles",
+    responses=ERRORS,
+)
+async def get_candle_coverage(
+    exchange: Exchange,
+    coin: Coin,
+    quote: Quote,
+    market_type: MarketType,
+    interval: Interval,
+    catalog: NamedDependency[SeriesCatalog],
+    database: NamedDependency[Database],
+    start_time: Day = None,
+    end_time: Day = None,
+) -> CoverageResponse:
+    star = catalog.starlisting(exchange, coin, quote, market_type, interval)
+    return await _coverage(database, CANDLES, star, start_time, end_time)
+
+
+@get(
+    "/coverage/funding/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}",
+    summary="Per-day completeness of a trading pair's funding rows",
+    responses=ERRORS,
+)
+async def get_funding_coverage(
+    exchange: Exchange,
+    coin: Coin,
+    quote: Quote,
+    market_type: MarketType,
+    catalog: NamedDependency[SeriesCatalog],
+    database: NamedDependency[Database],
+    start_time: Day = None,
+    end_time: Day = None,
+) -> CoverageResponse:
+    pair = catalog.trading_pair(exchange, coin, quote, market_type)
+    return await _coverage(database, FUNDING, pair, start_time, end_time)
+
+
+@get(
+    "/coverage/open-interest/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}",
+    summary="Per-day completeness of a trading pair's open-interest rows",
+    responses=ERRORS,
+)
+async def get_open_interest_coverage(
+    exchange: Exchange,
+    coin: Coin,
+    quote: Quote,
+    market_type: MarketType,
+    catalog: NamedDependency[SeriesCatalog],
+    database: NamedDependency[Database],
+    start_time: Day = None,
+    end_time: Day = None,
+) -> CoverageResponse:
+    pair = catalog.trading_pair(exchange, coin, quote, market_type)
+    return await _coverage(database, OPEN_INTEREST, pair, start_time, end_time)

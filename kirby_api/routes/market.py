@@ -1,0 +1,140 @@
+"""GET /candles, /funding, /open-interest: pages of one series in any of three formats.
+
+The handlers only resolve the series (in memory), build the window and hand over to
+`kirby_api.pages`; errors are `kirby_api.errors`' business.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.openapi.spec import Example
+from litestar.params import QueryParameter
+
+from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST
+from kirby_api.errors import error_responses
+from kirby_api.formats import (
+    CandlesPage,
+    Format,
+    FundingPage,
+    OpenInterestPage,
+)
+from kirby_api.pages import Pages
+from kirby_api.routes.paths import Coin, Exchange, Interval, MarketType, Quote
+from kirby_api.series import SeriesCatalog
+from kirby_api.window import TIME_ALLOWED, make_window
+
+MAX_LIMIT = 5000
+
+StartTime = Annotated[
+    str | None,
+    QueryParameter(
+        description=f"Inclusive lower bound: {TIME_ALLOWED}. Without it the latest `limit` "
+        "rows (below end_time) are returned.",
+        examples=[Example(value="2024-05-01T00:00:00Z"), Example(value="1714521600")],
+    ),
+]
+EndTime = Annotated[
+    str | None,
+    QueryParameter(
+        description=f"Exclusive upper bound: {TIME_ALLOWED}.",
+        examples=[Example(value="2024-05-02T00:00:00Z"), Example(value="1714608000000")],
+    ),
+]
+Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Rows per page, 1 to 5000.")]
+FormatParam = Annotated[
+    Format,
+    QueryParameter(description="json (default), csv or parquet; csv and parquet are streamed."),
+]
+Cursor = Annotated[
+    str | None,
+    QueryParameter(
+        description="`next_cursor` or `prev_cursor` of an earlier page (also sent as the "
+        "Kirby-Next-Cursor / Kirby-Prev-Cursor headers)."
+    ),
+]
+ERRORS = error_responses(400, 401, 404, 409, 429, 503)
+
+
+_DESCRIPTION = (
+    "Rows are always ascending in time. Without start_time (and without a cursor) the latest "
+    "`limit` rows are returned; with it, the first `limit` rows from start_time on. Ranges are "
+    "half-open: start_time <= time < end_time. Decimals are exact strings."
+)
+
+
+@get(
+    "/candles/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}/{interval:str}",
+    summary="Candles of a starlisting",
+    description=_DESCRIPTION,
+    responses=ERRORS,
+)
+async def get_candles(
+    exchange: Exchange,
+    coin: Coin,
+    quote: Quote,
+    market_type: MarketType,
+    interval: Interval,
+    catalog: NamedDependency[SeriesCatalog],
+    pages: NamedDependency[Pages],
+    start_time: StartTime = None,
+    end_time: EndTime = None,
+    limit: Limit = 1000,
+    format: FormatParam = "json",
+    cursor: Cursor = None,
+) -> CandlesPage:
+    star = catalog.starlisting(exchange, coin, quote, market_type, interval)
+    window = make_window(start_time, end_time, limit, cursor)
+    return await pages.serve(CANDLES, star, window, format)  # type: ignore[return-value]
+
+
+@get(
+    "/funding/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}",
+    summary="Funding rates of a trading pair, one row per minute",
+    description=_DESCRIPTION
+    + " `settled_funding_rate` is the rate paid for the hour (funding history); "
+    "`predicted_funding_rate` is the live, still-running rate of the current hour.",
+    responses=ERRORS,
+)
+async def get_funding(
+    exchange: Exchange,
+    coin: Coin,
+    quote: Quote,
+    market_type: MarketType,
+    catalog: NamedDependency[SeriesCatalog],
+    pages: NamedDependency[Pages],
+    start_time: StartTime = None,
+    end_time: EndTime = None,
+    limit: Limit = 1000,
+    format: FormatParam = "json",
+    cursor: Cursor = None,
+) -> FundingPage:
+    pair = catalog.trading_pair(exchange, coin, quote, market_type)
+    window = make_window(start_time, end_time, limit, cursor)
+    return await pages.serve(FUNDING, pair, window, format)  # type: ignore[return-value]
+
+
+@get(
+    "/open-interest/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}",
+    summary="Open interest of a trading pair, one row per minute",
+    description=_DESCRIPTION + " Open interest is in coins; notional = open interest x mark.",
+    responses=ERRORS,
+)
+async def get_open_interest(
+    exchange: Exchange,
+    coin: Coin,
+    quote: Quote,
+    market_type: MarketType,
+    catalog: NamedDependency[SeriesCatalog],
+    pages: NamedDependency[Pages],
+    start_time: StartTime = None,
+    end_time: EndTime = None,
+    limit: Limit = 1000,
+    format: FormatParam = "json",
+    cursor: Cursor = None,
+) -> OpenInterestPage:
+    pair = catalog.trading_pair(exchange, coin, quote, market_type)
+    window = make_window(start_time, end_time, limit, cursor)
+    return await pages.serve(OPEN_INTEREST, pair, window, format)  # type: ignore[return-value]

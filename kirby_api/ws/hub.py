@@ -1,0 +1,257 @@
+"""In-memory fan-out: who is subscribed to what, and delivery of live rows to them.
+
+One `Hub` per API process. The LISTEN connection hands it each change notification
+(`on_change`); it re-reads the changed rows once (only of series someone is subscribed to),
+encodes each row's message once, and offers the same text to every subscriber's bounded
+queue without waiting. A client whose queue is full is marked overflowed and disconnected
+by its connection handler (close code 4408) instead of slowing the others; the messages it
+missed are counted as dropped.
+
+Subscriptions are keyed by (dataset, series id): candles by starlisting, funding and open
+interest by trading pair (several starlistings of one pair share one key per client). While
+a subscription's history is being read, live messages for it are held back and released
+after the history, so a client always sees history first and never misses an update that
+lands in between. After the LISTEN connection was lost, `resync` re-sends every subscribed
+series' rows from the start of the interval in which the connection dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+import msgspec
+
+from kirby_api.datasets import BY_CHANNEL, DATASETS, Dataset
+from kirby_api.formats import encode_message
+from kirby_api.market import MarketData
+from kirby_api.observability import Metrics
+from kirby_api.series import SeriesCatalog
+from kirby_api.ws import protocol
+from kirby_core.db.catalog_store import Starlisting
+from kirby_core.errors import NotFound
+from kirby_core.timeutil import floor_time
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, int]
+"""(dataset name, series id)."""
+
+RESYNC_ROWS = 1000
+
+
+class Client:
+    """One WebSocket connection's subscriptions and outgoing queue."""
+
+    def __init__(self, key_id: int | None, queue_size: int) -> None:
+        self.key_id = key_id
+        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        self.subscriptions: dict[int, set[str]] = {}
+        """starlisting id -> channels."""
+        self.overflowed = asyncio.Event()
+        self._held: dict[Key, list[str]] = {}
+
+    def offer(self, key: Key | None, text: str) -> bool:
+        """Queue a message without waiting; False (and overflowed) when the queue is full."""
+        if self.overflowed.is_set():
+            return False
+        held = self._held.get(key) if key is not None else None
+        if held is not None:
+            held.append(text)
+            if len(held) <= self.queue.maxsize:
+                return True
+        else:
+            try:
+                self.queue.put_nowait(text)
+                return True
+            except asyncio.QueueFull:
+                pass
+        self.overflowed.set()
+        return False
+
+    def hold(self, keys: Iterable[Key]) -> None:
+        for key in keys:
+            self._held.setdefault(key, [])
+
+    def release(self, keys: Iterable[Key]) -> None:
+        for key in keys:
+            for text in self._held.pop(key, ()):
+                self.offer(None, text)
+
+    def keys(self, catalog: SeriesCatalog) -> set[Key]:
+        """The (dataset, series) keys its starlisting subscriptions add up to."""
+        keys: set[Key] = set()
+        for starlisting_id, channels in self.subscriptions.items():
+            keys |= subscription_keys([catalog.starlisting_by_id(starlisting_id)], channels)
+        return keys
+
+
+def subscription_keys(stars: Iterable[Starlisting], channels: Iterable[str]) -> set[Key]:
+    """Candles are keyed by starlisting; funding and open interest by its trading pair."""
+    keys: set[Key] = set()
+    for star in stars:
+        for channel in channels:
+            dataset = BY_CHANNEL[channel]
+            series_id = star.id if dataset.per_starlisting else star.trading_pair_id
+            keys.add((dataset.name, series_id))
+    return keys
+
+
+_LIVE: dict[str, type[msgspec.Struct]] = {
+    "candles": protocol.CandleUpdate,
+    "funding_rates": protocol.FundingUpdate,
+    "open_interest": protocol.OpenInterestUpdate,
+}
+
+
+class Hub:
+    def __init__(self, market: MarketData, catalog: SeriesCatalog, metrics: Metrics) -> None:
+        self._market = market
+        self._catalog = catalog
+        self._metrics = metrics
+        self._subscribers: dict[Key, set[Client]] = {}
+        self.clients: set[Client] = set()
+        self.per_key: Counter[int | None] = Counter()
+
+    # --- connections and subscriptions -----------------------------------------------------
+
+    def connect(self, client: Client) -> None:
+        self.clients.add(client)
+        self.per_key[client.key_id] += 1
+        self._metrics.ws_connections.set(len(self.clients))
+
+    def disconnect(self, client: Client) -> None:
+        if client not in self.clients:
+            return
+        self._set_keys(client, client.keys(self._catalog), set())
+        self.clients.discard(client)
+        self.per_key[client.key_id] -= 1
+        if self.per_key[client.key_id] <= 0:
+            del self.per_key[client.key_id]
+        dropped = client.queue.qsize()
+        if dropped:
+            self._metrics.ws_dropped.labels("client_closed").inc(dropped)
+        self._metrics.ws_connections.set(len(self.clients))
+
+    def update(self, client: Client, subscriptions: dict[int, set[str]]) -> None:
+        """Replace a client's subscriptions."""
+        before = client.keys(self._catalog)
+        client.subscriptions = subscriptions
+        self._set_keys(client, before, client.keys(self._catalog))
+
+    def _set_keys(self, client: Client, before: set[Key], after: set[Key]) -> None:
+        for key in before - after:
+            subscribers = self._subscribers.get(key)
+            if subscribers is not None:
+                subscribers.discard(client)
+                if not subscribers:
+                    del self._subscribers[key]
+        for key in after - before:
+            self._subscribers.setdefault(key, set()).add(client)
+
+    # --- messages ----------------------------------------------------------------------------
+
+    def series_name(self, dataset: Dataset, series_id: int) -> str:
+        if dataset.per_starlisting:
+            return str(self._catalog.starlisting_by_id(series_id).key)
+        return str(self._catalog.trading_pair_by_id(series_id).key)
+
+    def live_message(self, dataset: Dataset, series_id: int, row: Sequence) -> str:
+        message = _LIVE[dataset.name](
+            series_id, self.series_name(dataset, series_id), dataset.row(*row)
+        )
+        return encode_message(message).decode()
+
+    def historical_message(self, dataset: Dataset, series_id: int, rows: list) -> str:
+        per_star = dataset.per_starlisting
+        message = protocol.Historical(
+            channel=dataset.channel,
+            series=self.series_name(dataset, series_id),
+            count=len(rows),
+            data=[dataset.row(*r) for r in rows],
+            starlisting_id=series_id if per_star else None,
+            trading_pair_id=None if per_star else series_id,
+        )
+        return encode_message(message).decode()
+
+    async def send_history(self, client: Client, keys: set[Key], rows_per_series: int) -> None:
+        """Queue the latest rows of each key (one query per dataset), then release held
+        live messages of those keys."""
+        try:
+            by_dataset: dict[str, list[int]] = {}
+            for name, series_id in sorted(keys):
+                by_dataset.setdefault(name, []).append(series_id)
+            for name, series_ids in by_dataset.items():
+                dataset = DATASETS[name]
+                records = await self._market.latest_many(dataset, series_ids, rows_per_series)
+                grouped: dict[int, list] = {series_id: [] for series_id in series_ids}
+                for record in records:
+                    grouped[record[0]].append(record[1:])
+                for series_id, rows in grouped.items():
+                    client.offer(None, self.historical_message(dataset, series_id, rows))
+        finally:
+            client.release(keys)
+
+    def _deliver(self, key: Key, text: str) -> None:
+        for client in tuple(self._subscribers.get(key, ())):
+            if not client.offer(key, text):
+                self._metrics.ws_dropped.labels("queue_full").inc()
+
+    async def on_change(
+        self, dataset_name: str, changes: dict[int, list[datetime]], received: float
+    ) -> None:
+        """Fan out the rows a NOTIFY named (`received`: its `time.perf_counter()`)."""
+        dataset = DATASETS[dataset_name]
+        wanted = [
+            (series_id, moment)
+            for series_id, times in changes.items()
+            if (dataset_name, series_id) in self._subscribers
+            for moment in times
+        ]
+        for series_id, times in changes.items():
+            if times:
+                self._observe(dataset, series_id, max(times))
+        if wanted:
+            await self._fan_out(dataset, await self._market.changed(dataset, wanted))
+        self._metrics.listen_lag.observe(time.perf_counter() - received)
+
+    async def _fan_out(self, dataset: Dataset, records: list) -> None:
+        for record in records:
+            series_id = record[0]
+            self._deliver(
+                (dataset.name, series_id), self.live_message(dataset, series_id, record[1:])
+            )
+
+    def _observe(self, dataset: Dataset, series_id: int, latest: datetime) -> None:
+        try:
+            name = self.series_name(dataset, series_id)
+        except NotFound:  # not in the catalog yet: the next refresh brings it
+            return
+        self._metrics.freshness.observe(dataset.name, name, latest)
+
+    async def resync(self, since: datetime) -> None:
+        """Re-send rows every subscribed series may have changed since `since`."""
+        for dataset in DATASETS.values():
+            starts = []
+            for name, series_id in list(self._subscribers):
+                if name != dataset.name:
+                    continue
+                interval = "1m"
+                if dataset.per_starlisting:
+                    interval = self._catalog.starlisting_by_id(series_id).key.interval
+                starts.append((series_id, floor_time(since, interval)))
+            if starts:
+                await self._fan_out(dataset, await self._market.since(dataset, starts, RESYNC_ROWS))
+
+    def broadcast(self, text: str) -> None:
+        for client in tuple(self.clients):
+            client.offer(None, text)
+
+    async def heartbeat_forever(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self.broadcast(encode_message(protocol.Heartbeat(datetime.now(UTC))).decode())

@@ -1,0 +1,155 @@
+"""The one LISTEN connection of an API process, kept alive across PostgreSQL restarts.
+
+It listens on the three change channels of `kirby_core.db.notify`; asyncpg calls back in
+the event loop, and the callback only puts the payload on a bounded queue. A dispatcher
+task takes payloads in order, drops the cached latest-N pages of the series named, and
+hands them to the hub, which re-reads the rows through the pool. The latest-N cache is only
+used while this connection is up. If the queue ever overflows, payloads are dropped and a
+resync is scheduled instead (and the cache cleared), so a stalled database never grows
+memory without bound.
+
+The connection is checked every `CHECK_SECONDS` with a query under a timeout (a dead TCP
+peer sends no FIN); when it is lost it is re-opened with exponential backoff and jitter,
+capped at `MAX_BACKOFF_SECONDS` and reset by a healthy connect, and the hub re-sends what
+subscribed clients may have missed: every row of their series since the start of the
+interval in which the connection was last known to work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+
+import asyncpg
+
+from kirby_api.latest_cache import LatestCache
+from kirby_api.observability import Metrics
+from kirby_api.ws.hub import Hub
+from kirby_core.db import notify
+from kirby_core.errors import KirbyError
+
+log = logging.getLogger(__name__)
+
+CHECK_SECONDS = 5.0
+MIN_BACKOFF_SECONDS = 0.1
+MAX_BACKOFF_SECONDS = 10.0
+QUEUE_SIZE = 10_000
+_TABLE_OF = {channel: table for table, channel in notify.CHANNELS.items()}
+_CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+class ChangeListener:
+    def __init__(self, url: str, hub: Hub, cache: LatestCache, metrics: Metrics) -> None:
+        self._url = url
+        self._hub = hub
+        self._cache = cache
+        self._metrics = metrics
+        self._queue: asyncio.Queue[tuple[str | None, str, float]] = asyncio.Queue(QUEUE_SIZE)
+        self._resync_since: datetime | None = None
+        self.connected = asyncio.Event()
+        """Set while listening; tests and /health wait on it."""
+        self.connections = 0
+        """Connections opened so far (reconnects = connections - 1)."""
+        self._opened = asyncio.Event()
+        self._alive_at = datetime.now(UTC)
+
+    def _on_notification(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+        try:
+            self._queue.put_nowait((_TABLE_OF[channel], payload, time.perf_counter()))
+        except asyncio.QueueFull:
+            self._cache.clear()  # its invalidations are in the payloads being dropped
+            self._metrics.ws_dropped.labels("listen_queue_full").inc()
+            self._resync_since = self._resync_since or datetime.now(UTC)
+
+    async def listen_forever(self) -> None:
+        backoff = MIN_BACKOFF_SECONDS
+        lost_at: datetime | None = None
+        while True:
+            try:
+                conn = await asyncpg.connect(
+                    self._url,
+                    timeout=CHECK_SECONDS,
+                    server_settings={"application_name": "kirby_api_listener"},
+                )
+            except _CONNECTION_ERRORS as exc:
+                log.warning("listen connect failed retry_in=%.1fs error=%r", backoff, exc)
+            else:
+                try:
+                    await self._listen(conn, lost_at)
+                except _CONNECTION_ERRORS as exc:
+                    log.warning("listen connection lost error=%r", exc)
+                finally:
+                    self._cache.enabled = False  # nothing would tell it about changes
+                    self.connected.clear()
+                    self._metrics.listen_connected.set(0)
+                    conn.terminate()
+                # Rows may have changed unseen since the last moment the connection was known
+                # to work, not just since the loss was noticed.
+                lost_at = self._alive_at
+                backoff = MIN_BACKOFF_SECONDS
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def _listen(self, conn: asyncpg.Connection, lost_at: datetime | None) -> None:
+        closed = asyncio.Event()
+        conn.add_termination_listener(lambda _c: closed.set())
+        for channel in notify.CHANNELS.values():
+            await conn.add_listener(channel, self._on_notification)
+        self._alive_at = datetime.now(UTC)
+        self.connections += 1
+        self._opened.set()
+        if self.connections > 1:
+            self._metrics.listen_reconnects.inc()
+        self._cache.clear()
+        self._cache.enabled = True
+        self.connected.set()
+        self._metrics.listen_connected.set(1)
+        log.info("listening channels=%s reconnect=%s", len(notify.CHANNELS), lost_at is not None)
+        if lost_at is not None:
+            self._resync_since = min(self._resync_since or lost_at, lost_at)
+            with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes it anyway
+                self._queue.put_nowait((None, "", time.perf_counter()))  # wake the dispatcher
+        while True:
+            try:
+                async with asyncio.timeout(CHECK_SECONDS):
+                    await closed.wait()
+                raise ConnectionResetError("the server closed the LISTEN connection")
+            except TimeoutError:
+                pass
+            async with asyncio.timeout(CHECK_SECONDS):
+                await conn.fetchval("SELECT 1")
+            self._alive_at = datetime.now(UTC)
+
+    async def wait_for_connection(self, number: int) -> None:
+        """Return once the `number`-th connection is listening (1: the first one)."""
+        while self.connections < number or not self.connected.is_set():
+            self._opened.clear()
+            await self._opened.wait()
+
+    async def dispatch_forever(self) -> None:
+        """Hand payloads to the hub in order; a failure costs that payload, never the loop."""
+        while True:
+            table, payload, received = await self._queue.get()
+            if self._resync_since is not None:
+                since, self._resync_since = self._resync_since, None
+                await self._guarded(self._hub.resync(since), "resync")
+            if table is None:
+                continue
+            try:
+                changes = notify.decode(payload)
+            except KirbyError as exc:
+                log.warning("ignoring notification channel=%s error=%s", table, exc)
+                continue
+            self._cache.invalidate(table, changes)
+            await self._guarded(self._hub.on_change(table, changes, received), "fan-out")
+
+    async def _guarded(self, work: Awaitable[None], what: str) -> None:
+        try:
+            await work
+        except KirbyError as exc:  # e.g. the pool is reconnecting: keep the loop alive
+            log.warning("%s failed error=%s", what, exc)

@@ -1,0 +1,184 @@
+"""The `/ws` message protocol: what clients send, what the server answers, error and close codes.
+
+Client -> server (JSON text frames; the `subscribe`/`unsubscribe`/`ping` actions of the
+earlier Kirby, plus `channels` for funding and open interest):
+
+    {"action": "subscribe", "starlisting_ids": [1, 2], "history": 100,
+     "channels": ["candles", "funding", "open_interest"]}      channels default ["candles"]
+    {"action": "unsubscribe", "starlisting_ids": [2]}            channels default: all
+    {"action": "ping"}
+
+Server -> client:
+
+    {"type": "success", "action": "subscribe", ...}       an action was applied
+    {"type": "error", "code": "...", "message": "..."}    an action was refused (the
+                                                          connection stays open)
+    {"type": "historical", "channel": "candles", ...}     the latest `history` rows per series
+    {"type": "candle" | "funding" | "open_interest", ...} one live row (sent on every update)
+    {"type": "ping", "timestamp": ...}                    the server's heartbeat
+    {"type": "pong", "timestamp": ...}                    answer to a ping action
+
+`history` (0-1000) sends the latest rows of every series the subscribe names (again for
+ones already subscribed) before any live row of them. Funding and open interest belong to
+a trading pair: subscribing a starlisting to them delivers its pair's rows once per
+connection, however many intervals of it are subscribed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from kirby_api.datasets import CandleData, FundingData, OpenInterestData
+from kirby_api.errors import InactiveSeries
+from kirby_core.errors import InvalidRequest, KirbyError, NotFound, StorageError
+
+Channel = Literal["candles", "funding", "open_interest"]
+CHANNELS: tuple[Channel, ...] = ("candles", "funding", "open_interest")
+MAX_IDS_PER_MESSAGE = 100
+MAX_HISTORY = 1000
+
+# Close codes (4000 + the HTTP status they resemble, or the RFC 6455 code that fits).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_SERVER_FULL = 1013  # "try again later": the process-wide connection cap
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_SLOW_CONSUMER = 4408  # the send queue overflowed: the client did not keep up
+CLOSE_TOO_MANY_CONNECTIONS = 4429  # the key's connection cap
+
+StarlistingIds = Annotated[
+    list[Annotated[int, Meta(ge=1, le=2**31 - 1)]],
+    Meta(min_length=1, max_length=MAX_IDS_PER_MESSAGE),
+]
+
+
+class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
+    action: str
+    starlisting_ids: StarlistingIds
+    history: Annotated[int, Meta(ge=0, le=MAX_HISTORY)] = 0
+    channels: Annotated[list[Channel], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["candles"]
+    )
+
+
+class Unsubscribe(msgspec.Struct, forbid_unknown_fields=True):
+    action: str
+    starlisting_ids: StarlistingIds
+    channels: Annotated[list[Channel], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: list(CHANNELS)
+    )
+
+
+class Ping(msgspec.Struct, forbid_unknown_fields=True):
+    action: str
+
+
+ACTIONS: dict[str, type[msgspec.Struct]] = {
+    "subscribe": Subscribe,
+    "unsubscribe": Unsubscribe,
+    "ping": Ping,
+}
+
+
+class ProtocolError(KirbyError):
+    """A client message the server refuses; `code` is sent in the error message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# The WebSocket counterpart of kirby_api.errors: most specific first.
+_ERROR_CODES: tuple[tuple[type[KirbyError], str], ...] = (
+    (NotFound, "unknown_series"),
+    (InactiveSeries, "inactive_series"),
+    (InvalidRequest, "validation_error"),
+    (StorageError, "unavailable"),
+)
+
+
+def error_code(exc: KirbyError) -> str:
+    if isinstance(exc, ProtocolError):
+        return exc.code
+    return next((code for cls, code in _ERROR_CODES if isinstance(exc, cls)), "internal_error")
+
+
+def parse(raw: str | bytes) -> Subscribe | Unsubscribe | Ping:
+    """One client frame -> an action; `ProtocolError` naming what is wrong."""
+    try:
+        decoded = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("invalid_json", f"message is not valid JSON: {exc}") from None
+    if not isinstance(decoded, dict) or not isinstance(decoded.get("action"), str):
+        raise ProtocolError(
+            "validation_error",
+            'message must be a JSON object with an "action": subscribe, unsubscribe or ping',
+        )
+    kind = ACTIONS.get(decoded["action"])
+    if kind is None:
+        raise ProtocolError(
+            "unknown_action",
+            f"unknown action {decoded['action'][:40]!r}; allowed: subscribe, unsubscribe, ping",
+        )
+    try:
+        return msgspec.convert(decoded, kind)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError("validation_error", f"invalid {decoded['action']}: {exc}") from None
+
+
+# --- server messages ------------------------------------------------------------------------
+
+
+class Success(msgspec.Struct, tag_field="type", tag="success"):
+    action: str
+    message: str
+    starlisting_ids: list[int]
+    channels: list[str]
+    subscriptions: dict[str, list[str]]
+    """Every starlisting this connection is now subscribed to, with its channels."""
+
+
+class Error(msgspec.Struct, tag_field="type", tag="error"):
+    code: str
+    message: str
+    action: str | None = None
+
+
+class Historical(msgspec.Struct, tag_field="type", tag="historical", omit_defaults=True):
+    channel: str
+    series: str
+    count: int
+    data: list[CandleData] | list[FundingData] | list[OpenInterestData]
+    starlisting_id: int | None = None
+    trading_pair_id: int | None = None
+
+
+class CandleUpdate(msgspec.Struct, tag_field="type", tag="candle"):
+    starlisting_id: int
+    series: str
+    data: CandleData
+
+
+class FundingUpdate(msgspec.Struct, tag_field="type", tag="funding"):
+    trading_pair_id: int
+    series: str
+    data: FundingData
+
+
+class OpenInterestUpdate(msgspec.Struct, tag_field="type", tag="open_interest"):
+    trading_pair_id: int
+    series: str
+    data: OpenInterestData
+
+
+class Heartbeat(msgspec.Struct, tag_field="type", tag="ping"):
+    timestamp: datetime
+
+
+class Pong(msgspec.Struct, tag_field="type", tag="pong"):
+    timestamp: datetime
