@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format bench bench-ingest bench-api db-start db-stop migrate sync sim clean
+.PHONY: help install test lint format bench bench-ingest bench-stream soak-stream bench-api bench-pipelines dagster db-start db-stop migrate sync sim clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -29,13 +29,25 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: bench-ingest bench-api  ## run every benchmark
+bench: bench-ingest bench-stream bench-pipelines bench-api  ## run every benchmark
 
 bench-ingest: $(STAMP)  ## candle upsert throughput (1M rows; writes bench figures to stdout)
 	$(BIN)/python -m bench.ingest.run
 
+bench-stream: $(STAMP)  ## collector messages/s and message-to-row latency vs per-message upserts
+	$(BIN)/python -m bench.stream.run
+
+soak-stream: $(STAMP)  ## 10-minute collector soak against kirby sim with faults, then an audit
+	$(BIN)/python -m bench.stream.soak
+
 bench-api: $(STAMP)  ## API requests/s and latency vs a FastAPI + ORM baseline, WS latency
 	$(BIN)/python -m bench.api.run
+
+bench-pipelines: $(STAMP)  ## 30-day backfill, lake export and merged dataset vs baselines
+	$(BIN)/python -m bench.pipelines.run
+
+dagster: $(STAMP)  ## open the Dagster UI (dagster dev) on http://127.0.0.1:3000
+	$(BIN)/dagster dev
 
 db-start: $(STAMP)  ## start the embedded PostgreSQL and create both databases
 	$(BIN)/kirby db start

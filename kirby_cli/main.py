@@ -23,6 +23,9 @@ COMMANDS = {
     "sim": "kirby_cli.sim:sim",
     "api": "kirby_cli.api:api",
     "apikey": "kirby_cli.api:apikey",
+    "backfill": "kirby_cli.pipelines:backfill",
+    "export": "kirby_cli.pipelines:export",
+    "stream": "kirby_cli.stream:stream",
 }
 
 

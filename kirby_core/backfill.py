@@ -1,0 +1,286 @@
+"""Backfills: history of one series fetched from an exchange and upserted, reported per day.
+
+A backfill covers whole UTC days of one series (days still under way stop at the last closed
+candle, or the last settled funding hour). For every day it reports what the exchange served
+(rows, first and last time) and, of what the day should hold, what is missing and why:
+
+- unavailable at source: older than the exchange keeps (Hyperliquid: its last 5000 candles
+  per interval, `candle_coverage`), or a day the exchange served nothing for although it
+  publishes every interval (Binance before a listing, funding before a listing);
+- missing: the exchange served no row (Hyperliquid leaves out minutes without trades).
+
+Before writing, fetched candles are compared with what is already stored for the same open
+times (normally the live collector's rows): minutes compared, minutes disagreeing beyond
+`PRICE_TOLERANCE` / `VOLUME_TOLERANCE`, the largest price difference.
+
+Writes go through `kirby_core.db.writer` (COALESCE upserts that skip unchanged rows): running
+a backfill twice writes nothing the second time, and a thin REST row never erases a live
+value with NULL. Fetches are chunked (`FETCH_DAYS`) to bound memory on long ranges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+import asyncpg
+
+from kirby_core.db.catalog_store import Starlisting, TradingPair
+from kirby_core.db.writer import WriteResult, upsert_candles, upsert_funding_rates
+from kirby_core.exchanges import BinanceHistory, HyperliquidHistory, candle_coverage
+from kirby_core.exchanges.base import SourceCoverage
+from kirby_core.models import Candle, CandleRow, FundingRate, FundingRateRow
+from kirby_core.timeutil import expected_count, floor_time
+
+FETCH_DAYS = 30
+"""Days fetched and written per round: bounds memory (30 days of 1m = 43,200 candles)."""
+PRICE_TOLERANCE = Decimal("0.001")
+"""A stored candle agrees with the exchange's when every price is within 0.1%..."""
+VOLUME_TOLERANCE = Decimal("0.01")
+"""...and its volume within 1% (a live candle that missed its last trades falls outside)."""
+DAY = timedelta(days=1)
+
+UNAVAILABLE = "unavailable_at_source"
+PARTIAL = "partially_unavailable_at_source"
+OK = "ok"
+
+
+class CandleHistory(Protocol):
+    async def fetch_candles(
+        self, coin: str, quote: str, market_type: str, interval: str, start: datetime, end: datetime
+    ) -> list[Candle]: ...
+
+
+@dataclass(frozen=True)
+class CandleSource:
+    """An exchange's candle history and what it promises about it."""
+
+    name: str
+    client: CandleHistory
+    every_interval: bool
+    """True when the exchange has a candle for every interval, quiet ones included
+    (Binance); False when minutes without trades have none (Hyperliquid)."""
+    coverage: Callable[[str, datetime, datetime, datetime], SourceCoverage] | None = None
+    """Which part of a range the exchange still serves at `now`; None: all of it."""
+
+
+def hyperliquid_source(client: HyperliquidHistory) -> CandleSource:
+    return CandleSource("hyperliquid", client, every_interval=False, coverage=candle_coverage)
+
+
+def binance_source(client: BinanceHistory) -> CandleSource:
+    return CandleSource("binance", client, every_interval=True)
+
+
+@dataclass(frozen=True)
+class DayReport:
+    day: date
+    expected: int
+    """Rows the day should hold: closed candles, or settled funding hours, up to now."""
+    fetched: int = 0
+    first_time: datetime | None = None
+    last_time: datetime | None = None
+    unavailable: int = 0
+    """Expected rows the exchange no longer (or never) serves."""
+    compared: int = 0
+    """Fetched candles that were already stored (live rows), compared value by value."""
+    disagreeing: int = 0
+    max_price_diff: float = 0.0
+    """Largest relative price difference among the compared candles."""
+
+    @property
+    def missing(self) -> int:
+        """Expected rows the exchange could serve but did not (no trades in the minute)."""
+        return max(0, self.expected - self.fetched - self.unavailable)
+
+    @property
+    def status(self) -> str:
+        if self.expected and self.unavailable >= self.expected:
+            return UNAVAILABLE
+        return PARTIAL if self.unavailable else OK
+
+
+@dataclass
+class BackfillResult:
+    days: list[DayReport] = field(default_factory=list)
+    write: WriteResult = field(default_factory=WriteResult)
+
+    @property
+    def unavailable_days(self) -> list[date]:
+        return [d.day for d in self.days if d.status == UNAVAILABLE]
+
+
+Progress = Callable[[DayReport], None]
+
+
+async def backfill_candles(
+    conn: asyncpg.Connection,
+    source: CandleSource,
+    starlisting: Starlisting,
+    days: Iterable[date],
+    now: datetime,
+    progress: Progress | None = None,
+) -> BackfillResult:
+    """Fetch and upsert the candles of `starlisting` for `days`; one report per day."""
+    key = starlisting.key
+    closed_until = floor_time(now, key.interval)
+    result = BackfillResult()
+    for chunk in _chunks(sorted(set(days))):
+        bounds = [_day_bounds(day, closed_until) for day in chunk]
+        reports = {
+            day: DayReport(day, expected_count(start, end, key.interval) if end > start else 0)
+            for day, (start, end) in zip(chunk, bounds, strict=True)
+        }
+        fetch_start, fetch_end = bounds[0][0], max(end for _, end in bounds)
+        if source.coverage is not None and fetch_end > fetch_start:
+            for day, (start, end) in zip(chunk, bounds, strict=True):
+                if end > start:
+                    gone = source.coverage(key.interval, start, end, now).unavailable
+                    if gone is not None:
+                        reports[day] = replace(
+                            reports[day], unavailable=expected_count(*gone, key.interval)
+                        )
+            available = source.coverage(key.interval, fetch_start, fetch_end, now).available
+            fetch_start, fetch_end = available if available else (fetch_end, fetch_end)
+        candles: list[Candle] = []
+        if fetch_end > fetch_start:
+            candles = await source.client.fetch_candles(
+                key.coin, key.quote, key.market_type, key.interval, fetch_start, fetch_end
+            )
+        agreement = await _compare_with_stored(conn, starlisting.id, candles)
+        for day, rows in _by_day(candles).items():
+            stats = agreement.get(day, (0, 0, 0.0))
+            reports[day] = replace(
+                reports[day],
+                fetched=len(rows),
+                first_time=rows[0].time,
+                last_time=rows[-1].time,
+                compared=stats[0],
+                disagreeing=stats[1],
+                max_price_diff=stats[2],
+            )
+        if source.every_interval:
+            reports = {d: _nothing_served_is_unavailable(r) for d, r in reports.items()}
+        result.write += await upsert_candles(
+            conn, [CandleRow(starlisting.id, *candle) for candle in candles]
+        )
+        _report(result, reports, progress)
+    return result
+
+
+async def backfill_funding_rates(
+    conn: asyncpg.Connection,
+    client: HyperliquidHistory,
+    pair: TradingPair,
+    days: Iterable[date],
+    now: datetime,
+    progress: Progress | None = None,
+) -> BackfillResult:
+    """Fetch and upsert the settled hourly funding of `pair` for `days`.
+
+    Only the settled columns are written; the live feed's predicted rate and prices in the
+    same rows are kept (the writer's COALESCE).
+    """
+    # The rate of hour H is stamped at H+1:00 plus a few hundred ms: count a stamp once a
+    # minute has passed since it.
+    settled_until = floor_time(now - timedelta(minutes=1), "1h") + timedelta(minutes=1)
+    result = BackfillResult()
+    for chunk in _chunks(sorted(set(days))):
+        bounds = [_day_bounds(day, settled_until) for day in chunk]
+        reports = {
+            day: DayReport(day, expected_count(start, end, "1h") if end > start else 0)
+            for day, (start, end) in zip(chunk, bounds, strict=True)
+        }
+        start, end = bounds[0][0], max(end for _, end in bounds)
+        rates: list[FundingRate] = []
+        if end > start:
+            rates = await client.fetch_funding_rates(pair.key.coin, start, end)
+        for day, rows in _by_day(rates).items():
+            reports[day] = replace(
+                reports[day], fetched=len(rows), first_time=rows[0].time, last_time=rows[-1].time
+            )
+        reports = {d: _nothing_served_is_unavailable(r) for d, r in reports.items()}
+        result.write += await upsert_funding_rates(
+            conn,
+            [
+                FundingRateRow(
+                    pair.id,
+                    rate.time,
+                    settled_funding_rate=rate.settled_funding_rate,
+                    settled_premium=rate.settled_premium,
+                )
+                for rate in rates
+            ],
+        )
+        _report(result, reports, progress)
+    return result
+
+
+def _chunks(days: Sequence[date]) -> Iterable[list[date]]:
+    """Runs of consecutive days, at most FETCH_DAYS long."""
+    chunk: list[date] = []
+    for day in days:
+        if chunk and (len(chunk) == FETCH_DAYS or day != chunk[-1] + DAY):
+            yield chunk
+            chunk = []
+        chunk.append(day)
+    if chunk:
+        yield chunk
+
+
+def _day_bounds(day: date, until: datetime) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(), UTC)
+    return start, max(start, min(start + DAY, until))
+
+
+def _by_day(rows: Sequence[Candle] | Sequence[FundingRate]) -> dict[date, list]:
+    grouped: dict[date, list] = {}
+    for row in rows:
+        grouped.setdefault(row.time.date(), []).append(row)
+    return grouped
+
+
+def _nothing_served_is_unavailable(report: DayReport) -> DayReport:
+    """An exchange that publishes every interval and served nothing for a day does not
+    have that day (before a listing): unavailable at source, not an empty success."""
+    if report.expected and report.fetched == 0:
+        return replace(report, unavailable=report.expected)
+    return report
+
+
+def _report(result: BackfillResult, reports: dict[date, DayReport], progress) -> None:
+    for day in sorted(reports):
+        result.days.append(reports[day])
+        if progress is not None:
+            progress(reports[day])
+
+
+_COMPARE = """
+SELECT (r.time AT TIME ZONE 'UTC')::date AS day, count(*) AS compared,
+       count(*) FILTER (WHERE d.price > $8 OR abs(c.volume - r.volume) > $9 * greatest(
+           c.volume, r.volume)) AS disagreeing,
+       coalesce(max(d.price), 0)::float8 AS max_price_diff
+FROM unnest($2::timestamptz[], $3::numeric[], $4::numeric[], $5::numeric[], $6::numeric[],
+            $7::numeric[]) AS r(time, open, high, low, close, volume)
+JOIN candles c ON c.starlisting_id = $1 AND c.time = r.time
+CROSS JOIN LATERAL (SELECT greatest(abs(c.open - r.open), abs(c.high - r.high),
+                                    abs(c.low - r.low), abs(c.close - r.close)) / r.close
+                    AS price) d
+GROUP BY 1
+"""
+
+
+async def _compare_with_stored(
+    conn: asyncpg.Connection, starlisting_id: int, candles: Sequence[Candle]
+) -> dict[date, tuple[int, int, float]]:
+    """Per day: stored candles at the fetched open times, how many disagree, worst diff."""
+    if not candles:
+        return {}
+    columns = list(zip(*candles, strict=True))
+    records = await conn.fetch(
+        _COMPARE, starlisting_id, *columns[:6], PRICE_TOLERANCE, VOLUME_TOLERANCE
+    )
+    return {r["day"]: (r["compared"], r["disagreeing"], r["max_price_diff"]) for r in records}

@@ -1,0 +1,241 @@
+"""The Parquet lake: market data exported from PostgreSQL as hive-partitioned files.
+
+Layout, one file per series and UTC day (the unit a re-export replaces)::
+
+    <lake>/candles/exchange=hyperliquid/symbol=BTC-USD-perps/interval=1m/date=2025-01-05/
+        part-0.parquet
+    <lake>/funding_rates/exchange=hyperliquid/symbol=BTC-USD-perps/date=2025-01-05/...
+    <lake>/open_interest/...            (realtime database, like the two above)
+    <lake>/training_candles/exchange=binance/symbol=BTC-USDT-spot/interval=1m/date=.../...
+
+`symbol` is coin-quote-market type, so Binance spot and perps of one coin stay apart. Files
+hold `time` and the table's value columns; the path holds the rest, as DuckDB's
+`hive_partitioning` reads it. Numbers are float64 unless exact decimals are asked for.
+
+`export_days` streams each chunk of days out of PostgreSQL with COPY (see
+`kirby_core.db.export`) on two connections, and parses and writes a chunk in a worker
+thread while the next one is still arriving: no Python loop ever touches a row. Writing a
+(series, day) replaces its file atomically; a (series, day) without rows loses its file, so
+re-exporting is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kirby_core.db.catalog_store import Starlisting, TradingPair
+from kirby_core.db.export import (
+    CANDLES,
+    FUNDING_RATES,
+    OPEN_INTEREST,
+    TableSpec,
+    copy_csv,
+    parse_csv,
+)
+from kirby_core.settings import Database
+
+FILE_NAME = "part-0.parquet"
+CHUNK_DAYS = 30
+"""Days per COPY: large enough to amortise a round trip, small enough to overlap well."""
+CONNECTIONS = 2
+"""Parallel COPY streams: on two cores, one parses and writes while the other receives."""
+WRITERS = 8
+"""Threads writing the files of one chunk."""
+_DAY_US = 86_400_000_000
+
+
+@dataclass(frozen=True)
+class LakeDataset:
+    """A table of one database as the lake holds it."""
+
+    name: str
+    """Directory under the lake root (also the dataset name in reports)."""
+    database: Database
+    spec: TableSpec
+    per_interval: bool
+    """Whether series are starlistings (an `interval=` level) or trading pairs."""
+
+    @property
+    def hive_keys(self) -> tuple[str, ...]:
+        return ("exchange", "symbol", "interval") if self.per_interval else ("exchange", "symbol")
+
+
+DATASETS = {
+    dataset.name: dataset
+    for dataset in (
+        LakeDataset("candles", "realtime", CANDLES, per_interval=True),
+        LakeDataset("funding_rates", "realtime", FUNDING_RATES, per_interval=False),
+        LakeDataset("open_interest", "realtime", OPEN_INTEREST, per_interval=False),
+        LakeDataset("training_candles", "training", CANDLES, per_interval=True),
+    )
+}
+
+
+@dataclass(frozen=True)
+class LakeSeries:
+    """One series (a starlisting, or a trading pair) with the names its path uses."""
+
+    series_id: int
+    exchange: str
+    symbol: str
+    interval: str | None = None
+
+    @classmethod
+    def of_starlisting(cls, starlisting: Starlisting) -> LakeSeries:
+        key = starlisting.key
+        return cls(starlisting.id, key.exchange, symbol(key), key.interval)
+
+    @classmethod
+    def of_trading_pair(cls, pair: TradingPair) -> LakeSeries:
+        return cls(pair.id, pair.key.exchange, symbol(pair.key))
+
+    def hive_values(self) -> tuple[str, ...]:
+        if self.interval is None:
+            return (self.exchange, self.symbol)
+        return (self.exchange, self.symbol, self.interval)
+
+
+def symbol(key) -> str:
+    """The lake's `symbol` of a starlisting or trading pair key: BTC-USD-perps."""
+    return f"{key.coin}-{key.quote}-{key.market_type}"
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    series: LakeSeries
+    day: date
+    rows: int
+    path: Path
+    """Where the file is, or would be when `rows` is 0 (no file is kept then)."""
+
+
+def partition_dir(lake_dir: Path, dataset: LakeDataset, series: LakeSeries, day: date) -> Path:
+    parts = [f"{k}={v}" for k, v in zip(dataset.hive_keys, series.hive_values(), strict=True)]
+    return lake_dir.joinpath(dataset.name, *parts, f"date={day.isoformat()}")
+
+
+def dataset_glob(lake_dir: Path, name: str) -> str:
+    """Glob of every file of a lake dataset (or model output), for DuckDB's read_parquet."""
+    return str(lake_dir / name / "**" / "*.parquet")
+
+
+async def export_days(
+    url: str,
+    lake_dir: Path,
+    dataset: LakeDataset,
+    series: Sequence[LakeSeries],
+    days: Iterable[date],
+    *,
+    exact_decimals: bool = False,
+) -> list[ExportedFile]:
+    """Export every (series, day): one file each, replacing what was there. Returns one
+    entry per (series, day), in series then day order, with its exact row count."""
+    ordered = sorted(set(days))
+    if not series or not ordered:
+        return []
+    by_id = {s.series_id: s for s in series}
+    chunks: asyncio.Queue[list[date]] = asyncio.Queue()
+    for chunk in _chunks(ordered, CHUNK_DAYS):
+        chunks.put_nowait(chunk)
+    written: list[ExportedFile] = []
+
+    def write(data: bytes, chunk: list[date]) -> None:
+        table = parse_csv(data, dataset.spec, exact_decimals)
+        written.extend(_write_chunk(lake_dir, dataset, by_id, table, chunk))
+
+    async def worker() -> None:
+        conn = await asyncpg.connect(url, server_settings={"timezone": "UTC"})
+        pending: asyncio.Future[None] | None = None
+        try:
+            while not chunks.empty():
+                chunk = chunks.get_nowait()
+                start = datetime.combine(chunk[0], time(), UTC)
+                end = datetime.combine(chunk[-1], time(), UTC) + timedelta(days=1)
+                data = await copy_csv(conn, dataset.spec, list(by_id), start, end)
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(asyncio.to_thread(write, data, chunk))
+            if pending is not None:
+                await pending
+        finally:
+            await conn.close()
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(CONNECTIONS, chunks.qsize())):
+            group.create_task(worker())
+    position = {s.series_id: i for i, s in enumerate(series)}
+    written.sort(key=lambda f: (position[f.series.series_id], f.day))
+    return written
+
+
+def _chunks(days: list[date], size: int) -> Iterable[list[date]]:
+    """Runs of consecutive days, each at most `size` long."""
+    chunk: list[date] = []
+    for day in days:
+        if chunk and (len(chunk) == size or day != chunk[-1] + timedelta(days=1)):
+            yield chunk
+            chunk = []
+        chunk.append(day)
+    if chunk:
+        yield chunk
+
+
+def _write_chunk(
+    lake_dir: Path,
+    dataset: LakeDataset,
+    by_id: dict[int, LakeSeries],
+    table: pa.Table,
+    days: list[date],
+) -> list[ExportedFile]:
+    """Split a chunk (ordered by series, time) into (series, day) files."""
+    ids = table.column("series_id").to_numpy()
+    day_index = table.column("time").cast(pa.int64()).to_numpy() // _DAY_US
+    change = np.flatnonzero((np.diff(ids) != 0) | (np.diff(day_index) != 0)) + 1
+    starts = np.concatenate(([0], change)) if len(ids) else np.array([], dtype=np.int64)
+    ends = np.concatenate((change, [len(ids)])) if len(ids) else np.array([], dtype=np.int64)
+    values = table.drop_columns(["series_id"])
+    epoch = date(1970, 1, 1)
+    found: dict[tuple[int, date], int] = {}
+    files: list[tuple[pa.Table, Path]] = []
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        key = (int(ids[start]), epoch + timedelta(days=int(day_index[start])))
+        found[key] = end - start
+        path = partition_dir(lake_dir, dataset, by_id[key[0]], key[1]) / FILE_NAME
+        files.append((values.slice(start, end - start), path))
+    # Creating a directory and a file costs a millisecond or more on a busy disk: several
+    # threads keep the disk busy (pyarrow and the syscalls release the GIL).
+    with ThreadPoolExecutor(WRITERS) as pool:
+        list(pool.map(lambda item: _write_file(*item), files))
+    exported = []
+    for series_id, series in by_id.items():
+        for day in days:
+            path = partition_dir(lake_dir, dataset, series, day) / FILE_NAME
+            rows = found.get((series_id, day), 0)
+            if rows == 0 and path.parent.exists():
+                shutil.rmtree(path.parent)  # nothing left for that day: no stale file
+            exported.append(ExportedFile(series, day, rows, path))
+    return exported
+
+
+def _write_file(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    pq.write_table(table, partial)
+    os.replace(partial, path)  # readers see the old file or the new one, never half of one
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    """Write one lake file atomically (reference tables, model outputs)."""
+    _write_file(table, path)

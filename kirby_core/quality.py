@@ -1,0 +1,283 @@
+"""Data-quality rules for one series and UTC day, evaluated in PostgreSQL or over the lake.
+
+Completeness separates why rows are missing, because only one cause is repairable:
+
+- unavailable at source: older than the exchange keeps, or a day it never had;
+- collector outage: inside a window `collection_outages` recorded after the day's last
+  backfill (the backfill since then would have filled it): repairable, a failure;
+- no trades: the exchange served no candle at the last backfill (Hyperliquid leaves quiet
+  minutes out); at most as many as that backfill found missing;
+- unexplained: anything else, e.g. rows the exchange served at the last backfill that are
+  gone now, or a day never backfilled: a failure, repaired by a backfill.
+
+The evidence of the last backfill (`BackfillEvidence`) comes from the caller (the pipelines
+keep it as per-partition metadata). The other rules: OHLC sanity (consistent prices, no
+spikes, volume and trade count agreeing), timestamps aligned to the interval with no
+duplicate, settled funding once per hour on the hour within Hyperliquid's cap, and lake
+files holding exactly the rows of the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import asyncpg
+import duckdb
+
+from kirby_core.timeutil import expected_count, floor_time, interval_seconds
+
+DAY = timedelta(days=1)
+MAX_HOURLY_FUNDING = 0.04
+"""Hyperliquid caps funding at 4% an hour; a rate beyond it is not a real rate."""
+
+
+def max_move(interval: str) -> float:
+    """Largest believable move within one candle or from one close to the next."""
+    seconds = interval_seconds(interval)
+    return 0.2 if seconds <= 3600 else 0.5 if seconds <= 86400 else 1.0
+
+
+@dataclass(frozen=True)
+class BackfillEvidence:
+    """What the last backfill of a (series, day) saw."""
+
+    at: datetime
+    fetched: int
+    missing: int
+    """Expected rows the exchange did not serve (no trades)."""
+    unavailable: int
+
+
+@dataclass(frozen=True)
+class Completeness:
+    day: date
+    expected: int
+    present: int
+    unavailable_at_source: int = 0
+    collector_outage: int = 0
+    no_trades: int = 0
+    unexplained: int = 0
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.expected - self.present)
+
+    @property
+    def passed(self) -> bool:
+        return self.collector_outage == 0 and self.unexplained == 0
+
+
+def day_window(day: date, interval: str, now: datetime) -> tuple[datetime, datetime]:
+    """[first open time in the day, end of the day or of the last closed candle)."""
+    start = datetime.combine(day, time(), UTC)
+    first = floor_time(start, interval)
+    if first < start:
+        first += timedelta(seconds=interval_seconds(interval))
+    return first, max(first, min(start + DAY, floor_time(now, interval)))
+
+
+_COMPLETENESS = """
+WITH expected AS (
+    SELECT t FROM generate_series($2::timestamptz, $3::timestamptz - make_interval(secs => $4),
+                                  make_interval(secs => $4)) t
+), missing AS (
+    SELECT e.t FROM expected e
+    WHERE NOT EXISTS (SELECT 1 FROM candles c WHERE c.starlisting_id = $1 AND c.time = e.t)
+)
+SELECT (SELECT count(*) FROM expected) AS expected,
+       (SELECT count(*) FROM candles WHERE starlisting_id = $1 AND time >= $2 AND time < $3)
+           AS present,
+       count(*) FILTER (WHERE m.t < $5) AS unavailable,
+       count(*) FILTER (WHERE m.t >= $5 AND EXISTS (
+           SELECT 1 FROM collection_outages o
+           WHERE o.dataset = 'candles' AND o.series_id = $1
+             AND o.start_time < m.t + make_interval(secs => $4) AND o.end_time > m.t
+             AND ($6::timestamptz IS NULL OR o.recorded_at > $6))) AS outage
+FROM missing m
+"""
+
+
+async def candle_completeness(
+    conn: asyncpg.Connection,
+    starlisting_id: int,
+    interval: str,
+    day: date,
+    now: datetime,
+    *,
+    available_from: datetime | None,
+    evidence: BackfillEvidence | None,
+) -> Completeness:
+    """Completeness of one candle series on one day. `available_from`: the oldest open time
+    the exchange still serves (None: it keeps everything)."""
+    start, end = day_window(day, interval, now)
+    if end <= start:
+        return Completeness(day, 0, 0)
+    floor = available_from or datetime(1, 1, 1, tzinfo=UTC)
+    record = await conn.fetchrow(
+        _COMPLETENESS,
+        starlisting_id,
+        start,
+        end,
+        interval_seconds(interval),
+        floor,
+        evidence.at if evidence else None,
+    )
+    expected, present = record["expected"], record["present"]
+    missing = max(0, expected - present)
+    unavailable = record["unavailable"]
+    if evidence is not None:
+        unavailable = max(unavailable, min(evidence.unavailable, missing))
+    outage = min(record["outage"], missing - unavailable)
+    rest = missing - unavailable - outage
+    no_trades = min(rest, evidence.missing) if evidence is not None else 0
+    return Completeness(
+        day,
+        expected,
+        present,
+        unavailable_at_source=unavailable,
+        collector_outage=outage,
+        no_trades=no_trades,
+        unexplained=rest - no_trades,
+    )
+
+
+@dataclass(frozen=True)
+class CandleSanity:
+    day: date
+    rows: int
+    inconsistent: int
+    """Prices out of order (low above open/close, high below) or not positive."""
+    spikes: int
+    """Candles whose range, or whose move from the previous close, exceeds `max_move`."""
+    volume_mismatch: int
+    """Volume without trades, trades without volume, or negative values."""
+    misaligned: int
+    """Open times not on the interval's boundaries."""
+    duplicates: int
+
+    @property
+    def ohlc_passed(self) -> bool:
+        return self.inconsistent == 0 and self.spikes == 0 and self.volume_mismatch == 0
+
+    @property
+    def timestamps_passed(self) -> bool:
+        return self.misaligned == 0 and self.duplicates == 0
+
+
+_SANITY = """
+WITH day AS (
+    SELECT time, open, high, low, close, volume, trade_count,
+           lag(close) OVER (ORDER BY time) AS previous_close
+    FROM candles WHERE starlisting_id = $1 AND time >= $2 AND time < $3
+)
+SELECT count(*) AS rows,
+       count(*) FILTER (WHERE NOT (low > 0 AND low <= least(open, close)
+                                   AND high >= greatest(open, close))) AS inconsistent,
+       count(*) FILTER (WHERE low > 0 AND (high / low - 1 > $4
+           OR abs(close / previous_close - 1) > $4)) AS spikes,
+       count(*) FILTER (WHERE volume < 0 OR trade_count < 0 OR (volume = 0 AND trade_count > 0)
+           OR (volume > 0 AND trade_count = 0)) AS volume_mismatch,
+       count(*) FILTER (WHERE (extract(epoch FROM time)::bigint + $6) % $5 <> 0) AS misaligned,
+       count(*) - count(DISTINCT time) AS duplicates
+FROM day
+"""
+
+
+async def candle_sanity(
+    conn: asyncpg.Connection, starlisting_id: int, interval: str, day: date
+) -> CandleSanity:
+    start = datetime.combine(day, time(), UTC)
+    week_offset = 3 * 86400 if interval == "1w" else 0  # weeks open on Monday
+    record = await conn.fetchrow(
+        _SANITY,
+        starlisting_id,
+        start,
+        start + DAY,
+        max_move(interval),
+        interval_seconds(interval),
+        week_offset,
+    )
+    return CandleSanity(day, **dict(record))
+
+
+@dataclass(frozen=True)
+class FundingSanity:
+    day: date
+    expected: int
+    settlements: int
+    off_the_hour: int
+    """Settled rates stamped at a minute other than :00."""
+    out_of_range: int
+    """Settled or predicted rates beyond Hyperliquid's 4%/hour cap."""
+    gaps: int
+    """Consecutive settlements more than an hour apart."""
+    unavailable: int = 0
+
+    @property
+    def passed(self) -> bool:
+        complete = self.settlements + self.unavailable >= self.expected
+        return complete and not (self.off_the_hour or self.out_of_range or self.gaps)
+
+
+_FUNDING = """
+WITH settled AS (
+    SELECT time, settled_funding_rate AS rate,
+           time - lag(time) OVER (ORDER BY time) AS since_previous
+    FROM funding_rates
+    WHERE trading_pair_id = $1 AND time >= $2 AND time < $3 AND settled_funding_rate IS NOT NULL
+)
+SELECT (SELECT count(*) FROM settled) AS settlements,
+       (SELECT count(*) FROM settled WHERE date_trunc('hour', time) <> time) AS off_the_hour,
+       (SELECT count(*) FROM settled WHERE since_previous > interval '1 hour') AS gaps,
+       (SELECT count(*) FROM funding_rates
+        WHERE trading_pair_id = $1 AND time >= $2 AND time < $3
+          AND (abs(settled_funding_rate) > $4 OR abs(predicted_funding_rate) > $4))
+           AS out_of_range
+"""
+
+
+async def funding_sanity(
+    conn: asyncpg.Connection,
+    trading_pair_id: int,
+    day: date,
+    now: datetime,
+    evidence: BackfillEvidence | None,
+) -> FundingSanity:
+    start = datetime.combine(day, time(), UTC)
+    settled_until = floor_time(now - timedelta(minutes=1), "1h") + timedelta(minutes=1)
+    end = max(start, min(start + DAY, settled_until))
+    expected = expected_count(start, end, "1h") if end > start else 0
+    record = await conn.fetchrow(_FUNDING, trading_pair_id, start, end, MAX_HOURLY_FUNDING)
+    return FundingSanity(
+        day,
+        expected,
+        record["settlements"],
+        record["off_the_hour"],
+        record["out_of_range"],
+        record["gaps"],
+        unavailable=evidence.unavailable if evidence else 0,
+    )
+
+
+@dataclass(frozen=True)
+class LakeCount:
+    rows: int
+    distinct_times: int
+
+
+def lake_counts(lake_dir: Path, dataset: str, day: date) -> dict[tuple[str, ...], LakeCount]:
+    """Rows and distinct times per series in the lake files of one day, keyed by the hive
+    values (exchange, symbol[, interval])."""
+    day_dirs = list((lake_dir / dataset).glob(f"**/date={day.isoformat()}/*.parquet"))
+    if not day_dirs:
+        return {}
+    with duckdb.connect() as con:
+        relation = con.read_parquet([str(p) for p in day_dirs], hive_partitioning=True)
+        keys = [c for c in ("exchange", "symbol", "interval") if c in relation.columns]
+        grouped = ", ".join(keys)
+        rows = con.sql(
+            f"SELECT {grouped}, count(*), count(DISTINCT time) FROM relation GROUP BY {grouped}"  # noqa: S608
+        ).fetchall()
+    return {tuple(r[: len(keys)]): LakeCount(r[-2], r[-1]) for r in rows}

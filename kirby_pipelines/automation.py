@@ -1,0 +1,261 @@
+"""What the schedule and sensors ask for, decided from plain data (tested without a daemon).
+
+- `daily`: yesterday for every active series, one run per asset (and series block).
+- `new_series`: a series seen for the first time gets `backfill_new_series_days` of history,
+  most recent first; Hyperliquid candles only for the days the exchange still serves.
+- `repairs`: `collection_outages` rows and failed completeness checks become backfill runs for
+  exactly the (series, day) partitions they touch. A day that is not a partition yet (today)
+  waits in the cursor until it is; a day Hyperliquid no longer serves is dropped.
+
+Cursors are JSON, so a sensor restarted from its cursor neither forgets nor repeats work.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+
+from kirby_pipelines.catalogs import Series
+from kirby_pipelines.partitions import STARLISTINGS, TRADING_PAIRS, TRAINING_STARLISTINGS
+from kirby_pipelines.runs import backfill_requests, recent_days, still_served
+
+PARTITIONS_OF = {
+    "candles": STARLISTINGS.name,
+    "funding_rates": TRADING_PAIRS.name,
+    "training_candles": TRAINING_STARLISTINGS.name,
+}
+"""Backfill asset -> the dynamic partitions of its series."""
+OUTAGE_ASSETS = {"candles": "candles", "funding_rates": "funding_rates"}
+"""collection_outages.dataset -> the asset that repairs it (open interest has no history)."""
+REPAIRED_CHECKS = {
+    "candles": "candles_complete",
+    "funding_rates": "funding_rates_settled_hourly",
+    "training_candles": "training_candles_complete",
+}
+
+
+def active_series(realtime: Series, training: Series) -> dict[str, list[str]]:
+    """Active series keys by backfill asset."""
+    return {
+        "candles": [str(s.key) for s in realtime.starlistings],
+        "funding_rates": [str(p.key) for p in realtime.trading_pairs],
+        "training_candles": [str(s.key) for s in training.starlistings],
+    }
+
+
+def daily(
+    active: Mapping[str, Sequence[str]], order: Mapping[str, Sequence[str]], day: date
+) -> list[dg.RunRequest]:
+    requests = []
+    for asset, series in active.items():
+        requests += backfill_requests(
+            asset,
+            series,
+            [day],
+            order=order[PARTITIONS_OF[asset]],
+            reason="daily",
+            run_key=f"daily:{asset}:{day}",
+        )
+    return requests
+
+
+def new_series(
+    active: Mapping[str, Sequence[str]],
+    order: Mapping[str, Sequence[str]],
+    known: Mapping[str, Sequence[str]],
+    now: datetime,
+    days: int,
+) -> tuple[list[dg.RunRequest], dict[str, list[str]]]:
+    """Requests for series not in `known`; returns them and the new `known`."""
+    wanted = recent_days(now.date() - timedelta(days=1), days)
+    requests = []
+    for asset, series in active.items():
+        for key in series:
+            if key in known.get(asset, ()):
+                continue
+            key_days = still_served(key, wanted, now) if asset == "candles" else wanted
+            requests += backfill_requests(
+                asset,
+                [key],
+                key_days,
+                order=order[PARTITIONS_OF[asset]],
+                reason="new series",
+                run_key=f"new-series:{asset}",
+                newest_first=True,
+            )
+    updated = {asset: sorted({*known.get(asset, ()), *series}) for asset, series in active.items()}
+    return requests, updated
+
+
+@dataclass(frozen=True)
+class Outage:
+    id: int
+    dataset: str
+    series: str
+    """Partition key of the series (starlisting or trading pair)."""
+    start_time: datetime
+    end_time: datetime
+
+
+@dataclass
+class RepairCursor:
+    outage_id: int = 0
+    check_records: dict[str, int] = field(default_factory=dict)
+    """Latest asset-check execution record id seen, by check name."""
+    pending: list[tuple[str, str, str]] = field(default_factory=list)
+    """(asset, series, ISO day) not yet a partition (today's), requested once it is."""
+
+    @classmethod
+    def parse(cls, cursor: str | None) -> RepairCursor:
+        if not cursor:
+            return cls()
+        raw = json.loads(cursor)
+        return cls(
+            raw.get("outage_id", 0),
+            raw.get("check_records", {}),
+            [tuple(item) for item in raw.get("pending", [])],
+        )
+
+    def dump(self) -> str:
+        return json.dumps(
+            {
+                "outage_id": self.outage_id,
+                "check_records": self.check_records,
+                "pending": [list(item) for item in sorted(set(self.pending))],
+            }
+        )
+
+
+@dataclass(frozen=True)
+class FailedCheck:
+    record_id: int
+    check: str
+    asset: str
+    partitions: tuple[str, ...]
+
+
+def repairs(
+    cursor: RepairCursor,
+    outages: Sequence[Outage],
+    failed_checks: Sequence[FailedCheck],
+    order: Mapping[str, Sequence[str]],
+    now: datetime,
+) -> tuple[list[dg.RunRequest], RepairCursor, list[str]]:
+    """Requests for the partitions touched by new outages and newly failed checks, the next
+    cursor, and notes on what was skipped (for the tick's log)."""
+    last_day = now.date() - timedelta(days=1)
+    wanted: set[tuple[str, str, date]] = set()
+    notes: list[str] = []
+    next_cursor = RepairCursor(cursor.outage_id, dict(cursor.check_records), [])
+    for outage in outages:
+        next_cursor.outage_id = max(next_cursor.outage_id, outage.id)
+        asset = OUTAGE_ASSETS.get(outage.dataset)
+        if asset is None:
+            notes.append(f"outage {outage.id}: {outage.dataset} has no history to backfill")
+            continue
+        day = outage.start_time.date()
+        while day <= outage.end_time.date():
+            wanted.add((asset, outage.series, day))
+            day += timedelta(days=1)
+    for failed in failed_checks:
+        previous = next_cursor.check_records.get(failed.check, 0)
+        next_cursor.check_records[failed.check] = max(previous, failed.record_id)
+        for key in failed.partitions:
+            day, series = key.split("|", 1)
+            wanted.add((failed.asset, series, date.fromisoformat(day)))
+    wanted |= {(a, s, date.fromisoformat(d)) for a, s, d in cursor.pending}
+    by_target: dict[tuple[str, str], list[date]] = {}
+    for asset, series, day in sorted(wanted):
+        if day > last_day:
+            next_cursor.pending.append((asset, series, day.isoformat()))
+        elif asset == "candles" and not still_served(series, [day], now):
+            notes.append(f"{series} {day}: no longer served by the exchange, not repairable")
+        else:
+            by_target.setdefault((asset, series), []).append(day)
+    marker = f"{next_cursor.outage_id}:{sum(next_cursor.check_records.values())}"
+    requests = []
+    for (asset, series), days in by_target.items():
+        requests += backfill_requests(
+            asset,
+            [series],
+            days,
+            order=order[PARTITIONS_OF[asset]],
+            reason="gap repair",
+            run_key=f"repair:{marker}:{asset}",
+            priority=1,
+        )
+    return requests, next_cursor, notes
+
+
+async def read_outages(url: str, after_id: int, limit: int = 500) -> list[Outage]:
+    """Outage rows recorded after `after_id`, with their series as partition keys."""
+    import asyncio
+
+    import asyncpg
+
+    from kirby_core.db import catalog_store
+
+    async with asyncio.timeout(10):
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch(
+                "SELECT id, dataset, series_id, start_time, end_time FROM collection_outages"
+                " WHERE id > $1 ORDER BY id LIMIT $2",
+                after_id,
+                limit,
+            )
+            if not rows:
+                return []
+            stars = {
+                s.id: str(s.key)
+                for s in await catalog_store.list_starlistings(conn, active_only=False)
+            }
+            pairs = {
+                p.id: str(p.key)
+                for p in await catalog_store.list_trading_pairs(conn, active_only=False)
+            }
+        finally:
+            await conn.close()
+    outages = []
+    for row in rows:
+        names = stars if row["dataset"] == "candles" else pairs
+        series = names.get(row["series_id"], f"unknown-{row['series_id']}")
+        outages.append(
+            Outage(row["id"], row["dataset"], series, row["start_time"], row["end_time"])
+        )
+    return outages
+
+
+def failed_checks(instance: dg.DagsterInstance, cursor: RepairCursor) -> list[FailedCheck]:
+    """Failed evaluations of the completeness checks newer than the cursor."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+    )
+
+    found = []
+    for asset, check in REPAIRED_CHECKS.items():
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey(asset), check),
+            limit=50,
+            status={AssetCheckExecutionRecordStatus.FAILED},
+        )
+        for record in records:
+            if record.id <= cursor.check_records.get(check, 0) or record.event is None:
+                continue
+            evaluation = record.event.dagster_event.event_specific_data  # AssetCheckEvaluation
+            failed = evaluation.metadata.get("failed_partitions")
+            partitions = tuple(getattr(failed, "value", None) or ())
+            found.append(FailedCheck(record.id, check, asset, partitions))
+    return found
+
+
+def json_cursor(cursor: str | None) -> dict[str, list[str]]:
+    return json.loads(cursor) if cursor else {}
+
+
+def dump_cursor(value: Mapping[str, Sequence[str]]) -> str:
+    return json.dumps({k: list(v) for k, v in value.items()}, sort_keys=True)

@@ -1,0 +1,187 @@
+"""The body shared by the three backfill assets: which series and days a run covers, the
+exchange client, the per-day reports, and how they become Dagster events.
+
+A run covers a rectangle of days x series (its partition keys). For every partition it
+records an observation with the day's report (see `evidence`); the materialization carries
+the run's totals and a per-day table. A day older than the exchange keeps is not an empty
+success: the run records the days it did fetch as materialized, then fails naming the days
+that are unavailable at source, which Dagster shows as failed partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import dagster as dg
+
+from kirby_core.backfill import (
+    UNAVAILABLE,
+    BackfillResult,
+    DayReport,
+    backfill_candles,
+    backfill_funding_rates,
+    binance_source,
+    hyperliquid_source,
+)
+from kirby_core.catalog import StarlistingKey, TradingPairKey
+from kirby_core.db import catalog_store
+from kirby_core.exchanges import BinanceHistory, HyperliquidHistory
+from kirby_core.settings import Database, Settings
+from kirby_core.timeutil import interval_seconds
+from kirby_pipelines import evidence
+from kirby_pipelines.partitions import days_by_series, partition_key
+from kirby_pipelines.resources import KirbyResource, Progress, report_progress
+
+MAX_TABLE_ROWS = 60
+"""Per-day rows shown in the run's materialization table (the observations keep them all)."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    asset: str
+    database: Database
+    kind: str
+    """candles (Hyperliquid), training_candles (Binance) or funding_rates (Hyperliquid)."""
+
+
+CANDLES = Dataset("candles", "realtime", "candles")
+FUNDING_RATES = Dataset("funding_rates", "realtime", "funding_rates")
+TRAINING_CANDLES = Dataset("training_candles", "training", "training_candles")
+
+
+def starlisting_key(key: str) -> StarlistingKey:
+    return StarlistingKey(*key.split("/"))
+
+
+def trading_pair_key(key: str) -> TradingPairKey:
+    return TradingPairKey(*key.split("/"))
+
+
+def run(
+    context: dg.AssetExecutionContext,
+    kirby: KirbyResource,
+    progress: Progress | None,
+    dataset: Dataset,
+) -> dg.MaterializeResult:
+    settings = kirby.settings()
+    url = kirby.url(dataset.database)
+    plan = days_by_series(context.partition_keys)
+    now = datetime.now(UTC)
+
+    def advance(series: str) -> Callable[[DayReport], None]:
+        return lambda report: report_progress(progress, 1, f"{series} {report.day}")
+
+    results = asyncio.run(_fetch_all(settings, url, dataset, plan, now, advance))
+    at = datetime.now(UTC)
+    for series, result in results.items():
+        for report in result.days:
+            key = partition_key(report.day, series)
+            context.log_event(evidence.observation(context.asset_key, key, report, at))
+            context.log.info(
+                f"{series} {report.day}: {report.fetched} fetched of {report.expected} expected,"
+                f" {report.missing} missing, {report.unavailable} unavailable at source"
+            )
+    unavailable = [
+        partition_key(r.day, series)
+        for series, result in results.items()
+        for r in result.days
+        if r.status == UNAVAILABLE
+    ]
+    if unavailable:
+        for series, result in results.items():
+            for report in result.days:
+                if report.status != UNAVAILABLE:
+                    context.log_event(
+                        dg.AssetMaterialization(
+                            asset_key=context.asset_key,
+                            partition=partition_key(report.day, series),
+                            metadata=evidence.day_metadata(report, at),
+                        )
+                    )
+        raise dg.Failure(
+            description=(
+                f"{len(unavailable)} partition(s) unavailable at source (the exchange no longer "
+                f"has, or never had, these days): {', '.join(unavailable[:20])}"
+                + (" ..." if len(unavailable) > 20 else "")
+            ),
+            metadata={"unavailable_at_source": dg.MetadataValue.json(unavailable)},
+            allow_retries=False,
+        )
+    return dg.MaterializeResult(metadata=_totals(dataset, results))
+
+
+async def _fetch_all(
+    settings: Settings,
+    url: str,
+    dataset: Dataset,
+    plan: dict[str, list],
+    now: datetime,
+    advance: Callable[[str], Callable[[DayReport], None]],
+) -> dict[str, BackfillResult]:
+    results: dict[str, BackfillResult] = {}
+    conn = await asyncpg.connect(url)
+    try:
+        if dataset.kind == "training_candles":
+            async with BinanceHistory(settings) as binance:
+                source = binance_source(binance)
+                for series, days in plan.items():
+                    star = await catalog_store.get_starlisting(conn, starlisting_key(series))
+                    results[series] = await backfill_candles(
+                        conn, source, star, days, now, advance(series)
+                    )
+            return results
+        async with HyperliquidHistory(settings) as hyperliquid:
+            for series, days in plan.items():
+                if dataset.kind == "candles":
+                    star = await catalog_store.get_starlisting(conn, starlisting_key(series))
+                    results[series] = await backfill_candles(
+                        conn, hyperliquid_source(hyperliquid), star, days, now, advance(series)
+                    )
+                else:
+                    pair = await catalog_store.get_trading_pair(conn, trading_pair_key(series))
+                    results[series] = await backfill_funding_rates(
+                        conn, hyperliquid, pair, days, now, advance(series)
+                    )
+    finally:
+        await conn.close()
+    return results
+
+
+def _totals(dataset: Dataset, results: dict[str, BackfillResult]) -> dict[str, dg.RawMetadataValue]:
+    reports = [(series, r) for series, result in results.items() for r in result.days]
+    firsts = [r.first_time for _, r in reports if r.first_time is not None]
+    lasts = [r.last_time for _, r in reports if r.last_time is not None]
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "series": dg.MetadataValue.json(sorted(results)),
+        "partitions": len(reports),
+        "rows_fetched": sum(r.fetched for _, r in reports),
+        "rows_written": sum(result.write.written for result in results.values()),
+        "rows_rejected": sum(len(result.write.rejected) for result in results.values()),
+        "unavailable_at_source": sum(r.unavailable for _, r in reports),
+        "live_rows_compared": sum(r.compared for _, r in reports),
+        "live_rows_disagreeing": sum(r.disagreeing for _, r in reports),
+    }
+    if dataset.kind == "funding_rates":
+        metadata["missing_settlements"] = sum(r.missing for _, r in reports)
+    else:
+        minutes = {s: interval_seconds(starlisting_key(s).interval) // 60 for s in results}
+        metadata["missing_candles"] = sum(r.missing for _, r in reports)
+        metadata["missing_minutes"] = sum(r.missing * minutes[s] for s, r in reports)
+    if firsts:
+        metadata["first_time"] = dg.MetadataValue.timestamp(min(firsts))
+        metadata["last_time"] = dg.MetadataValue.timestamp(max(lasts))
+    lines = ["| series | day | fetched | expected | missing | unavailable | live disagreeing |"]
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for series, r in reports[:MAX_TABLE_ROWS]:
+        lines.append(
+            f"| {series} | {r.day} | {r.fetched} | {r.expected} | {r.missing} |"
+            f" {r.unavailable} | {r.disagreeing} |"
+        )
+    if len(reports) > MAX_TABLE_ROWS:
+        lines.append(f"| ... {len(reports) - MAX_TABLE_ROWS} more (see the observations) | |||||")
+    metadata["days"] = dg.MetadataValue.md("\n".join(lines))
+    return metadata

@@ -1,0 +1,1 @@
+"""Exchange history into the databases: backfill assets, their checks and schedules."""

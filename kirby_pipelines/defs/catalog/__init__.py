@@ -1,0 +1,1 @@
+"""The catalogs as assets, and the sensor that backfills series that appear in them."""

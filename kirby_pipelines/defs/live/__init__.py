@@ -1,0 +1,1 @@
+"""What the live collector writes, as external assets whose freshness a sensor reports."""

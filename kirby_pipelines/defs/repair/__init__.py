@@ -1,0 +1,1 @@
+"""Gap repair: collector outages and failed completeness checks become backfill runs."""

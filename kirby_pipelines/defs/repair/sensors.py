@@ -1,0 +1,45 @@
+"""`gap_repair`: outages and failed completeness checks become backfills of exactly the
+partitions they touch.
+
+Each tick reads the `collection_outages` rows recorded since its cursor and the failed
+evaluations of `candles_complete`, `funding_rates_settled_hourly` and
+`training_candles_complete` since its cursor, and requests backfill runs for the (series,
+day) partitions involved. Today's part of an outage waits in the cursor until the day is
+complete (a partition). The backfill runs the checks again, so a repaired gap shows green.
+"""
+
+import asyncio
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from kirby_pipelines import automation, catalogs
+from kirby_pipelines.defs.backfills.assets import candles, funding_rates, training_candles
+from kirby_pipelines.defs.catalog.sensors import UNREACHABLE
+from kirby_pipelines.resources import KirbyResource
+
+
+@dg.sensor(
+    name="gap_repair",
+    minimum_interval_seconds=60,
+    asset_selection=[candles, funding_rates, training_candles],
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Backfills the partitions of new collector outages and failed completeness checks.",
+)
+def gap_repair(
+    context: dg.SensorEvaluationContext, kirby: KirbyResource
+) -> dg.SensorResult | dg.SkipReason:
+    cursor = automation.RepairCursor.parse(context.cursor)
+    try:
+        outages = asyncio.run(automation.read_outages(kirby.url("realtime"), cursor.outage_id))
+    except UNREACHABLE as exc:
+        return dg.SkipReason(f"database unreachable, nothing decided: {exc}")
+    failed = automation.failed_checks(context.instance, cursor)
+    order = {
+        name: catalogs.registered_order(context.instance, name)
+        for name in automation.PARTITIONS_OF.values()
+    }
+    requests, cursor, notes = automation.repairs(cursor, outages, failed, order, datetime.now(UTC))
+    for note in notes:
+        context.log.info(note)
+    return dg.SensorResult(run_requests=requests, cursor=cursor.dump())

@@ -1,0 +1,76 @@
+"""What a backfill saw, per partition, kept in Dagster's event log as an AssetObservation.
+
+Completeness checks need the last backfill of a (series, day): when it ran, how many rows
+the exchange served, how many it did not (no trades) and how many it no longer has. A
+backfill run records one observation per partition with those figures (and the comparison
+with stored live rows); checks read the latest one back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from kirby_core.backfill import DayReport
+from kirby_core.quality import BackfillEvidence
+
+SOURCE = "kirby/backfill"
+
+
+def day_metadata(report: DayReport, at: datetime) -> dict[str, dg.RawMetadataValue]:
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "source": SOURCE,
+        "backfilled_at": dg.MetadataValue.timestamp(at),
+        "status": report.status,
+        "expected": report.expected,
+        "rows_fetched": report.fetched,
+        "missing": report.missing,
+        "unavailable_at_source": report.unavailable,
+        "live_compared": report.compared,
+        "live_disagreeing": report.disagreeing,
+        "live_max_price_diff": report.max_price_diff,
+    }
+    if report.first_time is not None and report.last_time is not None:
+        metadata["first_time"] = report.first_time.isoformat()
+        metadata["last_time"] = report.last_time.isoformat()
+    return metadata
+
+
+def observation(asset_key: dg.AssetKey, partition: str, report: DayReport, at: datetime):
+    return dg.AssetObservation(
+        asset_key=asset_key, partition=partition, metadata=day_metadata(report, at)
+    )
+
+
+def latest(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Iterable[str]
+) -> dict[str, Mapping[str, object]]:
+    """The latest backfill metadata (plain values) of each partition that has one."""
+    found: dict[str, Mapping[str, object]] = {}
+    for partition in partitions:
+        records = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=5
+        ).records
+        for record in records:
+            event = record.asset_observation
+            if event is not None and _value(event.metadata.get("source")) == SOURCE:
+                found[partition] = {k: _value(v) for k, v in event.metadata.items()}
+                break
+    return found
+
+
+def as_evidence(metadata: Mapping[str, object] | None) -> BackfillEvidence | None:
+    if metadata is None:
+        return None
+    return BackfillEvidence(
+        at=datetime.fromtimestamp(float(metadata["backfilled_at"]), UTC),  # type: ignore[arg-type]
+        fetched=int(metadata["rows_fetched"]),  # type: ignore[call-overload]
+        missing=int(metadata["missing"]),  # type: ignore[call-overload]
+        unavailable=int(metadata["unavailable_at_source"]),  # type: ignore[call-overload]
+    )
+
+
+def _value(value: object) -> object:
+    return getattr(value, "value", value)

@@ -1,0 +1,207 @@
+"""The bodies of the lake assets: database -> Parquet lake, and what the SQL models read.
+
+Each lake table asset exports whole UTC days of every series of its table (active or not:
+whatever the database holds); the reference assets write the series catalog and the
+collection outages as single files. `RELATIONS` tells the SQL model runner where each ref
+lives and, before anything was exported, what an empty one looks like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import date, timedelta
+
+import asyncpg
+import dagster as dg
+import pyarrow as pa
+
+from kirby_core import lake
+from kirby_core.db import catalog_store
+from kirby_core.db.export import TIME
+from kirby_core.lake import DATASETS, LakeSeries
+from kirby_core.settings import Database
+from kirby_core.timeutil import INTERVAL_SECONDS
+from kirby_pipelines.resources import KirbyResource, Progress, report_progress
+from kirby_pipelines.sql_models import Relation, SqlModel
+
+LAKE_ASSETS = {
+    "lake_candles": "candles",
+    "lake_funding_rates": "funding_rates",
+    "lake_open_interest": "open_interest",
+    "lake_training_candles": "training_candles",
+}
+"""Lake asset -> lake dataset."""
+
+
+class LakeConfig(dg.Config):
+    exact_decimals: bool = False
+    """Write prices, sizes and rates as decimal128(38, 18) instead of float64."""
+
+
+def days_of(context: dg.AssetExecutionContext) -> list[date]:
+    window = context.partition_time_window
+    days, day = [], window.start.date()
+    while day < window.end.date():
+        days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+async def series_of(url: str, dataset: lake.LakeDataset) -> list[LakeSeries]:
+    conn = await asyncpg.connect(url)
+    try:
+        if dataset.per_interval:
+            stars = await catalog_store.list_starlistings(conn, active_only=False)
+            return [LakeSeries.of_starlisting(s) for s in stars]
+        pairs = await catalog_store.list_trading_pairs(conn, active_only=False)
+        return [LakeSeries.of_trading_pair(p) for p in pairs]
+    finally:
+        await conn.close()
+
+
+def export(
+    context: dg.AssetExecutionContext,
+    kirby: KirbyResource,
+    progress: Progress | None,
+    config: LakeConfig,
+) -> dg.MaterializeResult:
+    dataset = DATASETS[LAKE_ASSETS[context.asset_key.to_user_string()]]
+    settings = kirby.settings()
+    url = kirby.url(dataset.database)
+    days = days_of(context)
+    series = asyncio.run(series_of(url, dataset))
+    files = asyncio.run(
+        lake.export_days(
+            url, settings.lake_dir, dataset, series, days, exact_decimals=config.exact_decimals
+        )
+    )
+    report_progress(progress, len(days), f"{dataset.name} {days[0]}..{days[-1]}")
+    by_series: Counter[str] = Counter()
+    by_day: Counter[str] = Counter()
+    for f in files:
+        name = "/".join(v for v in f.series.hive_values())
+        by_series[name] += f.rows
+        by_day[f.day.isoformat()] += f.rows
+    rows = sum(f.rows for f in files)
+    context.log.info(f"{dataset.name}: {rows} rows in {sum(1 for f in files if f.rows)} files")
+    return dg.MaterializeResult(
+        metadata={
+            "rows": rows,
+            "files": sum(1 for f in files if f.rows),
+            "days": len(days),
+            "rows_by_series": dg.MetadataValue.json(dict(by_series)),
+            "rows_by_day": dg.MetadataValue.json(dict(sorted(by_day.items())[-60:])),
+            "path": dg.MetadataValue.path(str(settings.lake_dir / dataset.name)),
+            "columns": "decimal128(38, 18)" if config.exact_decimals else "float64",
+        }
+    )
+
+
+SERIES_SCHEMA = pa.schema(
+    [
+        ("database", pa.string()),
+        ("dataset", pa.string()),
+        ("series_id", pa.int32()),
+        ("series", pa.string()),
+        ("exchange", pa.string()),
+        ("symbol", pa.string()),
+        ("coin", pa.string()),
+        ("quote", pa.string()),
+        ("market_type", pa.string()),
+        ("interval", pa.string()),
+        ("interval_seconds", pa.int32()),
+        ("active", pa.bool_()),
+    ]
+)
+OUTAGES_SCHEMA = pa.schema(
+    [
+        ("database", pa.string()),
+        ("dataset", pa.string()),
+        ("series_id", pa.int32()),
+        ("start_time", TIME),
+        ("end_time", TIME),
+        ("reason", pa.string()),
+        ("recorded_at", TIME),
+    ]
+)
+
+
+async def _series_rows(url: str, database: Database) -> list[dict]:
+    conn = await asyncpg.connect(url)
+    try:
+        stars = await catalog_store.list_starlistings(conn, active_only=False)
+        pairs = await catalog_store.list_trading_pairs(conn, active_only=False)
+    finally:
+        await conn.close()
+    candles = "candles" if database == "realtime" else "training_candles"
+    rows = []
+    for s in stars:
+        rows.append(_series_row(database, candles, s.id, s.key, s.key.interval, s.active))
+    if database == "realtime":
+        for p in pairs:
+            for dataset in ("funding_rates", "open_interest"):
+                rows.append(_series_row(database, dataset, p.id, p.key, None, p.active))
+    return rows
+
+
+def _series_row(database, dataset, series_id, key, interval, active) -> dict:
+    return {
+        "database": database,
+        "dataset": dataset,
+        "series_id": series_id,
+        "series": str(key),
+        "exchange": key.exchange,
+        "symbol": lake.symbol(key),
+        "coin": key.coin,
+        "quote": key.quote,
+        "market_type": key.market_type,
+        "interval": interval,
+        "interval_seconds": INTERVAL_SECONDS[interval] if interval else None,
+        "active": active,
+    }
+
+
+def export_series(kirby: KirbyResource) -> dg.MaterializeResult:
+    urls = kirby.urls()
+    rows = asyncio.run(_series_rows(urls.realtime, "realtime"))
+    rows += asyncio.run(_series_rows(urls.training, "training"))
+    table = pa.Table.from_pylist(rows, schema=SERIES_SCHEMA)
+    path = kirby.settings().lake_dir / "series" / lake.FILE_NAME
+    lake.write_table(table, path)
+    return dg.MaterializeResult(metadata={"rows": table.num_rows, "path": str(path)})
+
+
+async def _outages(url: str) -> pa.Table:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT 'realtime' AS database, dataset, series_id, start_time, end_time, reason,"
+            " recorded_at FROM collection_outages ORDER BY id"
+        )
+    finally:
+        await conn.close()
+    return pa.Table.from_pylist([dict(r) for r in rows], schema=OUTAGES_SCHEMA)
+
+
+def export_outages(kirby: KirbyResource) -> dg.MaterializeResult:
+    table = asyncio.run(_outages(kirby.url("realtime")))
+    path = kirby.settings().lake_dir / "collection_outages" / lake.FILE_NAME
+    lake.write_table(table, path)
+    return dg.MaterializeResult(metadata={"rows": table.num_rows, "path": str(path)})
+
+
+def _hive_schema(dataset: lake.LakeDataset) -> pa.Schema:
+    hive = [pa.field(key, pa.string()) for key in dataset.hive_keys]
+    return pa.schema([*dataset.spec.schema(False), *hive, pa.field("date", pa.date32())])
+
+
+RELATIONS: dict[str, Relation] = {
+    **{asset: Relation(name, _hive_schema(DATASETS[name])) for asset, name in LAKE_ASSETS.items()},
+    "lake_series": Relation("series", SERIES_SCHEMA),
+    "lake_collection_outages": Relation("collection_outages", OUTAGES_SCHEMA),
+}
+
+
+def relations_with(models: list[SqlModel]) -> dict[str, Relation]:
+    return {**RELATIONS, **{m.name: Relation(f"models/{m.name}") for m in models}}

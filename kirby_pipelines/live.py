@@ -1,0 +1,42 @@
+"""How recent the live tables are: the newest row of each, read cheaply for the sensor."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+TABLES = {
+    "live_candles": "candles",
+    "live_funding_rates": "funding_rates",
+    "live_open_interest": "open_interest",
+}
+"""Live asset -> table; fixed identifiers only."""
+
+
+@dataclass(frozen=True)
+class Latest:
+    asset: str
+    last_time: datetime | None
+    rows_last_hour: int
+
+
+async def read_latest(url: str) -> list[Latest]:
+    """The newest row time of each live table, and its rows of the last hour (only the last
+    day is looked at: the time index stops the scan there)."""
+    async with asyncio.timeout(10):
+        conn = await asyncpg.connect(url)
+        try:
+            found = []
+            for asset, table in TABLES.items():
+                record = await conn.fetchrow(
+                    f"SELECT max(time) AS last_time, count(*) FILTER (WHERE time > now()"  # noqa: S608
+                    f" - interval '1 hour') AS recent FROM {table}"
+                    " WHERE time > now() - interval '1 day'"
+                )
+                found.append(Latest(asset, record["last_time"], record["recent"]))
+            return found
+        finally:
+            await conn.close()

@@ -1,0 +1,201 @@
+"""dbt_like_sql: SQL models over the lake, loaded from files and run by DuckDB.
+
+A model is one `.sql` file in `dbt_like_sql/models/`: a header comment, then one SELECT.
+`{{ ref('name') }}` names another model or a lake table (`lake_candles`, ...); the refs
+are the model's dependencies (and its Dagster asset's deps). The header must say::
+
+    -- <name>: what the model is, in one line
+    -- grain: what one row is
+    -- key: the columns that identify a row
+    -- upstreams: every ref, comma-separated (checked against the body)
+    -- partition_by: the output's hive path columns, ending with `date`
+
+Each run covers a range of days: the SELECT reads `$start_date` and `$end_date` (DATE,
+inclusive) and must return the `partition_by` columns. The output replaces those days under
+`<lake>/models/<name>/` (hive-partitioned Parquet, one file per partition). Nothing here
+builds SQL from values: refs become view names, days are bind parameters.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from kirby_core.errors import ConfigError
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "dbt_like_sql" / "models"
+REQUIRED_HEADER = ("grain", "key", "upstreams", "partition_by")
+_REF = re.compile(r"\{\{\s*ref\(\s*['\"]([A-Za-z_][A-Za-z0-9_]*)['\"]\s*\)\s*\}\}")
+_HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*)$")
+MAX_PARTITIONS = 100_000
+
+
+@dataclass(frozen=True)
+class SqlModel:
+    name: str
+    path: Path
+    description: str
+    header: Mapping[str, str]
+    body: str
+    refs: tuple[str, ...]
+
+    @property
+    def partition_by(self) -> tuple[str, ...]:
+        return _split(self.header["partition_by"])
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return _split(self.header["key"])
+
+    def render(self) -> str:
+        """The SELECT with each ref replaced by the (quoted) name of its DuckDB view."""
+        return _REF.sub(lambda m: f'"{m.group(1)}"', self.body)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def load_models(directory: Path = MODELS_DIR, sources: tuple[str, ...] = ()) -> list[SqlModel]:
+    """Every model in `directory`, upstream before downstream. `sources` are the names refs
+    may use besides models (the lake tables); anything else is a `ConfigError`."""
+    models = {m.name: m for m in (_parse(path) for path in sorted(directory.glob("*.sql")))}
+    for model in models.values():
+        for ref in model.refs:
+            if ref not in models and ref not in sources:
+                known = ", ".join(sorted({*models, *sources}))
+                raise ConfigError(f"{model.path}: unknown ref {ref!r}; known: {known}")
+    ordered: list[SqlModel] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in visiting:
+            raise ConfigError(f"{models[name].path}: refs form a cycle through {name!r}")
+        if name not in models or models[name] in ordered:
+            return
+        visiting.add(name)
+        for ref in models[name].refs:
+            visit(ref)
+        visiting.discard(name)
+        ordered.append(models[name])
+
+    for name in models:
+        visit(name)
+    return ordered
+
+
+def _parse(path: Path) -> SqlModel:
+    text = path.read_text()
+    lines = text.splitlines()
+    header: dict[str, str] = {}
+    description = ""
+    for index, line in enumerate(lines):  # the header: `-- field: value` lines at the top
+        match = _HEADER.match(line)
+        if not match:
+            break
+        field, value = match.groups()
+        if index == 0:
+            if field != path.stem:
+                raise ConfigError(f"{path}: the header must start with '-- {path.stem}: ...'")
+            description = value.strip()
+        else:
+            header[field] = value.strip()
+    missing = [f for f in REQUIRED_HEADER if f not in header]
+    if missing:
+        raise ConfigError(
+            f"{path}: header lacks {', '.join(missing)} (required: grain, key, "
+            "upstreams, partition_by)"
+        )
+    refs = tuple(dict.fromkeys(_REF.findall(text)))
+    declared = set(_split(header["upstreams"]))
+    if declared != set(refs):
+        raise ConfigError(
+            f"{path}: header upstreams ({', '.join(sorted(declared))}) differ from the refs "
+            f"in the body ({', '.join(sorted(refs))})"
+        )
+    if _split(header["partition_by"])[-1:] != ("date",):
+        raise ConfigError(f"{path}: partition_by must end with date")
+    for parameter in ("$start_date", "$end_date"):
+        if parameter not in text:
+            raise ConfigError(f"{path}: the query must filter on {parameter}")
+    return SqlModel(path.stem, path, description, header, text, refs)
+
+
+@dataclass(frozen=True)
+class Relation:
+    """Where a ref's rows live: Parquet under the lake, and the schema when there are none
+    yet (then the view is an empty table of that schema)."""
+
+    directory: str
+    """Path under the lake root (`candles`, `models/daily_coverage`)."""
+    empty_schema: pa.Schema | None = None
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    rows: int
+    rows_by_date: dict[date, int]
+    files: int
+
+
+def run_model(
+    model: SqlModel,
+    relations: Mapping[str, Relation],
+    lake_dir: Path,
+    start: date,
+    end: date,
+) -> ModelRun:
+    """Run `model` for days [start, end] and replace those days of its output."""
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        for ref in model.refs:
+            _create_view(con, ref, relations[ref], lake_dir)
+        table = con.sql(
+            model.render(), params={"start_date": start, "end_date": end}
+        ).to_arrow_table()
+    missing = [c for c in model.partition_by if c not in table.column_names]
+    if missing:
+        raise ConfigError(f"{model.path}: the query does not return {', '.join(missing)}")
+    output = lake_dir / "models" / model.name
+    days = {(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)}
+    if output.exists():  # replace the days, including rows no longer produced
+        for stale in [p for p in output.glob("**/date=*") if p.name[5:] in days]:
+            shutil.rmtree(stale)
+    counts = pc.value_counts(table.column("date")).to_pylist() if table.num_rows else []
+    if table.num_rows:
+        partition_schema = pa.schema([table.schema.field(c) for c in model.partition_by])
+        ds.write_dataset(
+            table,
+            output,
+            format="parquet",
+            partitioning=ds.partitioning(partition_schema, flavor="hive"),
+            basename_template="part-{i}.parquet",
+            existing_data_behavior="overwrite_or_ignore",
+            max_partitions=MAX_PARTITIONS,
+        )
+    rows_by_date = {c["values"]: c["counts"] for c in counts}
+    files = table.group_by(list(model.partition_by)).aggregate([]).num_rows
+    return ModelRun(table.num_rows, rows_by_date, files)
+
+
+def _create_view(
+    con: duckdb.DuckDBPyConnection, name: str, relation: Relation, lake_dir: Path
+) -> None:
+    root = lake_dir / relation.directory
+    if root.exists() and next(root.glob("**/*.parquet"), None) is not None:
+        # Every file of a relation has the same schema (written by one exporter), so DuckDB
+        # reads one footer and prunes the rest by their hive values (date BETWEEN ...).
+        con.read_parquet(str(root / "**" / "*.parquet"), hive_partitioning=True).create_view(name)
+    elif relation.empty_schema is not None:
+        con.from_arrow(relation.empty_schema.empty_table()).create_view(name)
+    else:
+        raise ConfigError(f"{name} has no files under {root}: materialize it first")

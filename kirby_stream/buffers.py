@@ -1,0 +1,130 @@
+"""The collector's memory between the feed and the database: latest state per row key.
+
+- candles: one row per (starlisting, open time), replaced by every push, so a flush writes
+  the candle as it stands (forming, then final once its closing push arrived); every flush
+  takes all of them;
+- funding rates and open interest: one row per (trading pair, minute) holding the latest
+  value received in that minute; a flush takes only the minutes that have closed (all of
+  them when the collector stops);
+- outages waiting to be written (see `outages`).
+
+A flush `take`s a `Batch`; if the write fails the batch is `restore`d, newer state winning
+over the restored rows, and retried later. The number of buffered rows is bounded: past
+`max_rows` the oldest rows are dropped (down to 90 % of the bound, so shedding is rare),
+counted, logged, and recorded as outages of the series they belonged to. Nothing here does
+I/O or reads a clock: the caller passes times in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple
+
+from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
+from kirby_core.timeutil import floor_minute
+from kirby_stream.outages import Outage
+
+log = logging.getLogger(__name__)
+
+TABLES = ("candles", "funding_rates", "open_interest")
+SHED_TO = 0.9
+
+Key = tuple[int, datetime]
+
+
+@dataclass
+class Batch:
+    """Rows taken for one flush, by table, with the receive times of the candle messages
+    they hold (monotonic seconds, for the message-to-commit latency)."""
+
+    rows: dict[str, list[NamedTuple]] = field(default_factory=lambda: {t: [] for t in TABLES})
+    outages: list[Outage] = field(default_factory=list)
+    candle_received: list[float] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.outages) or any(self.rows.values())
+
+
+class Buffers:
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self._tables: dict[str, dict[Key, NamedTuple]] = {t: {} for t in TABLES}
+        self._candles = self._tables["candles"]
+        self._funding = self._tables["funding_rates"]
+        self._interest = self._tables["open_interest"]
+        self._candle_received: list[float] = []
+        self.outages: list[Outage] = []
+        self.dropped = 0
+        """Rows dropped by the memory bound since the collector started."""
+
+    def sizes(self) -> dict[str, int]:
+        return {table: len(rows) for table, rows in self._tables.items()}
+
+    @property
+    def size(self) -> int:
+        return len(self._candles) + len(self._funding) + len(self._interest)
+
+    def add_candle(self, row: CandleRow, received: float) -> None:
+        self._candles[row.starlisting_id, row.time] = row
+        self._candle_received.append(received)
+        if len(self._candles) + len(self._funding) + len(self._interest) > self.max_rows:
+            self._shed()
+
+    def add_context(self, funding: FundingRateRow, interest: OpenInterestRow) -> None:
+        self._funding[funding.trading_pair_id, funding.time] = funding
+        self._interest[interest.trading_pair_id, interest.time] = interest
+        if len(self._candles) + len(self._funding) + len(self._interest) > self.max_rows:
+            self._shed()
+
+    def take(self, now: datetime, everything: bool = False) -> Batch:
+        """Everything due for a flush at `now`: all candles, funding/OI of closed minutes
+        (of every minute when `everything`), pending outages."""
+        batch = Batch(outages=self.outages, candle_received=self._candle_received)
+        self.outages, self._candle_received = [], []
+        batch.rows["candles"] = list(self._candles.values())
+        self._candles.clear()
+        current = floor_minute(now)
+        for table in ("funding_rates", "open_interest"):
+            rows = self._tables[table]
+            due = [key for key in rows if everything or key[1] < current]
+            batch.rows[table] = [rows.pop(key) for key in due]
+        return batch
+
+    def restore(self, batch: Batch) -> None:
+        """Put back a batch whose write failed; rows updated since keep their newer state."""
+        for table, rows in batch.rows.items():
+            buffered = self._tables[table]
+            for row in rows:
+                buffered.setdefault((row[0], row[1]), row)
+        self.outages = batch.outages + self.outages
+        self._candle_received = batch.candle_received + self._candle_received
+        if self.size > self.max_rows:
+            self._shed()
+
+    def _shed(self) -> None:
+        """Drop the oldest rows down to `SHED_TO` of the bound; record them as outages."""
+        excess = self.size - int(self.max_rows * SHED_TO)
+        oldest = sorted(
+            ((key[1], table, key) for table, rows in self._tables.items() for key in rows),
+        )[:excess]
+        spans: dict[tuple[str, int], list[datetime]] = defaultdict(list)
+        for time, table, key in oldest:
+            del self._tables[table][key]
+            spans[table, key[0]].append(time)
+        self.dropped += len(oldest)
+        reason = f"buffer full (bound {self.max_rows} rows, database unreachable): rows dropped"
+        self.outages += [
+            Outage(table, series_id, min(times), max(times), reason)
+            for (table, series_id), times in spans.items()
+        ]
+        log.warning(
+            "event=rows_dropped rows=%d bound=%d series=%d oldest=%s newest=%s",
+            len(oldest),
+            self.max_rows,
+            len(spans),
+            oldest[0][0].isoformat(),
+            oldest[-1][0].isoformat(),
+        )

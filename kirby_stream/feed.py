@@ -1,0 +1,281 @@
+"""The Hyperliquid WebSocket connection: connect, subscribe, read, keep alive, watch, retry.
+
+`Feed.run` keeps one connection open until the collector stops. Per connection two tasks
+run side by side:
+
+- the reader stamps each text frame with its arrival (data clock and monotonic) and puts
+  it on the bounded frame queue; when the parser falls behind, `put` waits and TCP pushes
+  back on the exchange instead of memory growing;
+- the keeper, about once a second: applies catalog changes (subscribe/unsubscribe without
+  reconnecting), pings (Hyperliquid closes a connection after 60 s without a client
+  message), reports the connection healthy once every subscription is acknowledged and data
+  flows (which resets the reconnect backoff), and runs the stall watchdog on
+  `time.monotonic()`: with no data from any coin for `stream_stall_seconds` the connection
+  is replaced; a single coin that quiet while the others flow is resubscribed.
+
+A lost connection (dropped, refused, stalled) is retried with exponential backoff and jitter
+and every subscription is sent again. Besides frames, the queue carries `FeedEvent`s in
+arrival order (connected, feed lost for some coins, catalog replaced), so the parser
+attributes each frame to the right side of a gap. The feed itself never parses data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from kirby_core.exchanges.hyperliquid_wire import ping_frame, subscribe_frame, unsubscribe_frame
+from kirby_core.settings import Settings
+from kirby_stream.backoff import Backoff, pause
+from kirby_stream.catalog import StreamCatalog, Subscription
+
+log = logging.getLogger(__name__)
+
+GREETING = "Websocket connection established."
+"""The text frame Hyperliquid sends first on every connection (not JSON)."""
+KEEPER_TICK_SECONDS = 1.0
+"""The keeper wakes at least this often (more often if the ping or stall settings are short)."""
+CLOSE_TIMEOUT_SECONDS = 1.0
+MAX_FRAME_BYTES = 4 * 2**20
+
+Frame = tuple[str, datetime, float]
+"""(text, received_at on the data clock, received on time.monotonic())"""
+
+
+@dataclass(frozen=True)
+class Connected:
+    generation: int
+
+
+@dataclass(frozen=True)
+class FeedLost:
+    coins: frozenset[str]
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class CatalogReplaced:
+    catalog: StreamCatalog
+    at: datetime
+
+
+@dataclass(frozen=True)
+class FeedEnded:
+    """The last item the feed queues: the collector is stopping."""
+
+
+FeedEvent = Connected | FeedLost | CatalogReplaced | FeedEnded
+
+
+@dataclass
+class FeedHealth:
+    """What the parser saw on the current connection; read by the keeper."""
+
+    generation: int = 0
+    acks: int = 0
+    data_seen: bool = False
+    last_data: dict[str, float] = field(default_factory=dict)
+    """coin -> time.monotonic() of its latest data frame."""
+
+
+class FeedStalled(Exception):
+    """Every subscribed coin went quiet: the connection is replaced."""
+
+
+class Feed:
+    def __init__(
+        self,
+        settings: Settings,
+        frames: asyncio.Queue[Frame | FeedEvent],
+        health: FeedHealth,
+        clock: Callable[[], datetime],
+        catalog: StreamCatalog,
+    ) -> None:
+        self.url = settings.hyperliquid_ws_url
+        self.settings = settings
+        self.frames = frames
+        self.health = health
+        self.clock = clock
+        self.reconnects = 0
+        self._catalog = catalog
+        self._catalog_changed = False
+        self._generation = 0
+        self._subscribed: dict[str, list[Subscription]] = {}
+        self._watch_from: dict[str, float] = {}
+        self._sent = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def replace_catalog(self, catalog: StreamCatalog) -> None:
+        """Take effect on the live connection within a keeper tick."""
+        self._catalog = catalog
+        self._catalog_changed = True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay connected until `stop`; then close and queue `FeedEnded`."""
+        backoff = Backoff(self.settings.stream_reconnect_backoff_max_seconds)
+        await self._reconnect(stop, backoff)
+        await self.frames.put(FeedEnded())
+
+    async def _reconnect(self, stop: asyncio.Event, backoff: Backoff) -> None:
+        while not stop.is_set():
+            reason = await self._connection(stop, backoff)
+            if stop.is_set():
+                break
+            lost = frozenset(self._subscribed)
+            self._subscribed = {}
+            await self.frames.put(FeedLost(lost, self.clock(), reason))
+            if lost:
+                self.reconnects += 1
+            delay = backoff.next_delay()
+            log.warning(
+                "event=feed_lost reason=%r coins=%d retry_in_s=%.2f", reason, len(lost), delay
+            )
+            await pause(stop, delay)
+
+    async def _connection(self, stop: asyncio.Event, backoff: Backoff) -> str:
+        """Serve one connection; the reason it ended ("" when stopped)."""
+        try:
+            async with asyncio.timeout(self.settings.stream_connect_timeout_seconds):
+                ws = await connect(
+                    self.url,
+                    ping_interval=None,  # Hyperliquid wants its own JSON ping, sent by the keeper
+                    open_timeout=None,  # the asyncio.timeout above covers the handshake
+                    close_timeout=CLOSE_TIMEOUT_SECONDS,
+                    max_size=MAX_FRAME_BYTES,
+                )
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            return f"connect failed: {exc or type(exc).__name__}"
+        try:
+            return await self._serve(ws, stop, backoff)
+        finally:
+            with contextlib.suppress(OSError, TimeoutError, WebSocketException):
+                async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                    await ws.close()
+
+    async def _serve(self, ws: ClientConnection, stop: asyncio.Event, backoff: Backoff) -> str:
+        self._generation += 1
+        self._sent = 0
+        await self.frames.put(Connected(self._generation))
+        self._catalog_changed = False
+        await self.frames.put(CatalogReplaced(self._catalog, self.clock()))
+        reason = ""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._tasks = [
+                    group.create_task(self._read(ws), name="feed-reader"),
+                    group.create_task(self._keep(ws, stop, backoff), name="feed-keeper"),
+                ]
+        except* ConnectionClosed as closed:
+            reason = f"connection closed: {closed.exceptions[0]}"
+        except* FeedStalled as stalled:
+            reason = str(stalled.exceptions[0])
+        except* OSError as broken:
+            reason = f"connection failed: {broken.exceptions[0]}"
+        return reason
+
+    async def _read(self, ws: ClientConnection) -> None:
+        frames, clock, monotonic = self.frames, self.clock, time.monotonic
+        while True:
+            text = await ws.recv()
+            frame = (text, clock(), monotonic())
+            try:
+                frames.put_nowait(frame)
+            except asyncio.QueueFull:
+                await frames.put(frame)
+
+    async def _keep(self, ws: ClientConnection, stop: asyncio.Event, backoff: Backoff) -> None:
+        await self._subscribe(ws, self._catalog.coins)
+        settings = self.settings
+        healthy = False
+        stall = settings.stream_stall_seconds
+        tick = min(KEEPER_TICK_SECONDS, settings.stream_ping_seconds, stall / 2)
+        session_start = time.monotonic()
+        next_ping = session_start + settings.stream_ping_seconds
+        while True:
+            if await pause(stop, tick):
+                await ws.close()  # the reader then ends with ConnectionClosedOK
+                return
+            now = time.monotonic()
+            if self._catalog_changed:
+                await self._apply_catalog(ws)
+            if now >= next_ping:
+                await ws.send(ping_frame())
+                next_ping = now + settings.stream_ping_seconds
+            health = self.health
+            if (
+                not healthy
+                and health.generation == self._generation
+                and health.acks >= self._sent
+                and health.data_seen
+            ):
+                healthy = True
+                backoff.reset()
+                subscribed = len(self._subscribed)
+                log.info("event=feed_healthy coins=%d subscriptions=%d", subscribed, self._sent)
+            if self._subscribed and now - self._latest_data(session_start) > stall:
+                raise FeedStalled(f"stall: no data from any coin for {stall:g} s")
+            quiet = self._quiet(now, session_start)
+            if quiet:
+                reason = f"stall: no data for {stall:g} s"
+                await self.frames.put(FeedLost(quiet, self.clock(), reason))
+                log.warning(
+                    "event=feed_stalled coins=%s action=resubscribe", ",".join(sorted(quiet))
+                )
+                await self._unsubscribe(ws, quiet)
+                await self._subscribe(ws, quiet)
+
+    def _latest_data(self, session_start: float) -> float:
+        """When data of any subscribed coin last arrived on this connection (else its start)."""
+        last_data = self.health.last_data
+        return max([session_start, *(last_data.get(coin, 0.0) for coin in self._subscribed)])
+
+    def _quiet(self, now: float, session_start: float) -> frozenset[str]:
+        """Coins without data for `stream_stall_seconds` while the others are flowing (data
+        within half that time). Coins do not go quiet at the same instant when the whole feed
+        stalls: until the others are seen flowing, the whole-feed check decides."""
+        stall = self.settings.stream_stall_seconds
+        if now - self._latest_data(session_start) > stall / 2:
+            return frozenset()
+        last_data = self.health.last_data
+        return frozenset(
+            coin
+            for coin in self._subscribed
+            if now - max(last_data.get(coin, 0.0), self._watch_from[coin]) > stall
+        )
+
+    async def _apply_catalog(self, ws: ClientConnection) -> None:
+        self._catalog_changed = False
+        catalog = self._catalog
+        await self.frames.put(CatalogReplaced(catalog, self.clock()))
+        changed = {
+            coin
+            for coin in catalog.coins | set(self._subscribed)
+            if catalog.subscriptions(coin) != self._subscribed.get(coin, [])
+        }
+        await self._unsubscribe(ws, changed & set(self._subscribed))
+        await self._subscribe(ws, changed & catalog.coins)
+        log.info("event=subscriptions_changed coins=%s", ",".join(sorted(changed)) or "-")
+
+    async def _subscribe(self, ws: ClientConnection, coins: Iterable[str]) -> None:
+        now = time.monotonic()
+        for coin in sorted(coins):
+            subscriptions = self._catalog.subscriptions(coin)
+            for subscription in subscriptions:
+                await ws.send(subscribe_frame(subscription))
+            self._sent += len(subscriptions)
+            self._subscribed[coin] = subscriptions
+            self._watch_from[coin] = now
+
+    async def _unsubscribe(self, ws: ClientConnection, coins: Iterable[str]) -> None:
+        for coin in sorted(coins):
+            for subscription in self._subscribed.pop(coin, []):
+                await ws.send(unsubscribe_frame(subscription))

@@ -1,0 +1,146 @@
+"""Buffered rows to PostgreSQL: one transaction per flush, with its change notifications.
+
+Every `stream_flush_seconds` the flusher takes what is due from the buffers (all candles,
+funding/OI of closed minutes, pending outages) and writes it in one transaction: the bulk
+writer's upsert per table, then one NOTIFY per table naming the rows it flushed (delivered
+by PostgreSQL at commit, together with the rows; `kirby_core.db.notify` does the payload
+format and the 8000-byte split), then the outage rows. If the database cannot be reached
+the batch goes back into the buffers and the flush is retried with capped, jittered
+backoff while the feed keeps being read. When the collector stops, the last flush takes
+everything (open minutes too) and retries until `stream_shutdown_seconds` have passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from kirby_core.db import notify
+from kirby_core.db.writer import (
+    WriteResult,
+    upsert_candles,
+    upsert_funding_rates,
+    upsert_open_interest,
+)
+from kirby_core.errors import StorageError
+from kirby_core.settings import Settings
+from kirby_stream.backoff import Backoff, pause
+from kirby_stream.buffers import Batch, Buffers
+from kirby_stream.database import Database
+from kirby_stream.outages import insert_outages
+from kirby_stream.stats import Stats
+
+log = logging.getLogger(__name__)
+
+Upsert = Callable[[asyncpg.Connection, Sequence[Any]], Awaitable[WriteResult]]
+UPSERTS: dict[str, Upsert] = {
+    "candles": upsert_candles,
+    "funding_rates": upsert_funding_rates,
+    "open_interest": upsert_open_interest,
+}
+
+
+async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, WriteResult]:
+    results: dict[str, WriteResult] = {}
+    async with conn.transaction():
+        for table, upsert in UPSERTS.items():
+            rows = batch.rows[table]
+            if not rows:
+                continue
+            results[table] = result = await upsert(conn, rows)
+            rejected = {id(item.row) for item in result.rejected}
+            changes: dict[int, list[datetime]] = defaultdict(list)
+            for row in rows:
+                if id(row) not in rejected:
+                    changes[row[0]].append(row[1])
+            await notify.notify(conn, table, changes)
+        await insert_outages(conn, batch.outages)
+    return results
+
+
+class Flusher:
+    def __init__(
+        self,
+        settings: Settings,
+        buffers: Buffers,
+        database: Database,
+        stats: Stats,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.buffers = buffers
+        self.database = database
+        self.stats = stats
+        self.clock = clock
+        self._backoff = Backoff(settings.stream_database_backoff_max_seconds)
+
+    async def run(self, drained: asyncio.Event) -> None:
+        """Flush periodically until the intake has `drained` the feed, then flush it all."""
+        delay = self.settings.stream_flush_seconds
+        while not await pause(drained, delay):
+            ok = await self.flush()
+            delay = self.settings.stream_flush_seconds if ok else self._backoff.next_delay()
+        await self._final_flush()
+
+    async def flush(self, everything: bool = False, within: float | None = None) -> bool:
+        batch = self.buffers.take(self.clock(), everything)
+        if not batch:
+            return True
+        try:
+            results = await self.database.run(lambda conn: write_batch(conn, batch), within)
+        except StorageError as exc:
+            self.buffers.restore(batch)
+            self.stats.failed_flushes += 1
+            log.warning(
+                "event=flush_failed buffered_rows=%d retry=%d cause=%s",
+                self.buffers.size,
+                self._backoff.attempt + 1,
+                exc,
+            )
+            return False
+        self._record(batch, results)
+        if self._backoff.attempt:
+            log.info("event=flush_recovered after_failures=%d", self._backoff.attempt)
+        self._backoff.reset()
+        return True
+
+    def _record(self, batch: Batch, results: dict[str, WriteResult]) -> None:
+        stats = self.stats
+        committed_at = datetime.now(UTC)
+        stats.record_latencies(time.monotonic(), batch.candle_received)
+        stats.flushes += 1
+        stats.outages_recorded += len(batch.outages)
+        for table, result in results.items():
+            table_stats = stats.tables[table]
+            table_stats.rows_written += result.written
+            table_stats.rows_flushed += result.received
+            newest = max(row[1] for row in batch.rows[table])
+            if table_stats.last_time is None or newest > table_stats.last_time:
+                table_stats.last_time = newest
+            table_stats.last_commit_at = committed_at
+            # rows the database refused (constraints) came from frames that were not valid
+            stats.invalid_messages += len(result.rejected)
+
+    async def _final_flush(self) -> None:
+        deadline = time.monotonic() + self.settings.stream_shutdown_seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            if await self.flush(everything=True, within=max(remaining, 0.1)):
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                sizes = self.buffers.sizes()
+                log.error(
+                    "event=final_flush_failed lost_rows=%s lost_outages=%d",
+                    sizes,
+                    len(self.buffers.outages),
+                )
+                return
+            await asyncio.sleep(min(self._backoff.next_delay(), remaining))

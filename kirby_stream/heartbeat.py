@@ -1,0 +1,121 @@
+"""The collector's `stream_heartbeats` row: proof of life for the supervisor and for people.
+
+Every `stream_heartbeat_seconds` the collector upserts its row (one per collector id):
+process, start, last frame, counters, rows written per table, buffer sizes.
+`heartbeat_at` is the database's `now()`, so the supervisor compares times from one clock
+whatever the hosts' clocks say. A heartbeat that cannot be written (database down) is
+skipped, not retried: the next one follows soon. `read_heartbeats` is what the Dagster
+supervisor reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from kirby_core.errors import StorageError
+from kirby_stream.backoff import pause
+from kirby_stream.database import Database
+from kirby_stream.stats import Stats
+
+log = logging.getLogger(__name__)
+
+_UPSERT = """
+INSERT INTO stream_heartbeats AS h (collector_id, hostname, pid, started_at, heartbeat_at,
+    last_message_at, messages_received, invalid_messages, dropped_rows, reconnects,
+    rows_written, buffer_sizes)
+VALUES ($1, $2, $3, $4, now(), $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb)
+ON CONFLICT (collector_id) DO UPDATE SET
+    hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
+    heartbeat_at = now(), last_message_at = EXCLUDED.last_message_at,
+    messages_received = EXCLUDED.messages_received,
+    invalid_messages = EXCLUDED.invalid_messages, dropped_rows = EXCLUDED.dropped_rows,
+    reconnects = EXCLUDED.reconnects, rows_written = EXCLUDED.rows_written,
+    buffer_sizes = EXCLUDED.buffer_sizes
+"""
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    collector_id: str
+    hostname: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    age: timedelta
+    """How long ago the row was refreshed, by the database's clock."""
+
+
+async def write_heartbeat(conn: asyncpg.Connection, stats: Stats) -> None:
+    await conn.execute(
+        _UPSERT,
+        stats.collector_id,
+        socket.gethostname(),
+        os.getpid(),
+        stats.started_at,
+        stats.last_message_at,
+        stats.messages_received,
+        stats.invalid_messages,
+        stats.dropped_rows,
+        stats.reconnects,
+        json.dumps({name: table.rows_written for name, table in stats.tables.items()}),
+        json.dumps(stats.buffer_sizes),
+    )
+
+
+async def read_heartbeats(
+    conn: asyncpg.Connection, fresh_within: timedelta, collector_ids: Sequence[str] = ()
+) -> list[Heartbeat]:
+    """Heartbeats refreshed within `fresh_within`, plus those of `collector_ids` however old."""
+    rows = await conn.fetch(
+        """SELECT collector_id, hostname, pid, started_at, heartbeat_at,
+                  now() - heartbeat_at AS age
+           FROM stream_heartbeats
+           WHERE heartbeat_at > now() - $1::interval OR collector_id = ANY($2::text[])
+           ORDER BY heartbeat_at DESC""",
+        fresh_within,
+        list(collector_ids),
+    )
+    return [Heartbeat(**dict(row)) for row in rows]
+
+
+class HeartbeatWriter:
+    def __init__(
+        self,
+        database: Database,
+        stats: Stats,
+        interval: float,
+        refresh: Callable[[], None],
+    ) -> None:
+        self.database = database
+        self.stats = stats
+        self.interval = interval
+        self.refresh = refresh
+        """Brings `stats` up to date (buffer sizes, last message) before each beat."""
+
+    async def run(self, done: asyncio.Event) -> None:
+        """Beat every interval until `done`, then once more with the final counters."""
+        while not await pause(done, self.interval):
+            await self.beat()
+        await self.beat()
+
+    async def beat(self) -> None:
+        self.refresh()
+        try:
+            await self.database.run(lambda conn: write_heartbeat(conn, self.stats))
+        except StorageError as exc:
+            log.warning("event=heartbeat_skipped cause=%s", exc)
+
+
+def wall_time_of(moment: float) -> datetime:
+    """The wall-clock time of a `time.monotonic()` reading."""
+    return datetime.now(UTC) - timedelta(seconds=time.monotonic() - moment)

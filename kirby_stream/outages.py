@@ -1,0 +1,102 @@
+"""Outages as data: windows in which the collector may have missed what the exchange sent.
+
+Two things open an outage window:
+
+- a feed gap: the connection dropped, or a coin (or the whole feed) went quiet. The window
+  of each affected coin runs from the last data received for it to the first data received
+  after it came back, and becomes one `collection_outages` row per series of the coin
+  (its candle starlistings, its funding and open-interest pair) when it ends;
+- a memory shed: with the database unreachable for long, the buffers hit their bound and
+  the oldest rows were dropped; the window spans the dropped rows' times per series.
+
+A candle whose period overlaps a window may be incomplete; a backfill repairs it. `FeedGaps`
+is driven by the collector's single parsing task, in the order frames were received, so a
+gap never closes on a frame that arrived before the feed was lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from kirby_stream.catalog import StreamCatalog
+
+
+@dataclass(frozen=True)
+class Outage:
+    dataset: str
+    series_id: int
+    start_time: datetime
+    end_time: datetime
+    reason: str
+
+
+@dataclass
+class _Gap:
+    start: datetime
+    reason: str
+
+
+class FeedGaps:
+    """Per coin: when data was last seen, and the gap opened since, if any."""
+
+    def __init__(self) -> None:
+        self.last_data: dict[str, datetime] = {}
+        self._open: dict[str, _Gap] = {}
+
+    @property
+    def open_coins(self) -> frozenset[str]:
+        return frozenset(self._open)
+
+    def lost(self, coins: Iterable[str], at: datetime, reason: str) -> None:
+        """The feed of `coins` stopped (a disconnect, a stall); already open gaps are kept."""
+        for coin in coins:
+            if coin not in self._open:
+                self._open[coin] = _Gap(self.last_data.get(coin, at), reason)
+
+    def saw_data(self, coin: str, at: datetime, catalog: StreamCatalog) -> list[Outage]:
+        self.last_data[coin] = at
+        gap = self._open.pop(coin, None) if self._open else None
+        return [] if gap is None else _rows(catalog, coin, gap, at, gap.reason)
+
+    def close(
+        self, coins: Iterable[str], at: datetime, catalog: StreamCatalog, why: str
+    ) -> list[Outage]:
+        """End the gaps of `coins` without data (unsubscribed, collector stopping)."""
+        outages: list[Outage] = []
+        for coin in coins:
+            gap = self._open.pop(coin, None)
+            if gap is not None:
+                outages += _rows(catalog, coin, gap, at, f"{gap.reason}; {why}")
+        return outages
+
+
+def _rows(catalog: StreamCatalog, coin: str, gap: _Gap, end: datetime, reason: str) -> list[Outage]:
+    return [
+        Outage(dataset, series_id, gap.start, max(end, gap.start), reason)
+        for dataset, series_id in catalog.series(coin)
+    ]
+
+
+async def insert_outages(conn: asyncpg.Connection, outages: Sequence[Outage]) -> None:
+    if not outages:
+        return
+    await conn.execute(
+        """INSERT INTO collection_outages (dataset, series_id, start_time, end_time, reason)
+           SELECT * FROM unnest($1::text[], $2::integer[], $3::timestamptz[],
+                                $4::timestamptz[], $5::text[])""",
+        *_columns(outages),
+    )
+
+
+def _columns(outages: Sequence[Outage]) -> list[list]:
+    return [
+        [o.dataset for o in outages],
+        [o.series_id for o in outages],
+        [o.start_time for o in outages],
+        [o.end_time for o in outages],
+        [o.reason for o in outages],
+    ]

@@ -1,0 +1,71 @@
+"""The collector's counters: what the heartbeat row and the Dagster observations report.
+
+Counters only grow while the collector runs. The candle message-to-commit latency (from a
+frame's arrival to the commit of a flush holding its state) is kept as a histogram of 10 ms
+buckets, so percentiles cost no memory per message. All updates happen on the collector's
+event loop; `snapshot` returns a detached copy that other threads may read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from kirby_stream.buffers import TABLES
+
+BUCKET_SECONDS = 0.01
+BUCKETS = 12_000  # 120 s; slower commits land in the last bucket
+
+
+@dataclass
+class TableStats:
+    rows_written: int = 0
+    """Rows inserted or changed (re-upserts of an unchanged row are not counted)."""
+    rows_flushed: int = 0
+    last_time: datetime | None = None
+    """Latest row time (candle open time, funding/OI minute) committed."""
+    last_commit_at: datetime | None = None
+    """Wall-clock time of the latest commit that held rows of this table."""
+
+
+@dataclass
+class Stats:
+    collector_id: str
+    started_at: datetime
+    messages_received: int = 0
+    invalid_messages: int = 0
+    reconnects: int = 0
+    dropped_rows: int = 0
+    flushes: int = 0
+    failed_flushes: int = 0
+    outages_recorded: int = 0
+    last_message_at: datetime | None = None
+    tables: dict[str, TableStats] = field(default_factory=lambda: {t: TableStats() for t in TABLES})
+    buffer_sizes: dict[str, int] = field(default_factory=dict)
+    latency_histogram: list[int] = field(default_factory=lambda: [0] * BUCKETS, repr=False)
+
+    def record_latencies(self, committed: float, received: list[float]) -> None:
+        histogram = self.latency_histogram
+        last = BUCKETS - 1
+        for moment in received:
+            histogram[min(int((committed - moment) / BUCKET_SECONDS), last)] += 1
+
+    def latency_percentile(self, fraction: float) -> float | None:
+        """Seconds within which `fraction` of the candle messages were committed."""
+        total = sum(self.latency_histogram)
+        if not total:
+            return None
+        threshold, seen = fraction * total, 0
+        for bucket, count in enumerate(self.latency_histogram):
+            seen += count
+            if seen >= threshold:
+                return (bucket + 1) * BUCKET_SECONDS
+        return BUCKETS * BUCKET_SECONDS
+
+    def snapshot(self) -> Stats:
+        return replace(
+            self,
+            tables={name: replace(table) for name, table in self.tables.items()},
+            buffer_sizes=dict(self.buffer_sizes),
+            latency_histogram=list(self.latency_histogram),
+        )

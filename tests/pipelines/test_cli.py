@@ -1,0 +1,48 @@
+"""`kirby backfill`: the original script's options, running the backfill assets in process."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from click.testing import CliRunner
+
+from kirby_cli.pipelines import backfill
+from tests.pipelines.conftest import empty_databases, query, yesterday
+
+
+def test_backfill_a_coin_for_some_days_with_the_same_assets(
+    database_urls, pipeline_settings, monkeypatch
+) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    try:
+        result = CliRunner().invoke(
+            backfill, ["--coin", "SOL", "--days", "2", "--dataset", "all"], obj=pipeline_settings
+        )
+
+        assert result.exit_code == 0, result.output
+        assert "realtime: 5 series, 10 series-days" in result.output
+        by_interval = dict(
+            query(
+                database_urls.realtime,
+                "SELECT i.name, count(*) FROM candles c"
+                " JOIN starlistings s ON s.id = c.starlisting_id"
+                " JOIN intervals i ON i.id = s.interval_id GROUP BY 1",
+            )
+        )
+        assert by_interval["1d"] == 2 and by_interval["4h"] == 12 and by_interval["15m"] == 192
+        assert 2 * 1440 * 0.9 < by_interval["1m"] <= 2 * 1440
+        settled = query(
+            database_urls.realtime,
+            "SELECT count(*) FROM funding_rates WHERE settled_funding_rate IS NOT NULL"
+            " AND time >= $1::date",
+            yesterday() - timedelta(days=1),
+        )[0][0]
+        assert settled == 48
+
+        again = CliRunner().invoke(
+            backfill, ["--coin", "SOL", "--days", "2"], obj=pipeline_settings
+        )
+        assert again.exit_code == 0, again.output
+        assert " 0 written" in again.output
+    finally:
+        empty_databases(database_urls)

@@ -1,0 +1,66 @@
+"""The repository's dagster.yaml: queued runs with one stream run at a time, and Dagster's
+storage in PostgreSQL when KIRBY_DAGSTER_DATABASE_URL is set, in SQLite otherwise."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import dagster as dg
+import pytest
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.run_coordinator import QueuedRunCoordinator
+
+from kirby_core.db.urls import with_database
+from tests.conftest import REPO
+from tests.pipelines.conftest import run_async
+
+
+async def execute_sql(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def instance_from_repository_yaml(base_dir: Path) -> dg.DagsterInstance:
+    """What `dagster dev` builds in the repository root: its dagster.yaml, state elsewhere."""
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(base_dir), config_dir=str(REPO)))
+
+
+def test_runs_are_queued_with_one_stream_run_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KIRBY_HOME", str(tmp_path / ".kirby"))
+    with instance_from_repository_yaml(tmp_path) as instance:
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        queue = instance.get_concurrency_config().run_queue_config
+        assert {"key": "kirby/stream", "limit": 1} in queue.tag_concurrency_limits
+        # no database configured: SQLite under <KIRBY_HOME>/dagster
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert (tmp_path / ".kirby" / "dagster").is_dir()
+
+
+@pytest.fixture
+def dagster_database(pg_server: str) -> Iterator[str]:
+    name = f"kirby_dagster_test_{uuid.uuid4().hex[:8]}"
+    admin = with_database(pg_server, "postgres")
+    run_async(execute_sql(admin, f'CREATE DATABASE "{name}"'))
+    yield with_database(pg_server, name)
+    run_async(execute_sql(admin, f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+def test_dagster_keeps_its_state_in_postgres_when_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_database: str
+) -> None:
+    # a bare postgresql:// URL, as Kirby's other URL settings: the driver is named for it
+    monkeypatch.setenv("KIRBY_DAGSTER_DATABASE_URL", dagster_database)
+    with instance_from_repository_yaml(tmp_path) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        run = instance.create_run_for_job(dg.GraphDefinition("noop").to_job(), tags={"a": "b"})
+        # a run worker rebuilds the instance from its serialized ref: same storage
+        with dg.DagsterInstance.from_ref(instance.get_ref()) as worker_view:
+            assert worker_view.get_run_by_id(run.run_id).tags["a"] == "b"

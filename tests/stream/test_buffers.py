@@ -1,0 +1,103 @@
+"""The buffers between feed and database: latest state wins, closed minutes only, restore
+without losing newer state, a memory bound that drops the oldest rows and says so."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
+from kirby_stream.buffers import Buffers
+from kirby_stream.outages import Outage
+
+T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+def candle(sid: int, minute: int, close: str) -> CandleRow:
+    price = Decimal(close)
+    return CandleRow(sid, T0 + minute * MINUTE, price, price, price, price, Decimal(1), 1)
+
+
+def context(pair: int, minute: int, mark: str) -> tuple[FundingRateRow, OpenInterestRow]:
+    time = T0 + minute * MINUTE
+    return (
+        FundingRateRow(
+            pair, time, predicted_funding_rate=Decimal("0.0001"), mark_price=Decimal(mark)
+        ),
+        OpenInterestRow(pair, time, open_interest=Decimal(mark)),
+    )
+
+
+def test_latest_state_per_key_wins() -> None:
+    buffers = Buffers(100)
+    buffers.add_candle(candle(1, 0, "10"), 1.0)
+    buffers.add_candle(candle(1, 0, "11"), 2.0)
+    buffers.add_candle(candle(1, 1, "12"), 3.0)
+    buffers.add_context(*context(7, 0, "5"))
+    buffers.add_context(*context(7, 0, "6"))
+    assert buffers.sizes() == {"candles": 2, "funding_rates": 1, "open_interest": 1}
+    batch = buffers.take(T0 + 2 * MINUTE)
+    assert [r.close for r in batch.rows["candles"]] == [Decimal("11"), Decimal("12")]
+    assert [r.mark_price for r in batch.rows["funding_rates"]] == [Decimal("6")]
+    assert [r.open_interest for r in batch.rows["open_interest"]] == [Decimal("6")]
+    assert batch.candle_received == [1.0, 2.0, 3.0]
+    assert buffers.size == 0
+
+
+@pytest.mark.parametrize(
+    ("now", "everything", "taken_minutes"),
+    [
+        (T0 + timedelta(seconds=59), False, []),  # minute 0 still open
+        (T0 + MINUTE, False, [0]),  # minute 0 just closed
+        (T0 + MINUTE + timedelta(seconds=30), False, [0]),  # minute 1 open
+        (T0 + MINUTE + timedelta(seconds=30), True, [0, 1]),  # stopping: everything
+    ],
+)
+def test_funding_and_interest_leave_when_their_minute_closes(
+    now: datetime, everything: bool, taken_minutes: list[int]
+) -> None:
+    buffers = Buffers(100)
+    buffers.add_context(*context(7, 0, "5"))
+    buffers.add_context(*context(7, 1, "6"))
+    batch = buffers.take(now, everything)
+    for table in ("funding_rates", "open_interest"):
+        assert [(r.time - T0) // MINUTE for r in batch.rows[table]] == taken_minutes
+    assert buffers.sizes()["funding_rates"] == 2 - len(taken_minutes)
+
+
+def test_a_failed_batch_comes_back_without_overwriting_newer_state() -> None:
+    buffers = Buffers(100)
+    buffers.add_candle(candle(1, 0, "10"), 1.0)
+    buffers.add_context(*context(7, 0, "5"))
+    buffers.outages.append(Outage("candles", 1, T0, T0, "test"))
+    batch = buffers.take(T0 + MINUTE)
+    buffers.add_candle(candle(1, 0, "11"), 2.0)  # arrives while the write fails
+    buffers.restore(batch)
+    again = buffers.take(T0 + MINUTE)
+    assert [r.close for r in again.rows["candles"]] == [Decimal("11")]
+    assert [r.mark_price for r in again.rows["funding_rates"]] == [Decimal("5")]
+    assert again.outages == batch.outages
+    assert again.candle_received == [1.0, 2.0]
+
+
+def test_the_bound_drops_the_oldest_rows_and_records_them_as_outages() -> None:
+    buffers = Buffers(10)
+    for minute in range(6):
+        buffers.add_candle(candle(1, minute, "10"), float(minute))
+        buffers.add_context(*context(7, minute, "5"))
+    # 6 candles + 6 funding + 6 OI would be 18; each time 11 is reached, down to 9
+    assert buffers.size <= 10
+    assert buffers.dropped == 18 - buffers.size
+    kept = buffers.take(T0 + 10 * MINUTE)
+    oldest_kept = min(r.time for rows in kept.rows.values() for r in rows)
+    assert {(o.dataset, o.series_id) for o in kept.outages} == {
+        ("candles", 1),
+        ("funding_rates", 7),
+        ("open_interest", 7),
+    }
+    assert min(o.start_time for o in kept.outages) == T0
+    assert max(o.end_time for o in kept.outages) <= oldest_kept
+    assert all(o.reason.startswith("buffer full (bound 10 rows") for o in kept.outages)

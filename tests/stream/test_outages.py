@@ -1,0 +1,55 @@
+"""Feed gaps: from the last data before the loss to the first data after, per series."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from kirby_stream.catalog import StreamCatalog
+from kirby_stream.outages import FeedGaps, Outage
+
+T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
+S = timedelta(seconds=1)
+CATALOG = StreamCatalog(
+    candles={("BTC", "1m"): 1, ("BTC", "15m"): 2, ("SOL", "1m"): 3}, pairs={"BTC": 10, "SOL": 11}
+)
+
+
+def test_a_gap_runs_from_the_last_data_to_the_next_and_covers_every_series_of_the_coin() -> None:
+    gaps = FeedGaps()
+    assert gaps.saw_data("BTC", T0, CATALOG) == []
+    gaps.lost({"BTC"}, T0 + 3 * S, "connection closed")
+    gaps.lost({"BTC"}, T0 + 5 * S, "stall")  # already open: the first cause stays
+    assert gaps.saw_data("SOL", T0 + 6 * S, CATALOG) == []
+    closed = gaps.saw_data("BTC", T0 + 9 * S, CATALOG)
+    assert sorted(closed, key=lambda o: (o.dataset, o.series_id)) == [
+        Outage(dataset, series, T0, T0 + 9 * S, "connection closed")
+        for dataset, series in (
+            ("candles", 1),
+            ("candles", 2),
+            ("funding_rates", 10),
+            ("open_interest", 10),
+        )
+    ]
+    assert gaps.saw_data("BTC", T0 + 10 * S, CATALOG) == []
+
+
+def test_a_coin_never_seen_starts_its_gap_when_the_feed_was_lost() -> None:
+    gaps = FeedGaps()
+    gaps.lost({"SOL"}, T0, "connection closed")
+    assert [(o.start_time, o.end_time) for o in gaps.saw_data("SOL", T0 + S, CATALOG)] == [
+        (T0, T0 + S)
+    ] * 3
+
+
+def test_open_gaps_end_when_the_coin_leaves_or_the_collector_stops() -> None:
+    gaps = FeedGaps()
+    gaps.saw_data("BTC", T0, CATALOG)
+    gaps.lost({"BTC", "SOL"}, T0 + S, "stall")
+    closed = gaps.close({"SOL"}, T0 + 4 * S, CATALOG, "no longer collected")
+    assert {o.reason for o in closed} == {"stall; no longer collected"}
+    assert gaps.open_coins == {"BTC"}
+    stopped = gaps.close(gaps.open_coins, T0 + 5 * S, CATALOG, "collector stopped")
+    assert {(o.start_time, o.end_time, o.reason) for o in stopped} == {
+        (T0, T0 + 5 * S, "stall; collector stopped")
+    }
+    assert gaps.open_coins == frozenset()
