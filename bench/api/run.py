@@ -26,7 +26,6 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import asyncpg
 import uvloop
@@ -34,7 +33,7 @@ import uvloop
 from bench.api import load
 from bench.api.servers import HOST, REPO, Server, cpu_busy, start_servers
 from bench.api.ws import history_subscribe, ws_latency
-from bench.common import drop_database, scratch_database
+from bench.common import drop_database, random_walk_candles, scratch_database
 from kirby_api.keys import create_key
 from kirby_core.catalog import load_catalog
 from kirby_core.db import catalog_store
@@ -49,26 +48,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def series_rows(starlisting_id: int, count: int, seed: int) -> list[CandleRow]:
-    rng = random.Random(seed)
-    price, rows = 60_000.0, []
-    for minute in range(count):
-        open_ = price
-        price *= 1 + rng.gauss(0, 0.0008)
-        high = max(open_, price) * (1 + abs(rng.gauss(0, 0.0003)))
-        low = min(open_, price) * (1 - abs(rng.gauss(0, 0.0003)))
-        rows.append(
-            CandleRow(
-                starlisting_id,
-                T0 + timedelta(minutes=minute),
-                Decimal(f"{open_:.1f}"),
-                Decimal(f"{high:.1f}"),
-                Decimal(f"{low:.1f}"),
-                Decimal(f"{price:.1f}"),
-                Decimal(f"{rng.expovariate(0.1):.5f}"),
-                rng.randint(0, 500),
-            )
-        )
-    return rows
+    return random_walk_candles(starlisting_id, T0, count, seed=seed)
 
 
 async def prepare(url: str, rows: int) -> tuple[list, str]:

@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import tempfile
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 
-from bench.common import drop_database, scratch_database, timed
+from bench.common import drop_database, random_walk_candles, scratch_database, timed
 from kirby_core.db.writer import upsert_candles
 from kirby_core.models import CandleRow
 
@@ -42,31 +40,14 @@ ON CONFLICT (starlisting_id, time) DO UPDATE SET
 
 
 def make_rows(count: int) -> list[CandleRow]:
-    """A random walk per series, prices with one decimal, volumes with five, as exchanges send."""
-    rng = random.Random(7)
+    """`count` candles spread over the benchmark's starlistings, one random walk each."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    rows = []
     per_series = count // SERIES
-    for sid in range(1, SERIES + 1):
-        price = 60_000.0
-        for minute in range(per_series):
-            open_ = price
-            price *= 1 + rng.gauss(0, 0.0008)
-            high = max(open_, price) * (1 + abs(rng.gauss(0, 0.0003)))
-            low = min(open_, price) * (1 - abs(rng.gauss(0, 0.0003)))
-            rows.append(
-                CandleRow(
-                    sid,
-                    start + timedelta(minutes=minute),
-                    Decimal(f"{open_:.1f}"),
-                    Decimal(f"{high:.1f}"),
-                    Decimal(f"{low:.1f}"),
-                    Decimal(f"{price:.1f}"),
-                    Decimal(f"{rng.expovariate(0.1):.5f}"),
-                    rng.randint(0, 500),
-                )
-            )
-    return rows
+    return [
+        row
+        for sid in range(1, SERIES + 1)
+        for row in random_walk_candles(sid, start, per_series, seed=7 + sid)
+    ]
 
 
 async def prepare_catalog(conn: asyncpg.Connection) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 import asyncpg
 import dagster as dg
 
-from bench.common import drop_database, scratch_database, timed
+from bench.common import drop_database, random_walk_candles, scratch_database, timed
 from kirby_core import lake as lake_module
 from kirby_core.catalog import load_catalog
 from kirby_core.db import catalog_store
@@ -146,27 +146,8 @@ def bench_backfill(realtime: str, training: str, lake: Path) -> None:
 
 
 def make_candles(starlisting_id: int, first_day: date, days: int) -> list[CandleRow]:
-    rng = random.Random(7)
     start = datetime.combine(first_day, time(), UTC)
-    price, rows = 60_000.0, []
-    for minute in range(days * 1440):
-        open_ = price
-        price *= 1 + rng.gauss(0, 0.0008)
-        high = max(open_, price) * (1 + abs(rng.gauss(0, 0.0003)))
-        low = min(open_, price) * (1 - abs(rng.gauss(0, 0.0003)))
-        rows.append(
-            CandleRow(
-                starlisting_id,
-                start + timedelta(minutes=minute),
-                Decimal(f"{open_:.1f}"),
-                Decimal(f"{high:.1f}"),
-                Decimal(f"{low:.1f}"),
-                Decimal(f"{price:.1f}"),
-                Decimal(f"{rng.expovariate(0.1):.5f}"),
-                rng.randint(1, 500),
-            )
-        )
-    return rows
+    return random_walk_candles(starlisting_id, start, days * 1440, min_trades=1)
 
 
 async def prepare(url: str, days: int, first_day: date) -> dict[str, int]:

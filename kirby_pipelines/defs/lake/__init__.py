@@ -1,0 +1,1 @@
+"""The Parquet lake: daily exports of each table, reference files, and their checks."""

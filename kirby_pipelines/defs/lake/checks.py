@@ -1,0 +1,32 @@
+"""Lake checks, per exported day: files hold exactly the database's rows, none repeated."""
+
+import dagster as dg
+
+from kirby_pipelines import checks
+from kirby_pipelines.resources import KirbyResource
+
+
+def _lake_check(asset: str) -> dg.AssetChecksDefinition:
+    @dg.multi_asset_check(
+        name=f"{asset}_checks",
+        specs=[
+            dg.AssetCheckSpec(
+                f"{asset}_rows_match",
+                asset=asset,
+                description="Every series-day file holds exactly the database's rows.",
+            ),
+            dg.AssetCheckSpec(
+                f"{asset}_unique", asset=asset, description="No open time repeated in a file."
+            ),
+        ],
+    )
+    def _check(context: dg.AssetCheckExecutionContext, kirby: KirbyResource):
+        yield from checks.lake_matches_database(context, kirby, asset)
+
+    return _check
+
+
+lake_candles_checks = _lake_check("lake_candles")
+lake_funding_rates_checks = _lake_check("lake_funding_rates")
+lake_open_interest_checks = _lake_check("lake_open_interest")
+lake_training_candles_checks = _lake_check("lake_training_candles")
