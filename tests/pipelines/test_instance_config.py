@@ -1,5 +1,6 @@
 """The repository's dagster.yaml: queued runs with one stream run at a time, and Dagster's
-storage in PostgreSQL when KIRBY_DAGSTER_DATABASE_URL is set, in SQLite otherwise."""
+storage in PostgreSQL: KIRBY_DAGSTER_DATABASE_URL's, or with no URL configured at all the
+embedded server's; SQLite only beside an external Kirby database without a Dagster URL."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
+from kirby_core.db import embedded
 from kirby_core.db.urls import with_database
 from tests.conftest import REPO
 from tests.pipelines.conftest import run_async
@@ -34,12 +36,28 @@ def instance_from_repository_yaml(base_dir: Path) -> dg.DagsterInstance:
 def test_runs_are_queued_with_one_stream_run_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    home = tmp_path / ".kirby"
+    monkeypatch.setenv("KIRBY_HOME", str(home))
+    try:
+        with instance_from_repository_yaml(tmp_path) as instance:
+            assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+            queue = instance.get_concurrency_config().run_queue_config
+            assert {"key": "kirby/stream", "limit": 1} in queue.tag_concurrency_limits
+            # no URL configured at all: the embedded server, database kirby_dagster
+            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+            assert embedded.is_running(home)
+            run = instance.create_run_for_job(dg.GraphDefinition("noop").to_job())
+            assert instance.get_run_by_id(run.run_id) is not None
+    finally:
+        embedded.stop(home)
+
+
+def test_external_kirby_database_without_dagster_url_uses_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_urls
+) -> None:
     monkeypatch.setenv("KIRBY_HOME", str(tmp_path / ".kirby"))
+    monkeypatch.setenv("KIRBY_DATABASE_URL", database_urls.realtime)
     with instance_from_repository_yaml(tmp_path) as instance:
-        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
-        queue = instance.get_concurrency_config().run_queue_config
-        assert {"key": "kirby/stream", "limit": 1} in queue.tag_concurrency_limits
-        # no database configured: SQLite under <KIRBY_HOME>/dagster
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
         assert (tmp_path / ".kirby" / "dagster").is_dir()
 
