@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format bench bench-ingest bench-stream soak-stream bench-api bench-pipelines dagster db-start db-stop migrate sync sim clean
+.PHONY: help install demo run test lint format bench bench-ingest bench-stream soak-stream bench-api bench-pipelines dagster db-start db-stop migrate sync sim clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+demo: $(STAMP)  ## the whole platform on simulated exchanges (.kirby-demo/), until Ctrl-C
+	$(BIN)/kirby demo
+
+run: $(STAMP)  ## the whole platform on the real exchanges (.kirby/), until Ctrl-C
+	$(BIN)/kirby run
 
 test: $(STAMP)  ## run the test suite (starts a throwaway embedded PostgreSQL)
 	$(BIN)/pytest
@@ -65,6 +71,6 @@ sync: migrate  ## load both catalogs into their databases
 sim: $(STAMP)  ## run the offline exchange simulator on port 8765
 	$(BIN)/kirby sim --port 8765
 
-clean:  ## stop the embedded PostgreSQL and remove local state (.kirby, lake)
+clean:  ## stop the embedded PostgreSQL and remove local state (.kirby, .kirby-demo, lake)
 	-$(BIN)/kirby db stop
-	rm -rf .kirby lake
+	rm -rf .kirby .kirby-demo lake

@@ -1,10 +1,11 @@
 """`create_app()`: the Litestar application, assembled from its parts.
 
-Routes (REST under /, admin under /admin, the WebSocket at /ws), the one error mapping,
-typed dependencies (each handler names the services it needs), middleware from the outside
-in: metrics + access log, API-key authentication, per-key rate limits. OpenAPI is served at
-/schema (Swagger UI) and /schema/openapi.json. Settings are built once here (or passed in by
-the CLI and tests); nothing happens at import time.
+Routes (REST under /, admin under /admin, the WebSocket at /ws, the /status and /chart
+pages with their /static files), the one error mapping, typed dependencies (each handler
+names the services it needs), middleware from the outside in: metrics + access log, API-key
+authentication, per-key rate limits. OpenAPI is served at /schema (Swagger UI) and
+/schema/openapi.json. Settings are built once here (or passed in by the CLI and tests);
+nothing happens at import time.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ from kirby_api.routes.coverage import (
     get_open_interest_coverage,
 )
 from kirby_api.routes.health import get_health, get_metrics
+from kirby_api.routes.html import get_chart_page, get_status_page, static_router
 from kirby_api.routes.market import get_candles, get_funding, get_open_interest
 from kirby_api.routes.starlistings import get_starlisting, list_starlistings
+from kirby_api.routes.status import get_status
 from kirby_api.runtime import Runtime
+from kirby_api.status import StatusBoard
 from kirby_api.ws.handler import stream
 from kirby_core.db.urls import resolve
 from kirby_core.settings import Settings
@@ -46,7 +50,10 @@ DESCRIPTION = """
 Candles, funding rates and open interest from Kirby's realtime database.
 
 **Authentication**: `Authorization: Bearer <key>` or `X-API-Key: <key>` (WebSocket: also
-`?api_key=<key>`). /health, /metrics and /schema need no key.
+`?api_key=<key>`). /health, /metrics, /status, /status.json and /schema need no key.
+
+**Pages**: /status (collectors, freshness, coverage, clients; refreshed live) and
+/chart?api_key=<key> (a starlisting's candles, live over /ws).
 
 **Errors** share one body: `{"status", "error", "message", "parameter"?, "allowed"?}`.
 
@@ -110,11 +117,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
         "listener": runtime.listener,
         "metrics": runtime.metrics,
         "verifier": runtime.verifier,
+        "status_board": StatusBoard(
+            runtime.database,
+            runtime.market,
+            runtime.catalog,
+            runtime.hub,
+            runtime.listener,
+            runtime.metrics,
+            settings.api_stream_stale_seconds,
+        ),
     }
     app = Litestar(
         route_handlers=[
             get_health,
             get_metrics,
+            get_status,
+            get_status_page,
+            get_chart_page,
+            static_router,
             list_starlistings,
             get_starlisting,
             get_candles,

@@ -83,6 +83,8 @@ class Dataset:
     row: type[msgspec.Struct]
     notes: dict[str, str]
     """What the less obvious columns mean; sent in metadata and Parquet key-value metadata."""
+    required: frozenset[str] = frozenset()
+    """Value columns the schema declares NOT NULL (`time` always is)."""
 
     @property
     def per_starlisting(self) -> bool:
@@ -97,6 +99,37 @@ class Dataset:
     @property
     def field_names(self) -> tuple[str, ...]:
         return tuple(name for name, _, _ in self.columns)
+
+    @property
+    def json_object(self) -> str:
+        """SQL text of one row as the very JSON object msgspec encodes from `row`.
+
+        Lets PostgreSQL build a page's JSON, so the API process only joins bytes. The
+        values are ISO times, numeric text and integers: nothing that needs escaping.
+        The row's `time` (NOT NULL, whole minutes by the schema's CHECK) takes the cheap
+        form, which needs the session's TimeZone UTC and DateStyle ISO (the API's pool
+        sets both).
+        """
+        parts = []
+        for i, (name, column, kind) in enumerate(self.columns):
+            parts.append(f"""'{"{" if i == 0 else ","}"{name}":'""")
+            if column == "time":
+                parts.append("""'"', left(replace(time::text, ' ', 'T'), -3), 'Z"'""")
+            elif column in self.required:
+                parts.append(f"""'"', {column}, '"'""" if kind == "decimal" else column)
+            else:
+                parts.append(_NULLABLE[kind].format(c=column))
+        return f"concat({', '.join(parts)}, '}}')"
+
+
+_NULLABLE: dict[Kind, str] = {
+    # msgspec's form of a time: seconds, microseconds only when there are any, then Z.
+    "time": """coalesce('"' || to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')"""
+    """ || CASE WHEN date_trunc('second', {c}) = {c} THEN ''"""
+    """ ELSE to_char({c} AT TIME ZONE 'UTC', '.US') END || 'Z"', 'null')""",
+    "decimal": """coalesce('"' || {c}::text || '"', 'null')""",
+    "int": "coalesce({c}::text, 'null')",
+}
 
 
 def _columns(*spec: str) -> tuple[tuple[str, str, Kind], ...]:
@@ -124,6 +157,7 @@ CANDLES = Dataset(
     ),
     row=CandleData,
     notes={"time": "open time of the candle (UTC)"},
+    required=frozenset({"open", "high", "low", "close", "volume"}),
 )
 
 FUNDING = Dataset(

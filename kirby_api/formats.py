@@ -1,11 +1,12 @@
 """Response bodies of the data endpoints: JSON pages, and CSV / Parquet streams.
 
-JSON is one msgspec encode of rows built positionally from the records (decimals already
-text). CSV and Parquet are generated chunk by chunk while they are sent (Parquet one row
-group per chunk), so a client starts receiving before the body is complete and the server
-never holds a second copy of it. Decimals stay exact in every format: strings in JSON and
-Parquet, the same text in CSV; times are UTC (`...Z` in text, timestamp[ms, UTC] in
-Parquet). Page metadata rides in the JSON body, and in headers for every format.
+JSON pages are built by PostgreSQL (`Dataset.json_object`, `kirby_api.market`); the page
+types here describe them in OpenAPI and match them byte for byte. CSV and Parquet are
+generated chunk by chunk while they are sent (Parquet one row group per chunk), so a client
+starts receiving before the body is complete and the server never holds a second copy of
+it. Decimals stay exact in every format: strings in JSON and Parquet, the same text in CSV;
+times are UTC (`...Z` in text, timestamp[ms, UTC] in Parquet). Page metadata rides in the
+JSON body, and in headers for every format.
 """
 
 from __future__ import annotations
@@ -75,19 +76,7 @@ class OpenInterestPage(msgspec.Struct):
     metadata: Metadata
 
 
-PAGE_TYPES: dict[str, type[msgspec.Struct]] = {
-    "candles": CandlesPage,
-    "funding_rates": FundingPage,
-    "open_interest": OpenInterestPage,
-}
-
 _encoder = msgspec.json.Encoder()
-
-
-def encode_page(dataset: Dataset, records: Sequence[Sequence], metadata: Metadata) -> bytes:
-    row = dataset.row
-    page = PAGE_TYPES[dataset.name]
-    return _encoder.encode(page(data=[row(*r) for r in records], metadata=metadata))
 
 
 def encode_message(message: msgspec.Struct) -> bytes:

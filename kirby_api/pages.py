@@ -1,15 +1,16 @@
 """One page of a series as an HTTP response: read, describe, encode, cache.
 
 The data routes hand over (dataset, series, window, format); this reads the rows
-(`kirby_api.market`), works out the metadata and cursors, and answers JSON in one encode
-or CSV / Parquet as a stream. Plain latest-N JSON pages go through `LatestCache`. Page
-metadata is in the JSON body and, for every format, in `Kirby-Count`,
-`Kirby-Next-Cursor` and `Kirby-Prev-Cursor` headers.
+(`kirby_api.market`), works out the metadata and cursors, and answers JSON (rows encoded by
+PostgreSQL, so this process only joins bytes) or CSV / Parquet as a stream. Plain latest-N
+JSON pages go through `LatestCache`. Page metadata is in the JSON body and, for every
+format, in `Kirby-Count`, `Kirby-Next-Cursor` and `Kirby-Prev-Cursor` headers.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from litestar import MediaType, Response
@@ -23,7 +24,7 @@ from kirby_api.formats import (
     Metadata,
     Range,
     csv_chunks,
-    encode_page,
+    encode_message,
     parquet_chunks,
 )
 from kirby_api.latest_cache import LatestCache, Page
@@ -91,25 +92,13 @@ class Pages:
         records = await self._market.page(dataset, series.id, window)
         first = records[0][0] if records else None
         last = records[-1][0] if records else None
-        next_cursor, prev_cursor = page_cursors(window, first, last, len(records))
-        metadata = Metadata(
-            **_identity(series),
-            count=len(records),
-            range=Range(first, last),
-            next_cursor=next_cursor,
-            prev_cursor=prev_cursor,
-            columns=dataset.notes,
-        )
-        headers = {"Kirby-Count": str(len(records))}
-        if next_cursor:
-            headers["Kirby-Next-Cursor"] = next_cursor
-        if prev_cursor:
-            headers["Kirby-Prev-Cursor"] = prev_cursor
-        return records, metadata, headers
+        return records, *_describe(dataset, series, window, len(records), first, last)
 
     async def _json_page(self, dataset: Dataset, series: Series, window: Window) -> Page:
-        records, metadata, headers = await self._read(dataset, series, window)
-        return Page(encode_page(dataset, records, metadata), headers)
+        rows = await self._market.page_json(dataset, series.id, window)
+        metadata, headers = _describe(dataset, series, window, rows.count, rows.first, rows.last)
+        body = b'{"data":[' + rows.body + b'],"metadata":' + encode_message(metadata) + b"}"
+        return Page(body, headers)
 
     async def _bulk(self, dataset: Dataset, series: Series, window: Window, fmt: Format) -> Stream:
         records, metadata, headers = await self._read(dataset, series, window)
@@ -121,3 +110,29 @@ class Pages:
             else parquet_chunks(dataset, records, metadata)
         )
         return _Stream(_chunks(chunks), media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+def _describe(
+    dataset: Dataset,
+    series: Series,
+    window: Window,
+    count: int,
+    first: datetime | None,
+    last: datetime | None,
+) -> tuple[Metadata, dict[str, str]]:
+    """A page's metadata and cursors, in the JSON body's form and as headers."""
+    next_cursor, prev_cursor = page_cursors(window, first, last, count)
+    metadata = Metadata(
+        **_identity(series),
+        count=count,
+        range=Range(first, last),
+        next_cursor=next_cursor,
+        prev_cursor=prev_cursor,
+        columns=dataset.notes,
+    )
+    headers = {"Kirby-Count": str(count)}
+    if next_cursor:
+        headers["Kirby-Next-Cursor"] = next_cursor
+    if prev_cursor:
+        headers["Kirby-Prev-Cursor"] = prev_cursor
+    return metadata, headers

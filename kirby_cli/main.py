@@ -26,6 +26,8 @@ COMMANDS = {
     "backfill": "kirby_cli.pipelines:backfill",
     "export": "kirby_cli.pipelines:export",
     "stream": "kirby_cli.stream:stream",
+    "demo": "kirby_cli.demo:demo",
+    "run": "kirby_cli.demo:run",
 }
 
 

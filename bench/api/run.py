@@ -21,6 +21,7 @@ prints how busy it was and how much CPU each server used per request.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import time
@@ -34,11 +35,16 @@ from bench.api import load
 from bench.api.servers import HOST, REPO, Server, cpu_busy, start_servers
 from bench.api.ws import history_subscribe, ws_latency
 from bench.common import drop_database, random_walk_candles, scratch_database
+from kirby_api.database import Database
+from kirby_api.datasets import CANDLES
 from kirby_api.keys import create_key
+from kirby_api.market import MarketData
+from kirby_api.window import Window
 from kirby_core.catalog import load_catalog
 from kirby_core.db import catalog_store
 from kirby_core.db.writer import upsert_candles
 from kirby_core.models import CandleRow
+from kirby_core.settings import Settings
 
 DATABASE = "kirby_bench_api"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -126,6 +132,31 @@ async def rest(
     return results
 
 
+async def database_alone(url: str, stars: list, rows: int, seconds: float) -> load.Result:
+    """The engine's limit for `candles window limit=1000 c=10`: the API's own read
+    (`MarketData.page_json`, rows encoded by PostgreSQL) from 10 tasks, without HTTP."""
+    database = Database(url, Settings(api_pool_size=10))
+    await database.open()
+    market, rng = MarketData(database), random.Random(11)
+    latencies: list[float] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline and len(latencies) < 3000:
+            start = T0 + timedelta(minutes=rng.randrange(0, rows - 1000))
+            window = Window(start, start + timedelta(days=30), 1000, False, False)
+            began = time.perf_counter()
+            await market.page_json(CANDLES, rng.choice(stars).id, window)
+            latencies.append(time.perf_counter() - began)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(10)))
+    finally:
+        await database.close()
+    return load.Result(len(latencies), time.perf_counter() - started, latencies, 0, 0)
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -148,6 +179,8 @@ async def main(rows: int, seconds: float, quick: bool, only: str | None) -> None
             results = await rest(
                 stars, token, kirby, kirby_port, baseline, baseline_port, seconds, rows
             )
+            engine = await database_alone(url, stars, rows, seconds)
+            print(f"  {'candles window limit=1000 c=10':<34} database alone {engine.line()}")
 
         btc = stars[0]
         minute0 = rows

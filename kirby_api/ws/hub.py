@@ -166,17 +166,19 @@ class Hub:
         )
         return encode_message(message).decode()
 
-    def historical_message(self, dataset: Dataset, series_id: int, rows: list) -> str:
+    def historical_message(self, dataset: Dataset, series_id: int, count: int, rows: bytes) -> str:
+        """`rows`: the JSON objects as the database encoded them, comma-separated."""
         per_star = dataset.per_starlisting
         message = protocol.Historical(
             channel=dataset.channel,
             series=self.series_name(dataset, series_id),
-            count=len(rows),
-            data=[dataset.row(*r) for r in rows],
+            count=count,
+            data=[],
             starlisting_id=series_id if per_star else None,
             trading_pair_id=None if per_star else series_id,
         )
-        return encode_message(message).decode()
+        empty = encode_message(message)  # ...,"data":[]}
+        return (empty[:-2] + rows + b"]}").decode()
 
     async def send_history(self, client: Client, keys: set[Key], rows_per_series: int) -> None:
         """Queue the latest rows of each key (one query per dataset), then release held
@@ -187,12 +189,10 @@ class Hub:
                 by_dataset.setdefault(name, []).append(series_id)
             for name, series_ids in by_dataset.items():
                 dataset = DATASETS[name]
-                records = await self._market.latest_many(dataset, series_ids, rows_per_series)
-                grouped: dict[int, list] = {series_id: [] for series_id in series_ids}
-                for record in records:
-                    grouped[record[0]].append(record[1:])
-                for series_id, rows in grouped.items():
-                    client.offer(None, self.historical_message(dataset, series_id, rows))
+                found = await self._market.latest_many_json(dataset, series_ids, rows_per_series)
+                for series_id in series_ids:
+                    count, rows = found.get(series_id, (0, b""))
+                    client.offer(None, self.historical_message(dataset, series_id, count, rows))
         finally:
             client.release(keys)
 

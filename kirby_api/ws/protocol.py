@@ -149,13 +149,16 @@ class Error(msgspec.Struct, tag_field="type", tag="error"):
     action: str | None = None
 
 
-class Historical(msgspec.Struct, tag_field="type", tag="historical", omit_defaults=True):
+class Historical(
+    msgspec.Struct, tag_field="type", tag="historical", omit_defaults=True, kw_only=True
+):
     channel: str
     series: str
     count: int
-    data: list[CandleData] | list[FundingData] | list[OpenInterestData]
     starlisting_id: int | None = None
     trading_pair_id: int | None = None
+    data: list[CandleData] | list[FundingData] | list[OpenInterestData]
+    """Last, so the hub can splice in rows the database encoded (`Hub.historical_message`)."""
 
 
 class CandleUpdate(msgspec.Struct, tag_field="type", tag="candle"):

@@ -8,6 +8,8 @@ overrides; keys are created through `kirby_api.keys` like `kirby apikey create` 
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import uvicorn
 from litestar.testing import AsyncTestClient
 
 from kirby_api import create_app
@@ -119,3 +122,36 @@ def bearer(token: str) -> dict[str, str]:
 def runtime(client: AsyncTestClient):
     """The app's services, to call on the app's own loop via `client.blocking_portal`."""
     return client.app.state.runtime
+
+
+Served = Callable[..., AbstractAsyncContextManager[str]]
+
+
+@pytest.fixture
+def served(settings: Settings, catalog: dict[str, int]) -> Served:  # noqa: F811
+    """`async with served(**overrides) as base:` the app under uvicorn; base = host:port.
+
+    Authentication is off unless an override turns it on. The listening socket is bound
+    before the server starts, so clients can connect at once (the kernel queues them until
+    uvicorn accepts): no waiting for startup.
+    """
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[str]:
+        app = create_app(api_settings(settings, **{"api_auth_enabled": False, **overrides}))
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, ws_per_message_deflate=False
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            yield f"127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            await task
+            sock.close()
+
+    return start

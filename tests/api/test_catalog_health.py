@@ -71,6 +71,7 @@ async def test_health_reports_database_stream_and_freshness(client, conn, catalo
         now - timedelta(seconds=5),
         now - timedelta(hours=1),
     )
+    client.blocking_portal.call(runtime(client).listener.wait_for_connection, 1)
     body = (await client.get("/health")).json()
     assert body["status"] == "ok"
     assert body["database"]["status"] == "ok"

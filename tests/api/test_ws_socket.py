@@ -10,49 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from kirby_api import create_app
-from tests.api.conftest import api_settings, candle_json, write_candles
-
-Served = Callable[..., AbstractAsyncContextManager[str]]
-
-
-@pytest.fixture
-def served(settings, catalog) -> Served:
-    """`async with served(**overrides) as base:` the app under uvicorn; base = host:port.
-
-    The listening socket is bound before the server starts, so clients can connect at once
-    (the kernel queues them until uvicorn accepts): no waiting for startup.
-    """
-
-    @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[str]:
-        app = create_app(api_settings(settings, api_auth_enabled=False, **overrides))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        config = uvicorn.Config(
-            app, log_config=None, access_log=False, ws_per_message_deflate=False
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            yield f"127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            server.should_exit = True
-            await task
-            sock.close()
-
-    return start
+from tests.api.conftest import candle_json, write_candles
 
 
 async def _slow_client(base: str) -> ClientConnection:

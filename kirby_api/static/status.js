@@ -1,0 +1,136 @@
+"use strict";
+// /status: polls status.json every few seconds and redraws the tables.
+// Everything from the server goes into the DOM as text (see el() in common.js).
+
+const POLL_MS = 3000;
+const days = new URLSearchParams(location.search).get("days"); // /status?days=7
+const source = days ? `status.json?days=${encodeURIComponent(days)}` : "status.json";
+let lastChecked = null;
+
+function counts(map) {
+  const entries = Object.entries(map || {});
+  return entries.length ? entries.map(([k, v]) => `${k} ${formatCount(v)}`).join(" · ") : "—";
+}
+
+function renderService(status) {
+  const db = status.database;
+  const dbText = db.status === "ok" ? `ok (${db.latency_ms.toFixed(1)} ms)` : `down: ${db.error || ""}`;
+  const ws = status.websocket;
+  fillFacts(document.getElementById("service"), [
+    ["database", "database", dbText, `badge ${db.status}`],
+    ["stream", "stream", status.stream.status, `badge ${status.stream.status}`],
+    ["listener", "live listener", ws.listener_connected ? "connected" : "down",
+      `badge ${ws.listener_connected ? "ok" : "down"}`],
+    ["stale-after", "stale after", formatAge(status.stream.stale_after_seconds)],
+  ]);
+}
+
+function renderCollectors(stream) {
+  const rows = stream.collectors.map((c) => el("tr", { "data-collector": c.collector_id },
+    el("td", {}, c.collector_id),
+    el("td", {}, c.hostname),
+    el("td", {}, c.pid),
+    el("td", { class: `num ${c.stale ? "stale" : "ok"}` }, formatAge(c.heartbeat_age_seconds)),
+    el("td", { class: "num" }, formatAge(c.last_message_age_seconds)),
+    el("td", { class: "num messages" }, formatCount(c.messages_received)),
+    el("td", { class: "num" }, formatCount(c.invalid_messages)),
+    el("td", { class: "num" }, formatCount(c.dropped_rows)),
+    el("td", { class: "num" }, formatCount(c.reconnects)),
+    el("td", {}, counts(c.rows_written)),
+    el("td", {}, counts(c.buffer_sizes)),
+  ));
+  if (!rows.length) {
+    rows.push(el("tr", { class: "empty-row" },
+      el("td", { colspan: 11 }, "No collector has written a heartbeat.")));
+  }
+  document.querySelector("#collectors tbody").replaceChildren(...rows);
+}
+
+function renderClients(ws) {
+  fillFacts(document.getElementById("clients"), [
+    ["ws-connections", "connections", formatCount(ws.connections)],
+    ["ws-keys", "API keys", formatCount(ws.keys)],
+    ["ws-subscriptions", "subscriptions", formatCount(ws.subscriptions)],
+    ["ws-sent", "messages sent", formatCount(ws.messages_sent)],
+    ["ws-dropped", "messages dropped", formatCount(ws.messages_dropped)],
+  ]);
+}
+
+function renderFreshness(series) {
+  const rows = series.map((s) => el("tr", { "data-series": `${s.dataset} ${s.series}` },
+    el("td", {}, s.dataset),
+    el("td", {}, s.series),
+    el("td", { class: "latest" }, formatTime(s.latest_time)),
+    el("td", { class: "num" }, formatAge(s.age_seconds)),
+    el("td", { class: "num" }, formatAge(s.lag_seconds)),
+    el("td", {}, el("span", { class: `badge ${s.state}` }, s.state)),
+  ));
+  if (!rows.length) {
+    rows.push(el("tr", { class: "empty-row" }, el("td", { colspan: 6 }, "No active series.")));
+  }
+  document.querySelector("#freshness tbody").replaceChildren(...rows);
+}
+
+function dayCell(day) {
+  const whole = day.completeness === 0 || day.completeness === 1;
+  let pct = `${(day.completeness * 100).toFixed(whole ? 0 : 1)}%`;
+  let note = null;
+  if (day.status === "future") [pct, note] = ["—", "not due yet"];
+  else if (day.unavailable_at_source) note = "unavailable at source";
+  else if (day.outage_minutes) note = `outage ${formatCount(day.outage_minutes)} min`;
+  else if (day.missing) note = `${formatCount(day.missing)} missing`;
+  const title = `${day.date}: ${day.present} of ${day.expected} rows, ${day.status}`;
+  return el("td", { class: `day ${day.status}`, title }, pct, note && el("small", {}, note));
+}
+
+function renderCoverage(coverage) {
+  const days = coverage.length ? coverage[0].days.map((d) => d.date) : [];
+  document.getElementById("coverage-title").textContent =
+    `Coverage, last ${days.length} day${days.length === 1 ? "" : "s"} (UTC)`;
+  document.querySelector("#coverage thead").replaceChildren(el("tr", {},
+    el("th", {}, "dataset"), el("th", {}, "series"),
+    ...days.map((d) => el("th", { class: "num" }, d))));
+  const rows = coverage.map((c) => el("tr", { "data-series": `${c.dataset} ${c.series}` },
+    el("td", {}, c.dataset), el("td", {}, c.series), ...c.days.map(dayCell)));
+  if (!rows.length) {
+    rows.push(el("tr", { class: "empty-row" }, el("td", { colspan: 2 }, "No active series.")));
+  }
+  document.querySelector("#coverage tbody").replaceChildren(...rows);
+}
+
+function render(status) {
+  const overall = document.getElementById("overall");
+  overall.textContent = status.status;
+  overall.className = `badge ${status.status}`;
+  lastChecked = Date.parse(status.checked_at);
+  renderService(status);
+  renderCollectors(status.stream);
+  renderClients(status.websocket);
+  renderFreshness(status.series);
+  renderCoverage(status.coverage);
+}
+
+function tick() {
+  const updated = document.getElementById("updated");
+  updated.textContent = lastChecked === null ? "" :
+    `checked ${formatTime(new Date(lastChecked).toISOString())} UTC ` +
+    `(${formatAge((Date.now() - lastChecked) / 1000)} ago)`;
+}
+
+async function poll() {
+  try {
+    const response = await fetch(source, { cache: "no-store" });
+    const body = await response.json();
+    if (!body.checked_at) throw new Error(body.message || `HTTP ${response.status}`);
+    render(body);
+    showError("");
+  } catch (error) {
+    showError(`Status unavailable (${error.message}); retrying every ${POLL_MS / 1000} s.`);
+  } finally {
+    tick();
+    setTimeout(poll, POLL_MS);
+  }
+}
+
+setInterval(tick, 1000);
+poll();

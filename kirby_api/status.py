@@ -1,0 +1,280 @@
+"""What the /status page shows, assembled from the probes that already exist.
+
+- database, stream and listener state and per-series freshness: `kirby_api.health.probe`
+  (the same reads as /health);
+- the collectors' counters (messages, invalid messages, dropped rows, reconnects, rows
+  written, buffers): the one query of its own, since /health reports only liveness;
+- per-day coverage of every active series: `kirby_api.coverage.day_coverage`, the same
+  reader as the /coverage routes;
+- WebSocket clients: the hub's connections and the metrics' counters.
+
+A snapshot is shared for `ttl` seconds by every caller and assembled by one at a time: the
+page is public, unmetered and polled, and one snapshot costs a query per series. Nothing
+here exposes key ids or secrets; the WebSocket figures are counts only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+from typing import Literal
+
+import msgspec
+
+from kirby_api.coverage import DayCoverage, day_coverage, source_retention
+from kirby_api.database import Database
+from kirby_api.datasets import DATASETS
+from kirby_api.health import DatabaseHealth, Health, SeriesFreshness, probe
+from kirby_api.market import MarketData
+from kirby_api.observability import Metrics
+from kirby_api.series import SeriesCatalog
+from kirby_api.ws.hub import Hub
+from kirby_api.ws.listener import ChangeListener
+from kirby_core.timeutil import floor_time, interval_seconds
+
+DEFAULT_DAYS = 3
+MAX_DAYS = 14
+
+_COUNTERS = """
+SELECT collector_id, pid, started_at, messages_received, invalid_messages, dropped_rows,
+       reconnects, rows_written, buffer_sizes
+FROM stream_heartbeats WHERE collector_id = ANY($1::text[])
+"""
+
+
+class CollectorStatus(msgspec.Struct):
+    collector_id: str
+    hostname: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    heartbeat_age_seconds: float
+    last_message_at: datetime | None
+    last_message_age_seconds: float | None
+    messages_received: int
+    invalid_messages: int
+    dropped_rows: int
+    """Buffered rows dropped past the memory bound (recorded as outages)."""
+    reconnects: int
+    rows_written: dict[str, int]
+    """Per table, since the collector started."""
+    buffer_sizes: dict[str, int]
+    """Rows waiting for the next flush, per table."""
+    stale: bool
+    """The heartbeat is older than `stream.stale_after_seconds`."""
+
+
+class StreamStatus(msgspec.Struct):
+    status: Literal["ok", "stale", "missing", "unknown"]
+    stale_after_seconds: float
+    collectors: list[CollectorStatus]
+
+
+class SeriesStatus(msgspec.Struct):
+    dataset: str
+    series: str
+    series_id: int
+    interval: str
+    latest_time: datetime | None
+    """Newest stored row (candles: its open time); null: no rows yet."""
+    age_seconds: float | None
+    lag_seconds: float | None
+    """How far the newest row is behind the current interval's open (0: it is stored)."""
+    state: Literal["fresh", "lagging", "empty"]
+    """lagging: at least one whole interval is missing at the end."""
+
+
+class SeriesCoverage(msgspec.Struct):
+    dataset: str
+    series: str
+    interval: str
+    days: list[DayCoverage]
+    """Oldest first, today last."""
+
+
+class ClientsStatus(msgspec.Struct):
+    connections: int
+    keys: int
+    """Distinct API keys holding a connection (0 with authentication off)."""
+    subscriptions: int
+    """Starlisting subscriptions over all connections."""
+    messages_sent: int
+    messages_dropped: int
+    listener_connected: bool
+    """The LISTEN connection that feeds live rows is up."""
+
+
+class Status(msgspec.Struct):
+    status: Literal["ok", "degraded", "down"]
+    """As /health: degraded when the stream is stale or the listener is down."""
+    checked_at: datetime
+    database: DatabaseHealth
+    stream: StreamStatus
+    series: list[SeriesStatus]
+    coverage: list[SeriesCoverage]
+    websocket: ClientsStatus
+
+
+class StatusBoard:
+    def __init__(
+        self,
+        database: Database,
+        market: MarketData,
+        catalog: SeriesCatalog,
+        hub: Hub,
+        listener: ChangeListener,
+        metrics: Metrics,
+        stale_after: float,
+        ttl: float = 1.0,
+    ) -> None:
+        self._database = database
+        self._market = market
+        self._catalog = catalog
+        self._hub = hub
+        self._listener = listener
+        self._metrics = metrics
+        self._stale_after = stale_after
+        self._ttl = ttl
+        self._lock = asyncio.Lock()
+        self._cached: dict[int, tuple[float, Status]] = {}
+        """days -> (expiry on the monotonic clock, snapshot); at most MAX_DAYS entries."""
+
+    async def snapshot(self, days: int = DEFAULT_DAYS) -> Status:
+        """The status with `days` of coverage (today included), at most `ttl` seconds old."""
+        async with self._lock:  # one assembly at a time; callers meanwhile get its result
+            cached = self._cached.get(days)
+            if cached is not None and time.monotonic() < cached[0]:
+                return cached[1]
+            status = await self._assemble(days)
+            self._cached[days] = (time.monotonic() + self._ttl, status)
+            return status
+
+    async def _assemble(self, days: int) -> Status:
+        health = await probe(
+            self._database,
+            self._market,
+            self._catalog,
+            self._metrics.freshness,
+            self._listener.connected.is_set(),
+            self._stale_after,
+        )
+        now = health.checked_at
+        series = [self._series(item, now) for item in health.freshness]
+        down = health.status == "down"
+        return Status(
+            status=health.status,
+            checked_at=now,
+            database=health.database,
+            stream=StreamStatus(
+                health.stream.status,
+                self._stale_after,
+                [] if down else await self._collectors(health, now),
+            ),
+            series=series,
+            coverage=[] if down else await self._coverage(series, days, now),
+            websocket=self._clients(health.listener.connected),
+        )
+
+    async def _collectors(self, health: Health, now: datetime) -> list[CollectorStatus]:
+        beats = health.stream.collectors
+        rows = await self._database.fetch(_COUNTERS, [beat.collector_id for beat in beats])
+        counters = {row["collector_id"]: row for row in rows}
+        collectors = []
+        for beat in beats:
+            row = counters.get(beat.collector_id)
+            if row is None:  # deleted since the probe read it
+                continue
+            last = beat.last_message_at
+            collectors.append(
+                CollectorStatus(
+                    collector_id=beat.collector_id,
+                    hostname=beat.hostname,
+                    pid=row["pid"],
+                    started_at=row["started_at"],
+                    heartbeat_at=beat.heartbeat_at,
+                    heartbeat_age_seconds=beat.age_seconds,
+                    last_message_at=last,
+                    last_message_age_seconds=_age(now, last),
+                    messages_received=row["messages_received"],
+                    invalid_messages=row["invalid_messages"],
+                    dropped_rows=row["dropped_rows"],
+                    reconnects=row["reconnects"],
+                    rows_written=_counts(row["rows_written"]),
+                    buffer_sizes=_counts(row["buffer_sizes"]),
+                    stale=beat.age_seconds > self._stale_after,
+                )
+            )
+        return collectors
+
+    def _series(self, item: SeriesFreshness, now: datetime) -> SeriesStatus:
+        dataset = DATASETS[item.dataset]
+        interval = "1m"
+        if dataset.per_starlisting:
+            interval = self._catalog.starlisting_by_id(item.series_id).key.interval
+        lag = None
+        state: Literal["fresh", "lagging", "empty"] = "empty"
+        if item.latest_time is not None:
+            lag = max((floor_time(now, interval) - item.latest_time).total_seconds(), 0.0)
+            state = "lagging" if lag > interval_seconds(interval) else "fresh"
+        return SeriesStatus(
+            item.dataset,
+            item.series,
+            item.series_id,
+            interval,
+            item.latest_time,
+            item.age_seconds,
+            lag,
+            state,
+        )
+
+    async def _coverage(
+        self, series: list[SeriesStatus], days: int, now: datetime
+    ) -> list[SeriesCoverage]:
+        end = now.date() + timedelta(days=1)
+        start = end - timedelta(days=days)
+        report = []
+        for item in series:
+            dataset = DATASETS[item.dataset]
+            exchange = (
+                self._catalog.starlisting_by_id(item.series_id).key.exchange
+                if dataset.per_starlisting
+                else self._catalog.trading_pair_by_id(item.series_id).key.exchange
+            )
+            retention = source_retention(exchange, dataset, item.interval, now)
+            found = await day_coverage(
+                self._database, dataset, item.series_id, item.interval, start, end, retention, now
+            )
+            report.append(SeriesCoverage(item.dataset, item.series, item.interval, found))
+        return report
+
+    def _clients(self, listening: bool) -> ClientsStatus:
+        clients = tuple(self._hub.clients)
+        registry = self._metrics.registry
+        sent = registry.get_sample_value("kirby_api_ws_messages_sent_total") or 0.0
+        dropped = sum(
+            sample.value
+            for metric in self._metrics.ws_dropped.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
+        return ClientsStatus(
+            connections=len(clients),
+            keys=sum(1 for key in self._hub.per_key if key is not None),
+            subscriptions=sum(len(client.subscriptions) for client in clients),
+            messages_sent=int(sent),
+            messages_dropped=int(dropped),
+            listener_connected=listening,
+        )
+
+
+def _age(now: datetime, moment: datetime | None) -> float | None:
+    return None if moment is None else round((now - moment).total_seconds(), 3)
+
+
+def _counts(raw: str | dict | None) -> dict[str, int]:
+    """A jsonb counter object (asyncpg hands jsonb over as text)."""
+    if raw is None:
+        return {}
+    decoded = msgspec.json.decode(raw) if isinstance(raw, str | bytes) else raw
+    return {str(name): int(value) for name, value in decoded.items()}
