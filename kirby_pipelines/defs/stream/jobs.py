@@ -3,11 +3,13 @@
 The op hands the collector to a background thread (`kirby_stream.collector_thread`) and
 keeps the main thread, where Dagster delivers its interrupt: when the run is terminated the
 interrupt leaves the `with` block, which stops the collector the orderly way (stop
-reading, flush, last heartbeat) before the run ends. About once a minute the op records an
-`AssetObservation` per live asset (live_candles, live_funding_rates, live_open_interest,
-declared in defs/live) with the rows written, the latest row time and the lag. The
-collector's heartbeat id is `dagster-<run id>`, which is how the supervisor tells a stale
-run. Runs carry the `kirby/stream` tag; dagster.yaml allows one in progress.
+reading, flush, last heartbeat) before the run ends. The op is a plain function, not a
+generator: a generator suspended at a `yield` would receive the interrupt in Dagster's frame,
+outside the `with` block, and the process could end without the final flush. About once a
+minute the op logs an `AssetObservation` per live asset (live_candles, live_funding_rates,
+live_open_interest, declared in defs/live) with the rows written, the latest row time and
+the lag. The collector's heartbeat id is `dagster-<run id>`, which is how the supervisor
+tells a stale run. Runs carry the `kirby/stream` tag; dagster.yaml allows one in progress.
 """
 
 from collections.abc import Iterator
@@ -25,16 +27,17 @@ LIVE_ASSETS = {table: asset for asset, table in live.TABLES.items()}
 """Table -> the external asset (defs/live) that stands for it."""
 
 
-@dg.op(out={}, description="Runs the live collector until the run is cancelled.")
+@dg.op(description="Runs the live collector until the run is cancelled.")
 def collect_stream(
     context: dg.OpExecutionContext, kirby: KirbyResource, stream: StreamResource
-) -> Iterator[dg.AssetObservation]:
+) -> None:
     settings = kirby.settings()
     with collector_thread(settings, collector_id(context.run_id)) as running:
         previous: Stats | None = None
         while running.wait(stream.observation_seconds):
             stats = running.stats()
-            yield from observations(stats, previous)
+            for observation in observations(stats, previous):
+                context.log_event(observation)
             context.log.info(
                 f"stream: {stats.messages_received} messages, {stats.reconnects} reconnects, "
                 f"{stats.invalid_messages} invalid, {stats.outages_recorded} outage rows, "
