@@ -38,13 +38,7 @@ class Database:
                 min_size=1,
                 max_size=self._size,
                 timeout=self._timeout,
-                # UTC and ISO: day boundaries in UTC, and the text form of times that
-                # `Dataset.json_object` turns into JSON.
-                server_settings={
-                    "application_name": "kirby_api",
-                    "timezone": "UTC",
-                    "datestyle": "ISO",
-                },
+                server_settings={"application_name": "kirby_api"},
             )
         except _DRIVER_ERRORS as exc:
             raise StorageError(f"could not connect to the realtime database: {exc}") from exc

@@ -73,3 +73,18 @@ async def test_database_json_equals_msgspec(client, conn, catalog, dataset: Data
 
     assert body.startswith(b'{"data":[' + expected + b'],"metadata":{')
     assert len(records) == 2
+
+
+@pytest.mark.parametrize("dataset", [CANDLES, FUNDING, OPEN_INTEREST], ids=lambda d: d.name)
+async def test_database_json_ignores_the_session_time_zone(conn, catalog, dataset: Dataset):
+    await _write(conn, catalog)
+    series = catalog["BTC/1m"] if dataset.per_starlisting else catalog["BTC"]
+    where = f"FROM {dataset.name} WHERE {dataset.series_column} = $1"
+    records = await conn.fetch(f"SELECT {dataset.select_list} {where} ORDER BY time", series)
+    expected = ",".join(msgspec.json.encode(dataset.row(*r)).decode() for r in records)
+    async with conn.transaction():
+        await conn.execute("SET LOCAL TIME ZONE 'America/New_York'; SET LOCAL DateStyle = 'SQL'")
+        got = await conn.fetchval(
+            f"SELECT string_agg({dataset.json_object}, ',' ORDER BY time) {where}", series
+        )
+    assert got == expected
