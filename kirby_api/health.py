@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Literal
 
+import asyncpg
 import msgspec
 
 from kirby_api.database import Database
@@ -68,10 +69,7 @@ class Health(msgspec.Struct):
     freshness: list[SeriesFreshness]
 
 
-_HEARTBEATS = """
-SELECT collector_id, hostname, heartbeat_at, last_message_at FROM stream_heartbeats
-ORDER BY heartbeat_at DESC
-"""
+_HEARTBEATS = "SELECT * FROM stream_heartbeats ORDER BY heartbeat_at DESC"
 
 
 async def probe(
@@ -82,6 +80,22 @@ async def probe(
     listening: bool,
     stale_after: float,
 ) -> Health:
+    health, _ = await probe_with_heartbeats(
+        database, market, catalog, freshness, listening, stale_after
+    )
+    return health
+
+
+async def probe_with_heartbeats(
+    database: Database,
+    market: MarketData,
+    catalog: SeriesCatalog,
+    freshness: Freshness,
+    listening: bool,
+    stale_after: float,
+) -> tuple[Health, list[asyncpg.Record]]:
+    """`probe`, plus the collectors' whole heartbeat rows (newest first; their counters are
+    what /status adds), from the same read."""
     now = datetime.now(UTC)
     started = time.perf_counter()
     try:
@@ -90,7 +104,7 @@ async def probe(
         heartbeats = await database.fetch(_HEARTBEATS)
         series = await _freshness(market, catalog, freshness, now)
     except StorageError as exc:
-        return Health(
+        down = Health(
             status="down",
             checked_at=now,
             database=DatabaseHealth("down", None, str(exc)),
@@ -98,6 +112,7 @@ async def probe(
             listener=ListenerHealth(listening),
             freshness=[],
         )
+        return down, []
     collectors = [
         CollectorHealth(
             r["collector_id"],
@@ -110,7 +125,7 @@ async def probe(
     ]
     age = collectors[0].age_seconds if collectors else None
     stream_status = "missing" if age is None else "ok" if age <= stale_after else "stale"
-    return Health(
+    health = Health(
         status="ok" if stream_status == "ok" and listening else "degraded",
         checked_at=now,
         database=DatabaseHealth("ok", round(latency, 3)),
@@ -118,6 +133,7 @@ async def probe(
         listener=ListenerHealth(listening),
         freshness=series,
     )
+    return health, heartbeats
 
 
 async def _freshness(

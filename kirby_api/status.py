@@ -3,7 +3,8 @@
 - database, stream and listener state and per-series freshness: `kirby_api.health.probe`
   (the same reads as /health);
 - the collectors' counters (messages, invalid messages, dropped rows, reconnects, rows
-  written, buffers): the one query of its own, since /health reports only liveness;
+  written, buffers): from the heartbeat rows that probe read, which /health reports only
+  as liveness;
 - per-day coverage of every active series: `kirby_api.coverage.day_coverage`, the same
   reader as the /coverage routes;
 - WebSocket clients: the hub's connections and the metrics' counters.
@@ -20,12 +21,13 @@ import time
 from datetime import datetime, timedelta
 from typing import Literal
 
+import asyncpg
 import msgspec
 
 from kirby_api.coverage import DayCoverage, day_coverage, source_retention
 from kirby_api.database import Database
 from kirby_api.datasets import DATASETS
-from kirby_api.health import DatabaseHealth, Health, SeriesFreshness, probe
+from kirby_api.health import DatabaseHealth, Health, SeriesFreshness, probe_with_heartbeats
 from kirby_api.market import MarketData
 from kirby_api.observability import Metrics
 from kirby_api.series import SeriesCatalog
@@ -35,12 +37,6 @@ from kirby_core.timeutil import floor_time, interval_seconds
 
 DEFAULT_DAYS = 3
 MAX_DAYS = 14
-
-_COUNTERS = """
-SELECT collector_id, pid, started_at, messages_received, invalid_messages, dropped_rows,
-       reconnects, rows_written, buffer_sizes
-FROM stream_heartbeats WHERE collector_id = ANY($1::text[])
-"""
 
 
 class CollectorStatus(msgspec.Struct):
@@ -151,7 +147,7 @@ class StatusBoard:
             return status
 
     async def _assemble(self, days: int) -> Status:
-        health = await probe(
+        health, heartbeats = await probe_with_heartbeats(
             self._database,
             self._market,
             self._catalog,
@@ -169,22 +165,19 @@ class StatusBoard:
             stream=StreamStatus(
                 health.stream.status,
                 self._stale_after,
-                [] if down else await self._collectors(health, now),
+                self._collectors(health, heartbeats, now),
             ),
             series=series,
             coverage=[] if down else await self._coverage(series, days, now),
             websocket=self._clients(health.listener.connected),
         )
 
-    async def _collectors(self, health: Health, now: datetime) -> list[CollectorStatus]:
-        beats = health.stream.collectors
-        rows = await self._database.fetch(_COUNTERS, [beat.collector_id for beat in beats])
-        counters = {row["collector_id"]: row for row in rows}
+    def _collectors(
+        self, health: Health, rows: list[asyncpg.Record], now: datetime
+    ) -> list[CollectorStatus]:
+        """`health`'s collectors (ages computed there) with the counters of their rows."""
         collectors = []
-        for beat in beats:
-            row = counters.get(beat.collector_id)
-            if row is None:  # deleted since the probe read it
-                continue
+        for beat, row in zip(health.stream.collectors, rows, strict=True):
             last = beat.last_message_at
             collectors.append(
                 CollectorStatus(

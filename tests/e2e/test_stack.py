@@ -33,7 +33,7 @@ from websockets.sync.client import connect
 from kirby_cli.stack import Stack, StackConfig, simulated
 from kirby_core.db.urls import plain_url, with_database
 from kirby_core.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, _run
 
 SERVER_URL = os.environ.get("KIRBY_TEST_DATABASE_URL")
 SERIES = "hyperliquid/BTC/USD/perps/1m"
@@ -60,15 +60,6 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float, poll: flo
         time.sleep(poll)
 
 
-async def _execute(url: str, *statements: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 def home() -> Iterator[Path]:
     """Outside pytest's tmp tree, which another pytest process may prune meanwhile."""
@@ -91,9 +82,9 @@ def database_urls() -> Iterator[dict[str, str | None]]:
         "dagster_database_url": f"kirby_dagster_e2e_{suffix}",
     }
     admin = with_database(server, "postgres")
-    asyncio.run(_execute(admin, *(f'CREATE DATABASE "{n}"' for n in names.values())))
+    asyncio.run(_run(admin, *(f'CREATE DATABASE "{n}"' for n in names.values())))
     yield {field: with_database(server, name) for field, name in names.items()}
-    asyncio.run(_execute(admin, *(f'DROP DATABASE "{n}" WITH (FORCE)' for n in names.values())))
+    asyncio.run(_run(admin, *(f'DROP DATABASE "{n}" WITH (FORCE)' for n in names.values())))
 
 
 @pytest.fixture
