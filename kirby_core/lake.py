@@ -232,7 +232,7 @@ def _write_chunk(
 def _write_file(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    pq.write_table(table, partial)
+    pq.write_table(table, partial, use_dictionary=False)
     os.replace(partial, path)  # readers see the old file or the new one, never half of one
 
 
