@@ -11,13 +11,17 @@ are the model's dependencies (and its Dagster asset's deps). The header must say
     -- partition_by: the output's hive path columns, ending with `date`
 
 Each run covers a range of days: the SELECT reads `$start_date` and `$end_date` (DATE,
-inclusive) and must return the `partition_by` columns. The output replaces those days under
-`<lake>/models/<name>/` (hive-partitioned Parquet, one file per partition). Nothing here
-builds SQL from values: refs become view names, days are bind parameters.
+inclusive) and must return the `partition_by` columns. A ref partitioned by `date` shows the
+run only those days' files, so a run costs the same in a lake of a month or of ten years
+(refs without `date=` directories, like `lake_series`, are read whole). The output replaces
+those days under `<lake>/models/<name>/` (hive-partitioned Parquet, one file per
+partition). Nothing here builds SQL from values: refs become view names, days are bind
+parameters.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -155,10 +159,11 @@ def run_model(
     end: date,
 ) -> ModelRun:
     """Run `model` for days [start, end] and replace those days of its output."""
+    days = {(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)}
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         for ref in model.refs:
-            _create_view(con, ref, relations[ref], lake_dir)
+            _create_view(con, ref, relations[ref], lake_dir, days)
         table = con.sql(
             model.render(), params={"start_date": start, "end_date": end}
         ).to_arrow_table()
@@ -166,10 +171,8 @@ def run_model(
     if missing:
         raise ConfigError(f"{model.path}: the query does not return {', '.join(missing)}")
     output = lake_dir / "models" / model.name
-    days = {(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)}
-    if output.exists():  # replace the days, including rows no longer produced
-        for stale in [p for p in output.glob("**/date=*") if p.name[5:] in days]:
-            shutil.rmtree(stale)
+    for stale in _walk(output, days).date_directories:  # rows no longer produced go too
+        shutil.rmtree(stale)
     counts = pc.value_counts(table.column("date")).to_pylist() if table.num_rows else []
     if table.num_rows:
         partition_schema = pa.schema([table.schema.field(c) for c in model.partition_by])
@@ -188,14 +191,49 @@ def run_model(
 
 
 def _create_view(
-    con: duckdb.DuckDBPyConnection, name: str, relation: Relation, lake_dir: Path
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    relation: Relation,
+    lake_dir: Path,
+    days: set[str],
 ) -> None:
     root = lake_dir / relation.directory
-    if root.exists() and next(root.glob("**/*.parquet"), None) is not None:
+    found = _walk(root, days)
+    if found.files:
         # Every file of a relation has the same schema (written by one exporter), so DuckDB
-        # reads one footer and prunes the rest by their hive values (date BETWEEN ...).
-        con.read_parquet(str(root / "**" / "*.parquet"), hive_partitioning=True).create_view(name)
+        # reads one footer; the hive values in the paths become columns.
+        con.read_parquet(found.files, hive_partitioning=True).create_view(name)
+        return
+    elsewhere = _walk(root, None).files[:1] if found.dated else []
+    if elsewhere:  # partitioned by date, nothing on these days: an empty view of its schema
+        con.read_parquet(elsewhere[0], hive_partitioning=True).limit(0).create_view(name)
     elif relation.empty_schema is not None:
         con.from_arrow(relation.empty_schema.empty_table()).create_view(name)
     else:
         raise ConfigError(f"{name} has no files under {root}: materialize it first")
+
+
+@dataclass(frozen=True)
+class _Found:
+    files: list[str]
+    """Parquet files, only those under `date=` directories of the days asked."""
+    date_directories: list[str]
+    """The `date=` directories of the days asked."""
+    dated: bool
+    """Whether there are `date=` directories at all (else every file was taken)."""
+
+
+def _walk(root: Path, days: set[str] | None) -> _Found:
+    """What `root` holds for `days` (every day when None). Pruning while walking keeps the
+    cost to the days asked, not to the size of the lake."""
+    files: list[str] = []
+    date_directories: list[str] = []
+    dated = False
+    for directory, subdirectories, names in os.walk(root):
+        if any(d.startswith("date=") for d in subdirectories):
+            dated = True
+            if days is not None:
+                subdirectories[:] = [d for d in subdirectories if d[5:] in days]
+            date_directories += [os.path.join(directory, d) for d in subdirectories]
+        files += [os.path.join(directory, n) for n in names if n.endswith(".parquet")]
+    return _Found(sorted(files), date_directories, dated)

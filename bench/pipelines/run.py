@@ -276,6 +276,7 @@ def bench_year(url: str, training: str, lake: Path, days: int) -> None:
         baseline()
     shutil.rmtree(baseline_dir, ignore_errors=True)
     copy_to = asyncio.run(server_copy(url, ids["starlisting"], start, end))
+    floor = asyncio.run(binary_copy_discarded(url, ids["starlisting"], start, end))
     best = min(engine_runs)
     re_, ra, rb, rc = rows / best, rows / a.seconds, rows / b.seconds, rows / copy_to
     runs = ", ".join(f"{x:.2f}" for x in engine_runs)
@@ -294,6 +295,10 @@ def bench_year(url: str, training: str, lake: Path, days: int) -> None:
     print(
         f"   (c) PostgreSQL COPY (SELECT ...) TO '<file>' (best of 2) {copy_to:6.2f} s"
         f" {rc:>11,.0f} rows/s"
+    )
+    print(
+        f"       PostgreSQL binary COPY to a client that discards it  {floor:6.2f} s"
+        f" {rows / floor:>11,.0f} rows/s  (no text formatting, no file: {b.seconds / floor:.0f}x (b))"
     )
     print(
         f"   (a)/(c) = {re_ / rc:.0%} (target >= 60%)   (a)/(b) = {re_ / rb:.1f}x"
@@ -328,6 +333,33 @@ async def server_copy(url: str, series_id: int, start, end) -> float:
     finally:
         await conn.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+async def binary_copy_discarded(url: str, series_id: int, start, end) -> float:
+    """How fast the server hands the same rows out at all: binary COPY (the cheapest output
+    PostgreSQL has) to a client that drops every byte. No export can beat this."""
+    conn = await asyncpg.connect(url)
+    try:
+        best = float("inf")
+        for _ in range(2):
+
+            async def discard(_chunk: bytes) -> None:
+                pass
+
+            with timed() as t:
+                await conn.copy_from_query(
+                    "SELECT time, open, high, low, close, volume, trade_count FROM candles"
+                    " WHERE starlisting_id = $1 AND time >= $2 AND time < $3 ORDER BY time",
+                    series_id,
+                    start,
+                    end,
+                    output=discard,
+                    format="binary",
+                )
+            best = min(best, t.seconds)
+        return best
+    finally:
+        await conn.close()
 
 
 # --- 3. merged 30 days ---------------------------------------------------------------

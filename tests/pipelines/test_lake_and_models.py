@@ -231,6 +231,23 @@ def test_merged_dataset_aligns_candles_funding_and_oi_without_filling(
     assert {r["settled_funding_rate"] for r in training} == {None}
 
 
+def test_a_model_run_reads_and_replaces_only_its_days(market, instance, resources) -> None:
+    assert materialize(LAKE, instance, resources, day_tags(DAY1, DAY2)).success
+    merged = MODELS["merged_training_dataset"]
+    assert materialize([merged], instance, resources, day_tags(DAY1, DAY2)).success
+
+    # Day 2 alone: the training lake has no file that day (an empty view of its schema)
+    result = materialize([merged], instance, resources, day_tags(DAY2, DAY2))
+
+    assert result.success
+    meta = metadata_values(
+        result.asset_materializations_for_node("merged_training_dataset")[0].metadata
+    )
+    assert meta["rows"] == 1440  # realtime candles of day 2 only
+    assert len(_read(market, "merged_training_dataset", f"date = '{DAY1}'")) == 1430 + 1440
+    assert len(_read(market, "merged_training_dataset", f"date = '{DAY2}'")) == 1440
+
+
 def test_daily_coverage_separates_outage_from_source_gaps(market, instance, resources) -> None:
     prepared = materialize(
         [*LAKE, lake_series, lake_collection_outages],
