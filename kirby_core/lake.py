@@ -33,6 +33,7 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from kirby_core.db.catalog_store import Starlisting, TradingPair
@@ -52,8 +53,10 @@ CHUNK_DAYS = 30
 CONNECTIONS = 2
 """Parallel COPY streams: on two cores, one parses and writes while the other receives."""
 WRITERS = 8
-"""Threads writing the files of one chunk."""
+"""Threads writing files."""
 _DAY_US = 86_400_000_000
+_LOCAL = pafs.LocalFileSystem()
+"""Named, so pyarrow does not probe each new path for a URI scheme."""
 
 
 @dataclass(frozen=True)
@@ -150,10 +153,13 @@ async def export_days(
     for chunk in _chunks(ordered, CHUNK_DAYS):
         chunks.put_nowait(chunk)
     written: list[ExportedFile] = []
+    # Creating a directory and a file costs a millisecond or more on a busy disk: several
+    # threads keep the disk busy (pyarrow and the syscalls release the GIL).
+    writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="lake-writer")
 
     def write(data: bytes, chunk: list[date]) -> None:
         table = parse_csv(data, dataset.spec, exact_decimals)
-        written.extend(_write_chunk(lake_dir, dataset, by_id, table, chunk))
+        written.extend(_write_chunk(lake_dir, dataset, by_id, table, chunk, writers))
 
     async def worker() -> None:
         conn = await asyncpg.connect(url, server_settings={"timezone": "UTC"})
@@ -172,9 +178,10 @@ async def export_days(
         finally:
             await conn.close()
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(min(CONNECTIONS, chunks.qsize())):
-            group.create_task(worker())
+    with writers:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(CONNECTIONS, chunks.qsize())):
+                group.create_task(worker())
     position = {s.series_id: i for i, s in enumerate(series)}
     written.sort(key=lambda f: (position[f.series.series_id], f.day))
     return written
@@ -198,6 +205,7 @@ def _write_chunk(
     by_id: dict[int, LakeSeries],
     table: pa.Table,
     days: list[date],
+    pool: ThreadPoolExecutor,
 ) -> list[ExportedFile]:
     """Split a chunk (ordered by series, time) into (series, day) files."""
     ids = table.column("series_id").to_numpy()
@@ -214,10 +222,7 @@ def _write_chunk(
         found[key] = end - start
         path = partition_dir(lake_dir, dataset, by_id[key[0]], key[1]) / FILE_NAME
         files.append((values.slice(start, end - start), path))
-    # Creating a directory and a file costs a millisecond or more on a busy disk: several
-    # threads keep the disk busy (pyarrow and the syscalls release the GIL).
-    with ThreadPoolExecutor(WRITERS) as pool:
-        list(pool.map(lambda item: _write_file(*item), files))
+    list(pool.map(lambda item: _write_file(*item), files))
     exported = []
     for series_id, series in by_id.items():
         for day in days:
@@ -232,7 +237,7 @@ def _write_chunk(
 def _write_file(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    pq.write_table(table, partial, use_dictionary=False)
+    pq.write_table(table, str(partial), filesystem=_LOCAL, use_dictionary=False)
     os.replace(partial, path)  # readers see the old file or the new one, never half of one
 
 
