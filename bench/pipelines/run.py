@@ -298,7 +298,7 @@ def bench_year(url: str, training: str, lake: Path, days: int) -> None:
     )
     print(
         f"       PostgreSQL binary COPY to a client that discards it  {floor:6.2f} s"
-        f" {rows / floor:>11,.0f} rows/s  (no text formatting, no file: {b.seconds / floor:.0f}x (b))"
+        f" {rows / floor:>11,.0f} rows/s  (no text, no file: {b.seconds / floor:.0f}x (b))"
     )
     print(
         f"   (a)/(c) = {re_ / rc:.0%} (target >= 60%)   (a)/(b) = {re_ / rb:.1f}x"
