@@ -10,7 +10,9 @@ In one run:
      (a) the `lake_candles` asset (asyncpg COPY -> Arrow -> Parquet, one file per day),
      (b) pandas over SQLAlchemy's async ORM (asyncpg driver), as the original Kirby's export
          scripts did, into the same daily files,
-     (c) PostgreSQL's own `COPY (SELECT ...) TO '<file>'` of the same rows: the engine's limit.
+     (c) PostgreSQL's own `COPY (SELECT ...) TO '<file>'` of the same rows: the engine's limit;
+         also binary COPY to a client that drops the bytes: how fast the server hands out
+         these rows at all, whatever the client does with them.
   3. merged 30-day dataset (BTC 1m candles + funding + open interest, one row per minute):
      (a) the lake exports of the three tables plus the merged_training_dataset SQL model,
      (b) pandas over the ORM: three queries, two left merges on time, one Parquet file.
