@@ -11,6 +11,7 @@ Each app gets its own registry (tests build many apps in one process). Metrics:
     kirby_api_listen_connected / _reconnects_total             the LISTEN connection
     kirby_api_data_age_seconds{dataset,series}                 now - newest row, per series
     kirby_api_rate_limited_total, kirby_api_auth_failures_total
+    kirby_api_gc_pause_seconds{generation}                     collector pauses (the loop waits)
 
 The access log is one `kirby_api.access` line per HTTP request: method, path, route,
 status, duration, key id, client address. Both come from one middleware, the outermost, so
@@ -111,6 +112,22 @@ class Metrics:
         )
         self.freshness = Freshness()
         r.register(self.freshness)
+        gc_pause = Histogram(
+            "kirby_api_gc_pause_seconds",
+            "Python garbage-collector passes: the event loop, and every client, waits them out.",
+            ["generation"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=r,
+        )
+        self._gc_pauses = tuple(gc_pause.labels(str(g)) for g in range(3))
+        self._gc_started = 0.0
+
+    def observe_gc(self, phase: str, info: dict) -> None:
+        """A `gc.callbacks` hook: times each collector pass."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self._gc_pauses[info["generation"]].observe(time.perf_counter() - self._gc_started)
 
 
 class ObservabilityMiddleware(ASGIMiddleware):

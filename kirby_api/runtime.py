@@ -6,7 +6,8 @@ metrics) and owns the background
 tasks: catalog refresh, usage flush, LISTEN + dispatch, WebSocket heartbeat. The lifespan
 opens the pool and loads the catalog before the first request, starts the tasks, freezes
 the startup heap out of the garbage collector's full passes (they stalled the event loop
-for ~60 ms every few seconds under load), and on shutdown cancels the tasks, flushes
+for ~60 ms every few seconds under load) and times every pass from then on
+(`kirby_api_gc_pause_seconds`), and on shutdown cancels the tasks, flushes
 pending usage counts and closes the pool. The app factory
 exposes the services to handlers through typed dependency injection.
 """
@@ -37,6 +38,12 @@ from kirby_core.errors import KirbyError
 from kirby_core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+GC_THRESHOLDS = (10_000, 10, 100)
+"""Young passes every 10,000 allocations (default 700), full passes considered after 100
+middle ones (default 10). Each open WebSocket keeps a few hundred objects alive, so with a
+thousand clients a full pass stalls every client for 50-100 ms; the young passes still
+collect the request and message churn."""
 
 
 class Runtime:
@@ -74,9 +81,15 @@ class Runtime:
             # Everything built so far lives as long as the process: keep it out of the
             # collector's full passes, which otherwise stall the loop for ~60 ms at a time.
             gc.freeze()
+            thresholds = gc.get_threshold()
+            gc.set_threshold(*GC_THRESHOLDS)
+            gc.callbacks.append(self.metrics.observe_gc)
             log.info("api started starlistings=%d", len(self.catalog.starlistings))
             yield
         finally:
+            if self.metrics.observe_gc in gc.callbacks:
+                gc.callbacks.remove(self.metrics.observe_gc)
+                gc.set_threshold(*thresholds)
             gc.unfreeze()
             for task in self._tasks:
                 task.cancel()

@@ -24,7 +24,9 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -157,6 +159,41 @@ async def database_alone(url: str, stars: list, rows: int, seconds: float) -> lo
     return load.Result(len(latencies), time.perf_counter() - started, latencies, 0, 0)
 
 
+# --- GC pauses in the API --------------------------------------------------------------------
+
+
+def gc_pauses(port: int) -> dict[tuple[str, str], float]:
+    """The API's `kirby_api_gc_pause_seconds` series: (generation, le|count|sum) -> value."""
+    text = urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10).read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("kirby_api_gc_pause_seconds"):
+            name, value = line.rsplit(" ", 1)
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', name))
+            kind = labels.get("le") or name.split("{")[0].rsplit("_", 1)[-1]
+            values[(labels["generation"], kind)] = float(value)
+    return values
+
+
+def gc_summary(before: dict, after: dict) -> str:
+    """Collector passes between two scrapes: how many, how long in all, the slow ones."""
+    delta = {k: after[k] - before.get(k, 0.0) for k in after}
+    parts = []
+    for generation in ("0", "1", "2"):
+        count = delta.get((generation, "count"), 0.0)
+        if not count:
+            continue
+        slow = count - delta.get((generation, "0.025"), 0.0)
+        bounds = sorted(float(k[1]) for k in delta if k[0] == generation and k[1][0].isdigit())
+        worst = next((b for b in bounds if delta[(generation, repr(b))] >= count), None)
+        parts.append(
+            f"gen{generation} {count:.0f} passes, {delta[(generation, 'sum')] * 1000:.0f} ms"
+            f" in all, {slow:.0f} of >= 25 ms, longest <= "
+            + (f"{worst * 1000:g} ms" if worst is not None else "250+ ms")
+        )
+    return "API garbage collector: " + ("; ".join(parts) or "no passes")
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -189,6 +226,7 @@ async def main(rows: int, seconds: float, quick: bool, only: str | None) -> None
             print("\nWebSocket (Kirby): write-to-client latency")
         for clients, updates in ws_runs:
             cpu_before = kirby.cpu_seconds()
+            gc_before = gc_pauses(kirby_port)
             from_commit, from_write = await ws_latency(
                 url, kirby_port, token, btc.id, clients, updates, minute0
             )
@@ -199,6 +237,7 @@ async def main(rows: int, seconds: float, quick: bool, only: str | None) -> None
                 f"{load.summary(from_commit)}; from write start {load.summary(from_write)}; "
                 f"server CPU {cpu:.3f} ms/message"
             )
+            print(f"        {gc_summary(gc_before, gc_pauses(kirby_port))}")
         if ws_runs:
             timings = await history_subscribe(kirby_port, token, [s.id for s in stars], 20)
             print(

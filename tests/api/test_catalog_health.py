@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 
 from tests.api.conftest import BTC_1M, T0, runtime, write_candles
@@ -128,6 +129,19 @@ async def test_metrics_expose_latency_freshness_and_ws(client, conn, catalog) ->
     )
     assert "kirby_api_ws_connections 0.0" in text
     assert "kirby_api_listen_connected 1.0" in text
+
+
+async def test_metrics_time_garbage_collector_passes(client) -> None:
+    gc.collect()  # a full pass, as the collector makes now and then under load
+
+    text = (await client.get("/metrics")).text
+
+    [count] = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith('kirby_api_gc_pause_seconds_count{generation="2"}')
+    ]
+    assert count >= 1
 
 
 async def test_coverage_marks_outages_and_unavailable_at_source(client, conn, catalog) -> None:
