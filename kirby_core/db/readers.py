@@ -1,9 +1,7 @@
-"""Queries shared by the API and the exports: candles, funding and open interest of one
-series in a time range or the latest N, and per-day coverage.
+"""Per-day coverage of one series: rows expected, rows present, minutes of recorded outage.
 
-Every range is half-open, [start, end), and every result is ascending in time. The latest-N
-queries walk the primary-key index backwards and stop after N rows, so they cost the same on
-a series of a thousand rows or of a hundred million.
+Pages of rows are read where they are served: the API's `kirby_api.market` (prepared
+statements that build JSON in the database) and the exports' `kirby_core.db.export` (COPY).
 """
 
 from __future__ import annotations
@@ -14,102 +12,13 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 
 from kirby_core.errors import InvalidRequest
-from kirby_core.models import Candle, FundingRate, OpenInterest
-from kirby_core.timeutil import ensure_utc, expected_count
+from kirby_core.timeutil import expected_count
 
-MAX_LIMIT = 100_000
-
-_CANDLE_COLUMNS = "time, open, high, low, close, volume, trade_count"
-_FUNDING_COLUMNS = (
-    "time, settled_funding_rate, settled_premium, predicted_funding_rate, premium, mark_price,"
-    " oracle_price, mid_price, next_funding_time"
-)
-_OI_COLUMNS = "time, open_interest, notional, day_base_volume, day_notional_volume"
-
-# (table, series column, columns, row type): fixed identifiers only.
-_DATASETS = {
-    "candles": ("candles", "starlisting_id", _CANDLE_COLUMNS, Candle),
-    "funding_rates": ("funding_rates", "trading_pair_id", _FUNDING_COLUMNS, FundingRate),
-    "open_interest": ("open_interest", "trading_pair_id", _OI_COLUMNS, OpenInterest),
+_SERIES = {  # table -> its series column: fixed identifiers only
+    "candles": "starlisting_id",
+    "funding_rates": "trading_pair_id",
+    "open_interest": "trading_pair_id",
 }
-
-
-def _check(limit: int | None, start: datetime | None, end: datetime | None) -> None:
-    if limit is not None and not 1 <= limit <= MAX_LIMIT:
-        raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    if start is not None and end is not None and ensure_utc(start) > ensure_utc(end):
-        raise InvalidRequest(f"start ({start.isoformat()}) is after end ({end.isoformat()})")
-
-
-async def read_range(
-    conn: asyncpg.Connection,
-    dataset: str,
-    series_id: int,
-    start: datetime,
-    end: datetime | None = None,
-    limit: int | None = None,
-) -> list:
-    """Rows of `dataset` for one series with start <= time < end, oldest first."""
-    _check(limit, start, end)
-    table, series, columns, row_type = _DATASETS[dataset]
-    args: list = [series_id, ensure_utc(start)]
-    conditions = [f"{series} = $1", "time >= $2"]
-    if end is not None:
-        args.append(ensure_utc(end))
-        conditions.append(f"time < ${len(args)}")
-    query = f"SELECT {columns} FROM {table} WHERE {' AND '.join(conditions)} ORDER BY time"  # noqa: S608
-    if limit is not None:
-        args.append(limit)
-        query += f" LIMIT ${len(args)}"
-    records = await conn.fetch(query, *args)
-    return [row_type(*r) for r in records]
-
-
-async def read_latest(conn: asyncpg.Connection, dataset: str, series_id: int, limit: int) -> list:
-    """The latest `limit` rows of one series, oldest first."""
-    _check(limit, None, None)
-    table, series, columns, row_type = _DATASETS[dataset]
-    records = await conn.fetch(
-        f"SELECT {columns} FROM {table} WHERE {series} = $1"  # noqa: S608
-        " ORDER BY time DESC LIMIT $2",
-        series_id,
-        limit,
-    )
-    return [row_type(*r) for r in reversed(records)]
-
-
-async def read_candles(
-    conn,
-    starlisting_id: int,
-    start: datetime,
-    end: datetime | None = None,
-    limit: int | None = None,
-) -> list[Candle]:
-    return await read_range(conn, "candles", starlisting_id, start, end, limit)
-
-
-async def latest_candles(conn, starlisting_id: int, limit: int) -> list[Candle]:
-    return await read_latest(conn, "candles", starlisting_id, limit)
-
-
-async def read_funding_rates(
-    conn,
-    trading_pair_id: int,
-    start: datetime,
-    end: datetime | None = None,
-    limit: int | None = None,
-) -> list[FundingRate]:
-    return await read_range(conn, "funding_rates", trading_pair_id, start, end, limit)
-
-
-async def read_open_interest(
-    conn,
-    trading_pair_id: int,
-    start: datetime,
-    end: datetime | None = None,
-    limit: int | None = None,
-) -> list[OpenInterest]:
-    return await read_range(conn, "open_interest", trading_pair_id, start, end, limit)
 
 
 @dataclass(frozen=True)
@@ -137,7 +46,7 @@ async def read_coverage(
     covered by outages. Funding and OI expect one row a minute (`interval="1m"`)."""
     if start >= end:
         raise InvalidRequest(f"start ({start}) must be before end ({end})")
-    table, series, _, _ = _DATASETS[dataset]
+    table, series = dataset, _SERIES[dataset]
     records = await conn.fetch(
         f"""
         WITH days AS (
