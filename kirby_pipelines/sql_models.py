@@ -233,7 +233,11 @@ def _walk(root: Path, days: set[str] | None) -> _Found:
         if any(d.startswith("date=") for d in subdirectories):
             dated = True
             if days is not None:
-                subdirectories[:] = [d for d in subdirectories if d[5:] in days]
-            date_directories += [os.path.join(directory, d) for d in subdirectories]
+                subdirectories[:] = [
+                    d for d in subdirectories if not d.startswith("date=") or d[5:] in days
+                ]
+            date_directories += [
+                os.path.join(directory, d) for d in subdirectories if d.startswith("date=")
+            ]
         files += [os.path.join(directory, n) for n in names if n.endswith(".parquet")]
     return _Found(sorted(files), date_directories, dated)
