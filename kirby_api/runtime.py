@@ -69,6 +69,7 @@ class Runtime:
 
     @asynccontextmanager
     async def lifespan(self, _app: Litestar) -> AsyncIterator[None]:
+        thresholds = gc.get_threshold()
         await self.database.open()
         try:
             await self.catalog.load()
@@ -81,7 +82,6 @@ class Runtime:
             # Everything built so far lives as long as the process: keep it out of the
             # collector's full passes, which otherwise stall the loop for ~60 ms at a time.
             gc.freeze()
-            thresholds = gc.get_threshold()
             gc.set_threshold(*GC_THRESHOLDS)
             gc.callbacks.append(self.metrics.observe_gc)
             log.info("api started starlistings=%d", len(self.catalog.starlistings))
@@ -89,7 +89,7 @@ class Runtime:
         finally:
             if self.metrics.observe_gc in gc.callbacks:
                 gc.callbacks.remove(self.metrics.observe_gc)
-                gc.set_threshold(*thresholds)
+            gc.set_threshold(*thresholds)
             gc.unfreeze()
             for task in self._tasks:
                 task.cancel()

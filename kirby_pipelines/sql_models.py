@@ -204,9 +204,9 @@ def _create_view(
         # reads one footer; the hive values in the paths become columns.
         con.read_parquet(found.files, hive_partitioning=True).create_view(name)
         return
-    elsewhere = _walk(root, None).files[:1] if found.dated else []
-    if elsewhere:  # partitioned by date, nothing on these days: an empty view of its schema
-        con.read_parquet(elsewhere[0], hive_partitioning=True).limit(0).create_view(name)
+    sample = next(root.glob("**/*.parquet"), None) if found.dated else None
+    if sample is not None:  # partitioned by date, nothing on these days: an empty view of it
+        con.read_parquet(str(sample), hive_partitioning=True).limit(0).create_view(name)
     elif relation.empty_schema is not None:
         con.from_arrow(relation.empty_schema.empty_table()).create_view(name)
     else:
@@ -223,19 +223,18 @@ class _Found:
     """Whether there are `date=` directories at all (else every file was taken)."""
 
 
-def _walk(root: Path, days: set[str] | None) -> _Found:
-    """What `root` holds for `days` (every day when None). Pruning while walking keeps the
-    cost to the days asked, not to the size of the lake."""
+def _walk(root: Path, days: set[str]) -> _Found:
+    """What `root` holds for `days`. Pruning while walking keeps the cost to the days asked,
+    not to the size of the lake."""
     files: list[str] = []
     date_directories: list[str] = []
     dated = False
     for directory, subdirectories, names in os.walk(root):
         if any(d.startswith("date=") for d in subdirectories):
             dated = True
-            if days is not None:
-                subdirectories[:] = [
-                    d for d in subdirectories if not d.startswith("date=") or d[5:] in days
-                ]
+            subdirectories[:] = [
+                d for d in subdirectories if not d.startswith("date=") or d[5:] in days
+            ]
             date_directories += [
                 os.path.join(directory, d) for d in subdirectories if d.startswith("date=")
             ]

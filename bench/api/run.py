@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import time
 import urllib.request
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import uvloop
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.api import load
 from bench.api.servers import HOST, REPO, Server, cpu_busy, start_servers
@@ -163,16 +163,17 @@ async def database_alone(url: str, stars: list, rows: int, seconds: float) -> lo
 
 
 def gc_pauses(port: int) -> dict[tuple[str, str], float]:
-    """The API's `kirby_api_gc_pause_seconds` series: (generation, le|count|sum) -> value."""
+    """The API's `kirby_api_gc_pause_seconds` samples: (generation, le | count | sum) -> value."""
     text = urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10).read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line.startswith("kirby_api_gc_pause_seconds"):
-            name, value = line.rsplit(" ", 1)
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', name))
-            kind = labels.get("le") or name.split("{")[0].rsplit("_", 1)[-1]
-            values[(labels["generation"], kind)] = float(value)
-    return values
+    return {
+        (
+            sample.labels["generation"],
+            sample.labels.get("le") or sample.name.rsplit("_", 1)[1],
+        ): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "kirby_api_gc_pause_seconds"
+        for sample in family.samples
+    }
 
 
 def gc_summary(before: dict, after: dict) -> str:
@@ -183,9 +184,11 @@ def gc_summary(before: dict, after: dict) -> str:
         count = delta.get((generation, "count"), 0.0)
         if not count:
             continue
-        slow = count - delta.get((generation, "0.025"), 0.0)
-        bounds = sorted(float(k[1]) for k in delta if k[0] == generation and k[1][0].isdigit())
-        worst = next((b for b in bounds if delta[(generation, repr(b))] >= count), None)
+        buckets = {
+            float(le): n for (g, le), n in delta.items() if g == generation and le[0].isdigit()
+        }
+        slow = count - buckets[0.025]
+        worst = min((bound for bound, n in buckets.items() if n >= count), default=None)
         parts.append(
             f"gen{generation} {count:.0f} passes, {delta[(generation, 'sum')] * 1000:.0f} ms"
             f" in all, {slow:.0f} of >= 25 ms, longest <= "

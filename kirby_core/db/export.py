@@ -1,7 +1,8 @@
 """Market-data rows as Arrow tables, straight from PostgreSQL's COPY: the exports' reader.
 
-`read_arrow` runs `COPY (SELECT ...) TO STDOUT (FORMAT csv)` and hands the bytes to Arrow's
-multi-threaded CSV parser, so no Python code touches a row: the server formats, Arrow parses.
+`copy_csv` runs `COPY (SELECT ...) TO STDOUT (FORMAT csv)` and `parse_csv` hands the bytes to
+Arrow's multi-threaded CSV parser, so no Python code touches a row: the server formats, Arrow
+parses (the lake export parses one chunk in a thread while the next one arrives).
 Numeric columns become float64 (the default, for ML) or exact `decimal128(38, 18)`; times
 are `timestamp[us, UTC]`. Queries are built from the fixed table specs below; values
 (series ids, time bounds) are bind parameters, which asyncpg quotes server-side for COPY.
@@ -20,6 +21,7 @@ import asyncpg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from kirby_core.db import writer
 from kirby_core.timeutil import ensure_utc
 
 DECIMAL = pa.decimal128(38, 18)
@@ -34,12 +36,12 @@ class TableSpec:
     table: str
     series: str
     columns: tuple[tuple[str, str], ...]
-    """(column, kind) after `time`; kind is "numeric", "int" or "time"."""
+    """(column, PostgreSQL type) after `time`: "numeric", "integer" or "timestamptz"."""
 
     def arrow_type(self, kind: str, exact_decimals: bool) -> pa.DataType:
         if kind == "numeric":
             return DECIMAL if exact_decimals else pa.float64()
-        return TIME if kind == "time" else pa.int32()
+        return TIME if kind == "timestamptz" else pa.int32()
 
     def schema(self, exact_decimals: bool) -> pa.Schema:
         """Columns of a lake file: time, then the table's value columns."""
@@ -57,57 +59,12 @@ class TableSpec:
         )
 
 
-CANDLES = TableSpec(
-    "candles",
-    "starlisting_id",
-    (
-        ("open", "numeric"),
-        ("high", "numeric"),
-        ("low", "numeric"),
-        ("close", "numeric"),
-        ("volume", "numeric"),
-        ("trade_count", "int"),
-    ),
-)
-FUNDING_RATES = TableSpec(
-    "funding_rates",
-    "trading_pair_id",
-    (
-        ("settled_funding_rate", "numeric"),
-        ("settled_premium", "numeric"),
-        ("predicted_funding_rate", "numeric"),
-        ("premium", "numeric"),
-        ("mark_price", "numeric"),
-        ("oracle_price", "numeric"),
-        ("mid_price", "numeric"),
-        ("next_funding_time", "time"),
-    ),
-)
-OPEN_INTEREST = TableSpec(
-    "open_interest",
-    "trading_pair_id",
-    (
-        ("open_interest", "numeric"),
-        ("notional", "numeric"),
-        ("day_base_volume", "numeric"),
-        ("day_notional_volume", "numeric"),
-    ),
+# The writer's declarations are the one list of each table's columns.
+CANDLES, FUNDING_RATES, OPEN_INTEREST = (
+    TableSpec(table.name, table.series, table.columns)
+    for table in (writer.CANDLES, writer.FUNDING_RATES, writer.OPEN_INTEREST)
 )
 TABLES = {spec.table: spec for spec in (CANDLES, FUNDING_RATES, OPEN_INTEREST)}
-
-
-async def read_arrow(
-    conn: asyncpg.Connection,
-    spec: TableSpec,
-    series_ids: Sequence[int],
-    start: datetime,
-    end: datetime,
-    *,
-    exact_decimals: bool = False,
-) -> pa.Table:
-    """Rows of `series_ids` with start <= time < end, ordered by series then time, as one
-    Arrow table: `series_id` (int32), `time`, then the table's columns."""
-    return parse_csv(await copy_csv(conn, spec, series_ids, start, end), spec, exact_decimals)
 
 
 async def copy_csv(
@@ -117,8 +74,8 @@ async def copy_csv(
     start: datetime,
     end: datetime,
 ) -> bytes:
-    """The same rows as COPY's CSV, unparsed: callers that overlap receiving and parsing
-    (the lake export) parse in a worker thread while the next COPY arrives."""
+    """Rows of `series_ids` with start <= time < end, ordered by series then time, as COPY's
+    CSV: `series_id`, `time`, then the table's columns."""
     chunks: list[bytes] = []
 
     async def sink(chunk: bytes) -> None:

@@ -11,14 +11,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
+from kirby_core.db.export import TABLES
 from kirby_core.errors import InvalidRequest
 from kirby_core.timeutil import expected_count
-
-_SERIES = {  # table -> its series column: fixed identifiers only
-    "candles": "starlisting_id",
-    "funding_rates": "trading_pair_id",
-    "open_interest": "trading_pair_id",
-}
 
 
 @dataclass(frozen=True)
@@ -46,7 +41,8 @@ async def read_coverage(
     covered by outages. Funding and OI expect one row a minute (`interval="1m"`)."""
     if start >= end:
         raise InvalidRequest(f"start ({start}) must be before end ({end})")
-    table, series = dataset, _SERIES[dataset]
+    spec = TABLES[dataset]  # fixed identifiers only
+    table, series = spec.table, spec.series
     records = await conn.fetch(
         f"""
         WITH days AS (
