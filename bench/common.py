@@ -21,8 +21,9 @@ from kirby_core.models import CandleRow
 from kirby_core.settings import Settings
 
 
-async def scratch_database(name: str) -> str:
-    """A freshly migrated database `name` on Kirby's server; returns its URL."""
+async def scratch_database(name: str, *, migrated: bool = True) -> str:
+    """A fresh database `name` on Kirby's server, migrated to Kirby's schema unless told
+    otherwise; returns its URL."""
     server = resolve(Settings()).realtime
     admin = await asyncpg.connect(with_database(server, "postgres"))
     try:
@@ -31,7 +32,8 @@ async def scratch_database(name: str) -> str:
     finally:
         await admin.close()
     url = with_database(server, name)
-    migrate.upgrade(url)
+    if migrated:
+        migrate.upgrade(url)
     return url
 
 

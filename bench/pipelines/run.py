@@ -16,6 +16,8 @@ In one run:
   3. merged 30-day dataset (BTC 1m candles + funding + open interest, one row per minute):
      (a) the lake exports of the three tables plus the merged_training_dataset SQL model,
      (b) pandas over the ORM: three queries, two left merges on time, one Parquet file.
+Dagster runs use the repository's dagster.yaml, so Kirby's storage (PostgreSQL, in a scratch
+database), as a deployment records them.
 Targets (issue 4): 2(a) >= 60% of 2(c)'s rate and >= 50x 2(b); 3(a) >= 20x faster than 3(b).
 The machine is shared: the load average is printed before and after.
 """
@@ -28,12 +30,15 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import dagster as dg
+from dagster._core.instance.ref import InstanceRef
 
 from bench.common import drop_database, random_walk_candles, scratch_database, timed
 from kirby_core import lake as lake_module
@@ -57,6 +62,7 @@ from kirby_pipelines.sql_models import load_models, run_model
 REPO = Path(__file__).resolve().parents[2]
 DATABASE = "kirby_bench_pipelines"
 TRAINING = "kirby_bench_pipelines_training"
+DAGSTER = "kirby_bench_pipelines_dagster"
 
 
 def load() -> str:
@@ -99,7 +105,7 @@ def materialize(assets, instance, resources, tags, selection=None) -> dg.Execute
 
 def bench_backfill(realtime: str, training: str, lake: Path) -> None:
     print("\n1. backfill: 30 days of the 8 realtime starlistings from the simulator")
-    with run_simulator_in_thread(SimulatorConfig()) as sim, dg.instance_for_test() as instance:
+    with run_simulator_in_thread(SimulatorConfig()) as sim, kirby_instance(lake) as instance:
         settings = settings_for(realtime, training, lake, sim.base_url)
         resources = {"kirby": KirbyResource.of(settings), "progress": None}
         assert materialize([realtime_catalog], instance, resources, {}).success
@@ -255,7 +261,7 @@ def bench_year(url: str, training: str, lake: Path, days: int) -> None:
         engine_runs.append(e.seconds)
     rows = sum(f.rows for f in files)
     assert rows == ids["rows"], (rows, ids)
-    with dg.instance_for_test(temp_dir=str(dagster_dir(lake))) as instance:
+    with kirby_instance(lake) as instance:
         resources = {"kirby": KirbyResource.of(settings_for(url, training, lake)), "progress": None}
         tags = {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
         with timed() as a:
@@ -308,11 +314,25 @@ def bench_year(url: str, training: str, lake: Path, days: int) -> None:
     )
 
 
-def dagster_dir(lake: Path) -> Path:
-    """Dagster's SQLite storage on the repository's disk (the temp disk is slower here)."""
-    path = lake / "dagster"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+@contextmanager
+def kirby_instance(lake: Path) -> Iterator[dg.DagsterInstance]:
+    """Dagster as Kirby deploys it: the repository's dagster.yaml, so `KirbyStorage` (runs and
+    events in PostgreSQL) in a scratch database of its own, dropped afterwards."""
+    url = asyncio.run(scratch_database(DAGSTER, migrated=False))
+    previous = os.environ.get("KIRBY_DAGSTER_DATABASE_URL")
+    os.environ["KIRBY_DAGSTER_DATABASE_URL"] = url
+    local = lake / "dagster"  # compute logs and other local artifacts
+    local.mkdir(parents=True, exist_ok=True)
+    try:
+        ref = InstanceRef.from_dir(str(local), config_dir=str(REPO))
+        with dg.DagsterInstance.from_ref(ref) as instance:
+            yield instance
+    finally:
+        if previous is None:
+            os.environ.pop("KIRBY_DAGSTER_DATABASE_URL", None)
+        else:
+            os.environ["KIRBY_DAGSTER_DATABASE_URL"] = previous
+        asyncio.run(drop_database(url, DAGSTER))
 
 
 async def server_copy(url: str, series_id: int, start, end) -> float:
@@ -433,7 +453,7 @@ def bench_merged(url: str, training: str, lake: Path, starlisting: int, pair: in
         rows = engine()
     [model] = [m for m in model_assets if m.key.to_user_string() == "merged_training_dataset"]
     tags = {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
-    with dg.instance_for_test(temp_dir=str(dagster_dir(lake))) as instance:
+    with kirby_instance(lake) as instance:
         resources = {"kirby": KirbyResource.of(settings_for(url, training, lake)), "progress": None}
         with timed() as a:
             exported = materialize(

@@ -1,6 +1,7 @@
 """The repository's dagster.yaml: queued runs with one stream run at a time, and Dagster's
 storage in PostgreSQL: KIRBY_DAGSTER_DATABASE_URL's, or with no URL configured at all the
-embedded server's; SQLite only beside an external Kirby database without a Dagster URL."""
+embedded server's; SQLite only beside an external Kirby database without a Dagster URL.
+A partitioned run is recorded over a few kept connections, not one per event."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 
 from kirby_core.db import embedded
 from kirby_core.db.urls import with_database
+from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
 from tests.conftest import REPO
 from tests.pipelines.conftest import run_async
 
@@ -24,6 +26,23 @@ async def execute_sql(url: str, statement: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _event_batching_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kirby's storage turns on Dagster's batch writes in the environment: undone after."""
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+
+
+async def sessions_opened(url: str) -> int:
+    """Connections ever made to the database (each ended one's count is flushed at its exit)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        )
     finally:
         await conn.close()
 
@@ -82,3 +101,34 @@ def test_dagster_keeps_its_state_in_postgres_when_configured(
         # a run worker rebuilds the instance from its serialized ref: same storage
         with dg.DagsterInstance.from_ref(instance.get_ref()) as worker_view:
             assert worker_view.get_run_by_id(run.run_id).tags["a"] == "b"
+
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+
+
+@dg.asset(partitions_def=DAYS)
+def daily_export(context) -> None:
+    context.log.info("exporting %s", context.partition_key_range)
+
+
+def test_a_partitioned_run_is_recorded_over_a_few_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_database: str
+) -> None:
+    # 60 days: 60 planned and 60 materialization events. dagster-postgres alone opens a
+    # connection for each (more than 120 sessions); Kirby's storage keeps its connections.
+    monkeypatch.setenv("KIRBY_DAGSTER_DATABASE_URL", dagster_database)
+    with instance_from_repository_yaml(tmp_path) as instance:
+        before = run_async(sessions_opened(dagster_database))
+        result = dg.materialize(
+            [daily_export],
+            instance=instance,
+            tags={RANGE_START_TAG: "2026-01-01", RANGE_END_TAG: "2026-03-01"},
+        )
+        opened = run_async(sessions_opened(dagster_database)) - before
+        assert result.success
+        days = DAYS.get_partition_keys_in_range(dg.PartitionKeyRange("2026-01-01", "2026-03-01"))
+        assert len(days) == 60
+        materialized = result.asset_materializations_for_node("daily_export")
+        assert sorted(m.partition for m in materialized) == days
+        assert instance.get_materialized_partitions(daily_export.key) == set(days)
+    assert opened < 15, opened
