@@ -22,6 +22,9 @@ idle connection), which made such a run spend ~10 s on bookkeeping for ~1 s of w
 every process keeps one pooled connection per storage (what dagster-webserver does for
 itself, with no statement timeout), and `DAGSTER_EVENT_BATCH_SIZE` turns on Dagster's
 opt-in batch writes, so a step's materializations go in one INSERT. See bench/README.md.
+The price: after the server restarts, the first statement on a kept connection fails before
+the pool reconnects (Dagster drops a log line it cannot store with a message on stderr; a
+run event it cannot store fails the step). Without the pool that statement would have worked.
 """
 
 from __future__ import annotations
