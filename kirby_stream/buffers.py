@@ -59,9 +59,25 @@ class Buffers:
         self.outages: list[Outage] = []
         self.dropped = 0
         """Rows dropped by the memory bound since the collector started."""
+        self._writing: Batch | None = None
+        """The batch last taken, until it is stored or restored."""
 
     def sizes(self) -> dict[str, int]:
+        """Rows buffered, by table (a batch being written is not among them)."""
         return {table: len(rows) for table, rows in self._tables.items()}
+
+    def held(self) -> dict[str, int]:
+        """Rows in memory and not yet stored, by table: buffered, or in the batch being
+        written (which a failed write puts back)."""
+        writing = self._writing.rows if self._writing is not None else {}
+        return {
+            table: len(rows) + len(writing.get(table, ())) for table, rows in self._tables.items()
+        }
+
+    def stored(self, batch: Batch) -> None:
+        """`batch` is in the database: no longer held."""
+        if self._writing is batch:
+            self._writing = None
 
     @property
     def size(self) -> int:
@@ -91,10 +107,12 @@ class Buffers:
             rows = self._tables[table]
             due = [key for key in rows if everything or key[1] < current]
             batch.rows[table] = [rows.pop(key) for key in due]
+        self._writing = batch
         return batch
 
     def restore(self, batch: Batch) -> None:
         """Put back a batch whose write failed; rows updated since keep their newer state."""
+        self.stored(batch)  # held again, as buffered rows
         for table, rows in batch.rows.items():
             buffered = self._tables[table]
             for row in rows:

@@ -164,7 +164,7 @@ class Collector:
         stats = self.stats
         stats.dropped_rows = self.buffers.dropped
         stats.buffer_sizes = {
-            **self.buffers.sizes(),
+            **self.buffers.held(),
             "outages": len(self.buffers.outages),
             "frames": self._frames.qsize() if self._frames is not None else 0,
         }

@@ -253,6 +253,16 @@ def execute_stream_run(env: dict[str, str], request: dg.RunRequest, log: Path) -
     )
 
 
+LIVE_ASSETS = {"live_candles", "live_funding_rates", "live_open_interest"}
+
+
+def observed_assets(instance: dg.DagsterInstance, run_id: str) -> set[str]:
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION
+    ).records
+    return {r.event_log_entry.dagster_event.asset_key.to_user_string() for r in records}
+
+
 def started_run(instance: dg.DagsterInstance, known: set[str]) -> str:
     runs = instance.get_runs(dg.RunsFilter(job_name="stream", statuses=[S.STARTED]))
     new = [r.run_id for r in runs if r.run_id not in known]
@@ -315,13 +325,8 @@ def test_supervisor_keeps_one_collector_alive_and_replaces_a_killed_one(
         wait_for(lambda: fresh(url, collector_id(run_b)))
         assert supervisor.tick() == []
         assert supervisor.skipped[-1] == f"healthy: {collector_id(run_b)}"
-        wait_for(
-            lambda: (
-                instance.get_records_for_run(
-                    run_b, of_type=dg.DagsterEventType.ASSET_OBSERVATION
-                ).records
-            )
-        )
+        # the op logs the three observations one after another: cancel after the third
+        wait_for(lambda: observed_assets(instance, run_b) == LIVE_ASSETS)
         instance.report_run_canceling(instance.get_run_by_id(run_b))
         worker.send_signal(signal.SIGINT)
         worker.wait(timeout=20)
@@ -329,13 +334,7 @@ def test_supervisor_keeps_one_collector_alive_and_replaces_a_killed_one(
         if worker.poll() is None:
             worker.kill()
     assert instance.get_run_by_id(run_b).status == S.CANCELED
-    observed = {
-        r.event_log_entry.dagster_event.asset_key.to_user_string()
-        for r in instance.get_records_for_run(
-            run_b, of_type=dg.DagsterEventType.ASSET_OBSERVATION
-        ).records
-    }
-    assert observed == {"live_candles", "live_funding_rates", "live_open_interest"}
+    assert observed_assets(instance, run_b) == LIVE_ASSETS
     # its collector stopped in order: last flush written, then a last heartbeat saying so
     (beat,) = query(
         url, "SELECT * FROM stream_heartbeats WHERE collector_id = $1", collector_id(run_b)

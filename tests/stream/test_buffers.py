@@ -1,5 +1,6 @@
 """The buffers between feed and database: latest state wins, closed minutes only, restore
-without losing newer state, a memory bound that drops the oldest rows and says so."""
+without losing newer state, rows held until stored, a memory bound that drops the oldest
+rows and says so."""
 
 from __future__ import annotations
 
@@ -81,6 +82,20 @@ def test_a_failed_batch_comes_back_without_overwriting_newer_state() -> None:
     assert [r.mark_price for r in again.rows["funding_rates"]] == [Decimal("5")]
     assert again.outages == batch.outages
     assert again.candle_received == [1.0, 2.0]
+
+
+def test_a_batch_being_written_is_held_until_stored() -> None:
+    buffers = Buffers(100)
+    buffers.add_candle(candle(1, 0, "10"), 1.0)
+    buffers.add_context(*context(7, 0, "5"))
+    one_each = {"candles": 1, "funding_rates": 1, "open_interest": 1}
+    batch = buffers.take(T0 + MINUTE)
+    assert buffers.sizes() == dict.fromkeys(one_each, 0)
+    assert buffers.held() == one_each  # still only in memory while the write runs
+    buffers.restore(batch)  # the write failed: buffered again, counted once
+    assert buffers.held() == buffers.sizes() == one_each
+    buffers.stored(buffers.take(T0 + MINUTE))
+    assert buffers.held() == dict.fromkeys(one_each, 0)
 
 
 def test_the_bound_drops_the_oldest_rows_and_records_them_as_outages() -> None:
