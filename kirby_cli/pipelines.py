@@ -112,20 +112,6 @@ def _resources(settings: Settings, progress: Any = None) -> dict[str, Any]:
     return {"kirby": KirbyResource.of(settings), "progress": progress}
 
 
-def _materialize(assets, instance, resources, tags, selection=None, run_config=None):
-    import dagster as dg
-
-    return dg.materialize(
-        assets,
-        instance=instance,
-        resources=resources,
-        tags={**tags, "kirby/launched_by": "cli"},
-        selection=selection,
-        run_config=run_config,
-        raise_on_error=False,
-    )
-
-
 def _failure(result) -> str:
     failures = result.get_step_failure_events()
     if not failures:
@@ -169,6 +155,7 @@ def backfill(
     from kirby_pipelines.defs.backfills import assets as backfill_assets
     from kirby_pipelines.defs.backfills import checks
     from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
+    from kirby_pipelines.in_process import materialize
     from kirby_pipelines.partitions import MAX_DAYS_PER_RUN, day_ranges, partition_key
     from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG, still_served
 
@@ -199,7 +186,7 @@ def backfill(
             ]
     now = datetime.now(UTC)
     with _instance() as instance:
-        synced = _materialize([catalog], instance, _resources(settings), {})
+        synced = materialize([catalog], instance, _resources(settings), {})
         if not synced.success:
             raise click.ClickException(f"catalog sync failed: {_failure(synced)}")
         # the catalog asset has registered every active series as a partition
@@ -239,7 +226,7 @@ def backfill(
                         RANGE_START_TAG: partition_key(first, series),
                         RANGE_END_TAG: partition_key(last, series),
                     }
-                    result = _materialize(jobs[asset], instance, resources, tags)
+                    result = materialize(jobs[asset], instance, resources, tags)
                     if not result.success:
                         failures.append(f"{series} {first}..{last}: {_failure(result)}")
                         continue

@@ -57,5 +57,5 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # third-party chatter that is useless at INFO
-    for name in ("alembic.runtime.migration", "asyncio", "websockets", "urllib3", "pgserver"):
+    for name in ("alembic", "asyncio", "websockets", "urllib3", "pgserver"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

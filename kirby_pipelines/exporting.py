@@ -23,6 +23,7 @@ import dagster as dg
 import duckdb
 
 from kirby_core.errors import StorageError
+from kirby_pipelines.in_process import materialize
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
 
 HIVE_COLUMNS = ("database", "exchange", "symbol", "interval", "date")
@@ -70,20 +71,15 @@ def run_export(
         lake_dir = private
     try:
         first, last = request.days[0], request.days[-1]
-        tags = {
-            RANGE_START_TAG: first.isoformat(),
-            RANGE_END_TAG: last.isoformat(),
-            "kirby/launched_by": "cli",
-        }
+        tags = {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
         assets = [getattr(lake_assets, name) for name in lake_names]
         config = {"exact_decimals": request.exact_decimals}
         run_ids = []
-        exported = dg.materialize(
+        exported = materialize(
             assets,
-            instance=instance,
-            resources=resources,
-            tags=tags,
-            raise_on_error=False,
+            instance,
+            resources,
+            tags,
             run_config={"ops": {name: {"config": config} for name in lake_names}},
         )
         _raise_on_failure(exported, "lake export")
@@ -93,9 +89,7 @@ def run_export(
             [model] = [
                 a for a in model_assets if a.key.to_user_string() == "merged_training_dataset"
             ]
-            merged = dg.materialize(
-                [model], instance=instance, resources=resources, tags=tags, raise_on_error=False
-            )
+            merged = materialize([model], instance, resources, tags)
             _raise_on_failure(merged, "merged_training_dataset")
             run_ids.append(merged.run_id)
         step("model")
