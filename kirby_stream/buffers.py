@@ -74,8 +74,8 @@ class Buffers:
             table: len(rows) + len(writing.get(table, ())) for table, rows in self._tables.items()
         }
 
-    def stored(self, batch: Batch) -> None:
-        """`batch` is in the database: no longer held."""
+    def finished(self, batch: Batch) -> None:
+        """The write of `batch` ended (stored, or failed and put back): no longer in flight."""
         if self._writing is batch:
             self._writing = None
 
@@ -112,7 +112,7 @@ class Buffers:
 
     def restore(self, batch: Batch) -> None:
         """Put back a batch whose write failed; rows updated since keep their newer state."""
-        self.stored(batch)  # held again, as buffered rows
+        self.finished(batch)  # its rows are buffered again
         for table, rows in batch.rows.items():
             buffered = self._tables[table]
             for row in rows:

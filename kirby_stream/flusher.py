@@ -105,7 +105,7 @@ class Flusher:
                 exc,
             )
             return False
-        self.buffers.stored(batch)
+        self.buffers.finished(batch)
         self._record(batch, results)
         if self._backoff.attempt:
             log.info("event=flush_recovered after_failures=%d", self._backoff.attempt)

@@ -94,7 +94,7 @@ def test_a_batch_being_written_is_held_until_stored() -> None:
     assert buffers.held() == one_each  # still only in memory while the write runs
     buffers.restore(batch)  # the write failed: buffered again, counted once
     assert buffers.held() == buffers.sizes() == one_each
-    buffers.stored(buffers.take(T0 + MINUTE))
+    buffers.finished(buffers.take(T0 + MINUTE))  # stored
     assert buffers.held() == dict.fromkeys(one_each, 0)
 
 
