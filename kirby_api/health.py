@@ -79,23 +79,9 @@ async def probe(
     freshness: Freshness,
     listening: bool,
     stale_after: float,
-) -> Health:
-    health, _ = await probe_with_heartbeats(
-        database, market, catalog, freshness, listening, stale_after
-    )
-    return health
-
-
-async def probe_with_heartbeats(
-    database: Database,
-    market: MarketData,
-    catalog: SeriesCatalog,
-    freshness: Freshness,
-    listening: bool,
-    stale_after: float,
 ) -> tuple[Health, list[asyncpg.Record]]:
-    """`probe`, plus the collectors' whole heartbeat rows (newest first; their counters are
-    what /status adds), from the same read."""
+    """The health, and the collectors' whole heartbeat rows (newest first; their counters
+    are what /status adds) from the same read."""
     now = datetime.now(UTC)
     started = time.perf_counter()
     try:

@@ -27,7 +27,7 @@ import msgspec
 from kirby_api.coverage import DayCoverage, day_coverage, source_retention
 from kirby_api.database import Database
 from kirby_api.datasets import DATASETS
-from kirby_api.health import DatabaseHealth, Health, SeriesFreshness, probe_with_heartbeats
+from kirby_api.health import DatabaseHealth, Health, SeriesFreshness, probe
 from kirby_api.market import MarketData
 from kirby_api.observability import Metrics
 from kirby_api.series import SeriesCatalog
@@ -147,7 +147,7 @@ class StatusBoard:
             return status
 
     async def _assemble(self, days: int) -> Status:
-        health, heartbeats = await probe_with_heartbeats(
+        health, heartbeats = await probe(
             self._database,
             self._market,
             self._catalog,

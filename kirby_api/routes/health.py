@@ -38,7 +38,7 @@ async def get_health(
     listener: NamedDependency[ChangeListener],
     settings: NamedDependency[Settings],
 ) -> Health:
-    health = await probe(
+    health, _ = await probe(
         database,
         market,
         catalog,
