@@ -17,7 +17,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, OpenAPIMediaType, Schema, SecurityScheme
 from litestar.openapi.spec.enums import OpenAPIType
 
@@ -35,6 +35,7 @@ from kirby_api.routes.coverage import (
 from kirby_api.routes.health import get_health, get_metrics
 from kirby_api.routes.html import get_chart_page, get_status_page, static_router
 from kirby_api.routes.market import get_candles, get_funding, get_open_interest
+from kirby_api.routes.schema import swagger_assets_router, swagger_plugin
 from kirby_api.routes.starlistings import get_starlisting, list_starlistings
 from kirby_api.routes.status import get_status
 from kirby_api.runtime import Runtime
@@ -78,7 +79,7 @@ def _openapi(settings: Settings) -> OpenAPIConfig:
         version=version("kirby"),
         description=DESCRIPTION.strip(),
         path="/schema",
-        render_plugins=[SwaggerRenderPlugin(path="/"), JsonRenderPlugin()],
+        render_plugins=[swagger_plugin(), JsonRenderPlugin()],
         components=Components(
             security_schemes={
                 "BearerKey": SecurityScheme(type="http", scheme="bearer"),
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_status_page,
             get_chart_page,
             static_router,
+            swagger_assets_router(),
             list_starlistings,
             get_starlisting,
             get_candles,

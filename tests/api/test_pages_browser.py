@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -49,28 +50,36 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"{reason} (apt-get install chromium chromium-driver; pip install selenium)")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+@contextmanager
+def chromium(*extra_flags: str, log_network: bool = False) -> Iterator[Any]:
+    """A headless Chromium driver; `log_network`: its performance log records every request."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
         _unavailable("selenium is not installed")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
-    if chromium is None or driver_path is None:
+    if binary is None or driver_path is None:
         _unavailable("chromium or chromedriver is not on PATH")
     options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in FLAGS:
+    options.binary_location = binary
+    for flag in (*FLAGS, *extra_flags):
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    logs = {"browser": "ALL"} | ({"performance": "ALL"} if log_network else {})
+    options.set_capability("goog:loggingPrefs", logs)
     # An explicit driver path: Selenium Manager never tries to download one.
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as driver:
+        yield driver
 
 
 async def wait_for(driver: Any, condition: Callable[[Any], Any], what: str) -> Any:
