@@ -26,6 +26,7 @@ from kirby_api.errors import EXCEPTION_HANDLERS
 from kirby_api.formats import MEDIA_TYPES
 from kirby_api.observability import ObservabilityMiddleware
 from kirby_api.ratelimit import RateLimitMiddleware
+from kirby_api.request_checks import check_request
 from kirby_api.routes.admin import admin_router
 from kirby_api.routes.coverage import (
     get_candle_coverage,
@@ -155,11 +156,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 ApiKeyMiddleware,
                 verifier=runtime.verifier,
                 usage=runtime.usage,
+                failures=runtime.auth_failures,
                 enabled=settings.api_auth_enabled,
                 exclude=[f"^{prefix}" for prefix in PUBLIC_PREFIXES],
             ),
             RateLimitMiddleware(runtime.limiter, PUBLIC_PREFIXES),
         ],
+        before_request=check_request,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[runtime.lifespan],
         openapi_config=_openapi(settings),

@@ -5,7 +5,7 @@
     ├── InvalidRequest                  400  bad time, range, limit, format, cursor, body
     │   └── InvalidParameter            400  ... naming the parameter and what is allowed
     ├── InactiveSeries                  409  the series left the catalog; data kept, not served
-    ├── Unauthorized                    401  missing, unknown, expired or revoked API key
+    ├── Unauthorized                    401  no valid API key; WWW-Authenticate: Bearer
     ├── Forbidden                       403  a non-admin key on an admin route
     ├── RateLimited                     429  with Retry-After and RateLimit-* headers
     └── StorageError                    503  PostgreSQL unreachable or too slow
@@ -17,6 +17,7 @@ into the same shape, so a client parses one body everywhere:
     {"status": 400, "error": "invalid_parameter", "message": "...", "parameter": "limit",
      "allowed": "an integer from 1 to 5000"}
 
+A message echoes client input through `shorten` (at most 100 characters, then '…').
 Handlers never catch exceptions; they raise and this module answers.
 """
 
@@ -50,7 +51,12 @@ class InactiveSeries(KirbyError):
 
 
 class Unauthorized(KirbyError):
-    """No valid API key came with the request."""
+    """No valid API key came with the request; `headers` carry the Bearer challenge."""
+
+    def __init__(self, message: str, *, key_given: bool = False) -> None:
+        super().__init__(message)
+        error = ', error="invalid_token"' if key_given else ""
+        self.headers = {"WWW-Authenticate": f'Bearer realm="kirby"{error}'}
 
 
 class Forbidden(KirbyError):
@@ -109,6 +115,15 @@ ALLOWED = {
 }
 
 
+SHOWN_CHARS = 100
+
+
+def shorten(value: object, limit: int = SHOWN_CHARS) -> str:
+    """Client input as an error message shows it: at most `limit` characters, then '…'."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _respond(body: ErrorBody, headers: Mapping[str, str] | None = None) -> Response[bytes]:
     return Response(
         msgspec.json.encode(body),
@@ -154,19 +169,24 @@ def validation_error_response(request: Request, exc: ValidationException) -> Res
         return _respond(ErrorBody(400, "invalid_request", f"invalid request: {exc.detail}"))
     problem = str(first.get("message", "bad value"))
     given = request.query_params.get(key) if first.get("source") == "query" else None
-    got = f"; got {given!r}" if given is not None and repr(given) not in problem else ""
-    message = f"invalid {key}: {problem}{got}"
+    got = ""
+    if given is not None and repr(given) in problem:
+        problem = problem.replace(repr(given), repr(shorten(given)))
+    elif given is not None:
+        got = f"; got {shorten(given)!r}"
+    message = f"invalid {key}: {shorten(problem, 2 * SHOWN_CHARS)}{got}"
     return _respond(ErrorBody(400, "invalid_parameter", message, key, ALLOWED.get(key)))
 
 
 def http_error_response(request: Request, exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
     if status == 404:
-        message = f"no route {request.method} {request.url.path}; the routes are listed at /schema"
+        path = shorten(request.url.path)
+        message = f"no route {request.method} {path}; the routes are listed at /schema"
     elif status == 405:
-        message = f"method {request.method} is not allowed on {request.url.path}"
+        message = f"method {request.method} is not allowed on {shorten(request.url.path)}"
     else:
-        message = exc.detail
+        message = shorten(exc.detail, 2 * SHOWN_CHARS)
     code = _HTTP_CODES.get(status, "error" if status < 500 else "internal_error")
     return _respond(ErrorBody(status, code, message), exc.headers)
 

@@ -35,8 +35,9 @@ class RateLimiter:
         self._arrival: dict[Any, float] = {}
         self._checks = 0
 
-    def check(self, caller: Any, per_minute: int | None) -> dict[str, str]:
-        """Count one request; headers to send, or `RateLimited` if over budget."""
+    def check(self, caller: Any, per_minute: int | None, *, spend: bool = True) -> dict[str, str]:
+        """Count one request (`spend=False`: only ask); headers to send, or `RateLimited` if
+        over budget."""
         limit = per_minute or self.default_per_minute
         interval = PERIOD_SECONDS / limit
         now = time.monotonic()
@@ -51,7 +52,8 @@ class RateLimiter:
                 headers,
             )
         arrival += interval
-        self._arrival[caller] = arrival
+        if spend:
+            self._arrival[caller] = arrival
         remaining = int((PERIOD_SECONDS - (arrival - now)) / interval + 1e-9)
         return _headers(limit, remaining, arrival - now)
 

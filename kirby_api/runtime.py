@@ -58,6 +58,7 @@ class Runtime:
         self.verifier = KeyVerifier(self.database, settings.api_key_cache_seconds)
         self.usage = UsageCounter(self.database, settings.api_usage_flush_seconds)
         self.limiter = RateLimiter(settings.api_rate_limit_per_minute)
+        self.auth_failures = RateLimiter(settings.api_auth_failures_per_minute)
         self.hub = Hub(self.market, self.catalog, self.metrics)
         self.listener = ChangeListener(database_url, self.hub, self.latest_cache, self.metrics)
         self._tasks: list[asyncio.Task[None]] = []

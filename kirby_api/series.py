@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from kirby_api.database import Database
-from kirby_api.errors import InactiveSeries
+from kirby_api.errors import InactiveSeries, shorten
 from kirby_core.catalog import StarlistingKey, TradingPairKey
 from kirby_core.db import catalog_store
 from kirby_core.db.catalog_store import Starlisting, TradingPair
@@ -84,19 +84,15 @@ class SeriesCatalog:
         """The active starlisting at this path; NotFound / InactiveSeries otherwise."""
         found = self._by_key.get(_fold(exchange, coin, quote, market_type, interval))
         if found is None:
-            raise NotFound(
-                f"unknown starlisting {exchange}/{coin}/{quote}/{market_type}/{interval}; "
-                "GET /starlistings lists them"
-            )
+            path = shorten(f"{exchange}/{coin}/{quote}/{market_type}/{interval}")
+            raise NotFound(f"unknown starlisting {path}; GET /starlistings lists them")
         return _active(found, "starlisting", str(found.key))
 
     def trading_pair(self, exchange: str, coin: str, quote: str, market_type: str) -> TradingPair:
         found = self._pairs_by_key.get(_fold(exchange, coin, quote, market_type))
         if found is None:
-            raise NotFound(
-                f"unknown trading pair {exchange}/{coin}/{quote}/{market_type}; "
-                "GET /starlistings lists them"
-            )
+            path = shorten(f"{exchange}/{coin}/{quote}/{market_type}")
+            raise NotFound(f"unknown trading pair {path}; GET /starlistings lists them")
         return _active(found, "trading pair", str(found.key))
 
     def find_starlisting(self, starlisting_id: int) -> Starlisting | None:

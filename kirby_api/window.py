@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from kirby_api.errors import InvalidParameter
+from kirby_api.errors import InvalidParameter, shorten
 from kirby_core.timeutil import EPOCH, datetime_to_ms, ms_to_datetime
 
 MIN_TIME = EPOCH
@@ -62,7 +62,7 @@ def parse_time(parameter: str, value: str) -> datetime:
     text = value.strip()
     out_of_range = InvalidParameter(
         parameter,
-        f"{parameter} {value!r} is out of range (1970-01-01 to 9999-12-31)",
+        f"{parameter} {shorten(value)!r} is out of range (1970-01-01 to 9999-12-31)",
         TIME_ALLOWED,
     )
     if _NUMBER.fullmatch(text):
@@ -77,7 +77,7 @@ def parse_time(parameter: str, value: str) -> datetime:
         moment = moment.astimezone(UTC)
     except (ValueError, OverflowError):
         raise InvalidParameter(
-            parameter, f"{parameter} {value!r} is not a time", TIME_ALLOWED
+            parameter, f"{parameter} {shorten(value)!r} is not a time", TIME_ALLOWED
         ) from None
     if not MIN_TIME <= moment <= MAX_TIME:
         raise out_of_range
@@ -99,7 +99,7 @@ def decode_cursor(value: str) -> tuple[str, datetime]:
     except (ValueError, IndexError, binascii.Error, UnicodeDecodeError):
         raise InvalidParameter(
             "cursor",
-            f"cursor {value[:40]!r} is not a cursor this API issued",
+            f"cursor {shorten(value)!r} is not a cursor this API issued",
             "a next_cursor or prev_cursor from an earlier response",
         ) from None
     return direction, ms_to_datetime(ms)

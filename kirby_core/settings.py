@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     api_rate_limit_per_minute: int = Field(default=1200, gt=0)
     """REST requests a key (or, without a key, a client address) may make per minute, per
     API process; a key's own limit overrides it."""
+    api_auth_failures_per_minute: int = Field(default=60, gt=0)
+    """Requests without a valid API key one client address may make per minute, per API
+    process; over that it gets 429 until its budget refills."""
     api_ws_max_connections: int = Field(default=2000, gt=0)
     """WebSocket connections one API process accepts in total."""
     api_ws_max_connections_per_key: int = Field(default=5, gt=0)
