@@ -5,7 +5,8 @@ and adds time, level and logger. Every record, Kirby's or a library's (uvicorn's
 handshake lines carry the full URL), passes through `redact` in both formats, so secrets
 never reach a log: URL passwords, `api_key=`/`password=`/`token=`-style parameters and Kirby
 API keys become `***`. The text format also `escape`s control characters, so a value such as
-a request path with `%0A` cannot start a line of its own; JSON escapes them by itself.
+a request path with `%0A` cannot start a line of its own, and indents tracebacks; JSON
+escapes them by itself.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ class _TextFormatter(logging.Formatter):
         message = escape(redact(record.getMessage()))
         line = f"{moment[:-4]}Z {record.levelname:<7} {record.name}: {message}"
         if record.exc_info:
-            line += "\n" + redact(self.formatException(record.exc_info))
+            # indented, so no line of a traceback (its message may quote a client's input)
+            # can pass for a record of its own
+            trace = redact(self.formatException(record.exc_info)).split("\n")
+            line += "".join(f"\n    {escape(part)}" for part in trace)
         return line
 
 

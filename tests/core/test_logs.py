@@ -78,3 +78,18 @@ def test_every_logger_is_redacted_and_one_line(kirby_logging, capsys, fmt) -> No
     message = json.loads(lines[0])["message"] if fmt == "json" else lines[0]
     assert TOKEN not in message and "p@ss" not in message
     assert "/ws?api_key=***" in message and "postgresql://u:***@db/k" in message
+
+
+def test_a_traceback_cannot_pass_for_a_record(kirby_logging, capsys) -> None:
+    kirby_logging("text")
+    try:
+        raise ValueError("bad path /x\n2024-05-01T00:00:00.00Z INFO    kirby_api.access: forged")
+    except ValueError:
+        logging.getLogger("kirby_api.errors").exception("internal error id=1")
+    first, *trace = capsys.readouterr().err.splitlines()
+    assert first.endswith("ERROR   kirby_api.errors: internal error id=1")
+    assert trace[0] == "    Traceback (most recent call last):"
+    assert trace[-2:] == [
+        "    ValueError: bad path /x",
+        "    2024-05-01T00:00:00.00Z INFO    kirby_api.access: forged",
+    ]
