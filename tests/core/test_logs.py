@@ -36,6 +36,7 @@ TOKEN = "kirby_" + "A1b2-C3d4_" * 4 + "xyz"
             "request key=42 max_tokens=5 client=1.2.3.4",
             "request key=42 max_tokens=5 client=1.2.3.4",
         ),
+        (f"{TOKEN}x kirby_short", f"{TOKEN}x kirby_short"),  # not a key's length
     ],
 )
 def test_redact(text: str, redacted: str) -> None:
