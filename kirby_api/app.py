@@ -2,8 +2,8 @@
 
 Routes (REST under /, admin under /admin, the WebSocket at /ws, the /status and /chart
 pages with their /static files), the one error mapping, typed dependencies (each handler
-names the services it needs), middleware from the outside in: metrics + access log, API-key
-authentication, per-key rate limits. OpenAPI is served at /schema (Swagger UI) and
+names the services it needs), metrics + access log around everything, then middleware:
+API-key authentication, per-key rate limits. OpenAPI is served at /schema (Swagger UI) and
 /schema/openapi.json. Settings are built once here (or passed in by the CLI and tests);
 nothing happens at import time.
 """
@@ -24,7 +24,7 @@ from litestar.openapi.spec.enums import OpenAPIType
 from kirby_api.auth import ApiKeyMiddleware
 from kirby_api.errors import EXCEPTION_HANDLERS
 from kirby_api.formats import MEDIA_TYPES
-from kirby_api.observability import ObservabilityMiddleware
+from kirby_api.observability import observe
 from kirby_api.ratelimit import RateLimitMiddleware
 from kirby_api.request_checks import check_request
 from kirby_api.routes.admin import admin_router
@@ -152,7 +152,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         dependencies={name: _provider(value) for name, value in services.items()},
         middleware=[
-            ObservabilityMiddleware(runtime.metrics),
             DefineMiddleware(
                 ApiKeyMiddleware,
                 verifier=runtime.verifier,
@@ -169,6 +168,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=_openapi(settings),
         logging_config=None,
     )
+    app.asgi_handler = observe(app.asgi_handler, runtime.metrics)  # 404/405 measured too
     app.state.runtime = runtime
     _document_bulk_formats(app)
     return app

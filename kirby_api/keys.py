@@ -4,8 +4,10 @@ A key is `kirby_` + 43 url-safe characters (256 random bits). Only its SHA-256 d
 stored: with that much entropy a slow password hash adds nothing, and the digest lets a
 request find its key through a unique index. Listings show the first 12 characters
 (`prefix`) so people can tell keys apart. Revocation is a timestamp, never a delete, so
-usage history stays. Used by the API (admin routes, authentication) and `kirby apikey`;
-works on anything with asyncpg's `fetch`/`fetchrow` (a connection, or the API's Database).
+usage history stays. Names are printable: control characters, which would garble a
+terminal or a page listing keys, are refused. Used by the API (admin routes,
+authentication) and `kirby apikey`; works on anything with asyncpg's `fetch`/`fetchrow`
+(a connection, or the API's Database).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any, Protocol
 
 import msgspec
 
+from kirby_api.errors import InvalidParameter
 from kirby_core.errors import InvalidRequest, NotFound
+from kirby_core.logs import CONTROL, escape
 
 TOKEN_PREFIX = "kirby_"
 PREFIX_CHARS = 12
@@ -83,6 +87,13 @@ async def create_key(
     max_ws_connections: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Store a new key; returns it with the token, which is never retrievable again."""
+    if bad := CONTROL.search(name):
+        raise InvalidParameter(
+            "name",
+            f"name '{escape(name)[:100]}' contains the control character "
+            f"{escape(bad.group())}; use printable characters",
+            "printable characters (no C0/C1 controls, no line or paragraph separators)",
+        )
     if expires_at is not None:
         expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
         if expires_at <= datetime.now(UTC):

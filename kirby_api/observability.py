@@ -14,8 +14,10 @@ Each app gets its own registry (tests build many apps in one process). Metrics:
     kirby_api_gc_pause_seconds{generation}                     collector pauses (the loop waits)
 
 The access log is one `kirby_api.access` line per HTTP request: method, path, route,
-status, duration, key id, client address. Both come from one middleware, the outermost, so
-that refusals by the authentication and rate-limit middlewares are measured too.
+status, duration, key id, client address. Both come from `observe`, which wraps the app's
+outermost handler, so that refusals by the authentication and rate-limit middlewares and
+requests no route matches (404, 405) are measured too. Labels stay bounded whatever clients
+send: a request no route matched is `route="unmatched"`, an unusual method `method="other"`.
 """
 
 from __future__ import annotations
@@ -26,16 +28,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from kirby_api.errors import status_of
-
 access_log = logging.getLogger("kirby_api.access")
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -130,15 +130,15 @@ class Metrics:
             self._gc_pauses[info["generation"]].observe(time.perf_counter() - self._gc_started)
 
 
-class ObservabilityMiddleware(ASGIMiddleware):
-    scopes = (ScopeType.HTTP,)
+def observe(app: ASGIApp, metrics: Metrics) -> ASGIApp:
+    """`app` (a Litestar app's `asgi_handler`) measuring and logging every HTTP request."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+    async def observed(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
         started = time.perf_counter()
-        status = 500
+        status = 500  # unless a response starts: the app failed before answering
 
         async def send_capturing(message: Message) -> None:
             nonlocal status
@@ -147,29 +147,30 @@ class ObservabilityMiddleware(ASGIMiddleware):
             await send(message)
 
         try:
-            await next_app(scope, receive, send_capturing)
-        except Exception as exc:
-            status = status_of(exc)  # answered by the app's exception handlers
-            raise
+            await app(scope, receive, send_capturing)
         finally:
-            self._record(scope, status, time.perf_counter() - started)
+            _record(metrics, scope, status, time.perf_counter() - started)
 
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("path_template", "unmatched")
-        self._metrics.request_seconds.labels(scope["method"], route, str(status)).observe(seconds)
-        if status == 429:
-            self._metrics.rate_limited.inc()
-        elif status == 401:
-            self._metrics.auth_failures.inc()
-        user = scope.get("user")
-        client = scope.get("client")
-        access_log.info(
-            "request method=%s path=%s route=%s status=%d duration_ms=%.2f key=%s client=%s",
-            scope["method"],
-            scope["path"],
-            route,
-            status,
-            seconds * 1000,
-            getattr(user, "id", None) or "-",
-            client[0] if client else "-",
-        )
+    return observed
+
+
+def _record(metrics: Metrics, scope: Scope, status: int, seconds: float) -> None:
+    route = scope.get("path_template", "unmatched")  # set by the router on a match only
+    method = scope["method"] if scope["method"] in _METHODS else "other"
+    metrics.request_seconds.labels(method, route, str(status)).observe(seconds)
+    if status == 429:
+        metrics.rate_limited.inc()
+    elif status == 401:
+        metrics.auth_failures.inc()
+    user = scope.get("user")
+    client = scope.get("client")
+    access_log.info(
+        "request method=%s path=%s route=%s status=%d duration_ms=%.2f key=%s client=%s",
+        scope["method"],
+        scope["path"],
+        route,
+        status,
+        seconds * 1000,
+        getattr(user, "id", None) or "-",
+        client[0] if client else "-",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -15,7 +16,7 @@ from litestar import Litestar
 from kirby_api import create_app
 from kirby_api.keys import ApiKey, create_key, list_keys, revoke_key
 from kirby_core.db import urls
-from kirby_core.logs import configure_logging
+from kirby_core.logs import configure_logging, escape
 from kirby_core.settings import Settings
 
 T = TypeVar("T")
@@ -38,6 +39,15 @@ def worker_app() -> Litestar:
     return create_app(settings)
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # any other name may resolve to a public address
+
+
 @click.group()
 def api() -> None:
     """The REST + WebSocket API (Litestar)."""
@@ -53,10 +63,26 @@ def api() -> None:
     show_default=True,
     help="Worker processes; each holds its own pool, catalog and LISTEN connection.",
 )
+@click.option(
+    "--allow-insecure-bind",
+    is_flag=True,
+    help="With authentication off, bind a non-loopback address anyway "
+    "(default: KIRBY_API_ALLOW_INSECURE_BIND).",
+)
 @click.pass_obj
-def serve(settings: Settings, host: str | None, port: int | None, workers: int) -> None:
+def serve(
+    settings: Settings, host: str | None, port: int | None, workers: int, allow_insecure_bind: bool
+) -> None:
     """Serve the API over HTTP and WebSocket until interrupted."""
     host, port = host or settings.api_host, port or settings.api_port
+    insecure_ok = allow_insecure_bind or settings.api_allow_insecure_bind
+    if not settings.api_auth_enabled and not _is_loopback(host) and not insecure_ok:
+        raise click.ClickException(
+            f"refusing to bind {host} with authentication off (KIRBY_API_AUTH_ENABLED=false): "
+            "every route, admin included, would be open to the network; bind 127.0.0.1, "
+            "turn authentication on, or pass --allow-insecure-bind "
+            "(KIRBY_API_ALLOW_INSECURE_BIND=true)"
+        )
     auth = "on" if settings.api_auth_enabled else "OFF (every route is open)"
     click.echo(f"Kirby API on http://{host}:{port} (docs: /schema, auth {auth})")
     if workers == 1:
@@ -90,8 +116,9 @@ def _describe(key: ApiKey) -> str:
     state = "revoked" if key.revoked_at else "active"
     if not key.revoked_at and key.expires_at and key.expires_at <= datetime.now(UTC):
         state = "expired"
+    name = escape(key.name)  # stored before names were checked, or written by hand
     return (
-        f"{key.id:>5}  {key.prefix}...  {key.name:<24} {'admin' if key.admin else 'user ':<5} "
+        f"{key.id:>5}  {key.prefix}...  {name:<24} {'admin' if key.admin else 'user ':<5} "
         f"{state:<7} expires={when(key.expires_at)} requests={key.request_count} "
         f"last_used={when(key.last_used_at)}"
     )

@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     api_auth_enabled: bool = True
     """Require an API key on every route but /health, /metrics and /schema. Off: local use
     only (every route, admin included, is open)."""
+    api_allow_insecure_bind: bool = False
+    """Let `kirby api serve` bind a non-loopback address while authentication is off."""
     api_rate_limit_per_minute: int = Field(default=1200, gt=0)
     """REST requests a key (or, without a key, a client address) may make per minute, per
     API process; a key's own limit overrides it."""

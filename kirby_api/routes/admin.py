@@ -1,4 +1,8 @@
-"""/admin/api-keys: create (the key is shown once), list, revoke. Admin keys only."""
+"""/admin/api-keys: create (the key is shown once), list, revoke. Admin keys only.
+
+Responses carry `Cache-Control: no-store` (a created key must not sit in a cache) and
+`X-Content-Type-Options: nosniff` (key names are never rendered as anything but JSON).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Router, delete, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter
 from msgspec import Meta
@@ -24,8 +29,8 @@ class NewKey(msgspec.Struct, forbid_unknown_fields=True):
         Meta(
             min_length=1,
             max_length=100,
-            pattern=r"^[^\x00-\x1f\x7f]+$",
-            description="Who or what the key is for (printable, 1-100 characters).",
+            description="Who or what the key is for (1-100 printable characters; control "
+            "characters, line and paragraph separators are refused).",
             examples=["research notebook"],
         ),
     ]
@@ -96,4 +101,8 @@ admin_router = Router(
     route_handlers=[create_api_key, list_api_keys, revoke_api_key],
     guards=[require_admin],
     tags=["admin"],
+    response_headers=[
+        ResponseHeader(name="Cache-Control", value="no-store"),
+        ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ],
 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from kirby_core.db import embedded
+from kirby_core.logs import redact as redact  # one redaction for logs and messages
 from kirby_core.settings import Database, Settings
 
 _SCHEME = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
@@ -53,8 +54,3 @@ def sqlalchemy_url(url: str) -> str:
 def with_database(url: str, database: str) -> str:
     """The same server URL pointing at `database` (query such as `?host=` kept)."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
-
-
-def redact(url: str) -> str:
-    """The URL with its password hidden, for logs."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
