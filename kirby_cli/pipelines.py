@@ -26,6 +26,7 @@ from typing import Any
 
 import click
 
+from kirby_cli import failures
 from kirby_cli.options import database_option
 from kirby_core.settings import Database, Settings
 
@@ -112,14 +113,15 @@ def _resources(settings: Settings, progress: Any = None) -> dict[str, Any]:
     return {"kirby": KirbyResource.of(settings), "progress": progress}
 
 
-def _failure(result) -> str:
-    failures = result.get_step_failure_events()
-    if not failures:
-        return "run failed"
-    data = failures[0].step_failure_data
-    return (data.user_failure_data.description if data.user_failure_data else None) or (
-        data.error.message.strip().splitlines()[-1] if data.error else "run failed"
-    )
+def _check(result, settings: Settings) -> tuple[str, ...] | None:
+    """None if the run succeeded, else what to tell the user (its root cause)."""
+    from kirby_pipelines.in_process import RunFailed, raise_on_failure
+
+    try:
+        raise_on_failure(result, "run")
+    except RunFailed as exc:
+        return tuple(failures.explain(exc.step_error or exc, settings))
+    return None
 
 
 @click.command()
@@ -155,7 +157,7 @@ def backfill(
     from kirby_pipelines.defs.backfills import assets as backfill_assets
     from kirby_pipelines.defs.backfills import checks
     from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
-    from kirby_pipelines.in_process import materialize
+    from kirby_pipelines.in_process import materialize, raise_on_failure
     from kirby_pipelines.partitions import MAX_DAYS_PER_RUN, day_ranges, partition_key
     from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG, still_served
 
@@ -187,8 +189,7 @@ def backfill(
     now = datetime.now(UTC)
     with _instance() as instance:
         synced = materialize([catalog], instance, _resources(settings), {})
-        if not synced.success:
-            raise click.ClickException(f"catalog sync failed: {_failure(synced)}")
+        raise_on_failure(synced, "catalog sync")
         # the catalog asset has registered every active series as a partition
         plan: list[tuple[str, str, list[date]]] = []
         for asset in jobs:
@@ -216,7 +217,7 @@ def backfill(
         if not plan:
             raise click.ClickException("nothing to backfill: no active series matches")
         total = sum(len(d) for _, _, d in plan)
-        failures: list[str] = []
+        failed: dict[tuple[str, ...], list[str]] = {}
         rows = {"fetched": 0, "written": 0, "missing": 0}
         with click.progressbar(length=total, label="backfill", show_pos=True) as bar:
             resources = _resources(settings, _Bar(bar))
@@ -227,8 +228,8 @@ def backfill(
                         RANGE_END_TAG: partition_key(last, series),
                     }
                     result = materialize(jobs[asset], instance, resources, tags)
-                    if not result.success:
-                        failures.append(f"{series} {first}..{last}: {_failure(result)}")
+                    if reason := _check(result, settings):
+                        failed.setdefault(reason, []).append(f"{series} {first}..{last}")
                         continue
                     meta = result.asset_materializations_for_node(asset)[0].metadata
                     rows["fetched"] += meta["rows_fetched"].value
@@ -247,9 +248,12 @@ def backfill(
         f"{database}: {len(plan)} series, {total} series-days: {rows['fetched']:,} rows fetched, "
         f"{rows['written']:,} written (new or changed), {rows['missing']:,} missing at source"
     )
-    for failure in failures:
-        click.echo(f"  failed: {failure}", err=True)
-    if failures:
+    # one reason (say, the exchange is unreachable) fails many runs: say it once
+    for reason, where in failed.items():
+        more = f" and {len(where) - 1} more" if len(where) > 1 else ""
+        click.echo(f"failed: {where[0]}{more}: {reason[0]}", err=True)
+        click.echo("\n".join(reason[1:]), err=True)
+    if failed:
         raise click.exceptions.Exit(1)
 
 
