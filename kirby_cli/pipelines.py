@@ -18,7 +18,7 @@ the original's `--start-time/--end-time`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import Any
 import click
 
 from kirby_cli import failures
-from kirby_cli.options import database_option
+from kirby_cli.options import coin_option, database_option, exchange_option, intervals_option
 from kirby_core.settings import Database, Settings
 
 DATASETS = {"merged", "candles", "funding", "oi"}
@@ -77,10 +77,6 @@ def resolve_days(days: int | None, start: datetime | None, end: datetime | None)
     return [first + timedelta(days=i) for i in range((stop - first).days)]
 
 
-def _coins(values: Sequence[str]) -> set[str]:
-    return {c.strip().upper() for value in values for c in value.split(",") if c.strip()}
-
-
 class _Bar:
     """The `progress` resource of the assets: moves a click progress bar."""
 
@@ -125,8 +121,8 @@ def _check(result, settings: Settings) -> tuple[str, ...] | None:
 
 
 @click.command()
-@click.option("--coin", "coins", multiple=True, help="Only these coins (repeat, or BTC,SOL).")
-@click.option("--exchange", default=None, help="Only this exchange.")
+@coin_option
+@exchange_option
 @_days_options
 @database_option
 @click.option(
@@ -139,7 +135,7 @@ def _check(result, settings: Settings) -> tuple[str, ...] | None:
 @click.pass_obj
 def backfill(
     settings: Settings,
-    coins: tuple[str, ...],
+    coins: set[str],
     exchange: str | None,
     days: int | None,
     start: datetime | None,
@@ -162,7 +158,6 @@ def backfill(
     from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG, still_served
 
     wanted_days = resolve_days(days, start, end)
-    wanted_coins = _coins(coins)
     catalog = realtime_catalog if database == "realtime" else training_catalog
     if database == "training":
         jobs = {
@@ -200,9 +195,7 @@ def backfill(
             }[asset]
             for series in instance.get_dynamic_partitions(name):
                 parts = series.split("/")
-                if (wanted_coins and parts[1] not in wanted_coins) or (
-                    exchange and parts[0] != exchange
-                ):
+                if (coins and parts[1] not in coins) or (exchange and parts[0] != exchange):
                     continue
                 series_days = wanted_days
                 if asset == "candles":
@@ -258,13 +251,8 @@ def backfill(
 
 
 @click.command()
-@click.option("--coin", "coins", multiple=True, help="Only these coins (repeat, or BTC,SOL).")
-@click.option(
-    "--intervals",
-    default="1m",
-    show_default=True,
-    help="Candle intervals: 1m, a list such as 1m,15m,4h, or all.",
-)
+@coin_option
+@intervals_option
 @_days_options
 @click.option(
     "--format",
@@ -296,8 +284,8 @@ def backfill(
 @click.pass_obj
 def export(
     settings: Settings,
-    coins: tuple[str, ...],
-    intervals: str,
+    coins: set[str],
+    intervals: set[str] | None,
     days: int | None,
     start: datetime | None,
     end: datetime | None,
@@ -319,10 +307,8 @@ def export(
     request = ExportRequest(
         dataset=dataset,
         database=database,
-        coins=_coins(coins),
-        intervals=None
-        if intervals.strip() == "all"
-        else {i.strip() for i in intervals.split(",") if i.strip()},
+        coins=coins,
+        intervals=intervals,
         days=resolve_days(days, start, end),
         formats=("csv", "parquet") if formats == "both" else (formats,),
         output=output,
