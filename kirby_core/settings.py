@@ -129,4 +129,10 @@ class Settings(BaseSettings):
     bounds staleness only for writes that do not NOTIFY (backfills). 0 turns the cache off."""
 
     def catalog_path(self, database: Database) -> Path:
-        return self.realtime_catalog if database == "realtime" else self.training_catalog
+        """A relative path missing from the working directory is taken from Kirby's checkout,
+        so the default catalogs are found wherever `kirby` runs."""
+        path = self.realtime_catalog if database == "realtime" else self.training_catalog
+        bundled = Path(__file__).resolve().parent.parent / path
+        return (
+            bundled if not path.is_absolute() and not path.exists() and bundled.exists() else path
+        )
