@@ -251,7 +251,11 @@ class Stack:
             )
         self.databases = resolved = urls.resolve(settings)
         for url in dict.fromkeys((resolved.realtime, resolved.training)):
-            migrate.upgrade(url, retention_days=settings.retention_days)
+            mode = settings.timescaledb
+            if warning := migrate.upgrade(
+                url, retention_days=settings.retention_days, timescaledb=mode
+            ):
+                print(f"warning: {warning}", file=sys.stderr)
         self.series = [
             catalogs.sync(settings, resolved.of(name), name)[1] for name in ("realtime", "training")
         ]

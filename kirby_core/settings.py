@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     """Retries of a rate-limited (429) or failing (5xx, network) exchange call."""
     retention_days: int | None = Field(default=None, gt=0)
     """TimescaleDB only: drop candle/funding/OI chunks older than this. Unset: keep all."""
+    timescaledb: Literal["auto", "on", "off"] = "auto"
+    """Hypertables at migrate: auto (if timescaledb is available and preloaded, else plain
+    tables and a warning), on (refuse without them), off (plain tables)."""
 
     stream_flush_seconds: float = Field(default=1.0, gt=0)
     """Live collector: how often buffered candles are written (funding/OI: at minute close)."""
