@@ -34,7 +34,6 @@ _NOT_MIGRATED = {"UndefinedTableError", "UndefinedTable"}
 """asyncpg's and psycopg2's names for SQLSTATE 42P01 (relation does not exist)."""
 _NETWORK = {
     # builtins by name too: a serialized error has no base classes
-    "OSError",
     "ConnectionError",
     "ConnectionRefusedError",
     "ConnectionResetError",
@@ -49,6 +48,9 @@ _NETWORK = {
     # psycopg2 through SQLAlchemy (Alembic): refused, DNS, authentication
     "OperationalError",
 }
+# a bare OSError is a network error only when it says so (asyncpg: "Multiple exceptions:
+# [Errno 111] Connect call failed …" when every address of a host refuses)
+_NETWORK_OSERROR = re.compile(r"connect|name or service|multiple exceptions", re.IGNORECASE)
 _HOST = re.compile(
     r"https?://([^/\s'\"]+)"  # a URL
     r"|connect to host ([^\s'\"]+)"  # aiohttp (ccxt)
@@ -129,20 +131,19 @@ def _explain(links: list[Link], settings: Settings | None) -> list[str]:
     )
     if missing is not None:
         return [f"the database is not migrated ({missing.line})", "run `kirby db migrate`"]
-    network = last(_NETWORK)
+    network = next((link for link in reversed(links) if _is_network(link)), None)
     exchange = first({"ExchangeUnavailable"})
-    if exchange is not None:
-        host = next(_hosts(links), "the exchange")
-        reason = network.line if network is not None else exchange.line
+    if exchange is not None and network is not None:
         return [
-            f"cannot reach {host}: {reason}",
+            f"cannot reach {next(_hosts(links), 'the exchange')}: {network.line}",
             "check the network or the exchange URL settings (KIRBY_*_URL); "
             "`kirby sim` stands in for the exchanges offline",
         ]
-    if network is not None or first({"StorageUnavailable"}) is not None:
-        reason = (network or first({"StorageUnavailable"})).line  # type: ignore[union-attr]
+    storage = network if exchange is None else None
+    storage = storage or first({"StorageUnavailable"})
+    if storage is not None:
         return [
-            f"cannot connect to PostgreSQL at {_database_hosts(settings)}: {reason}",
+            f"cannot connect to PostgreSQL at {_database_hosts(settings)}: {storage.line}",
             "start it, or point KIRBY_DATABASE_URL at a running server",
         ]
     known = last({"KirbyError"})
@@ -150,6 +151,12 @@ def _explain(links: list[Link], settings: Settings | None) -> list[str]:
         return [known.line, *known.message.strip().splitlines()[1:3]]
     cause = next((link for link in links if not _dagster(link)), links[-1])
     return [f"{cause.name}: {cause.line}", DEBUG_HINT]
+
+
+def _is_network(link: Link) -> bool:
+    if link.names & _NETWORK:
+        return True
+    return "OSError" in link.names and _NETWORK_OSERROR.search(link.message) is not None
 
 
 def _dagster(link: Link) -> bool:

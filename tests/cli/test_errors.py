@@ -19,7 +19,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from kirby_cli import failures
 from kirby_core.db.urls import DatabaseUrls, with_database
+from kirby_core.errors import ExchangeUnavailable, StorageError
+from kirby_core.settings import Settings
 from tests.conftest import REPO, empty_tables
 
 KIRBY = Path(sys.executable).with_name("kirby")
@@ -157,3 +160,28 @@ def test_unknown_error_is_one_line_and_debug_shows_the_traceback(realtime: str) 
     debug = kirby("--log-level", "DEBUG", *args, KIRBY_DATABASE_URL=realtime)
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr
+
+
+def _raised(error: BaseException, cause: BaseException | None = None) -> BaseException:
+    try:
+        raise error from cause
+    except BaseException as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("error", "first_line"),
+    [
+        # a full disk is not a database outage
+        (OSError(28, "No space left on device"), "OSError: [Errno 28] No space left on device"),
+        (
+            _raised(StorageError("flush failed"), ConnectionRefusedError(111, "refused")),
+            "cannot connect to PostgreSQL at db.example:6543: [Errno 111] refused",
+        ),
+        # reached, but rate limited: the exchange's own words
+        (ExchangeUnavailable("Hyperliquid candleSnapshot rate limited"), "Hyperliquid"),
+    ],
+)
+def test_explain_rules(error: BaseException, first_line: str) -> None:
+    settings = Settings(_env_file=None, database_url="postgresql://k@db.example:6543/kirby")
+    assert failures.explain(error, settings)[0].startswith(first_line)
