@@ -68,7 +68,11 @@ def migrate_command(settings: Settings, database: str, revision: str) -> None:
     for name in dict.fromkeys(targets):
         url = resolved.of(name)
         before = migrate.current_revision(url)
-        migrate.upgrade(url, revision, retention_days=settings.retention_days)
+        warning = migrate.upgrade(
+            url, revision, retention_days=settings.retention_days, timescaledb=settings.timescaledb
+        )
+        if warning:
+            click.echo(f"warning: {name}: {warning}", err=True)
         after = migrate.current_revision(url)
         change = "unchanged" if before == after else f"{before or 'empty'} -> {after}"
         click.echo(f"{name:<9} {urls.redact(url)}  revision {after} ({change})")

@@ -3,17 +3,20 @@
 This package is the composition root: it sits above `kirby_core` and the three apps and
 only wires them to the command line. Subcommands load lazily (importing Dagster or
 Litestar costs seconds), so `kirby db status` pays only for what it uses. Commands build
-`Settings` once (from `KIRBY_*` variables and `.env`) and hand them down. A `KirbyError` ends
-the command with its message and exit code 1, never a traceback.
+`Settings` once (from `KIRBY_*` variables and `.env`) and hand them down. Any failure ends
+the command with a few lines from `failures.explain` and exit code 1, never a traceback
+(unless Kirby logs at DEBUG).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+import traceback
 
 import click
 
-from kirby_core.errors import KirbyError
+from kirby_cli import failures
 from kirby_core.logs import configure_logging
 from kirby_core.settings import Settings
 
@@ -45,8 +48,15 @@ class _KirbyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except KirbyError as exc:
-            raise click.ClickException(str(exc)) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                traceback.print_exception(exc)
+                if step_error := getattr(exc, "step_error", None):
+                    click.echo(step_error.to_string(), err=True)
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            raise click.ClickException("\n".join(failures.explain(exc, settings))) from exc
 
 
 @click.group(cls=_KirbyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -18,7 +18,7 @@ the original's `--start-time/--end-time`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,7 +26,8 @@ from typing import Any
 
 import click
 
-from kirby_cli.options import database_option
+from kirby_cli import failures
+from kirby_cli.options import coin_option, database_option, exchange_option, intervals_option
 from kirby_core.settings import Database, Settings
 
 DATASETS = {"merged", "candles", "funding", "oi"}
@@ -76,10 +77,6 @@ def resolve_days(days: int | None, start: datetime | None, end: datetime | None)
     return [first + timedelta(days=i) for i in range((stop - first).days)]
 
 
-def _coins(values: Sequence[str]) -> set[str]:
-    return {c.strip().upper() for value in values for c in value.split(",") if c.strip()}
-
-
 class _Bar:
     """The `progress` resource of the assets: moves a click progress bar."""
 
@@ -112,19 +109,20 @@ def _resources(settings: Settings, progress: Any = None) -> dict[str, Any]:
     return {"kirby": KirbyResource.of(settings), "progress": progress}
 
 
-def _failure(result) -> str:
-    failures = result.get_step_failure_events()
-    if not failures:
-        return "run failed"
-    data = failures[0].step_failure_data
-    return (data.user_failure_data.description if data.user_failure_data else None) or (
-        data.error.message.strip().splitlines()[-1] if data.error else "run failed"
-    )
+def _check(result, settings: Settings) -> tuple[str, ...] | None:
+    """None if the run succeeded, else what to tell the user (its root cause)."""
+    from kirby_pipelines.in_process import RunFailed, raise_on_failure
+
+    try:
+        raise_on_failure(result, "run")
+    except RunFailed as exc:
+        return tuple(failures.explain(exc.step_error or exc, settings))
+    return None
 
 
 @click.command()
-@click.option("--coin", "coins", multiple=True, help="Only these coins (repeat, or BTC,SOL).")
-@click.option("--exchange", default=None, help="Only this exchange.")
+@coin_option
+@exchange_option
 @_days_options
 @database_option
 @click.option(
@@ -137,7 +135,7 @@ def _failure(result) -> str:
 @click.pass_obj
 def backfill(
     settings: Settings,
-    coins: tuple[str, ...],
+    coins: set[str],
     exchange: str | None,
     days: int | None,
     start: datetime | None,
@@ -155,12 +153,11 @@ def backfill(
     from kirby_pipelines.defs.backfills import assets as backfill_assets
     from kirby_pipelines.defs.backfills import checks
     from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
-    from kirby_pipelines.in_process import materialize
+    from kirby_pipelines.in_process import materialize, raise_on_failure
     from kirby_pipelines.partitions import MAX_DAYS_PER_RUN, day_ranges, partition_key
     from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG, still_served
 
     wanted_days = resolve_days(days, start, end)
-    wanted_coins = _coins(coins)
     catalog = realtime_catalog if database == "realtime" else training_catalog
     if database == "training":
         jobs = {
@@ -187,8 +184,7 @@ def backfill(
     now = datetime.now(UTC)
     with _instance() as instance:
         synced = materialize([catalog], instance, _resources(settings), {})
-        if not synced.success:
-            raise click.ClickException(f"catalog sync failed: {_failure(synced)}")
+        raise_on_failure(synced, "catalog sync")
         # the catalog asset has registered every active series as a partition
         plan: list[tuple[str, str, list[date]]] = []
         for asset in jobs:
@@ -199,9 +195,7 @@ def backfill(
             }[asset]
             for series in instance.get_dynamic_partitions(name):
                 parts = series.split("/")
-                if (wanted_coins and parts[1] not in wanted_coins) or (
-                    exchange and parts[0] != exchange
-                ):
+                if (coins and parts[1] not in coins) or (exchange and parts[0] != exchange):
                     continue
                 series_days = wanted_days
                 if asset == "candles":
@@ -216,7 +210,7 @@ def backfill(
         if not plan:
             raise click.ClickException("nothing to backfill: no active series matches")
         total = sum(len(d) for _, _, d in plan)
-        failures: list[str] = []
+        failed: dict[tuple[str, ...], list[str]] = {}
         rows = {"fetched": 0, "written": 0, "missing": 0}
         with click.progressbar(length=total, label="backfill", show_pos=True) as bar:
             resources = _resources(settings, _Bar(bar))
@@ -227,8 +221,8 @@ def backfill(
                         RANGE_END_TAG: partition_key(last, series),
                     }
                     result = materialize(jobs[asset], instance, resources, tags)
-                    if not result.success:
-                        failures.append(f"{series} {first}..{last}: {_failure(result)}")
+                    if reason := _check(result, settings):
+                        failed.setdefault(reason, []).append(f"{series} {first}..{last}")
                         continue
                     meta = result.asset_materializations_for_node(asset)[0].metadata
                     rows["fetched"] += meta["rows_fetched"].value
@@ -247,20 +241,18 @@ def backfill(
         f"{database}: {len(plan)} series, {total} series-days: {rows['fetched']:,} rows fetched, "
         f"{rows['written']:,} written (new or changed), {rows['missing']:,} missing at source"
     )
-    for failure in failures:
-        click.echo(f"  failed: {failure}", err=True)
-    if failures:
+    # one reason (say, the exchange is unreachable) fails many runs: say it once
+    for reason, where in failed.items():
+        more = f" and {len(where) - 1} more" if len(where) > 1 else ""
+        click.echo(f"failed: {where[0]}{more}: {reason[0]}", err=True)
+        click.echo("\n".join(reason[1:]), err=True)
+    if failed:
         raise click.exceptions.Exit(1)
 
 
 @click.command()
-@click.option("--coin", "coins", multiple=True, help="Only these coins (repeat, or BTC,SOL).")
-@click.option(
-    "--intervals",
-    default="1m",
-    show_default=True,
-    help="Candle intervals: 1m, a list such as 1m,15m,4h, or all.",
-)
+@coin_option
+@intervals_option
 @_days_options
 @click.option(
     "--format",
@@ -292,8 +284,8 @@ def backfill(
 @click.pass_obj
 def export(
     settings: Settings,
-    coins: tuple[str, ...],
-    intervals: str,
+    coins: set[str],
+    intervals: set[str] | None,
     days: int | None,
     start: datetime | None,
     end: datetime | None,
@@ -315,10 +307,8 @@ def export(
     request = ExportRequest(
         dataset=dataset,
         database=database,
-        coins=_coins(coins),
-        intervals=None
-        if intervals.strip() == "all"
-        else {i.strip() for i in intervals.split(",") if i.strip()},
+        coins=coins,
+        intervals=intervals,
         days=resolve_days(days, start, end),
         formats=("csv", "parquet") if formats == "both" else (formats,),
         output=output,

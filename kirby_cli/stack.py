@@ -102,8 +102,8 @@ def child_environment(config: StackConfig, base: dict[str, str]) -> dict[str, st
         **base,
         "KIRBY_HOME": str(config.home),
         "KIRBY_LAKE_DIR": str(s.lake_dir.resolve()),
-        "KIRBY_REALTIME_CATALOG": str(s.realtime_catalog.resolve()),
-        "KIRBY_TRAINING_CATALOG": str(s.training_catalog.resolve()),
+        "KIRBY_REALTIME_CATALOG": str(s.catalog_path("realtime").resolve()),
+        "KIRBY_TRAINING_CATALOG": str(s.catalog_path("training").resolve()),
         "KIRBY_HYPERLIQUID_REST_URL": s.hyperliquid_rest_url,
         "KIRBY_HYPERLIQUID_WS_URL": s.hyperliquid_ws_url,
         "KIRBY_BINANCE_SPOT_URL": s.binance_spot_url,
@@ -251,7 +251,11 @@ class Stack:
             )
         self.databases = resolved = urls.resolve(settings)
         for url in dict.fromkeys((resolved.realtime, resolved.training)):
-            migrate.upgrade(url, retention_days=settings.retention_days)
+            mode = settings.timescaledb
+            if warning := migrate.upgrade(
+                url, retention_days=settings.retention_days, timescaledb=mode
+            ):
+                print(f"warning: {warning}", file=sys.stderr)
         self.series = [
             catalogs.sync(settings, resolved.of(name), name)[1] for name in ("realtime", "training")
         ]

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     """Retries of a rate-limited (429) or failing (5xx, network) exchange call."""
     retention_days: int | None = Field(default=None, gt=0)
     """TimescaleDB only: drop candle/funding/OI chunks older than this. Unset: keep all."""
+    timescaledb: Literal["auto", "on", "off"] = "auto"
+    """Hypertables at migrate: auto (if timescaledb is available and preloaded, else plain
+    tables and a warning), on (refuse without them), off (plain tables)."""
 
     stream_flush_seconds: float = Field(default=1.0, gt=0)
     """Live collector: how often buffered candles are written (funding/OI: at minute close)."""
@@ -134,4 +137,10 @@ class Settings(BaseSettings):
     bounds staleness only for writes that do not NOTIFY (backfills). 0 turns the cache off."""
 
     def catalog_path(self, database: Database) -> Path:
-        return self.realtime_catalog if database == "realtime" else self.training_catalog
+        """A relative path missing from the working directory is taken from Kirby's checkout,
+        so the default catalogs are found wherever `kirby` runs."""
+        path = self.realtime_catalog if database == "realtime" else self.training_catalog
+        bundled = Path(__file__).resolve().parent.parent / path
+        return (
+            bundled if not path.is_absolute() and not path.exists() and bundled.exists() else path
+        )

@@ -22,8 +22,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from kirby_core.errors import StorageError
-from kirby_pipelines.in_process import materialize
+from kirby_pipelines.in_process import materialize, raise_on_failure
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
 
 HIVE_COLUMNS = ("database", "exchange", "symbol", "interval", "date")
@@ -82,7 +81,7 @@ def run_export(
             tags,
             run_config={"ops": {name: {"config": config} for name in lake_names}},
         )
-        _raise_on_failure(exported, "lake export")
+        raise_on_failure(exported, "lake export")
         run_ids.append(exported.run_id)
         step("lake")
         if request.dataset == "merged":
@@ -90,7 +89,7 @@ def run_export(
                 a for a in model_assets if a.key.to_user_string() == "merged_training_dataset"
             ]
             merged = materialize([model], instance, resources, tags)
-            _raise_on_failure(merged, "merged_training_dataset")
+            raise_on_failure(merged, "merged_training_dataset")
             run_ids.append(merged.run_id)
         step("model")
         files = write_files(request, lake_dir / source, run_ids)
@@ -99,15 +98,6 @@ def run_export(
     finally:
         if private is not None:
             shutil.rmtree(private, ignore_errors=True)
-
-
-def _raise_on_failure(result: dg.ExecuteInProcessResult, what: str) -> None:
-    if result.success:
-        return
-    failures = result.get_step_failure_events()
-    error = failures[0].step_failure_data.error if failures else None
-    message = error.message.strip().splitlines()[-1] if error else "run failed"
-    raise StorageError(f"{what} failed (run {result.run_id}): {message}")
 
 
 def write_files(request: ExportRequest, source: Path, run_ids: list[str]) -> list[dict]:

@@ -1,9 +1,10 @@
 """Initial schema: reference tables, catalog, market data, outages, heartbeats.
 
 Market data (candles, funding_rates, open_interest) is keyed by (series, time) with exact
-NUMERIC values and CHECK constraints. With the TimescaleDB extension available the three
-become hypertables (1-day chunks) with compression and, if configured, retention; without
-it they stay plain tables with a BRIN index on time.
+NUMERIC values and CHECK constraints. With the TimescaleDB extension usable (available and
+preloaded, see `kirby_core.db.migrate`) the three become hypertables (1-day chunks) with
+compression and, if configured, retention; without it they stay plain tables with a BRIN
+index on time.
 
 Revision ID: 0001
 Revises:
@@ -174,16 +175,6 @@ CREATE TABLE stream_heartbeats (
 """
 
 
-def _timescaledb_available() -> bool:
-    bind = op.get_bind()
-    return (
-        bind.exec_driver_sql(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
-        ).first()
-        is not None
-    )
-
-
 def _make_hypertables(retention_days: int | None) -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     for table, segment in MARKET_TABLES.items():
@@ -208,7 +199,8 @@ def upgrade() -> None:
     op.execute(CATALOG_TABLES)
     op.execute(MARKET_DATA_TABLES)
     op.execute(OPERATIONS_TABLES)
-    if _timescaledb_available():
+    # decided by kirby_core.db.migrate.timescaledb_plan (available *and* preloaded)
+    if context.config.attributes.get("hypertables"):
         _make_hypertables(context.config.attributes.get("retention_days"))
     else:
         for table in MARKET_TABLES:
