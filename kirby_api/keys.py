@@ -129,6 +129,11 @@ async def find_key(db: Queryable, token: str) -> ApiKey | None:
     return None if record is None else _key(record)
 
 
+async def get_key(db: Queryable, key_id: int) -> ApiKey | None:
+    record = await db.fetchrow(f"SELECT {_COLUMNS} FROM api_keys WHERE id = $1", key_id)  # noqa: S608
+    return None if record is None else _key(record)
+
+
 async def add_usage(db: Queryable, counts: dict[int, int], last_used: dict[int, datetime]) -> None:
     """Advance request counters of many keys in one statement."""
     ids = list(counts)
