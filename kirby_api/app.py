@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         "metrics": runtime.metrics,
         "verifier": runtime.verifier,
         "limiter": runtime.limiter,
+        "key_watch": runtime.key_watch,
         "status_board": StatusBoard(
             runtime.database,
             runtime.market,

@@ -10,8 +10,9 @@ process-wide cap. Then these tasks run until the first ends:
   action over budget an `error` then 4429;
 - the writer sends queued messages in order (answers, history, live rows, heartbeats);
 - a watch on the queue's overflow flag closes a client that stopped keeping up (4408);
-- a watch on the key re-reads it from the database every `api_key_cache_seconds` (at least
-  1 s) and at its expiry, so a key revoked, expired or deleted by any process closes 4401.
+- a watch on the key ends the session at its expiry or when `KeyWatch` (one query per
+  process every `api_key_cache_seconds`, at least 1 s) finds it revoked or deleted by any
+  process: 4401.
 
 Ending a connection is bounded: the client gets `_CLOSE_TIMEOUT_SECONDS` to take the close
 frame and answer, then the transport is aborted (`kirby_api.ws.transport`), so a client that
@@ -37,24 +38,23 @@ from litestar import WebSocket, websocket
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
-from kirby_api.database import Database
 from kirby_api.errors import RateLimited, Unauthorized
 from kirby_api.formats import encode_message
-from kirby_api.keys import ApiKey, get_key
+from kirby_api.keys import ApiKey
 from kirby_api.observability import Metrics
 from kirby_api.ratelimit import EXCLUDE_FROM_RATE_LIMIT, RateLimiter, caller_of
 from kirby_api.series import SeriesCatalog
 from kirby_api.ws import protocol
 from kirby_api.ws.hub import Client, Hub, subscription_keys
+from kirby_api.ws.key_watch import KeyWatch
 from kirby_api.ws.transport import transport_of
-from kirby_core.errors import KirbyError, StorageError
+from kirby_core.errors import KirbyError
 from kirby_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _CLOSE_TIMEOUT_SECONDS = 1.0
 _GONE_POLL_SECONDS = 0.01
-_MIN_KEY_CHECK_SECONDS = 1.0
 _HISTORY_ROWS_PER_REQUEST = 1000
 _SOCKET_GONE = (WebSocketDisconnect, OSError, RuntimeError, TimeoutError)
 
@@ -78,7 +78,7 @@ class Session:
         catalog: SeriesCatalog,
         settings: Settings,
         metrics: Metrics,
-        database: Database,
+        key_watch: KeyWatch,
         limiter: RateLimiter,
     ) -> None:
         self._socket = socket
@@ -86,19 +86,20 @@ class Session:
         self._catalog = catalog
         self._settings = settings
         self._metrics = metrics
-        self._database = database
+        self._key_watch = key_watch
         self._limiter = limiter
         self._caller = caller_of(socket.user, socket.scope.get("client"))
         self.client = Client(getattr(socket.user, "id", None), settings.api_ws_send_queue)
 
     async def run(self) -> Close | None:
         """Serve until the client leaves (None) or the server must close."""
-        reader = asyncio.create_task(self._read())
+        # the tasks that end the session with their result
+        deciding = [asyncio.create_task(self._read())]
+        if isinstance(self._socket.user, ApiKey):
+            deciding.append(asyncio.create_task(self._watch_key(self._socket.user)))
         writer = asyncio.create_task(self._write())
         overflow = asyncio.create_task(self.client.overflowed.wait())
-        tasks = [reader, writer, overflow]
-        if isinstance(self._socket.user, ApiKey):
-            tasks.append(asyncio.create_task(self._watch_key(self._socket.user)))
+        tasks = [*deciding, writer, overflow]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -121,35 +122,21 @@ class Session:
                 "send queue full: the client did not keep up",
                 "slow_consumer",
             )
-        for task in (reader, *tasks[3:]):
+        for task in deciding:
             if task.done() and not task.cancelled() and task.exception() is None:
                 return task.result()
         return None
 
     async def _watch_key(self, key: ApiKey) -> Close:
-        """Re-read the key from the database (other processes revoke it there) until it
-        is dead; a failed read keeps the connection and tries again next time."""
-        every = max(_MIN_KEY_CHECK_SECONDS, self._settings.api_key_cache_seconds)
-        prefix = key.prefix
-        while True:
-            wait = every
-            if key.expires_at is not None:
-                until_expiry = (key.expires_at - datetime.now(UTC)).total_seconds()
-                wait = max(0.0, min(wait, until_expiry + 0.01))
-            await asyncio.sleep(wait)
+        with self._key_watch.watching(key) as dead:
+            if key.expires_at is None:
+                return Close(protocol.CLOSE_UNAUTHORIZED, await dead, "key_refused")
+            until_expiry = (key.expires_at - datetime.now(UTC)).total_seconds()
             try:
-                found = await get_key(self._database, key.id)
-            except StorageError as exc:
-                log.warning("ws key check failed key=%s error=%s", key.id, exc)
-                continue
-            refusal = (
-                f"API key {prefix}... was deleted"
-                if found is None
-                else found.refusal(datetime.now(UTC))
-            )
-            if refusal is not None:
-                return Close(protocol.CLOSE_UNAUTHORIZED, refusal, "key_refused")
-            key = found
+                refusal = await asyncio.wait_for(dead, max(0.0, until_expiry))
+            except TimeoutError:
+                refusal = key.refusal(key.expires_at) or "API key expired"
+            return Close(protocol.CLOSE_UNAUTHORIZED, refusal, "key_refused")
 
     async def _write(self) -> None:
         queue, send, sent = self.client.queue, self._socket.send, self._metrics.ws_sent
@@ -325,7 +312,7 @@ async def stream(
     catalog: NamedDependency[SeriesCatalog],
     settings: NamedDependency[Settings],
     metrics: NamedDependency[Metrics],
-    database: NamedDependency[Database],
+    key_watch: NamedDependency[KeyWatch],
     limiter: NamedDependency[RateLimiter],
 ) -> None:
     """Live candles, funding and open interest; see kirby_api.ws.protocol."""
@@ -337,7 +324,7 @@ async def stream(
     try:
         if closing is None:
             log.info("ws open key=%s connections=%d", key or "-", len(hub.clients) + 1)
-            session = Session(socket, hub, catalog, settings, metrics, database, limiter)
+            session = Session(socket, hub, catalog, settings, metrics, key_watch, limiter)
             client = session.client
             hub.connect(client)
             closing = await session.run()

@@ -41,6 +41,22 @@ async def test_a_key_revoked_elsewhere_closes_its_sockets_4401(api, conn) -> Non
     assert 'kirby_api_ws_closed_total{reason="key_refused"} 1.0' in metrics
 
 
+async def test_every_socket_of_the_dead_key_closes_and_only_those(api, conn) -> None:
+    key, token = await create_key(conn, "revoked")
+    _, other = await create_key(conn, "still valid")
+    async with api(api_key_cache_seconds=0) as client:
+        with (
+            await client.websocket_connect(f"/ws?api_key={token}") as first,
+            await client.websocket_connect(f"/ws?api_key={token}") as second,
+            await client.websocket_connect(f"/ws?api_key={other}") as third,
+        ):
+            for ws in (first, second, third):
+                _ping(ws)
+            await revoke_key(conn, key.id)
+            assert [_closed(ws).code for ws in (first, second)] == [4401, 4401]
+            _ping(third)
+
+
 async def test_a_deleted_key_closes_its_sockets_4401(api, conn) -> None:
     key, token = await create_key(conn, "deleted while streaming")
     async with api(api_key_cache_seconds=0) as client:
