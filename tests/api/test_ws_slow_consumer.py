@@ -63,6 +63,7 @@ async def test_closed_slow_consumer_is_aborted_and_counted_until_gone(
     ):
         server_port = int(base.split(":")[1])
         slow, slow_port = await _slow_client(base, token)
+        assert _established(server_port, slow_port)
         subscribe = {"action": "subscribe", "starlisting_ids": stars, "history": 1000}
         # ~1 MB of history per subscribe: buffers fill, then the 5-message queue overflows
         for _ in range(40):
@@ -70,7 +71,6 @@ async def test_closed_slow_consumer_is_aborted_and_counted_until_gone(
                 await slow.send(json.dumps(subscribe))
             except ConnectionClosed:
                 break
-        assert _established(server_port, slow_port)
 
         # The client never reads again. The hub stops counting it only once the server
         # has let go of the socket (without the abort, the socket stays forever).
