@@ -42,6 +42,7 @@ from kirby_api.routes.status import get_status
 from kirby_api.runtime import Runtime
 from kirby_api.status import StatusBoard
 from kirby_api.ws.handler import stream
+from kirby_api.ws.transport import TransportMiddleware
 from kirby_core.db.urls import resolve
 from kirby_core.settings import Settings
 
@@ -65,9 +66,10 @@ client address; 429 comes with `Retry-After`. A 401 carries `WWW-Authenticate: B
 **WebSocket** `/ws`: send `{"action": "subscribe", "starlisting_ids": [1], "history": 100,
 "channels": ["candles", "funding", "open_interest"]}`, `{"action": "unsubscribe", ...}` or
 `{"action": "ping"}`. The server sends `success`, `error`, `historical`, `candle`,
-`funding`, `open_interest`, `ping` and `pong` messages. Close codes: 4401 no valid key,
-4429 the key's connection cap, 1013 server full, 4408 too slow a reader, 1009 message too
-big.
+`funding`, `open_interest`, `ping` and `pong` messages. Actions spend the key's rate limit
+(subscribe/unsubscribe 1, history 1 per started 1000 rows). Close codes: 4401 no valid (or a
+revoked, expired) key, 4429 the key's connection cap or rate limit, 1013 server full, 4408 too
+slow a reader, 1009 message too big.
 """
 
 
@@ -120,6 +122,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         "listener": runtime.listener,
         "metrics": runtime.metrics,
         "verifier": runtime.verifier,
+        "limiter": runtime.limiter,
+        "key_watch": runtime.key_watch,
         "status_board": StatusBoard(
             runtime.database,
             runtime.market,
@@ -152,6 +156,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         dependencies={name: _provider(value) for name, value in services.items()},
         middleware=[
+            TransportMiddleware(),
             DefineMiddleware(
                 ApiKeyMiddleware,
                 verifier=runtime.verifier,

@@ -140,6 +140,12 @@ async def find_key(db: Queryable, token: str) -> ApiKey | None:
     return None if record is None else _key(record)
 
 
+async def get_keys(db: Queryable, key_ids: list[int]) -> list[ApiKey]:
+    """The keys of these ids that exist."""
+    query = f"SELECT {_COLUMNS} FROM api_keys WHERE id = ANY($1::int[])"  # noqa: S608
+    return [_key(r) for r in await db.fetch(query, key_ids)]
+
+
 async def add_usage(db: Queryable, counts: dict[int, int], last_used: dict[int, datetime]) -> None:
     """Advance request counters of many keys in one statement."""
     ids = list(counts)

@@ -1,4 +1,4 @@
-"""Per-key REST rate limits: a GCRA token bucket in memory, with standard headers.
+"""Per-key rate limits (REST and WebSocket): a GCRA token bucket in memory, with headers.
 
 Why not Litestar's `RateLimitMiddleware`: it keeps every request timestamp of the window in
 its store and re-encodes that list as JSON on each request (O(limit) work per request at
@@ -7,8 +7,9 @@ single float per caller (the GCRA "theoretical arrival time"), so a check is O(1
 sends `Retry-After` plus the same `RateLimit-Limit/-Remaining/-Reset/-Policy` headers.
 
 The budget is `limit` requests per minute, usable as a burst, refilling continuously. The
-caller is the API key (its own `rate_limit_per_minute` overrides the default) or, with
-authentication off, the client address. Limits are per API process.
+caller (`caller_of`) is the API key (its own `rate_limit_per_minute` overrides the default)
+or, with authentication off, the client address. A REST request costs 1; the WebSocket
+handler charges its actions to the same budget (`cost`). Limits are per API process.
 """
 
 from __future__ import annotations
@@ -35,23 +36,31 @@ class RateLimiter:
         self._arrival: dict[Any, float] = {}
         self._checks = 0
 
-    def check(self, caller: Any, per_minute: int | None, *, spend: bool = True) -> dict[str, str]:
-        """Count one request (`spend=False`: only ask); headers to send, or `RateLimited` if
-        over budget."""
+    def check(
+        self, caller: Any, per_minute: int | None, cost: int = 1, *, spend: bool = True
+    ) -> dict[str, str]:
+        """Count `cost` requests (`spend=False`: only ask); headers to send, or `RateLimited`
+        if over budget."""
         limit = per_minute or self.default_per_minute
         interval = PERIOD_SECONDS / limit
         now = time.monotonic()
         arrival = max(self._arrival.get(caller, now), now)
         self._sweep(now)
-        if arrival + interval - now > PERIOD_SECONDS + 1e-9:
-            retry = arrival + interval - PERIOD_SECONDS - now
+        if cost > limit:
+            raise RateLimited(
+                f"this action costs {cost} requests, more than the whole budget of {limit} "
+                "per minute",
+                _headers(limit, 0, arrival - now),
+            )
+        if arrival + cost * interval - now > PERIOD_SECONDS + 1e-9:
+            retry = arrival + cost * interval - PERIOD_SECONDS - now
             headers = _headers(limit, 0, arrival - now) | {"Retry-After": str(math.ceil(retry))}
             raise RateLimited(
                 f"rate limit of {limit} requests per minute exceeded; retry in "
                 f"{math.ceil(retry)} s",
                 headers,
             )
-        arrival += interval
+        arrival += cost * interval
         if spend:
             self._arrival[caller] = arrival
         remaining = int((PERIOD_SECONDS - (arrival - now)) / interval + 1e-9)
@@ -62,6 +71,14 @@ class RateLimiter:
         self._checks += 1
         if self._checks % _SWEEP_EVERY == 0:
             self._arrival = {k: t for k, t in self._arrival.items() if t > now}
+
+
+def caller_of(user: Any, client: tuple[str, int] | None) -> tuple[str, Any]:
+    """Whose budget a request spends: its API key's, else (auth off) its address's."""
+    key_id = getattr(user, "id", None)
+    if key_id is not None:
+        return ("key", key_id)
+    return ("address", client[0] if client else "unknown")
 
 
 def _headers(limit: int, remaining: int, refill_seconds: float) -> dict[str, str]:
@@ -86,12 +103,7 @@ class RateLimitMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         user = scope.get("user")
-        key_id = getattr(user, "id", None)
-        if key_id is not None:
-            caller: Any = ("key", key_id)
-        else:
-            client = scope.get("client")
-            caller = ("address", client[0] if client else "unknown")
+        caller = caller_of(user, scope.get("client"))
         headers = self._limiter.check(caller, getattr(user, "rate_limit_per_minute", None))
 
         async def send_with_headers(message: Message) -> None:

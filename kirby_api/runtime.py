@@ -1,9 +1,9 @@
 """Everything an API process holds, built once per app and run by its lifespan.
 
 `Runtime` wires the services (pool, in-memory catalog, market reads and pages, latest-N
-cache, key verifier, usage counters, rate limiter, WebSocket hub, LISTEN connection,
-metrics) and owns the background
-tasks: catalog refresh, usage flush, LISTEN + dispatch, WebSocket heartbeat. The lifespan
+cache, key verifier, usage counters, rate limiter, WebSocket hub and key watch, LISTEN
+connection, metrics) and owns the background tasks: catalog refresh, usage flush,
+LISTEN + dispatch, WebSocket heartbeat and key checks. The lifespan
 opens the pool and loads the catalog before the first request, starts the tasks, freezes
 the startup heap out of the garbage collector's full passes (they stalled the event loop
 for ~60 ms every few seconds under load) and times every pass from then on
@@ -33,6 +33,7 @@ from kirby_api.ratelimit import RateLimiter
 from kirby_api.series import SeriesCatalog
 from kirby_api.usage import UsageCounter
 from kirby_api.ws.hub import Hub
+from kirby_api.ws.key_watch import KeyWatch
 from kirby_api.ws.listener import ChangeListener
 from kirby_core.errors import KirbyError
 from kirby_core.settings import Settings
@@ -60,6 +61,7 @@ class Runtime:
         self.limiter = RateLimiter(settings.api_rate_limit_per_minute)
         self.auth_failures = RateLimiter(settings.api_auth_failures_per_minute)
         self.hub = Hub(self.market, self.catalog, self.metrics)
+        self.key_watch = KeyWatch(self.database, settings.api_key_cache_seconds)
         self.listener = ChangeListener(database_url, self.hub, self.latest_cache, self.metrics)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -80,6 +82,7 @@ class Runtime:
             self._start("dispatch", self.listener.dispatch_forever())
             heartbeat = self.hub.heartbeat_forever(self.settings.api_ws_heartbeat_seconds)
             self._start("heartbeat", heartbeat)
+            self._start("key_watch", self.key_watch.check_forever())
             # Everything built so far lives as long as the process: keep it out of the
             # collector's full passes, which otherwise stall the loop for ~60 ms at a time.
             gc.freeze()

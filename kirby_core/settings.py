@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     """Let `kirby api serve` bind a non-loopback address while authentication is off."""
     api_rate_limit_per_minute: int = Field(default=1200, gt=0)
     """REST requests a key (or, without a key, a client address) may make per minute, per
-    API process; a key's own limit overrides it."""
+    API process; a key's own limit overrides it. WebSocket actions spend the same budget."""
     api_auth_failures_per_minute: int = Field(default=60, gt=0)
     """Requests without a valid API key one client address may make per minute, per API
     process; over that it gets 429 until its budget refills."""
@@ -116,14 +116,15 @@ class Settings(BaseSettings):
     """Largest client WebSocket message; a larger one closes the connection (code 1009)."""
     api_ws_send_queue: int = Field(default=2000, gt=0)
     """Messages queued for one WebSocket client; a client that lets it fill is disconnected
-    (code 4008) so it never delays the others."""
+    (code 4408) so it never delays the others."""
     api_ws_heartbeat_seconds: float = Field(default=30.0, gt=0)
     """Interval of the server's `ping` message on every WebSocket."""
     api_catalog_refresh_seconds: float = Field(default=30.0, gt=0)
     """How often the API re-reads the catalog (starlistings are looked up in memory)."""
     api_key_cache_seconds: float = Field(default=10.0, ge=0)
     """How long a verified API key is trusted before it is read again: the longest a
-    revocation or expiry takes to reach another API process."""
+    revocation takes to reach another API process. Open WebSockets re-read their key this
+    often (at least every second) and close with 4401 when it is dead."""
     api_usage_flush_seconds: float = Field(default=10.0, gt=0)
     """How often per-key request counters are written to the database (one statement)."""
     api_stream_stale_seconds: float = Field(default=120.0, gt=0)

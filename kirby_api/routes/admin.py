@@ -82,7 +82,8 @@ async def list_api_keys(database: NamedDependency[Database]) -> ApiKeysPage:
     "/api-keys/{key_id:int}",
     summary="Revoke an API key",
     description="Takes effect at once on this API process and within "
-    "KIRBY_API_KEY_CACHE_SECONDS on the others. Revoking again changes nothing.",
+    "KIRBY_API_KEY_CACHE_SECONDS on the others; open WebSockets of the key close with 4401 "
+    "within that time (at least 1 s). Revoking again changes nothing.",
     status_code=200,
     responses=error_responses(400, 401, 403, 404, 429, 503),
 )

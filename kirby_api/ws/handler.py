@@ -2,12 +2,22 @@
 
 The handshake is always accepted; a refusal is a close code the client can read (browsers
 cannot see an HTTP 403): 4401 no valid key, 4429 the key's connection cap, 1013 the
-process-wide cap. Then three tasks run until the first ends:
+process-wide cap. Then these tasks run until the first ends:
 
 - the reader takes client frames one at a time (reading also notices the client leaving),
-  applies them and queues the answers; a frame over `api_ws_max_message_bytes` closes 1009;
+  charges subscribe/unsubscribe and history rows to the key's rate-limit budget, applies
+  them and queues the answers; a frame over `api_ws_max_message_bytes` closes 1009, an
+  action over budget an `error` then 4429;
 - the writer sends queued messages in order (answers, history, live rows, heartbeats);
-- a watch on the queue's overflow flag closes a client that stopped keeping up (4408).
+- a watch on the queue's overflow flag closes a client that stopped keeping up (4408);
+- a watch on the key ends the session at its expiry or when `KeyWatch` (one query per
+  process every `api_key_cache_seconds`, at least 1 s) finds it revoked or deleted by any
+  process: 4401.
+
+Ending a connection is bounded: the client gets `_CLOSE_TIMEOUT_SECONDS` to take the close
+frame and answer, then the transport is aborted (`kirby_api.ws.transport`), so a client that
+stopped reading cannot keep the socket and its send buffer. The hub counts the connection
+(for the caps) until then.
 
 Refused actions become `error` messages; the connection stays open. Nothing here catches
 more than `KirbyError` (mapped to error codes by `protocol.error_code`) and the errors of
@@ -19,27 +29,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from litestar import WebSocket, websocket
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
-from kirby_api.errors import Unauthorized
+from kirby_api.errors import RateLimited, Unauthorized
 from kirby_api.formats import encode_message
+from kirby_api.keys import ApiKey
 from kirby_api.observability import Metrics
-from kirby_api.ratelimit import EXCLUDE_FROM_RATE_LIMIT
+from kirby_api.ratelimit import EXCLUDE_FROM_RATE_LIMIT, RateLimiter, caller_of
 from kirby_api.series import SeriesCatalog
 from kirby_api.ws import protocol
 from kirby_api.ws.hub import Client, Hub, subscription_keys
+from kirby_api.ws.key_watch import KeyWatch
+from kirby_api.ws.transport import transport_of
 from kirby_core.errors import KirbyError
 from kirby_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _CLOSE_TIMEOUT_SECONDS = 1.0
+_GONE_POLL_SECONDS = 0.01
+_HISTORY_ROWS_PER_REQUEST = 1000
 _SOCKET_GONE = (WebSocketDisconnect, OSError, RuntimeError, TimeoutError)
+
+
+class Close(NamedTuple):
+    """Why the server ends a connection."""
+
+    code: int
+    reason: str
+    label: str
+    """`kirby_api_ws_closed_total{reason}`."""
+    farewell: str | None = None
+    """A message sent just before the close frame."""
 
 
 class Session:
@@ -50,38 +78,65 @@ class Session:
         catalog: SeriesCatalog,
         settings: Settings,
         metrics: Metrics,
+        key_watch: KeyWatch,
+        limiter: RateLimiter,
     ) -> None:
         self._socket = socket
         self._hub = hub
         self._catalog = catalog
         self._settings = settings
         self._metrics = metrics
+        self._key_watch = key_watch
+        self._limiter = limiter
+        self._caller = caller_of(socket.user, socket.scope.get("client"))
         self.client = Client(getattr(socket.user, "id", None), settings.api_ws_send_queue)
 
-    async def run(self) -> tuple[int, str] | None:
-        """Serve until the client leaves (None) or the server must close (code, reason)."""
-        self._hub.connect(self.client)
-        reader = asyncio.create_task(self._read())
+    async def run(self) -> Close | None:
+        """Serve until the client leaves (None) or the server must close."""
+        # the tasks that end the session with their result
+        deciding = [asyncio.create_task(self._read())]
+        if isinstance(self._socket.user, ApiKey):
+            deciding.append(asyncio.create_task(self._watch_key(self._socket.user)))
         writer = asyncio.create_task(self._write())
         overflow = asyncio.create_task(self.client.overflowed.wait())
-        tasks = (reader, writer, overflow)
+        tasks = [*deciding, writer, overflow]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self._hub.disconnect(self.client)
-        for task in (reader, writer):
+            self._hub.update(self.client, {})  # no more live rows; still counted until gone
+        for task in tasks:
             failure = None if task.cancelled() else task.exception()
             if failure is not None and not isinstance(failure, _SOCKET_GONE):
                 log.error("ws connection failed error=%r", failure, exc_info=failure)
-                return protocol.CLOSE_INTERNAL_ERROR, "internal error; it has been logged"
+                return Close(
+                    protocol.CLOSE_INTERNAL_ERROR,
+                    "internal error; it has been logged",
+                    "internal_error",
+                )
         if overflow.done() and not overflow.cancelled():
-            return protocol.CLOSE_SLOW_CONSUMER, "send queue full: the client did not keep up"
-        if reader.done() and not reader.cancelled() and reader.exception() is None:
-            return reader.result()
+            return Close(
+                protocol.CLOSE_SLOW_CONSUMER,
+                "send queue full: the client did not keep up",
+                "slow_consumer",
+            )
+        for task in deciding:
+            if task.done() and not task.cancelled() and task.exception() is None:
+                return task.result()
         return None
+
+    async def _watch_key(self, key: ApiKey) -> Close:
+        with self._key_watch.watching(key) as dead:
+            if key.expires_at is None:
+                return Close(protocol.CLOSE_UNAUTHORIZED, await dead, "key_refused")
+            until_expiry = (key.expires_at - datetime.now(UTC)).total_seconds()
+            try:
+                refusal = await asyncio.wait_for(dead, max(0.0, until_expiry))
+            except TimeoutError:
+                refusal = key.refusal(key.expires_at) or "API key expired"
+            return Close(protocol.CLOSE_UNAUTHORIZED, refusal, "key_refused")
 
     async def _write(self) -> None:
         queue, send, sent = self.client.queue, self._socket.send, self._metrics.ws_sent
@@ -91,7 +146,7 @@ class Session:
                 await send({"type": "websocket.send", "text": text})
                 sent.inc()
 
-    async def _read(self) -> tuple[int, str] | None:
+    async def _read(self) -> Close | None:
         limit = self._settings.api_ws_max_message_bytes
         while True:
             event = await self._socket.receive()
@@ -100,25 +155,45 @@ class Session:
             raw = event.get("text")
             size = len(raw.encode()) if raw is not None else len(event.get("bytes") or b"")
             if size > limit:
-                return protocol.CLOSE_TOO_BIG, f"message of {size} bytes; the limit is {limit}"
-            await self._apply(raw if raw is not None else event.get("bytes") or b"")
+                return Close(
+                    protocol.CLOSE_TOO_BIG,
+                    f"message of {size} bytes; the limit is {limit}",
+                    "message_too_big",
+                )
+            closing = await self._apply(raw if raw is not None else event.get("bytes") or b"")
+            if closing is not None:
+                return closing
 
     def _send(self, message: object) -> None:
         self.client.offer(None, encode_message(message).decode())  # type: ignore[arg-type]
 
-    async def _apply(self, raw: str | bytes) -> None:
+    async def _apply(self, raw: str | bytes) -> Close | None:
+        """Apply one frame; a `Close` when it spent more than the key's budget."""
         action = None
         try:
             message = protocol.parse(raw)
             action = message.action
             if isinstance(message, protocol.Subscribe):
+                self._charge(1)
                 await self._subscribe(message)
             elif isinstance(message, protocol.Unsubscribe):
+                self._charge(1)
                 self._unsubscribe(message)
             else:
                 self._send(protocol.Pong(datetime.now(UTC)))
+        except RateLimited as exc:
+            self._metrics.rate_limited.inc()
+            error = protocol.Error("rate_limited", str(exc), action)
+            farewell = encode_message(error).decode()
+            return Close(protocol.CLOSE_RATE_LIMITED, str(exc), "rate_limited", farewell)
         except KirbyError as exc:
             self._send(protocol.Error(protocol.error_code(exc), str(exc), action))
+        return None
+
+    def _charge(self, cost: int) -> None:
+        """Spend the key's rate-limit budget (shared with its REST requests)."""
+        per_minute = getattr(self._socket.user, "rate_limit_per_minute", None)
+        self._limiter.check(self._caller, per_minute, cost)
 
     async def _subscribe(self, message: protocol.Subscribe) -> None:
         ids = list(dict.fromkeys(message.starlisting_ids))
@@ -147,6 +222,9 @@ class Session:
                 f"would make {len(merged)}",
             )
         requested = subscription_keys(stars, message.channels)
+        if message.history:
+            rows = message.history * len(requested)
+            self._charge(math.ceil(rows / _HISTORY_ROWS_PER_REQUEST))
         # No await between registering and holding: no live row can slip in between.
         self._hub.update(self.client, merged)
         if message.history:
@@ -180,41 +258,51 @@ class Session:
 
 def refusal(
     socket: WebSocket, hub: NamedDependency[Hub], settings: NamedDependency[Settings]
-) -> tuple[int, str] | None:
-    """Why this connection may not open, as a close code and reason; None if it may."""
+) -> Close | None:
+    """Why this connection may not open; None if it may."""
     if isinstance(socket.auth, Unauthorized):
-        return protocol.CLOSE_UNAUTHORIZED, str(socket.auth)
+        return Close(protocol.CLOSE_UNAUTHORIZED, str(socket.auth), "unauthorized")
     if len(hub.clients) >= settings.api_ws_max_connections:
-        return protocol.CLOSE_SERVER_FULL, (
+        return Close(
+            protocol.CLOSE_SERVER_FULL,
             f"server at its limit of {settings.api_ws_max_connections} connections; "
-            "retry later or use another replica"
+            "retry later or use another replica",
+            "server_full",
         )
     user = socket.user
     if user.id is not None:
         own = user.max_ws_connections
         cap = own if own is not None else settings.api_ws_max_connections_per_key
         if hub.per_key[user.id] >= cap:
-            return protocol.CLOSE_TOO_MANY_CONNECTIONS, (
-                f"key {user.prefix}... already holds {cap} WebSocket connection(s), its limit"
+            return Close(
+                protocol.CLOSE_TOO_MANY_CONNECTIONS,
+                f"key {user.prefix}... already holds {cap} WebSocket connection(s), its limit",
+                "key_connection_cap",
             )
     return None
 
 
-_CLOSE_REASONS = {
-    protocol.CLOSE_UNAUTHORIZED: "unauthorized",
-    protocol.CLOSE_SERVER_FULL: "server_full",
-    protocol.CLOSE_TOO_MANY_CONNECTIONS: "key_connection_cap",
-    protocol.CLOSE_SLOW_CONSUMER: "slow_consumer",
-    protocol.CLOSE_TOO_BIG: "message_too_big",
-    protocol.CLOSE_INTERNAL_ERROR: "internal_error",
-}
-
-
-async def _close(socket: WebSocket, code: int, reason: str) -> None:
-    """Close a socket that may already be gone (the reason is capped at 123 bytes)."""
+async def _end(socket: WebSocket, closing: Close | None) -> None:
+    """Close (when the server ends it) and make sure the socket is gone: the client has
+    `_CLOSE_TIMEOUT_SECONDS` to take the close frame and answer, then it is aborted."""
+    transport = transport_of(socket.scope)
     with contextlib.suppress(*_SOCKET_GONE):
         async with asyncio.timeout(_CLOSE_TIMEOUT_SECONDS):
-            await socket.close(code, reason.encode()[:123].decode(errors="ignore"))
+            if closing is not None:
+                if closing.farewell is not None:
+                    await socket.send_text(closing.farewell)
+                reason = closing.reason.encode()[:123].decode(errors="ignore")
+                await socket.close(closing.code, reason)
+            # the server closes the transport on the client's answer; no event tells us
+            while transport is not None and not _gone(transport):  # noqa: ASYNC110
+                await asyncio.sleep(_GONE_POLL_SECONDS)
+    if transport is not None and not _gone(transport):
+        transport.abort()
+        await asyncio.sleep(0)  # the socket closes in the loop's next callbacks
+
+
+def _gone(transport: asyncio.Transport) -> bool:
+    return transport.is_closing() and transport.get_write_buffer_size() == 0
 
 
 @websocket("/ws", opt={EXCLUDE_FROM_RATE_LIMIT: True})
@@ -224,22 +312,31 @@ async def stream(
     catalog: NamedDependency[SeriesCatalog],
     settings: NamedDependency[Settings],
     metrics: NamedDependency[Metrics],
+    key_watch: NamedDependency[KeyWatch],
+    limiter: NamedDependency[RateLimiter],
 ) -> None:
     """Live candles, funding and open interest; see kirby_api.ws.protocol."""
     await socket.accept()
     started = time.monotonic()
     closing = refusal(socket, hub, settings)
     key = getattr(socket.user, "id", None)
-    if closing is None:
-        log.info("ws open key=%s connections=%d", key or "-", len(hub.clients) + 1)
-        closing = await Session(socket, hub, catalog, settings, metrics).run()
-    if closing is not None:
-        code, reason = closing
-        metrics.ws_closed.labels(_CLOSE_REASONS.get(code, str(code))).inc()
-        await _close(socket, code, reason)
+    client = None
+    try:
+        if closing is None:
+            log.info("ws open key=%s connections=%d", key or "-", len(hub.clients) + 1)
+            session = Session(socket, hub, catalog, settings, metrics, key_watch, limiter)
+            client = session.client
+            hub.connect(client)
+            closing = await session.run()
+        if closing is not None:
+            metrics.ws_closed.labels(closing.label).inc()
+        await _end(socket, closing)
+    finally:
+        if client is not None:
+            hub.disconnect(client)
     log.info(
         "ws closed key=%s code=%s seconds=%.1f",
         key or "-",
-        closing[0] if closing else "client",
+        closing.code if closing else "client",
         time.monotonic() - started,
     )

@@ -19,7 +19,10 @@ Server -> client:
     {"type": "pong", "timestamp": ...}                    answer to a ping action
 
 `history` (0-1000) sends the latest rows of every series the subscribe names (again for
-ones already subscribed) before any live row of them. Funding and open interest belong to
+ones already subscribed) before any live row of them. Actions spend the key's rate-limit
+budget, the one its REST requests spend: a subscribe or unsubscribe costs 1, history 1 per
+started 1000 rows (`history` x series). Over budget the server sends an `error`
+(`rate_limited`) and closes with 4429. Funding and open interest belong to
 a trading pair: subscribing a starlisting to them delivers its pair's rows once per
 connection, however many intervals of it are subscribed.
 """
@@ -50,6 +53,7 @@ CLOSE_SERVER_FULL = 1013  # "try again later": the process-wide connection cap
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_SLOW_CONSUMER = 4408  # the send queue overflowed: the client did not keep up
 CLOSE_TOO_MANY_CONNECTIONS = 4429  # the key's connection cap
+CLOSE_RATE_LIMITED = 4429  # the key's request budget (after an `error` message saying so)
 
 StarlistingIds = Annotated[
     list[Annotated[int, Meta(ge=1, le=2**31 - 1)]],
@@ -114,6 +118,8 @@ def parse(raw: str | bytes) -> Subscribe | Unsubscribe | Ping:
         decoded = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise ProtocolError("invalid_json", f"message is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("invalid_json", "message is nested too deeply") from None
     if not isinstance(decoded, dict) or not isinstance(decoded.get("action"), str):
         raise ProtocolError(
             "validation_error",

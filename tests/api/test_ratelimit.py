@@ -67,3 +67,15 @@ def test_bucket_refills_continuously(monkeypatch: pytest.MonkeyPatch) -> None:
     assert limiter.check("k", None)["RateLimit-Remaining"] == "0"
     clock[0] += 60
     assert limiter.check("k", None)["RateLimit-Remaining"] == "5"
+
+
+def test_a_cost_spends_several_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kirby_api.ratelimit.time.monotonic", lambda: 1000.0)
+    limiter = RateLimiter(default_per_minute=6)
+    assert limiter.check("k", None, cost=4)["RateLimit-Remaining"] == "2"
+    with pytest.raises(RateLimited) as refused:
+        limiter.check("k", None, cost=3)
+    assert refused.value.headers["Retry-After"] == "10"
+    assert limiter.check("k", None, cost=2)["RateLimit-Remaining"] == "0"
+    with pytest.raises(RateLimited, match="costs 7 requests, more than the whole budget of 6"):
+        limiter.check("other", None, cost=7)

@@ -140,6 +140,7 @@ async def test_ping_pong_and_binary_frames(client) -> None:
     ("frame", "code", "message"),
     [
         ("{nope", "invalid_json", "message is not valid JSON"),
+        ("[" * 20_000 + "]" * 20_000, "invalid_json", "message is nested too deeply"),
         ("[1, 2]", "validation_error", 'message must be a JSON object with an "action"'),
         ('{"action": "dance"}', "unknown_action", "unknown action 'dance'; allowed: subscribe"),
         (
