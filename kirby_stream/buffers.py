@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
 from kirby_core.timeutil import floor_minute
+from kirby_stream.latency import Arrivals
 from kirby_stream.outages import Outage
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class Batch:
 
     rows: dict[str, list[NamedTuple]] = field(default_factory=lambda: {t: [] for t in TABLES})
     outages: list[Outage] = field(default_factory=list)
-    candle_received: list[float] = field(default_factory=list)
+    candle_received: Arrivals = field(default_factory=Arrivals)
 
     def __bool__(self) -> bool:
         return bool(self.outages) or any(self.rows.values())
@@ -55,7 +56,7 @@ class Buffers:
         self._candles = self._tables["candles"]
         self._funding = self._tables["funding_rates"]
         self._interest = self._tables["open_interest"]
-        self._candle_received: list[float] = []
+        self._candle_received = Arrivals()
         self.outages: list[Outage] = []
         self.dropped = 0
         """Rows dropped by the memory bound since the collector started."""
@@ -85,7 +86,7 @@ class Buffers:
 
     def add_candle(self, row: CandleRow, received: float) -> None:
         self._candles[row.starlisting_id, row.time] = row
-        self._candle_received.append(received)
+        self._candle_received.add(received)
         if len(self._candles) + len(self._funding) + len(self._interest) > self.max_rows:
             self._shed()
 
@@ -99,7 +100,7 @@ class Buffers:
         """Everything due for a flush at `now`: all candles, funding/OI of closed minutes
         (of every minute when `everything`), pending outages."""
         batch = Batch(outages=self.outages, candle_received=self._candle_received)
-        self.outages, self._candle_received = [], []
+        self.outages, self._candle_received = [], Arrivals()
         batch.rows["candles"] = list(self._candles.values())
         self._candles.clear()
         current = floor_minute(now)
@@ -118,7 +119,7 @@ class Buffers:
             for row in rows:
                 buffered.setdefault((row[0], row[1]), row)
         self.outages = batch.outages + self.outages
-        self._candle_received = batch.candle_received + self._candle_received
+        self._candle_received.merge(batch.candle_received)
         if self.size > self.max_rows:
             self._shed()
 
