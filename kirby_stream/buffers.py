@@ -44,6 +44,8 @@ class Batch:
     rows: dict[str, list[NamedTuple]] = field(default_factory=lambda: {t: [] for t in TABLES})
     outages: list[Outage] = field(default_factory=list)
     candle_received: Arrivals = field(default_factory=Arrivals)
+    covered_through: datetime | None = None
+    """Once stored, everything received before this data time is stored."""
 
     def __bool__(self) -> bool:
         return bool(self.outages) or any(self.rows.values())
@@ -62,6 +64,10 @@ class Buffers:
         """Rows dropped by the memory bound since the collector started."""
         self._writing: Batch | None = None
         """The batch last taken, until it is stored or restored."""
+        self.received_through: datetime | None = None
+        """Data time of the latest frame handled: everything received before is in here."""
+        self.gaps_since: datetime | None = None
+        """Start of the oldest open feed gap: data after it may be missing."""
 
     def sizes(self) -> dict[str, int]:
         """Rows buffered, by table (a batch being written is not among them)."""
@@ -99,17 +105,27 @@ class Buffers:
     def take(self, now: datetime, everything: bool = False) -> Batch:
         """Everything due for a flush at `now`: all candles, funding/OI of closed minutes
         (of every minute when `everything`), pending outages."""
-        batch = Batch(outages=self.outages, candle_received=self._candle_received)
+        current = floor_minute(now)
+        batch = Batch(
+            outages=self.outages,
+            candle_received=self._candle_received,
+            covered_through=self._coverage(current, everything),
+        )
         self.outages, self._candle_received = [], Arrivals()
         batch.rows["candles"] = list(self._candles.values())
         self._candles.clear()
-        current = floor_minute(now)
         for table in ("funding_rates", "open_interest"):
             rows = self._tables[table]
             due = [key for key in rows if everything or key[1] < current]
             batch.rows[table] = [rows.pop(key) for key in due]
         self._writing = batch
         return batch
+
+    def _coverage(self, current: datetime, everything: bool) -> datetime | None:
+        """How far a batch taken now covers: funding/OI of the open minute stay behind."""
+        limits = [self.received_through, self.gaps_since, None if everything else current]
+        known = [limit for limit in limits if limit is not None]
+        return min(known) if self.received_through or self.gaps_since else None
 
     def restore(self, batch: Batch) -> None:
         """Put back a batch whose write failed; rows updated since keep their newer state."""

@@ -38,6 +38,12 @@ class Stats:
     failed_flushes: int = 0
     outages_recorded: int = 0
     last_message_at: datetime | None = None
+    state: str = "starting"
+    """starting (no healthy connection yet), running, degraded (see `last_error`), stopped."""
+    last_error: str | None = None
+    """Why the collector is degraded: the exchange cannot be reached, or sends nothing."""
+    covered_through: datetime | None = None
+    """Everything received before this data time is stored (see `succession`)."""
     tables: dict[str, TableStats] = field(default_factory=lambda: {t: TableStats() for t in TABLES})
     buffer_sizes: dict[str, int] = field(default_factory=dict)
     latency_histogram: list[int] = field(default_factory=lambda: [0] * BUCKETS, repr=False)

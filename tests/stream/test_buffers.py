@@ -17,6 +17,7 @@ from kirby_stream.stats import Stats
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
 
 
 def candle(sid: int, minute: int, close: str) -> CandleRow:
@@ -137,3 +138,24 @@ def test_latency_samples_stay_bounded_through_a_long_outage() -> None:
     assert sum(stats.latency_histogram) == pushes_per_slot * slots
     assert stats.latency_percentile(0.3) == pytest.approx(90.0, abs=0.02)
     assert stats.latency_percentile(0.5) == BUCKETS * BUCKET_SECONDS  # 150 s: the last bucket
+
+
+@pytest.mark.parametrize(
+    ("received", "gaps_since", "everything", "covered"),
+    [
+        (None, None, False, None),  # nothing received: coverage unknown
+        (T0 + 90 * SECOND, None, False, T0 + MINUTE),  # funding/OI of minute 1 stay behind
+        (T0 + 90 * SECOND, None, True, T0 + 90 * SECOND),  # stopping: everything taken
+        (T0 + 90 * SECOND, T0 + 10 * SECOND, True, T0 + 10 * SECOND),  # a gap is open
+        (None, T0 + 10 * SECOND, False, T0 + 10 * SECOND),  # inherited, nothing received
+    ],
+)
+def test_a_batch_covers_what_was_received_before_open_gaps_and_open_minutes(
+    received: datetime | None,
+    gaps_since: datetime | None,
+    everything: bool,
+    covered: datetime | None,
+) -> None:
+    buffers = Buffers(100)
+    buffers.received_through, buffers.gaps_since = received, gaps_since
+    assert buffers.take(T0 + 100 * SECOND, everything).covered_through == covered
