@@ -123,9 +123,10 @@ class Buffers:
 
     def _coverage(self, current: datetime, everything: bool) -> datetime | None:
         """How far a batch taken now covers: funding/OI of the open minute stay behind."""
+        if self.received_through is None and self.gaps_since is None:
+            return None  # nothing received, nothing inherited: nothing to say
         limits = [self.received_through, self.gaps_since, None if everything else current]
-        known = [limit for limit in limits if limit is not None]
-        return min(known) if self.received_through or self.gaps_since else None
+        return min(limit for limit in limits if limit is not None)
 
     def restore(self, batch: Batch) -> None:
         """Put back a batch whose write failed; rows updated since keep their newer state."""
