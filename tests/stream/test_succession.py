@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +17,11 @@ import asyncpg
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
 from kirby_core.simulator import SimulatorConfig, SimulatorServer
+from kirby_stream.buffers import Buffers
+from kirby_stream.database import Database
+from kirby_stream.flusher import Flusher
+from kirby_stream.outages import Outage
+from kirby_stream.stats import Stats
 from tests.stream.helpers import collecting, fast
 from tests.stream.test_resilience import ALL_SERIES, expected_series, healthy
 from tests.stream.test_shutdown import start_kirby_stream, stream_environment, wait_for
@@ -135,3 +140,28 @@ async def test_a_predecessor_is_claimed_once(
 async def _count(conn: asyncpg.Connection, expected: int) -> list[asyncpg.Record] | None:
     rows = await outages(conn)
     return rows if len(rows) >= expected else None
+
+
+async def test_coverage_does_not_pass_an_outage_claimed_during_a_flush(
+    conn: asyncpg.Connection, settings: Settings, database_urls: DatabaseUrls
+) -> None:
+    """A predecessor claimed while a flush waits for the connection: that flush must not
+    advance `covered_through` past the claimed window, which is stored only by the next."""
+    start = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
+    database = Database(database_urls.realtime, 5.0)
+    buffers, stats = Buffers(100), Stats("me", start)
+    stats.covered_through = start  # lowered by the claim
+    buffers.received_through = start + 10 * MINUTE
+    flusher = Flusher(settings, buffers, database, stats, lambda: start + 10 * MINUTE)
+    buffers.outages.append(Outage("candles", 1, start - MINUTE, start, "earlier gap"))
+    try:
+        async with database._lock:  # the heartbeat holds the connection, claiming
+            flush = asyncio.create_task(flusher.flush())
+            await asyncio.sleep(0)  # the flush has taken its batch and waits
+            buffers.outages.append(Outage("candles", 1, start, start + MINUTE, "claimed"))
+        assert await flush
+        assert stats.covered_through == start
+        assert await flusher.flush()  # the claimed window is stored: coverage moves on
+        assert stats.covered_through == start + 10 * MINUTE
+    finally:
+        await database.close()
