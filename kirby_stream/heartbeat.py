@@ -57,6 +57,8 @@ class Heartbeat:
     heartbeat_at: datetime
     age: timedelta
     """How long ago the row was refreshed, by the database's clock."""
+    state: str
+    """starting, running, degraded, or stopped (its collector ended cleanly)."""
 
 
 async def write_heartbeat(conn: asyncpg.Connection, stats: Stats) -> None:
@@ -85,7 +87,7 @@ async def read_heartbeats(
     """Heartbeats refreshed within `fresh_within`, plus those of `collector_ids` however old."""
     rows = await conn.fetch(
         """SELECT collector_id, hostname, pid, started_at, heartbeat_at,
-                  now() - heartbeat_at AS age
+                  now() - heartbeat_at AS age, state
            FROM stream_heartbeats
            WHERE heartbeat_at > now() - $1::interval OR collector_id = ANY($2::text[])
            ORDER BY heartbeat_at DESC""",
