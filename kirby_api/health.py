@@ -1,8 +1,10 @@
 """What /health reports: the database, the stream's heartbeat, per-series data freshness.
 
 Overall status: `ok`; `degraded` when the stream's newest heartbeat is older than
-`api_stream_stale_seconds` (or there is none) or the LISTEN connection is down — the API
-still serves stored data; `down` when the database does not answer (HTTP 503). A failing
+`api_stream_stale_seconds` (or there is none), says its collector is degraded (it cannot
+reach the exchange, or received nothing for the stall time: `stream.reason` says which) or
+stopped, or the LISTEN connection is down — the API still serves stored data; `down` when
+the database does not answer (HTTP 503). A failing
 database is the expected outcome to report here, so this is the one place that turns a
 `StorageError` into data instead of an error response.
 """
@@ -36,14 +38,19 @@ class CollectorHealth(msgspec.Struct):
     heartbeat_at: datetime
     age_seconds: float
     last_message_at: datetime | None
+    state: Literal["starting", "running", "degraded", "stopped"]
+    last_error: str | None
+    """Why the collector is degraded."""
 
 
 class StreamHealth(msgspec.Struct):
-    status: Literal["ok", "stale", "missing", "unknown"]
+    status: Literal["ok", "degraded", "stopped", "stale", "missing", "unknown"]
     heartbeat_age_seconds: float | None
     """Age of the newest heartbeat of any collector."""
     stale_after_seconds: float
     collectors: list[CollectorHealth]
+    reason: str | None = None
+    """Why the stream is degraded (the newest collector's `last_error`)."""
 
 
 class SeriesFreshness(msgspec.Struct):
@@ -106,20 +113,36 @@ async def probe(
             r["heartbeat_at"],
             round((now - r["heartbeat_at"]).total_seconds(), 3),
             r["last_message_at"],
+            r["state"],
+            r["last_error"],
         )
         for r in heartbeats
     ]
+    stream_status, reason = _stream_status(collectors[0] if collectors else None, stale_after)
     age = collectors[0].age_seconds if collectors else None
-    stream_status = "missing" if age is None else "ok" if age <= stale_after else "stale"
     health = Health(
         status="ok" if stream_status == "ok" and listening else "degraded",
         checked_at=now,
         database=DatabaseHealth("ok", round(latency, 3)),
-        stream=StreamHealth(stream_status, age, stale_after, collectors),
+        stream=StreamHealth(stream_status, age, stale_after, collectors, reason),
         listener=ListenerHealth(listening),
         freshness=series,
     )
     return health, heartbeats
+
+
+def _stream_status(
+    newest: CollectorHealth | None, stale_after: float
+) -> tuple[Literal["ok", "degraded", "stopped", "stale", "missing"], str | None]:
+    if newest is None:
+        return "missing", None
+    if newest.age_seconds > stale_after:
+        return "stale", None
+    if newest.state == "degraded":
+        return "degraded", newest.last_error
+    if newest.state == "stopped":
+        return "stopped", None
+    return "ok", None
 
 
 async def _freshness(

@@ -48,6 +48,9 @@ class CollectorStatus(msgspec.Struct):
     heartbeat_age_seconds: float
     last_message_at: datetime | None
     last_message_age_seconds: float | None
+    state: Literal["starting", "running", "degraded", "stopped"]
+    last_error: str | None
+    """Why the collector is degraded."""
     messages_received: int
     invalid_messages: int
     dropped_rows: int
@@ -62,9 +65,11 @@ class CollectorStatus(msgspec.Struct):
 
 
 class StreamStatus(msgspec.Struct):
-    status: Literal["ok", "stale", "missing", "unknown"]
+    status: Literal["ok", "degraded", "stopped", "stale", "missing", "unknown"]
     stale_after_seconds: float
     collectors: list[CollectorStatus]
+    reason: str | None = None
+    """Why the stream is degraded, as /health says."""
 
 
 class SeriesStatus(msgspec.Struct):
@@ -103,7 +108,8 @@ class ClientsStatus(msgspec.Struct):
 
 class Status(msgspec.Struct):
     status: Literal["ok", "degraded", "down"]
-    """As /health: degraded when the stream is stale or the listener is down."""
+    """As /health: degraded when the stream is stale, degraded or stopped, or the listener
+    is down."""
     checked_at: datetime
     database: DatabaseHealth
     stream: StreamStatus
@@ -166,6 +172,7 @@ class StatusBoard:
                 health.stream.status,
                 self._stale_after,
                 self._collectors(health, heartbeats, now),
+                health.stream.reason,
             ),
             series=series,
             coverage=[] if down else await self._coverage(series, days, now),
@@ -189,6 +196,8 @@ class StatusBoard:
                     heartbeat_age_seconds=beat.age_seconds,
                     last_message_at=last,
                     last_message_age_seconds=_age(now, last),
+                    state=beat.state,
+                    last_error=beat.last_error,
                     messages_received=row["messages_received"],
                     invalid_messages=row["invalid_messages"],
                     dropped_rows=row["dropped_rows"],

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from kirby_cli.dagster_client import BACKFILL_DONE, DagsterClient
+from kirby_cli.dagster_client import BACKFILL_DONE, BACKFILL_FAILED, DagsterClient
 from kirby_pipelines.catalogs import Series
 from kirby_pipelines.partitions import partition_key
 from kirby_pipelines.runs import still_served
@@ -70,6 +70,8 @@ class Backfills:
         self.lake: dict[str, str] = {}
         self.status: dict[str, str] = {}
         """Title -> last status read."""
+        self.failures: dict[str, str] = {}
+        """Title -> why a failed backfill failed (its root cause)."""
 
     def titles(self) -> list[str]:
         return [*self.history, *self.lake]
@@ -85,7 +87,10 @@ class Backfills:
         """Read the unfinished backfills' status; launch the lake once the history is in."""
         for title, backfill_id in {**self.history, **self.lake}.items():
             if self.status[title] not in BACKFILL_DONE:
-                self.status[title] = self.client.backfill_status(backfill_id)
+                self.status[title] = status = self.client.backfill_status(backfill_id)
+                if status in BACKFILL_FAILED:
+                    reason = self.client.backfill_failure(backfill_id)
+                    self.failures[title] = reason or "no reason recorded"
         if self.export_lake and not self.lake and self._succeeded(self.history):
             title = f"lake + merged dataset {self._span()}"
             days = [day.isoformat() for day in self.days]

@@ -8,6 +8,7 @@ of dagster.yaml. Errors come back as `StackError` with Dagster's message.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -19,15 +20,20 @@ LOCATION = "kirby"
 REPOSITORY = "__repository__"
 """The repository name Dagster gives a `Definitions` object."""
 BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+BACKFILL_FAILED = {"COMPLETED_FAILED", "FAILED"}
 UNFINISHED_RUNS = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
 
 _ERROR = "... on Error { message } ... on PythonError { message }"
+_EXCEPTION_CLASS = re.compile(r"^[\w.]+: ")
+"""How a Python error's message starts: `kirby_core.errors.ExchangeUnavailable: …`."""
 
 
 class DagsterClient:
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -126,6 +132,35 @@ class DagsterClient:
         )["partitionBackfillOrError"]
         return _ok(data, f"read backfill {backfill_id}")["status"]
 
+    def backfill_failure(self, backfill_id: str) -> str | None:
+        """Why a backfill failed: its own error, else the root cause of its first failed run's
+        first failed step (not the op wrapper's "Error occurred while executing op")."""
+        data = self.query(
+            "query($id: String!) { partitionBackfillOrError(backfillId: $id) { __typename"
+            " ... on PartitionBackfill { error { message causes { message } }"
+            f" runs(limit: 100) {{ runId status }} }} {_ERROR} }} }}",
+            id=backfill_id,
+        )["partitionBackfillOrError"]
+        backfill = _ok(data, f"read backfill {backfill_id}")
+        if backfill.get("error"):
+            return _root_cause(backfill["error"])
+        failed = [run["runId"] for run in backfill["runs"] if run["status"] == "FAILURE"]
+        if not failed:
+            return None
+        data = self.query(
+            "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run {"
+            " eventConnection(limit: 1000) { events { __typename"
+            " ... on ExecutionStepFailureEvent { stepKey error { message causes { message } } }"
+            f" ... on RunFailureEvent {{ message }} }} }} }} {_ERROR} }} }}",
+            id=failed[-1],  # runs come newest first
+        )["runOrError"]
+        events = _ok(data, f"read run {failed[-1]}")["eventConnection"]["events"]
+        for event in events:
+            if event["__typename"] == "ExecutionStepFailureEvent" and event.get("error"):
+                return f"{event['stepKey']}: {_root_cause(event['error'])}"
+        messages = [e["message"] for e in events if e["__typename"] == "RunFailureEvent"]
+        return messages[0] if messages else f"run {failed[-1]} failed"
+
     def unfinished_runs(self, job_name: str | None = None) -> list[dict[str, str]]:
         """Run ids and statuses of the runs (of `job_name`, or all) not finished yet."""
         data = self.query(
@@ -143,6 +178,13 @@ class DagsterClient:
                 ids=run_ids,
             )["terminateRuns"]
             _ok(data, "terminate runs")
+
+
+def _root_cause(error: dict[str, Any]) -> str:
+    """The innermost error's first line, without its exception class."""
+    innermost = (error.get("causes") or [error])[-1]
+    lines = innermost["message"].strip().splitlines() or [""]
+    return _EXCEPTION_CLASS.sub("", lines[0], count=1)
 
 
 def _ok(data: dict[str, Any], what: str) -> dict[str, Any]:

@@ -28,8 +28,13 @@ class Snapshot:
     """Rows by table (`training_candles`: the training database's candles)."""
     heartbeat_age: float | None = None
     collector: str | None = None
+    collector_state: str | None = None
+    collector_error: str | None = None
+    """Why the collector is degraded (it cannot reach the exchange, or receives nothing)."""
     last_candle: datetime | None = None
     backfills: dict[str, str] = field(default_factory=dict)
+    backfill_failures: dict[str, str] = field(default_factory=dict)
+    """Title -> root cause of a failed backfill."""
     lake_files: int = 0
     model_files: int = 0
 
@@ -42,6 +47,7 @@ def snapshot(stack: Stack) -> Snapshot:
             asyncio.run(_read(stack, snap))
     if stack.backfills is not None:
         snap.backfills = dict(stack.backfills.status)
+        snap.backfill_failures = dict(stack.backfills.failures)
     lake = stack.config.settings.lake_dir.resolve()
     files = list(lake.rglob("*.parquet")) if lake.is_dir() else []
     snap.model_files = sum(1 for f in files if (lake / "models") in f.parents)
@@ -57,11 +63,12 @@ async def _read(stack: Stack, snap: Snapshot) -> None:
             for table in REALTIME_TABLES:
                 snap.counts[table] = await conn.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608
             beat = await conn.fetchrow(
-                "SELECT collector_id, extract(epoch FROM now() - heartbeat_at)::float AS age"
-                " FROM stream_heartbeats ORDER BY heartbeat_at DESC LIMIT 1"
+                "SELECT collector_id, extract(epoch FROM now() - heartbeat_at)::float AS age,"
+                " state, last_error FROM stream_heartbeats ORDER BY heartbeat_at DESC LIMIT 1"
             )
             if beat is not None:
                 snap.collector, snap.heartbeat_age = beat["collector_id"], beat["age"]
+                snap.collector_state, snap.collector_error = beat["state"], beat["last_error"]
             snap.last_candle = await conn.fetchval("SELECT max(time) FROM candles")
         finally:
             await conn.close()
@@ -82,6 +89,8 @@ def render(snap: Snapshot, now: datetime, refresh_seconds: float, lake_dir: Path
         stream = "no heartbeat yet (the supervisor launches the stream run within a minute)"
     else:
         stream = f"heartbeat {snap.heartbeat_age:.0f} s ago ({snap.collector})"
+        if snap.collector_state == "degraded":
+            stream = f"DEGRADED: {snap.collector_error} ({stream})"
     if snap.last_candle is not None:
         stream += f", latest candle opened {snap.last_candle:%H:%M} UTC"
     lines = [
@@ -94,6 +103,8 @@ def render(snap: Snapshot, now: datetime, refresh_seconds: float, lake_dir: Path
     ]
     for i, (title, status) in enumerate(snap.backfills.items()):
         lines.append(f"  {'backfills' if i == 0 else '':<9}  {status:<17} {title}")
+        if title in snap.backfill_failures:
+            lines.append(f"  {'':<9}  {'':<17} {snap.backfill_failures[title]}")
     lines.append(
         f"  lake       {snap.lake_files} Parquet files, merged dataset and models "
         f"{snap.model_files} files ({lake_dir})"

@@ -8,8 +8,9 @@
 What it keeps: candles of every active Hyperliquid starlisting (latest state per open time,
 flushed every `stream_flush_seconds`), and one funding-rate and one open-interest row per
 trading pair per minute (latest value of the minute, flushed when it closes), each flush
-with one NOTIFY per table. Gaps in what it saw are recorded in `collection_outages`; its
-health in `stream_heartbeats`. See `collector` for how the parts fit.
+with one NOTIFY per table. Gaps in what it saw are recorded in `collection_outages`, the
+gap a killed predecessor left included (`succession`); its state (degraded: why) in
+`stream_heartbeats`. See `collector` for how the parts fit.
 """
 
 from kirby_stream.collector import Collector

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
 from kirby_core.timeutil import floor_minute
+from kirby_stream.latency import Arrivals
 from kirby_stream.outages import Outage
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ class Batch:
 
     rows: dict[str, list[NamedTuple]] = field(default_factory=lambda: {t: [] for t in TABLES})
     outages: list[Outage] = field(default_factory=list)
-    candle_received: list[float] = field(default_factory=list)
+    candle_received: Arrivals = field(default_factory=Arrivals)
+    covered_through: datetime | None = None
+    """Once stored, everything received before this data time is stored."""
 
     def __bool__(self) -> bool:
         return bool(self.outages) or any(self.rows.values())
@@ -55,12 +58,16 @@ class Buffers:
         self._candles = self._tables["candles"]
         self._funding = self._tables["funding_rates"]
         self._interest = self._tables["open_interest"]
-        self._candle_received: list[float] = []
+        self._candle_received = Arrivals()
         self.outages: list[Outage] = []
         self.dropped = 0
         """Rows dropped by the memory bound since the collector started."""
         self._writing: Batch | None = None
         """The batch last taken, until it is stored or restored."""
+        self.received_through: datetime | None = None
+        """Data time of the latest frame handled: everything received before is in here."""
+        self.gaps_since: datetime | None = None
+        """Start of the oldest open feed gap: data after it may be missing."""
 
     def sizes(self) -> dict[str, int]:
         """Rows buffered, by table (a batch being written is not among them)."""
@@ -85,7 +92,7 @@ class Buffers:
 
     def add_candle(self, row: CandleRow, received: float) -> None:
         self._candles[row.starlisting_id, row.time] = row
-        self._candle_received.append(received)
+        self._candle_received.add(received)
         if len(self._candles) + len(self._funding) + len(self._interest) > self.max_rows:
             self._shed()
 
@@ -98,17 +105,28 @@ class Buffers:
     def take(self, now: datetime, everything: bool = False) -> Batch:
         """Everything due for a flush at `now`: all candles, funding/OI of closed minutes
         (of every minute when `everything`), pending outages."""
-        batch = Batch(outages=self.outages, candle_received=self._candle_received)
-        self.outages, self._candle_received = [], []
+        current = floor_minute(now)
+        batch = Batch(
+            outages=self.outages,
+            candle_received=self._candle_received,
+            covered_through=self._coverage(current, everything),
+        )
+        self.outages, self._candle_received = [], Arrivals()
         batch.rows["candles"] = list(self._candles.values())
         self._candles.clear()
-        current = floor_minute(now)
         for table in ("funding_rates", "open_interest"):
             rows = self._tables[table]
             due = [key for key in rows if everything or key[1] < current]
             batch.rows[table] = [rows.pop(key) for key in due]
         self._writing = batch
         return batch
+
+    def _coverage(self, current: datetime, everything: bool) -> datetime | None:
+        """How far a batch taken now covers: funding/OI of the open minute stay behind."""
+        if self.received_through is None and self.gaps_since is None:
+            return None  # nothing received, nothing inherited: nothing to say
+        limits = [self.received_through, self.gaps_since, None if everything else current]
+        return min(limit for limit in limits if limit is not None)
 
     def restore(self, batch: Batch) -> None:
         """Put back a batch whose write failed; rows updated since keep their newer state."""
@@ -118,7 +136,7 @@ class Buffers:
             for row in rows:
                 buffered.setdefault((row[0], row[1]), row)
         self.outages = batch.outages + self.outages
-        self._candle_received = batch.candle_received + self._candle_received
+        self._candle_received.merge(batch.candle_received)
         if self.size > self.max_rows:
             self._shed()
 

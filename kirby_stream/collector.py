@@ -11,7 +11,9 @@ stops reading and closes its connection, the intake drains the queue up to the f
 last frame and closes open outage gaps, the flusher writes everything (retrying for at
 most `stream_shutdown_seconds`), the heartbeat writes its last row. An unexpected error in
 any part ends the run with that error (a supervisor restarts the collector); expected
-failures (network, database, malformed frames) are handled where they happen.
+failures (network, database, malformed frames) are handled where they happen. The heartbeat
+says the collector's state (starting, running, degraded and why, stopped) and, through
+`succession`, takes over from collectors that were killed or stopped before it.
 
 Times of data (asset-context minutes, outage windows) come from `clock`, the wall clock
 unless a test passes the simulator's virtual clock.
@@ -24,7 +26,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from kirby_core.db.urls import redact
 from kirby_core.errors import StorageError
@@ -38,6 +40,7 @@ from kirby_stream.flusher import Flusher
 from kirby_stream.heartbeat import HeartbeatWriter, wall_time_of
 from kirby_stream.intake import Intake
 from kirby_stream.stats import Stats
+from kirby_stream.succession import Predecessor
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,8 @@ def wall_clock() -> datetime:
 
 
 def default_collector_id(started_at: datetime) -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{started_at:%Y%m%dT%H%M%S}"
+    """Unique per run, also for several runs in one process (a successor claims by id)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{started_at:%Y%m%dT%H%M%S.%f}"
 
 
 class Collector:
@@ -74,6 +78,7 @@ class Collector:
         self._feed: Feed | None = None
         self._frames: asyncio.Queue[Frame | FeedEvent] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
 
     async def run(self, stop: asyncio.Event) -> None:
         url = self.database_url
@@ -98,8 +103,14 @@ class Collector:
         self._feed = feed = Feed(settings, frames, self.health, self.clock, catalog)
         flusher = Flusher(settings, self.buffers, database, self.stats, self.clock)
         heartbeat = HeartbeatWriter(
-            database, self.stats, settings.stream_heartbeat_seconds, self.refresh_stats
+            database,
+            self.stats,
+            settings.stream_heartbeat_seconds,
+            self.refresh_stats,
+            timedelta(seconds=settings.stream_stale_seconds),
+            self._succeed,
         )
+        self.intake.catalog = catalog  # predecessors' outages may come before a connection
         drained, flushed = asyncio.Event(), asyncio.Event()
 
         async def intake() -> None:
@@ -109,6 +120,7 @@ class Collector:
 
         async def flush() -> None:
             await flusher.run(drained)
+            self._stopped = True
             flushed.set()
 
         async with asyncio.TaskGroup() as group:
@@ -159,9 +171,19 @@ class Collector:
                 assert self._feed is not None
                 self._feed.replace_catalog(catalog)
 
+    def _succeed(self, predecessors: list[Predecessor]) -> None:
+        self.intake.inherit(predecessors)
+        oldest = min(old.covered_through for old in predecessors)
+        covered = self.stats.covered_through
+        self.stats.covered_through = oldest if covered is None else min(covered, oldest)
+
     def refresh_stats(self) -> None:
         """Copy the parts' own counters into `stats` (they keep them where they are hot)."""
         stats = self.stats
+        if self._stopped:
+            stats.state, stats.last_error = "stopped", None
+        elif self._feed is not None:
+            stats.state, stats.last_error = self._feed.state, self._feed.problem
         stats.dropped_rows = self.buffers.dropped
         stats.buffer_sizes = {
             **self.buffers.held(),

@@ -14,9 +14,11 @@ run side by side:
   is replaced; a single coin that quiet while the others flow is resubscribed.
 
 A lost connection (dropped, refused, stalled) is retried with exponential backoff and jitter
-and every subscription is sent again. Besides frames, the queue carries `FeedEvent`s in
-arrival order (connected, feed lost for some coins, catalog replaced), so the parser
-attributes each frame to the right side of a gap. The feed itself never parses data.
+and every subscription is sent again. Until the next connection is healthy the feed is
+`degraded` and `problem` says why ("cannot reach <host>: <error>", a stall, a close).
+Besides frames, the queue carries `FeedEvent`s in arrival order (connected, feed lost for
+some coins, catalog replaced), so the parser attributes each frame to the right side of a
+gap. The feed itself never parses data.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
@@ -106,6 +110,9 @@ class Feed:
         self.health = health
         self.clock = clock
         self.reconnects = 0
+        self.state: Literal["starting", "running", "degraded"] = "starting"
+        self.problem: str | None = None
+        """Why the feed is degraded (how the last connection ended or failed)."""
         self._catalog = catalog
         self._catalog_changed = False
         self._generation = 0
@@ -130,6 +137,7 @@ class Feed:
             reason = await self._connection(stop, backoff)
             if stop.is_set():
                 break
+            self.state, self.problem = "degraded", reason
             lost = frozenset(self._subscribed)
             self._subscribed = {}
             await self.frames.put(FeedLost(lost, self.clock(), reason))
@@ -153,7 +161,8 @@ class Feed:
                     max_size=MAX_FRAME_BYTES,
                 )
         except (OSError, TimeoutError, WebSocketException) as exc:
-            return f"connect failed: {exc or type(exc).__name__}"
+            host = urlsplit(self.url).hostname
+            return f"cannot reach {host}: {str(exc) or type(exc).__name__}"
         try:
             return await self._serve(ws, stop, backoff)
         finally:
@@ -218,6 +227,7 @@ class Feed:
                 and health.data_seen
             ):
                 healthy = True
+                self.state, self.problem = "running", None
                 backoff.reset()
                 subscribed = len(self._subscribed)
                 log.info("event=feed_healthy coins=%d subscriptions=%d", subscribed, self._sent)

@@ -117,6 +117,8 @@ class Flusher:
         committed_at = datetime.now(UTC)
         stats.record_latencies(time.monotonic(), batch.candle_received)
         stats.flushes += 1
+        if not self.buffers.outages:  # one waiting to be stored keeps the coverage back
+            stats.covered_through = batch.covered_through or stats.covered_through
         stats.outages_recorded += len(batch.outages)
         for table, result in results.items():
             table_stats = stats.tables[table]

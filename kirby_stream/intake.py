@@ -6,7 +6,9 @@ starlisting, coin to a trading pair) and lands in the buffers. Anything that is 
 well-formed frame of a subscribed coin (bad JSON, non-numeric price, high below low, an
 unknown coin or interval) is counted, logged and dropped: never written, never fatal.
 Feed events open outage gaps (feed lost), reset the per-connection health the keeper reads
-(connected), and swap the catalog (gaps of coins no longer collected are closed).
+(connected), and swap the catalog (gaps of coins no longer collected are closed). The
+buffers learn how far what they hold reaches (`received_through`, `gaps_since`), which a
+flush turns into the heartbeat's `covered_through`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from kirby_stream.feed import (
 )
 from kirby_stream.outages import FeedGaps, Outage
 from kirby_stream.stats import Stats
+from kirby_stream.succession import Predecessor
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,7 @@ class Intake:
     def frame(self, text: str, received_at: datetime, received: float) -> None:
         self.stats.messages_received += 1
         self.last_message = received
+        self.buffers.received_through = received_at
         try:
             message = parse_ws_message(text, received_at)
         except ExchangeProtocolError as exc:
@@ -124,10 +128,25 @@ class Intake:
             self._retired = (self._retired | removed) - event.catalog.coins
             self._record(self.gaps.close(removed, event.at, self.catalog, "no longer collected"))
             self.catalog = event.catalog
+        self.buffers.gaps_since = self.gaps.since
 
     def close_gaps(self, at: datetime) -> None:
         """The collector stops: gaps still open end now."""
         self._record(self.gaps.close(self.gaps.open_coins, at, self.catalog, "collector stopped"))
+        self.buffers.gaps_since = self.gaps.since
+
+    def inherit(self, predecessors: list[Predecessor]) -> None:
+        """Take over from collectors that ended: what they did not store is an outage."""
+        for old in predecessors:
+            log.info(
+                "event=predecessor_claimed collector_id=%s state=%s covered_through=%s",
+                old.collector_id,
+                old.state,
+                old.covered_through.isoformat(),
+            )
+            coins = self.catalog.coins
+            self._record(self.gaps.inherit(coins, old.covered_through, self.catalog, old.reason))
+        self.buffers.gaps_since = self.gaps.since
 
     def _data(self, coin: str, received_at: datetime, received: float) -> None:
         health = self.health
@@ -136,6 +155,7 @@ class Intake:
         outages = self.gaps.saw_data(coin, received_at, self.catalog)
         if outages:
             self._record(outages)
+            self.buffers.gaps_since = self.gaps.since
 
     def _record(self, outages: list[Outage]) -> None:
         if not outages:

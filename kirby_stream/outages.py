@@ -6,6 +6,9 @@ Two things open an outage window:
   of each affected coin runs from the last data received for it to the first data received
   after it came back, and becomes one `collection_outages` row per series of the coin
   (its candle starlistings, its funding and open-interest pair) when it ends;
+- a predecessor: the previous collector was killed or stopped; the window of each coin runs
+  from the predecessor's last stored data to this collector's first data of the coin
+  (see `succession`);
 - a memory shed: with the database unreachable for long, the buffers hit their bound and
   the oldest rows were dropped; the window spans the dropped rows' times per series.
 
@@ -44,6 +47,7 @@ class FeedGaps:
     """Per coin: when data was last seen, and the gap opened since, if any."""
 
     def __init__(self) -> None:
+        self.first_data: dict[str, datetime] = {}
         self.last_data: dict[str, datetime] = {}
         self._open: dict[str, _Gap] = {}
 
@@ -51,14 +55,38 @@ class FeedGaps:
     def open_coins(self) -> frozenset[str]:
         return frozenset(self._open)
 
+    @property
+    def since(self) -> datetime | None:
+        """Start of the oldest open gap: nothing received is missing before it."""
+        return min((gap.start for gap in self._open.values()), default=None)
+
     def lost(self, coins: Iterable[str], at: datetime, reason: str) -> None:
         """The feed of `coins` stopped (a disconnect, a stall); already open gaps are kept."""
         for coin in coins:
             if coin not in self._open:
                 self._open[coin] = _Gap(self.last_data.get(coin, at), reason)
 
+    def inherit(
+        self, coins: Iterable[str], since: datetime, catalog: StreamCatalog, reason: str
+    ) -> list[Outage]:
+        """A predecessor stored data up to `since`: coins seen since get their window now,
+        the others a gap from `since` that their first data closes."""
+        outages: list[Outage] = []
+        for coin in coins:
+            first = self.first_data.get(coin)
+            if first is not None:
+                if first > since:
+                    outages += _rows(catalog, coin, _Gap(since, reason), first, reason)
+            else:
+                gap = self._open.get(coin)
+                start = since if gap is None else min(gap.start, since)
+                self._open[coin] = _Gap(start, reason if gap is None else gap.reason)
+        return outages
+
     def saw_data(self, coin: str, at: datetime, catalog: StreamCatalog) -> list[Outage]:
         self.last_data[coin] = at
+        if coin not in self.first_data:
+            self.first_data[coin] = at
         gap = self._open.pop(coin, None) if self._open else None
         return [] if gap is None else _rows(catalog, coin, gap, at, gap.reason)
 

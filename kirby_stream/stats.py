@@ -2,8 +2,8 @@
 
 Counters only grow while the collector runs. The candle message-to-commit latency (from a
 frame's arrival to the commit of a flush holding its state) is kept as a histogram of 10 ms
-buckets, so percentiles cost no memory per message. All updates happen on the collector's
-event loop; `snapshot` returns a detached copy that other threads may read.
+buckets (`latency`), so percentiles cost no memory per message. All updates happen on the
+collector's event loop; `snapshot` returns a detached copy that other threads may read.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from kirby_stream.buffers import TABLES
-
-BUCKET_SECONDS = 0.01
-BUCKETS = 12_000  # 120 s; slower commits land in the last bucket
+from kirby_stream.latency import BUCKET_SECONDS, BUCKETS, Arrivals
 
 
 @dataclass
@@ -40,15 +38,20 @@ class Stats:
     failed_flushes: int = 0
     outages_recorded: int = 0
     last_message_at: datetime | None = None
+    state: str = "starting"
+    """starting (no healthy connection yet), running, degraded (see `last_error`), stopped."""
+    last_error: str | None = None
+    """Why the collector is degraded: the exchange cannot be reached, or sends nothing."""
+    covered_through: datetime | None = None
+    """Everything received before this data time is stored (see `succession`)."""
     tables: dict[str, TableStats] = field(default_factory=lambda: {t: TableStats() for t in TABLES})
     buffer_sizes: dict[str, int] = field(default_factory=dict)
     latency_histogram: list[int] = field(default_factory=lambda: [0] * BUCKETS, repr=False)
 
-    def record_latencies(self, committed: float, received: list[float]) -> None:
+    def record_latencies(self, committed: float, received: Arrivals) -> None:
         histogram = self.latency_histogram
-        last = BUCKETS - 1
-        for moment in received:
-            histogram[min(int((committed - moment) / BUCKET_SECONDS), last)] += 1
+        for bucket, count in received.latencies(committed):
+            histogram[bucket] += count
 
     def latency_percentile(self, fraction: float) -> float | None:
         """Seconds within which `fraction` of the candle messages were committed."""

@@ -18,7 +18,8 @@ function renderService(status) {
   const ws = status.websocket;
   fillFacts(document.getElementById("service"), [
     ["database", "database", dbText, `badge ${db.status}`],
-    ["stream", "stream", status.stream.status, `badge ${status.stream.status}`],
+    ["stream", "stream", status.stream.reason ? `${status.stream.status}: ${status.stream.reason}`
+      : status.stream.status, `badge ${status.stream.status}`],
     ["listener", "live listener", ws.listener_connected ? "connected" : "down",
       `badge ${ws.listener_connected ? "ok" : "down"}`],
     ["stale-after", "stale after", formatAge(status.stream.stale_after_seconds)],
@@ -30,6 +31,7 @@ function renderCollectors(stream) {
     el("td", {}, c.collector_id),
     el("td", {}, c.hostname),
     el("td", {}, c.pid),
+    el("td", { class: `state ${c.state}` }, c.last_error ? `${c.state}: ${c.last_error}` : c.state),
     el("td", { class: `num ${c.stale ? "stale" : "ok"}` }, formatAge(c.heartbeat_age_seconds)),
     el("td", { class: "num" }, formatAge(c.last_message_age_seconds)),
     el("td", { class: "num messages" }, formatCount(c.messages_received)),
@@ -41,7 +43,7 @@ function renderCollectors(stream) {
   ));
   if (!rows.length) {
     rows.push(el("tr", { class: "empty-row" },
-      el("td", { colspan: 11 }, "No collector has written a heartbeat.")));
+      el("td", { colspan: 12 }, "No collector has written a heartbeat.")));
   }
   document.querySelector("#collectors tbody").replaceChildren(...rows);
 }

@@ -106,6 +106,26 @@ async def test_health_is_degraded_when_the_stream_is_stale(client, conn) -> None
     assert (response.json()["status"], response.json()["stream"]["status"]) == ("degraded", "stale")
 
 
+async def test_health_says_why_a_beating_collector_is_degraded(client, conn) -> None:
+    """A collector that cannot reach the exchange still beats: /health and /status.json
+    are degraded and name the reason (today: ok, for as long as the network is gone)."""
+    reason = "cannot reach api.hyperliquid.xyz: [Errno -3] Temporary failure in name resolution"
+    await conn.execute(
+        "INSERT INTO stream_heartbeats (collector_id, hostname, pid, started_at, heartbeat_at,"
+        " state, last_error) VALUES ('hl', 'box', 1, now(), now(), 'degraded', $1)",
+        reason,
+    )
+    for path in ("/health", "/status.json"):
+        body = (await client.get(path)).json()
+        assert (body["status"], body["stream"]["status"]) == ("degraded", "degraded"), path
+        assert body["stream"]["reason"] == reason
+        [collector] = body["stream"]["collectors"]
+        assert (collector["state"], collector["last_error"]) == ("degraded", reason)
+    await conn.execute("UPDATE stream_heartbeats SET state = 'stopped', last_error = NULL")
+    body = (await client.get("/health")).json()
+    assert (body["status"], body["stream"]["status"]) == ("degraded", "stopped")
+
+
 async def test_health_without_any_heartbeat_is_degraded(client) -> None:
     body = (await client.get("/health")).json()
     assert (body["status"], body["stream"]["status"]) == ("degraded", "missing")

@@ -34,6 +34,7 @@ async def seed_heartbeat(conn: asyncpg.Connection, messages: int = 1234) -> date
         buffer_sizes={"candles": 3},
     )
     stats.tables["candles"].rows_written = 900
+    stats.state = "running"
     await write_heartbeat(conn, stats)
     return now - timedelta(seconds=3)
 
@@ -86,6 +87,8 @@ async def test_status_json_reports_collectors_freshness_coverage(client, conn, c
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
         "last_message_at": last_message.isoformat().replace("+00:00", "Z"),
+        "state": "running",
+        "last_error": None,
         "messages_received": 1234,
         "invalid_messages": 2,
         "dropped_rows": 5,

@@ -361,3 +361,16 @@ def test_supervisor_switched_off_or_blind_decides_nothing(
     )
     assert blind.tick() == []
     assert blind.skipped[0].startswith("database unreachable, nothing decided")
+
+
+def test_a_collector_that_stopped_cleanly_is_replaced_without_waiting(
+    supervisor: Supervisor, realtime_catalog: str
+) -> None:
+    """Its last heartbeat is fresh but says `stopped`: nothing is collecting any more."""
+    query(
+        realtime_catalog,
+        "INSERT INTO stream_heartbeats (collector_id, hostname, pid, started_at, heartbeat_at,"
+        " state) VALUES ('standalone', 'box', 1, now(), now(), 'stopped')",
+    )
+    [request] = supervisor.tick()
+    assert request.tags == STREAM_TAGS

@@ -53,3 +53,26 @@ def test_open_gaps_end_when_the_coin_leaves_or_the_collector_stops() -> None:
         (T0, T0 + 5 * S, "stall; collector stopped")
     }
     assert gaps.open_coins == frozenset()
+
+
+def test_a_predecessor_gap_ends_at_each_coins_first_data() -> None:
+    gaps = FeedGaps()
+    gaps.saw_data("BTC", T0 + 4 * S, CATALOG)  # seen before the predecessor was claimed
+    gaps.saw_data("BTC", T0 + 6 * S, CATALOG)
+    now = gaps.inherit({"BTC", "SOL"}, T0, CATALOG, "collector x stopped")
+    assert {(o.dataset, o.start_time, o.end_time) for o in now} == {
+        (dataset, T0, T0 + 4 * S) for dataset in ("candles", "funding_rates", "open_interest")
+    }
+    assert len(now) == 4
+    assert gaps.since == T0  # SOL: not seen yet, its gap stays open
+    later = gaps.saw_data("SOL", T0 + 7 * S, CATALOG)
+    assert {(o.start_time, o.end_time, o.reason) for o in later} == {
+        (T0, T0 + 7 * S, "collector x stopped")
+    }
+    assert gaps.since is None
+
+
+def test_a_predecessor_that_stored_past_our_first_data_leaves_no_window() -> None:
+    gaps = FeedGaps()
+    gaps.saw_data("BTC", T0, CATALOG)
+    assert gaps.inherit({"BTC"}, T0 + S, CATALOG, "collector x stopped") == []

@@ -7,9 +7,11 @@ reading, flush, last heartbeat) before the run ends. The op is a plain function,
 generator: a generator suspended at a `yield` would receive the interrupt in Dagster's frame,
 outside the `with` block, and the process could end without the final flush. About once a
 minute the op logs an `AssetObservation` per live asset (live_candles, live_funding_rates,
-live_open_interest, declared in defs/live) with the rows written, the latest row time and
-the lag. The collector's heartbeat id is `dagster-<run id>`, which is how the supervisor
-tells a stale run. Runs carry the `kirby/stream` tag; dagster.yaml allows one in progress.
+live_open_interest, declared in defs/live) with the rows written, the latest row time, the
+lag and the collector's state (`collector_state`; `collector_error` says why it is degraded,
+e.g. "cannot reach api.hyperliquid.xyz: …", which is also logged as a warning). The
+collector's heartbeat id is `dagster-<run id>`, which is how the supervisor tells a stale run.
+Runs carry the `kirby/stream` tag; dagster.yaml allows one in progress.
 """
 
 from collections.abc import Iterator
@@ -43,6 +45,8 @@ def collect_stream(
                 f"{stats.invalid_messages} invalid, {stats.outages_recorded} outage rows, "
                 f"{stats.dropped_rows} rows dropped, buffers {stats.buffer_sizes}"
             )
+            if stats.state == "degraded":
+                context.log.warning(f"stream DEGRADED: {stats.last_error}")
             previous = stats
 
 
@@ -54,7 +58,10 @@ def observations(stats: Stats, previous: Stats | None) -> Iterator[dg.AssetObser
             "rows_written": current.rows_written,
             "rows_written_since_last_observation": current.rows_written - before,
             "collector_id": stats.collector_id,
+            "collector_state": stats.state,
         }
+        if stats.last_error is not None:
+            metadata["collector_error"] = stats.last_error
         if current.last_time is not None:
             metadata["last_time"] = dg.MetadataValue.timestamp(current.last_time)
         if current.last_commit_at is not None:

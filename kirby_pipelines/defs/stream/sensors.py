@@ -55,7 +55,11 @@ def stream_supervisor(
     except StorageError as exc:
         return dg.SkipReason(f"database unreachable, nothing decided: {exc}")
     stale_after = settings.stream_stale_seconds
-    fresh = {b.collector_id for b in beats if b.age.total_seconds() < stale_after}
+    fresh = {  # a collector that stopped cleanly beats no more: no need to wait for it
+        b.collector_id
+        for b in beats
+        if b.age.total_seconds() < stale_after and b.state != "stopped"
+    }
     decision = plan(time.time(), runs, fresh, stale_after, Memory.from_cursor(context.cursor))
     for run_id in decision.terminate:
         _terminate(context, run_id, stale_after)
