@@ -39,7 +39,9 @@ def _ports(fn):
         type=click.IntRange(1, 30),
         help="Whole days up to yesterday backfilled at start.",
     )(fn)
-    fn = click.option("--api-port", default=8000, show_default=True, type=int)(fn)
+    fn = click.option(
+        "--api-port", default=8000, show_default=True, type=int, help="Port of the API."
+    )(fn)
     return click.option(
         "--dagster-port", default=3000, show_default=True, type=int, help="Port of the Dagster UI."
     )(fn)
@@ -47,7 +49,13 @@ def _ports(fn):
 
 @click.command()
 @_ports
-@click.option("--sim-port", default=8765, show_default=True, type=int)
+@click.option(
+    "--sim-port",
+    default=8765,
+    show_default=True,
+    type=int,
+    help="Port of the exchange simulator (kirby sim).",
+)
 @click.option(
     "--home",
     default=Path(".kirby-demo"),
