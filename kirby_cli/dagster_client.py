@@ -103,6 +103,19 @@ class DagsterClient:
             if data["__typename"] != "DuplicateDynamicPartitionError":
                 _ok(data, f"add partition {key} to {partitions_def}")
 
+    def report_materialization(self, asset: str, description: str) -> None:
+        """Record `asset` as materialized without a run (a sync made outside Dagster)."""
+        data = self.query(
+            "mutation($p: ReportRunlessAssetEventsParams!) { reportRunlessAssetEvents("
+            f"eventParams: $p) {{ __typename {_ERROR} }} }}",
+            p={
+                "eventType": "ASSET_MATERIALIZATION",
+                "assetKey": {"path": [asset]},
+                "description": description,
+            },
+        )["reportRunlessAssetEvents"]
+        _ok(data, f"record {asset} as materialized")
+
     def launch_backfill(self, assets: list[str], partitions: list[str], title: str) -> str:
         """An asset backfill of `partitions` (shared by every asset); returns its id."""
         params = {

@@ -271,9 +271,14 @@ class Stack:
         return "kirby demo" if self.config.sim_port is not None else "kirby run"
 
     def _register_partitions(self) -> None:
+        """What the catalog assets do after their sync: partitions, and a materialization,
+        so the UI sees the catalogs materialized."""
+        from kirby_pipelines.catalogs import ASSETS
+
         for series in self.series:
             for partitions_def, keys in series.keys().items():
                 self.dagster.add_partitions(partitions_def, keys)
+            self.dagster.report_materialization(ASSETS[series.database], f"{self._name()} sync")
 
     def _spawn(self, name, argv, env, cwd, ready) -> Child:
         child = processes.spawn(name, argv, self.config.logs / f"{name}.log", env, ready, cwd)

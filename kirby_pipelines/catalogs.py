@@ -4,7 +4,9 @@ Syncing a catalog file (`kirby_core.db.catalog_store.sync_catalog`) is followed 
 registering each active series as a key of its dynamic partitions: starlistings and trading
 pairs of the realtime database, starlistings of the training one. Keys are never removed: a
 deactivated series keeps its partitions and their history; automation skips it because it
-only ever asks for active series.
+only ever asks for active series. A sync made outside Dagster (`kirby catalog sync`, the
+demo) is recorded as a runless materialization of the catalog asset (`record_sync`), so
+the UI never calls its downstream assets' upstream "never materialized".
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from kirby_core.db.catalog_store import Starlisting, SyncReport, TradingPair
 from kirby_core.settings import Database, Settings
 from kirby_pipelines.partitions import STARLISTINGS, TRADING_PAIRS, TRAINING_STARLISTINGS
 
+ASSETS: dict[Database, str] = {"realtime": "realtime_catalog", "training": "training_catalog"}
+"""The catalog asset of each database."""
 QUERY_TIMEOUT_SECONDS = 10.0
 """Bound on a sensor's catalog read: ticks must stay well under Dagster's 60 s."""
 
@@ -97,3 +101,32 @@ def register(instance: dg.DagsterInstance, series: Series) -> dict[str, list[str
 
 def registered_order(instance: dg.DagsterInstance, name: str) -> Sequence[str]:
     return instance.get_dynamic_partitions(name)
+
+
+def sync_metadata(report: SyncReport, series: Series, added: dict[str, list[str]]) -> dict:
+    """The catalog asset's materialization metadata."""
+    return {
+        "active_starlistings": report.active_starlistings,
+        "active_trading_pairs": report.active_trading_pairs,
+        "starlistings_created": report.starlistings_created,
+        "starlistings_reactivated": report.starlistings_reactivated,
+        "starlistings_deactivated": report.starlistings_deactivated,
+        "partitions_added": dg.MetadataValue.json(added),
+        "starlistings": dg.MetadataValue.json([str(s.key) for s in series.starlistings]),
+    }
+
+
+def record_sync(
+    instance: dg.DagsterInstance, report: SyncReport, series: Series, description: str
+) -> dict[str, list[str]]:
+    """What the catalog asset does after its sync, for a sync made outside Dagster: register
+    the series as partitions and record the asset as materialized. Returns what was added."""
+    added = register(instance, series)
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            ASSETS[series.database],
+            description=description,
+            metadata=sync_metadata(report, series, added),
+        )
+    )
+    return added

@@ -27,7 +27,7 @@ from kirby_pipelines import catalogs, evidence
 from kirby_pipelines.backfills import Dataset, starlisting_key, trading_pair_key
 from kirby_pipelines.partitions import (
     CANDLE_PARTITIONS,
-    DAILY,
+    DAYS,
     FUNDING_PARTITIONS,
     TRAINING_CANDLE_PARTITIONS,
     days_by_series,
@@ -309,7 +309,7 @@ def lake_matches_database(
     from kirby_pipelines.exports import LAKE_ASSETS, series_of
 
     dataset = DATASETS[LAKE_ASSETS[asset]]
-    keys = run_partitions(context, DAILY)
+    keys = run_partitions(context, DAYS[dataset.database])
     if keys is not None:
         days = sorted(date.fromisoformat(key) for key in keys)
     else:

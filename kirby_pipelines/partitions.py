@@ -3,7 +3,8 @@
 Backfill assets are partitioned by day x series (a starlisting, or a trading pair); the
 series dimension is dynamic: syncing a catalog registers each active series as a partition
 key (`str` of its key, e.g. `hyperliquid/BTC/USD/perps/1m`). Lake exports and SQL models
-are partitioned by day only: one partition covers every series of that day.
+are partitioned by day only: one partition covers every series of that day. Days start where
+the database's data can (`FIRST_DAYS`), not at one date for everything.
 
 Days end yesterday (no `end_offset`): a day is a partition once it is complete, so daily
 automation always targets a whole day. Today's gaps wait for midnight; Hyperliquid keeps
@@ -19,11 +20,24 @@ from typing import Any
 
 import dagster as dg
 
-FIRST_DAY = "2020-01-01"
-"""First partition: before any series the catalogs list (Binance history reaches 2017, but
-Kirby's training set starts in 2020)."""
+from kirby_core.settings import Database
 
-DAILY = dg.DailyPartitionsDefinition(start_date=FIRST_DAY)
+FIRST_DAYS: dict[Database, str] = {
+    "realtime": "2023-05-12",
+    "training": "2020-01-01",
+}
+"""The first day a partition can hold data, per database, declared here only; every day
+dimension derives from it. realtime: Hyperliquid's candle and funding history begins on
+2023-05-12 (its daily candles reach back that far; the 1m ones only ~3.5 days, which the
+backfills report as unavailable at source). training: Kirby's training set starts in 2020
+(Binance spot history reaches 2017, USDⓈ-M futures 2019-09); move it earlier here to backfill
+older years."""
+
+REALTIME_DAYS = dg.DailyPartitionsDefinition(start_date=FIRST_DAYS["realtime"])
+TRAINING_DAYS = dg.DailyPartitionsDefinition(start_date=FIRST_DAYS["training"])
+DAYS = {"realtime": REALTIME_DAYS, "training": TRAINING_DAYS}
+DAILY = DAYS[min(FIRST_DAYS, key=FIRST_DAYS.__getitem__)]
+"""Days of the SQL models, which read both databases' lake files: from the earliest first day."""
 STARLISTINGS = dg.DynamicPartitionsDefinition(name="starlistings")
 """Realtime candle series (hyperliquid/BTC/USD/perps/1m)."""
 TRADING_PAIRS = dg.DynamicPartitionsDefinition(name="trading_pairs")
@@ -32,13 +46,15 @@ TRAINING_STARLISTINGS = dg.DynamicPartitionsDefinition(name="training_starlistin
 """Training candle series (binance/BTC/USDT/spot/1m)."""
 
 
-def by_day_and(series: dg.DynamicPartitionsDefinition) -> dg.MultiPartitionsDefinition:
-    return dg.MultiPartitionsDefinition({"date": DAILY, "series": series})
+def by_day_and(
+    days: dg.DailyPartitionsDefinition, series: dg.DynamicPartitionsDefinition
+) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({"date": days, "series": series})
 
 
-CANDLE_PARTITIONS = by_day_and(STARLISTINGS)
-FUNDING_PARTITIONS = by_day_and(TRADING_PAIRS)
-TRAINING_CANDLE_PARTITIONS = by_day_and(TRAINING_STARLISTINGS)
+CANDLE_PARTITIONS = by_day_and(REALTIME_DAYS, STARLISTINGS)
+FUNDING_PARTITIONS = by_day_and(REALTIME_DAYS, TRADING_PAIRS)
+TRAINING_CANDLE_PARTITIONS = by_day_and(TRAINING_DAYS, TRAINING_STARLISTINGS)
 
 MAX_DAYS_PER_RUN = 100
 """A backfill run covers up to 100 days of one series: a year is four runs. One
