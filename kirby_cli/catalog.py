@@ -84,6 +84,9 @@ def _record_in_dagster(report: catalog_store.SyncReport, url: str, database: str
     except DagsterHomeNotSetError:
         click.echo("  Dagster: DAGSTER_HOME not set, nothing recorded")
         return
+    except dg.DagsterError as exc:  # e.g. DAGSTER_HOME is not a directory
+        click.echo(f"  Dagster: nothing recorded: {exc}")
+        return
     with instance:
         series = asyncio.run(catalogs.read_series(url, database))
         added = catalogs.record_sync(instance, report, series, "kirby catalog sync")

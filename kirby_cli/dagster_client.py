@@ -103,6 +103,20 @@ class DagsterClient:
             if data["__typename"] != "DuplicateDynamicPartitionError":
                 _ok(data, f"add partition {key} to {partitions_def}")
 
+    def delete_partitions(self, partitions_def: str, keys: list[str]) -> None:
+        """Drop dynamic partition keys (absent ones are no error)."""
+        if not keys:
+            return
+        data = self.query(
+            "mutation($k: [String!]!, $p: String!, $r: RepositorySelector!) {"
+            " deleteDynamicPartitions(partitionKeys: $k, partitionsDefName: $p,"
+            f" repositorySelector: $r) {{ __typename {_ERROR} }} }}",
+            k=keys,
+            p=partitions_def,
+            r=self._selector(),
+        )["deleteDynamicPartitions"]
+        _ok(data, f"delete partitions {keys} of {partitions_def}")
+
     def report_materialization(self, asset: str, description: str) -> None:
         """Record `asset` as materialized without a run (a sync made outside Dagster)."""
         data = self.query(

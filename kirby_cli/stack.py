@@ -274,9 +274,12 @@ class Stack:
         """What the catalog assets do after their sync: partitions, and a materialization,
         so the UI sees the catalogs materialized."""
         from kirby_pipelines.catalogs import ASSETS
+        from kirby_pipelines.partitions import parse_series
 
         for series in self.series:
             for partitions_def, keys in series.keys().items():
+                # the older spelling of the same series (hyperliquid/BTC/USD/perps/1m)
+                self.dagster.delete_partitions(partitions_def, [str(parse_series(k)) for k in keys])
                 self.dagster.add_partitions(partitions_def, keys)
             self.dagster.report_materialization(ASSETS[series.database], f"{self._name()} sync")
 
@@ -352,6 +355,7 @@ async def admin_key(conn: asyncpg.Connection, home: Path, name: str) -> str:
     _, token = await create_key(conn, name, admin=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
+    path.chmod(0o600)  # an admin secret: readable by its owner only
     path.write_text(token + "\n")
     return token
 

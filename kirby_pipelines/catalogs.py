@@ -22,7 +22,13 @@ from kirby_core.catalog import load_catalog
 from kirby_core.db import catalog_store
 from kirby_core.db.catalog_store import Starlisting, SyncReport, TradingPair
 from kirby_core.settings import Database, Settings
-from kirby_pipelines.partitions import STARLISTINGS, TRADING_PAIRS, TRAINING_STARLISTINGS
+from kirby_pipelines.partitions import (
+    STARLISTINGS,
+    TRADING_PAIRS,
+    TRAINING_STARLISTINGS,
+    current_key,
+    series_key,
+)
 
 ASSETS: dict[Database, str] = {"realtime": "realtime_catalog", "training": "training_catalog"}
 """The catalog asset of each database."""
@@ -41,17 +47,17 @@ class Series:
     def keys(self) -> dict[str, list[str]]:
         """Partition keys by dynamic partitions name."""
         if self.database == "training":
-            return {TRAINING_STARLISTINGS.name: [str(s.key) for s in self.starlistings]}
+            return {TRAINING_STARLISTINGS.name: [series_key(s.key) for s in self.starlistings]}
         return {
-            STARLISTINGS.name: [str(s.key) for s in self.starlistings],
-            TRADING_PAIRS.name: [str(p.key) for p in self.trading_pairs],
+            STARLISTINGS.name: [series_key(s.key) for s in self.starlistings],
+            TRADING_PAIRS.name: [series_key(p.key) for p in self.trading_pairs],
         }
 
     def starlisting(self, key: str) -> Starlisting:
-        return next(s for s in self.starlistings if str(s.key) == key)
+        return next(s for s in self.starlistings if series_key(s.key) == key)
 
     def trading_pair(self, key: str) -> TradingPair:
-        return next(p for p in self.trading_pairs if str(p.key) == key)
+        return next(p for p in self.trading_pairs if series_key(p.key) == key)
 
 
 async def read_series(url: str, database: Database, *, active_only: bool = True) -> Series:
@@ -91,8 +97,22 @@ def unregistered(instance: dg.DagsterInstance, series: Series) -> dict[str, list
     return missing
 
 
+def outdated(instance: dg.DagsterInstance, series: Series) -> dict[str, list[str]]:
+    """Registered keys of an older spelling (`current_key` differs), by partitions name."""
+    found: dict[str, list[str]] = {}
+    for name, _ in series.keys().items():
+        old = [k for k in instance.get_dynamic_partitions(name) if current_key(k) != k]
+        if old:
+            found[name] = old
+    return found
+
+
 def register(instance: dg.DagsterInstance, series: Series) -> dict[str, list[str]]:
-    """Add the missing partition keys; returns what was added."""
+    """Add the missing partition keys and drop those of an older spelling (their series are
+    added in today's); returns what was added."""
+    for name, keys in outdated(instance, series).items():
+        for key in keys:
+            instance.delete_dynamic_partition(name, key)
     added = unregistered(instance, series)
     for name, keys in added.items():
         instance.add_dynamic_partitions(name, keys)

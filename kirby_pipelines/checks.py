@@ -27,11 +27,12 @@ from kirby_pipelines import catalogs, evidence
 from kirby_pipelines.backfills import Dataset, starlisting_key, trading_pair_key
 from kirby_pipelines.partitions import (
     CANDLE_PARTITIONS,
-    DAYS,
+    DAILY,
     FUNDING_PARTITIONS,
     TRAINING_CANDLE_PARTITIONS,
     days_by_series,
     partition_key,
+    series_key,
 )
 from kirby_pipelines.resources import KirbyResource
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
@@ -81,9 +82,9 @@ def target_partitions(
     series = asyncio.run(catalogs.read_series(kirby.url(dataset.database), dataset.database))
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     names = (
-        [str(p.key) for p in series.trading_pairs]
+        [series_key(p.key) for p in series.trading_pairs]
         if dataset.kind == "funding_rates"
-        else [str(s.key) for s in series.starlistings]
+        else [series_key(s.key) for s in series.starlistings]
     )
     return [partition_key(yesterday, name) for name in names]
 
@@ -309,7 +310,7 @@ def lake_matches_database(
     from kirby_pipelines.exports import LAKE_ASSETS, series_of
 
     dataset = DATASETS[LAKE_ASSETS[asset]]
-    keys = run_partitions(context, DAYS[dataset.database])
+    keys = run_partitions(context, DAILY)
     if keys is not None:
         days = sorted(date.fromisoformat(key) for key in keys)
     else:

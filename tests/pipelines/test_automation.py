@@ -116,11 +116,11 @@ def test_new_series_are_registered_and_backfilled_recent_days_first(
         third = new_series_backfill_tick(instance, resources, again.cursor)
         [eth] = third.dynamic_partitions_requests[:1]
         assert eth.partition_keys == [
-            f"hyperliquid/ETH/USD/perps/{i}" for i in ("1m", "15m", "4h", "1d")
+            f"ETH@hyperliquid/USD/perps/{i}" for i in ("1m", "15m", "4h", "1d")
         ]
         assert {r.tags[START].split("|")[1] for r in third.run_requests} == {
             *eth.partition_keys,
-            "hyperliquid/ETH/USD/perps",
+            "ETH@hyperliquid/USD/perps",
         }
     finally:
         empty_databases(database_urls)
@@ -137,11 +137,11 @@ def test_daily_schedules_ask_for_yesterday_of_every_active_series(
     [training] = schedule_tick(daily_training_candles, instance, resources, when)
 
     assert span(candles) == (
-        f"{day}|hyperliquid/BTC/USD/perps/1m",
-        f"{day}|hyperliquid/SOL/USD/perps/1d",
+        f"{day}|BTC@hyperliquid/USD/perps/1m",
+        f"{day}|SOL@hyperliquid/USD/perps/1d",
     )  # all 8, one run
-    assert span(funding) == (f"{day}|{BTC_PAIR}", f"{day}|hyperliquid/SOL/USD/perps")
-    assert span(training)[0] == f"{day}|binance/BTC/USDT/perps/1m"
+    assert span(funding) == (f"{day}|{BTC_PAIR}", f"{day}|SOL@hyperliquid/USD/perps")
+    assert span(training)[0] == f"{day}|BTC@binance/USDT/perps/1m"
     assert candles.asset_selection == [dg.AssetKey("candles")]
 
 
@@ -209,22 +209,17 @@ def test_lake_and_models_follow_rewritten_days(instance) -> None:
     )
     second = dg.evaluate_automation_conditions(definitions, instance, cursor=first.cursor)
 
-    # the rewritten day's export; the models (whose days start earlier, with the training
-    # data) follow once it is written, in the next tick
-    assert second.get_requested_partitions(dg.AssetKey("lake_candles")) == {day.isoformat()}
-    assert second.total_requested == 1
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization("lake_candles", partition=day.isoformat())
-    )
-    third = dg.evaluate_automation_conditions(definitions, instance, cursor=second.cursor)
-    models = ("merged_training_dataset", "daily_coverage")
-    requested = {key: third.get_requested_partitions(dg.AssetKey(key)) for key in models}
-    assert requested == {key: {day.isoformat()} for key in models}
-    assert third.total_requested == 2
-    for key in models:
+    # the rewritten day's export, and the models built on it, in the same tick
+    requested = {
+        key: second.get_requested_partitions(dg.AssetKey(key))
+        for key in ("lake_candles", "merged_training_dataset", "daily_coverage")
+    }
+    assert requested == {key: {day.isoformat()} for key in requested}
+    assert second.total_requested == 3
+    for key in requested:
         instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=day.isoformat()))
-    fourth = dg.evaluate_automation_conditions(definitions, instance, cursor=third.cursor)
-    assert fourth.total_requested == 0
+    third = dg.evaluate_automation_conditions(definitions, instance, cursor=second.cursor)
+    assert third.total_requested == 0
 
 
 def test_live_data_sensor_reports_new_rows_for_freshness(catalogs, instance, resources) -> None:

@@ -13,7 +13,7 @@ from kirby_pipelines import exports
 from kirby_pipelines.defs.backfills.assets import candles, funding_rates, training_candles
 from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
 from kirby_pipelines.defs.live.assets import live_candles, live_funding_rates, live_open_interest
-from kirby_pipelines.partitions import REALTIME_DAYS, TRAINING_DAYS, backfill_asset
+from kirby_pipelines.partitions import DAILY, backfill_asset
 from kirby_pipelines.resources import KirbyResource, ProgressParam
 
 LIVE = dg.AssetSelection.assets(live_candles.key, live_funding_rates.key, live_open_interest.key)
@@ -26,14 +26,9 @@ REWRITTEN = (
 AFTER_MIDNIGHT = dg.AutomationCondition.on_cron("30 0 * * *")
 
 
-def _lake_asset(
-    deps: list,
-    automation: dg.AutomationCondition,
-    description: str,
-    days: dg.DailyPartitionsDefinition = REALTIME_DAYS,
-):
+def _lake_asset(deps: list, automation: dg.AutomationCondition, description: str):
     return backfill_asset(
-        partitions_def=days,
+        partitions_def=DAILY,
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=deps,
         group_name="lake",
@@ -79,9 +74,7 @@ def lake_open_interest(
     return exports.export(context, kirby, progress, config)
 
 
-@_lake_asset(
-    [training_candles], REWRITTEN, "Training candles, one file per series and day.", TRAINING_DAYS
-)
+@_lake_asset([training_candles], REWRITTEN, "Training candles, one file per series and day.")
 def lake_training_candles(
     context: dg.AssetExecutionContext,
     kirby: KirbyResource,
