@@ -65,3 +65,46 @@ def test_kirby_home_points_the_cli_at_the_demo(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["db", "status"], env={"KIRBY_HOME": str(home)})
     assert result.exit_code == 0, result.output
     assert str(embedded.data_dir(home)) in result.output
+
+
+def test_the_demo_records_its_catalogs_and_replaces_older_keys(tmp_path: Path) -> None:
+    """The stack's GraphQL calls, run by Dagster's own GraphQL schema over the real code
+    location: partitions in today's spelling only, and the catalog assets materialized."""
+    import json
+
+    import dagster as dg
+    import httpx
+    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+
+    from kirby_cli.stack import Stack, StackConfig
+    from kirby_core.catalog import StarlistingKey, TradingPairKey
+    from kirby_core.db.catalog_store import Starlisting, TradingPair
+    from kirby_core.settings import Settings
+    from kirby_pipelines.catalogs import Series
+
+    star = Starlisting(1, StarlistingKey("hyperliquid", "BTC", "USD", "perps", "1m"), 1, 60, True)
+    pair = TradingPair(1, TradingPairKey("hyperliquid", "BTC", "USD", "perps"), True)
+    with (
+        dg.instance_for_test() as instance,
+        define_out_of_process_context(str(REPO / "workspace.yaml"), None, instance) as context,
+    ):
+
+        def graphql(request: httpx.Request) -> httpx.Response:
+            body = json.loads(request.content)
+            result = execute_dagster_graphql(context, body["query"], body["variables"])
+            return httpx.Response(200, json={"data": result.data})
+
+        instance.add_dynamic_partitions("starlistings", ["hyperliquid/BTC/USD/perps/1m"])
+        stack = Stack(StackConfig(Settings(_env_file=None, home=tmp_path), sim_port=1))
+        stack.dagster._http = httpx.Client(
+            base_url="http://dagster", transport=httpx.MockTransport(graphql)
+        )
+        stack.series = [Series("realtime", (star,), (pair,)), Series("training", (), ())]
+        stack._register_partitions()
+
+        assert instance.get_dynamic_partitions("starlistings") == ["BTC@hyperliquid/USD/perps/1m"]
+        assert instance.get_dynamic_partitions("trading_pairs") == ["BTC@hyperliquid/USD/perps"]
+        for asset in ("realtime_catalog", "training_catalog"):
+            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            assert event is not None
+            assert event.asset_materialization.description == "kirby demo sync"
