@@ -58,3 +58,12 @@ async def test_a_backfilled_day_of_settled_funding_is_complete(client, conn, cat
 )
 def test_expected_rows(dataset: str, interval: str, now: datetime, expected: int) -> None:
     assert expected_rows(dataset, interval, T0, T0 + timedelta(days=1), now) == expected
+
+
+async def test_status_counts_funding_in_settled_hours(client, catalog) -> None:
+    body = (await client.get("/status.json")).json()
+    coverage = {(c["dataset"], c["series"]): c for c in body["coverage"]}
+    funding = coverage[("funding_rates", "hyperliquid/BTC/USD/perps")]
+    assert funding["interval"] == "1h"
+    yesterday = funding["days"][-2]
+    assert (yesterday["expected"], yesterday["status"]) == (24, "missing")
