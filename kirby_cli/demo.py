@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from kirby_cli.stack import HOST, Stack, StackConfig, simulated
+from kirby_cli.stack import ADMIN_KEY_FILE, HOST, Stack, StackConfig, simulated
 from kirby_cli.stack_status import render, snapshot
 from kirby_core.db import embedded
 from kirby_core.settings import Settings
@@ -186,7 +186,7 @@ def _banner(stack: Stack, title: str) -> str:
         lines.append(f"  simulator     http://{HOST}:{config.sim_port}/_sim/state")
     lines += [
         "",
-        f"  admin API key {key}",
+        f"  admin API key {key}   (reused from {config.home / ADMIN_KEY_FILE} while valid)",
         "",
         f'  curl -H "X-API-Key: {key}" "{api}/candles/{path}?limit=5"',
         f'  curl -H "X-API-Key: {key}" "{api}/funding/{pair}?limit=5"',
