@@ -1,4 +1,5 @@
-# Kirby: every command a newcomer needs. `make help` lists them.
+# Kirby: every command a newcomer needs. `make help` lists them; ARGS="…" passes options
+# to `make demo` and `make run` (`kirby demo --help`).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -18,11 +19,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)  ## the whole platform on simulated exchanges (.kirby-demo/), until Ctrl-C
-	$(BIN)/kirby demo
+demo: $(STAMP)  ## the whole platform on simulated exchanges (.kirby-demo/); options: ARGS="--api-port 8001"
+	$(BIN)/kirby demo $(ARGS)
 
-run: $(STAMP)  ## the whole platform on the real exchanges (.kirby/), until Ctrl-C
-	$(BIN)/kirby run
+run: $(STAMP)  ## the whole platform on the real exchanges (.kirby/); options: ARGS="--days 3"
+	$(BIN)/kirby run $(ARGS)
 
 test: $(STAMP)  ## run the test suite (starts a throwaway embedded PostgreSQL)
 	$(BIN)/pytest

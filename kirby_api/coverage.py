@@ -1,21 +1,22 @@
 """Per-day completeness of a series, telling apart the three reasons a row can be missing.
 
-For each UTC day: rows expected at the series' interval (today only up to now), rows
-present, minutes covered by recorded collection outages ("the collector was down"), and
-whether the missing rows are unavailable at source ("the exchange no longer serves them",
-so no backfill can fill them). What is left is a gap a backfill can still close, or a
-market with no trades.
+For each UTC day: rows expected (`kirby_core.db.readers.expected_rows`, the one definition:
+candles at the series' interval, open interest a minute, funding one settled rate an hour;
+today only up to now), rows present, minutes covered by recorded collection outages ("the
+collector was down"), and whether the missing rows are unavailable at source ("the
+exchange no longer serves them", so no backfill can fill them). What is left is a gap a
+backfill can still close, or a market with no trades.
 
 What each exchange keeps comes from `kirby_core.exchanges`: Hyperliquid serves only its
-latest 5000 candles per interval and has no open-interest history; its funding history has
-one settled rate per hour, so the per-minute live funding fields cannot be re-fetched
-either. Other exchanges are taken to serve their whole history.
+latest 5000 candles per interval and has no open-interest history; its funding history
+serves every settled hour (the per-minute live funding fields are not counted: no source
+can re-fetch them). Other exchanges are taken to serve their whole history.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Literal
 
 import msgspec
@@ -23,7 +24,7 @@ import msgspec
 from kirby_api.database import Database
 from kirby_api.datasets import Dataset
 from kirby_core.db.readers import read_coverage
-from kirby_core.timeutil import EPOCH, expected_count, floor_time
+from kirby_core.timeutil import EPOCH
 
 Status = Literal["complete", "partial", "missing", "outage", "unavailable_at_source", "future"]
 MAX_DAYS = 366
@@ -33,7 +34,7 @@ DEFAULT_DAYS = 30
 class DayCoverage(msgspec.Struct):
     date: date
     expected: int
-    """Rows the interval implies for the day (today: up to now)."""
+    """Rows the dataset implies for the day (today: up to now); funding: settled hours."""
     present: int
     missing: int
     completeness: float
@@ -67,9 +68,9 @@ def source_retention(
     if dataset.name == "open_interest":
         return SourceRetention(now, "Hyperliquid publishes no open-interest history")
     return SourceRetention(
-        now,
-        "Hyperliquid's funding history has one settled rate per hour; per-minute live "
-        "funding fields cannot be re-fetched",
+        None,
+        "coverage counts settled hours (settled_funding_rate); Hyperliquid's funding history "
+        "serves every settled hour, the per-minute live fields cannot be re-fetched",
     )
 
 
@@ -96,14 +97,12 @@ async def day_coverage(
     now: datetime,
 ) -> list[DayCoverage]:
     async with database.connection() as conn:
-        days = await read_coverage(conn, dataset.name, series_id, interval, start, end)
+        days = await read_coverage(conn, dataset.name, series_id, interval, start, end, now)
     result = []
     for stored in days:
         day_start = datetime(stored.day.year, stored.day.month, stored.day.day, tzinfo=UTC)
-        day_end = min(day_start + timedelta(days=1), floor_time(now, interval))
-        expected = expected_count(day_start, day_end, interval) if day_end > day_start else 0
+        expected, missing = stored.expected, stored.missing
         present = min(stored.present, expected) if expected else stored.present
-        missing = max(expected - present, 0)
         unavailable = (
             bool(missing) and retention.oldest is not None and day_start < retention.oldest
         )

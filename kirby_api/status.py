@@ -33,6 +33,7 @@ from kirby_api.observability import Metrics
 from kirby_api.series import SeriesCatalog
 from kirby_api.ws.hub import Hub
 from kirby_api.ws.listener import ChangeListener
+from kirby_core.db.readers import coverage_interval
 from kirby_core.timeutil import floor_time, interval_seconds
 
 DEFAULT_DAYS = 3
@@ -247,7 +248,8 @@ class StatusBoard:
             found = await day_coverage(
                 self._database, dataset, item.series_id, item.interval, start, end, retention, now
             )
-            report.append(SeriesCoverage(item.dataset, item.series, item.interval, found))
+            counted_in = coverage_interval(dataset.name, item.interval)  # funding: settled hours
+            report.append(SeriesCoverage(item.dataset, item.series, counted_in, found))
         return report
 
     def _clients(self, listening: bool) -> ClientsStatus:

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from kirby_cli.dagster_client import BACKFILL_DONE, BACKFILL_FAILED, DagsterClient
 from kirby_pipelines.catalogs import Series
-from kirby_pipelines.partitions import partition_key
+from kirby_pipelines.partitions import partition_key, series_key
 from kirby_pipelines.runs import still_served
 
 LAKE_ASSETS = (
@@ -38,11 +38,11 @@ def history_partitions(
     """Partition keys (day|series) of `asset` for its active series; Hyperliquid candles
     only for the days the exchange still serves."""
     if asset == "candles":
-        series = [str(s.key) for s in realtime.starlistings]
+        series = [series_key(s.key) for s in realtime.starlistings]
     elif asset == "funding_rates":
-        series = [str(p.key) for p in realtime.trading_pairs]
+        series = [series_key(p.key) for p in realtime.trading_pairs]
     else:
-        series = [str(s.key) for s in training.starlistings]
+        series = [series_key(s.key) for s in training.starlistings]
     keys = []
     for key in series:
         key_days = still_served(key, days, now) if asset == "candles" else days

@@ -48,7 +48,8 @@ def sync(settings: Settings, database: str, path: Path | None) -> None:
     """Create, reactivate or deactivate starlistings to match the file. Idempotent.
 
     The whole file is validated first; on any error nothing is written. Entries removed
-    from the file are deactivated, never deleted, so their data stays.
+    from the file are deactivated, never deleted, so their data stays. With DAGSTER_HOME
+    set, the sync is recorded there as a materialization of the catalog asset.
     """
     loaded = load_catalog(path or settings.catalog_path(database))
     url = urls.resolve(settings).of(database)
@@ -67,6 +68,31 @@ def sync(settings: Settings, database: str, path: Path | None) -> None:
         )
     else:
         click.echo("  no changes")
+    _record_in_dagster(report, url, database)
+
+
+def _record_in_dagster(report: catalog_store.SyncReport, url: str, database: str) -> None:
+    """The sync as a materialization of the catalog asset in the DAGSTER_HOME instance, with
+    its series registered as partitions, as if the asset had run."""
+    import dagster as dg
+    from dagster._core.errors import DagsterHomeNotSetError
+
+    from kirby_pipelines import catalogs
+
+    try:
+        instance = dg.DagsterInstance.get()
+    except DagsterHomeNotSetError:
+        click.echo("  Dagster: DAGSTER_HOME not set, nothing recorded")
+        return
+    except dg.DagsterError as exc:  # e.g. DAGSTER_HOME is not a directory
+        click.echo(f"  Dagster: nothing recorded: {exc}")
+        return
+    with instance:
+        series = asyncio.run(catalogs.read_series(url, database))
+        added = catalogs.record_sync(instance, report, series, "kirby catalog sync")
+    count = sum(len(keys) for keys in added.values())
+    asset = catalogs.ASSETS[series.database]
+    click.echo(f"  Dagster: {asset} materialized, {count} partitions added")
 
 
 async def _sync(url: str, loaded: Catalog) -> catalog_store.SyncReport:

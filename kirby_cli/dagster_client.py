@@ -109,6 +109,33 @@ class DagsterClient:
             if data["__typename"] != "DuplicateDynamicPartitionError":
                 _ok(data, f"add partition {key} to {partitions_def}")
 
+    def delete_partitions(self, partitions_def: str, keys: list[str]) -> None:
+        """Drop dynamic partition keys (absent ones are no error)."""
+        if not keys:
+            return
+        data = self.query(
+            "mutation($k: [String!]!, $p: String!, $r: RepositorySelector!) {"
+            " deleteDynamicPartitions(partitionKeys: $k, partitionsDefName: $p,"
+            f" repositorySelector: $r) {{ __typename {_ERROR} }} }}",
+            k=keys,
+            p=partitions_def,
+            r=self._selector(),
+        )["deleteDynamicPartitions"]
+        _ok(data, f"delete partitions {keys} of {partitions_def}")
+
+    def report_materialization(self, asset: str, description: str) -> None:
+        """Record `asset` as materialized without a run (a sync made outside Dagster)."""
+        data = self.query(
+            "mutation($p: ReportRunlessAssetEventsParams!) { reportRunlessAssetEvents("
+            f"eventParams: $p) {{ __typename {_ERROR} }} }}",
+            p={
+                "eventType": "ASSET_MATERIALIZATION",
+                "assetKey": {"path": [asset]},
+                "description": description,
+            },
+        )["reportRunlessAssetEvents"]
+        _ok(data, f"record {asset} as materialized")
+
     def launch_backfill(self, assets: list[str], partitions: list[str], title: str) -> str:
         """An asset backfill of `partitions` (shared by every asset); returns its id."""
         params = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from kirby_cli.stack import HOST, Stack, StackConfig, simulated
+from kirby_cli.stack import ADMIN_KEY_FILE, HOST, Stack, StackConfig, simulated
 from kirby_cli.stack_status import render, snapshot
 from kirby_core.db import embedded
 from kirby_core.settings import Settings
@@ -39,7 +39,9 @@ def _ports(fn):
         type=click.IntRange(1, 30),
         help="Whole days up to yesterday backfilled at start.",
     )(fn)
-    fn = click.option("--api-port", default=8000, show_default=True, type=int)(fn)
+    fn = click.option(
+        "--api-port", default=8000, show_default=True, type=int, help="Port of the API."
+    )(fn)
     return click.option(
         "--dagster-port", default=3000, show_default=True, type=int, help="Port of the Dagster UI."
     )(fn)
@@ -47,7 +49,13 @@ def _ports(fn):
 
 @click.command()
 @_ports
-@click.option("--sim-port", default=8765, show_default=True, type=int)
+@click.option(
+    "--sim-port",
+    default=8765,
+    show_default=True,
+    type=int,
+    help="Port of the exchange simulator (kirby sim).",
+)
 @click.option(
     "--home",
     default=Path(".kirby-demo"),
@@ -178,7 +186,7 @@ def _banner(stack: Stack, title: str) -> str:
         lines.append(f"  simulator     http://{HOST}:{config.sim_port}/_sim/state")
     lines += [
         "",
-        f"  admin API key {key}",
+        f"  admin API key {key}   (reused from {config.home / ADMIN_KEY_FILE} while valid)",
         "",
         f'  curl -H "X-API-Key: {key}" "{api}/candles/{path}?limit=5"',
         f'  curl -H "X-API-Key: {key}" "{api}/funding/{pair}?limit=5"',

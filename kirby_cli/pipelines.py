@@ -154,7 +154,12 @@ def backfill(
     from kirby_pipelines.defs.backfills import checks
     from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
     from kirby_pipelines.in_process import materialize, raise_on_failure
-    from kirby_pipelines.partitions import MAX_DAYS_PER_RUN, day_ranges, partition_key
+    from kirby_pipelines.partitions import (
+        MAX_DAYS_PER_RUN,
+        day_ranges,
+        parse_series,
+        partition_key,
+    )
     from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG, still_served
 
     wanted_days = resolve_days(days, start, end)
@@ -194,8 +199,8 @@ def backfill(
                 "training_candles": "training_starlistings",
             }[asset]
             for series in instance.get_dynamic_partitions(name):
-                parts = series.split("/")
-                if (coins and parts[1] not in coins) or (exchange and parts[0] != exchange):
+                key = parse_series(series)
+                if (coins and key.coin not in coins) or (exchange and key.exchange != exchange):
                     continue
                 series_days = wanted_days
                 if asset == "candles":

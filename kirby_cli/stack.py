@@ -1,7 +1,8 @@
 """The whole platform as one set of processes: what `kirby demo` and `kirby run` start.
 
 Order: the databases (embedded PostgreSQL unless URLs are configured; both schemas
-migrated, both catalogs synced, an admin API key), then the children, each in its own
+migrated, both catalogs synced, the admin API key of `<home>/admin-api-key`, reused while
+valid), then the children, each in its own
 process group with its log in `<home>/logs/`: the simulator (demo only), the API and the
 Dagster webserver together, the daemon once the webserver has created Dagster's storage (two
 processes creating it at once race). Then, through Dagster's GraphQL API as a click in the
@@ -22,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -40,6 +42,7 @@ HOST = "127.0.0.1"
 SUPERVISOR = "stream_supervisor"
 READY_TIMEOUT_SECONDS = 180.0
 RUNS_STOP_SECONDS = 20.0
+ADMIN_KEY_FILE = "admin-api-key"
 
 
 @dataclass(frozen=True)
@@ -237,7 +240,6 @@ class Stack:
         shutil.copyfile(_project_file("dagster.yaml"), self.config.dagster_home / "dagster.yaml")
 
     def _prepare_databases(self) -> None:
-        from kirby_api.keys import create_key
         from kirby_pipelines import catalogs
         from kirby_pipelines.storage import DAGSTER_DATABASE
 
@@ -260,23 +262,30 @@ class Stack:
             catalogs.sync(settings, resolved.of(name), name)[1] for name in ("realtime", "training")
         ]
 
-        async def new_key() -> str:
+        async def key() -> str:
             conn = await asyncpg.connect(resolved.realtime)
             try:
-                _, token = await create_key(conn, f"{self._name()} admin", admin=True)
+                return await admin_key(conn, self.config.home, f"{self._name()} admin")
             finally:
                 await conn.close()
-            return token
 
-        self.api_key = asyncio.run(new_key())
+        self.api_key = asyncio.run(key())
 
     def _name(self) -> str:
         return "kirby demo" if self.config.sim_port is not None else "kirby run"
 
     def _register_partitions(self) -> None:
+        """What the catalog assets do after their sync: partitions, and a materialization,
+        so the UI sees the catalogs materialized."""
+        from kirby_pipelines.catalogs import ASSETS
+        from kirby_pipelines.partitions import parse_series
+
         for series in self.series:
             for partitions_def, keys in series.keys().items():
+                # the older spelling of the same series (hyperliquid/BTC/USD/perps/1m)
+                self.dagster.delete_partitions(partitions_def, [str(parse_series(k)) for k in keys])
                 self.dagster.add_partitions(partitions_def, keys)
+            self.dagster.report_materialization(ASSETS[series.database], f"{self._name()} sync")
 
     def _spawn(self, name, argv, env, cwd, ready) -> Child:
         child = processes.spawn(name, argv, self.config.logs / f"{name}.log", env, ready, cwd)
@@ -333,6 +342,26 @@ class Stack:
                 time.sleep(0.5)
         except StackError as exc:
             self.say(f"could not stop runs through Dagster ({exc}); killing them")
+
+
+async def admin_key(conn: asyncpg.Connection, home: Path, name: str) -> str:
+    """The admin key saved in `<home>/admin-api-key` while it is still valid (not revoked,
+    not expired, in this database), else a new one saved there: one key per home, not one
+    per start."""
+    from kirby_api.keys import create_key, find_key
+
+    path = home / ADMIN_KEY_FILE
+    if path.is_file():
+        token = path.read_text().strip()
+        found = await find_key(conn, token)
+        if found is not None and found.admin and found.refusal(datetime.now(UTC)) is None:
+            return token
+    _, token = await create_key(conn, name, admin=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # an admin secret: readable by its owner only
+    path.write_text(token + "\n")
+    return token
 
 
 def _bin(name: str) -> str:

@@ -26,7 +26,8 @@ from pathlib import Path
 import asyncpg
 import duckdb
 
-from kirby_core.timeutil import expected_count, floor_time, interval_seconds
+from kirby_core.db.readers import expected_rows
+from kirby_core.timeutil import floor_time, interval_seconds
 
 DAY = timedelta(days=1)
 MAX_HOURLY_FUNDING = 0.04
@@ -246,9 +247,8 @@ async def funding_sanity(
     evidence: BackfillEvidence | None,
 ) -> FundingSanity:
     start = datetime.combine(day, time(), UTC)
-    settled_until = floor_time(now - timedelta(minutes=1), "1h") + timedelta(minutes=1)
-    end = max(start, min(start + DAY, settled_until))
-    expected = expected_count(start, end, "1h") if end > start else 0
+    expected = expected_rows("funding_rates", "1h", start, start + DAY, now)
+    end = start + expected * timedelta(hours=1)  # settled hours only
     record = await conn.fetchrow(_FUNDING, trading_pair_id, start, end, MAX_HOURLY_FUNDING)
     return FundingSanity(
         day,

@@ -20,7 +20,13 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 
 from kirby_pipelines.catalogs import Series
-from kirby_pipelines.partitions import STARLISTINGS, TRADING_PAIRS, TRAINING_STARLISTINGS
+from kirby_pipelines.partitions import (
+    STARLISTINGS,
+    TRADING_PAIRS,
+    TRAINING_STARLISTINGS,
+    current_key,
+    series_key,
+)
 from kirby_pipelines.runs import backfill_requests, recent_days, still_served
 
 PARTITIONS_OF = {
@@ -41,9 +47,9 @@ REPAIRED_CHECKS = {
 def active_series(realtime: Series, training: Series) -> dict[str, list[str]]:
     """Active series keys by backfill asset."""
     return {
-        "candles": [str(s.key) for s in realtime.starlistings],
-        "funding_rates": [str(p.key) for p in realtime.trading_pairs],
-        "training_candles": [str(s.key) for s in training.starlistings],
+        "candles": [series_key(s.key) for s in realtime.starlistings],
+        "funding_rates": [series_key(p.key) for p in realtime.trading_pairs],
+        "training_candles": [series_key(s.key) for s in training.starlistings],
     }
 
 
@@ -117,7 +123,7 @@ class RepairCursor:
         return cls(
             raw.get("outage_id", 0),
             raw.get("check_records", {}),
-            [tuple(item) for item in raw.get("pending", [])],
+            [(asset, current_key(series), day) for asset, series, day in raw.get("pending", [])],
         )
 
     def dump(self) -> str:
@@ -166,7 +172,7 @@ def repairs(
         next_cursor.check_records[failed.check] = max(previous, failed.record_id)
         for key in failed.partitions:
             day, series = key.split("|", 1)
-            wanted.add((failed.asset, series, date.fromisoformat(day)))
+            wanted.add((failed.asset, current_key(series), date.fromisoformat(day)))
     wanted |= {(a, s, date.fromisoformat(d)) for a, s, d in cursor.pending}
     by_target: dict[tuple[str, str], list[date]] = {}
     for asset, series, day in sorted(wanted):
@@ -211,11 +217,11 @@ async def read_outages(url: str, after_id: int, limit: int = 500) -> list[Outage
             if not rows:
                 return []
             stars = {
-                s.id: str(s.key)
+                s.id: series_key(s.key)
                 for s in await catalog_store.list_starlistings(conn, active_only=False)
             }
             pairs = {
-                p.id: str(p.key)
+                p.id: series_key(p.key)
                 for p in await catalog_store.list_trading_pairs(conn, active_only=False)
             }
         finally:
@@ -254,7 +260,9 @@ def failed_checks(instance: dg.DagsterInstance, cursor: RepairCursor) -> list[Fa
 
 
 def json_cursor(cursor: str | None) -> dict[str, list[str]]:
-    return json.loads(cursor) if cursor else {}
+    """`new_series_backfill`'s cursor (series seen, by asset), keys in today's spelling."""
+    raw = json.loads(cursor) if cursor else {}
+    return {asset: sorted({current_key(key) for key in keys}) for asset, keys in raw.items()}
 
 
 def dump_cursor(value: Mapping[str, Sequence[str]]) -> str:

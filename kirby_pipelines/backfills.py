@@ -33,7 +33,7 @@ from kirby_core.exchanges import BinanceHistory, HyperliquidHistory
 from kirby_core.settings import Database, Settings
 from kirby_core.timeutil import interval_seconds
 from kirby_pipelines import evidence
-from kirby_pipelines.partitions import days_by_series, partition_key
+from kirby_pipelines.partitions import days_by_series, parse_series, partition_key
 from kirby_pipelines.resources import KirbyResource, Progress, report_progress
 
 MAX_TABLE_ROWS = 60
@@ -54,11 +54,17 @@ TRAINING_CANDLES = Dataset("training_candles", "training", "training_candles")
 
 
 def starlisting_key(key: str) -> StarlistingKey:
-    return StarlistingKey(*key.split("/"))
+    parsed = parse_series(key)
+    if not isinstance(parsed, StarlistingKey):
+        raise ValueError(f"not a starlisting partition key: {key!r}")
+    return parsed
 
 
 def trading_pair_key(key: str) -> TradingPairKey:
-    return TradingPairKey(*key.split("/"))
+    parsed = parse_series(key)
+    if not isinstance(parsed, TradingPairKey):
+        raise ValueError(f"not a trading pair partition key: {key!r}")
+    return parsed
 
 
 def run(

@@ -32,6 +32,7 @@ from kirby_pipelines.partitions import (
     TRAINING_CANDLE_PARTITIONS,
     days_by_series,
     partition_key,
+    series_key,
 )
 from kirby_pipelines.resources import KirbyResource
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
@@ -81,9 +82,9 @@ def target_partitions(
     series = asyncio.run(catalogs.read_series(kirby.url(dataset.database), dataset.database))
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     names = (
-        [str(p.key) for p in series.trading_pairs]
+        [series_key(p.key) for p in series.trading_pairs]
         if dataset.kind == "funding_rates"
-        else [str(s.key) for s in series.starlistings]
+        else [series_key(s.key) for s in series.starlistings]
     )
     return [partition_key(yesterday, name) for name in names]
 

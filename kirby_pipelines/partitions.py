@@ -2,8 +2,13 @@
 
 Backfill assets are partitioned by day x series (a starlisting, or a trading pair); the
 series dimension is dynamic: syncing a catalog registers each active series as a partition
-key (`str` of its key, e.g. `hyperliquid/BTC/USD/perps/1m`). Lake exports and SQL models
-are partitioned by day only: one partition covers every series of that day.
+key, coin first (`series_key`: `BTC@hyperliquid/USD/perps/1m`), because the Dagster UI
+shortens long keys in the middle and `hyperliquid/…USD/perps/1m` hid which coin it was.
+Keys of the older `hyperliquid/BTC/USD/perps/1m` spelling are translated where they are
+stored (`current_key`: dynamic partitions at the next sync, sensor cursors when read).
+Lake exports and SQL models are partitioned by day only: one partition covers every series
+of that day. Days start where the database's data can (`FIRST_DAYS`), not at one date for
+everything.
 
 Days end yesterday (no `end_offset`): a day is a partition once it is complete, so daily
 automation always targets a whole day. Today's gaps wait for midnight; Hyperliquid keeps
@@ -19,11 +24,27 @@ from typing import Any
 
 import dagster as dg
 
-FIRST_DAY = "2020-01-01"
-"""First partition: before any series the catalogs list (Binance history reaches 2017, but
-Kirby's training set starts in 2020)."""
+from kirby_core.catalog import StarlistingKey, TradingPairKey
+from kirby_core.settings import Database
 
-DAILY = dg.DailyPartitionsDefinition(start_date=FIRST_DAY)
+FIRST_DAYS: dict[Database, str] = {
+    "realtime": "2023-05-12",
+    "training": "2020-01-01",
+}
+"""The first day a partition can hold data, per database, declared here only; every day
+dimension derives from it. realtime: Hyperliquid's candle and funding history begins on
+2023-05-12 (its daily candles reach back that far; the 1m ones only ~3.5 days, which the
+backfills report as unavailable at source). training: Kirby's training set starts in 2020
+(Binance spot history reaches 2017, USDⓈ-M futures 2019-09); move it earlier here to backfill
+older years."""
+
+REALTIME_DAYS = dg.DailyPartitionsDefinition(start_date=FIRST_DAYS["realtime"])
+TRAINING_DAYS = dg.DailyPartitionsDefinition(start_date=FIRST_DAYS["training"])
+DAYS = {"realtime": REALTIME_DAYS, "training": TRAINING_DAYS}
+DAILY = DAYS[min(FIRST_DAYS, key=FIRST_DAYS.__getitem__)]
+"""Days of the lake exports and SQL models, from the earliest first day: one day axis for all
+of them, because one run (`kirby export`, a lake backfill) exports every table and builds the
+models, and Dagster runs only assets of one partitions definition together."""
 STARLISTINGS = dg.DynamicPartitionsDefinition(name="starlistings")
 """Realtime candle series (hyperliquid/BTC/USD/perps/1m)."""
 TRADING_PAIRS = dg.DynamicPartitionsDefinition(name="trading_pairs")
@@ -32,13 +53,15 @@ TRAINING_STARLISTINGS = dg.DynamicPartitionsDefinition(name="training_starlistin
 """Training candle series (binance/BTC/USDT/spot/1m)."""
 
 
-def by_day_and(series: dg.DynamicPartitionsDefinition) -> dg.MultiPartitionsDefinition:
-    return dg.MultiPartitionsDefinition({"date": DAILY, "series": series})
+def by_day_and(
+    days: dg.DailyPartitionsDefinition, series: dg.DynamicPartitionsDefinition
+) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({"date": days, "series": series})
 
 
-CANDLE_PARTITIONS = by_day_and(STARLISTINGS)
-FUNDING_PARTITIONS = by_day_and(TRADING_PAIRS)
-TRAINING_CANDLE_PARTITIONS = by_day_and(TRAINING_STARLISTINGS)
+CANDLE_PARTITIONS = by_day_and(REALTIME_DAYS, STARLISTINGS)
+FUNDING_PARTITIONS = by_day_and(REALTIME_DAYS, TRADING_PAIRS)
+TRAINING_CANDLE_PARTITIONS = by_day_and(TRAINING_DAYS, TRAINING_STARLISTINGS)
 
 MAX_DAYS_PER_RUN = 100
 """A backfill run covers up to 100 days of one series: a year is four runs. One
@@ -62,6 +85,39 @@ def backfill_asset(**kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetsDef
             return decorator(fn)
 
     return apply
+
+
+SeriesKey = StarlistingKey | TradingPairKey
+
+
+def series_key(key: SeriesKey) -> str:
+    """The partition key of a series: `BTC@hyperliquid/USD/perps/1m` (a starlisting),
+    `BTC@hyperliquid/USD/perps` (a trading pair)."""
+    rest = [key.exchange, key.quote, key.market_type]
+    if isinstance(key, StarlistingKey):
+        rest.append(key.interval)
+    return f"{key.coin}@{'/'.join(rest)}"
+
+
+def parse_series(text: str) -> SeriesKey:
+    """The series of a partition key, in either spelling (`series_key`'s or the older
+    `exchange/coin/quote/market_type[/interval]`)."""
+    if "@" in text:
+        coin, rest = text.split("@", 1)
+        exchange, *others = rest.split("/")
+        parts = [exchange, coin, *others]
+    else:
+        parts = text.split("/")
+    if len(parts) == 5:
+        return StarlistingKey(*parts)
+    if len(parts) == 4:
+        return TradingPairKey(*parts)
+    raise ValueError(f"not a series partition key: {text!r}")
+
+
+def current_key(text: str) -> str:
+    """A stored series key in today's spelling."""
+    return series_key(parse_series(text))
 
 
 def partition_key(day: date, series: str) -> str:

@@ -24,6 +24,7 @@ from kirby_api.routes.paths import Coin, Exchange, Interval, MarketType, Quote
 from kirby_api.series import SeriesCatalog
 from kirby_api.window import TIME_ALLOWED, parse_time
 from kirby_core.db.catalog_store import Starlisting, TradingPair
+from kirby_core.db.readers import coverage_interval
 
 Day = Annotated[
     str | None,
@@ -87,9 +88,10 @@ async def _coverage(
 ) -> CoverageResponse:
     now = datetime.now(UTC)
     start, end = _days(start_time, end_time, now)
-    interval = series.key.interval if isinstance(series, Starlisting) else "1m"
+    own = series.key.interval if isinstance(series, Starlisting) else "1m"
+    interval = coverage_interval(dataset.name, own)
     retention = source_retention(series.key.exchange, dataset, interval, now)
-    days = await day_coverage(database, dataset, series.id, interval, start, end, retention, now)
+    days = await day_coverage(database, dataset, series.id, own, start, end, retention, now)
     metadata = CoverageMetadata(
         series=str(series.key),
         dataset=dataset.name,

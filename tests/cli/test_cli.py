@@ -69,7 +69,7 @@ def _env(urls: DatabaseUrls) -> dict[str, str]:
 
 def test_migrate_and_sync_are_repeatable(database_urls: DatabaseUrls, clean) -> None:
     runner = CliRunner()
-    env = _env(database_urls)
+    env = {**_env(database_urls), "DAGSTER_HOME": None}
     migrated = runner.invoke(cli, ["db", "migrate"], env=env)
     assert migrated.exit_code == 0, migrated.output
     assert migrated.output.count(f"revision {migrate.head_revision()} (unchanged)") == 2

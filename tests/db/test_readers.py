@@ -36,7 +36,7 @@ async def test_coverage_counts_rows_and_outages(conn, catalog) -> None:
         T0 + timedelta(days=1, minutes=15),
     )
     days = await readers.read_coverage(
-        conn, "candles", sid, "1m", date(2024, 5, 1), date(2024, 5, 4)
+        conn, "candles", sid, "1m", date(2024, 5, 1), date(2024, 5, 4), datetime.now(UTC)
     )
     assert [(d.day, d.expected, d.present, d.outage_minutes) for d in days] == [
         (date(2024, 5, 1), 1440, 720, 30),
@@ -44,6 +44,12 @@ async def test_coverage_counts_rows_and_outages(conn, catalog) -> None:
         (date(2024, 5, 3), 1440, 0, 0),
     ]
     four_hour = await readers.read_coverage(
-        conn, "candles", catalog["BTC/4h"], "4h", date(2024, 5, 1), date(2024, 5, 2)
+        conn,
+        "candles",
+        catalog["BTC/4h"],
+        "4h",
+        date(2024, 5, 1),
+        date(2024, 5, 2),
+        datetime.now(UTC),
     )
     assert (four_hour[0].expected, four_hour[0].present) == (6, 0)

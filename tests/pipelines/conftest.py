@@ -29,12 +29,12 @@ from kirby_pipelines.resources import KirbyResource
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
 from tests.conftest import REPO, empty_tables
 
-BTC_1M = "hyperliquid/BTC/USD/perps/1m"
-BTC_15M = "hyperliquid/BTC/USD/perps/15m"
-SOL_1M = "hyperliquid/SOL/USD/perps/1m"
-BTC_PAIR = "hyperliquid/BTC/USD/perps"
-BINANCE_BTC_SPOT_1M = "binance/BTC/USDT/spot/1m"
-BINANCE_BTC_PERPS_1M = "binance/BTC/USDT/perps/1m"
+BTC_1M = "BTC@hyperliquid/USD/perps/1m"
+BTC_15M = "BTC@hyperliquid/USD/perps/15m"
+SOL_1M = "SOL@hyperliquid/USD/perps/1m"
+BTC_PAIR = "BTC@hyperliquid/USD/perps"
+BINANCE_BTC_SPOT_1M = "BTC@binance/USDT/spot/1m"
+BINANCE_BTC_PERPS_1M = "BTC@binance/USDT/perps/1m"
 
 
 def today() -> date:

@@ -116,11 +116,11 @@ def test_new_series_are_registered_and_backfilled_recent_days_first(
         third = new_series_backfill_tick(instance, resources, again.cursor)
         [eth] = third.dynamic_partitions_requests[:1]
         assert eth.partition_keys == [
-            f"hyperliquid/ETH/USD/perps/{i}" for i in ("1m", "15m", "4h", "1d")
+            f"ETH@hyperliquid/USD/perps/{i}" for i in ("1m", "15m", "4h", "1d")
         ]
         assert {r.tags[START].split("|")[1] for r in third.run_requests} == {
             *eth.partition_keys,
-            "hyperliquid/ETH/USD/perps",
+            "ETH@hyperliquid/USD/perps",
         }
     finally:
         empty_databases(database_urls)
@@ -137,11 +137,11 @@ def test_daily_schedules_ask_for_yesterday_of_every_active_series(
     [training] = schedule_tick(daily_training_candles, instance, resources, when)
 
     assert span(candles) == (
-        f"{day}|hyperliquid/BTC/USD/perps/1m",
-        f"{day}|hyperliquid/SOL/USD/perps/1d",
+        f"{day}|BTC@hyperliquid/USD/perps/1m",
+        f"{day}|SOL@hyperliquid/USD/perps/1d",
     )  # all 8, one run
-    assert span(funding) == (f"{day}|{BTC_PAIR}", f"{day}|hyperliquid/SOL/USD/perps")
-    assert span(training)[0] == f"{day}|binance/BTC/USDT/perps/1m"
+    assert span(funding) == (f"{day}|{BTC_PAIR}", f"{day}|SOL@hyperliquid/USD/perps")
+    assert span(training)[0] == f"{day}|BTC@binance/USDT/perps/1m"
     assert candles.asset_selection == [dg.AssetKey("candles")]
 
 

@@ -12,6 +12,7 @@ from kirby_core.exchanges import CANDLE_LIMIT, HyperliquidHistory
 from kirby_core.settings import Settings
 from kirby_pipelines.defs.backfills import checks
 from kirby_pipelines.defs.backfills.assets import candles, funding_rates, training_candles
+from kirby_pipelines.partitions import parse_series
 from tests.pipelines.conftest import (
     BINANCE_BTC_PERPS_1M,
     BINANCE_BTC_SPOT_1M,
@@ -41,7 +42,8 @@ async def served_candles(settings: Settings, coin: str, interval: str, start, en
 
 
 def stored_candles(url: str, series: str, start, end) -> list[tuple]:
-    coin, interval = series.split("/")[1], series.split("/")[4]
+    key = parse_series(series)
+    coin, interval = key.coin, key.interval
     rows = query(
         url,
         """SELECT c.time, c.open, c.high, c.low, c.close, c.volume, c.trade_count
@@ -187,7 +189,7 @@ def test_training_candles_come_from_binance_with_trade_counts(
     )
 
     assert result.success
-    market_type = series.split("/")[3]
+    market_type = parse_series(series).market_type
     rows = query(
         catalogs.training,
         """SELECT count(*), count(*) FILTER (WHERE trade_count IS NOT NULL), min(c.time)

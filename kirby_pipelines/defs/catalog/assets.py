@@ -18,17 +18,7 @@ def _sync(
 ) -> dg.MaterializeResult:
     report, series = catalogs.sync(kirby.settings(), kirby.url(database), database)
     added = catalogs.register(context.instance, series)
-    return dg.MaterializeResult(
-        metadata={
-            "active_starlistings": report.active_starlistings,
-            "active_trading_pairs": report.active_trading_pairs,
-            "starlistings_created": report.starlistings_created,
-            "starlistings_reactivated": report.starlistings_reactivated,
-            "starlistings_deactivated": report.starlistings_deactivated,
-            "partitions_added": dg.MetadataValue.json(added),
-            "starlistings": dg.MetadataValue.json([str(s.key) for s in series.starlistings]),
-        }
-    )
+    return dg.MaterializeResult(metadata=catalogs.sync_metadata(report, series, added))
 
 
 @dg.asset(group_name="catalog", kinds={"postgres"}, automation_condition=HOURLY)

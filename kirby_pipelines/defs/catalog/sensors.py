@@ -37,13 +37,18 @@ def new_series_backfill(
     except UNREACHABLE as exc:
         return dg.SkipReason(f"database unreachable, nothing decided: {exc}")
     added: dict[str, list[str]] = {}
+    outdated: dict[str, list[str]] = {}
     for series in (realtime, training):
         for name, keys in catalogs.unregistered(context.instance, series).items():
             added.setdefault(name, []).extend(keys)
-    order = {
-        name: [*catalogs.registered_order(context.instance, name), *added.get(name, [])]
-        for name in automation.PARTITIONS_OF.values()
-    }
+        outdated |= catalogs.outdated(context.instance, series)
+
+    def current_order(name: str) -> list[str]:
+        gone = set(outdated.get(name, ()))
+        registered = catalogs.registered_order(context.instance, name)
+        return [key for key in registered if key not in gone] + added.get(name, [])
+
+    order = {name: current_order(name) for name in automation.PARTITIONS_OF.values()}
     known = automation.json_cursor(context.cursor)
     requests, known = automation.new_series(
         automation.active_series(realtime, training),
@@ -55,7 +60,8 @@ def new_series_backfill(
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[
-            dg.AddDynamicPartitionsRequest(name, keys) for name, keys in added.items()
+            *(dg.DeleteDynamicPartitionsRequest(name, keys) for name, keys in outdated.items()),
+            *(dg.AddDynamicPartitionsRequest(name, keys) for name, keys in added.items()),
         ],
         cursor=automation.dump_cursor(known),
     )
