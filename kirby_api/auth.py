@@ -12,7 +12,8 @@ in-memory usage counter.
 HTTP requests without a valid key fail with 401 and `WWW-Authenticate: Bearer`. Failures
 are budgeted per client address (`api_auth_failures_per_minute`, a token bucket): an
 address over budget gets 429 with Retry-After, before any key lookup, until its budget
-refills. A WebSocket handshake is never refused
+refills; only keys this process verified recently still pass from it, so a flood from a
+shared address does not lock out its valid clients. A WebSocket handshake is never refused
 with an HTTP status: the failure is put on the connection (`socket.auth`) and the WebSocket
 handler accepts and closes with code 4401, which browsers can see. With auth switched off
 every caller is `ANONYMOUS` and admin routes are open (local use).
@@ -111,6 +112,13 @@ class KeyVerifier:
         cache.put(hashed, (now + self._cache_seconds, key))
         return key
 
+    def trusted(self, token: str | None) -> ApiKey | None:
+        """The key behind `token` if this process verified it recently and it is still live
+        (no database read): what an address over its failure budget may still use."""
+        cached = self._found.get(digest(token), time.monotonic()) if token else None
+        key = cached[1] if cached else None
+        return key if key is not None and key.refusal(datetime.now(UTC)) is None else None
+
     def forget(self, key_id: int) -> None:
         """Drop a key from the cache (after revoking it here)."""
         for hashed, (_, key) in list(self._found.entries.items()):
@@ -168,9 +176,16 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
     async def _verify_budgeted(self, connection: ASGIConnection) -> ApiKey:
         """Verify an HTTP request's key; its address spends from its failure budget."""
         address = connection.client.host if connection.client else "unknown"
-        self._spend_failure(address, spend=False)  # over budget: no lookup at all
+        token = presented_token(connection)
         try:
-            return await self._verifier.verify(presented_token(connection))
+            self._spend_failure(address, spend=False)
+        except RateLimited:  # over budget: no lookup at all, only keys verified already
+            key = self._verifier.trusted(token)
+            if key is None:
+                raise
+            return key
+        try:
+            return await self._verifier.verify(token)
         except Unauthorized:
             self._spend_failure(address, spend=True)
             raise

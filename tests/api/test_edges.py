@@ -106,6 +106,9 @@ async def test_requests_without_a_valid_key_are_budgeted_per_address(api, user_t
         assert over.json()["message"].startswith(
             "more than 3 requests without a valid API key per minute from testclient; retry in"
         )
+        # a key this process verified still passes from the address, a new one waits
+        assert (await client.get("/starlistings", headers=bearer(user_token))).status_code == 200
+        assert (await client.get("/starlistings", headers=bearer("kirby_d"))).status_code == 429
         # public routes stay open
         assert (await client.get("/health")).status_code == 200
 
