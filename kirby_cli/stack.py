@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 import kirby_pipelines
@@ -33,6 +32,7 @@ from kirby_cli.backfills import Backfills
 from kirby_cli.dagster_client import DagsterClient
 from kirby_cli.processes import Child, StackError
 from kirby_core.db import embedded, migrate, urls
+from kirby_core.db.connection import connect
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
 
@@ -257,7 +257,7 @@ class Stack:
         ]
 
         async def new_key() -> str:
-            conn = await asyncpg.connect(resolved.realtime)
+            conn = await connect(resolved.realtime)
             try:
                 _, token = await create_key(conn, f"{self._name()} admin", admin=True)
             finally:
