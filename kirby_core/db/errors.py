@@ -8,7 +8,8 @@ Every boundary that talks to PostgreSQL catches `DRIVER_ERRORS` and raises
                  intervention (shutdown, cancel), 58 system, 40 rollback (deadlock,
                  serialization), 55P03 lock timeout; timeouts, OSError, a closed connection
     refused      everything else the server answers: 22 data (out of range, malformed),
-                 23 constraint, 42 schema or syntax...; a bind value asyncpg cannot encode
+                 23 constraint, 42 schema or syntax...; a bind value asyncpg cannot encode.
+                 `input_at_fault` when a value sent is the cause (a bad value, a constraint)
 
 A refused statement fails the same way however often it is retried; an unavailable one may
 work in a moment.
@@ -36,7 +37,9 @@ DRIVER_ERRORS = (
 
 _UNAVAILABLE_CLASSES = frozenset({"08", "53", "57", "58", "40"})
 _UNAVAILABLE_STATES = frozenset({"55P03"})
-_INPUT_CLASSES = frozenset({"22", "23"})
+_INPUT_STATES = frozenset({"22001", "22003", "22007", "22008", "22023", "22P02"})
+"""Data exceptions a bad value causes (too long, out of range, malformed); others of class 22
+(division by zero...) are the statement's fault."""
 _BAD_ARGUMENT = re.compile(r"query argument \$(\d+)\b.*\((.*)\)\s*$", re.DOTALL)
 
 
@@ -65,7 +68,7 @@ def storage_error(exc: BaseException, context: str = "") -> StorageError:
         return StorageRefused(
             f"{prefix}{exc}",
             sqlstate=state,
-            input_at_fault=state[:2] in _INPUT_CLASSES,
+            input_at_fault=state[:2] == "23" or state in _INPUT_STATES,
             field=column,
         )
     reason = str(exc) or type(exc).__name__

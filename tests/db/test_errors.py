@@ -44,6 +44,7 @@ def test_classified_by_cause(exc: BaseException, unavailable: bool) -> None:
     [
         (pg.NumericValueOutOfRangeError("integer out of range"), True),
         (pg.CheckViolationError("violates check constraint"), True),
+        (pg.DivisionByZeroError("division by zero"), False),  # class 22, the statement's fault
         (pg.UndefinedColumnError('column "x" does not exist'), False),
     ],
 )
