@@ -77,11 +77,20 @@ def storage_error(exc: BaseException, context: str = "") -> StorageError:
 
 @contextmanager
 def arguments_named(names: Sequence[str]) -> Iterator[None]:
-    """Name the field of a refused query argument: `names[i]` is argument `$i+1`."""
+    """Translate driver errors (`storage_error`) and name the field of a refused query
+    argument: `names[i]` is argument `$i+1`. Works on a raw connection or the API's pool."""
     try:
         yield
+    except DRIVER_ERRORS as exc:
+        raise _named(storage_error(exc), names) from exc
     except StorageRefused as exc:
-        if exc.argument is not None and exc.field is None and exc.argument <= len(names):
-            exc.field = names[exc.argument - 1]
-            exc.args = (str(exc).replace(f"query argument ${exc.argument}", exc.field, 1),)
-        raise
+        raise _named(exc, names)  # noqa: B904  (already translated: keep its own cause)
+
+
+def _named(error: StorageError, names: Sequence[str]) -> StorageError:
+    if not isinstance(error, StorageRefused) or error.field is not None:
+        return error
+    if error.argument is not None and error.argument <= len(names):
+        error.field = names[error.argument - 1]
+        error.args = (str(error).replace(f"query argument ${error.argument}", error.field, 1),)
+    return error

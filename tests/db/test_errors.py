@@ -10,7 +10,7 @@ import pytest
 from asyncpg import exceptions as pg
 
 from kirby_core.db.connection import connect
-from kirby_core.db.errors import DRIVER_ERRORS, arguments_named, storage_error
+from kirby_core.db.errors import arguments_named, storage_error
 from kirby_core.db.urls import DatabaseUrls, with_database
 from kirby_core.errors import StorageRefused, StorageUnavailable
 
@@ -69,10 +69,7 @@ async def test_a_value_the_driver_cannot_send_is_named(conn: asyncpg.Connection)
     # a valid Python datetime that is past year 9999 in UTC
     beyond = datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5)))
     with pytest.raises(StorageRefused) as raised, arguments_named(["name", "expires_at"]):
-        try:
-            await conn.fetchval("SELECT $1::text, $2::timestamptz", "key", beyond)
-        except DRIVER_ERRORS as exc:
-            raise storage_error(exc) from exc
+        await conn.fetchval("SELECT $1::text, $2::timestamptz", "key", beyond)
     error = raised.value
     assert error.input_at_fault and error.argument == 2 and error.field == "expires_at"
     assert str(error) == "invalid expires_at: date value out of range"
