@@ -37,6 +37,10 @@ from kirby_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
+RELEASE_SECONDS = 0.5
+"""Least time a healthy connection gets to reset on its way back into the pool (past the
+deadline too); asyncpg closes it if that runs out."""
+
 _DEADLINE: ContextVar[list[float] | None] = ContextVar("kirby_database_deadline", default=None)
 """The current request's deadline (monotonic), once its first database wait has set it."""
 
@@ -130,7 +134,7 @@ class Database:
             if conn is not None:
                 if not healthy:  # timed out, cancelled or server gone: state unknown
                     conn.terminate()
-                await pool.release(conn, timeout=max(self._remaining(), 0.1))
+                await pool.release(conn, timeout=max(self._remaining(), RELEASE_SECONDS))
 
     def _remaining(self) -> float:
         """Seconds left for a database wait: what is left of the request's deadline, or the
