@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components, OpenAPIMediaType, Schema, Security
 from litestar.openapi.spec.enums import OpenAPIType
 
 from kirby_api.auth import ApiKeyMiddleware
+from kirby_api.database import RequestDeadline
 from kirby_api.errors import EXCEPTION_HANDLERS
 from kirby_api.formats import MEDIA_TYPES
 from kirby_api.observability import observe
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={name: _provider(value) for name, value in services.items()},
         middleware=[
             TransportMiddleware(),
+            RequestDeadline(),
             DefineMiddleware(
                 ApiKeyMiddleware,
                 verifier=runtime.verifier,

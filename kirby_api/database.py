@@ -1,27 +1,61 @@
 """The API's connection pool to the realtime database, and the boundary for its errors.
 
 The pool is opened in the app's lifespan and injected into whatever reads. Every query goes
-through `fetch`/`fetchrow`/`execute` here, which put a timeout on it and translate driver
-and network failures into `StorageError` (503), so no handler ever sees an asyncpg
-exception. asyncpg prepares and caches each statement per connection, so the hot queries
-are planned once.
+through `fetch`/`fetchrow`/`fetchval`/`execute` or `connection()` here, which bound it and
+translate driver and network failures (`kirby_core.db.errors`): `StorageUnavailable` (503
+with Retry-After) or `StorageRefused` (400 naming the field when the input is at fault, else
+500), so no handler ever sees an asyncpg exception.
+
+Each HTTP request has one database deadline (`RequestDeadline`): its first database wait
+starts `api_query_timeout_seconds`, and every wait of the request, pool acquire included,
+ends by then; outside a request (WebSocket, background work) each wait gets the whole
+timeout. A connection whose work timed out, was cancelled or lost the server is closed, not
+returned to the pool: its state is unknown, and a hung server would hang the next user too.
+asyncpg prepares and caches each statement per connection, so the hot queries are planned
+once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import asyncpg
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
 
-from kirby_core.errors import StorageError
+from kirby_core.db.connection import server_settings
+from kirby_core.db.errors import DRIVER_ERRORS, storage_error
+from kirby_core.errors import StorageUnavailable
 from kirby_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+RELEASE_SECONDS = 0.5
+"""Least time a healthy connection gets to reset on its way back into the pool (past the
+deadline too); asyncpg closes it if that runs out."""
+
+_DEADLINE: ContextVar[list[float] | None] = ContextVar("kirby_database_deadline", default=None)
+"""The current request's deadline (monotonic), once its first database wait has set it."""
+
+
+class RequestDeadline(ASGIMiddleware):
+    """Gives every HTTP request one database deadline, shared by all its waits."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        token = _DEADLINE.set([])
+        try:
+            await next_app(scope, receive, send)
+        finally:
+            _DEADLINE.reset(token)
 
 
 class Database:
@@ -38,10 +72,10 @@ class Database:
                 min_size=1,
                 max_size=self._size,
                 timeout=self._timeout,
-                server_settings={"application_name": "kirby_api"},
+                server_settings=server_settings("kirby_api"),
             )
-        except _DRIVER_ERRORS as exc:
-            raise StorageError(f"could not connect to the realtime database: {exc}") from exc
+        except DRIVER_ERRORS as exc:
+            raise storage_error(exc, "could not connect to the realtime database") from exc
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -51,46 +85,63 @@ class Database:
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            raise StorageError("the database pool is not open")
+            raise StorageUnavailable("the database pool is not open")
         return self._pool
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        try:
-            return await self.pool.fetch(query, *args, timeout=self._timeout)
-        except _DRIVER_ERRORS as exc:
-            raise _storage_error(exc) from exc
+        async with self.connection() as conn:
+            return await conn.fetch(query, *args)
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        try:
-            return await self.pool.fetchrow(query, *args, timeout=self._timeout)
-        except _DRIVER_ERRORS as exc:
-            raise _storage_error(exc) from exc
+        async with self.connection() as conn:
+            return await conn.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        try:
-            return await self.pool.fetchval(query, *args, timeout=self._timeout)
-        except _DRIVER_ERRORS as exc:
-            raise _storage_error(exc) from exc
+        async with self.connection() as conn:
+            return await conn.fetchval(query, *args)
 
     async def execute(self, query: str, *args: Any) -> str:
-        try:
-            return await self.pool.execute(query, *args, timeout=self._timeout)
-        except _DRIVER_ERRORS as exc:
-            raise _storage_error(exc) from exc
+        async with self.connection() as conn:
+            return await conn.execute(query, *args)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection for several statements (errors translated as above)."""
+    async def connection(self, seconds: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for several statements. Acquiring it and the whole block end
+        by the request's deadline, or within `seconds` for work with a budget of its own (a
+        bulk export); errors are translated as above."""
+        budget = self._remaining() if seconds is None else seconds
+        pool = self.pool
+        conn: asyncpg.Connection | None = None
+        healthy = False
         try:
-            async with self.pool.acquire(timeout=self._timeout) as conn:
+            if budget <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(budget):
+                conn = await pool.acquire()
                 yield conn
-        except _DRIVER_ERRORS as exc:
-            raise _storage_error(exc) from exc
+            healthy = True
+        except DRIVER_ERRORS as exc:
+            error = storage_error(exc)
+            healthy = not isinstance(error, StorageUnavailable)
+            if not healthy:
+                log.warning("database unavailable error=%s detail=%r", type(exc).__name__, str(exc))
+                error.args = (f"{error}; retry shortly",)
+            raise error from exc
+        except Exception:
+            healthy = True  # the caller's own error, between statements
+            raise
+        finally:
+            if conn is not None:
+                if not healthy:  # timed out, cancelled or server gone: state unknown
+                    conn.terminate()
+                await pool.release(conn, timeout=max(self._remaining(), RELEASE_SECONDS))
 
-
-def _storage_error(exc: BaseException) -> StorageError:
-    """The client learns that storage failed; the log keeps what the driver said."""
-    log.warning("database error error=%s detail=%r", type(exc).__name__, str(exc))
-    if isinstance(exc, TimeoutError):
-        return StorageError("the database did not answer in time; retry shortly")
-    return StorageError("the database is unavailable; retry shortly")
+    def _remaining(self) -> float:
+        """Seconds left for a database wait: what is left of the request's deadline, or the
+        whole timeout outside a request."""
+        deadline = _DEADLINE.get()
+        if deadline is None:
+            return self._timeout
+        if not deadline:
+            deadline.append(time.monotonic() + self._timeout)
+        return deadline[0] - time.monotonic()

@@ -8,8 +8,11 @@
     ├── Unauthorized                    401  no valid API key; WWW-Authenticate: Bearer
     ├── Forbidden                       403  a non-admin key on an admin route
     ├── RateLimited                     429  with Retry-After and RateLimit-* headers
-    └── StorageError                    503  PostgreSQL unreachable or too slow
-    anything else                       500  logged with its traceback, never shown
+    └── StorageError                    503  PostgreSQL unreachable or too slow, with Retry-After
+        └── StorageRefused              400  a value the client sent was refused (field named)
+                                        500  otherwise (schema, a bug): like anything else
+    anything else                       500  logged with its traceback and an error id; the
+                                             body gives the id, never the details
 
 Litestar's own exceptions (parameter validation, unknown route, wrong method) are translated
 into the same shape, so a client parses one body everywhere:
@@ -24,6 +27,7 @@ Handlers never catch exceptions; they raise and this module answers.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,9 +36,12 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
-from kirby_core.errors import InvalidRequest, KirbyError, NotFound, StorageError
+from kirby_core.errors import InvalidRequest, KirbyError, NotFound, StorageError, StorageRefused
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER = "5"
+"""Seconds a client should wait before retrying when the database is unavailable."""
 
 
 class InvalidParameter(InvalidRequest):
@@ -83,6 +90,8 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     """The request parameter at fault, when there is one."""
     allowed: str | None = None
     """What the parameter accepts."""
+    error_id: str | None = None
+    """On a 500: the id of the server log line that has the details."""
 
 
 # Most specific first: the first class an exception is an instance of decides.
@@ -137,17 +146,24 @@ def status_of(exc: BaseException) -> int:
     """The status the handlers below answer `exc` with."""
     if isinstance(exc, HTTPException):
         return 400 if isinstance(exc, ValidationException) else exc.status_code
+    if isinstance(exc, StorageRefused):
+        return 400 if exc.input_at_fault else 500
     return next((status for cls, status, _ in _STATUS if isinstance(exc, cls)), 500)
 
 
 def kirby_error_response(request: Request, exc: KirbyError) -> Response[bytes]:
+    if isinstance(exc, StorageRefused):
+        if not exc.input_at_fault:
+            return internal_error_response(request, exc)
+        code = "invalid_parameter" if exc.field else "invalid_request"
+        return _respond(ErrorBody(400, code, str(exc), exc.field))
     found = next(((status, code) for cls, status, code in _STATUS if isinstance(exc, cls)), None)
     if found is None:
         return internal_error_response(request, exc)
     status, code = found
     headers: dict[str, str] = getattr(exc, "headers", {})
     if isinstance(exc, StorageError):
-        headers = {"Retry-After": "5"}
+        headers = {"Retry-After": RETRY_AFTER}
     return _respond(
         ErrorBody(
             status,
@@ -192,14 +208,17 @@ def http_error_response(request: Request, exc: HTTPException) -> Response[bytes]
 
 
 def internal_error_response(request: Request, exc: Exception) -> Response[bytes]:
+    error_id = secrets.token_hex(6)
     log.error(
-        "unhandled error method=%s path=%s error=%r",
+        "unhandled error error_id=%s method=%s path=%s error=%r",
+        error_id,
         request.method,
         request.url.path,
         exc,
         exc_info=exc,
     )
-    return _respond(ErrorBody(500, "internal_error", "internal error; it has been logged"))
+    message = f"internal error; it has been logged with error id {error_id}"
+    return _respond(ErrorBody(500, "internal_error", message, error_id=error_id))
 
 
 EXCEPTION_HANDLERS = {

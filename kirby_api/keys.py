@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import msgspec
 
 from kirby_api.errors import InvalidParameter
+from kirby_core.db.errors import arguments_named
 from kirby_core.errors import InvalidRequest, NotFound
 from kirby_core.logs import CONTROL, escape
 
@@ -64,6 +65,16 @@ _COLUMNS = (
     " expires_at, revoked_at, last_used_at, request_count"
 )
 
+_INSERTED = (
+    "name",
+    "prefix",
+    "key_hash",
+    "admin",
+    "expires_at",
+    "rate_limit_per_minute",
+    "max_ws_connections",
+)
+
 
 def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -101,18 +112,18 @@ async def create_key(
                 f"expires_at {expires_at:%Y-%m-%dT%H:%M:%SZ} is in the past; give a future time"
             )
     token = new_token()
-    record = await db.fetchrow(
-        f"""INSERT INTO api_keys (name, prefix, key_hash, admin, expires_at,
-                rate_limit_per_minute, max_ws_connections)
-            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}""",  # noqa: S608
-        name,
-        token[:PREFIX_CHARS],
-        digest(token),
-        admin,
-        expires_at,
-        rate_limit_per_minute,
-        max_ws_connections,
-    )
+    with arguments_named(_INSERTED):
+        record = await db.fetchrow(
+            f"""INSERT INTO api_keys ({", ".join(_INSERTED)})
+                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}""",  # noqa: S608
+            name,
+            token[:PREFIX_CHARS],
+            digest(token),
+            admin,
+            expires_at,
+            rate_limit_per_minute,
+            max_ws_connections,
+        )
     return _key(record), token
 
 

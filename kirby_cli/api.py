@@ -16,6 +16,7 @@ from litestar import Litestar
 from kirby_api import create_app
 from kirby_api.keys import ApiKey, create_key, list_keys, revoke_key
 from kirby_core.db import urls
+from kirby_core.db.connection import connect
 from kirby_core.logs import configure_logging, escape
 from kirby_core.settings import Settings
 
@@ -100,7 +101,7 @@ def serve(
 
 def _run(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     async def go() -> T:
-        conn = await asyncpg.connect(urls.resolve(settings).realtime)
+        conn = await connect(urls.resolve(settings).realtime)
         try:
             return await work(conn)
         finally:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import asyncpg
 import click
 
 from kirby_cli.options import database_option
 from kirby_core.catalog import Catalog, load_catalog
 from kirby_core.db import catalog_store, urls
+from kirby_core.db.connection import connect
 from kirby_core.settings import Settings
 
 _file_option = click.option(
@@ -96,7 +96,7 @@ def _record_in_dagster(report: catalog_store.SyncReport, url: str, database: str
 
 
 async def _sync(url: str, loaded: Catalog) -> catalog_store.SyncReport:
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         return await catalog_store.sync_catalog(conn, loaded)
     finally:
@@ -112,7 +112,7 @@ def list_command(settings: Settings, database: str, include_inactive: bool) -> N
     url = urls.resolve(settings).of(database)
 
     async def fetch():
-        conn = await asyncpg.connect(url)
+        conn = await connect(url)
         try:
             return await catalog_store.list_starlistings(conn, active_only=not include_inactive)
         finally:

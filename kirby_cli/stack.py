@@ -35,6 +35,7 @@ from kirby_cli.backfills import Backfills
 from kirby_cli.dagster_client import DagsterClient
 from kirby_cli.processes import Child, StackError
 from kirby_core.db import embedded, migrate, urls
+from kirby_core.db.connection import connect
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
 
@@ -263,7 +264,7 @@ class Stack:
         ]
 
         async def key() -> str:
-            conn = await asyncpg.connect(resolved.realtime)
+            conn = await connect(resolved.realtime)
             try:
                 return await admin_key(conn, self.config.home, f"{self._name()} admin")
             finally:

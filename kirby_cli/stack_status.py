@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 
 from kirby_cli.stack import Stack
+from kirby_core.db.connection import connect
 
 QUERY_TIMEOUT_SECONDS = 3.0
 REALTIME_TABLES = ("candles", "funding_rates", "open_interest")
@@ -58,7 +59,7 @@ def snapshot(stack: Stack) -> Snapshot:
 async def _read(stack: Stack, snap: Snapshot) -> None:
     assert stack.databases is not None
     async with asyncio.timeout(QUERY_TIMEOUT_SECONDS):
-        conn = await asyncpg.connect(stack.databases.realtime)
+        conn = await connect(stack.databases.realtime)
         try:
             for table in REALTIME_TABLES:
                 snap.counts[table] = await conn.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608
@@ -72,7 +73,7 @@ async def _read(stack: Stack, snap: Snapshot) -> None:
             snap.last_candle = await conn.fetchval("SELECT max(time) FROM candles")
         finally:
             await conn.close()
-        conn = await asyncpg.connect(stack.databases.training)
+        conn = await connect(stack.databases.training)
         try:
             snap.counts["training_candles"] = await conn.fetchval("SELECT count(*) FROM candles")
         finally:

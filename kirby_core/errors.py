@@ -5,7 +5,10 @@
     │   └── CatalogError        a catalog entry is wrong (file, entry and allowed values named)
     ├── NotFound                an unknown starlisting, trading pair or coin was asked for
     ├── InvalidRequest          a bad time range, limit or parameter
-    ├── StorageError            PostgreSQL refused or could not be reached
+    ├── StorageError            PostgreSQL failed an operation (`kirby_core.db.errors` classifies)
+    │   ├── StorageUnavailable  refused, timed out, server gone, too many connections: retry later
+    │   └── StorageRefused      the data or the statement is at fault (bad value, constraint,
+    │                           schema mismatch): retrying the same thing fails the same way
     └── ExchangeError           an exchange call failed
         ├── ExchangeUnavailable     network error, 5xx or rate limit that outlived its retries
         └── ExchangeProtocolError   a payload that does not have the documented shape
@@ -38,7 +41,35 @@ class InvalidRequest(KirbyError):
 
 
 class StorageError(KirbyError):
-    """PostgreSQL could not be reached or refused the operation."""
+    """PostgreSQL could not be reached or refused the operation (catch a subclass to tell which)."""
+
+
+class StorageUnavailable(StorageError):
+    """The server could not be reached or did not answer in time; the same call may work later."""
+
+
+class StorageRefused(StorageError):
+    """The server refused the operation itself (SQLSTATE class 22, 23, 42...): do not retry.
+
+    `input_at_fault`: a value sent was bad (out of range, malformed, a constraint broken), so
+    a client that sent it can be told; `field` names it when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sqlstate: str | None = None,
+        input_at_fault: bool = False,
+        field: str | None = None,
+        argument: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.input_at_fault = input_at_fault
+        self.field = field
+        self.argument = argument
+        """1-based index of the query argument that could not be encoded, when that failed."""
 
 
 class ExchangeError(KirbyError):

@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-import asyncpg
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from kirby_core.db.catalog_store import Starlisting, TradingPair
+from kirby_core.db.connection import connect
 from kirby_core.db.export import (
     CANDLES,
     FUNDING_RATES,
@@ -162,7 +162,7 @@ async def export_days(
         written.extend(_write_chunk(lake_dir, dataset, by_id, table, chunk, writers))
 
     async def worker() -> None:
-        conn = await asyncpg.connect(url, server_settings={"timezone": "UTC"})
+        conn = await connect(url)
         pending: asyncio.Future[None] | None = None
         try:
             while not chunks.empty():

@@ -132,7 +132,8 @@ class Settings(BaseSettings):
     api_pool_size: int = Field(default=10, gt=0)
     """Connections in the API's PostgreSQL pool (the LISTEN connection comes on top)."""
     api_query_timeout_seconds: float = Field(default=10.0, gt=0)
-    """A query running longer fails the request with 503."""
+    """Every database wait of a request (pool acquire and queries together) ends within
+    this, or the request fails with 503 + Retry-After."""
     api_latest_cache_seconds: float = Field(default=1.0, ge=0)
     """Longest a cached latest-N page lives; a NOTIFY for its series drops it at once. It
     bounds staleness only for writes that do not NOTIFY (backfills). 0 turns the cache off."""

@@ -201,12 +201,11 @@ async def read_outages(url: str, after_id: int, limit: int = 500) -> list[Outage
     """Outage rows recorded after `after_id`, with their series as partition keys."""
     import asyncio
 
-    import asyncpg
-
     from kirby_core.db import catalog_store
+    from kirby_core.db.connection import connect
 
     async with asyncio.timeout(10):
-        conn = await asyncpg.connect(url)
+        conn = await connect(url)
         try:
             rows = await conn.fetch(
                 "SELECT id, dataset, series_id, start_time, end_time FROM collection_outages"

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
 import dagster as dg
 
 from kirby_core.backfill import (
@@ -29,6 +28,7 @@ from kirby_core.backfill import (
 )
 from kirby_core.catalog import StarlistingKey, TradingPairKey
 from kirby_core.db import catalog_store
+from kirby_core.db.connection import connect
 from kirby_core.exchanges import BinanceHistory, HyperliquidHistory
 from kirby_core.settings import Database, Settings
 from kirby_core.timeutil import interval_seconds
@@ -129,7 +129,7 @@ async def _fetch_all(
     advance: Callable[[str], Callable[[DayReport], None]],
 ) -> dict[str, BackfillResult]:
     results: dict[str, BackfillResult] = {}
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         if dataset.kind == "training_candles":
             async with BinanceHistory(settings) as binance:

@@ -15,12 +15,12 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
 import dagster as dg
 
 from kirby_core.catalog import load_catalog
 from kirby_core.db import catalog_store
 from kirby_core.db.catalog_store import Starlisting, SyncReport, TradingPair
+from kirby_core.db.connection import connect
 from kirby_core.settings import Database, Settings
 from kirby_pipelines.partitions import (
     STARLISTINGS,
@@ -62,7 +62,7 @@ class Series:
 
 async def read_series(url: str, database: Database, *, active_only: bool = True) -> Series:
     async with asyncio.timeout(QUERY_TIMEOUT_SECONDS):
-        conn = await asyncpg.connect(url)
+        conn = await connect(url)
         try:
             stars = await catalog_store.list_starlistings(conn, active_only=active_only)
             pairs = await catalog_store.list_trading_pairs(conn, active_only=active_only)
@@ -76,7 +76,7 @@ def sync(settings: Settings, url: str, database: Database) -> tuple[SyncReport, 
     catalog = load_catalog(settings.catalog_path(database))
 
     async def run() -> tuple[SyncReport, Series]:
-        conn = await asyncpg.connect(url)
+        conn = await connect(url)
         try:
             report = await catalog_store.sync_catalog(conn, catalog)
         finally:

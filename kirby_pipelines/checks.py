@@ -20,6 +20,7 @@ import dagster as dg
 
 from kirby_core import quality
 from kirby_core.db import catalog_store
+from kirby_core.db.connection import connect
 from kirby_core.exchanges import candle_coverage
 from kirby_core.quality import Completeness
 from kirby_core.settings import Database
@@ -132,7 +133,7 @@ def run_checks(
     url: str, partitions: Sequence[str], check: Callable[[asyncpg.Connection, str, date], Awaitable]
 ) -> list[Any]:
     async def main() -> list[Any]:
-        conn = await asyncpg.connect(url)
+        conn = await connect(url)
         try:
             found = []
             for series, days in days_by_series(partitions).items():
@@ -320,7 +321,7 @@ def lake_matches_database(
 
     async def database_counts() -> tuple[list, dict[tuple[int, date], int]]:
         series = await series_of(url, dataset)
-        conn = await asyncpg.connect(url, server_settings={"timezone": "UTC"})
+        conn = await connect(url)
         try:
             records = await conn.fetch(
                 f"SELECT {dataset.spec.series} AS series_id, time::date AS day, count(*) AS n"  # noqa: S608

@@ -12,12 +12,12 @@ import asyncio
 from collections import Counter
 from datetime import date, timedelta
 
-import asyncpg
 import dagster as dg
 import pyarrow as pa
 
 from kirby_core import lake
 from kirby_core.db import catalog_store
+from kirby_core.db.connection import connect
 from kirby_core.db.export import TIME
 from kirby_core.lake import DATASETS, LakeSeries
 from kirby_core.settings import Database
@@ -49,7 +49,7 @@ def days_of(context: dg.AssetExecutionContext) -> list[date]:
 
 
 async def series_of(url: str, dataset: lake.LakeDataset) -> list[LakeSeries]:
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         if dataset.per_interval:
             stars = await catalog_store.list_starlistings(conn, active_only=False)
@@ -128,7 +128,7 @@ OUTAGES_SCHEMA = pa.schema(
 
 
 async def _series_rows(url: str, database: Database) -> list[dict]:
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         stars = await catalog_store.list_starlistings(conn, active_only=False)
         pairs = await catalog_store.list_trading_pairs(conn, active_only=False)
@@ -173,7 +173,7 @@ def export_series(kirby: KirbyResource) -> dg.MaterializeResult:
 
 
 async def _outages(url: str) -> pa.Table:
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         rows = await conn.fetch(
             "SELECT 'realtime' AS database, dataset, series_id, start_time, end_time, reason,"

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
+from kirby_core.db.connection import connect
 
 TABLES = {
     "live_candles": "candles",
@@ -27,7 +27,7 @@ async def read_latest(url: str) -> list[Latest]:
     """The newest row time of each live table, and its rows of the last hour (only the last
     day is looked at: the time index stops the scan there)."""
     async with asyncio.timeout(10):
-        conn = await asyncpg.connect(url)
+        conn = await connect(url)
         try:
             found = []
             for asset, table in TABLES.items():

@@ -2,10 +2,12 @@
 catalog polls.
 
 `Database.run(operation)` runs one operation under a lock and a timeout, connecting first if
-needed. Any failure to reach or use the server (refused, reset, timed out, server error)
-closes the connection and raises `StorageError`, so the next call starts from a fresh one;
+needed. A failure to reach the server (refused, reset, timed out, server gone) closes the
+connection and raises `StorageUnavailable`, so the next call starts from a fresh one;
 retrying is the caller's policy (flushes back off and keep their rows, a heartbeat skips a
-beat). One connection is enough: the work is a handful of short statements per second.
+beat). A statement the server refuses (bad data, constraint, schema) raises `StorageRefused`
+and keeps the connection (its transaction was rolled back): retrying it cannot help. One
+connection is enough: the work is a handful of short statements per second.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from typing import TypeVar
 
 import asyncpg
 
+from kirby_core.db.connection import connect
+from kirby_core.db.errors import DRIVER_ERRORS, storage_error
 from kirby_core.db.urls import redact
-from kirby_core.errors import StorageError
+from kirby_core.errors import StorageRefused, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Database:
@@ -43,13 +45,20 @@ class Database:
         async with self._lock:
             try:
                 async with asyncio.timeout(within or self.timeout):
-                    if self._conn is None or self._conn.is_closed():
-                        self._conn = await asyncpg.connect(self.url)
-                    return await operation(self._conn)
-            except _UNREACHABLE as exc:
-                self._discard()
-                reason = str(exc) or type(exc).__name__
-                raise StorageError(f"database {redact(self.url)}: {reason}") from exc
+                    return await operation(await self._connection())
+            except DRIVER_ERRORS as exc:
+                error = storage_error(exc, f"database {redact(self.url)}")
+                if isinstance(error, StorageUnavailable):
+                    self._discard()
+                raise error from exc
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            try:
+                self._conn = await connect(self.url, application_name="kirby_stream")
+            except StorageRefused as exc:  # a wrong password or database: no row is at fault
+                raise StorageUnavailable(str(exc)) from exc
+        return self._conn
 
     async def close(self) -> None:
         async with self._lock:
@@ -57,7 +66,7 @@ class Database:
                 try:
                     async with asyncio.timeout(self.timeout):
                         await self._conn.close()
-                except _UNREACHABLE:
+                except DRIVER_ERRORS:
                     self._conn.terminate()
                 self._conn = None
 

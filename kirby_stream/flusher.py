@@ -6,8 +6,11 @@ writer's upsert per table, then one NOTIFY per table naming the rows it flushed 
 by PostgreSQL at commit, together with the rows; `kirby_core.db.notify` does the payload
 format and the 8000-byte split), then the outage rows. If the database cannot be reached
 the batch goes back into the buffers and the flush is retried with capped, jittered
-backoff while the feed keeps being read. When the collector stops, the last flush takes
-everything (open minutes too) and retries until `stream_shutdown_seconds` have passed.
+backoff while the feed keeps being read. If the database refuses the batch itself (a value
+out of range, a constraint: retrying cannot help), it is split in halves until the rows at
+fault are alone; those are rejected, counted (`refused_rows`) and logged, the rest stored.
+When the collector stops, the last flush takes everything (open minutes too) and retries
+until `stream_shutdown_seconds` have passed.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from kirby_core.db.writer import (
     upsert_funding_rates,
     upsert_open_interest,
 )
-from kirby_core.errors import StorageError
+from kirby_core.errors import StorageRefused, StorageUnavailable
 from kirby_core.settings import Settings
 from kirby_stream.backoff import Backoff, pause
 from kirby_stream.buffers import Batch, Buffers
@@ -94,8 +97,8 @@ class Flusher:
         if not batch:
             return True
         try:
-            results = await self.database.run(lambda conn: write_batch(conn, batch), within)
-        except StorageError as exc:
+            results = await self._write(batch, within)
+        except StorageUnavailable as exc:
             self.buffers.restore(batch)
             self.stats.failed_flushes += 1
             log.warning(
@@ -111,6 +114,29 @@ class Flusher:
             log.info("event=flush_recovered after_failures=%d", self._backoff.attempt)
         self._backoff.reset()
         return True
+
+    async def _write(self, batch: Batch, within: float | None) -> dict[str, WriteResult]:
+        """Store `batch`; rows the database refuses are isolated by bisection and rejected."""
+        try:
+            return await self.database.run(lambda conn: write_batch(conn, batch), within)
+        except StorageRefused as exc:
+            halves = _halves(batch)
+            if halves is None:
+                self._reject(batch, exc)
+                return {}
+            results: dict[str, WriteResult] = defaultdict(WriteResult)
+            for half in halves:
+                for table, result in (await self._write(half, within)).items():
+                    results[table] += result
+            return dict(results)
+
+    def _reject(self, batch: Batch, exc: StorageRefused) -> None:
+        for table, rows in batch.rows.items():
+            for row in rows:
+                self.stats.refused_rows += 1
+                log.error("event=row_refused table=%s row=%r cause=%s", table, row, exc)
+        for outage in batch.outages:
+            log.error("event=outage_refused outage=%r cause=%s", outage, exc)
 
     def _record(self, batch: Batch, results: dict[str, WriteResult]) -> None:
         stats = self.stats
@@ -147,3 +173,22 @@ class Flusher:
                 )
                 return
             await asyncio.sleep(min(self._backoff.next_delay(), remaining))
+
+
+def _halves(batch: Batch) -> tuple[Batch, Batch] | None:
+    """`batch` split in two (rows and outages alike), or None when it holds one item."""
+    items: list[tuple[str | None, Any]] = [
+        (table, row) for table, rows in batch.rows.items() for row in rows
+    ]
+    items += [(None, outage) for outage in batch.outages]
+    if len(items) < 2:
+        return None
+    middle = len(items) // 2
+    halves = (Batch(), Batch())
+    for half, part in zip(halves, (items[:middle], items[middle:]), strict=True):
+        for table, item in part:
+            if table is None:
+                half.outages.append(item)
+            else:
+                half.rows[table].append(item)
+    return halves

@@ -34,6 +34,8 @@ class Stats:
     invalid_messages: int = 0
     reconnects: int = 0
     dropped_rows: int = 0
+    refused_rows: int = 0
+    """Rows the database refused (bad value, constraint): rejected and logged, not retried."""
     flushes: int = 0
     failed_flushes: int = 0
     outages_recorded: int = 0

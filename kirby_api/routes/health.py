@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kirby_api.auth import EXCLUDE_FROM_AUTH
 from kirby_api.database import Database
+from kirby_api.errors import RETRY_AFTER
 from kirby_api.formats import encode_message
 from kirby_api.health import Health, probe
 from kirby_api.market import MarketData
@@ -50,6 +51,7 @@ async def get_health(
         encode_message(health),
         media_type=MediaType.JSON,
         status_code=503 if health.status == "down" else 200,
+        headers={"Retry-After": RETRY_AFTER} if health.status == "down" else None,
     )
 
 

@@ -31,7 +31,9 @@ from kirby_api.latest_cache import LatestCache
 from kirby_api.observability import Metrics
 from kirby_api.ws.hub import Hub
 from kirby_core.db import notify
-from kirby_core.errors import KirbyError
+from kirby_core.db.connection import connect
+from kirby_core.db.errors import DRIVER_ERRORS
+from kirby_core.errors import KirbyError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ MIN_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 10.0
 QUEUE_SIZE = 10_000
 _TABLE_OF = {channel: table for table, channel in notify.CHANNELS.items()}
-_CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+_CONNECTION_ERRORS = (StorageError, *DRIVER_ERRORS)
 
 
 class ChangeListener:
@@ -71,10 +73,8 @@ class ChangeListener:
         lost_at: datetime | None = None
         while True:
             try:
-                conn = await asyncpg.connect(
-                    self._url,
-                    timeout=CHECK_SECONDS,
-                    server_settings={"application_name": "kirby_api_listener"},
+                conn = await connect(
+                    self._url, application_name="kirby_api_listener", connect_timeout=CHECK_SECONDS
                 )
             except _CONNECTION_ERRORS as exc:
                 log.warning("listen connect failed retry_in=%.1fs error=%r", backoff, exc)

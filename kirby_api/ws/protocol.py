@@ -37,7 +37,7 @@ from msgspec import Meta
 
 from kirby_api.datasets import CandleData, FundingData, OpenInterestData
 from kirby_api.errors import InactiveSeries
-from kirby_core.errors import InvalidRequest, KirbyError, NotFound, StorageError
+from kirby_core.errors import InvalidRequest, KirbyError, NotFound, StorageUnavailable
 
 Channel = Literal["candles", "funding", "open_interest"]
 CHANNELS: tuple[Channel, ...] = ("candles", "funding", "open_interest")
@@ -102,7 +102,7 @@ _ERROR_CODES: tuple[tuple[type[KirbyError], str], ...] = (
     (NotFound, "unknown_series"),
     (InactiveSeries, "inactive_series"),
     (InvalidRequest, "validation_error"),
-    (StorageError, "unavailable"),
+    (StorageUnavailable, "unavailable"),
 )
 
 

@@ -14,7 +14,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
-from kirby_core.errors import StorageError
+from kirby_core.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ def start(home: Path, databases: tuple[str, ...] = (REALTIME_DATABASE, TRAINING_
     try:
         server = pgserver.get_server(pgdata, cleanup_mode=None)
     except (subprocess.SubprocessError, OSError) as exc:
-        raise StorageError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
+        raise StorageUnavailable(
+            f"could not start the embedded PostgreSQL in {pgdata}: {exc}"
+        ) from exc
     listing = server.psql("SELECT datname FROM pg_database;")
     existing = {line.strip() for line in listing.splitlines()}
     for name in databases:

@@ -246,16 +246,20 @@ async def test_unknown_route_and_method_use_the_same_error_shape(client) -> None
     }
 
 
-async def test_storage_failure_is_503_with_retry_after(client, conn: asyncpg.Connection) -> None:
+async def test_a_schema_mismatch_is_500_with_an_error_id(client, conn: asyncpg.Connection) -> None:
+    """Not "retry shortly": retrying cannot help (a 503 is for an unavailable database, see
+    test_database_faults)."""
     await conn.execute("ALTER TABLE candles RENAME TO candles_away")
     try:
         response = await client.get(BTC_1M)
     finally:
         await conn.execute("ALTER TABLE candles_away RENAME TO candles")
-    assert response.status_code == 503
-    assert response.headers["Retry-After"] == "5"
-    assert response.json() == {
-        "status": 503,
-        "error": "unavailable",
-        "message": "the database is unavailable; retry shortly",
+    assert response.status_code == 500
+    assert "Retry-After" not in response.headers
+    body = response.json()
+    assert body == {
+        "status": 500,
+        "error": "internal_error",
+        "message": f"internal error; it has been logged with error id {body['error_id']}",
+        "error_id": body["error_id"],
     }

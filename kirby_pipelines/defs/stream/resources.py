@@ -12,11 +12,11 @@ import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 
-import asyncpg
 import dagster as dg
 
+from kirby_core.db.connection import connect
+from kirby_core.db.errors import DRIVER_ERRORS, storage_error
 from kirby_core.db.urls import resolve
-from kirby_core.errors import StorageError
 from kirby_core.settings import Settings
 from kirby_stream import Heartbeat, read_heartbeats
 
@@ -36,13 +36,13 @@ class StreamResource(dg.ConfigurableResource):
         fresh_within = timedelta(seconds=settings.stream_stale_seconds)
         try:
             return asyncio.run(_read(url, fresh_within, collector_ids))
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StorageError(f"cannot read stream heartbeats: {exc}") from exc
+        except DRIVER_ERRORS as exc:
+            raise storage_error(exc, "cannot read stream heartbeats") from exc
 
 
 async def _read(url: str, fresh_within: timedelta, collector_ids: Sequence[str]) -> list[Heartbeat]:
     async with asyncio.timeout(HEARTBEAT_QUERY_SECONDS):
-        conn = await asyncpg.connect(url)
+        conn = await connect(url)
         try:
             return await read_heartbeats(conn, fresh_within, collector_ids)
         finally:
