@@ -95,14 +95,14 @@ async def test_api_serve_runs_a_real_server(settings, catalog, tmp_path) -> None
     assert process.returncode == 0
 
 
-async def test_migration_0002_downgrades_to_0001(pg_server: str) -> None:
+async def test_migrations_downgrade_to_0001(pg_server: str) -> None:
     name = "kirby_api_migration_test"
     admin = with_database(pg_server, "postgres")
     await _run(admin, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
     url = with_database(pg_server, name)
     try:
         await asyncio.to_thread(migrate.upgrade, url)
-        assert await asyncio.to_thread(migrate.current_revision, url) == "0002"
+        assert await asyncio.to_thread(migrate.current_revision, url) == "0003"
         await asyncio.to_thread(migrate.downgrade, url, "0001")
         conn = await asyncpg.connect(url)
         try:
@@ -111,6 +111,6 @@ async def test_migration_0002_downgrades_to_0001(pg_server: str) -> None:
         finally:
             await conn.close()
         await asyncio.to_thread(migrate.upgrade, url)
-        assert await asyncio.to_thread(migrate.current_revision, url) == "0002"
+        assert await asyncio.to_thread(migrate.current_revision, url) == "0003"
     finally:
         await _run(admin, f'DROP DATABASE "{name}" WITH (FORCE)')
