@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 import time
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -187,7 +188,12 @@ class Session:
             farewell = encode_message(error).decode()
             return Close(protocol.CLOSE_RATE_LIMITED, str(exc), "rate_limited", farewell)
         except KirbyError as exc:
-            self._send(protocol.Error(protocol.error_code(exc), str(exc), action))
+            code, text = protocol.error_code(exc), str(exc)
+            if code == "internal_error":  # the server's own words stay in its log
+                error_id = secrets.token_hex(6)
+                log.error("ws action failed error_id=%s error=%r", error_id, exc, exc_info=exc)
+                text = f"internal error; it has been logged with error id {error_id}"
+            self._send(protocol.Error(code, text, action))
         return None
 
     def _charge(self, cost: int) -> None:

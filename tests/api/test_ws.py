@@ -298,3 +298,18 @@ async def test_listener_reconnects_and_resends_what_was_missed(client, conn, cat
             assert seen in (candle_json(0, now), candle_json(1, now))
     metrics = (await client.get("/metrics")).text
     assert "kirby_api_listen_reconnects_total 1.0" in metrics
+
+
+async def test_a_schema_mismatch_is_an_internal_error_with_an_id(client, conn, catalog) -> None:
+    """The server's own words (SQL, table names) stay in its log; the client gets an id."""
+    sid = catalog["BTC/1m"]
+    await conn.execute("ALTER TABLE candles RENAME TO candles_away")
+    try:
+        with await client.websocket_connect("/ws") as ws:
+            assert subscribe(ws, [sid], history=3)["type"] == "success"
+            error = receive(ws)  # where the history would have been
+    finally:
+        await conn.execute("ALTER TABLE candles_away RENAME TO candles")
+    assert error["type"] == "error" and error["code"] == "internal_error", error
+    assert error["message"].startswith("internal error; it has been logged with error id ")
+    assert "candles" not in error["message"]
