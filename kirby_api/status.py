@@ -56,6 +56,8 @@ class CollectorStatus(msgspec.Struct):
     invalid_messages: int
     dropped_rows: int
     """Buffered rows dropped past the memory bound (recorded as outages)."""
+    refused_rows: int
+    """Rows the database refused (bad data, a constraint): rejected, logged, counted."""
     reconnects: int
     rows_written: dict[str, int]
     """Per table, since the collector started."""
@@ -202,6 +204,7 @@ class StatusBoard:
                     messages_received=row["messages_received"],
                     invalid_messages=row["invalid_messages"],
                     dropped_rows=row["dropped_rows"],
+                    refused_rows=row["refused_rows"],
                     reconnects=row["reconnects"],
                     rows_written=_counts(row["rows_written"]),
                     buffer_sizes=_counts(row["buffer_sizes"]),

@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 _UPSERT = """
 INSERT INTO stream_heartbeats AS h (collector_id, hostname, pid, started_at, heartbeat_at,
     last_message_at, messages_received, invalid_messages, dropped_rows, reconnects,
-    rows_written, buffer_sizes, state, last_error, covered_through)
-VALUES ($1, $2, $3, $4, now(), $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12, $13, $14)
+    rows_written, buffer_sizes, state, last_error, covered_through, refused_rows)
+VALUES ($1, $2, $3, $4, now(), $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12, $13, $14, $15)
 ON CONFLICT (collector_id) DO UPDATE SET
     hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
     heartbeat_at = now(), last_message_at = EXCLUDED.last_message_at,
@@ -44,7 +44,8 @@ ON CONFLICT (collector_id) DO UPDATE SET
     invalid_messages = EXCLUDED.invalid_messages, dropped_rows = EXCLUDED.dropped_rows,
     reconnects = EXCLUDED.reconnects, rows_written = EXCLUDED.rows_written,
     buffer_sizes = EXCLUDED.buffer_sizes, state = EXCLUDED.state,
-    last_error = EXCLUDED.last_error, covered_through = EXCLUDED.covered_through
+    last_error = EXCLUDED.last_error, covered_through = EXCLUDED.covered_through,
+    refused_rows = EXCLUDED.refused_rows
 """
 
 
@@ -78,6 +79,7 @@ async def write_heartbeat(conn: asyncpg.Connection, stats: Stats) -> None:
         stats.state,
         stats.last_error,
         stats.covered_through,
+        stats.refused_rows,
     )
 
 

@@ -37,13 +37,14 @@ function renderCollectors(stream) {
     el("td", { class: "num messages" }, formatCount(c.messages_received)),
     el("td", { class: "num" }, formatCount(c.invalid_messages)),
     el("td", { class: "num" }, formatCount(c.dropped_rows)),
+    el("td", { class: "num" }, formatCount(c.refused_rows)),
     el("td", { class: "num" }, formatCount(c.reconnects)),
     el("td", {}, counts(c.rows_written)),
     el("td", {}, counts(c.buffer_sizes)),
   ));
   if (!rows.length) {
     rows.push(el("tr", { class: "empty-row" },
-      el("td", { colspan: 12 }, "No collector has written a heartbeat.")));
+      el("td", { colspan: 13 }, "No collector has written a heartbeat.")));
   }
   document.querySelector("#collectors tbody").replaceChildren(...rows);
 }

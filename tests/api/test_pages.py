@@ -30,6 +30,7 @@ async def seed_heartbeat(conn: asyncpg.Connection, messages: int = 1234) -> date
         invalid_messages=2,
         reconnects=1,
         dropped_rows=5,
+        refused_rows=4,
         last_message_at=now - timedelta(seconds=3),
         buffer_sizes={"candles": 3},
     )
@@ -92,6 +93,7 @@ async def test_status_json_reports_collectors_freshness_coverage(client, conn, c
         "messages_received": 1234,
         "invalid_messages": 2,
         "dropped_rows": 5,
+        "refused_rows": 4,
         "reconnects": 1,
         "rows_written": {"candles": 900, "funding_rates": 0, "open_interest": 0},
         "buffer_sizes": {"candles": 3},

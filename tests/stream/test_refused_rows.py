@@ -16,6 +16,7 @@ from kirby_core.settings import Settings
 from kirby_stream.buffers import Buffers
 from kirby_stream.database import Database
 from kirby_stream.flusher import Flusher
+from kirby_stream.heartbeat import write_heartbeat
 from kirby_stream.stats import Stats
 from tests.stream.helpers import fast
 
@@ -59,3 +60,5 @@ async def test_refused_rows_are_rejected_and_the_rest_is_stored(
     refused = [r.getMessage() for r in caplog.records if "event=row_refused" in r.getMessage()]
     assert len(refused) == len(bad_minutes)
     assert all("out of range" in message for message in refused)
+    await write_heartbeat(conn, stats)  # the count is on /status (the heartbeat row)
+    assert await conn.fetchval("SELECT refused_rows FROM stream_heartbeats") == len(bad_minutes)

@@ -43,7 +43,8 @@ def collect_stream(
             context.log.info(
                 f"stream: {stats.messages_received} messages, {stats.reconnects} reconnects, "
                 f"{stats.invalid_messages} invalid, {stats.outages_recorded} outage rows, "
-                f"{stats.dropped_rows} rows dropped, buffers {stats.buffer_sizes}"
+                f"{stats.dropped_rows} rows dropped, {stats.refused_rows} refused, "
+                f"buffers {stats.buffer_sizes}"
             )
             if stats.state == "degraded":
                 context.log.warning(f"stream DEGRADED: {stats.last_error}")
