@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     """Connections in the API's PostgreSQL pool (the LISTEN connection comes on top)."""
     api_query_timeout_seconds: float = Field(default=10.0, gt=0)
     """A query running longer fails the request with 503."""
+    api_bulk_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Longest a CSV download may hold its database connection (a client reading too slowly
+    is cut off); at most half the pool serves CSV downloads at once."""
     api_latest_cache_seconds: float = Field(default=1.0, ge=0)
     """Longest a cached latest-N page lives; a NOTIFY for its series drops it at once. It
     bounds staleness only for writes that do not NOTIFY (backfills). 0 turns the cache off."""
