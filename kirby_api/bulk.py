@@ -11,7 +11,9 @@ before the body, so it is read first, in the same REPEATABLE READ snapshot as th
 headers and body describe the same rows. A download holds a pooled connection while it
 streams: `api_bulk_timeout_seconds` bounds that (a client reading too slowly is cut off,
 its response ends without the final chunk, so it cannot take the rows for complete), and
-at most half the pool streams CSV at once, so downloads cannot starve the other routes.
+at most `api_bulk_streams` downloads (never more than half the pool) stream at once: the
+others wait their turn (up to `api_query_timeout_seconds`, then 503), so downloads cannot
+starve the other routes of connections, nor the event loop and the database of CPU.
 
 COPY takes no bind parameters: the page's values (an int and two UTC datetimes built by
 `kirby_api.window`, never request text) are rendered as SQL literals by `_int`/`_time`.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -79,7 +81,7 @@ class CsvPage(NamedTuple):
     count: int
     first: datetime | None
     last: datetime | None
-    copy: Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[str]]
+    copy: Callable[[Callable[[bytes], Awaitable[None]]], Coroutine[Any, Any, str]]
     """Run the COPY, handing its output to the given coroutine function piece by piece."""
 
 
@@ -89,7 +91,8 @@ class CsvExport:
         self._wait = settings.api_query_timeout_seconds
         self.timeout = settings.api_bulk_timeout_seconds
         """Longest a download may take, COPY and sending included."""
-        self._slots = asyncio.BoundedSemaphore(max(1, settings.api_pool_size // 2))
+        streams = min(settings.api_bulk_streams, max(1, settings.api_pool_size // 2))
+        self._slots = asyncio.BoundedSemaphore(streams)
 
     @asynccontextmanager
     async def open(
@@ -110,14 +113,17 @@ class CsvExport:
                 query = _range_query(dataset, window.newest)
                 count, first, last = await conn.fetchrow(query, *args, timeout=self._wait)
 
-                def copy(output: Callable[[bytes], Awaitable[None]]) -> Awaitable[str]:
-                    return conn.copy_from_query(
-                        copy_query(dataset, series_id, window),
-                        output=output,
-                        format="csv",
-                        header=True,
-                        timeout=self.timeout,
-                    )
+                async def copy(output: Callable[[bytes], Awaitable[None]]) -> str:
+                    query = copy_query(dataset, series_id, window)
+                    try:
+                        # Not asyncpg's `timeout`: it wraps every piece's callback in a task.
+                        async with asyncio.timeout(self.timeout):
+                            return await conn.copy_from_query(
+                                query, output=output, format="csv", header=True
+                            )
+                    except TimeoutError:
+                        conn.terminate()  # an interrupted COPY can leave asyncpg waiting
+                        raise
 
                 yield CsvPage(count, first, last, copy)
         finally:
