@@ -77,6 +77,9 @@ def _range_query(dataset: Dataset, newest: bool) -> str:
     return f"SELECT count(*)::int, min(time), max(time) FROM ({page}) page"  # noqa: S608
 
 
+_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
 class CsvPage(NamedTuple):
     count: int
     first: datetime | None
@@ -105,27 +108,32 @@ class CsvExport:
         except TimeoutError:
             raise StorageError("too many CSV downloads at once; retry shortly") from None
         try:
-            async with (
-                self._db.connection() as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                args = series_id, window.lower, window.upper, window.limit
-                query = _range_query(dataset, window.newest)
-                count, first, last = await conn.fetchrow(query, *args, timeout=self._wait)
+            async with self._db.connection() as conn:
+                await conn.execute(_SNAPSHOT, timeout=self._wait)
+                terminated = False
+                try:
+                    args = series_id, window.lower, window.upper, window.limit
+                    query = _range_query(dataset, window.newest)
+                    count, first, last = await conn.fetchrow(query, *args, timeout=self._wait)
 
-                async def copy(output: Callable[[bytes], Awaitable[None]]) -> str:
-                    query = copy_query(dataset, series_id, window)
-                    try:
-                        # Not asyncpg's `timeout`: it wraps every piece's callback in a task.
-                        async with asyncio.timeout(self.timeout):
-                            return await conn.copy_from_query(
-                                query, output=output, format="csv", header=True
-                            )
-                    except TimeoutError:
-                        conn.terminate()  # an interrupted COPY can leave asyncpg waiting
-                        raise
+                    async def copy(output: Callable[[bytes], Awaitable[None]]) -> str:
+                        nonlocal terminated
+                        query = copy_query(dataset, series_id, window)
+                        try:
+                            # Not asyncpg's `timeout`: it wraps each piece's callback in a task.
+                            async with asyncio.timeout(self.timeout):
+                                return await conn.copy_from_query(
+                                    query, output=output, format="csv", header=True
+                                )
+                        except TimeoutError:
+                            conn.terminate()  # asyncpg may wait forever after a cut-off COPY
+                            terminated = True
+                            raise
 
-                yield CsvPage(count, first, last, copy)
+                    yield CsvPage(count, first, last, copy)
+                finally:
+                    if not terminated:
+                        await conn.execute("ROLLBACK", timeout=self._wait)  # read only
         finally:
             self._slots.release()
 

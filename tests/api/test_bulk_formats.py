@@ -162,6 +162,20 @@ async def test_a_stalled_client_is_cut_off_and_its_connection_returns(
     assert "csv download cut off: the client read too slowly" in caplog.text
 
 
+async def test_a_copy_past_its_time_gives_its_connection_back(settings, conn, catalog) -> None:
+    await write_candles(conn, catalog["BTC/1m"], range(10))
+    window = make_window(None, None, 5000, None)
+
+    async def never(_data: bytes) -> None:
+        await asyncio.Event().wait()
+
+    async with _export(settings, api_pool_size=1, api_bulk_timeout_seconds=0.2) as (db, export):
+        with pytest.raises(StorageError, match="did not answer in time"):
+            async with export.open(CANDLES, catalog["BTC/1m"], window) as page:
+                await page.copy(never)
+        assert await db.fetchval("SELECT count(*) FROM candles") == 10  # the one connection
+
+
 async def test_csv_downloads_leave_the_pool_to_other_routes(settings, catalog) -> None:
     window = make_window(None, None, 10, None)
     overrides = {"api_pool_size": 2, "api_query_timeout_seconds": 0.2}
