@@ -50,6 +50,12 @@ async def test_csv_says_what_json_says(client, conn, catalog, dataset: Dataset, 
         assert csv_page.headers.get(header) == json_page.headers.get(header)
 
 
+async def test_an_empty_csv_page_is_its_header(client, catalog) -> None:
+    page = await client.get(BTC_1M, params={"format": "csv"})
+    assert page.status_code == 200 and page.headers["Kirby-Count"] == "0"
+    assert page.text == ",".join(CANDLES.field_names) + "\n"
+
+
 async def test_csv_time_with_microseconds_and_nulls(client, conn, catalog) -> None:
     await _write(conn, catalog)
     text = (await client.get(PATHS[FUNDING.name], params={"format": "csv"})).text
