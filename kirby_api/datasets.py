@@ -5,7 +5,8 @@ declaration says which table and series column hold it, which columns it serves 
 are read as their exact text, `numeric::text`, and never become Python Decimals), the
 msgspec row type of JSON responses (field order = column order, so a database record
 builds a row positionally), and what the columns mean. SQL is built from these fixed
-identifiers in `kirby_api.market`; nothing from a request ever becomes an identifier.
+identifiers in `kirby_api.market` and `kirby_api.bulk`; nothing from a request ever becomes
+an identifier.
 """
 
 from __future__ import annotations
@@ -101,6 +102,16 @@ class Dataset:
         return tuple(name for name, _, _ in self.columns)
 
     @property
+    def csv_select_list(self) -> str:
+        """SQL select list of one CSV row as `COPY ... (FORMAT csv)` writes it: times in the
+        JSON form (`...Z`), decimals as their exact text, NULL as an empty field, each column
+        named as in the header."""
+        return ", ".join(
+            f'{(_REQUIRED if column == "time" else _CSV)[kind].format(c=column)} AS "{name}"'
+            for name, column, kind in self.columns
+        )
+
+    @property
     def json_object(self) -> str:
         """SQL text of one row as the very JSON object msgspec encodes from `row`.
 
@@ -137,6 +148,11 @@ _REQUIRED: dict[Kind, str] = {
     # The rows' `time` is whole minutes (the schema's CHECK): no fraction to print.
     "time": """to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')""",
     "decimal": "{c}",
+    "int": "{c}",
+}
+_CSV: dict[Kind, str] = {
+    "time": _TIME,  # NULL in, NULL out: COPY writes an empty field
+    "decimal": "{c}",  # numeric's text output, exactly as stored
     "int": "{c}",
 }
 _NULLABLE: dict[Kind, str] = {

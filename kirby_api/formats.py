@@ -1,18 +1,17 @@
-"""Response bodies of the data endpoints: JSON pages, and CSV / Parquet streams.
+"""Response bodies of the data endpoints: JSON page types, and Parquet files.
 
 JSON pages are built by PostgreSQL (`Dataset.json_object`, `kirby_api.market`); the page
-types here describe them in OpenAPI and match them byte for byte. CSV and Parquet are
-generated chunk by chunk while they are sent (Parquet one row group per chunk), so a client
-starts receiving before the body is complete and the server never holds a second copy of
-it. Decimals stay exact in every format: strings in JSON and Parquet, the same text in CSV;
-times are UTC (`...Z` in text, timestamp[ms, UTC] in Parquet). Page metadata rides in the
-JSON body, and in headers for every format.
+types here describe them in OpenAPI and match them byte for byte. CSV is written by
+PostgreSQL too (`kirby_api.bulk`); Parquet is encoded here by `parquet_file`, one row group
+per `CHUNK_ROWS` rows, in a worker thread. Decimals stay exact in every format: strings in
+JSON and Parquet, the same text in CSV; times are UTC (`...Z` in text, timestamp[ms, UTC]
+in Parquet). Page metadata rides in the JSON body, and in headers for every format.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -83,22 +82,6 @@ def encode_message(message: msgspec.Struct) -> bytes:
     return _encoder.encode(message)
 
 
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    return str(value)
-
-
-def csv_chunks(dataset: Dataset, records: Sequence[Sequence]) -> Iterator[bytes]:
-    """Header, then rows. Values never contain commas or quotes (numbers and times)."""
-    yield (",".join(dataset.field_names) + "\n").encode()
-    for i in range(0, len(records), CHUNK_ROWS):
-        lines = (",".join(map(_text, r)) for r in records[i : i + CHUNK_ROWS])
-        yield ("\n".join(lines) + "\n").encode()
-
-
 _ARROW_TYPES = {"time": pa.timestamp("ms", tz="UTC"), "decimal": pa.string(), "int": pa.int64()}
 
 
@@ -115,50 +98,13 @@ def parquet_schema(dataset: Dataset, metadata: Metadata) -> pa.Schema:
     )
 
 
-class _Sink:
-    """A write-only file for pyarrow whose bytes are taken out after each row group."""
-
-    closed = False
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._position = 0
-
-    def write(self, data: bytes) -> int:
-        self._parts.append(bytes(data))
-        self._position += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self._position
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def take(self) -> bytes:
-        out = b"".join(self._parts)
-        self._parts.clear()
-        return out
-
-
-def parquet_chunks(
-    dataset: Dataset, records: Sequence[Sequence], metadata: Metadata
-) -> Iterator[bytes]:
+def parquet_file(dataset: Dataset, records: Sequence[Sequence], metadata: Metadata) -> bytes:
+    """The page as one Parquet file; CPU-bound, so callers run it in a worker thread."""
     schema = parquet_schema(dataset, metadata)
-    sink = _Sink()
-    writer = pq.ParquetWriter(sink, schema)
-    try:
-        for i in range(0, len(records), CHUNK_ROWS):
-            columns = list(zip(*records[i : i + CHUNK_ROWS], strict=True))
-            arrays = [
-                pa.array(values, type=field.type)
-                for values, field in zip(columns, schema, strict=True)
-            ]
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
-            yield sink.take()
-    finally:
-        writer.close()
-    yield sink.take()
+    columns = list(zip(*records, strict=True)) if records else [()] * len(schema)
+    arrays = [
+        pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)
+    ]
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), sink, row_group_size=CHUNK_ROWS)
+    return sink.getvalue().to_pybytes()

@@ -2,31 +2,24 @@
 
 The data routes hand over (dataset, series, window, format); this reads the rows
 (`kirby_api.market`), works out the metadata and cursors, and answers JSON (rows encoded by
-PostgreSQL, so this process only joins bytes) or CSV / Parquet as a stream. Plain latest-N
-JSON pages go through `LatestCache`. Page metadata is in the JSON body and, for every
+PostgreSQL, so this process only joins bytes), CSV (written by PostgreSQL's COPY and
+streamed, `kirby_api.bulk`) or Parquet (encoded in a worker thread, at most
+`PARQUET_THREADS` at a time, so the event loop never waits on it). Plain latest-N JSON pages
+go through `LatestCache`. Page metadata is in the JSON body and, for every
 format, in `Kirby-Count`, `Kirby-Next-Cursor` and `Kirby-Prev-Cursor` headers.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+import asyncio
 from datetime import datetime
 from typing import Any
 
 from litestar import MediaType, Response
-from litestar.response import Stream
-from litestar.response.base import ASGIResponse
 
+from kirby_api.bulk import CsvExport, CsvResponse
 from kirby_api.datasets import Dataset
-from kirby_api.formats import (
-    MEDIA_TYPES,
-    Format,
-    Metadata,
-    Range,
-    csv_chunks,
-    encode_message,
-    parquet_chunks,
-)
+from kirby_api.formats import MEDIA_TYPES, Format, Metadata, Range, encode_message, parquet_file
 from kirby_api.latest_cache import LatestCache, Page
 from kirby_api.market import MarketData
 from kirby_api.window import Window, page_cursors
@@ -54,23 +47,16 @@ def _identity(series: Series) -> dict[str, Any]:
     }
 
 
-class _Stream(Stream):
-    """Litestar 2.25's `Stream` lets the handler's media type (JSON here) override its own,
-    contrary to its docstring; this keeps the one the response was made with."""
-
-    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
-        return super().to_asgi_response(*args, **{**kwargs, "media_type": self.media_type})
-
-
-async def _chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    for chunk in chunks:
-        yield chunk
+PARQUET_THREADS = 2
+"""Parquet files encoded at once; more would only queue for the two cores' GIL and CPU."""
 
 
 class Pages:
-    def __init__(self, market: MarketData, cache: LatestCache) -> None:
+    def __init__(self, market: MarketData, cache: LatestCache, csv: CsvExport) -> None:
         self._market = market
         self._cache = cache
+        self._csv = csv
+        self._encoders = asyncio.Semaphore(PARQUET_THREADS)
 
     async def serve(
         self, dataset: Dataset, series: Series, window: Window, fmt: Format
@@ -82,17 +68,19 @@ class Pages:
             )
         elif fmt == "json":
             page = await self._json_page(dataset, series, window)
+        elif fmt == "csv":
+            return CsvResponse(
+                self._csv,
+                dataset,
+                series.id,
+                window,
+                lambda count, first, last: _file_headers(
+                    dataset, fmt, *_describe(dataset, series, window, count, first, last)
+                ),
+            )
         else:
-            return await self._bulk(dataset, series, window, fmt)
+            return await self._parquet(dataset, series, window)
         return Response(page.body, media_type=MediaType.JSON, headers=page.headers)
-
-    async def _read(
-        self, dataset: Dataset, series: Series, window: Window
-    ) -> tuple[Sequence[Sequence], Metadata, dict[str, str]]:
-        records = await self._market.page(dataset, series.id, window)
-        first = records[0][0] if records else None
-        last = records[-1][0] if records else None
-        return records, *_describe(dataset, series, window, len(records), first, last)
 
     async def _json_page(self, dataset: Dataset, series: Series, window: Window) -> Page:
         rows = await self._market.page_json(dataset, series.id, window)
@@ -100,16 +88,25 @@ class Pages:
         body = b'{"data":[' + rows.body + b'],"metadata":' + encode_message(metadata) + b"}"
         return Page(body, headers)
 
-    async def _bulk(self, dataset: Dataset, series: Series, window: Window, fmt: Format) -> Stream:
-        records, metadata, headers = await self._read(dataset, series, window)
-        name = metadata.series.replace("/", "_")
-        headers["Content-Disposition"] = f'attachment; filename="{name}_{dataset.name}.{fmt}"'
-        chunks = (
-            csv_chunks(dataset, records)
-            if fmt == "csv"
-            else parquet_chunks(dataset, records, metadata)
-        )
-        return _Stream(_chunks(chunks), media_type=MEDIA_TYPES[fmt], headers=headers)
+    async def _parquet(self, dataset: Dataset, series: Series, window: Window) -> Response:
+        records = await self._market.page(dataset, series.id, window)
+        first = records[0][0] if records else None
+        last = records[-1][0] if records else None
+        metadata, headers = _describe(dataset, series, window, len(records), first, last)
+        headers = _file_headers(dataset, "parquet", metadata, headers)
+        async with self._encoders:
+            body = await asyncio.to_thread(parquet_file, dataset, records, metadata)
+        return Response(body, media_type=MEDIA_TYPES["parquet"], headers=headers)
+
+
+def _file_headers(
+    dataset: Dataset, fmt: Format, metadata: Metadata, headers: dict[str, str]
+) -> dict[str, str]:
+    """A CSV or Parquet page's headers: its metadata's, plus media type and file name."""
+    name = metadata.series.replace("/", "_")
+    headers["Content-Type"] = MEDIA_TYPES[fmt]
+    headers["Content-Disposition"] = f'attachment; filename="{name}_{dataset.name}.{fmt}"'
+    return headers
 
 
 def _describe(

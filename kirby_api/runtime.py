@@ -24,6 +24,7 @@ from typing import Any
 from litestar import Litestar
 
 from kirby_api.auth import KeyVerifier
+from kirby_api.bulk import CsvExport
 from kirby_api.database import Database
 from kirby_api.latest_cache import LatestCache
 from kirby_api.market import MarketData
@@ -55,7 +56,7 @@ class Runtime:
         self.catalog = SeriesCatalog(self.database, settings.api_catalog_refresh_seconds)
         self.market = MarketData(self.database)
         self.latest_cache = LatestCache(settings.api_latest_cache_seconds)
-        self.pages = Pages(self.market, self.latest_cache)
+        self.pages = Pages(self.market, self.latest_cache, CsvExport(self.database, settings))
         self.verifier = KeyVerifier(self.database, settings.api_key_cache_seconds)
         self.usage = UsageCounter(self.database, settings.api_usage_flush_seconds)
         self.limiter = RateLimiter(settings.api_rate_limit_per_minute)

@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     api_query_timeout_seconds: float = Field(default=10.0, gt=0)
     """Every database wait of a request (pool acquire and queries together) ends within
     this, or the request fails with 503 + Retry-After."""
+    api_bulk_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Longest a CSV download may hold its database connection (a client reading too slowly
+    is cut off)."""
+    api_bulk_streams: int = Field(default=2, gt=0)
+    """CSV downloads streamed at once per API process (at most half the pool); the others
+    wait their turn. PostgreSQL formats the rows: more than its cores only adds latency."""
     api_latest_cache_seconds: float = Field(default=1.0, ge=0)
     """Longest a cached latest-N page lives; a NOTIFY for its series drops it at once. It
     bounds staleness only for writes that do not NOTIFY (backfills). 0 turns the cache off."""

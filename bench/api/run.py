@@ -1,6 +1,6 @@
 """API serving speed: Kirby's API vs. a FastAPI + SQLAlchemy ORM + pydantic baseline.
 
-    python -m bench.api.run [--rows 200000] [--seconds 8] [--quick] [--only rest|ws]
+    python -m bench.api.run [--rows 200000] [--seconds 8] [--quick] [--only rest|ws|bulk]
 
 In one run, on one scratch database (8 starlistings x `--rows` 1m candles, written with
 Kirby's writer), with both servers as real uvicorn processes over loopback:
@@ -10,7 +10,9 @@ Kirby's writer), with both servers as real uvicorn processes over loopback:
     5000), /starlistings -> requests/s, p50/p99 latency, server CPU per request;
   WebSocket (Kirby only): write-to-client latency with 1, 100 and 1000 subscribed clients
     (from the writer's COMMIT, and from the start of its write, to each client's read);
-    subscribe with history=1000 on 8 starlistings -> time to the last historical message.
+    subscribe with history=1000 on 8 starlistings -> time to the last historical message;
+  bulk CSV (`bench.api.bulk`, issue 12): a cheap route's p99 alone and under 10 CSV clients,
+    CSV rows/s against PostgreSQL's own COPY of the same rows.
 
 Targets (issue 5): latest-N >= 10x the baseline's requests/s at both limits, random windows
 >= 5x; p99 <= 30 ms at concurrency 10 for limit=1000; WS p99 <= 15 ms at 100 clients and
@@ -34,6 +36,7 @@ import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.api import load
+from bench.api.bulk import bulk
 from bench.api.servers import HOST, REPO, Server, cpu_busy, start_servers
 from bench.api.ws import history_subscribe, ws_latency
 from bench.common import drop_database, random_walk_candles, scratch_database
@@ -224,7 +227,7 @@ async def main(rows: int, seconds: float, quick: bool, only: str | None) -> None
 
         btc = stars[0]
         minute0 = rows
-        ws_runs = ((1, 100), (100, 40), (1000, 15 if quick else 30)) if only != "rest" else ()
+        ws_runs = ((1, 100), (100, 40), (1000, 15 if quick else 30)) if only in (None, "ws") else ()
         if ws_runs:
             print("\nWebSocket (Kirby): write-to-client latency")
         for clients, updates in ws_runs:
@@ -246,6 +249,8 @@ async def main(rows: int, seconds: float, quick: bool, only: str | None) -> None
             print(
                 f"\nsubscribe history=1000 on 8 starlistings (20 trials): {load.summary(timings)}"
             )
+        if only in (None, "bulk"):
+            await bulk(url, stars, token, kirby, kirby_port, seconds, rows)
         busy1, total1 = cpu_busy()
         wall = time.perf_counter() - wall0
         print(
@@ -272,7 +277,9 @@ def cli() -> None:
     parser.add_argument("--rows", type=int, default=200_000, help="1m candles per starlisting")
     parser.add_argument("--seconds", type=float, default=8.0, help="bound of each REST loop")
     parser.add_argument("--quick", action="store_true", help="fewer WebSocket updates")
-    parser.add_argument("--only", choices=["rest", "ws"], default=None, help="one part only")
+    parser.add_argument(
+        "--only", choices=["rest", "ws", "bulk"], default=None, help="one part only"
+    )
     args = parser.parse_args()
     # uvloop keeps the client side (1000 sockets in this process) cheap, as uvicorn's servers
     uvloop.run(main(args.rows, args.seconds, args.quick, args.only))

@@ -46,7 +46,9 @@ EndTime = Annotated[
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Rows per page, 1 to 5000.")]
 FormatParam = Annotated[
     Format,
-    QueryParameter(description="json (default), csv or parquet; csv and parquet are streamed."),
+    QueryParameter(
+        description="json (default), csv or parquet; csv is written by PostgreSQL and streamed."
+    ),
 ]
 Cursor = Annotated[
     str | None,
