@@ -12,10 +12,11 @@ message would let a value with spaces, quotes or `=` (an exception's text, a rep
 into fake fields, and `extra={...}` would make every call site name each field twice, once
 for people and once for machines. The format string is written by a developer, so a field
 ends where its placeholder ends whatever the value holds; call sites stay as they are.
-A field whose whole value is one `%d`/`%f`-style placeholder becomes a JSON number, one
-that is a bare `%s`/`%r` of a string the string itself (JSON quotes it, as `%r` did for
-people); anything else the rendered text. A field named like the envelope (`message=`) or
-given twice gets a trailing `_`. A record without arguments is its own format string.
+A field whose whole value is one `%d`/`%f`-style placeholder, or a bare `%s`/`%r` of a
+number, becomes a JSON number; a bare `%s`/`%r` of a string the string itself (JSON quotes
+it, as `%r` did for people); anything else the rendered text. A field named like the
+envelope (`message=`) or given twice gets a trailing `_`. A record without arguments is its
+own format string.
 
 Every record, Kirby's or a library's (uvicorn's WebSocket handshake lines carry the full
 URL), passes through `redact` in both formats, every JSON field value included, so secrets
@@ -141,6 +142,8 @@ def _value(segment: _Segment, args: Any) -> Value:
         argument = args[segment.name] if isinstance(args, Mapping) else args[0]
         if isinstance(argument, str):
             return argument
+        if isinstance(argument, int | float) and not isinstance(argument, bool):
+            return argument if math.isfinite(argument) else text
     return text
 
 

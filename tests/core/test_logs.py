@@ -116,17 +116,19 @@ def _record(msg: object, *args: object) -> logging.LogRecord:
                 "cause": 'bad "x"\nINFO forged',
             },
         ),
-        # else the words before the first field; `%d`/`%f` values are numbers, `%r` of a
-        # string the string
+        # else the words before the first field; `%d`/`%f` values and numbers are numbers,
+        # `%r` of a string the string
         (
-            "request method=%s status=%d duration_ms=%.2f reason=%r",
-            ("GET", 200, 1.2345, "it's"),
+            "request method=%s status=%d duration_ms=%.2f reason=%r code=%s ok=%s",
+            ("GET", 200, 1.2345, "it's", 1000, True),
             {
                 "event": "request",
                 "method": "GET",
                 "status": 200,
                 "duration_ms": 1.23,
                 "reason": "it's",
+                "code": 1000,
+                "ok": "True",
             },
         ),
         (
