@@ -45,3 +45,15 @@ async def test_unknown_routes_and_methods_are_counted_with_bounded_labels(client
     assert count.format("other", 405) + " 1.0" in metrics
     assert count.format("POST", 405) + " 1.0" in metrics
     assert "BREW" not in metrics and "/nope" not in metrics
+
+
+async def test_the_access_line_in_json_has_its_fields(client, kirby_logging, capsys):  # noqa: F811
+    kirby_logging("json")
+    response = await client.get("/nope%0Aforged")
+    assert response.status_code == 404
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "kirby_api.access" in line]
+    event = json.loads(line)
+    assert event["event"] == "request"
+    assert (event["method"], event["path"], event["route"]) == ("GET", "/nope\nforged", "unmatched")
+    assert event["status"] == 404 and isinstance(event["duration_ms"], float)
+    assert (event["key"], event["client"]) == ("-", "testclient")
