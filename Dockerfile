@@ -15,6 +15,7 @@ COPY kirby_cli/ kirby_cli/
 COPY kirby_stream/ kirby_stream/
 COPY kirby_api/ kirby_api/
 COPY kirby_pipelines/ kirby_pipelines/
+COPY kirby_sim/ kirby_sim/
 COPY dbt_like_sql/ dbt_like_sql/
 # Then check, from outside the source tree, that the installed code location loads and
 # that the SQL models were installed where kirby_pipelines looks for them.

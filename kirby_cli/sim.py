@@ -14,8 +14,8 @@ from datetime import datetime
 
 import click
 
-from kirby_core.simulator import FaultSchedule, SimulatorConfig, SimulatorServer
 from kirby_core.timeutil import ensure_utc
+from kirby_sim import FaultSchedule, SimulatorConfig, SimulatorServer
 
 log = logging.getLogger("kirby.sim")
 

@@ -47,7 +47,6 @@ from kirby_core.db import catalog_store
 from kirby_core.db.writer import upsert_candles, upsert_funding_rates, upsert_open_interest
 from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorConfig, run_simulator_in_thread
 from kirby_pipelines import automation, catalogs, exports
 from kirby_pipelines.defs.backfills import checks
 from kirby_pipelines.defs.backfills.assets import candles
@@ -58,6 +57,7 @@ from kirby_pipelines.exporting import ExportRequest, write_files
 from kirby_pipelines.resources import KirbyResource
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
 from kirby_pipelines.sql_models import load_models, run_model
+from kirby_sim import SimulatorConfig, run_simulator_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 DATABASE = "kirby_bench_pipelines"

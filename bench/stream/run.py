@@ -56,8 +56,8 @@ from kirby_core.models import (
     OpenInterestRow,
 )
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorConfig, SimulatorServer
-from kirby_core.simulator.universe import hyperliquid_perps
+from kirby_sim import SimulatorConfig, SimulatorServer
+from kirby_sim.universe import hyperliquid_perps
 from kirby_stream import Collector
 from kirby_stream.catalog import StreamCatalog, load_stream_catalog
 

@@ -9,7 +9,7 @@ import pytest
 
 from kirby_core.exchanges import BinanceHistory, HyperliquidHistory, RetryPolicy
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorConfig, SimulatorServer
+from kirby_sim import SimulatorConfig, SimulatorServer
 
 SIM_START = datetime(2025, 1, 6, 12, 0, 30, tzinfo=UTC)
 """Simulated start, 30 s before a minute boundary: at real-time speed a test has that long

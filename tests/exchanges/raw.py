@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from kirby_core.simulator import SimulatorServer
+from kirby_sim import SimulatorServer
 
 
 async def post_info(sim: SimulatorServer, body: dict[str, Any]) -> Any:

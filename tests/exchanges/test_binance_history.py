@@ -10,8 +10,8 @@ import pytest
 from kirby_core.errors import ExchangeProtocolError, ExchangeUnavailable, InvalidRequest, NotFound
 from kirby_core.exchanges import BinanceHistory, RetryPolicy
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorServer
 from kirby_core.timeutil import datetime_to_ms, floor_time, iter_open_times
+from kirby_sim import SimulatorServer
 from tests.exchanges.raw import get_json
 
 MINUTE = timedelta(minutes=1)

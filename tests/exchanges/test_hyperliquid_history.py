@@ -18,8 +18,8 @@ from kirby_core.exchanges import (
     candle_coverage,
 )
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorServer
 from kirby_core.timeutil import datetime_to_ms, floor_time, iter_open_times
+from kirby_sim import SimulatorServer
 from tests.exchanges.raw import post_info
 
 MINUTE = timedelta(minutes=1)

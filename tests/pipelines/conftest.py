@@ -23,10 +23,10 @@ from kirby_core.catalog import load_catalog
 from kirby_core.db import catalog_store
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorConfig, SimulatorServer, run_simulator_in_thread
 from kirby_pipelines.catalogs import read_series, register
 from kirby_pipelines.resources import KirbyResource
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
+from kirby_sim import SimulatorConfig, SimulatorServer, run_simulator_in_thread
 from tests.conftest import REPO, empty_tables
 
 BTC_1M = "BTC@hyperliquid/USD/perps/1m"

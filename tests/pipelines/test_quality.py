@@ -16,7 +16,6 @@ import pytest
 
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorServer
 from kirby_pipelines import automation
 from kirby_pipelines.defs.backfills import checks
 from kirby_pipelines.defs.backfills.assets import candles, funding_rates
@@ -24,6 +23,7 @@ from kirby_pipelines.defs.lake.assets import lake_candles
 from kirby_pipelines.defs.lake.checks import lake_candles_checks
 from kirby_pipelines.defs.repair.sensors import gap_repair
 from kirby_pipelines.resources import KirbyResource
+from kirby_sim import SimulatorServer
 from tests.conftest import REPO
 from tests.pipelines.conftest import (
     BTC_1M,

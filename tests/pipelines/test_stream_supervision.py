@@ -26,7 +26,6 @@ from kirby_core.catalog import load_catalog
 from kirby_core.db import catalog_store
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorServer
 from kirby_pipelines.definitions import defs as load_defs
 from kirby_pipelines.defs.stream.resources import StreamResource
 from kirby_pipelines.defs.stream.sensors import stream_supervisor
@@ -38,6 +37,7 @@ from kirby_pipelines.defs.stream.supervision import (
     plan,
 )
 from kirby_pipelines.resources import KirbyResource
+from kirby_sim import SimulatorServer
 from tests.conftest import REPO
 from tests.pipelines.conftest import empty_databases, query, run_async
 from tests.stream.helpers import KIRBY_STREAM

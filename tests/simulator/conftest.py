@@ -10,7 +10,7 @@ import ccxt
 import pytest
 from hyperliquid.info import Info
 
-from kirby_core.simulator import SimulatorConfig, SimulatorServer, run_simulator_in_thread
+from kirby_sim import SimulatorConfig, SimulatorServer, run_simulator_in_thread
 
 START = datetime(2025, 1, 6, 12, 0, 30, tzinfo=UTC)
 """A fixed simulated start (a Monday), so data-shape tests do not depend on today."""

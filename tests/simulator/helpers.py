@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 
-from kirby_core.simulator import SimulatorServer
+from kirby_sim import SimulatorServer
 
 GREETING = "Websocket connection established."
 

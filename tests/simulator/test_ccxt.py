@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import ccxt
 import pytest
 
-from kirby_core.simulator import SimulatorServer, run_simulator_in_thread
+from kirby_sim import SimulatorServer, run_simulator_in_thread
 from tests.simulator.conftest import point_binance
 
 MINUTE = 60_000

@@ -14,7 +14,7 @@ from hyperliquid.info import Info
 from hyperliquid.utils.error import ClientError, ServerError
 from websockets.exceptions import ConnectionClosedError
 
-from kirby_core.simulator import FaultSchedule, SimulatorConfig, SimulatorServer
+from kirby_sim import FaultSchedule, SimulatorConfig, SimulatorServer
 from tests.simulator.conftest import START
 from tests.simulator.helpers import flush, next_on, open_ws, receive, subscribe
 

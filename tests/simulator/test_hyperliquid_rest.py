@@ -12,7 +12,7 @@ import yaml
 from hyperliquid.info import Info
 from hyperliquid.utils.error import ClientError
 
-from kirby_core.simulator import SimulatorConfig, SimulatorServer, run_simulator_in_thread
+from kirby_sim import SimulatorConfig, SimulatorServer, run_simulator_in_thread
 from tests.simulator.conftest import START
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "hyperliquid"

@@ -13,7 +13,7 @@ import pytest
 from hyperliquid.info import Info
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
-from kirby_core.simulator import SimulatorConfig, SimulatorServer, run_simulator_in_thread
+from kirby_sim import SimulatorConfig, SimulatorServer, run_simulator_in_thread
 from tests.simulator.conftest import START
 from tests.simulator.helpers import next_on, open_ws, post_info, receive, subscribe
 

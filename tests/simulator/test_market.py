@@ -9,12 +9,12 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from kirby_core.simulator import Market
-from kirby_core.simulator.candles import Bar, merge
-from kirby_core.simulator.intervals import floor_open, next_open, shift_open
-from kirby_core.simulator.universe import BINANCE_SPOT, BINANCE_USDM, HYPERLIQUID
-from kirby_core.simulator.wire import fixed_decimal, hl_decimal
 from kirby_core.timeutil import datetime_to_ms
+from kirby_sim import Market
+from kirby_sim.candles import Bar, merge
+from kirby_sim.intervals import floor_open, next_open, shift_open
+from kirby_sim.universe import BINANCE_SPOT, BINANCE_USDM, HYPERLIQUID
+from kirby_sim.wire import fixed_decimal, hl_decimal
 
 NOW = datetime_to_ms(datetime(2025, 1, 6, 12, 0, 30, tzinfo=UTC))
 MINUTE = NOW // 60_000

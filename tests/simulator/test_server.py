@@ -10,7 +10,7 @@ import requests
 from hyperliquid.info import Info
 from websockets.exceptions import ConnectionClosedOK
 
-from kirby_core.simulator import SimulatorConfig, SimulatorServer, run_simulator_in_thread
+from kirby_sim import SimulatorConfig, SimulatorServer, run_simulator_in_thread
 from tests.simulator.conftest import START
 from tests.simulator.helpers import open_ws, post_info, receive, subscribe
 

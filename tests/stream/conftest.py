@@ -11,7 +11,7 @@ import pytest
 from kirby_core.catalog import load_catalog
 from kirby_core.db import catalog_store
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorConfig, SimulatorServer
+from kirby_sim import SimulatorConfig, SimulatorServer
 from tests.conftest import REPO
 from tests.stream.helpers import fast
 

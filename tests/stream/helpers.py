@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorServer
 from kirby_core.timeutil import datetime_to_ms, ms_to_datetime
+from kirby_sim import SimulatorServer
 from kirby_stream import Collector
 
 POLL_SECONDS = 0.02

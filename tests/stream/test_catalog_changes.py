@@ -11,8 +11,8 @@ from kirby_core.catalog import parse_catalog
 from kirby_core.db import catalog_store
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorServer
 from kirby_core.timeutil import floor_minute
+from kirby_sim import SimulatorServer
 from tests.conftest import REPO
 from tests.stream.helpers import collecting
 

@@ -25,8 +25,8 @@ from kirby_core.exchanges.hyperliquid_wire import (
 )
 from kirby_core.models import AssetContextUpdate
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorServer
 from kirby_core.timeutil import floor_minute
+from kirby_sim import SimulatorServer
 from tests.stream.conftest import START
 from tests.stream.helpers import candle_snapshot, collecting, minutes
 

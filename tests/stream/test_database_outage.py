@@ -11,8 +11,8 @@ import asyncpg
 
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorServer
 from kirby_core.timeutil import floor_minute
+from kirby_sim import SimulatorServer
 from tests.stream.conftest import START
 from tests.stream.helpers import candle_snapshot, collecting, fast, minutes
 from tests.stream.proxy import PostgresProxy

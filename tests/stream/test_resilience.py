@@ -13,7 +13,7 @@ import asyncpg
 
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
-from kirby_core.simulator import MALFORMED_VARIANTS, SimulatorConfig, SimulatorServer
+from kirby_sim import MALFORMED_VARIANTS, SimulatorConfig, SimulatorServer
 from tests.stream.conftest import SPEED, START
 from tests.stream.helpers import Running, collecting, fast
 

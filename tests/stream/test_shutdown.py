@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 
 from kirby_core.db.urls import DatabaseUrls
-from kirby_core.simulator import SimulatorServer
+from kirby_sim import SimulatorServer
 from tests.stream.helpers import KIRBY_STREAM
 
 

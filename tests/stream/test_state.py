@@ -12,7 +12,7 @@ import asyncpg
 
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorServer
+from kirby_sim import SimulatorServer
 from tests.stream.helpers import collecting, fast
 from tests.stream.test_resilience import healthy
 

@@ -16,7 +16,7 @@ import asyncpg
 
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
-from kirby_core.simulator import SimulatorConfig, SimulatorServer
+from kirby_sim import SimulatorConfig, SimulatorServer
 from kirby_stream.buffers import Buffers
 from kirby_stream.database import Database
 from kirby_stream.flusher import Flusher

@@ -32,12 +32,12 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from kirby_core.simulator.faults import FaultInjector
-from kirby_core.simulator.intervals import HYPERLIQUID_INTERVALS
-from kirby_core.simulator.malform import malformed_text
-from kirby_core.simulator.market import Market
-from kirby_core.simulator.ratelimit import WeightLimiter
-from kirby_core.simulator.wire import encode
+from kirby_sim.faults import FaultInjector
+from kirby_sim.intervals import HYPERLIQUID_INTERVALS
+from kirby_sim.malform import malformed_text
+from kirby_sim.market import Market
+from kirby_sim.ratelimit import WeightLimiter
+from kirby_sim.wire import encode
 
 GREETING = "Websocket connection established."
 PONG = encode({"channel": "pong"})

@@ -24,17 +24,17 @@ from typing import Any
 
 from aiohttp import web
 
-from kirby_core.simulator.binance_markets import exchange_info
-from kirby_core.simulator.candles import Bar, CandleBook
-from kirby_core.simulator.clock import VirtualClock
-from kirby_core.simulator.faults import FaultInjector
-from kirby_core.simulator.intervals import BINANCE_INTERVALS, floor_open, next_open, shift_open
-from kirby_core.simulator.malform import malformed_text
-from kirby_core.simulator.market import Market
-from kirby_core.simulator.ratelimit import WeightLimiter
-from kirby_core.simulator.series import QUOTE_DECIMALS
-from kirby_core.simulator.universe import BINANCE_SPOT, BINANCE_USDM
-from kirby_core.simulator.wire import encode, fixed_decimal
+from kirby_sim.binance_markets import exchange_info
+from kirby_sim.candles import Bar, CandleBook
+from kirby_sim.clock import VirtualClock
+from kirby_sim.faults import FaultInjector
+from kirby_sim.intervals import BINANCE_INTERVALS, floor_open, next_open, shift_open
+from kirby_sim.malform import malformed_text
+from kirby_sim.market import Market
+from kirby_sim.ratelimit import WeightLimiter
+from kirby_sim.series import QUOTE_DECIMALS
+from kirby_sim.universe import BINANCE_SPOT, BINANCE_USDM
+from kirby_sim.wire import encode, fixed_decimal
 
 DEFAULT_LIMIT = 500
 Endpoint = Callable[[web.Request, int, "Family"], Any]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from kirby_core.simulator.faults import FaultInjector
+from kirby_sim.faults import FaultInjector
 
 NOT_A_NUMBER = "not-a-number"
 UNKNOWN_COIN = "NOSUCHCOIN"

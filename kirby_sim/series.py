@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from kirby_core.simulator import hashing
-from kirby_core.simulator.universe import Instrument
+from kirby_sim import hashing
+from kirby_sim.universe import Instrument
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

@@ -23,15 +23,15 @@ from typing import Any
 
 from aiohttp import web
 
-from kirby_core.simulator import hyperliquid_payloads as payloads
-from kirby_core.simulator.clock import VirtualClock
-from kirby_core.simulator.faults import FaultInjector
-from kirby_core.simulator.intervals import HYPERLIQUID_INTERVALS, floor_open, shift_open
-from kirby_core.simulator.malform import malformed_text
-from kirby_core.simulator.market import Market
-from kirby_core.simulator.ratelimit import WeightLimiter
-from kirby_core.simulator.universe import HYPERLIQUID
-from kirby_core.simulator.wire import encode
+from kirby_sim import hyperliquid_payloads as payloads
+from kirby_sim.clock import VirtualClock
+from kirby_sim.faults import FaultInjector
+from kirby_sim.intervals import HYPERLIQUID_INTERVALS, floor_open, shift_open
+from kirby_sim.malform import malformed_text
+from kirby_sim.market import Market
+from kirby_sim.ratelimit import WeightLimiter
+from kirby_sim.universe import HYPERLIQUID
+from kirby_sim.wire import encode
 
 MAX_CANDLES = 5000
 DEFAULT_WEIGHT = 20

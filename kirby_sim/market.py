@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from kirby_core.simulator.candles import BarCache, CandleBook
-from kirby_core.simulator.derivatives import Derivatives
-from kirby_core.simulator.series import PriceSeries
-from kirby_core.simulator.universe import (
+from kirby_sim.candles import BarCache, CandleBook
+from kirby_sim.derivatives import Derivatives
+from kirby_sim.series import PriceSeries
+from kirby_sim.universe import (
     BINANCE_SPOT,
     BINANCE_USDM,
     HYPERLIQUID,

@@ -25,14 +25,14 @@ import heapq
 import logging
 from typing import Any
 
-from kirby_core.simulator import hashing
-from kirby_core.simulator import hyperliquid_payloads as payloads
-from kirby_core.simulator.candles import CandleBook
-from kirby_core.simulator.clock import VirtualClock
-from kirby_core.simulator.hyperliquid_ws import Connection, HyperliquidStream, Key
-from kirby_core.simulator.intervals import MINUTE_MS, floor_open, shift_open
-from kirby_core.simulator.market import Market
-from kirby_core.simulator.universe import HYPERLIQUID
+from kirby_sim import hashing
+from kirby_sim import hyperliquid_payloads as payloads
+from kirby_sim.candles import CandleBook
+from kirby_sim.clock import VirtualClock
+from kirby_sim.hyperliquid_ws import Connection, HyperliquidStream, Key
+from kirby_sim.intervals import MINUTE_MS, floor_open, shift_open
+from kirby_sim.market import Market
+from kirby_sim.universe import HYPERLIQUID
 
 log = logging.getLogger(__name__)
 

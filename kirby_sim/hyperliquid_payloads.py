@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from kirby_core.simulator import hashing
-from kirby_core.simulator.candles import Bar
-from kirby_core.simulator.intervals import next_open
-from kirby_core.simulator.market import Market
-from kirby_core.simulator.series import MinuteEvents
-from kirby_core.simulator.universe import Instrument
-from kirby_core.simulator.wire import hl_decimal
+from kirby_sim import hashing
+from kirby_sim.candles import Bar
+from kirby_sim.intervals import next_open
+from kirby_sim.market import Market
+from kirby_sim.series import MinuteEvents
+from kirby_sim.universe import Instrument
+from kirby_sim.wire import hl_decimal
 
 
 def candle(instrument: Instrument, interval: str, bar: Bar) -> dict[str, Any]:

@@ -19,9 +19,9 @@ import math
 
 import numpy as np
 
-from kirby_core.simulator import hashing
-from kirby_core.simulator.candles import CandleBook
-from kirby_core.simulator.wire import hl_decimal
+from kirby_sim import hashing
+from kirby_sim.candles import CandleBook
+from kirby_sim.wire import hl_decimal
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kirby_core.simulator.faults import FaultSchedule
+from kirby_sim.faults import FaultSchedule
 
 
 @dataclass(frozen=True)

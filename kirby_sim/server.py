@@ -23,17 +23,17 @@ from typing import Any
 
 from aiohttp import web
 
-from kirby_core.simulator import binance, hyperliquid
-from kirby_core.simulator.admin import PREFIX, admin_routes
-from kirby_core.simulator.binance import Binance
-from kirby_core.simulator.clock import VirtualClock
-from kirby_core.simulator.config import SimulatorConfig
-from kirby_core.simulator.faults import FaultInjector, run_schedule
-from kirby_core.simulator.feed import Feed
-from kirby_core.simulator.hyperliquid import HyperliquidInfo
-from kirby_core.simulator.hyperliquid_ws import HyperliquidStream, StreamLimits
-from kirby_core.simulator.market import Market
-from kirby_core.simulator.ratelimit import WeightLimiter
+from kirby_sim import binance, hyperliquid
+from kirby_sim.admin import PREFIX, admin_routes
+from kirby_sim.binance import Binance
+from kirby_sim.clock import VirtualClock
+from kirby_sim.config import SimulatorConfig
+from kirby_sim.faults import FaultInjector, run_schedule
+from kirby_sim.feed import Feed
+from kirby_sim.hyperliquid import HyperliquidInfo
+from kirby_sim.hyperliquid_ws import HyperliquidStream, StreamLimits
+from kirby_sim.market import Market
+from kirby_sim.ratelimit import WeightLimiter
 
 _BINANCE_PREFIXES = ("/api/", "/fapi/", "/dapi/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kirby_core.simulator.faults import FaultInjector
+from kirby_sim.faults import FaultInjector
 
 PREFIX = "/_sim"
 

@@ -6,11 +6,11 @@ Start one with `SimulatorServer` (async) or `run_simulator_in_thread` (sync clie
 from the command line with `kirby sim`.
 """
 
-from kirby_core.simulator.clock import VirtualClock
-from kirby_core.simulator.config import SimulatorConfig
-from kirby_core.simulator.faults import MALFORMED_VARIANTS, FaultInjector, FaultSchedule
-from kirby_core.simulator.market import Market
-from kirby_core.simulator.server import SimulatorServer, run_simulator_in_thread
+from kirby_sim.clock import VirtualClock
+from kirby_sim.config import SimulatorConfig
+from kirby_sim.faults import MALFORMED_VARIANTS, FaultInjector, FaultSchedule
+from kirby_sim.market import Market
+from kirby_sim.server import SimulatorServer, run_simulator_in_thread
 
 __all__ = [
     "MALFORMED_VARIANTS",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kirby_core.simulator.universe import BINANCE_ASSETS, BINANCE_COIN_M, Instrument
-from kirby_core.simulator.wire import fixed_decimal
+from kirby_sim.universe import BINANCE_ASSETS, BINANCE_COIN_M, Instrument
+from kirby_sim.wire import fixed_decimal
 
 _PERPETUAL_DELIVERY = 4133404800000
 _FUTURES_ORDER_TYPES = [
