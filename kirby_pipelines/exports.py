@@ -193,7 +193,7 @@ def export_outages(kirby: KirbyResource) -> dg.MaterializeResult:
 
 def _hive_schema(dataset: lake.LakeDataset) -> pa.Schema:
     hive = [pa.field(key, pa.string()) for key in dataset.hive_keys]
-    return pa.schema([*dataset.spec.schema(False), *hive, pa.field("date", pa.date32())])
+    return pa.schema([*dataset.schema(False), *hive, pa.field("date", pa.date32())])
 
 
 RELATIONS: dict[str, Relation] = {
