@@ -25,12 +25,7 @@ from kirby_core.timeutil import INTERVAL_SECONDS
 from kirby_pipelines.resources import KirbyResource, Progress, report_progress
 from kirby_pipelines.sql_models import Relation, SqlModel
 
-LAKE_ASSETS = {
-    "lake_candles": "candles",
-    "lake_funding_rates": "funding_rates",
-    "lake_open_interest": "open_interest",
-    "lake_training_candles": "training_candles",
-}
+LAKE_ASSETS = {f"lake_{name}": name for name in DATASETS}
 """Lake asset -> lake dataset."""
 
 

@@ -26,7 +26,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -134,6 +134,11 @@ SELECT (SELECT count(*) FROM written) AS written,
        coalesce(array_agg(reason ORDER BY ord), '{{}}') AS rejected_reason
 FROM checked WHERE reason IS NOT NULL
 """  # noqa: S608
+
+
+async def upsert(conn: asyncpg.Connection, dataset: Dataset, rows: Sequence[Any]) -> WriteResult:
+    """Upsert rows of `dataset` (its row type: `CandleRow`, `FundingRateRow`, ...)."""
+    return await _upsert(conn, dataset, rows)
 
 
 async def upsert_candles(conn: asyncpg.Connection, rows: Sequence[CandleRow]) -> WriteResult:
