@@ -153,3 +153,12 @@ async def test_a_declaration_changed_alone_is_caught(conn, dataset, change):
 def test_row_types_use_the_declared_names(dataset, row_type):
     """The writer copies rows positionally: their fields are the table's columns, in order."""
     assert row_type._fields == dataset.all_columns
+
+
+async def test_outage_records_name_exactly_the_declared_datasets(conn):
+    definition = await conn.fetchval(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'collection_outages'::regclass AND contype = 'c'"
+        " AND pg_get_constraintdef(oid) LIKE '%dataset%'"
+    )
+    assert set(re.findall(r"'(\w+)'::text", definition)) == set(DATASETS)
