@@ -129,14 +129,19 @@ async def _series_rows(url: str, database: Database) -> list[dict]:
         pairs = await catalog_store.list_trading_pairs(conn, active_only=False)
     finally:
         await conn.close()
-    candles = "candles" if database == "realtime" else "training_candles"
-    rows = []
-    for s in stars:
-        rows.append(_series_row(database, candles, s.id, s.key, s.key.interval, s.active))
-    if database == "realtime":
-        for p in pairs:
-            for dataset in ("funding_rates", "open_interest"):
-                rows.append(_series_row(database, dataset, p.id, p.key, None, p.active))
+    held = [d for d in DATASETS.values() if d.database == database]
+    rows = [
+        _series_row(database, d.name, s.id, s.key, s.key.interval, s.active)
+        for d in held
+        if d.per_interval
+        for s in stars
+    ]
+    rows += [
+        _series_row(database, d.name, p.id, p.key, None, p.active)
+        for p in pairs
+        for d in held
+        if not d.per_interval
+    ]
     return rows
 
 
