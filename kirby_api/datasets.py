@@ -1,7 +1,7 @@
-"""The three datasets the API serves, declared once: table, series, columns, row shapes.
+"""The three datasets as the API serves them, derived from `kirby_core.datasets`.
 
 Candles belong to a starlisting; funding rates and open interest to a trading pair. Each
-declaration says which table and series column hold it, which columns it serves (decimals
+one says which table and series column hold it, which columns it serves (decimals
 are read as their exact text, `numeric::text`, and never become Python Decimals), the
 msgspec row type of JSON responses (field order = column order, so a database record
 builds a row positionally), and what the columns mean. SQL is built from these fixed
@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
+
+from kirby_core import datasets as core
 
 Kind = Literal["time", "decimal", "int"]
 
@@ -162,66 +164,36 @@ _NULLABLE: dict[Kind, str] = {
 }
 
 
-def _columns(*spec: str) -> tuple[tuple[str, str, Kind], ...]:
-    """'name:kind' or 'name=column:kind'."""
-    parsed = []
-    for item in spec:
-        names, kind = item.split(":")
-        name, _, column = names.partition("=")
-        parsed.append((name, column or name, kind))
-    return tuple(parsed)  # type: ignore[return-value]
+_KINDS: dict[str, Kind] = {"numeric": "decimal", "integer": "int", "timestamptz": "time"}
 
 
-CANDLES = Dataset(
-    name="candles",
-    channel="candles",
-    series_column="starlisting_id",
-    columns=_columns(
-        "time:time",
-        "open:decimal",
-        "high:decimal",
-        "low:decimal",
-        "close:decimal",
-        "volume:decimal",
-        "num_trades=trade_count:int",
-    ),
-    row=CandleData,
-    notes={"time": "open time of the candle (UTC)"},
-    required=frozenset({"open", "high", "low", "close", "volume"}),
+def _serving(dataset: core.Dataset, row: type[msgspec.Struct], notes: dict[str, str]) -> Dataset:
+    """The API's form of a declared dataset (`kirby_core.datasets`): `time`, then its value
+    columns under their API names; `row`'s fields must be exactly those names, in order."""
+    columns = tuple((c.api, c.name, _KINDS[c.pg_type]) for c in (core.TIME, *dataset.columns))
+    if row.__struct_fields__ != tuple(name for name, _, _ in columns):
+        raise TypeError(f"{row.__name__} fields differ from the {dataset.name} declaration")
+    return Dataset(
+        name=dataset.name,
+        channel=dataset.api_name,
+        series_column=dataset.series_column,
+        columns=columns,
+        row=row,
+        notes=notes,
+        required=frozenset(column.name for column in dataset.required),
+    )
+
+
+CANDLES = _serving(core.CANDLES, CandleData, {"time": "open time of the candle (UTC)"})
+FUNDING = _serving(
+    core.FUNDING_RATES,
+    FundingData,
+    {"settled_funding_rate": SETTLED_RATE, "predicted_funding_rate": PREDICTED_RATE},
 )
-
-FUNDING = Dataset(
-    name="funding_rates",
-    channel="funding",
-    series_column="trading_pair_id",
-    columns=_columns(
-        "time:time",
-        "settled_funding_rate:decimal",
-        "settled_premium:decimal",
-        "predicted_funding_rate:decimal",
-        "premium:decimal",
-        "mark_price:decimal",
-        "oracle_price:decimal",
-        "mid_price:decimal",
-        "next_funding_time:time",
-    ),
-    row=FundingData,
-    notes={"settled_funding_rate": SETTLED_RATE, "predicted_funding_rate": PREDICTED_RATE},
-)
-
-OPEN_INTEREST = Dataset(
-    name="open_interest",
-    channel="open_interest",
-    series_column="trading_pair_id",
-    columns=_columns(
-        "time:time",
-        "open_interest:decimal",
-        "notional:decimal",
-        "day_base_volume:decimal",
-        "day_notional_volume:decimal",
-    ),
-    row=OpenInterestData,
-    notes={
+OPEN_INTEREST = _serving(
+    core.OPEN_INTEREST,
+    OpenInterestData,
+    {
         "open_interest": "in coins (base asset)",
         "notional": "open interest x mark price, in the quote currency",
     },

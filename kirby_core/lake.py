@@ -35,16 +35,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from kirby_core.datasets import CANDLES, FUNDING_RATES, OPEN_INTEREST, Dataset
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 from kirby_core.db.connection import connect
-from kirby_core.db.export import (
-    CANDLES,
-    FUNDING_RATES,
-    OPEN_INTEREST,
-    TableSpec,
-    copy_csv,
-    parse_csv,
-)
+from kirby_core.db.export import copy_csv, parse_csv, schema
 from kirby_core.settings import Database
 
 FILE_NAME = "part-0.parquet"
@@ -66,9 +60,17 @@ class LakeDataset:
     name: str
     """Directory under the lake root (also the dataset name in reports)."""
     database: Database
-    spec: TableSpec
-    per_interval: bool
-    """Whether series are starlistings (an `interval=` level) or trading pairs."""
+    source: Dataset
+    """The market table it is exported from (in `database`)."""
+
+    @property
+    def per_interval(self) -> bool:
+        """Whether series are starlistings (an `interval=` level) or trading pairs."""
+        return self.source.per_starlisting
+
+    def schema(self, exact_decimals: bool) -> pa.Schema:
+        """Columns of its files: time, then the table's value columns."""
+        return schema(self.source, exact_decimals)
 
     @property
     def hive_keys(self) -> tuple[str, ...]:
@@ -78,10 +80,8 @@ class LakeDataset:
 DATASETS = {
     dataset.name: dataset
     for dataset in (
-        LakeDataset("candles", "realtime", CANDLES, per_interval=True),
-        LakeDataset("funding_rates", "realtime", FUNDING_RATES, per_interval=False),
-        LakeDataset("open_interest", "realtime", OPEN_INTEREST, per_interval=False),
-        LakeDataset("training_candles", "training", CANDLES, per_interval=True),
+        *(LakeDataset(d.name, "realtime", d) for d in (CANDLES, FUNDING_RATES, OPEN_INTEREST)),
+        LakeDataset("training_candles", "training", CANDLES),
     )
 }
 
@@ -158,7 +158,7 @@ async def export_days(
     writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="lake-writer")
 
     def write(data: bytes, chunk: list[date]) -> None:
-        table = parse_csv(data, dataset.spec, exact_decimals)
+        table = parse_csv(data, dataset.source, exact_decimals)
         written.extend(_write_chunk(lake_dir, dataset, by_id, table, chunk, writers))
 
     async def worker() -> None:
@@ -169,7 +169,7 @@ async def export_days(
                 chunk = chunks.get_nowait()
                 start = datetime.combine(chunk[0], time(), UTC)
                 end = datetime.combine(chunk[-1], time(), UTC) + timedelta(days=1)
-                data = await copy_csv(conn, dataset.spec, list(by_id), start, end)
+                data = await copy_csv(conn, dataset.source, list(by_id), start, end)
                 if pending is not None:
                     await pending
                 pending = asyncio.ensure_future(asyncio.to_thread(write, data, chunk))

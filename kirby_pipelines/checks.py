@@ -323,9 +323,10 @@ def lake_matches_database(
         series = await series_of(url, dataset)
         conn = await connect(url)
         try:
+            source = dataset.source
             records = await conn.fetch(
-                f"SELECT {dataset.spec.series} AS series_id, time::date AS day, count(*) AS n"  # noqa: S608
-                f" FROM {dataset.spec.table} WHERE time >= $1 AND time < $2 GROUP BY 1, 2",
+                f"SELECT {source.series_column} AS series_id, time::date AS day, count(*) AS n"  # noqa: S608
+                f" FROM {source.name} WHERE time >= $1 AND time < $2 GROUP BY 1, 2",
                 datetime.combine(days[0], time(), UTC),
                 datetime.combine(days[-1], time(), UTC) + timedelta(days=1),
             )

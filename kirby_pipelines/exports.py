@@ -25,12 +25,7 @@ from kirby_core.timeutil import INTERVAL_SECONDS
 from kirby_pipelines.resources import KirbyResource, Progress, report_progress
 from kirby_pipelines.sql_models import Relation, SqlModel
 
-LAKE_ASSETS = {
-    "lake_candles": "candles",
-    "lake_funding_rates": "funding_rates",
-    "lake_open_interest": "open_interest",
-    "lake_training_candles": "training_candles",
-}
+LAKE_ASSETS = {f"lake_{name}": name for name in DATASETS}
 """Lake asset -> lake dataset."""
 
 
@@ -134,14 +129,19 @@ async def _series_rows(url: str, database: Database) -> list[dict]:
         pairs = await catalog_store.list_trading_pairs(conn, active_only=False)
     finally:
         await conn.close()
-    candles = "candles" if database == "realtime" else "training_candles"
-    rows = []
-    for s in stars:
-        rows.append(_series_row(database, candles, s.id, s.key, s.key.interval, s.active))
-    if database == "realtime":
-        for p in pairs:
-            for dataset in ("funding_rates", "open_interest"):
-                rows.append(_series_row(database, dataset, p.id, p.key, None, p.active))
+    held = [d for d in DATASETS.values() if d.database == database]
+    rows = [
+        _series_row(database, d.name, s.id, s.key, s.key.interval, s.active)
+        for d in held
+        if d.per_interval
+        for s in stars
+    ]
+    rows += [
+        _series_row(database, d.name, p.id, p.key, None, p.active)
+        for p in pairs
+        for d in held
+        if not d.per_interval
+    ]
     return rows
 
 
@@ -193,7 +193,7 @@ def export_outages(kirby: KirbyResource) -> dg.MaterializeResult:
 
 def _hive_schema(dataset: lake.LakeDataset) -> pa.Schema:
     hive = [pa.field(key, pa.string()) for key in dataset.hive_keys]
-    return pa.schema([*dataset.spec.schema(False), *hive, pa.field("date", pa.date32())])
+    return pa.schema([*dataset.schema(False), *hive, pa.field("date", pa.date32())])
 
 
 RELATIONS: dict[str, Relation] = {

@@ -6,13 +6,10 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
+from kirby_core.datasets import DATASETS
 from kirby_core.db.connection import connect
 
-TABLES = {
-    "live_candles": "candles",
-    "live_funding_rates": "funding_rates",
-    "live_open_interest": "open_interest",
-}
+TABLES = {f"live_{table}": table for table in DATASETS}
 """Live asset -> table; fixed identifiers only."""
 
 

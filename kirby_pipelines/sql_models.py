@@ -2,7 +2,9 @@
 
 A model is one `.sql` file in `dbt_like_sql/models/`: a header comment, then one SELECT.
 `{{ ref('name') }}` names another model or a lake table (`lake_candles`, ...); the refs
-are the model's dependencies (and its Dagster asset's deps). The header must say::
+are the model's dependencies (and its Dagster asset's deps). `{{ columns('lake_candles') }}`
+(or `{{ columns('lake_candles', 'c') }}`, each name prefixed `c.`) is the lake table's value
+columns, from their one declaration in `kirby_core.datasets`. The header must say::
 
     -- <name>: what the model is, in one line
     -- grain: what one row is
@@ -35,10 +37,15 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from kirby_core.errors import ConfigError
+from kirby_core.lake import DATASETS as LAKE_DATASETS
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "dbt_like_sql" / "models"
 REQUIRED_HEADER = ("grain", "key", "upstreams", "partition_by")
 _REF = re.compile(r"\{\{\s*ref\(\s*['\"]([A-Za-z_][A-Za-z0-9_]*)['\"]\s*\)\s*\}\}")
+_COLUMNS = re.compile(
+    r"\{\{\s*columns\(\s*['\"]([A-Za-z_][A-Za-z0-9_]*)['\"]"
+    r"(?:\s*,\s*['\"]([A-Za-z_][A-Za-z0-9_]*)['\"])?\s*\)\s*\}\}"
+)
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*)$")
 MAX_PARTITIONS = 100_000
 
@@ -61,8 +68,20 @@ class SqlModel:
         return _split(self.header["key"])
 
     def render(self) -> str:
-        """The SELECT with each ref replaced by the (quoted) name of its DuckDB view."""
-        return _REF.sub(lambda m: f'"{m.group(1)}"', self.body)
+        """The SELECT with each ref replaced by the (quoted) name of its DuckDB view, and
+        each `columns(...)` by the column list it names."""
+        body = _COLUMNS.sub(lambda m: _column_list(m.group(1), m.group(2)), self.body)
+        return _REF.sub(lambda m: f'"{m.group(1)}"', body)
+
+
+def _column_list(ref: str, alias: str | None) -> str:
+    """Value columns of the lake table `ref` (`lake_<lake dataset>`), in table order."""
+    dataset = LAKE_DATASETS.get(ref.removeprefix("lake_")) if ref.startswith("lake_") else None
+    if dataset is None:
+        known = ", ".join(f"lake_{name}" for name in LAKE_DATASETS)
+        raise ConfigError(f"columns({ref!r}): not a lake table (known: {known})")
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{prefix}{name}" for name in dataset.source.column_names)
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -131,6 +150,8 @@ def _parse(path: Path) -> SqlModel:
     for parameter in ("$start_date", "$end_date"):
         if parameter not in text:
             raise ConfigError(f"{path}: the query must filter on {parameter}")
+    for ref, _ in _COLUMNS.findall(text):
+        _column_list(ref, None)  # an unknown table fails the load, not the run
     return SqlModel(path.stem, path, description, header, text, refs)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+from kirby_core.datasets import DATASETS
 from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
 from kirby_core.timeutil import floor_minute
 from kirby_stream.latency import Arrivals
@@ -30,7 +31,7 @@ from kirby_stream.outages import Outage
 
 log = logging.getLogger(__name__)
 
-TABLES = ("candles", "funding_rates", "open_interest")
+TABLES = tuple(DATASETS)
 SHED_TO = 0.9
 
 Key = tuple[int, datetime]

@@ -19,19 +19,15 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from kirby_core.datasets import DATASETS
 from kirby_core.db import notify
-from kirby_core.db.writer import (
-    WriteResult,
-    upsert_candles,
-    upsert_funding_rates,
-    upsert_open_interest,
-)
+from kirby_core.db.writer import WriteResult, upsert
 from kirby_core.errors import StorageRefused, StorageUnavailable
 from kirby_core.settings import Settings
 from kirby_stream.backoff import Backoff, pause
@@ -42,22 +38,15 @@ from kirby_stream.stats import Stats
 
 log = logging.getLogger(__name__)
 
-Upsert = Callable[[asyncpg.Connection, Sequence[Any]], Awaitable[WriteResult]]
-UPSERTS: dict[str, Upsert] = {
-    "candles": upsert_candles,
-    "funding_rates": upsert_funding_rates,
-    "open_interest": upsert_open_interest,
-}
-
 
 async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, WriteResult]:
     results: dict[str, WriteResult] = {}
     async with conn.transaction():
-        for table, upsert in UPSERTS.items():
+        for table, dataset in DATASETS.items():
             rows = batch.rows[table]
             if not rows:
                 continue
-            results[table] = result = await upsert(conn, rows)
+            results[table] = result = await upsert(conn, dataset, rows)
             rejected = {id(item.row) for item in result.rejected}
             changes: dict[int, list[datetime]] = defaultdict(list)
             for row in rows:

@@ -12,19 +12,17 @@
 -- The training database holds Binance candles only: its funding and OI columns are NULL.
 WITH candles AS (
     SELECT 'realtime' AS database, exchange, symbol, interval, date, time,
-           open, high, low, close, volume, trade_count
+           {{ columns('lake_candles') }}
     FROM {{ ref('lake_candles') }}
     WHERE date BETWEEN $start_date AND $end_date
     UNION ALL
     SELECT 'training' AS database, exchange, symbol, interval, date, time,
-           open, high, low, close, volume, trade_count
+           {{ columns('lake_training_candles') }}
     FROM {{ ref('lake_training_candles') }}
     WHERE date BETWEEN $start_date AND $end_date
 ),
 funding AS (
-    SELECT exchange, symbol, date, time, settled_funding_rate, settled_premium,
-           predicted_funding_rate, premium, mark_price, oracle_price, mid_price,
-           next_funding_time
+    SELECT exchange, symbol, date, time, {{ columns('lake_funding_rates') }}
     FROM {{ ref('lake_funding_rates') }}
     WHERE date BETWEEN $start_date AND $end_date
 ),
@@ -35,9 +33,9 @@ open_interest AS (
     WHERE date BETWEEN $start_date AND $end_date
 )
 SELECT c.database, c.exchange, c.symbol, c.interval, c.date, c.time,
-       c.open, c.high, c.low, c.close, c.volume, c.trade_count,
-       f.settled_funding_rate, f.settled_premium, f.predicted_funding_rate, f.premium,
-       f.mark_price, f.oracle_price, f.mid_price, f.next_funding_time,
+       {{ columns('lake_candles', 'c') }},
+       {{ columns('lake_funding_rates', 'f') }},
+       -- open interest by name: its `notional` is renamed beside the candles' columns
        o.open_interest, o.notional AS open_interest_notional, o.day_base_volume,
        o.day_notional_volume
 FROM candles c

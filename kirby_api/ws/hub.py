@@ -26,7 +26,14 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from kirby_api.datasets import BY_CHANNEL, DATASETS, Dataset
+from kirby_api.datasets import (
+    BY_CHANNEL,
+    CANDLES,
+    DATASETS,
+    FUNDING,
+    OPEN_INTEREST,
+    Dataset,
+)
 from kirby_api.formats import encode_message
 from kirby_api.market import MarketData
 from kirby_api.observability import Metrics
@@ -102,9 +109,9 @@ def subscription_keys(stars: Iterable[Starlisting], channels: Iterable[str]) -> 
 
 
 _LIVE: dict[str, type[msgspec.Struct]] = {
-    "candles": protocol.CandleUpdate,
-    "funding_rates": protocol.FundingUpdate,
-    "open_interest": protocol.OpenInterestUpdate,
+    CANDLES.name: protocol.CandleUpdate,
+    FUNDING.name: protocol.FundingUpdate,
+    OPEN_INTEREST.name: protocol.OpenInterestUpdate,
 }
 
 

@@ -30,7 +30,7 @@ connection, however many intervals of it are subscribed.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from msgspec import Meta
@@ -40,7 +40,8 @@ from kirby_api.errors import InactiveSeries
 from kirby_core.errors import InvalidRequest, KirbyError, NotFound, StorageUnavailable
 
 Channel = Literal["candles", "funding", "open_interest"]
-CHANNELS: tuple[Channel, ...] = ("candles", "funding", "open_interest")
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
+"""The datasets' `api_name`s (`kirby_core.datasets`); a test holds the two together."""
 MAX_IDS_PER_MESSAGE = 100
 MAX_HISTORY = 1000
 

@@ -4,7 +4,7 @@
 Arrow's multi-threaded CSV parser, so no Python code touches a row: the server formats, Arrow
 parses (the lake export parses one chunk in a thread while the next one arrives).
 Numeric columns become float64 (the default, for ML) or exact `decimal128(38, 18)`; times
-are `timestamp[us, UTC]`. Queries are built from the fixed table specs below; values
+are `timestamp[us, UTC]`. Queries are built from the declarations in `kirby_core.datasets`; values
 (series ids, time bounds) are bind parameters, which asyncpg quotes server-side for COPY.
 
 What it does not do: write files (see `kirby_core.lake`), or read one series at a time.
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from kirby_core.db import writer
+from kirby_core.datasets import TIME as TIME_COLUMN
+from kirby_core.datasets import Column, Dataset
 from kirby_core.timeutil import ensure_utc
 
 DECIMAL = pa.decimal128(38, 18)
@@ -29,47 +29,33 @@ DECIMAL = pa.decimal128(38, 18)
 TIME = pa.timestamp("us", tz="UTC")
 
 
-@dataclass(frozen=True)
-class TableSpec:
-    """A market-data table as exports see it; identifiers only from this module."""
-
-    table: str
-    series: str
-    columns: tuple[tuple[str, str], ...]
-    """(column, PostgreSQL type) after `time`: "numeric", "integer" or "timestamptz"."""
-
-    def arrow_type(self, kind: str, exact_decimals: bool) -> pa.DataType:
-        if kind == "numeric":
-            return DECIMAL if exact_decimals else pa.float64()
-        return TIME if kind == "timestamptz" else pa.int32()
-
-    def schema(self, exact_decimals: bool) -> pa.Schema:
-        """Columns of a lake file: time, then the table's value columns."""
-        return pa.schema(
-            [("time", TIME)]
-            + [(name, self.arrow_type(kind, exact_decimals)) for name, kind in self.columns]
-        )
-
-    def query(self) -> str:
-        columns = ", ".join(["time", *(name for name, _ in self.columns)])
-        return (
-            f"SELECT {self.series}, {columns} FROM {self.table}"  # noqa: S608
-            f" WHERE {self.series} = ANY($1::integer[]) AND time >= $2 AND time < $3"
-            f" ORDER BY {self.series}, time"
-        )
+def arrow_type(column: Column, exact_decimals: bool) -> pa.DataType:
+    if column.pg_type == "numeric":
+        return DECIMAL if exact_decimals else pa.float64()
+    return TIME if column.pg_type == "timestamptz" else pa.int32()
 
 
-# The writer's declarations are the one list of each table's columns.
-CANDLES, FUNDING_RATES, OPEN_INTEREST = (
-    TableSpec(table.name, table.series, table.columns)
-    for table in (writer.CANDLES, writer.FUNDING_RATES, writer.OPEN_INTEREST)
-)
-TABLES = {spec.table: spec for spec in (CANDLES, FUNDING_RATES, OPEN_INTEREST)}
+def schema(dataset: Dataset, exact_decimals: bool) -> pa.Schema:
+    """Columns of a lake file: time, then the table's value columns."""
+    return pa.schema(
+        [(TIME_COLUMN.name, TIME)]
+        + [(column.name, arrow_type(column, exact_decimals)) for column in dataset.columns]
+    )
+
+
+def _query(dataset: Dataset) -> str:
+    series = dataset.series_column
+    columns = ", ".join([TIME_COLUMN.name, *dataset.column_names])
+    return (
+        f"SELECT {series}, {columns} FROM {dataset.name}"  # noqa: S608
+        f" WHERE {series} = ANY($1::integer[]) AND time >= $2 AND time < $3"
+        f" ORDER BY {series}, time"
+    )
 
 
 async def copy_csv(
     conn: asyncpg.Connection,
-    spec: TableSpec,
+    dataset: Dataset,
     series_ids: Sequence[int],
     start: datetime,
     end: datetime,
@@ -82,7 +68,7 @@ async def copy_csv(
         chunks.append(chunk)
 
     await conn.copy_from_query(
-        spec.query(),
+        _query(dataset),
         list(series_ids),
         ensure_utc(start),
         ensure_utc(end),
@@ -92,11 +78,11 @@ async def copy_csv(
     return b"".join(chunks)
 
 
-def parse_csv(data: bytes, spec: TableSpec, exact_decimals: bool) -> pa.Table:
+def parse_csv(data: bytes, dataset: Dataset, exact_decimals: bool) -> pa.Table:
     """COPY's CSV (session time zone UTC or not: offsets are parsed) as an Arrow table."""
-    schema = spec.schema(exact_decimals)
-    names = ["series_id", *schema.names]
-    types = {"series_id": pa.int32(), **{f.name: f.type for f in schema}}
+    file_schema = schema(dataset, exact_decimals)
+    names = ["series_id", *file_schema.names]
+    types = {"series_id": pa.int32(), **{f.name: f.type for f in file_schema}}
     if not data:
         return pa.table({name: pa.array([], type=types[name]) for name in names})
     return pacsv.read_csv(

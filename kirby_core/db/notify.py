@@ -19,14 +19,12 @@ from datetime import datetime
 
 import asyncpg
 
+from kirby_core.datasets import DATASETS
 from kirby_core.errors import InvalidRequest
 from kirby_core.timeutil import datetime_to_ms, ms_to_datetime
 
-CHANNELS = {
-    "candles": "kirby_candles",
-    "funding_rates": "kirby_funding_rates",
-    "open_interest": "kirby_open_interest",
-}
+CHANNELS = {dataset.name: dataset.notify_channel for dataset in DATASETS.values()}
+"""Table -> its NOTIFY channel, from the declarations in `kirby_core.datasets`."""
 MAX_PAYLOAD_BYTES = 7900  # PostgreSQL's limit is 8000 bytes; keep a margin
 
 

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from kirby_core.db.export import TABLES
+from kirby_core.datasets import DATASETS
 from kirby_core.errors import InvalidRequest
 from kirby_core.timeutil import expected_count, floor_time, interval_delta
 
@@ -86,8 +86,8 @@ async def read_coverage(
     and minutes covered by outages. `interval` is the series' own (candles)."""
     if start >= end:
         raise InvalidRequest(f"start ({start}) must be before end ({end})")
-    spec = TABLES[dataset]  # fixed identifiers only
-    table, series, counted = spec.table, spec.series, EXPECTED[dataset].counted
+    declared = DATASETS[dataset]  # fixed identifiers only
+    table, series, counted = declared.name, declared.series_column, EXPECTED[dataset].counted
     records = await conn.fetch(
         f"""
         WITH days AS (

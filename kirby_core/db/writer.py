@@ -13,9 +13,11 @@ There are two paths:
   `COALESCE(EXCLUDED.col, t.col)` so a NULL never erases stored data, and skips rows that
   would not change, so re-running a backfill writes nothing.
 
-Values are `Decimal`s from the exchange's strings, sent as their exact text: no float is
-involved. Rejected rows are counted and logged, never dropped silently. This module does
-not NOTIFY; the stream does that around its flushes.
+Tables, columns and the rules a row must meet come from `kirby_core.datasets`; the reasons
+are the table's CHECK constraints part by part. Values are `Decimal`s from the exchange's
+strings, sent as their exact text: no float is involved. Rejected rows are counted and
+logged, never dropped silently. This module does not NOTIFY; the stream does that around its
+flushes.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from functools import cache
+from typing import Any, NamedTuple
 
 import asyncpg
 
+from kirby_core.datasets import CANDLES, FUNDING_RATES, OPEN_INTEREST, TIME, Dataset
 from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
 
 log = logging.getLogger(__name__)
@@ -61,65 +65,64 @@ class WriteResult:
         return self
 
 
-@dataclass(frozen=True)
-class _Table:
-    """A market-data table: fixed identifiers only, so the SQL built here is injection-free."""
+def _stage(dataset: Dataset) -> str:
+    return f"kirby_stage_{dataset.name}"
 
-    name: str
-    series: str
-    series_table: str
-    columns: tuple[tuple[str, str], ...]
-    """(column, PostgreSQL type) after (series, time)."""
-    checks: tuple[tuple[str, str], ...]
-    """(SQL predicate that must hold, reason when it does not)."""
 
-    @property
-    def all_columns(self) -> list[str]:
-        return [self.series, "time", *(c for c, _ in self.columns)]
-
-    @property
-    def stage(self) -> str:
-        return f"kirby_stage_{self.name}"
-
-    def create_stage(self) -> str:
-        cols = ", ".join(
-            f"{c} {t}"
-            for c, t in (
-                ("ord", "integer"),
-                (self.series, "integer"),
-                ("time", "timestamptz"),
-                *self.columns,
-            )
+def _create_stage(dataset: Dataset) -> str:
+    cols = ", ".join(
+        f"{c} {t}"
+        for c, t in (
+            ("ord", "integer"),
+            (dataset.series_column, "integer"),
+            (TIME.name, TIME.pg_type),
+            *((column.name, column.pg_type) for column in dataset.columns),
         )
-        return f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ({cols}) ON COMMIT DELETE ROWS"
+    )
+    return f"CREATE TEMP TABLE IF NOT EXISTS {_stage(dataset)} ({cols}) ON COMMIT DELETE ROWS"
 
-    def overlap_probe(self) -> str:
-        return f"""SELECT EXISTS (
-            SELECT 1 FROM unnest($1::integer[], $2::timestamptz[], $3::timestamptz[])
-                AS r(id, first_time, last_time)
-            WHERE EXISTS (SELECT 1 FROM {self.name} t WHERE t.{self.series} = r.id
-                          AND t.time BETWEEN r.first_time AND r.last_time))"""  # noqa: S608
 
-    def merge(self) -> str:
-        names = [c for c, _ in self.columns]
-        keys = f"{self.series}, time"
-        cols = ", ".join(names)
-        reasons = " ".join(
-            f"WHEN NOT coalesce({pred}, false) THEN '{why}'" for pred, why in self.checks
-        )
-        sets = ", ".join(f"{c} = coalesce(EXCLUDED.{c}, t.{c})" for c in names)
-        current = ", ".join(f"t.{c}" for c in names)
-        merged = ", ".join(f"coalesce(EXCLUDED.{c}, t.{c})" for c in names)
-        return f"""
+def _overlap_probe(dataset: Dataset) -> str:
+    return f"""SELECT EXISTS (
+        SELECT 1 FROM unnest($1::integer[], $2::timestamptz[], $3::timestamptz[])
+            AS r(id, first_time, last_time)
+        WHERE EXISTS (SELECT 1 FROM {dataset.name} t WHERE t.{dataset.series_column} = r.id
+                      AND t.time BETWEEN r.first_time AND r.last_time))"""  # noqa: S608
+
+
+@cache
+def _merge(dataset: Dataset) -> str:
+    """The staged rows checked (first failed rule wins), deduplicated and merged.
+
+    The checks are the table's own CHECK constraints, part by part: a part refuses a row
+    when it is false, as PostgreSQL's CHECK would; NOT NULL columns are tested first.
+    """
+    series = dataset.series_column
+    names = dataset.column_names
+    keys = ", ".join(dataset.key)
+    cols = ", ".join(names)
+    ((time_predicate, time_reason),) = dataset.time_check.parts
+    rules: list[tuple[str, str]] = []
+    if dataset.required:
+        missing = " OR ".join(f"{c.name} IS NULL" for c in dataset.required)
+        rules.append((missing, "missing " + "/".join(c.name for c in dataset.required)))
+    rules += [
+        (f"({predicate}) IS FALSE", why) for c in dataset.checks for predicate, why in c.parts
+    ]
+    reasons = " ".join(f"WHEN {when} THEN '{why}'" for when, why in rules)
+    sets = ", ".join(f"{c} = coalesce(EXCLUDED.{c}, t.{c})" for c in names)
+    current = ", ".join(f"t.{c}" for c in names)
+    merged = ", ".join(f"coalesce(EXCLUDED.{c}, t.{c})" for c in names)
+    return f"""
 WITH checked AS (
     SELECT st.*, CASE
-        WHEN NOT EXISTS (SELECT 1 FROM {self.series_table} s WHERE s.id = st.{self.series})
-            THEN 'unknown {self.series}'
-        WHEN time IS NULL OR time <> date_trunc('minute', time) THEN 'time not minute-aligned'
+        WHEN NOT EXISTS (SELECT 1 FROM {dataset.series_table} s WHERE s.id = st.{series})
+            THEN 'unknown {series}'
+        WHEN time IS NULL OR NOT ({time_predicate}) THEN '{time_reason}'
         {reasons} END AS reason
-    FROM {self.stage} st
+    FROM {_stage(dataset)} st
 ), written AS (
-    INSERT INTO {self.name} AS t ({keys}, {cols})
+    INSERT INTO {dataset.name} AS t ({keys}, {cols})
     SELECT DISTINCT ON ({keys}) {keys}, {cols} FROM checked
     WHERE reason IS NULL ORDER BY {keys}, ord DESC
     ON CONFLICT ({keys}) DO UPDATE SET {sets}
@@ -133,78 +136,9 @@ FROM checked WHERE reason IS NOT NULL
 """  # noqa: S608
 
 
-CANDLES = _Table(
-    name="candles",
-    series="starlisting_id",
-    series_table="starlistings",
-    columns=(
-        ("open", "numeric"),
-        ("high", "numeric"),
-        ("low", "numeric"),
-        ("close", "numeric"),
-        ("volume", "numeric"),
-        ("trade_count", "integer"),
-    ),
-    checks=(
-        (
-            "open IS NOT NULL AND high IS NOT NULL AND low IS NOT NULL AND close IS NOT NULL "
-            "AND volume IS NOT NULL",
-            "missing open/high/low/close/volume",
-        ),
-        ("low <= high", "low above high"),
-        ("high >= open AND high >= close", "high below open or close"),
-        ("low <= open AND low <= close", "low above open or close"),
-        ("low > 0", "non-positive price"),
-        ("volume >= 0", "negative volume"),
-        ("trade_count IS NULL OR trade_count >= 0", "negative trade count"),
-    ),
-)
-
-FUNDING_RATES = _Table(
-    name="funding_rates",
-    series="trading_pair_id",
-    series_table="trading_pairs",
-    columns=(
-        ("settled_funding_rate", "numeric"),
-        ("settled_premium", "numeric"),
-        ("predicted_funding_rate", "numeric"),
-        ("premium", "numeric"),
-        ("mark_price", "numeric"),
-        ("oracle_price", "numeric"),
-        ("mid_price", "numeric"),
-        ("next_funding_time", "timestamptz"),
-    ),
-    checks=(
-        (
-            "(mark_price IS NULL OR mark_price > 0) AND (oracle_price IS NULL OR oracle_price > 0)"
-            " AND (mid_price IS NULL OR mid_price > 0)",
-            "non-positive price",
-        ),
-    ),
-)
-
-OPEN_INTEREST = _Table(
-    name="open_interest",
-    series="trading_pair_id",
-    series_table="trading_pairs",
-    columns=(
-        ("open_interest", "numeric"),
-        ("notional", "numeric"),
-        ("day_base_volume", "numeric"),
-        ("day_notional_volume", "numeric"),
-    ),
-    checks=(
-        (
-            "(open_interest IS NULL OR open_interest >= 0) AND (notional IS NULL OR notional >= 0)",
-            "negative open interest",
-        ),
-        (
-            "(day_base_volume IS NULL OR day_base_volume >= 0) "
-            "AND (day_notional_volume IS NULL OR day_notional_volume >= 0)",
-            "negative volume",
-        ),
-    ),
-)
+async def upsert(conn: asyncpg.Connection, dataset: Dataset, rows: Sequence[Any]) -> WriteResult:
+    """Upsert rows of `dataset` (its row type: `CandleRow`, `FundingRateRow`, ...)."""
+    return await _upsert(conn, dataset, rows)
 
 
 async def upsert_candles(conn: asyncpg.Connection, rows: Sequence[CandleRow]) -> WriteResult:
@@ -224,24 +158,24 @@ async def upsert_open_interest(
 
 
 async def _upsert(
-    conn: asyncpg.Connection, table: _Table, rows: Sequence[NamedTuple]
+    conn: asyncpg.Connection, dataset: Dataset, rows: Sequence[NamedTuple]
 ) -> WriteResult:
     if not rows:
         return WriteResult()
     async with conn.transaction():
-        if len(rows) >= FRESH_PATH_MIN_ROWS and not await _overlaps(conn, table, rows):
+        if len(rows) >= FRESH_PATH_MIN_ROWS and not await _overlaps(conn, dataset, rows):
             try:
                 async with conn.transaction():  # a savepoint: a failed copy leaves no trace
                     await conn.copy_to_table(
-                        table.name, source=_copy_stream(rows), columns=table.all_columns
+                        dataset.name, source=_copy_stream(rows), columns=list(dataset.all_columns)
                     )
                 return WriteResult(received=len(rows), written=len(rows))
             except _FAILED_COPY as exc:
-                log.debug("fresh copy fell back to merge table=%s cause=%s", table.name, exc)
-        return await _merge(conn, table, rows)
+                log.debug("fresh copy fell back to merge table=%s cause=%s", dataset.name, exc)
+        return await _stage_and_merge(conn, dataset, rows)
 
 
-async def _overlaps(conn: asyncpg.Connection, table: _Table, rows: Sequence[NamedTuple]) -> bool:
+async def _overlaps(conn: asyncpg.Connection, dataset: Dataset, rows: Sequence[NamedTuple]) -> bool:
     """Whether any stored row falls within the batch's time range of its series."""
     ranges: dict[int, list] = {}
     for series, time, *_ in rows:
@@ -254,26 +188,28 @@ async def _overlaps(conn: asyncpg.Connection, table: _Table, rows: Sequence[Name
             span[1] = time
     ids = list(ranges)
     firsts, lasts = zip(*ranges.values(), strict=True)
-    return await conn.fetchval(table.overlap_probe(), ids, list(firsts), list(lasts))
+    return await conn.fetchval(_overlap_probe(dataset), ids, list(firsts), list(lasts))
 
 
-async def _merge(
-    conn: asyncpg.Connection, table: _Table, rows: Sequence[NamedTuple]
+async def _stage_and_merge(
+    conn: asyncpg.Connection, dataset: Dataset, rows: Sequence[NamedTuple]
 ) -> WriteResult:
-    await conn.execute(table.create_stage())
+    await conn.execute(_create_stage(dataset))
     await conn.copy_to_table(
-        table.stage, source=_copy_stream(rows, numbered=True), columns=["ord", *table.all_columns]
+        _stage(dataset),
+        source=_copy_stream(rows, numbered=True),
+        columns=["ord", *dataset.all_columns],
     )
-    record = await conn.fetchrow(table.merge())
+    record = await conn.fetchrow(_merge(dataset))
     rejected = [
         Rejected(rows[ordinal], reason)
         for ordinal, reason in zip(record["rejected_ord"], record["rejected_reason"], strict=True)
     ]
     for item in rejected[:MAX_LOGGED_REJECTS]:
-        log.warning("row rejected table=%s reason=%r row=%s", table.name, item.reason, item.row)
+        log.warning("row rejected table=%s reason=%r row=%s", dataset.name, item.reason, item.row)
     if rejected:
         log.warning(
-            "rows rejected table=%s rejected=%d of=%d", table.name, len(rejected), len(rows)
+            "rows rejected table=%s rejected=%d of=%d", dataset.name, len(rejected), len(rows)
         )
     return WriteResult(received=len(rows), written=record["written"], rejected=rejected)
 
