@@ -105,10 +105,10 @@ WITH days AS (
     SELECT DISTINCT unnest(absent_times) AS t FROM reports
 ), classified AS (
     SELECT s.day, CASE
-        WHEN EXISTS (SELECT 1 FROM stored WHERE stored.time = s.t) THEN 'present'
+        WHEN p.time IS NOT NULL THEN 'present'
         WHEN s.t < $8::timestamptz
           OR (s.t >= r.unavailable_start AND s.t < r.unavailable_end) THEN 'unavailable'
-        WHEN EXISTS (SELECT 1 FROM absent a WHERE a.t = s.t) THEN 'no_trades'
+        WHEN a.t IS NOT NULL THEN 'no_trades'
         WHEN EXISTS (SELECT 1 FROM collection_outages o
                      WHERE o.dataset = $4 AND o.series_id = $1
                        AND o.start_time < s.t + make_interval(secs => $7) AND o.end_time > s.t
@@ -116,6 +116,8 @@ WITH days AS (
             THEN 'outage'
         ELSE 'unexplained' END AS class
     FROM slots s LEFT JOIN reports r ON r.day = s.day
+         LEFT JOIN stored p ON p.time = s.t  -- (series, time) is the key: one row at most
+         LEFT JOIN absent a ON a.t = s.t
 ), counts AS (
     SELECT day, count(*) FILTER (WHERE class = 'unavailable') AS unavailable,
            count(*) FILTER (WHERE class = 'no_trades') AS no_trades,
