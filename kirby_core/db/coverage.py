@@ -162,11 +162,11 @@ async def classify_days(
     `interval` is the series' own (candles); `served_from`: `SourceWindow.oldest`."""
     if start >= end:
         raise InvalidRequest(f"start ({start}) must be before end ({end})")
-    spec = TABLES[dataset]  # fixed identifiers only
+    table, series = _identifiers(dataset)
     step = coverage_interval(dataset, interval)
     first, last = _slot_range(dataset, step, start, end, now)
     records = await conn.fetch(
-        _CLASSIFY.format(table=spec.table, series=spec.series, counted=EXPECTED[dataset].counted),
+        _CLASSIFY.format(table=table, series=series, counted=EXPECTED[dataset].counted),
         series_id,
         start,
         end,
@@ -189,6 +189,12 @@ async def classify_days(
         )
         for r in records
     ]
+
+
+def _identifiers(dataset: str) -> tuple[str, str]:
+    """(table, series column) of `dataset`: fixed identifiers, never from a request."""
+    spec = TABLES[dataset]
+    return spec.table, spec.series
 
 
 def _slot_range(
