@@ -238,6 +238,8 @@ async def record_backfill(
     """Replace the backfill reports of `days` (one row per day, stamped now)."""
     if not days:
         return
+    # One row per day (a run holds at most 100 days of a series), and `absent_times` is an
+    # array per row, which `unnest` cannot take ragged: executemany is the plain way here.
     await conn.executemany(
         """
         INSERT INTO backfill_reports (dataset, series_id, day, backfilled_at, expected, fetched,
