@@ -1,32 +1,28 @@
-"""Per-day completeness of a series, telling apart the three reasons a row can be missing.
+"""Per-day completeness of a series as the API serves it (/coverage, /status).
 
-For each UTC day: rows expected (`kirby_core.db.readers.expected_rows`, the one definition:
-candles at the series' interval, open interest a minute, funding one settled rate an hour;
-today only up to now), rows present, minutes covered by recorded collection outages ("the
-collector was down"), and whether the missing rows are unavailable at source ("the
-exchange no longer serves them", so no backfill can fill them). What is left is a gap a
-backfill can still close, or a market with no trades.
-
-What each exchange keeps comes from `kirby_core.exchanges`: Hyperliquid serves only its
-latest 5000 candles per interval and has no open-interest history; its funding history
-serves every settled hour (the per-minute live funding fields are not counted: no source
-can re-fetch them). Other exchanges are taken to serve their whole history.
+The numbers come from the one classifier, `kirby_core.db.coverage.classify_days`: rows
+expected (candles at the series' interval, open interest a minute, funding one settled rate
+an hour; today only up to now), rows present, minutes covered by recorded collection
+outages, and every missing row in one class: unavailable at source (the exchange no longer
+serves it, `kirby_core.db.coverage.source_window`), no trades (the last backfill found none
+at the exchange), collector outage, or unexplained. This module only adds the day's status
+and the JSON shape.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Literal
 
 import msgspec
 
 from kirby_api.database import Database
 from kirby_api.datasets import Dataset
-from kirby_core.db.readers import read_coverage
-from kirby_core.timeutil import EPOCH
+from kirby_core.db.coverage import SourceWindow, classify_days
 
-Status = Literal["complete", "partial", "missing", "outage", "unavailable_at_source", "future"]
+Status = Literal[
+    "complete", "partial", "missing", "outage", "unavailable_at_source", "no_trades", "future"
+]
 MAX_DAYS = 366
 DEFAULT_DAYS = 30
 
@@ -44,34 +40,14 @@ class DayCoverage(msgspec.Struct):
     unavailable_at_source: bool
     """Missing rows the exchange no longer serves: no backfill can fill them."""
     status: Status
-
-
-@dataclass(frozen=True)
-class SourceRetention:
-    oldest: datetime | None
-    """Oldest time the exchange still serves (None: all of its history)."""
-    note: str
-
-
-def source_retention(
-    exchange: str, dataset: Dataset, interval: str, now: datetime
-) -> SourceRetention:
-    if exchange != "hyperliquid":
-        return SourceRetention(None, f"{exchange}: assumed to serve its whole history")
-    # Imported here: kirby_core.exchanges pulls in ccxt, which only this route needs.
-    from kirby_core.exchanges import candle_coverage
-
-    if dataset.name == "candles":
-        coverage = candle_coverage(interval, EPOCH, now, now)
-        oldest = coverage.available.start if coverage.available else now
-        return SourceRetention(oldest, "Hyperliquid serves only its latest 5000 candles")
-    if dataset.name == "open_interest":
-        return SourceRetention(now, "Hyperliquid publishes no open-interest history")
-    return SourceRetention(
-        None,
-        "coverage counts settled hours (settled_funding_rate); Hyperliquid's funding history "
-        "serves every settled hour, the per-minute live fields cannot be re-fetched",
-    )
+    unavailable_rows: int = 0
+    """Missing rows unavailable at source."""
+    no_trades: int = 0
+    """Missing rows the exchange served nothing for at the day's last backfill."""
+    outage_rows: int = 0
+    """Missing rows inside a collection outage recorded after the day's last backfill."""
+    unexplained: int = 0
+    """Missing rows no fact explains: a backfill can still fill them."""
 
 
 def _status(day: DayCoverage) -> Status:
@@ -83,6 +59,8 @@ def _status(day: DayCoverage) -> Status:
         return "unavailable_at_source"
     if day.outage_minutes:
         return "outage"
+    if day.no_trades and not (day.outage_rows or day.unexplained):
+        return "no_trades"
     return "missing" if day.present == 0 else "partial"
 
 
@@ -93,28 +71,30 @@ async def day_coverage(
     interval: str,
     start: date,
     end: date,
-    retention: SourceRetention,
+    source: SourceWindow,
     now: datetime,
 ) -> list[DayCoverage]:
     async with database.connection() as conn:
-        days = await read_coverage(conn, dataset.name, series_id, interval, start, end, now)
+        days = await classify_days(
+            conn, dataset.name, series_id, interval, start, end, now, source.oldest
+        )
     result = []
     for stored in days:
-        day_start = datetime(stored.day.year, stored.day.month, stored.day.day, tzinfo=UTC)
-        expected, missing = stored.expected, stored.missing
+        expected = stored.expected
         present = min(stored.present, expected) if expected else stored.present
-        unavailable = (
-            bool(missing) and retention.oldest is not None and day_start < retention.oldest
-        )
         day = DayCoverage(
             date=stored.day,
             expected=expected,
             present=stored.present,
-            missing=missing,
+            missing=stored.missing,
             completeness=round(present / expected, 6) if expected else 1.0,
             outage_minutes=stored.outage_minutes,
-            unavailable_at_source=unavailable,
+            unavailable_at_source=stored.unavailable_at_source > 0,
             status="complete",
+            unavailable_rows=stored.unavailable_at_source,
+            no_trades=stored.no_trades,
+            outage_rows=stored.collector_outage,
+            unexplained=stored.unexplained,
         )
         result.append(msgspec.structs.replace(day, status=_status(day)))
     return result

@@ -24,7 +24,7 @@ from typing import Literal
 import asyncpg
 import msgspec
 
-from kirby_api.coverage import DayCoverage, day_coverage, source_retention
+from kirby_api.coverage import DayCoverage, day_coverage
 from kirby_api.database import Database
 from kirby_api.datasets import DATASETS
 from kirby_api.health import DatabaseHealth, Health, SeriesFreshness, probe
@@ -33,6 +33,7 @@ from kirby_api.observability import Metrics
 from kirby_api.series import SeriesCatalog
 from kirby_api.ws.hub import Hub
 from kirby_api.ws.listener import ChangeListener
+from kirby_core.db.coverage import source_window
 from kirby_core.db.readers import coverage_interval
 from kirby_core.timeutil import floor_time, interval_seconds
 
@@ -247,7 +248,7 @@ class StatusBoard:
                 if dataset.per_starlisting
                 else self._catalog.trading_pair_by_id(item.series_id).key.exchange
             )
-            retention = source_retention(exchange, dataset, item.interval, now)
+            retention = source_window(exchange, dataset.name, item.interval, now)
             found = await day_coverage(
                 self._database, dataset, item.series_id, item.interval, start, end, retention, now
             )

@@ -33,7 +33,7 @@ from kirby_core.db.writer import WriteResult, upsert_candles, upsert_funding_rat
 from kirby_core.exchanges import BinanceHistory, HyperliquidHistory, candle_coverage
 from kirby_core.exchanges.base import SourceCoverage
 from kirby_core.models import Candle, CandleRow, FundingRate, FundingRateRow
-from kirby_core.timeutil import expected_count, floor_time
+from kirby_core.timeutil import expected_count, floor_time, iter_open_times
 
 FETCH_DAYS = 30
 """Days fetched and written per round: bounds memory (30 days of 1m = 43,200 candles)."""
@@ -90,6 +90,10 @@ class DayReport:
     disagreeing: int = 0
     max_price_diff: float = 0.0
     """Largest relative price difference among the compared candles."""
+    unavailable_window: tuple[datetime, datetime] | None = None
+    """The part of the day the exchange no longer has, or never had."""
+    absent_times: tuple[datetime, ...] = ()
+    """Expected times the exchange could serve but served no row for (no trades)."""
 
     @property
     def missing(self) -> int:
@@ -141,7 +145,9 @@ async def backfill_candles(
                     gone = source.coverage(key.interval, start, end, now).unavailable
                     if gone is not None:
                         reports[day] = replace(
-                            reports[day], unavailable=expected_count(*gone, key.interval)
+                            reports[day],
+                            unavailable=expected_count(*gone, key.interval),
+                            unavailable_window=(gone.start, gone.end),
                         )
             available = source.coverage(key.interval, fetch_start, fetch_end, now).available
             fetch_start, fetch_end = available if available else (fetch_end, fetch_end)
@@ -164,6 +170,9 @@ async def backfill_candles(
             )
         if source.every_interval:
             reports = {d: _nothing_served_is_unavailable(r) for d, r in reports.items()}
+        reports = _with_absent(
+            reports, dict(zip(chunk, bounds, strict=True)), candles, key.interval
+        )
         result.write += await upsert_candles(
             conn, [CandleRow(starlisting.id, *candle) for candle in candles]
         )
@@ -203,6 +212,7 @@ async def backfill_funding_rates(
                 reports[day], fetched=len(rows), first_time=rows[0].time, last_time=rows[-1].time
             )
         reports = {d: _nothing_served_is_unavailable(r) for d, r in reports.items()}
+        reports = _with_absent(reports, dict(zip(chunk, bounds, strict=True)), rates, "1h")
         result.write += await upsert_funding_rates(
             conn,
             [
@@ -247,8 +257,30 @@ def _nothing_served_is_unavailable(report: DayReport) -> DayReport:
     """An exchange that publishes every interval and served nothing for a day does not
     have that day (before a listing): unavailable at source, not an empty success."""
     if report.expected and report.fetched == 0:
-        return replace(report, unavailable=report.expected)
+        start = datetime.combine(report.day, time(), UTC)
+        return replace(report, unavailable=report.expected, unavailable_window=(start, start + DAY))
     return report
+
+
+def _with_absent(
+    reports: dict[date, DayReport],
+    bounds: dict[date, tuple[datetime, datetime]],
+    served: Sequence[Candle] | Sequence[FundingRate],
+    step: str,
+) -> dict[date, DayReport]:
+    """Each report with the expected times the exchange served no row for, outside the
+    window it no longer has (what coverage calls "no trades")."""
+    times = {floor_time(row.time, step) for row in served}
+    found = {}
+    for day, report in reports.items():
+        gone = report.unavailable_window
+        absent = tuple(
+            t
+            for t in iter_open_times(*bounds[day], step)
+            if t not in times and not (gone and gone[0] <= t < gone[1])
+        )
+        found[day] = replace(report, absent_times=absent)
+    return found
 
 
 def _report(result: BackfillResult, reports: dict[date, DayReport], progress) -> None:

@@ -1,20 +1,10 @@
 """Data-quality rules for one series and UTC day, evaluated in PostgreSQL or over the lake.
 
-Completeness separates why rows are missing, because only one cause is repairable:
-
-- unavailable at source: older than the exchange keeps, or a day it never had;
-- collector outage: inside a window `collection_outages` recorded after the day's last
-  backfill (the backfill since then would have filled it): repairable, a failure;
-- no trades: the exchange served no candle at the last backfill (Hyperliquid leaves quiet
-  minutes out); at most as many as that backfill found missing;
-- unexplained: anything else, e.g. rows the exchange served at the last backfill that are
-  gone now, or a day never backfilled: a failure, repaired by a backfill.
-
-The evidence of the last backfill (`BackfillEvidence`) comes from the caller (the pipelines
-keep it as per-partition metadata). The other rules: OHLC sanity (consistent prices, no
-spikes, volume and trade count agreeing), timestamps aligned to the interval with no
-duplicate, settled funding once per hour on the hour within Hyperliquid's cap, and lake
-files holding exactly the rows of the database.
+Completeness (why rows are missing) is not decided here: `kirby_core.db.coverage` is the
+one classifier. The rules here: OHLC sanity (consistent prices, no spikes, volume and trade
+count agreeing), timestamps aligned to the interval with no duplicate, settled funding once
+per hour on the hour within Hyperliquid's cap, and lake files holding exactly the rows of
+the database.
 """
 
 from __future__ import annotations
@@ -27,7 +17,7 @@ import asyncpg
 import duckdb
 
 from kirby_core.db.readers import expected_rows
-from kirby_core.timeutil import floor_time, interval_seconds
+from kirby_core.timeutil import interval_seconds
 
 DAY = timedelta(days=1)
 MAX_HOURLY_FUNDING = 0.04
@@ -38,110 +28,6 @@ def max_move(interval: str) -> float:
     """Largest believable move within one candle or from one close to the next."""
     seconds = interval_seconds(interval)
     return 0.2 if seconds <= 3600 else 0.5 if seconds <= 86400 else 1.0
-
-
-@dataclass(frozen=True)
-class BackfillEvidence:
-    """What the last backfill of a (series, day) saw."""
-
-    at: datetime
-    fetched: int
-    missing: int
-    """Expected rows the exchange did not serve (no trades)."""
-    unavailable: int
-
-
-@dataclass(frozen=True)
-class Completeness:
-    day: date
-    expected: int
-    present: int
-    unavailable_at_source: int = 0
-    collector_outage: int = 0
-    no_trades: int = 0
-    unexplained: int = 0
-
-    @property
-    def missing(self) -> int:
-        return max(0, self.expected - self.present)
-
-    @property
-    def passed(self) -> bool:
-        return self.collector_outage == 0 and self.unexplained == 0
-
-
-def day_window(day: date, interval: str, now: datetime) -> tuple[datetime, datetime]:
-    """[first open time in the day, end of the day or of the last closed candle)."""
-    start = datetime.combine(day, time(), UTC)
-    first = floor_time(start, interval)
-    if first < start:
-        first += timedelta(seconds=interval_seconds(interval))
-    return first, max(first, min(start + DAY, floor_time(now, interval)))
-
-
-_COMPLETENESS = """
-WITH expected AS (
-    SELECT t FROM generate_series($2::timestamptz, $3::timestamptz - make_interval(secs => $4),
-                                  make_interval(secs => $4)) t
-), missing AS (
-    SELECT e.t FROM expected e
-    WHERE NOT EXISTS (SELECT 1 FROM candles c WHERE c.starlisting_id = $1 AND c.time = e.t)
-)
-SELECT (SELECT count(*) FROM expected) AS expected,
-       (SELECT count(*) FROM candles WHERE starlisting_id = $1 AND time >= $2 AND time < $3)
-           AS present,
-       count(*) FILTER (WHERE m.t < $5) AS unavailable,
-       count(*) FILTER (WHERE m.t >= $5 AND EXISTS (
-           SELECT 1 FROM collection_outages o
-           WHERE o.dataset = 'candles' AND o.series_id = $1
-             AND o.start_time < m.t + make_interval(secs => $4) AND o.end_time > m.t
-             AND ($6::timestamptz IS NULL OR o.recorded_at > $6))) AS outage
-FROM missing m
-"""
-
-
-async def candle_completeness(
-    conn: asyncpg.Connection,
-    starlisting_id: int,
-    interval: str,
-    day: date,
-    now: datetime,
-    *,
-    available_from: datetime | None,
-    evidence: BackfillEvidence | None,
-) -> Completeness:
-    """Completeness of one candle series on one day. `available_from`: the oldest open time
-    the exchange still serves (None: it keeps everything)."""
-    start, end = day_window(day, interval, now)
-    if end <= start:
-        return Completeness(day, 0, 0)
-    floor = available_from or datetime(1, 1, 1, tzinfo=UTC)
-    record = await conn.fetchrow(
-        _COMPLETENESS,
-        starlisting_id,
-        start,
-        end,
-        interval_seconds(interval),
-        floor,
-        evidence.at if evidence else None,
-    )
-    expected, present = record["expected"], record["present"]
-    missing = max(0, expected - present)
-    unavailable = record["unavailable"]
-    if evidence is not None:
-        unavailable = max(unavailable, min(evidence.unavailable, missing))
-    outage = min(record["outage"], missing - unavailable)
-    rest = missing - unavailable - outage
-    no_trades = min(rest, evidence.missing) if evidence is not None else 0
-    return Completeness(
-        day,
-        expected,
-        present,
-        unavailable_at_source=unavailable,
-        collector_outage=outage,
-        no_trades=no_trades,
-        unexplained=rest - no_trades,
-    )
 
 
 @dataclass(frozen=True)
@@ -218,8 +104,8 @@ class FundingSanity:
 
     @property
     def passed(self) -> bool:
-        complete = self.settlements + self.unavailable >= self.expected
-        return complete and not (self.off_the_hour or self.out_of_range or self.gaps)
+        """The rules of the rates themselves; completeness is the classifier's to decide."""
+        return not (self.off_the_hour or self.out_of_range or self.gaps)
 
 
 _FUNDING = """
@@ -240,12 +126,9 @@ SELECT (SELECT count(*) FROM settled) AS settlements,
 
 
 async def funding_sanity(
-    conn: asyncpg.Connection,
-    trading_pair_id: int,
-    day: date,
-    now: datetime,
-    evidence: BackfillEvidence | None,
+    conn: asyncpg.Connection, trading_pair_id: int, day: date, now: datetime, unavailable: int
 ) -> FundingSanity:
+    """`unavailable`: settled hours the classifier finds unavailable at source."""
     start = datetime.combine(day, time(), UTC)
     expected = expected_rows("funding_rates", "1h", start, start + DAY, now)
     end = start + expected * timedelta(hours=1)  # settled hours only
@@ -257,7 +140,7 @@ async def funding_sanity(
         record["off_the_hour"],
         record["out_of_range"],
         record["gaps"],
-        unavailable=evidence.unavailable if evidence else 0,
+        unavailable=unavailable,
     )
 
 

@@ -4,8 +4,10 @@
 - `new_series`: a series seen for the first time gets `backfill_new_series_days` of history,
   most recent first; Hyperliquid candles only for the days the exchange still serves.
 - `repairs`: `collection_outages` rows and failed completeness checks become backfill runs for
-  exactly the (series, day) partitions they touch. A day that is not a partition yet (today)
-  waits in the cursor until it is; a day Hyperliquid no longer serves is dropped.
+  exactly the (series, day) partitions they touch, except days the coverage classifier
+  (`kirby_core.db.coverage`, which the checks also use) finds nothing repairable in. A day
+  that is not a partition yet (today) waits in the cursor until it is; a day Hyperliquid no
+  longer serves is dropped.
 
 Cursors are JSON, so a sensor restarted from its cursor neither forgets nor repeats work.
 """
@@ -13,7 +15,7 @@ Cursors are JSON, so a sensor restarted from its cursor neither forgets nor repe
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -25,6 +27,7 @@ from kirby_pipelines.partitions import (
     TRADING_PAIRS,
     TRAINING_STARLISTINGS,
     current_key,
+    parse_series,
     series_key,
 )
 from kirby_pipelines.runs import backfill_requests, recent_days, still_served
@@ -105,6 +108,7 @@ class Outage:
     """Partition key of the series (starlisting or trading pair)."""
     start_time: datetime
     end_time: datetime
+    series_id: int = 0
 
 
 @dataclass
@@ -150,9 +154,12 @@ def repairs(
     failed_checks: Sequence[FailedCheck],
     order: Mapping[str, Sequence[str]],
     now: datetime,
+    settled: Collection[tuple[str, str, date]] = (),
 ) -> tuple[list[dg.RunRequest], RepairCursor, list[str]]:
     """Requests for the partitions touched by new outages and newly failed checks, the next
-    cursor, and notes on what was skipped (for the tick's log)."""
+    cursor, and notes on what was skipped (for the tick's log). `settled`: (asset, series,
+    day) in which the coverage classifier finds nothing repairable (`settled_days`); an
+    outage there needs no backfill."""
     last_day = now.date() - timedelta(days=1)
     wanted: set[tuple[str, str, date]] = set()
     notes: list[str] = []
@@ -165,7 +172,10 @@ def repairs(
             continue
         day = outage.start_time.date()
         while day <= outage.end_time.date():
-            wanted.add((asset, outage.series, day))
+            if (asset, outage.series, day) in settled:
+                notes.append(f"{outage.series} {day}: outage {outage.id} needs no backfill")
+            else:
+                wanted.add((asset, outage.series, day))
             day += timedelta(days=1)
     for failed in failed_checks:
         previous = next_cursor.check_records.get(failed.check, 0)
@@ -195,6 +205,44 @@ def repairs(
             priority=1,
         )
     return requests, next_cursor, notes
+
+
+async def settled_days(
+    url: str, outages: Sequence[Outage], now: datetime
+) -> set[tuple[str, str, date]]:
+    """The past (asset, series, day)s of `outages` that `kirby_core.db.coverage` classifies
+    as not repairable: their rows present, or missing for a known reason."""
+    import asyncio
+
+    from kirby_core.db import coverage
+    from kirby_core.db.connection import connect
+
+    settled: set[tuple[str, str, date]] = set()
+    async with asyncio.timeout(20):
+        conn = await connect(url)
+        try:
+            for outage in outages:
+                asset = OUTAGE_ASSETS.get(outage.dataset)
+                last = min(outage.end_time.date(), now.date() - timedelta(days=1))
+                if asset is None or outage.start_time.date() > last:
+                    continue
+                key = parse_series(outage.series)
+                interval = getattr(key, "interval", "1m")
+                window = coverage.source_window(key.exchange, outage.dataset, interval, now)
+                days = await coverage.classify_days(
+                    conn,
+                    outage.dataset,
+                    outage.series_id,
+                    interval,
+                    outage.start_time.date(),
+                    last + timedelta(days=1),
+                    now,
+                    window.oldest,
+                )
+                settled |= {(asset, outage.series, d.day) for d in days if not d.repairable}
+        finally:
+            await conn.close()
+    return settled
 
 
 async def read_outages(url: str, after_id: int, limit: int = 500) -> list[Outage]:
@@ -230,7 +278,14 @@ async def read_outages(url: str, after_id: int, limit: int = 500) -> list[Outage
         names = stars if row["dataset"] == "candles" else pairs
         series = names.get(row["series_id"], f"unknown-{row['series_id']}")
         outages.append(
-            Outage(row["id"], row["dataset"], series, row["start_time"], row["end_time"])
+            Outage(
+                row["id"],
+                row["dataset"],
+                series,
+                row["start_time"],
+                row["end_time"],
+                row["series_id"],
+            )
         )
     return outages
 

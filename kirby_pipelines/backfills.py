@@ -2,7 +2,9 @@
 exchange client, the per-day reports, and how they become Dagster events.
 
 A run covers a rectangle of days x series (its partition keys). For every partition it
-records an observation with the day's report (see `evidence`); the materialization carries
+writes the day's report to `backfill_reports` (what coverage classifies with, see
+`kirby_core.db.coverage`) and records an observation with it (see `evidence`: the UI's view
+and the live-vs-backfill check); the materialization carries
 the run's totals and a per-day table. A day older than the exchange keeps is not an empty
 success: the run records the days it did fetch as materialized, then fails naming the days
 that are unavailable at source, which Dagster shows as failed partitions.
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
 import dagster as dg
 
 from kirby_core.backfill import (
@@ -27,7 +30,7 @@ from kirby_core.backfill import (
     hyperliquid_source,
 )
 from kirby_core.catalog import StarlistingKey, TradingPairKey
-from kirby_core.db import catalog_store
+from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
 from kirby_core.exchanges import BinanceHistory, HyperliquidHistory
 from kirby_core.settings import Database, Settings
@@ -139,6 +142,7 @@ async def _fetch_all(
                     results[series] = await backfill_candles(
                         conn, source, star, days, now, advance(series)
                     )
+                    await _record(conn, "candles", star.id, results[series])
             return results
         async with HyperliquidHistory(settings) as hyperliquid:
             for series, days in plan.items():
@@ -147,14 +151,39 @@ async def _fetch_all(
                     results[series] = await backfill_candles(
                         conn, hyperliquid_source(hyperliquid), star, days, now, advance(series)
                     )
+                    await _record(conn, "candles", star.id, results[series])
                 else:
                     pair = await catalog_store.get_trading_pair(conn, trading_pair_key(series))
                     results[series] = await backfill_funding_rates(
                         conn, hyperliquid, pair, days, now, advance(series)
                     )
+                    await _record(conn, "funding_rates", pair.id, results[series])
     finally:
         await conn.close()
     return results
+
+
+async def _record(
+    conn: asyncpg.Connection, table: str, series_id: int, result: BackfillResult
+) -> None:
+    """The run's per-day reports into `backfill_reports`, where coverage reads them."""
+    await coverage.record_backfill(
+        conn,
+        table,
+        series_id,
+        [
+            coverage.ServedDay(
+                r.day,
+                r.expected,
+                r.fetched,
+                r.first_time,
+                r.last_time,
+                r.absent_times,
+                r.unavailable_window,
+            )
+            for r in result.days
+        ],
+    )
 
 
 def _totals(dataset: Dataset, results: dict[str, BackfillResult]) -> dict[str, dg.RawMetadataValue]:

@@ -19,10 +19,8 @@ import asyncpg
 import dagster as dg
 
 from kirby_core import quality
-from kirby_core.db import catalog_store
+from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
-from kirby_core.exchanges import candle_coverage
-from kirby_core.quality import Completeness
 from kirby_core.settings import Database
 from kirby_pipelines import catalogs, evidence
 from kirby_pipelines.backfills import Dataset, starlisting_key, trading_pair_key
@@ -150,33 +148,15 @@ def candles_complete(
     context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: Dataset
 ) -> dg.AssetCheckResult:
     partitions = target_partitions(context, kirby, dataset)
-    known = evidence.latest(context.instance, dg.AssetKey(dataset.asset), partitions)
     now = datetime.now(UTC)
-    keeps_everything = dataset.kind == "training_candles"
 
     async def check(conn: asyncpg.Connection, series: str, day: date) -> Finding:
         key = starlisting_key(series)
         star = await catalog_store.get_starlisting(conn, key)
-        available_from = None
-        if not keeps_everything:
-            day_start = datetime.combine(day, time(), UTC)
-            coverage = candle_coverage(key.interval, day_start, day_start + timedelta(days=1), now)
-            available_from = (
-                coverage.available.start if coverage.available else coverage.unavailable.end
-            )
-        pk = partition_key(day, series)
-        found: Completeness = await quality.candle_completeness(
-            conn,
-            star.id,
-            key.interval,
-            day,
-            now,
-            available_from=available_from,
-            evidence=evidence.as_evidence(known.get(pk)),
-        )
+        found = await _classified(conn, "candles", star.id, key.exchange, key.interval, day, now)
         return Finding(
-            pk,
-            found.passed,
+            partition_key(day, series),
+            not found.repairable,
             {
                 "expected": found.expected,
                 "present": found.present,
@@ -193,6 +173,23 @@ def candles_complete(
         "expected candles present, or missing for a known reason (no trades, "
         "unavailable at source); missing in a collector outage or unexplained fails",
     )
+
+
+async def _classified(
+    conn: asyncpg.Connection,
+    table: str,
+    series_id: int,
+    exchange: str,
+    interval: str,
+    day: date,
+    now: datetime,
+) -> coverage.DayCoverage:
+    """The one classifier's verdict on one (series, day)."""
+    served_from = coverage.source_window(exchange, table, interval, now).oldest
+    [found] = await coverage.classify_days(
+        conn, table, series_id, interval, day, day + timedelta(days=1), now, served_from
+    )
+    return found
 
 
 def candles_sanity(
@@ -273,18 +270,17 @@ def funding_settled_hourly(
     context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: Dataset
 ) -> dg.AssetCheckResult:
     partitions = target_partitions(context, kirby, dataset)
-    known = evidence.latest(context.instance, dg.AssetKey(dataset.asset), partitions)
     now = datetime.now(UTC)
 
     async def check(conn: asyncpg.Connection, series: str, day: date) -> Finding:
-        pair = await catalog_store.get_trading_pair(conn, trading_pair_key(series))
+        key = trading_pair_key(series)
+        pair = await catalog_store.get_trading_pair(conn, key)
         pk = partition_key(day, series)
-        found = await quality.funding_sanity(
-            conn, pair.id, day, now, evidence.as_evidence(known.get(pk))
-        )
+        classes = await _classified(conn, "funding_rates", pair.id, key.exchange, "1m", day, now)
+        found = await quality.funding_sanity(conn, pair.id, day, now, classes.unavailable_at_source)
         return Finding(
             pk,
-            found.passed,
+            found.passed and not classes.repairable,
             {
                 "expected": found.expected,
                 "settlements": found.settlements,

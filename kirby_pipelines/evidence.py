@@ -1,20 +1,18 @@
-"""What a backfill saw, per partition, kept in Dagster's event log as an AssetObservation.
+"""What a backfill saw, per partition, shown in Dagster as an AssetObservation.
 
-Completeness checks need the last backfill of a (series, day): when it ran, how many rows
-the exchange served, how many it did not (no trades) and how many it no longer has. A
-backfill run records one observation per partition with those figures (and the comparison
-with stored live rows); checks read the latest one back.
+The facts coverage classifies with live in the database (`backfill_reports`, see
+`kirby_core.db.coverage`); the observation repeats them for the UI and adds the comparison
+with stored live rows, which `candles_live_agrees` reads back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 import dagster as dg
 
 from kirby_core.backfill import DayReport
-from kirby_core.quality import BackfillEvidence
 
 SOURCE = "kirby/backfill"
 
@@ -59,17 +57,6 @@ def latest(
                 found[partition] = {k: _value(v) for k, v in event.metadata.items()}
                 break
     return found
-
-
-def as_evidence(metadata: Mapping[str, object] | None) -> BackfillEvidence | None:
-    if metadata is None:
-        return None
-    return BackfillEvidence(
-        at=datetime.fromtimestamp(float(metadata["backfilled_at"]), UTC),  # type: ignore[arg-type]
-        fetched=int(metadata["rows_fetched"]),  # type: ignore[call-overload]
-        missing=int(metadata["missing"]),  # type: ignore[call-overload]
-        unavailable=int(metadata["unavailable_at_source"]),  # type: ignore[call-overload]
-    )
 
 
 def _value(value: object) -> object:

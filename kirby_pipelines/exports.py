@@ -2,21 +2,23 @@
 
 Each lake table asset exports whole UTC days of every series of its table (active or not:
 whatever the database holds); the reference assets write the series catalog and the
-collection outages as single files. `RELATIONS` tells the SQL model runner where each ref
-lives and, before anything was exported, what an empty one looks like.
+collection outages as single files; the coverage export writes, per day, what the one
+classifier (`kirby_core.db.coverage`) says of every series, for `daily_coverage`.
+`RELATIONS` tells the SQL model runner where each ref lives and, before anything was
+exported, what an empty one looks like.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pyarrow as pa
 
 from kirby_core import lake
-from kirby_core.db import catalog_store
+from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
 from kirby_core.db.export import TIME
 from kirby_core.lake import DATASETS, LakeSeries
@@ -191,6 +193,74 @@ def export_outages(kirby: KirbyResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"rows": table.num_rows, "path": str(path)})
 
 
+COVERAGE_SCHEMA = pa.schema(
+    [
+        ("database", pa.string()),
+        ("dataset", pa.string()),
+        ("series_id", pa.int32()),
+        ("expected", pa.int64()),
+        ("present", pa.int64()),
+        ("outage_minutes", pa.int64()),
+        *((name, pa.int64()) for name in coverage.CLASSES[1:]),
+    ]
+)
+"""One row per series and day of `kirby_core.db.coverage.classify_days` (dataset named as in
+`lake_series`); the `date` comes from the hive path."""
+
+
+async def _coverage_rows(url: str, database: Database, start: date, end: date) -> list[dict]:
+    """Every series of `database` classified over [start, end), by the one classifier."""
+    series = await _series_rows(url, database)
+    now = datetime.now(UTC)
+    rows = []
+    conn = await connect(url)
+    try:
+        for s in series:
+            table = "candles" if s["dataset"] == "training_candles" else s["dataset"]
+            interval = s["interval"] or "1m"
+            window = coverage.source_window(s["exchange"], table, interval, now)
+            days = await coverage.classify_days(
+                conn, table, s["series_id"], interval, start, end, now, window.oldest
+            )
+            for day in days:
+                rows.append(
+                    {
+                        "database": database,
+                        "dataset": s["dataset"],
+                        "series_id": s["series_id"],
+                        "date": day.day,
+                        "expected": day.expected,
+                        "present": day.present,
+                        "outage_minutes": day.outage_minutes,
+                        **{name: getattr(day, name) for name in coverage.CLASSES[1:]},
+                    }
+                )
+    finally:
+        await conn.close()
+    return rows
+
+
+def export_coverage(
+    context: dg.AssetExecutionContext, kirby: KirbyResource
+) -> dg.MaterializeResult:
+    days = days_of(context)
+    start, end = days[0], days[-1] + timedelta(days=1)
+    urls = kirby.urls()
+    rows = asyncio.run(_coverage_rows(urls.realtime, "realtime", start, end))
+    rows += asyncio.run(_coverage_rows(urls.training, "training", start, end))
+    root = kirby.settings().lake_dir / "coverage"
+    for day in days:
+        table = pa.Table.from_pylist([r for r in rows if r["date"] == day], schema=COVERAGE_SCHEMA)
+        lake.write_table(table, root / f"date={day.isoformat()}" / lake.FILE_NAME)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(rows),
+            "repairable": sum(1 for r in rows if r["collector_outage"] or r["unexplained"]),
+            "path": dg.MetadataValue.path(str(root)),
+        }
+    )
+
+
 def _hive_schema(dataset: lake.LakeDataset) -> pa.Schema:
     hive = [pa.field(key, pa.string()) for key in dataset.hive_keys]
     return pa.schema([*dataset.schema(False), *hive, pa.field("date", pa.date32())])
@@ -200,6 +270,7 @@ RELATIONS: dict[str, Relation] = {
     **{asset: Relation(name, _hive_schema(DATASETS[name])) for asset, name in LAKE_ASSETS.items()},
     "lake_series": Relation("series", SERIES_SCHEMA),
     "lake_collection_outages": Relation("collection_outages", OUTAGES_SCHEMA),
+    "lake_coverage": Relation("coverage", COVERAGE_SCHEMA.append(pa.field("date", pa.date32()))),
 }
 
 

@@ -10,13 +10,7 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
-from kirby_api.coverage import (
-    DEFAULT_DAYS,
-    MAX_DAYS,
-    DayCoverage,
-    day_coverage,
-    source_retention,
-)
+from kirby_api.coverage import DEFAULT_DAYS, MAX_DAYS, DayCoverage, day_coverage
 from kirby_api.database import Database
 from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST, Dataset
 from kirby_api.errors import InvalidParameter, error_responses
@@ -24,6 +18,7 @@ from kirby_api.routes.paths import Coin, Exchange, Interval, MarketType, Quote
 from kirby_api.series import SeriesCatalog
 from kirby_api.window import TIME_ALLOWED, parse_time
 from kirby_core.db.catalog_store import Starlisting, TradingPair
+from kirby_core.db.coverage import source_window
 from kirby_core.db.readers import coverage_interval
 
 Day = Annotated[
@@ -90,7 +85,7 @@ async def _coverage(
     start, end = _days(start_time, end_time, now)
     own = series.key.interval if isinstance(series, Starlisting) else "1m"
     interval = coverage_interval(dataset.name, own)
-    retention = source_retention(series.key.exchange, dataset, interval, now)
+    retention = source_window(series.key.exchange, dataset.name, interval, now)
     days = await day_coverage(database, dataset, series.id, own, start, end, retention, now)
     metadata = CoverageMetadata(
         series=str(series.key),

@@ -81,6 +81,7 @@ function dayCell(day) {
   if (day.status === "future") [pct, note] = ["—", "not due yet"];
   else if (day.unavailable_at_source) note = "unavailable at source";
   else if (day.outage_minutes) note = `outage ${formatCount(day.outage_minutes)} min`;
+  else if (day.status === "no_trades") note = `${formatCount(day.no_trades)} without trades`;
   else if (day.missing) note = `${formatCount(day.missing)} missing`;
   const title = `${day.date}: ${day.present} of ${day.expected} rows, ${day.status}`;
   return el("td", { class: `day ${day.status}`, title }, pct, note && el("small", {}, note));

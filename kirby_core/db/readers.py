@@ -1,11 +1,12 @@
-"""Per-day coverage of one series: rows expected, rows present, minutes of recorded outage.
+"""Which rows coverage expects of a series: one rule per dataset.
 
 What "expected" means is declared once per dataset (`EXPECTED`) and computed by one
-function, `expected_rows`: the API's /coverage and /status, and the funding asset check,
-all ask it. Candles and open interest expect one row per interval once it has closed;
-funding expects one *settled* rate per hour (the rows the funding history backfills and
-the only ones any source can re-fetch), counted once the hour has settled, so a day of
-backfilled funding reads 24 of 24, not 24 of 1440 minutes.
+function, `expected_rows`; the classifier `kirby_core.db.coverage.classify_days` (which
+every coverage surface calls) and the funding asset check ask it. Candles and open
+interest expect one row per interval once it has closed; funding expects one *settled*
+rate per hour (the rows the funding history backfills and the only ones any source can
+re-fetch), counted once the hour has settled, so a day of backfilled funding reads 24 of
+24, not 24 of 1440 minutes.
 
 Pages of rows are read where they are served: the API's `kirby_api.market` (prepared
 statements that build JSON in the database) and the exports' `kirby_core.db.export` (COPY).
@@ -14,12 +15,8 @@ statements that build JSON in the database) and the exports' `kirby_core.db.expo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 
-import asyncpg
-
-from kirby_core.datasets import DATASETS
-from kirby_core.errors import InvalidRequest
 from kirby_core.timeutil import expected_count, floor_time, interval_delta
 
 
@@ -56,80 +53,3 @@ def expected_rows(
     due = floor_time(now - (rule.due_after or interval_delta(step)), step) + interval_delta(step)
     end = min(end, due)
     return expected_count(start, end, step) if end > start else 0
-
-
-@dataclass(frozen=True)
-class DayCoverage:
-    day: date
-    expected: int
-    """Rows `expected_rows` wants for the day as of `now`."""
-    present: int
-    """Stored rows that count (`Expected.counted`)."""
-    outage_minutes: int
-    """Minutes of that day covered by a recorded collection outage."""
-
-    @property
-    def missing(self) -> int:
-        return max(self.expected - self.present, 0)
-
-
-async def read_coverage(
-    conn: asyncpg.Connection,
-    dataset: str,
-    series_id: int,
-    interval: str,
-    start: date,
-    end: date,
-    now: datetime,
-) -> list[DayCoverage]:
-    """Per UTC day in [start, end): rows expected (as of `now`), rows present that count,
-    and minutes covered by outages. `interval` is the series' own (candles)."""
-    if start >= end:
-        raise InvalidRequest(f"start ({start}) must be before end ({end})")
-    declared = DATASETS[dataset]  # fixed identifiers only
-    table, series, counted = declared.name, declared.series_column, EXPECTED[dataset].counted
-    records = await conn.fetch(
-        f"""
-        WITH days AS (
-            SELECT d::date AS day FROM generate_series($2::date, $3::date - 1, '1 day') d
-        ), present AS (
-            SELECT date_trunc('day', time AT TIME ZONE 'UTC')::date AS day, count(*) AS n
-            FROM {table}
-            WHERE {series} = $1 AND time >= $2::date::timestamp AT TIME ZONE 'UTC'
-              AND time < $3::date::timestamp AT TIME ZONE 'UTC' AND {counted}
-            GROUP BY 1
-        ), outages AS (
-            SELECT days.day, sum(extract(epoch FROM
-                       least(o.end_time, (days.day + 1)::timestamp AT TIME ZONE 'UTC')
-                       - greatest(o.start_time, days.day::timestamp AT TIME ZONE 'UTC')) / 60
-                   )::int AS minutes
-            FROM days JOIN collection_outages o
-              ON o.dataset = $4 AND o.series_id = $1
-             AND o.start_time < (days.day + 1)::timestamp AT TIME ZONE 'UTC'
-             AND o.end_time > days.day::timestamp AT TIME ZONE 'UTC'
-            GROUP BY days.day
-        )
-        SELECT days.day, coalesce(present.n, 0) AS present,
-               coalesce(outages.minutes, 0) AS outage_minutes
-        FROM days LEFT JOIN present USING (day) LEFT JOIN outages USING (day)
-        ORDER BY days.day
-        """,  # noqa: S608
-        series_id,
-        start,
-        end,
-        dataset,
-    )
-    return [
-        DayCoverage(
-            r["day"],
-            expected_rows(dataset, interval, *_day_bounds(r["day"]), now),
-            r["present"],
-            r["outage_minutes"],
-        )
-        for r in records
-    ]
-
-
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start, start + timedelta(days=1)

@@ -190,6 +190,10 @@ async def test_coverage_marks_outages_and_unavailable_at_source(client, conn, ca
             "outage_minutes": 60,
             "unavailable_at_source": True,  # Hyperliquid keeps ~3.5 days of 1m candles
             "status": "outage",
+            "unavailable_rows": 720,  # the one classifier's classes
+            "no_trades": 0,
+            "outage_rows": 0,
+            "unexplained": 0,
         },
         {
             "date": "2024-05-02",
@@ -200,6 +204,10 @@ async def test_coverage_marks_outages_and_unavailable_at_source(client, conn, ca
             "outage_minutes": 60,
             "unavailable_at_source": True,
             "status": "unavailable_at_source",
+            "unavailable_rows": 1440,  # the one classifier's classes
+            "no_trades": 0,
+            "outage_rows": 0,
+            "unexplained": 0,
         },
         {
             "date": "2024-05-03",
@@ -210,6 +218,10 @@ async def test_coverage_marks_outages_and_unavailable_at_source(client, conn, ca
             "outage_minutes": 0,
             "unavailable_at_source": True,
             "status": "unavailable_at_source",
+            "unavailable_rows": 1440,  # the one classifier's classes
+            "no_trades": 0,
+            "outage_rows": 0,
+            "unexplained": 0,
         },
     ]
     meta = body["metadata"]

@@ -28,12 +28,15 @@ GRAPH = {  # asset -> its upstream assets
         "lake_open_interest",
         "lake_training_candles",
     ],
-    "daily_coverage": [
-        "lake_candles",
-        "lake_collection_outages",
-        "lake_series",
-        "lake_training_candles",
+    "lake_coverage": [
+        "candles",
+        "funding_rates",
+        "live_candles",
+        "live_funding_rates",
+        "live_open_interest",
+        "training_candles",
     ],
+    "daily_coverage": ["lake_coverage", "lake_series"],
 }
 CHECKS = {
     "candles": [

@@ -104,3 +104,13 @@ def lake_series(kirby: KirbyResource) -> dg.MaterializeResult:
 def lake_collection_outages(kirby: KirbyResource) -> dg.MaterializeResult:
     """The collector's recorded outages (collection_outages), for coverage models."""
     return exports.export_outages(kirby)
+
+
+@_lake_asset(
+    [candles, funding_rates, training_candles, live_candles, live_funding_rates, live_open_interest],
+    REWRITTEN,
+    "Per series and day, expected rows and why the missing ones are missing, as "
+    "kirby_core.db.coverage classifies them (read by daily_coverage).",
+)
+def lake_coverage(context: dg.AssetExecutionContext, kirby: KirbyResource) -> dg.MaterializeResult:
+    return exports.export_coverage(context, kirby)

@@ -4,8 +4,10 @@ partitions they touch.
 Each tick reads the `collection_outages` rows recorded since its cursor and the failed
 evaluations of `candles_complete`, `funding_rates_settled_hourly` and
 `training_candles_complete` since its cursor, and requests backfill runs for the (series,
-day) partitions involved. Today's part of an outage waits in the cursor until the day is
-complete (a partition). The backfill runs the checks again, so a repaired gap shows green.
+day) partitions involved that the coverage classifier (`kirby_core.db.coverage`, which the
+checks also use) calls repairable: an outage already backfilled asks for nothing. Today's
+part of an outage waits in the cursor until the day is complete (a partition). The backfill
+runs the checks again, so a repaired gap shows green.
 """
 
 import asyncio
@@ -30,8 +32,11 @@ def gap_repair(
     context: dg.SensorEvaluationContext, kirby: KirbyResource
 ) -> dg.SensorResult | dg.SkipReason:
     cursor = automation.RepairCursor.parse(context.cursor)
+    now = datetime.now(UTC)
+    url = kirby.url("realtime")
     try:
-        outages = asyncio.run(automation.read_outages(kirby.url("realtime"), cursor.outage_id))
+        outages = asyncio.run(automation.read_outages(url, cursor.outage_id))
+        settled = asyncio.run(automation.settled_days(url, outages, now))
     except UNREACHABLE as exc:
         return dg.SkipReason(f"database unreachable, nothing decided: {exc}")
     failed = automation.failed_checks(context.instance, cursor)
@@ -39,7 +44,7 @@ def gap_repair(
         name: catalogs.registered_order(context.instance, name)
         for name in automation.PARTITIONS_OF.values()
     }
-    requests, cursor, notes = automation.repairs(cursor, outages, failed, order, datetime.now(UTC))
+    requests, cursor, notes = automation.repairs(cursor, outages, failed, order, now, settled)
     for note in notes:
         context.log.info(note)
     return dg.SensorResult(run_requests=requests, cursor=cursor.dump())

@@ -1,7 +1,7 @@
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from kirby_core.db import readers
+from kirby_core.db import coverage
 from kirby_core.db.writer import upsert_candles
 from kirby_core.models import CandleRow
 
@@ -35,15 +35,15 @@ async def test_coverage_counts_rows_and_outages(conn, catalog) -> None:
         T0 + timedelta(hours=23, minutes=30),
         T0 + timedelta(days=1, minutes=15),
     )
-    days = await readers.read_coverage(
-        conn, "candles", sid, "1m", date(2024, 5, 1), date(2024, 5, 4), datetime.now(UTC)
+    days = await coverage.classify_days(
+        conn, "candles", sid, "1m", date(2024, 5, 1), date(2024, 5, 4), datetime.now(UTC), None
     )
     assert [(d.day, d.expected, d.present, d.outage_minutes) for d in days] == [
         (date(2024, 5, 1), 1440, 720, 30),
         (date(2024, 5, 2), 1440, 10, 15),
         (date(2024, 5, 3), 1440, 0, 0),
     ]
-    four_hour = await readers.read_coverage(
+    four_hour = await coverage.classify_days(
         conn,
         "candles",
         catalog["BTC/4h"],
@@ -51,5 +51,6 @@ async def test_coverage_counts_rows_and_outages(conn, catalog) -> None:
         date(2024, 5, 1),
         date(2024, 5, 2),
         datetime.now(UTC),
+        None,
     )
     assert (four_hour[0].expected, four_hour[0].present) == (6, 0)

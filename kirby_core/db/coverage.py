@@ -1,0 +1,269 @@
+"""Coverage decided once: every expected (series, time) of a day is present or missing for
+one reason, and every surface counts the same classes.
+
+`classify_days` is the one classifier. For each UTC day it counts the rows the dataset
+expects (`readers.expected_rows`: candles per the series' interval, open interest per
+minute, funding per settled hour), the rows stored that count, and sorts every expected
+time without a row into exactly one class, first match wins:
+
+1. unavailable at source: older than the exchange serves today (`source_window`), or
+   inside the window the day's last backfill found gone (`backfill_reports`);
+2. no trades: the day's last backfill asked the exchange and it served no row for that time;
+3. collector outage: inside a `collection_outages` window recorded after the day's last
+   backfill (or with no backfill at all): repairable;
+4. unexplained: anything else (never backfilled, or rows gone since): repairable.
+
+The API's /coverage and /status, the Dagster completeness checks (whose failures the
+gap-repair sensor repairs), and the `lake_coverage` export that `daily_coverage.sql`
+reads all call it. `record_backfill` writes the per-day reports it reads; it does not
+fetch anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+
+from kirby_core.datasets import DATASETS
+from kirby_core.db.readers import EXPECTED, coverage_interval, expected_rows
+from kirby_core.errors import InvalidRequest
+from kirby_core.timeutil import EPOCH, floor_time, interval_delta, interval_seconds
+
+CLASSES = ("present", "unavailable_at_source", "no_trades", "collector_outage", "unexplained")
+
+
+@dataclass(frozen=True)
+class SourceWindow:
+    oldest: datetime | None
+    """Oldest time the exchange still serves (None: all of its history)."""
+    note: str
+
+
+def source_window(exchange: str, dataset: str, interval: str, now: datetime) -> SourceWindow:
+    """What `exchange` still serves of `dataset` at `now` (`interval`: the series' own)."""
+    if exchange != "hyperliquid":
+        return SourceWindow(None, f"{exchange}: assumed to serve its whole history")
+    # Imported here: kirby_core.exchanges pulls in ccxt, which only this answer needs.
+    from kirby_core.exchanges import candle_coverage
+
+    if dataset == "candles":
+        coverage = candle_coverage(interval, EPOCH, now, now)
+        oldest = coverage.available.start if coverage.available else now
+        return SourceWindow(oldest, "Hyperliquid serves only its latest 5000 candles")
+    if dataset == "open_interest":
+        return SourceWindow(now, "Hyperliquid publishes no open-interest history")
+    return SourceWindow(
+        None,
+        "coverage counts settled hours (settled_funding_rate); Hyperliquid's funding history "
+        "serves every settled hour, the per-minute live fields cannot be re-fetched",
+    )
+
+
+@dataclass(frozen=True)
+class DayCoverage:
+    day: date
+    expected: int
+    """Rows `expected_rows` wants for the day as of `now`."""
+    present: int
+    """Stored rows of the day that count (`Expected.counted`)."""
+    outage_minutes: int
+    """Minutes of that day covered by a recorded collection outage."""
+    unavailable_at_source: int = 0
+    no_trades: int = 0
+    collector_outage: int = 0
+    unexplained: int = 0
+
+    @property
+    def missing(self) -> int:
+        return max(self.expected - self.present, 0)
+
+    @property
+    def repairable(self) -> bool:
+        """Whether a backfill should run for the day (the checks fail, the sensor repairs)."""
+        return self.collector_outage > 0 or self.unexplained > 0
+
+
+_CLASSIFY = """
+WITH days AS (
+    SELECT d::date AS day FROM generate_series($2::date, $3::date - 1, '1 day') d
+), slots AS (
+    SELECT t, (t AT TIME ZONE 'UTC')::date AS day
+    FROM generate_series($5::timestamptz, $6::timestamptz - make_interval(secs => $7),
+                         make_interval(secs => $7)) t
+    WHERE $6::timestamptz > $5::timestamptz
+), stored AS (
+    SELECT time FROM {table}
+    WHERE {series} = $1 AND time >= $2::date::timestamp AT TIME ZONE 'UTC'
+      AND time < $3::date::timestamp AT TIME ZONE 'UTC' AND {counted}
+), reports AS (
+    SELECT day, backfilled_at, absent_times, unavailable_start, unavailable_end
+    FROM backfill_reports WHERE dataset = $4 AND series_id = $1 AND day >= $2 AND day < $3
+), absent AS (
+    SELECT DISTINCT unnest(absent_times) AS t FROM reports
+), classified AS (
+    SELECT s.day, CASE
+        WHEN p.time IS NOT NULL THEN 'present'
+        WHEN s.t < $8::timestamptz
+          OR (s.t >= r.unavailable_start AND s.t < r.unavailable_end) THEN 'unavailable'
+        WHEN a.t IS NOT NULL THEN 'no_trades'
+        WHEN EXISTS (SELECT 1 FROM collection_outages o
+                     WHERE o.dataset = $4 AND o.series_id = $1
+                       AND o.start_time < s.t + make_interval(secs => $7) AND o.end_time > s.t
+                       AND (r.backfilled_at IS NULL OR o.recorded_at > r.backfilled_at))
+            THEN 'outage'
+        ELSE 'unexplained' END AS class
+    FROM slots s LEFT JOIN reports r ON r.day = s.day
+         LEFT JOIN stored p ON p.time = s.t  -- (series, time) is the key: one row at most
+         LEFT JOIN absent a ON a.t = s.t
+), counts AS (
+    SELECT day, count(*) FILTER (WHERE class = 'unavailable') AS unavailable,
+           count(*) FILTER (WHERE class = 'no_trades') AS no_trades,
+           count(*) FILTER (WHERE class = 'outage') AS outage,
+           count(*) FILTER (WHERE class = 'unexplained') AS unexplained
+    FROM classified GROUP BY day
+), present AS (
+    SELECT (time AT TIME ZONE 'UTC')::date AS day, count(*) AS n FROM stored GROUP BY 1
+), outages AS (
+    SELECT days.day, sum(extract(epoch FROM
+               least(o.end_time, (days.day + 1)::timestamp AT TIME ZONE 'UTC')
+               - greatest(o.start_time, days.day::timestamp AT TIME ZONE 'UTC')) / 60
+           )::int AS minutes
+    FROM days JOIN collection_outages o
+      ON o.dataset = $4 AND o.series_id = $1
+     AND o.start_time < (days.day + 1)::timestamp AT TIME ZONE 'UTC'
+     AND o.end_time > days.day::timestamp AT TIME ZONE 'UTC'
+    GROUP BY days.day
+)
+SELECT days.day, coalesce(present.n, 0) AS present,
+       coalesce(outages.minutes, 0) AS outage_minutes,
+       coalesce(counts.unavailable, 0) AS unavailable, coalesce(counts.no_trades, 0) AS no_trades,
+       coalesce(counts.outage, 0) AS outage, coalesce(counts.unexplained, 0) AS unexplained
+FROM days LEFT JOIN present USING (day) LEFT JOIN outages USING (day)
+     LEFT JOIN counts USING (day)
+ORDER BY days.day
+"""
+
+
+async def classify_days(
+    conn: asyncpg.Connection,
+    dataset: str,
+    series_id: int,
+    interval: str,
+    start: date,
+    end: date,
+    now: datetime,
+    served_from: datetime | None,
+) -> list[DayCoverage]:
+    """Per UTC day in [start, end): expected rows (as of `now`), stored rows that count,
+    outage minutes, and every missing expected time in one class (see the module).
+    `interval` is the series' own (candles); `served_from`: `SourceWindow.oldest`."""
+    if start >= end:
+        raise InvalidRequest(f"start ({start}) must be before end ({end})")
+    table, series = _identifiers(dataset)
+    step = coverage_interval(dataset, interval)
+    first, last = _slot_range(dataset, step, start, end, now)
+    records = await conn.fetch(
+        _CLASSIFY.format(table=table, series=series, counted=EXPECTED[dataset].counted),
+        series_id,
+        start,
+        end,
+        dataset,
+        first,
+        last,
+        interval_seconds(step),
+        served_from or EPOCH,
+    )
+    return [
+        DayCoverage(
+            r["day"],
+            expected_rows(dataset, interval, *_day_bounds(r["day"]), now),
+            r["present"],
+            r["outage_minutes"],
+            r["unavailable"],
+            r["no_trades"],
+            r["outage"],
+            r["unexplained"],
+        )
+        for r in records
+    ]
+
+
+def _identifiers(dataset: str) -> tuple[str, str]:
+    """(table, series column) of `dataset`: fixed identifiers, never from a request."""
+    declared = DATASETS[dataset]
+    return declared.name, declared.series_column
+
+
+def _slot_range(
+    dataset: str, step: str, start: date, end: date, now: datetime
+) -> tuple[datetime, datetime]:
+    """[first expected open time, end of the last expected one) over the days: the times
+    `expected_rows` counts, on the interval's grid."""
+    low, _ = _day_bounds(start)
+    high, _ = _day_bounds(end)
+    first = floor_time(low, step)
+    if first < low:
+        first += interval_delta(step)
+    rule = EXPECTED[dataset]
+    due = floor_time(now - (rule.due_after or interval_delta(step)), step) + interval_delta(step)
+    return first, max(first, min(high, due))
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class ServedDay:
+    """What the exchange served for one series and day at a backfill."""
+
+    day: date
+    expected: int
+    fetched: int
+    first_time: datetime | None
+    last_time: datetime | None
+    absent_times: Sequence[datetime]
+    """Expected times the exchange still serves but served no row for (no trades)."""
+    unavailable: tuple[datetime, datetime] | None
+    """The part of the day the exchange no longer has, or never had."""
+
+
+async def record_backfill(
+    conn: asyncpg.Connection, dataset: str, series_id: int, days: Sequence[ServedDay]
+) -> None:
+    """Replace the backfill reports of `days` (one row per day, stamped now)."""
+    if not days:
+        return
+    # One row per day (a run holds at most 100 days of a series), and `absent_times` is an
+    # array per row, which `unnest` cannot take ragged: executemany is the plain way here.
+    await conn.executemany(
+        """
+        INSERT INTO backfill_reports (dataset, series_id, day, backfilled_at, expected, fetched,
+            first_time, last_time, absent_times, unavailable_start, unavailable_end)
+        VALUES ($1, $2, $3, clock_timestamp(), $4, $5, $6, $7, $8, $9, $10)
+        ON CONFLICT (dataset, series_id, day) DO UPDATE SET
+            backfilled_at = EXCLUDED.backfilled_at, expected = EXCLUDED.expected,
+            fetched = EXCLUDED.fetched, first_time = EXCLUDED.first_time,
+            last_time = EXCLUDED.last_time, absent_times = EXCLUDED.absent_times,
+            unavailable_start = EXCLUDED.unavailable_start,
+            unavailable_end = EXCLUDED.unavailable_end
+        """,
+        [
+            (
+                dataset,
+                series_id,
+                d.day,
+                d.expected,
+                d.fetched,
+                d.first_time,
+                d.last_time,
+                list(d.absent_times),
+                *(d.unavailable or (None, None)),
+            )
+            for d in days
+        ],
+    )
