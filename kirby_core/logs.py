@@ -16,6 +16,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 # user:password@ in a URL; the password runs to the authority's last `@`, so an unescaped
 # `@` inside it is hidden too, and may follow an empty user (`postgresql://:pw@host`).
@@ -77,16 +78,16 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(event)
 
 
-class _StderrHandler(logging.StreamHandler):
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever `sys.stderr` is when a record is emitted, so a handler installed
     under a test runner's temporary stderr never writes to a closed stream."""
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass
 
 

@@ -125,6 +125,7 @@ async def candle_completeness(
         floor,
         evidence.at if evidence else None,
     )
+    assert record is not None  # an aggregate without GROUP BY: always one row
     expected, present = record["expected"], record["present"]
     missing = max(0, expected - present)
     unavailable = record["unavailable"]
@@ -200,6 +201,7 @@ async def candle_sanity(
         interval_seconds(interval),
         week_offset,
     )
+    assert record is not None  # an aggregate without GROUP BY: always one row
     return CandleSanity(day, **dict(record))
 
 
@@ -250,6 +252,7 @@ async def funding_sanity(
     expected = expected_rows("funding_rates", "1h", start, start + DAY, now)
     end = start + expected * timedelta(hours=1)  # settled hours only
     record = await conn.fetchrow(_FUNDING, trading_pair_id, start, end, MAX_HOURLY_FUNDING)
+    assert record is not None  # scalar subqueries without FROM: always one row
     return FundingSanity(
         day,
         expected,

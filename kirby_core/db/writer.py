@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
@@ -243,7 +244,7 @@ async def _upsert(
 
 async def _overlaps(conn: asyncpg.Connection, table: _Table, rows: Sequence[NamedTuple]) -> bool:
     """Whether any stored row falls within the batch's time range of its series."""
-    ranges: dict[int, list] = {}
+    ranges: dict[int, list[datetime]] = {}
     for series, time, *_ in rows:
         span = ranges.get(series)
         if span is None:
@@ -254,7 +255,8 @@ async def _overlaps(conn: asyncpg.Connection, table: _Table, rows: Sequence[Name
             span[1] = time
     ids = list(ranges)
     firsts, lasts = zip(*ranges.values(), strict=True)
-    return await conn.fetchval(table.overlap_probe(), ids, list(firsts), list(lasts))
+    overlaps: bool = await conn.fetchval(table.overlap_probe(), ids, list(firsts), list(lasts))
+    return overlaps
 
 
 async def _merge(
@@ -265,6 +267,7 @@ async def _merge(
         table.stage, source=_copy_stream(rows, numbered=True), columns=["ord", *table.all_columns]
     )
     record = await conn.fetchrow(table.merge())
+    assert record is not None  # the merge's final SELECT aggregates: always one row
     rejected = [
         Rejected(rows[ordinal], reason)
         for ordinal, reason in zip(record["rejected_ord"], record["rejected_reason"], strict=True)
