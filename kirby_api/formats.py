@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Literal
 
+import asyncpg
 import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from kirby_api.datasets import CandleData, Dataset, FundingData, OpenInterestData
 
 Format = Literal["json", "csv", "parquet"]
+Rows = Sequence[Sequence[object]] | Sequence[asyncpg.Record]
 CHUNK_ROWS = 1000
 
 MEDIA_TYPES = {
@@ -91,7 +93,7 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def csv_chunks(dataset: Dataset, records: Sequence[Sequence]) -> Iterator[bytes]:
+def csv_chunks(dataset: Dataset, records: Rows) -> Iterator[bytes]:
     """Header, then rows. Values never contain commas or quotes (numbers and times)."""
     yield (",".join(dataset.field_names) + "\n").encode()
     for i in range(0, len(records), CHUNK_ROWS):
@@ -144,12 +146,10 @@ class _Sink:
         return out
 
 
-def parquet_chunks(
-    dataset: Dataset, records: Sequence[Sequence], metadata: Metadata
-) -> Iterator[bytes]:
+def parquet_chunks(dataset: Dataset, records: Rows, metadata: Metadata) -> Iterator[bytes]:
     schema = parquet_schema(dataset, metadata)
     sink = _Sink()
-    writer = pq.ParquetWriter(sink, schema)
+    writer = pq.ParquetWriter(sink, schema)  # type: ignore[arg-type]  # pyarrow takes any writer
     try:
         for i in range(0, len(records), CHUNK_ROWS):
             columns = list(zip(*records[i : i + CHUNK_ROWS], strict=True))

@@ -9,7 +9,7 @@ format, in `Kirby-Count`, `Kirby-Next-Cursor` and `Kirby-Prev-Cursor` headers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from kirby_api.formats import (
     Format,
     Metadata,
     Range,
+    Rows,
     csv_chunks,
     encode_message,
     parquet_chunks,
@@ -30,18 +31,20 @@ from kirby_api.formats import (
 from kirby_api.latest_cache import LatestCache, Page
 from kirby_api.market import MarketData
 from kirby_api.window import Window, page_cursors
+from kirby_core.catalog import StarlistingKey, TradingPairKey
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 
 Series = Starlisting | TradingPair
 
 
 def _identity(series: Series) -> dict[str, Any]:
+    key: StarlistingKey | TradingPairKey = series.key
+    extra: dict[str, Any] = {}
     if isinstance(series, Starlisting):
-        key = series.key
-        extra = {"interval": key.interval, "starlisting_id": series.id}
+        extra = {"interval": series.key.interval, "starlisting_id": series.id}
         pair_id = series.trading_pair_id
     else:
-        key, extra, pair_id = series.key, {}, series.id  # type: ignore[assignment]
+        pair_id = series.id
     return {
         "series": str(key),
         "exchange": key.exchange,
@@ -88,7 +91,7 @@ class Pages:
 
     async def _read(
         self, dataset: Dataset, series: Series, window: Window
-    ) -> tuple[Sequence[Sequence], Metadata, dict[str, str]]:
+    ) -> tuple[Rows, Metadata, dict[str, str]]:
         records = await self._market.page(dataset, series.id, window)
         first = records[0][0] if records else None
         last = records[-1][0] if records else None

@@ -161,9 +161,11 @@ def candles_complete(
         if not keeps_everything:
             day_start = datetime.combine(day, time(), UTC)
             coverage = candle_coverage(key.interval, day_start, day_start + timedelta(days=1), now)
-            available_from = (
-                coverage.available.start if coverage.available else coverage.unavailable.end
-            )
+            if coverage.available:
+                available_from = coverage.available.start
+            else:
+                assert coverage.unavailable is not None  # a range is available or it is not
+                available_from = coverage.unavailable.end
         pk = partition_key(day, series)
         found: Completeness = await quality.candle_completeness(
             conn,
@@ -252,11 +254,11 @@ def candles_live_agrees(
     findings = [
         Finding(
             pk,
-            int(meta["live_disagreeing"]) == 0,  # type: ignore[call-overload]
+            int(meta["live_disagreeing"]) == 0,
             {
-                "compared": int(meta["live_compared"]),  # type: ignore[call-overload]
-                "disagreeing": int(meta["live_disagreeing"]),  # type: ignore[call-overload]
-                "max_price_diff": float(meta["live_max_price_diff"]),  # type: ignore[arg-type]
+                "compared": int(meta["live_compared"]),
+                "disagreeing": int(meta["live_disagreeing"]),
+                "max_price_diff": float(meta["live_max_price_diff"]),
             },
         )
         for pk, meta in known.items()

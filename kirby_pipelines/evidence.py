@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
@@ -46,9 +47,9 @@ def observation(asset_key: dg.AssetKey, partition: str, report: DayReport, at: d
 
 def latest(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Iterable[str]
-) -> dict[str, Mapping[str, object]]:
+) -> dict[str, Mapping[str, Any]]:
     """The latest backfill metadata (plain values) of each partition that has one."""
-    found: dict[str, Mapping[str, object]] = {}
+    found: dict[str, Mapping[str, Any]] = {}
     for partition in partitions:
         records = instance.fetch_observations(
             dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=5
@@ -61,16 +62,17 @@ def latest(
     return found
 
 
-def as_evidence(metadata: Mapping[str, object] | None) -> BackfillEvidence | None:
+def as_evidence(metadata: Mapping[str, Any] | None) -> BackfillEvidence | None:
     if metadata is None:
         return None
     return BackfillEvidence(
-        at=datetime.fromtimestamp(float(metadata["backfilled_at"]), UTC),  # type: ignore[arg-type]
-        fetched=int(metadata["rows_fetched"]),  # type: ignore[call-overload]
-        missing=int(metadata["missing"]),  # type: ignore[call-overload]
-        unavailable=int(metadata["unavailable_at_source"]),  # type: ignore[call-overload]
+        at=datetime.fromtimestamp(float(metadata["backfilled_at"]), UTC),
+        fetched=int(metadata["rows_fetched"]),
+        missing=int(metadata["missing"]),
+        unavailable=int(metadata["unavailable_at_source"]),
     )
 
 
-def _value(value: object) -> object:
+def _value(value: object) -> Any:
+    """A metadata value as Kirby wrote it (a number, a string)."""
     return getattr(value, "value", value)

@@ -99,7 +99,7 @@ def export(
 
 
 SERIES_SCHEMA = pa.schema(
-    [
+    [  # type: ignore[arg-type]  # the stubs join the field types to object
         ("database", pa.string()),
         ("dataset", pa.string()),
         ("series_id", pa.int32()),
@@ -115,7 +115,7 @@ SERIES_SCHEMA = pa.schema(
     ]
 )
 OUTAGES_SCHEMA = pa.schema(
-    [
+    [  # type: ignore[arg-type]  # the stubs join the field types to object
         ("database", pa.string()),
         ("dataset", pa.string()),
         ("series_id", pa.int32()),
