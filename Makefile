@@ -28,9 +28,10 @@ run: $(STAMP)  ## the whole platform on the real exchanges (.kirby/); options: A
 test: $(STAMP)  ## run the test suite (starts a throwaway embedded PostgreSQL)
 	$(BIN)/pytest
 
-lint: $(STAMP)  ## ruff lint and format check
+lint: $(STAMP)  ## ruff lint and format check, mypy type check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

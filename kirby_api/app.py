@@ -18,8 +18,14 @@ from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import Components, OpenAPIMediaType, Schema, SecurityScheme
-from litestar.openapi.spec.enums import OpenAPIType
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Schema,
+    SecurityScheme,
+)
+from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
 from kirby_api.auth import ApiKeyMiddleware
 from kirby_api.database import RequestDeadline
@@ -103,10 +109,11 @@ def _document_bulk_formats(app: Litestar) -> None:
     for path, item in (schema.paths or {}).items():
         if item.get is None or not path.startswith(("/candles/", "/funding/", "/open-interest/")):
             continue
-        content = item.get.responses["200"].content  # type: ignore[union-attr]
-        content[MEDIA_TYPES["csv"]] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
-        content[MEDIA_TYPES["parquet"]] = OpenAPIMediaType(
-            schema=Schema(type=OpenAPIType.STRING, format="binary")  # type: ignore[arg-type]
+        ok = (item.get.responses or {})["200"]
+        assert isinstance(ok, OpenAPIResponse) and ok.content is not None  # a data route's 200
+        ok.content[MEDIA_TYPES["csv"]] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+        ok.content[MEDIA_TYPES["parquet"]] = OpenAPIMediaType(
+            schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
         )
 
 
@@ -170,7 +177,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RateLimitMiddleware(runtime.limiter, PUBLIC_PREFIXES),
         ],
         before_request=check_request,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[runtime.lifespan],
         openapi_config=_openapi(settings),
         logging_config=None,

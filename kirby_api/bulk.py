@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -81,10 +81,10 @@ _SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
 
 class CsvPage(NamedTuple):
-    count: int
+    row_count: int
     first: datetime | None
     last: datetime | None
-    copy: Callable[[Callable[[bytes], Awaitable[None]]], Coroutine[Any, Any, str]]
+    copy: Callable[[Callable[[bytes], Coroutine[Any, Any, None]]], Coroutine[Any, Any, str]]
     """Run the COPY, handing its output to the given coroutine function piece by piece."""
 
 
@@ -115,9 +115,11 @@ class CsvExport:
                 try:
                     args = series_id, window.lower, window.upper, window.limit
                     query = _range_query(dataset, window.newest)
-                    count, first, last = await conn.fetchrow(query, *args, timeout=self._wait)
+                    found = await conn.fetchrow(query, *args, timeout=self._wait)
+                    assert found is not None  # an aggregate: always one row
+                    count, first, last = found
 
-                    async def copy(output: Callable[[bytes], Awaitable[None]]) -> str:
+                    async def copy(output: Callable[[bytes], Coroutine[Any, Any, None]]) -> str:
                         nonlocal terminated
                         query = copy_query(dataset, series_id, window)
                         try:
@@ -200,7 +202,7 @@ class CsvResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         deadline = asyncio.get_running_loop().time() + self._export.timeout
         async with self._export.open(self._dataset, self._series_id, self._window) as page:
-            headers = self._headers_for(page.count, page.first, page.last)
+            headers = self._headers_for(page.row_count, page.first, page.last)
             await send(
                 {
                     "type": "http.response.start",

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from litestar.enums import ScopeType
@@ -111,14 +111,15 @@ class Database:
         bulk export); errors are translated as above."""
         budget = self._remaining() if seconds is None else seconds
         pool = self.pool
-        conn: asyncpg.Connection | None = None
+        conn: asyncpg.pool.PoolConnectionProxy | None = None
         healthy = False
         try:
             if budget <= 0:
                 raise TimeoutError
             async with asyncio.timeout(budget):
                 conn = await pool.acquire()
-                yield conn
+                # the pool's proxy forwards every Connection method to its connection
+                yield cast(asyncpg.Connection, conn)
             healthy = True
         except DRIVER_ERRORS as exc:
             error = storage_error(exc)

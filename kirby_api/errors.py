@@ -35,6 +35,7 @@ import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ExceptionHandlersMap
 
 from kirby_core.errors import InvalidRequest, KirbyError, NotFound, StorageError, StorageRefused
 
@@ -221,7 +222,7 @@ def internal_error_response(request: Request, exc: Exception) -> Response[bytes]
     return _respond(ErrorBody(500, "internal_error", message, error_id=error_id))
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ValidationException: validation_error_response,
     KirbyError: kirby_error_response,
     HTTPException: http_error_response,

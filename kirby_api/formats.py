@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
+import asyncpg
 import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 from kirby_api.datasets import CandleData, Dataset, FundingData, OpenInterestData
 
 Format = Literal["json", "csv", "parquet"]
+Rows = Sequence[Sequence[object]] | Sequence[asyncpg.Record]
 CHUNK_ROWS = 1000
 
 MEDIA_TYPES = {
@@ -98,7 +100,11 @@ def parquet_schema(dataset: Dataset, metadata: Metadata) -> pa.Schema:
     )
 
 
-def parquet_file(dataset: Dataset, records: Sequence[Sequence], metadata: Metadata) -> bytes:
+def parquet_file(
+    dataset: Dataset,
+    records: Sequence[Sequence[Any]] | Sequence[asyncpg.Record],
+    metadata: Metadata,
+) -> bytes:
     """The page as one Parquet file; CPU-bound, so callers run it in a worker thread."""
     schema = parquet_schema(dataset, metadata)
     columns = list(zip(*records, strict=True)) if records else [()] * len(schema)

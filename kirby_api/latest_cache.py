@@ -96,8 +96,8 @@ class LatestCache:
     def invalidate(self, dataset: str, series_ids: Iterable[int]) -> None:
         wanted = set(series_ids)
         for series_id in wanted:
-            key = (dataset, series_id)
-            self._generation[key] = self._generation.get(key, 0) + 1
+            series = (dataset, series_id)
+            self._generation[series] = self._generation.get(series, 0) + 1
         stale = [k for k in self._pages if k[0] == dataset and k[1] in wanted]
         for key in stale:
             self._bytes -= len(self._pages.pop(key)[1].body)

@@ -76,7 +76,7 @@ FROM unnest($1::int[]) AS s(id)
 class JsonRows(NamedTuple):
     """A page as PostgreSQL encoded it: the rows' JSON objects, comma-separated."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count: the page's row count
     first: datetime | None
     last: datetime | None
     body: bytes
@@ -100,7 +100,8 @@ class MarketData:
         sql = _SQL[dataset.name]
         query = sql.newest_json if window.newest else sql.forward_json
         record = await self._db.fetchrow(query, series_id, window.lower, window.upper, window.limit)
-        return JsonRows(*record)  # type: ignore[misc]
+        assert record is not None  # an aggregate without GROUP BY: always one row
+        return JsonRows(*record)
 
     async def latest_many_json(
         self, dataset: Dataset, series_ids: Sequence[int], limit: int
@@ -130,4 +131,6 @@ class MarketData:
     ) -> dict[int, datetime | None]:
         """Time of the newest row of each series (None when it has none)."""
         query = _LATEST_TIMES.format(table=dataset.name, series=dataset.series_column)
-        return dict(await self._db.fetch(query, list(series_ids)))
+        return {
+            series_id: latest for series_id, latest in await self._db.fetch(query, list(series_ids))
+        }

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -154,7 +154,7 @@ def observe(app: ASGIApp, metrics: Metrics) -> ASGIApp:
     return observed
 
 
-def _record(metrics: Metrics, scope: Scope, status: int, seconds: float) -> None:
+def _record(metrics: Metrics, scope: HTTPScope, status: int, seconds: float) -> None:
     route = scope.get("path_template", "unmatched")  # set by the router on a match only
     method = scope["method"] if scope["method"] in _METHODS else "other"
     metrics.request_seconds.labels(method, route, str(status)).observe(seconds)

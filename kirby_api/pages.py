@@ -23,18 +23,20 @@ from kirby_api.formats import MEDIA_TYPES, Format, Metadata, Range, encode_messa
 from kirby_api.latest_cache import LatestCache, Page
 from kirby_api.market import MarketData
 from kirby_api.window import Window, page_cursors
+from kirby_core.catalog import StarlistingKey, TradingPairKey
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 
 Series = Starlisting | TradingPair
 
 
 def _identity(series: Series) -> dict[str, Any]:
+    key: StarlistingKey | TradingPairKey = series.key
+    extra: dict[str, Any] = {}
     if isinstance(series, Starlisting):
-        key = series.key
-        extra = {"interval": key.interval, "starlisting_id": series.id}
+        extra = {"interval": series.key.interval, "starlisting_id": series.id}
         pair_id = series.trading_pair_id
     else:
-        key, extra, pair_id = series.key, {}, series.id  # type: ignore[assignment]
+        pair_id = series.id
     return {
         "series": str(key),
         "exchange": key.exchange,

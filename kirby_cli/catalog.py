@@ -11,7 +11,7 @@ from kirby_cli.options import database_option
 from kirby_core.catalog import Catalog, load_catalog
 from kirby_core.db import catalog_store, urls
 from kirby_core.db.connection import connect
-from kirby_core.settings import Settings
+from kirby_core.settings import Database, Settings
 
 _file_option = click.option(
     "--file",
@@ -31,7 +31,7 @@ def catalog() -> None:
 @database_option
 @_file_option
 @click.pass_obj
-def validate(settings: Settings, database: str, path: Path | None) -> None:
+def validate(settings: Settings, database: Database, path: Path | None) -> None:
     """Check a catalog file without touching any database."""
     loaded = load_catalog(path or settings.catalog_path(database))
     click.echo(
@@ -44,7 +44,7 @@ def validate(settings: Settings, database: str, path: Path | None) -> None:
 @database_option
 @_file_option
 @click.pass_obj
-def sync(settings: Settings, database: str, path: Path | None) -> None:
+def sync(settings: Settings, database: Database, path: Path | None) -> None:
     """Create, reactivate or deactivate starlistings to match the file. Idempotent.
 
     The whole file is validated first; on any error nothing is written. Entries removed
@@ -71,7 +71,7 @@ def sync(settings: Settings, database: str, path: Path | None) -> None:
     _record_in_dagster(report, url, database)
 
 
-def _record_in_dagster(report: catalog_store.SyncReport, url: str, database: str) -> None:
+def _record_in_dagster(report: catalog_store.SyncReport, url: str, database: Database) -> None:
     """The sync as a materialization of the catalog asset in the DAGSTER_HOME instance, with
     its series registered as partitions, as if the asset had run."""
     import dagster as dg
@@ -107,7 +107,7 @@ async def _sync(url: str, loaded: Catalog) -> catalog_store.SyncReport:
 @database_option
 @click.option("--all", "include_inactive", is_flag=True, help="Include inactive starlistings.")
 @click.pass_obj
-def list_command(settings: Settings, database: str, include_inactive: bool) -> None:
+def list_command(settings: Settings, database: Database, include_inactive: bool) -> None:
     """List the starlistings stored in a database."""
     url = urls.resolve(settings).of(database)
 

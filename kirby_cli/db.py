@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from kirby_core.db import embedded, migrate, urls
-from kirby_core.settings import Settings
+from kirby_core.settings import Database, Settings
 
-BOTH = ("realtime", "training")
+BOTH: tuple[Database, ...] = ("realtime", "training")
 
 
 @click.group()
@@ -52,7 +52,7 @@ def status(settings: Settings) -> None:
 @db.command("url")
 @click.option("--database", type=click.Choice(BOTH), default="realtime", show_default=True)
 @click.pass_obj
-def show_url(settings: Settings, database: str) -> None:
+def show_url(settings: Settings, database: Database) -> None:
     """Print a database URL (starting the embedded server if needed), e.g. for psql."""
     click.echo(urls.resolve(settings).of(database))
 
@@ -61,7 +61,7 @@ def show_url(settings: Settings, database: str) -> None:
 @click.option("--database", type=click.Choice([*BOTH, "both"]), default="both", show_default=True)
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 @click.pass_obj
-def migrate_command(settings: Settings, database: str, revision: str) -> None:
+def migrate_command(settings: Settings, database: Database, revision: str) -> None:
     """Create or upgrade the schema (both databases by default). Safe to repeat."""
     resolved = urls.resolve(settings)
     targets = BOTH if database == "both" else (database,)
@@ -88,7 +88,7 @@ def migrate_command(settings: Settings, database: str, revision: str) -> None:
 )
 @click.confirmation_option(prompt="This drops tables and their data. Continue?")
 @click.pass_obj
-def downgrade(settings: Settings, database: str, revision: str) -> None:
+def downgrade(settings: Settings, database: Database, revision: str) -> None:
     """Downgrade one database's schema (destroys data above the target revision)."""
     url = urls.resolve(settings).of(database)
     migrate.downgrade(url, revision)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from kirby_core.catalog import Catalog, load_catalog
-from kirby_core.settings import Settings
+from kirby_core.settings import Database, Settings
 
 database_option = click.option(
     "--database",
@@ -22,9 +22,11 @@ database_option = click.option(
 )
 
 
-def _catalog(ctx: click.Context) -> tuple[str, Catalog]:
+def _catalog(ctx: click.Context) -> tuple[Database, Catalog]:
     database = ctx.params.get("database", "realtime")
-    return database, load_catalog(ctx.find_object(Settings).catalog_path(database))
+    settings = ctx.find_object(Settings)
+    assert settings is not None  # the `kirby` group stores it before any command runs
+    return database, load_catalog(settings.catalog_path(database))
 
 
 def _check(ctx: click.Context, values: set[str], what: str, allowed: dict[str, None]) -> set[str]:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -230,11 +230,12 @@ def backfill(
                         failed.setdefault(reason, []).append(f"{series} {first}..{last}")
                         continue
                     meta = result.asset_materializations_for_node(asset)[0].metadata
-                    rows["fetched"] += meta["rows_fetched"].value
-                    rows["written"] += meta["rows_written"].value
-                    rows["missing"] += (
-                        meta.get("missing_candles") or meta["missing_settlements"]
-                    ).value
+                    # row counts, as the backfill assets record them
+                    rows["fetched"] += cast(int, meta["rows_fetched"].value)
+                    rows["written"] += cast(int, meta["rows_written"].value)
+                    rows["missing"] += cast(
+                        int, (meta.get("missing_candles") or meta["missing_settlements"]).value
+                    )
                     failed_checks = [
                         e.check_name for e in result.get_asset_check_evaluations() if not e.passed
                     ]

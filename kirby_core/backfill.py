@@ -246,8 +246,8 @@ def _day_bounds(day: date, until: datetime) -> tuple[datetime, datetime]:
     return start, max(start, min(start + DAY, until))
 
 
-def _by_day(rows: Sequence[Candle] | Sequence[FundingRate]) -> dict[date, list]:
-    grouped: dict[date, list] = {}
+def _by_day(rows: Sequence[Candle | FundingRate]) -> dict[date, list[Candle | FundingRate]]:
+    grouped: dict[date, list[Candle | FundingRate]] = {}
     for row in rows:
         grouped.setdefault(row.time.date(), []).append(row)
     return grouped
@@ -283,7 +283,9 @@ def _with_absent(
     return found
 
 
-def _report(result: BackfillResult, reports: dict[date, DayReport], progress) -> None:
+def _report(
+    result: BackfillResult, reports: dict[date, DayReport], progress: Progress | None
+) -> None:
     for day in sorted(reports):
         result.days.append(reports[day])
         if progress is not None:

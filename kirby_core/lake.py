@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from kirby_core.catalog import StarlistingKey, TradingPairKey
 from kirby_core.datasets import CANDLES, FUNDING_RATES, OPEN_INTEREST, Dataset
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 from kirby_core.db.connection import connect
@@ -110,7 +111,7 @@ class LakeSeries:
         return (self.exchange, self.symbol, self.interval)
 
 
-def symbol(key) -> str:
+def symbol(key: StarlistingKey | TradingPairKey) -> str:
     """The lake's `symbol` of a starlisting or trading pair key: BTC-USD-perps."""
     return f"{key.coin}-{key.quote}-{key.market_type}"
 

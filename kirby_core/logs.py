@@ -36,7 +36,7 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TextIO, TypeAlias
 
 # user:password@ in a URL; the password runs to the authority's last `@`, so an unescaped
 # `@` inside it is hidden too, and may follow an empty user (`postgresql://:pw@host`).
@@ -197,16 +197,16 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(event)
 
 
-class _StderrHandler(logging.StreamHandler):
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever `sys.stderr` is when a record is emitted, so a handler installed
     under a test runner's temporary stderr never writes to a closed stream."""
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass
 
 

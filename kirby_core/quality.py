@@ -86,6 +86,7 @@ async def candle_sanity(
         interval_seconds(interval),
         week_offset,
     )
+    assert record is not None  # an aggregate without GROUP BY: always one row
     return CandleSanity(day, **dict(record))
 
 
@@ -133,6 +134,7 @@ async def funding_sanity(
     expected = expected_rows("funding_rates", "1h", start, start + DAY, now)
     end = start + expected * timedelta(hours=1)  # settled hours only
     record = await conn.fetchrow(_FUNDING, trading_pair_id, start, end, MAX_HOURLY_FUNDING)
+    assert record is not None  # scalar subqueries without FROM: always one row
     return FundingSanity(
         day,
         expected,

@@ -18,6 +18,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import cast
 
 import dagster as dg
 
@@ -27,15 +28,16 @@ from kirby_pipelines.partitions import (
     TRADING_PAIRS,
     TRAINING_STARLISTINGS,
     current_key,
+    name_of,
     parse_series,
     series_key,
 )
 from kirby_pipelines.runs import backfill_requests, recent_days, still_served
 
 PARTITIONS_OF = {
-    "candles": STARLISTINGS.name,
-    "funding_rates": TRADING_PAIRS.name,
-    "training_candles": TRAINING_STARLISTINGS.name,
+    "candles": name_of(STARLISTINGS),
+    "funding_rates": name_of(TRADING_PAIRS),
+    "training_candles": name_of(TRAINING_STARLISTINGS),
 }
 """Backfill asset -> the dynamic partitions of its series."""
 OUTAGE_ASSETS = {"candles": "candles", "funding_rates": "funding_rates"}
@@ -181,8 +183,8 @@ def repairs(
         previous = next_cursor.check_records.get(failed.check, 0)
         next_cursor.check_records[failed.check] = max(previous, failed.record_id)
         for key in failed.partitions:
-            day, series = key.split("|", 1)
-            wanted.add((failed.asset, current_key(series), date.fromisoformat(day)))
+            day_text, series = key.split("|", 1)
+            wanted.add((failed.asset, current_key(series), date.fromisoformat(day_text)))
     wanted |= {(a, s, date.fromisoformat(d)) for a, s, d in cursor.pending}
     by_target: dict[tuple[str, str], list[date]] = {}
     for asset, series, day in sorted(wanted):
@@ -306,7 +308,9 @@ def failed_checks(instance: dg.DagsterInstance, cursor: RepairCursor) -> list[Fa
         for record in records:
             if record.id <= cursor.check_records.get(check, 0) or record.event is None:
                 continue
-            evaluation = record.event.dagster_event.event_specific_data  # AssetCheckEvaluation
+            evaluation = cast(
+                dg.AssetCheckEvaluation, record.event.get_dagster_event().event_specific_data
+            )
             failed = evaluation.metadata.get("failed_partitions")
             partitions = tuple(getattr(failed, "value", None) or ())
             found.append(FailedCheck(record.id, check, asset, partitions))

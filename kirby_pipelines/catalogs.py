@@ -27,6 +27,7 @@ from kirby_pipelines.partitions import (
     TRADING_PAIRS,
     TRAINING_STARLISTINGS,
     current_key,
+    name_of,
     series_key,
 )
 
@@ -47,10 +48,10 @@ class Series:
     def keys(self) -> dict[str, list[str]]:
         """Partition keys by dynamic partitions name."""
         if self.database == "training":
-            return {TRAINING_STARLISTINGS.name: [series_key(s.key) for s in self.starlistings]}
+            return {name_of(TRAINING_STARLISTINGS): [series_key(s.key) for s in self.starlistings]}
         return {
-            STARLISTINGS.name: [series_key(s.key) for s in self.starlistings],
-            TRADING_PAIRS.name: [series_key(p.key) for p in self.trading_pairs],
+            name_of(STARLISTINGS): [series_key(s.key) for s in self.starlistings],
+            name_of(TRADING_PAIRS): [series_key(p.key) for p in self.trading_pairs],
         }
 
     def starlisting(self, key: str) -> Starlisting:

@@ -249,11 +249,11 @@ def candles_live_agrees(
     findings = [
         Finding(
             pk,
-            int(meta["live_disagreeing"]) == 0,  # type: ignore[call-overload]
+            int(meta["live_disagreeing"]) == 0,
             {
-                "compared": int(meta["live_compared"]),  # type: ignore[call-overload]
-                "disagreeing": int(meta["live_disagreeing"]),  # type: ignore[call-overload]
-                "max_price_diff": float(meta["live_max_price_diff"]),  # type: ignore[arg-type]
+                "compared": int(meta["live_compared"]),
+                "disagreeing": int(meta["live_disagreeing"]),
+                "max_price_diff": float(meta["live_max_price_diff"]),
             },
         )
         for pk, meta in known.items()

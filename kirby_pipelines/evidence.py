@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 import dagster as dg
 
@@ -44,9 +45,9 @@ def observation(asset_key: dg.AssetKey, partition: str, report: DayReport, at: d
 
 def latest(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Iterable[str]
-) -> dict[str, Mapping[str, object]]:
+) -> dict[str, Mapping[str, Any]]:
     """The latest backfill metadata (plain values) of each partition that has one."""
-    found: dict[str, Mapping[str, object]] = {}
+    found: dict[str, Mapping[str, Any]] = {}
     for partition in partitions:
         records = instance.fetch_observations(
             dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=5

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -96,7 +97,7 @@ def export(
 
 
 SERIES_SCHEMA = pa.schema(
-    [
+    [  # type: ignore[arg-type]  # the stubs join the field types to object
         ("database", pa.string()),
         ("dataset", pa.string()),
         ("series_id", pa.int32()),
@@ -112,7 +113,7 @@ SERIES_SCHEMA = pa.schema(
     ]
 )
 OUTAGES_SCHEMA = pa.schema(
-    [
+    [  # type: ignore[arg-type]  # the stubs join the field types to object
         ("database", pa.string()),
         ("dataset", pa.string()),
         ("series_id", pa.int32()),
@@ -193,17 +194,16 @@ def export_outages(kirby: KirbyResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"rows": table.num_rows, "path": str(path)})
 
 
-COVERAGE_SCHEMA = pa.schema(
-    [
-        ("database", pa.string()),
-        ("dataset", pa.string()),
-        ("series_id", pa.int32()),
-        ("expected", pa.int64()),
-        ("present", pa.int64()),
-        ("outage_minutes", pa.int64()),
-        *((name, pa.int64()) for name in coverage.CLASSES[1:]),
-    ]
-)
+_COVERAGE_FIELDS: list[pa.Field[Any]] = [
+    pa.field("database", pa.string()),
+    pa.field("dataset", pa.string()),
+    pa.field("series_id", pa.int32()),
+    pa.field("expected", pa.int64()),
+    pa.field("present", pa.int64()),
+    pa.field("outage_minutes", pa.int64()),
+    *(pa.field(name, pa.int64()) for name in coverage.CLASSES[1:]),
+]
+COVERAGE_SCHEMA = pa.schema(_COVERAGE_FIELDS)
 """One row per series and day of `kirby_core.db.coverage.classify_days` (dataset named as in
 `lake_series`); the `date` comes from the hive path."""
 

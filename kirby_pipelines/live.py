@@ -33,6 +33,7 @@ async def read_latest(url: str) -> list[Latest]:
                     f" - interval '1 hour') AS recent FROM {table}"
                     " WHERE time > now() - interval '1 day'"
                 )
+                assert record is not None  # an aggregate without GROUP BY: always one row
                 found.append(Latest(asset, record["last_time"], record["recent"]))
             return found
         finally:

@@ -53,6 +53,12 @@ TRAINING_STARLISTINGS = dg.DynamicPartitionsDefinition(name="training_starlistin
 """Training candle series (binance/BTC/USDT/spot/1m)."""
 
 
+def name_of(partitions: dg.DynamicPartitionsDefinition) -> str:
+    """The name of one of the definitions above (Dagster's type allows none; these have one)."""
+    assert partitions.name is not None
+    return partitions.name
+
+
 def by_day_and(
     days: dg.DailyPartitionsDefinition, series: dg.DynamicPartitionsDefinition
 ) -> dg.MultiPartitionsDefinition:

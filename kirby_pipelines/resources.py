@@ -30,7 +30,7 @@ class KirbyResource(dg.ConfigurableResource):
         return cls(overrides={name: str(value) for name, value in values.items()})
 
     def settings(self) -> Settings:
-        return Settings(**self.overrides)
+        return Settings(**self.overrides)  # type: ignore[arg-type]  # pydantic parses the strings
 
     def urls(self) -> DatabaseUrls:
         """Database URLs; starts the embedded PostgreSQL when no URL is configured."""

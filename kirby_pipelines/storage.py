@@ -30,6 +30,7 @@ run event it cannot store fails the step). Without the pool that statement would
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from dagster._core.storage.base_storage import DagsterStorage
@@ -54,8 +55,8 @@ class KirbyStorage(DagsterStorage, ConfigurableClass):
         return {}
 
     @classmethod
-    def from_config_value(  # type: ignore[override]
-        cls, inst_data: ConfigurableClassData, config_value: dict[str, Any]
+    def from_config_value(  # type: ignore[override]  # builds a storage, not a KirbyStorage
+        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
     ) -> DagsterStorage:
         settings = Settings()
         os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH_SIZE))

@@ -135,7 +135,7 @@ class Binance:
     def routes(self) -> list[web.RouteDef]:
         routes = []
         for family in FAMILIES:
-            handlers = {
+            handlers: dict[str, Endpoint] = {
                 "ping": lambda request, now, family: {},
                 "time": lambda request, now, family: {"serverTime": now},
                 "exchangeInfo": self._exchange_info,

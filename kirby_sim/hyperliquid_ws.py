@@ -68,7 +68,7 @@ class StreamLimits:
 class Connection:
     ws: web.WebSocketResponse
     client: str
-    transport: asyncio.BaseTransport | None
+    transport: asyncio.Transport | None
     outbox: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(_OUTBOX_LIMIT))
     subscriptions: dict[Key, dict[str, Any]] = field(default_factory=dict)
 

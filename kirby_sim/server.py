@@ -97,9 +97,11 @@ class SimulatorServer:
         await site.start()
         self.port = self._runner.addresses[0][1]
         loop = asyncio.get_running_loop()
-        self._forget_drop_listener = self.faults.on_drop(
-            lambda: loop.call_soon_threadsafe(self.stream.drop_all)
-        )
+
+        def drop_all() -> None:
+            loop.call_soon_threadsafe(self.stream.drop_all)
+
+        self._forget_drop_listener = self.faults.on_drop(drop_all)
         self._tasks = [
             asyncio.create_task(self.feed.run(), name="simulator-feed"),
             asyncio.create_task(

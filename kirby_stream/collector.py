@@ -99,7 +99,8 @@ class Collector:
 
     async def _run(self, database: Database, catalog: StreamCatalog, stop: asyncio.Event) -> None:
         settings = self.settings
-        self._frames = frames = asyncio.Queue(QUEUE_FRAMES)
+        frames: asyncio.Queue[Frame | FeedEvent] = asyncio.Queue(QUEUE_FRAMES)
+        self._frames = frames
         self._feed = feed = Feed(settings, frames, self.health, self.clock, catalog)
         flusher = Flusher(settings, self.buffers, database, self.stats, self.clock)
         heartbeat = HeartbeatWriter(

@@ -50,8 +50,8 @@ KEEPER_TICK_SECONDS = 1.0
 CLOSE_TIMEOUT_SECONDS = 1.0
 MAX_FRAME_BYTES = 4 * 2**20
 
-Frame = tuple[str, datetime, float]
-"""(text, received_at on the data clock, received on time.monotonic())"""
+Frame = tuple[str | bytes, datetime, float]
+"""(text (bytes for a binary frame), received_at on the data clock, received on time.monotonic())"""
 
 
 @dataclass(frozen=True)

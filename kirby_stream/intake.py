@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
+from typing import cast
 
 from kirby_core.errors import ExchangeProtocolError
 from kirby_core.exchanges.hyperliquid_wire import ChannelError, SubscriptionAck, parse_ws_message
@@ -72,12 +73,12 @@ class Intake:
             elif isinstance(item, FeedEnded):
                 return
             else:
-                self.event(item)
+                self.event(cast(FeedEvent, item))  # frames are the only tuples
             handled += 1
             if handled % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
 
-    def frame(self, text: str, received_at: datetime, received: float) -> None:
+    def frame(self, text: str | bytes, received_at: datetime, received: float) -> None:
         self.stats.messages_received += 1
         self.last_message = received
         self.buffers.received_through = received_at

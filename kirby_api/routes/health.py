@@ -47,7 +47,7 @@ async def get_health(
         listener.connected.is_set(),
         settings.api_stream_stale_seconds,
     )
-    return Response(  # type: ignore[return-value]
+    return Response(  # type: ignore[return-value]  # the annotation is the OpenAPI body
         encode_message(health),
         media_type=MediaType.JSON,
         status_code=503 if health.status == "down" else 200,

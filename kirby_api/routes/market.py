@@ -89,6 +89,7 @@ async def get_candles(
 ) -> CandlesPage:
     star = catalog.starlisting(exchange, coin, quote, market_type, interval)
     window = make_window(start_time, end_time, limit, cursor)
+    # the annotation is the body OpenAPI documents; serve returns its Response
     return await pages.serve(CANDLES, star, window, format)  # type: ignore[return-value]
 
 
@@ -115,6 +116,7 @@ async def get_funding(
 ) -> FundingPage:
     pair = catalog.trading_pair(exchange, coin, quote, market_type)
     window = make_window(start_time, end_time, limit, cursor)
+    # the annotation is the body OpenAPI documents; serve returns its Response
     return await pages.serve(FUNDING, pair, window, format)  # type: ignore[return-value]
 
 
@@ -139,4 +141,5 @@ async def get_open_interest(
 ) -> OpenInterestPage:
     pair = catalog.trading_pair(exchange, coin, quote, market_type)
     window = make_window(start_time, end_time, limit, cursor)
+    # the annotation is the body OpenAPI documents; serve returns its Response
     return await pages.serve(OPEN_INTEREST, pair, window, format)  # type: ignore[return-value]

@@ -42,7 +42,7 @@ async def get_status(
     status_board: NamedDependency[StatusBoard], days: Days = DEFAULT_DAYS
 ) -> Status:
     status = await status_board.snapshot(days)
-    return Response(  # type: ignore[return-value]
+    return Response(  # type: ignore[return-value]  # the annotation is the OpenAPI body
         encode_message(status),
         media_type=MediaType.JSON,
         status_code=503 if status.status == "down" else 200,

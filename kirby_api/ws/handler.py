@@ -32,12 +32,15 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
+import msgspec
 from litestar import WebSocket, websocket
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
+from litestar.types import WebSocketDisconnectEvent, WebSocketReceiveEvent
 
 from kirby_api.errors import RateLimited, Unauthorized
 from kirby_api.formats import encode_message
@@ -144,13 +147,17 @@ class Session:
         with contextlib.suppress(*_SOCKET_GONE):
             while True:
                 text = await queue.get()
-                await send({"type": "websocket.send", "text": text})
+                # ASGI's "bytes" is optional; litestar's TypedDict requires it
+                await send({"type": "websocket.send", "text": text})  # type: ignore[arg-type]
                 sent.inc()
 
     async def _read(self) -> Close | None:
         limit = self._settings.api_ws_max_message_bytes
         while True:
-            event = await self._socket.receive()
+            # after the accept, ASGI sends only these two (as litestar's own receive_data says)
+            event = cast(
+                "WebSocketReceiveEvent | WebSocketDisconnectEvent", await self._socket.receive()
+            )
             if event["type"] == "websocket.disconnect":
                 return None
             raw = event.get("text")
@@ -165,8 +172,8 @@ class Session:
             if closing is not None:
                 return closing
 
-    def _send(self, message: object) -> None:
-        self.client.offer(None, encode_message(message).decode())  # type: ignore[arg-type]
+    def _send(self, message: msgspec.Struct) -> None:
+        self.client.offer(None, encode_message(message).decode())
 
     async def _apply(self, raw: str | bytes) -> Close | None:
         """Apply one frame; a `Close` when it spent more than the key's budget."""
@@ -251,7 +258,7 @@ class Session:
         self._hub.update(self.client, merged)
         self._send(self._success("unsubscribe", ids, message.channels))
 
-    def _success(self, action: str, ids: list[int], channels: list[str]) -> protocol.Success:
+    def _success(self, action: str, ids: list[int], channels: Sequence[str]) -> protocol.Success:
         subscriptions = self.client.subscriptions
         return protocol.Success(
             action=action,

@@ -99,7 +99,8 @@ class ChangeListener:
         closed = asyncio.Event()
         conn.add_termination_listener(lambda _c: closed.set())
         for channel in notify.CHANNELS.values():
-            await conn.add_listener(channel, self._on_notification)
+            # asyncpg passes the payload as a str; its stubs say object
+            await conn.add_listener(channel, self._on_notification)  # type: ignore[arg-type]
         self._alive_at = datetime.now(UTC)
         self.connections += 1
         self._opened.set()

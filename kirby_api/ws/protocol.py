@@ -83,7 +83,7 @@ class Ping(msgspec.Struct, forbid_unknown_fields=True):
     action: str
 
 
-ACTIONS: dict[str, type[msgspec.Struct]] = {
+ACTIONS: dict[str, type[Subscribe | Unsubscribe | Ping]] = {
     "subscribe": Subscribe,
     "unsubscribe": Unsubscribe,
     "ping": Ping,

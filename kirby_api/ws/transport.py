@@ -47,5 +47,8 @@ class TransportMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         transport = _server_transport(receive, send)
         if transport is not None:
-            scope["extensions"] = {**(scope.get("extensions") or {}), TRANSPORT: transport}
+            scope["extensions"] = {
+                **(scope.get("extensions") or {}),
+                TRANSPORT: transport,  # type: ignore[dict-item]  # ASGI types extensions as dicts
+            }
         await next_app(scope, receive, send)

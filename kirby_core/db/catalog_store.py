@@ -7,7 +7,9 @@ created or reactivated, and whatever the file no longer lists is deactivated, ne
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -103,7 +105,7 @@ async def sync_catalog(conn: asyncpg.Connection, catalog: Catalog) -> SyncReport
                 )
                 or before_pairs[key].id
             )
-        for key in catalog.starlistings:
+        for star in catalog.starlistings:
             await conn.execute(
                 """INSERT INTO starlistings (exchange_id, coin_id, quote_currency_id,
                        market_type_id, interval_id, trading_pair_id, active)
@@ -111,9 +113,9 @@ async def sync_catalog(conn: asyncpg.Connection, catalog: Catalog) -> SyncReport
                    ON CONFLICT (trading_pair_id, interval_id)
                    DO UPDATE SET active = true, updated_at = now()
                        WHERE NOT starlistings.active""",
-                *_pair_ids(ids, key.trading_pair),
-                ids["interval"][key.interval],
-                pair_ids[key.trading_pair],
+                *_pair_ids(ids, star.trading_pair),
+                ids["interval"][star.interval],
+                pair_ids[star.trading_pair],
             )
         stale_stars = [
             s.id for k, s in before_stars.items() if s.active and k not in set(catalog.starlistings)
@@ -128,7 +130,7 @@ async def sync_catalog(conn: asyncpg.Connection, catalog: Catalog) -> SyncReport
             stale_pairs,
         )
 
-    def counted(before: dict, keys: set) -> tuple[int, int]:
+    def counted(before: Mapping[Any, Starlisting | TradingPair], keys: set[Any]) -> tuple[int, int]:
         created = sum(1 for k in keys if k not in before)
         reactivated = sum(1 for k in keys if k in before and not before[k].active)
         return created, reactivated
@@ -147,9 +149,11 @@ async def sync_catalog(conn: asyncpg.Connection, catalog: Catalog) -> SyncReport
     )
 
 
-async def _upsert_reference(conn: asyncpg.Connection, catalog: Catalog) -> dict[str, dict]:
+async def _upsert_reference(
+    conn: asyncpg.Connection, catalog: Catalog
+) -> dict[str, dict[str, int]]:
     """Upsert exchanges, coins, quotes, market types and intervals; return name -> id maps."""
-    ids: dict[str, dict] = {}
+    ids: dict[str, dict[str, int]] = {}
     tables = {
         "exchange": (
             "exchanges",
@@ -181,17 +185,20 @@ async def _upsert_reference(conn: asyncpg.Connection, catalog: Catalog) -> dict[
                       IS DISTINCT FROM (EXCLUDED.{label_col}, EXCLUDED.active)""",  # noqa: S608
             rows,
         )
-        ids[kind] = dict(await conn.fetch(f"SELECT {key_col}, id FROM {table}"))  # noqa: S608
+        found = await conn.fetch(f"SELECT {key_col}, id FROM {table}")  # noqa: S608
+        ids[kind] = {name: id_ for name, id_ in found}
     await conn.executemany(
         """INSERT INTO intervals (name, seconds) VALUES ($1, $2)
            ON CONFLICT (name) DO NOTHING""",
         sorted({(s.interval, INTERVAL_SECONDS[s.interval]) for s in catalog.starlistings}),
     )
-    ids["interval"] = dict(await conn.fetch("SELECT name, id FROM intervals"))
+    ids["interval"] = {
+        name: id_ for name, id_ in await conn.fetch("SELECT name, id FROM intervals")
+    }
     return ids
 
 
-def _pair_ids(ids: dict[str, dict], key: TradingPairKey) -> tuple[int, int, int, int]:
+def _pair_ids(ids: dict[str, dict[str, int]], key: TradingPairKey) -> tuple[int, int, int, int]:
     return (
         ids["exchange"][key.exchange],
         ids["coin"][key.coin],

@@ -13,6 +13,7 @@ import os
 import subprocess
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 from kirby_core.errors import StorageUnavailable
 
@@ -22,7 +23,7 @@ REALTIME_DATABASE = "kirby"
 TRAINING_DATABASE = "kirby_training"
 
 
-def _pgserver():
+def _pgserver() -> ModuleType:
     """Import pgserver lazily (it is heavy) and without its platformdirs warning."""
     with warnings.catch_warnings():  # XDG_RUNTIME_DIR is unset on servers and in CI
         warnings.simplefilter("ignore")
@@ -56,7 +57,8 @@ def start(home: Path, databases: tuple[str, ...] = (REALTIME_DATABASE, TRAINING_
         if name not in existing:
             server.psql(f'CREATE DATABASE "{name}";')
             log.info("embedded database created name=%s", name)
-    return server.get_uri()
+    uri: str = server.get_uri()
+    return uri
 
 
 def is_running(home: Path) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple
 
@@ -177,7 +178,7 @@ async def _upsert(
 
 async def _overlaps(conn: asyncpg.Connection, dataset: Dataset, rows: Sequence[NamedTuple]) -> bool:
     """Whether any stored row falls within the batch's time range of its series."""
-    ranges: dict[int, list] = {}
+    ranges: dict[int, list[datetime]] = {}
     for series, time, *_ in rows:
         span = ranges.get(series)
         if span is None:
@@ -188,7 +189,8 @@ async def _overlaps(conn: asyncpg.Connection, dataset: Dataset, rows: Sequence[N
             span[1] = time
     ids = list(ranges)
     firsts, lasts = zip(*ranges.values(), strict=True)
-    return await conn.fetchval(_overlap_probe(dataset), ids, list(firsts), list(lasts))
+    overlaps: bool = await conn.fetchval(_overlap_probe(dataset), ids, list(firsts), list(lasts))
+    return overlaps
 
 
 async def _stage_and_merge(
@@ -201,6 +203,7 @@ async def _stage_and_merge(
         columns=["ord", *dataset.all_columns],
     )
     record = await conn.fetchrow(_merge(dataset))
+    assert record is not None  # an aggregate: always one row
     rejected = [
         Rejected(rows[ordinal], reason)
         for ordinal, reason in zip(record["rejected_ord"], record["rejected_reason"], strict=True)

@@ -74,7 +74,7 @@ class RetryPolicy:
     def backoff(self, retry: int) -> float:
         """Delay before retry number `retry` (0-based): exponential, capped, with jitter
         (half fixed, half random) so that clients failing together do not retry together."""
-        ceiling = min(self.max_delay, self.base_delay * 2**retry)
+        ceiling = min(self.max_delay, self.base_delay * 2.0**retry)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
@@ -270,7 +270,7 @@ class RetryAfterHook:
             seen = parse_retry_after(response_headers)
             if seen is not None:
                 self.kirby_retry_after = max(seen, self.kirby_retry_after or 0.0)
-        return super().on_rest_response(  # type: ignore[misc]
+        return super().on_rest_response(  # type: ignore[misc]  # the ccxt class after the mixin
             code,
             reason,
             url,

@@ -95,7 +95,7 @@ def replace_hosts(api_urls: Mapping[str, Any], spot_url: str, futures_url: str) 
     return replaced
 
 
-class _CcxtBinance(RetryAfterHook, ccxt_async.binance):
+class _CcxtBinance(RetryAfterHook, ccxt_async.binance):  # type: ignore[misc]  # ccxt is untyped
     pass
 
 

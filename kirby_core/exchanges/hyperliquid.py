@@ -90,7 +90,7 @@ def ccxt_symbol(coin: str, quote: str, market_type: str) -> str:
     raise InvalidRequest(f"unknown market type {market_type!r}; allowed: {', '.join(MARKET_TYPES)}")
 
 
-class _CcxtHyperliquid(RetryAfterHook, ccxt_async.hyperliquid):
+class _CcxtHyperliquid(RetryAfterHook, ccxt_async.hyperliquid):  # type: ignore[misc]  # ccxt is untyped
     pass
 
 

@@ -13,6 +13,7 @@ each past hour and lands in `settled_funding_rate`. They are never mixed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -211,7 +212,7 @@ def _parse_error(data: object, received_at: datetime) -> ChannelError:
     return ChannelError(data if isinstance(data, str) else json.dumps(data, default=str))
 
 
-_CHANNELS = {
+_CHANNELS: dict[str, Callable[[object, datetime], WsMessage]] = {
     "candle": _parse_candle_push,
     "activeAssetCtx": parse_asset_context,
     "subscriptionResponse": _parse_ack,
