@@ -11,8 +11,13 @@ In one run, against the Kirby server of `bench.api.run` (same data, same machine
    many as the API streams at once, `KIRBY_API_BULK_STREAMS`) that drops the bytes: the
    engine's limit for these rows on this machine.
 
+Part 1 also measures the cheap route while 10 clients run PostgreSQL's own COPY of the same
+windows straight from the database (no CSV through the API): the same load on the shared
+cores without Kirby in the path, the machine's limit for part 1.
+
 Targets: cheap-route p99 under the CSV clients <= 3x alone; API rows/s >= 80% of COPY's.
-`python -m bench.api.bulk PORT TOKEN SECONDS ROWS STARS` is the child process of part 1.
+`python -m bench.api.bulk csv|copy PORT TOKEN SECONDS ROWS STARS|IDS URL` is the child process
+of part 1.
 """
 
 from __future__ import annotations
@@ -85,20 +90,38 @@ async def copy_baseline(
     return load.Result(len(latencies), elapsed, latencies, 0, received), cpu
 
 
-async def _csv_clients_in_child(
-    port: int, token: str, seconds: float, rows: int, keys: list[str]
+async def _clients_in_child(
+    mode: str, port: int, token: str, seconds: float, rows: int, series: list[str], url: str
 ) -> asyncio.subprocess.Process:
+    """10 bulk clients in a child process: `csv` through the API, `copy` from PostgreSQL."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bench.api.bulk",
+        mode,
         str(port),
         token,
         str(seconds),
         str(rows),
-        ",".join(keys),
+        ",".join(series),
+        url,
         stdout=asyncio.subprocess.PIPE,
     )
+
+
+async def _cheap_under(
+    mode: str, url: str, stars: list, token: str, port: int, seconds: float, rows: int
+) -> tuple[load.Result, load.Result]:
+    """The cheap route while 10 bulk clients of `mode` run: (its result, theirs)."""
+    series = [str(s.key) for s in stars] if mode == "csv" else [str(s.id) for s in stars]
+    child = await _clients_in_child(mode, port, token, seconds + 1, rows, series, url)
+    assert child.stdout is not None
+    await child.stdout.readline()  # the clients are running
+    headers = {"Authorization": f"Bearer {token}"}
+    loaded = await load.run(HOST, port, lambda: "/starlistings", 1, 100_000, seconds, headers)
+    background = load.Result(**json.loads(await child.stdout.read()))
+    await child.wait()
+    return loaded, background
 
 
 def _rows_line(label: str, result: load.Result, cpu_ms: str) -> str:
@@ -124,14 +147,12 @@ async def bulk(
     await load.run(HOST, port, csv_paths(keys, rows, 1), 10, 30, 10, headers)
     alone = await load.run(HOST, port, cheap, 1, 100_000, seconds, headers)
     print(f"  {'/starlistings c=1 alone':<40} {alone.line()}")
-    child = await _csv_clients_in_child(port, token, seconds + 1, rows, keys)
-    assert child.stdout is not None
-    await child.stdout.readline()  # the CSV clients are running
-    loaded = await load.run(HOST, port, cheap, 1, 100_000, seconds, headers)
-    background = load.Result(**json.loads(await child.stdout.read()))
-    await child.wait()
+    loaded, background = await _cheap_under("csv", url, stars, token, port, seconds, rows)
     print(f"  {'/starlistings c=1 under 10 CSV clients':<40} {loaded.line()}")
     print(_rows_line("(the 10 CSV clients meanwhile)", background, ""))
+    engine, raw = await _cheap_under("copy", url, stars, token, port, seconds, rows)
+    print(f"  {'/starlistings c=1 under 10 raw COPYs':<40} {engine.line()}")
+    print(_rows_line("(the 10 COPY clients meanwhile)", raw, ""))
 
     ratios = {}
     streams = Settings().api_bulk_streams  # the server runs with the defaults
@@ -165,7 +186,9 @@ async def bulk(
     p99_ratio = loaded.percentile(99) / alone.percentile(99)
     print(
         f"\ncheap route p99 under 10 CSV clients: {loaded.percentile(99):.2f} ms vs "
-        f"{alone.percentile(99):.2f} ms alone = {p99_ratio:.1f}x (target <= 3x)"
+        f"{alone.percentile(99):.2f} ms alone = {p99_ratio:.1f}x (target <= 3x); "
+        f"under 10 raw COPYs (no API in their path, the machine's limit): "
+        f"{engine.percentile(99) / alone.percentile(99):.1f}x"
     )
     print(
         "API CSV rows/s vs PostgreSQL's COPY: "
@@ -174,20 +197,25 @@ async def bulk(
     )
 
 
-async def _child(port: int, token: str, seconds: float, rows: int, keys: list[str]) -> None:
+async def _child(
+    mode: str, port: int, token: str, seconds: float, rows: int, series: list[str], url: str
+) -> None:
     print("started", flush=True)
-    result = await load.run(
-        HOST,
-        port,
-        csv_paths(keys, rows, 2),
-        10,
-        1_000_000,
-        seconds,
-        {"Authorization": f"Bearer {token}"},
-    )
+    if mode == "copy":
+        result, _ = await copy_baseline(url, [int(i) for i in series], rows, 10, seconds)
+    else:
+        result = await load.run(
+            HOST,
+            port,
+            csv_paths(series, rows, 2),
+            10,
+            1_000_000,
+            seconds,
+            {"Authorization": f"Bearer {token}"},
+        )
     print(json.dumps(result.__dict__), flush=True)
 
 
 if __name__ == "__main__":
-    port, token, seconds, rows, keys = sys.argv[1:6]
-    uvloop.run(_child(int(port), token, float(seconds), int(rows), keys.split(",")))
+    mode, port, token, seconds, rows, series, url = sys.argv[1:8]
+    uvloop.run(_child(mode, int(port), token, float(seconds), int(rows), series.split(","), url))
