@@ -130,11 +130,6 @@ def partition_dir(lake_dir: Path, dataset: LakeDataset, series: LakeSeries, day:
     return lake_dir.joinpath(dataset.name, *parts, f"date={day.isoformat()}")
 
 
-def dataset_glob(lake_dir: Path, name: str) -> str:
-    """Glob of every file of a lake dataset (or model output), for DuckDB's read_parquet."""
-    return str(lake_dir / name / "**" / "*.parquet")
-
-
 async def export_days(
     url: str,
     lake_dir: Path,

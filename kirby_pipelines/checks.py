@@ -21,7 +21,6 @@ import dagster as dg
 from kirby_core import quality
 from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
-from kirby_core.settings import Database
 from kirby_pipelines import catalogs, evidence
 from kirby_pipelines.backfills import Dataset, starlisting_key, trading_pair_key
 from kirby_pipelines.partitions import (
@@ -293,10 +292,6 @@ def funding_settled_hourly(
 
     findings = run_checks(kirby.url(dataset.database), partitions, check)
     return result(findings, "one settled rate per hour, on the hour, within 4%/h, none missing")
-
-
-def database_of(dataset: str) -> Database:
-    return "training" if dataset == "training_candles" else "realtime"
 
 
 def lake_matches_database(
