@@ -308,7 +308,7 @@ def export(
     parameters and figures. The merged dataset keeps NULLs where a minute has no funding or
     open interest: nothing is forward-filled.
     """
-    from kirby_pipelines.exporting import ExportRequest, run_export
+    from kirby_pipelines.series_files import ExportRequest, run_export
 
     request = ExportRequest(
         dataset=dataset,

@@ -299,7 +299,7 @@ def lake_matches_database(
 ) -> tuple[dg.AssetCheckResult, dg.AssetCheckResult]:
     """(every series-day of the lake holds exactly the database's rows, no time repeated)."""
     from kirby_core.lake import DATASETS
-    from kirby_pipelines.exports import LAKE_ASSETS, series_of
+    from kirby_pipelines.lake_export import LAKE_ASSETS, series_of
 
     dataset = DATASETS[LAKE_ASSETS[asset]]
     keys = run_partitions(context, DAILY)

@@ -21,7 +21,7 @@ import pyarrow as pa
 from kirby_core import lake
 from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
-from kirby_core.db.export import TIME
+from kirby_core.db.copy_reader import TIME
 from kirby_core.lake import DATASETS, LakeSeries
 from kirby_core.settings import Database
 from kirby_core.timeutil import INTERVAL_SECONDS
