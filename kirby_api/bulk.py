@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from litestar import Response
 from litestar.types import Receive, Scope, Send
 
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.datasets import Dataset
 from kirby_api.window import Window
 from kirby_core.errors import StorageError
@@ -89,7 +89,7 @@ class CsvPage(NamedTuple):
 
 
 class CsvExport:
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: ConnectionPool, settings: Settings) -> None:
         self._db = database
         self._wait = settings.api_query_timeout_seconds
         self.timeout = settings.api_bulk_timeout_seconds

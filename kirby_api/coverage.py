@@ -16,7 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.datasets import Dataset
 from kirby_core.db.coverage import SourceWindow, classify_days
 
@@ -65,7 +65,7 @@ def _status(day: DayCoverage) -> Status:
 
 
 async def day_coverage(
-    database: Database,
+    database: ConnectionPool,
     dataset: Dataset,
     series_id: int,
     interval: str,

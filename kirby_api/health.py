@@ -18,7 +18,7 @@ from typing import Literal
 import asyncpg
 import msgspec
 
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST
 from kirby_api.market import MarketData
 from kirby_api.observability import Freshness
@@ -80,7 +80,7 @@ _HEARTBEATS = "SELECT * FROM stream_heartbeats ORDER BY heartbeat_at DESC"
 
 
 async def probe(
-    database: Database,
+    database: ConnectionPool,
     market: MarketData,
     catalog: SeriesCatalog,
     freshness: Freshness,

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import asyncpg
 
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.datasets import DATASETS, Dataset
 from kirby_api.window import Window
 
@@ -83,7 +83,7 @@ class JsonRows(NamedTuple):
 
 
 class MarketData:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: ConnectionPool) -> None:
         self._db = database
 
     async def page(self, dataset: Dataset, series_id: int, window: Window) -> list[asyncpg.Record]:

@@ -25,7 +25,7 @@ import asyncpg
 import msgspec
 
 from kirby_api.coverage import DayCoverage, day_coverage
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.datasets import DATASETS
 from kirby_api.health import DatabaseHealth, Health, SeriesFreshness, probe
 from kirby_api.market import MarketData
@@ -125,7 +125,7 @@ class Status(msgspec.Struct):
 class StatusBoard:
     def __init__(
         self,
-        database: Database,
+        database: ConnectionPool,
         market: MarketData,
         catalog: SeriesCatalog,
         hub: Hub,

@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from kirby_api.coverage import DEFAULT_DAYS, MAX_DAYS, DayCoverage, day_coverage
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST, Dataset
 from kirby_api.errors import InvalidParameter, error_responses
 from kirby_api.routes.paths import Coin, Exchange, Interval, MarketType, Quote
@@ -75,7 +75,7 @@ def _days(start_time: str | None, end_time: str | None, now: datetime) -> tuple[
 
 
 async def _coverage(
-    database: Database,
+    database: ConnectionPool,
     dataset: Dataset,
     series: Starlisting | TradingPair,
     start_time: str | None,
@@ -111,7 +111,7 @@ async def get_candle_coverage(
     market_type: MarketType,
     interval: Interval,
     catalog: NamedDependency[SeriesCatalog],
-    database: NamedDependency[Database],
+    database: NamedDependency[ConnectionPool],
     start_time: Day = None,
     end_time: Day = None,
 ) -> CoverageResponse:
@@ -130,7 +130,7 @@ async def get_funding_coverage(
     quote: Quote,
     market_type: MarketType,
     catalog: NamedDependency[SeriesCatalog],
-    database: NamedDependency[Database],
+    database: NamedDependency[ConnectionPool],
     start_time: Day = None,
     end_time: Day = None,
 ) -> CoverageResponse:
@@ -149,7 +149,7 @@ async def get_open_interest_coverage(
     quote: Quote,
     market_type: MarketType,
     catalog: NamedDependency[SeriesCatalog],
-    database: NamedDependency[Database],
+    database: NamedDependency[ConnectionPool],
     start_time: Day = None,
     end_time: Day = None,
 ) -> CoverageResponse:

@@ -20,7 +20,7 @@ import pytest
 
 from kirby_api import bulk, pages
 from kirby_api.bulk import PIECE_BYTES, CsvExport, CsvResponse
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST, Dataset
 from kirby_api.window import make_window
 from kirby_core.errors import StorageError
@@ -137,9 +137,9 @@ async def test_a_client_cut_off_returns_its_connection(served, conn, catalog) ->
 
 
 @asynccontextmanager
-async def _export(settings, **overrides) -> AsyncIterator[tuple[Database, CsvExport]]:
+async def _export(settings, **overrides) -> AsyncIterator[tuple[ConnectionPool, CsvExport]]:
     settings = settings.model_copy(update=overrides)
-    database = Database(settings.database_url, settings)
+    database = ConnectionPool(settings.database_url, settings)
     await database.open()
     try:
         yield database, CsvExport(database, settings)
