@@ -184,13 +184,13 @@ def _serving(dataset: core.Dataset, row: type[msgspec.Struct], notes: dict[str, 
     )
 
 
-CANDLES = _serving(core.CANDLES, CandleData, {"time": "open time of the candle (UTC)"})
-FUNDING = _serving(
+SERVED_CANDLES = _serving(core.CANDLES, CandleData, {"time": "open time of the candle (UTC)"})
+SERVED_FUNDING = _serving(
     core.FUNDING_RATES,
     FundingData,
     {"settled_funding_rate": SETTLED_RATE, "predicted_funding_rate": PREDICTED_RATE},
 )
-OPEN_INTEREST = _serving(
+SERVED_OPEN_INTEREST = _serving(
     core.OPEN_INTEREST,
     OpenInterestData,
     {
@@ -199,5 +199,5 @@ OPEN_INTEREST = _serving(
     },
 )
 
-DATASETS = {d.name: d for d in (CANDLES, FUNDING, OPEN_INTEREST)}
-BY_CHANNEL = {d.channel: d for d in (CANDLES, FUNDING, OPEN_INTEREST)}
+SERVED_DATASETS = {d.name: d for d in (SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST)}
+BY_CHANNEL = {d.channel: d for d in (SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST)}

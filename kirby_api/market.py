@@ -18,7 +18,7 @@ from typing import NamedTuple
 import asyncpg
 
 from kirby_api.database import ConnectionPool
-from kirby_api.datasets import DATASETS, Dataset
+from kirby_api.datasets import SERVED_DATASETS, Dataset
 from kirby_api.window import Window
 
 
@@ -65,7 +65,7 @@ def _statements(d: Dataset) -> _Statements:
     )
 
 
-_SQL = {name: _statements(d) for name, d in DATASETS.items()}
+_SQL = {name: _statements(d) for name, d in SERVED_DATASETS.items()}
 
 _LATEST_TIMES = """
 SELECT s.id, (SELECT max(time) FROM {table} WHERE {series} = s.id) AS latest

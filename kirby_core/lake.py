@@ -78,7 +78,7 @@ class LakeDataset:
         return ("exchange", "symbol", "interval") if self.per_interval else ("exchange", "symbol")
 
 
-DATASETS = {
+LAKE_DATASETS = {
     dataset.name: dataset
     for dataset in (
         *(LakeDataset(d.name, "realtime", d) for d in (CANDLES, FUNDING_RATES, OPEN_INTEREST)),

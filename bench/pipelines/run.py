@@ -251,7 +251,7 @@ def bench_year(url: str, training: str, lake: Path, days: int) -> None:
     start = datetime.combine(first, time(), UTC)
     end = datetime.combine(last, time(), UTC) + timedelta(days=1)
     export_days = [first + timedelta(days=i) for i in range(days)]
-    dataset = lake_module.DATASETS["candles"]
+    dataset = lake_module.LAKE_DATASETS["candles"]
     series = asyncio.run(lake_export.series_of(url, dataset))
     asyncio.run(lake_module.export_days(url, lake, dataset, series, export_days))  # warm-up
     engine_runs = []
@@ -440,7 +440,7 @@ def bench_merged(url: str, training: str, lake: Path, starlisting: int, pair: in
 
     def engine() -> int:
         for name in ("candles", "funding_rates", "open_interest"):
-            dataset = lake_module.DATASETS[name]
+            dataset = lake_module.LAKE_DATASETS[name]
             series = asyncio.run(lake_export.series_of(url, dataset))
             asyncio.run(lake_module.export_days(url, lake, dataset, series, merged_days))
         with timed() as model_time:

@@ -12,7 +12,7 @@ from litestar.params import QueryParameter
 
 from kirby_api.coverage import DEFAULT_DAYS, MAX_DAYS, DayCoverage, day_coverage
 from kirby_api.database import ConnectionPool
-from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST, Dataset
+from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST, Dataset
 from kirby_api.errors import InvalidParameter, error_responses
 from kirby_api.routes.paths import Coin, Exchange, Interval, MarketType, Quote
 from kirby_api.series import SeriesCatalog
@@ -116,7 +116,7 @@ async def get_candle_coverage(
     end_time: Day = None,
 ) -> CoverageResponse:
     star = catalog.starlisting(exchange, coin, quote, market_type, interval)
-    return await _coverage(database, CANDLES, star, start_time, end_time)
+    return await _coverage(database, SERVED_CANDLES, star, start_time, end_time)
 
 
 @get(
@@ -135,7 +135,7 @@ async def get_funding_coverage(
     end_time: Day = None,
 ) -> CoverageResponse:
     pair = catalog.trading_pair(exchange, coin, quote, market_type)
-    return await _coverage(database, FUNDING, pair, start_time, end_time)
+    return await _coverage(database, SERVED_FUNDING, pair, start_time, end_time)
 
 
 @get(
@@ -154,4 +154,4 @@ async def get_open_interest_coverage(
     end_time: Day = None,
 ) -> CoverageResponse:
     pair = catalog.trading_pair(exchange, coin, quote, market_type)
-    return await _coverage(database, OPEN_INTEREST, pair, start_time, end_time)
+    return await _coverage(database, SERVED_OPEN_INTEREST, pair, start_time, end_time)

@@ -28,10 +28,10 @@ import msgspec
 
 from kirby_api.datasets import (
     BY_CHANNEL,
-    CANDLES,
-    DATASETS,
-    FUNDING,
-    OPEN_INTEREST,
+    SERVED_CANDLES,
+    SERVED_DATASETS,
+    SERVED_FUNDING,
+    SERVED_OPEN_INTEREST,
     Dataset,
 )
 from kirby_api.formats import encode_message
@@ -109,9 +109,9 @@ def subscription_keys(stars: Iterable[Starlisting], channels: Iterable[str]) -> 
 
 
 _LIVE: dict[str, type[msgspec.Struct]] = {
-    CANDLES.name: protocol.CandleUpdate,
-    FUNDING.name: protocol.FundingUpdate,
-    OPEN_INTEREST.name: protocol.OpenInterestUpdate,
+    SERVED_CANDLES.name: protocol.CandleUpdate,
+    SERVED_FUNDING.name: protocol.FundingUpdate,
+    SERVED_OPEN_INTEREST.name: protocol.OpenInterestUpdate,
 }
 
 
@@ -195,7 +195,7 @@ class Hub:
             for name, series_id in sorted(keys):
                 by_dataset.setdefault(name, []).append(series_id)
             for name, series_ids in by_dataset.items():
-                dataset = DATASETS[name]
+                dataset = SERVED_DATASETS[name]
                 found = await self._market.latest_many_json(dataset, series_ids, rows_per_series)
                 for series_id in series_ids:
                     count, rows = found.get(series_id, (0, b""))
@@ -212,7 +212,7 @@ class Hub:
         self, dataset_name: str, changes: dict[int, list[datetime]], received: float
     ) -> None:
         """Fan out the rows a NOTIFY named (`received`: its `time.perf_counter()`)."""
-        dataset = DATASETS[dataset_name]
+        dataset = SERVED_DATASETS[dataset_name]
         wanted = [
             (series_id, moment)
             for series_id, times in changes.items()
@@ -242,7 +242,7 @@ class Hub:
 
     async def resync(self, since: datetime) -> None:
         """Re-send rows every subscribed series may have changed since `since`."""
-        for dataset in DATASETS.values():
+        for dataset in SERVED_DATASETS.values():
             starts = []
             for name, series_id in list(self._subscribers):
                 if name != dataset.name:
