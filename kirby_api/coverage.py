@@ -17,7 +17,7 @@ from typing import Literal
 import msgspec
 
 from kirby_api.database import ConnectionPool
-from kirby_api.datasets import Dataset
+from kirby_api.datasets import ServedDataset
 from kirby_core.db.coverage import SourceWindow, classify_days
 
 Status = Literal[
@@ -66,7 +66,7 @@ def _status(day: DayCoverage) -> Status:
 
 async def day_coverage(
     database: ConnectionPool,
-    dataset: Dataset,
+    dataset: ServedDataset,
     series_id: int,
     interval: str,
     start: date,

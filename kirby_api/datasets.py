@@ -75,7 +75,7 @@ class OpenInterestData(msgspec.Struct):
 
 
 @dataclass(frozen=True)
-class Dataset:
+class ServedDataset:
     name: str
     """Table name, and the key of its NOTIFY channel in `kirby_core.db.notify.CHANNELS`."""
     channel: str
@@ -167,13 +167,15 @@ _NULLABLE: dict[Kind, str] = {
 _KINDS: dict[str, Kind] = {"numeric": "decimal", "integer": "int", "timestamptz": "time"}
 
 
-def _serving(dataset: core.Dataset, row: type[msgspec.Struct], notes: dict[str, str]) -> Dataset:
+def _serving(
+    dataset: core.Dataset, row: type[msgspec.Struct], notes: dict[str, str]
+) -> ServedDataset:
     """The API's form of a declared dataset (`kirby_core.datasets`): `time`, then its value
     columns under their API names; `row`'s fields must be exactly those names, in order."""
     columns = tuple((c.api, c.name, _KINDS[c.pg_type]) for c in (core.TIME, *dataset.columns))
     if row.__struct_fields__ != tuple(name for name, _, _ in columns):
         raise TypeError(f"{row.__name__} fields differ from the {dataset.name} declaration")
-    return Dataset(
+    return ServedDataset(
         name=dataset.name,
         channel=dataset.api_name,
         series_column=dataset.series_column,

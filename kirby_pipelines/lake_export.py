@@ -21,7 +21,7 @@ import pyarrow as pa
 from kirby_core import lake
 from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
-from kirby_core.db.copy_reader import TIME
+from kirby_core.db.copy_reader import ARROW_TIME
 from kirby_core.lake import LAKE_DATASETS, LakeSeries
 from kirby_core.settings import Database
 from kirby_core.timeutil import INTERVAL_SECONDS
@@ -117,10 +117,10 @@ OUTAGES_SCHEMA = pa.schema(
         ("database", pa.string()),
         ("dataset", pa.string()),
         ("series_id", pa.int32()),
-        ("start_time", TIME),
-        ("end_time", TIME),
+        ("start_time", ARROW_TIME),
+        ("end_time", ARROW_TIME),
         ("reason", pa.string()),
-        ("recorded_at", TIME),
+        ("recorded_at", ARROW_TIME),
     ]
 )
 

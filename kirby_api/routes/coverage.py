@@ -12,7 +12,7 @@ from litestar.params import QueryParameter
 
 from kirby_api.coverage import DEFAULT_DAYS, MAX_DAYS, DayCoverage, day_coverage
 from kirby_api.database import ConnectionPool
-from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST, Dataset
+from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST, ServedDataset
 from kirby_api.errors import InvalidParameter, error_responses
 from kirby_api.routes.paths import Coin, Exchange, Interval, MarketType, Quote
 from kirby_api.series import SeriesCatalog
@@ -76,7 +76,7 @@ def _days(start_time: str | None, end_time: str | None, now: datetime) -> tuple[
 
 async def _coverage(
     database: ConnectionPool,
-    dataset: Dataset,
+    dataset: ServedDataset,
     series: Starlisting | TradingPair,
     start_time: str | None,
     end_time: str | None,

@@ -32,7 +32,7 @@ from kirby_api.datasets import (
     SERVED_DATASETS,
     SERVED_FUNDING,
     SERVED_OPEN_INTEREST,
-    Dataset,
+    ServedDataset,
 )
 from kirby_api.formats import encode_message
 from kirby_api.market import MarketData
@@ -162,18 +162,20 @@ class Hub:
 
     # --- messages ----------------------------------------------------------------------------
 
-    def series_name(self, dataset: Dataset, series_id: int) -> str:
+    def series_name(self, dataset: ServedDataset, series_id: int) -> str:
         if dataset.per_starlisting:
             return str(self._catalog.starlisting_by_id(series_id).key)
         return str(self._catalog.trading_pair_by_id(series_id).key)
 
-    def live_message(self, dataset: Dataset, series_id: int, row: Sequence) -> str:
+    def live_message(self, dataset: ServedDataset, series_id: int, row: Sequence) -> str:
         message = _LIVE[dataset.name](
             series_id, self.series_name(dataset, series_id), dataset.row(*row)
         )
         return encode_message(message).decode()
 
-    def historical_message(self, dataset: Dataset, series_id: int, count: int, rows: bytes) -> str:
+    def historical_message(
+        self, dataset: ServedDataset, series_id: int, count: int, rows: bytes
+    ) -> str:
         """`rows`: the JSON objects as the database encoded them, comma-separated."""
         per_star = dataset.per_starlisting
         message = protocol.Historical(
@@ -226,14 +228,14 @@ class Hub:
             await self._fan_out(dataset, await self._market.changed(dataset, wanted))
         self._metrics.listen_lag.observe(time.perf_counter() - received)
 
-    async def _fan_out(self, dataset: Dataset, records: list) -> None:
+    async def _fan_out(self, dataset: ServedDataset, records: list) -> None:
         for record in records:
             series_id = record[0]
             self._deliver(
                 (dataset.name, series_id), self.live_message(dataset, series_id, record[1:])
             )
 
-    def _observe(self, dataset: Dataset, series_id: int, latest: datetime) -> None:
+    def _observe(self, dataset: ServedDataset, series_id: int, latest: datetime) -> None:
         try:
             name = self.series_name(dataset, series_id)
         except NotFound:  # not in the catalog yet: the next refresh brings it

@@ -21,7 +21,7 @@ import pytest
 from kirby_api import bulk, pages
 from kirby_api.bulk import PIECE_BYTES, CsvExport, CsvResponse
 from kirby_api.database import ConnectionPool
-from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST, Dataset
+from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST, ServedDataset
 from kirby_api.window import make_window
 from kirby_core.errors import StorageError
 from tests.api.conftest import BTC_1M, write_candles
@@ -38,7 +38,9 @@ def _as_text(value: object) -> str:
     "dataset", [SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST], ids=lambda d: d.name
 )
 @pytest.mark.parametrize("latest", [False, True], ids=["window", "latest"])
-async def test_csv_says_what_json_says(client, conn, catalog, dataset: Dataset, latest) -> None:
+async def test_csv_says_what_json_says(
+    client, conn, catalog, dataset: ServedDataset, latest
+) -> None:
     await _write(conn, catalog)
     params = {} if latest else {"start_time": "2024-05-01T00:00:00Z"}
     json_page = await client.get(PATHS[dataset.name], params=params)

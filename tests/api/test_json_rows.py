@@ -12,7 +12,7 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST, Dataset
+from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST, ServedDataset
 from kirby_core.db.writer import upsert_candles, upsert_funding_rates, upsert_open_interest
 from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
 from tests.api.conftest import T0
@@ -60,7 +60,7 @@ async def _write(conn, catalog) -> None:
     "dataset", [SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST], ids=lambda d: d.name
 )
 @pytest.mark.parametrize("latest", [False, True], ids=["window", "latest"])
-async def test_database_json_equals_msgspec(client, conn, catalog, dataset: Dataset, latest):
+async def test_database_json_equals_msgspec(client, conn, catalog, dataset: ServedDataset, latest):
     await _write(conn, catalog)
     series = catalog["BTC/1m"] if dataset.per_starlisting else catalog["BTC"]
     records = await conn.fetch(
@@ -80,7 +80,7 @@ async def test_database_json_equals_msgspec(client, conn, catalog, dataset: Data
 @pytest.mark.parametrize(
     "dataset", [SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST], ids=lambda d: d.name
 )
-async def test_database_json_ignores_the_session_time_zone(conn, catalog, dataset: Dataset):
+async def test_database_json_ignores_the_session_time_zone(conn, catalog, dataset: ServedDataset):
     await _write(conn, catalog)
     series = catalog["BTC/1m"] if dataset.per_starlisting else catalog["BTC"]
     where = f"FROM {dataset.name} WHERE {dataset.series_column} = $1"
