@@ -22,7 +22,7 @@ from typing import cast
 
 import dagster as dg
 
-from kirby_pipelines.catalogs import Series
+from kirby_pipelines.catalogs import DatabaseSeries
 from kirby_pipelines.partitions import (
     STARLISTINGS,
     TRADING_PAIRS,
@@ -49,7 +49,7 @@ REPAIRED_CHECKS = {
 }
 
 
-def active_series(realtime: Series, training: Series) -> dict[str, list[str]]:
+def active_series(realtime: DatabaseSeries, training: DatabaseSeries) -> dict[str, list[str]]:
     """Active series keys by backfill asset."""
     return {
         "candles": [series_key(s.key) for s in realtime.starlistings],
