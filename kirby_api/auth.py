@@ -34,7 +34,7 @@ from litestar.middleware.authentication import (
 )
 from litestar.types import ASGIApp
 
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.errors import Forbidden, RateLimited, Unauthorized, shorten
 from kirby_api.keys import ApiKey, digest, find_key
 from kirby_api.ratelimit import RateLimiter
@@ -84,7 +84,7 @@ class _Lru:
 
 
 class KeyVerifier:
-    def __init__(self, database: Database, cache_seconds: float) -> None:
+    def __init__(self, database: ConnectionPool, cache_seconds: float) -> None:
         self._database = database
         self._cache_seconds = cache_seconds
         self._found = _Lru(_MAX_CACHED)

@@ -31,8 +31,8 @@ from typing import Any, NamedTuple
 from litestar import Response
 from litestar.types import Receive, Scope, Send
 
-from kirby_api.database import Database
-from kirby_api.datasets import Dataset
+from kirby_api.database import ConnectionPool
+from kirby_api.datasets import ServedDataset
 from kirby_api.window import Window
 from kirby_core.errors import StorageError
 from kirby_core.settings import Settings
@@ -51,7 +51,7 @@ def _time(moment: datetime) -> str:
     return f"'{moment.astimezone(UTC).isoformat()}'::timestamptz"
 
 
-def _window_sql(dataset: Dataset, columns: str, newest: bool, *values: str) -> str:
+def _window_sql(dataset: ServedDataset, columns: str, newest: bool, *values: str) -> str:
     """The page's rows in time order; values: series id, lower, upper, limit (SQL text)."""
     series_id, lower, upper, limit = values
     where = (
@@ -66,13 +66,13 @@ def _window_sql(dataset: Dataset, columns: str, newest: bool, *values: str) -> s
     return f"SELECT {columns} {where} ORDER BY time LIMIT {limit}"
 
 
-def copy_query(dataset: Dataset, series_id: int, window: Window) -> str:
+def copy_query(dataset: ServedDataset, series_id: int, window: Window) -> str:
     """The query whose rows `COPY ... TO STDOUT (FORMAT csv, HEADER)` writes as the page."""
     values = _int(series_id), _time(window.lower), _time(window.upper), _int(window.limit)
     return _window_sql(dataset, dataset.csv_select_list, window.newest, *values)
 
 
-def _range_query(dataset: Dataset, newest: bool) -> str:
+def _range_query(dataset: ServedDataset, newest: bool) -> str:
     page = _window_sql(dataset, "time", newest, "$1", "$2", "$3", "$4")
     return f"SELECT count(*)::int, min(time), max(time) FROM ({page}) page"  # noqa: S608
 
@@ -89,7 +89,7 @@ class CsvPage(NamedTuple):
 
 
 class CsvExport:
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: ConnectionPool, settings: Settings) -> None:
         self._db = database
         self._wait = settings.api_query_timeout_seconds
         self.timeout = settings.api_bulk_timeout_seconds
@@ -99,7 +99,7 @@ class CsvExport:
 
     @asynccontextmanager
     async def open(
-        self, dataset: Dataset, series_id: int, window: Window
+        self, dataset: ServedDataset, series_id: int, window: Window
     ) -> AsyncIterator[CsvPage]:
         """The page's metadata and its COPY, on one connection in one snapshot."""
         try:
@@ -186,7 +186,7 @@ class CsvResponse(Response):
     def __init__(
         self,
         export: CsvExport,
-        dataset: Dataset,
+        dataset: ServedDataset,
         series_id: int,
         window: Window,
         headers_for: Callable[[int, datetime | None, datetime | None], dict[str, str]],

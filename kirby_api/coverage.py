@@ -16,8 +16,8 @@ from typing import Literal
 
 import msgspec
 
-from kirby_api.database import Database
-from kirby_api.datasets import Dataset
+from kirby_api.database import ConnectionPool
+from kirby_api.datasets import ServedDataset
 from kirby_core.db.coverage import SourceWindow, classify_days
 
 Status = Literal[
@@ -65,8 +65,8 @@ def _status(day: DayCoverage) -> Status:
 
 
 async def day_coverage(
-    database: Database,
-    dataset: Dataset,
+    database: ConnectionPool,
+    dataset: ServedDataset,
     series_id: int,
     interval: str,
     start: date,

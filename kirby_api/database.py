@@ -58,7 +58,7 @@ class RequestDeadline(ASGIMiddleware):
             _DEADLINE.reset(token)
 
 
-class Database:
+class ConnectionPool:
     def __init__(self, url: str, settings: Settings) -> None:
         self.url = url
         self._size = settings.api_pool_size

@@ -75,7 +75,7 @@ class OpenInterestData(msgspec.Struct):
 
 
 @dataclass(frozen=True)
-class Dataset:
+class ServedDataset:
     name: str
     """Table name, and the key of its NOTIFY channel in `kirby_core.db.notify.CHANNELS`."""
     channel: str
@@ -167,13 +167,15 @@ _NULLABLE: dict[Kind, str] = {
 _KINDS: dict[str, Kind] = {"numeric": "decimal", "integer": "int", "timestamptz": "time"}
 
 
-def _serving(dataset: core.Dataset, row: type[msgspec.Struct], notes: dict[str, str]) -> Dataset:
+def _serving(
+    dataset: core.Dataset, row: type[msgspec.Struct], notes: dict[str, str]
+) -> ServedDataset:
     """The API's form of a declared dataset (`kirby_core.datasets`): `time`, then its value
     columns under their API names; `row`'s fields must be exactly those names, in order."""
     columns = tuple((c.api, c.name, _KINDS[c.pg_type]) for c in (core.TIME, *dataset.columns))
     if row.__struct_fields__ != tuple(name for name, _, _ in columns):
         raise TypeError(f"{row.__name__} fields differ from the {dataset.name} declaration")
-    return Dataset(
+    return ServedDataset(
         name=dataset.name,
         channel=dataset.api_name,
         series_column=dataset.series_column,
@@ -184,13 +186,13 @@ def _serving(dataset: core.Dataset, row: type[msgspec.Struct], notes: dict[str, 
     )
 
 
-CANDLES = _serving(core.CANDLES, CandleData, {"time": "open time of the candle (UTC)"})
-FUNDING = _serving(
+SERVED_CANDLES = _serving(core.CANDLES, CandleData, {"time": "open time of the candle (UTC)"})
+SERVED_FUNDING = _serving(
     core.FUNDING_RATES,
     FundingData,
     {"settled_funding_rate": SETTLED_RATE, "predicted_funding_rate": PREDICTED_RATE},
 )
-OPEN_INTEREST = _serving(
+SERVED_OPEN_INTEREST = _serving(
     core.OPEN_INTEREST,
     OpenInterestData,
     {
@@ -199,5 +201,5 @@ OPEN_INTEREST = _serving(
     },
 )
 
-DATASETS = {d.name: d for d in (CANDLES, FUNDING, OPEN_INTEREST)}
-BY_CHANNEL = {d.channel: d for d in (CANDLES, FUNDING, OPEN_INTEREST)}
+SERVED_DATASETS = {d.name: d for d in (SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST)}
+BY_CHANNEL = {d.channel: d for d in (SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST)}

@@ -143,15 +143,6 @@ def _respond(body: ErrorBody, headers: Mapping[str, str] | None = None) -> Respo
     )
 
 
-def status_of(exc: BaseException) -> int:
-    """The status the handlers below answer `exc` with."""
-    if isinstance(exc, HTTPException):
-        return 400 if isinstance(exc, ValidationException) else exc.status_code
-    if isinstance(exc, StorageRefused):
-        return 400 if exc.input_at_fault else 500
-    return next((status for cls, status, _ in _STATUS if isinstance(exc, cls)), 500)
-
-
 def kirby_error_response(request: Request, exc: KirbyError) -> Response[bytes]:
     if isinstance(exc, StorageRefused):
         if not exc.input_at_fault:

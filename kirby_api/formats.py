@@ -1,6 +1,6 @@
 """Response bodies of the data endpoints: JSON page types, and Parquet files.
 
-JSON pages are built by PostgreSQL (`Dataset.json_object`, `kirby_api.market`); the page
+JSON pages are built by PostgreSQL (`ServedDataset.json_object`, `kirby_api.market`); the page
 types here describe them in OpenAPI and match them byte for byte. CSV is written by
 PostgreSQL too (`kirby_api.bulk`); Parquet is encoded here by `parquet_file`, one row group
 per `CHUNK_ROWS` rows, in a worker thread. Decimals stay exact in every format: strings in
@@ -20,7 +20,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kirby_api.datasets import CandleData, Dataset, FundingData, OpenInterestData
+from kirby_api.datasets import CandleData, FundingData, OpenInterestData, ServedDataset
 
 Format = Literal["json", "csv", "parquet"]
 Rows = Sequence[Sequence[object]] | Sequence[asyncpg.Record]
@@ -87,7 +87,7 @@ def encode_message(message: msgspec.Struct) -> bytes:
 _ARROW_TYPES = {"time": pa.timestamp("ms", tz="UTC"), "decimal": pa.string(), "int": pa.int64()}
 
 
-def parquet_schema(dataset: Dataset, metadata: Metadata) -> pa.Schema:
+def parquet_schema(dataset: ServedDataset, metadata: Metadata) -> pa.Schema:
     fields = [pa.field(name, _ARROW_TYPES[kind]) for name, _, kind in dataset.columns]
     return pa.schema(
         fields,
@@ -101,7 +101,7 @@ def parquet_schema(dataset: Dataset, metadata: Metadata) -> pa.Schema:
 
 
 def parquet_file(
-    dataset: Dataset,
+    dataset: ServedDataset,
     records: Sequence[Sequence[Any]] | Sequence[asyncpg.Record],
     metadata: Metadata,
 ) -> bytes:

@@ -18,8 +18,8 @@ from typing import Literal
 import asyncpg
 import msgspec
 
-from kirby_api.database import Database
-from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST
+from kirby_api.database import ConnectionPool
+from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST
 from kirby_api.market import MarketData
 from kirby_api.observability import Freshness
 from kirby_api.series import SeriesCatalog
@@ -80,7 +80,7 @@ _HEARTBEATS = "SELECT * FROM stream_heartbeats ORDER BY heartbeat_at DESC"
 
 
 async def probe(
-    database: Database,
+    database: ConnectionPool,
     market: MarketData,
     catalog: SeriesCatalog,
     freshness: Freshness,
@@ -151,7 +151,11 @@ async def _freshness(
     stars = [s for s in catalog.starlistings if s.active]
     pairs = [p for p in catalog.trading_pairs if p.active]
     report = []
-    for dataset, series in ((CANDLES, stars), (FUNDING, pairs), (OPEN_INTEREST, pairs)):
+    for dataset, series in (
+        (SERVED_CANDLES, stars),
+        (SERVED_FUNDING, pairs),
+        (SERVED_OPEN_INTEREST, pairs),
+    ):
         latest = await market.latest_times(dataset, [s.id for s in series])
         for item in series:
             moment = latest.get(item.id)

@@ -17,8 +17,8 @@ from typing import NamedTuple
 
 import asyncpg
 
-from kirby_api.database import Database
-from kirby_api.datasets import DATASETS, Dataset
+from kirby_api.database import ConnectionPool
+from kirby_api.datasets import SERVED_DATASETS, ServedDataset
 from kirby_api.window import Window
 
 
@@ -33,7 +33,7 @@ class _Statements:
     since: str
 
 
-def _statements(d: Dataset) -> _Statements:
+def _statements(d: ServedDataset) -> _Statements:
     # Identifiers come from the fixed declarations in `kirby_api.datasets`, never a request.
     cols, table, series = d.select_list, d.name, d.series_column
     window = f"FROM {table} WHERE {series} = $1 AND time >= $2 AND time < $3 ORDER BY time"
@@ -65,7 +65,7 @@ def _statements(d: Dataset) -> _Statements:
     )
 
 
-_SQL = {name: _statements(d) for name, d in DATASETS.items()}
+_SQL = {name: _statements(d) for name, d in SERVED_DATASETS.items()}
 
 _LATEST_TIMES = """
 SELECT s.id, (SELECT max(time) FROM {table} WHERE {series} = s.id) AS latest
@@ -83,10 +83,12 @@ class JsonRows(NamedTuple):
 
 
 class MarketData:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: ConnectionPool) -> None:
         self._db = database
 
-    async def page(self, dataset: Dataset, series_id: int, window: Window) -> list[asyncpg.Record]:
+    async def page(
+        self, dataset: ServedDataset, series_id: int, window: Window
+    ) -> list[asyncpg.Record]:
         """One page of a series, ascending in time."""
         sql = _SQL[dataset.name]
         query = sql.newest if window.newest else sql.forward
@@ -95,7 +97,7 @@ class MarketData:
             records.reverse()
         return records
 
-    async def page_json(self, dataset: Dataset, series_id: int, window: Window) -> JsonRows:
+    async def page_json(self, dataset: ServedDataset, series_id: int, window: Window) -> JsonRows:
         """The same page as `page`, already encoded as JSON objects by the database."""
         sql = _SQL[dataset.name]
         query = sql.newest_json if window.newest else sql.forward_json
@@ -104,7 +106,7 @@ class MarketData:
         return JsonRows(*record)
 
     async def latest_many_json(
-        self, dataset: Dataset, series_ids: Sequence[int], limit: int
+        self, dataset: ServedDataset, series_ids: Sequence[int], limit: int
     ) -> dict[int, tuple[int, bytes]]:
         """The latest `limit` rows of each series, as (count, JSON objects) ascending in
         time; series without rows are left out."""
@@ -113,21 +115,21 @@ class MarketData:
         return {series_id: (count, body) for series_id, count, body in records}
 
     async def changed(
-        self, dataset: Dataset, keys: Sequence[tuple[int, datetime]]
+        self, dataset: ServedDataset, keys: Sequence[tuple[int, datetime]]
     ) -> list[asyncpg.Record]:
         """The current state of the named (series id, time) rows: (series id, *row)."""
         ids, times = zip(*keys, strict=True) if keys else ((), ())
         return await self._db.fetch(_SQL[dataset.name].changed, list(ids), list(times))
 
     async def since(
-        self, dataset: Dataset, starts: Sequence[tuple[int, datetime]], limit: int
+        self, dataset: ServedDataset, starts: Sequence[tuple[int, datetime]], limit: int
     ) -> list[asyncpg.Record]:
         """Rows of each series from its start time on (at most `limit` each)."""
         ids, times = zip(*starts, strict=True) if starts else ((), ())
         return await self._db.fetch(_SQL[dataset.name].since, list(ids), list(times), limit)
 
     async def latest_times(
-        self, dataset: Dataset, series_ids: Sequence[int]
+        self, dataset: ServedDataset, series_ids: Sequence[int]
     ) -> dict[int, datetime | None]:
         """Time of the newest row of each series (None when it has none)."""
         query = _LATEST_TIMES.format(table=dataset.name, series=dataset.series_column)

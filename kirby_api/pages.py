@@ -18,7 +18,7 @@ from typing import Any
 from litestar import MediaType, Response
 
 from kirby_api.bulk import CsvExport, CsvResponse
-from kirby_api.datasets import Dataset
+from kirby_api.datasets import ServedDataset
 from kirby_api.formats import MEDIA_TYPES, Format, Metadata, Range, encode_message, parquet_file
 from kirby_api.latest_cache import LatestCache, Page
 from kirby_api.market import MarketData
@@ -61,7 +61,7 @@ class Pages:
         self._encoders = asyncio.Semaphore(PARQUET_THREADS)
 
     async def serve(
-        self, dataset: Dataset, series: Series, window: Window, fmt: Format
+        self, dataset: ServedDataset, series: Series, window: Window, fmt: Format
     ) -> Response:
         if fmt == "json" and window.latest:
             page = await self._cache.get(
@@ -84,13 +84,13 @@ class Pages:
             return await self._parquet(dataset, series, window)
         return Response(page.body, media_type=MediaType.JSON, headers=page.headers)
 
-    async def _json_page(self, dataset: Dataset, series: Series, window: Window) -> Page:
+    async def _json_page(self, dataset: ServedDataset, series: Series, window: Window) -> Page:
         rows = await self._market.page_json(dataset, series.id, window)
         metadata, headers = _describe(dataset, series, window, rows.count, rows.first, rows.last)
         body = b'{"data":[' + rows.body + b'],"metadata":' + encode_message(metadata) + b"}"
         return Page(body, headers)
 
-    async def _parquet(self, dataset: Dataset, series: Series, window: Window) -> Response:
+    async def _parquet(self, dataset: ServedDataset, series: Series, window: Window) -> Response:
         records = await self._market.page(dataset, series.id, window)
         first = records[0][0] if records else None
         last = records[-1][0] if records else None
@@ -102,7 +102,7 @@ class Pages:
 
 
 def _file_headers(
-    dataset: Dataset, fmt: Format, metadata: Metadata, headers: dict[str, str]
+    dataset: ServedDataset, fmt: Format, metadata: Metadata, headers: dict[str, str]
 ) -> dict[str, str]:
     """A CSV or Parquet page's headers: its metadata's, plus media type and file name."""
     name = metadata.series.replace("/", "_")
@@ -112,7 +112,7 @@ def _file_headers(
 
 
 def _describe(
-    dataset: Dataset,
+    dataset: ServedDataset,
     series: Series,
     window: Window,
     count: int,

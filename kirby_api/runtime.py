@@ -25,7 +25,7 @@ from litestar import Litestar
 
 from kirby_api.auth import KeyVerifier
 from kirby_api.bulk import CsvExport
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.latest_cache import LatestCache
 from kirby_api.market import MarketData
 from kirby_api.observability import Metrics
@@ -52,7 +52,7 @@ class Runtime:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.database = Database(database_url, settings)
+        self.database = ConnectionPool(database_url, settings)
         self.catalog = SeriesCatalog(self.database, settings.api_catalog_refresh_seconds)
         self.market = MarketData(self.database)
         self.latest_cache = LatestCache(settings.api_latest_cache_seconds)

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import TypeVar
 
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.errors import InactiveSeries, shorten
 from kirby_core.catalog import StarlistingKey, TradingPairKey
 from kirby_core.db import catalog_store
@@ -38,7 +38,7 @@ def _fold(*parts: str) -> tuple[str, ...]:
 
 
 class SeriesCatalog:
-    def __init__(self, database: Database, refresh_seconds: float) -> None:
+    def __init__(self, database: ConnectionPool, refresh_seconds: float) -> None:
         self._database = database
         self._refresh_seconds = refresh_seconds
         self._by_key: dict[tuple[str, ...], Starlisting] = {}

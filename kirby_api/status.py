@@ -25,8 +25,8 @@ import asyncpg
 import msgspec
 
 from kirby_api.coverage import DayCoverage, day_coverage
-from kirby_api.database import Database
-from kirby_api.datasets import DATASETS
+from kirby_api.database import ConnectionPool
+from kirby_api.datasets import SERVED_DATASETS
 from kirby_api.health import DatabaseHealth, Health, SeriesFreshness, probe
 from kirby_api.market import MarketData
 from kirby_api.observability import Metrics
@@ -125,7 +125,7 @@ class Status(msgspec.Struct):
 class StatusBoard:
     def __init__(
         self,
-        database: Database,
+        database: ConnectionPool,
         market: MarketData,
         catalog: SeriesCatalog,
         hub: Hub,
@@ -215,7 +215,7 @@ class StatusBoard:
         return collectors
 
     def _series(self, item: SeriesFreshness, now: datetime) -> SeriesStatus:
-        dataset = DATASETS[item.dataset]
+        dataset = SERVED_DATASETS[item.dataset]
         interval = "1m"
         if dataset.per_starlisting:
             interval = self._catalog.starlisting_by_id(item.series_id).key.interval
@@ -242,7 +242,7 @@ class StatusBoard:
         start = end - timedelta(days=days)
         report = []
         for item in series:
-            dataset = DATASETS[item.dataset]
+            dataset = SERVED_DATASETS[item.dataset]
             exchange = (
                 self._catalog.starlisting_by_id(item.series_id).key.exchange
                 if dataset.per_starlisting

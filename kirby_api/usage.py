@@ -12,7 +12,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.keys import add_usage
 from kirby_core.errors import KirbyError
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class UsageCounter:
-    def __init__(self, database: Database, flush_seconds: float) -> None:
+    def __init__(self, database: ConnectionPool, flush_seconds: float) -> None:
         self._database = database
         self._flush_seconds = flush_seconds
         self._counts: dict[int, int] = {}

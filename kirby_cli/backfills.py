@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from kirby_cli.dagster_client import BACKFILL_DONE, BACKFILL_FAILED, DagsterClient
-from kirby_pipelines.catalogs import Series
+from kirby_pipelines.catalogs import DatabaseSeries
 from kirby_pipelines.partitions import partition_key, series_key
 from kirby_pipelines.runs import still_served
 
@@ -33,7 +33,11 @@ def recent_days(days: int, today: date) -> list[date]:
 
 
 def history_partitions(
-    asset: str, realtime: Series, training: Series, days: Sequence[date], now: datetime
+    asset: str,
+    realtime: DatabaseSeries,
+    training: DatabaseSeries,
+    days: Sequence[date],
+    now: datetime,
 ) -> list[str]:
     """Partition keys (day|series) of `asset` for its active series; Hyperliquid candles
     only for the days the exchange still serves."""
@@ -54,7 +58,7 @@ class Backfills:
     def __init__(
         self,
         client: DagsterClient,
-        series: Sequence[Series],
+        series: Sequence[DatabaseSeries],
         days: int,
         assets: Sequence[str],
         export_lake: bool,

@@ -30,7 +30,7 @@ from kirby_cli import failures
 from kirby_cli.options import coin_option, database_option, exchange_option, intervals_option
 from kirby_core.settings import Database, Settings
 
-DATASETS = {"merged", "candles", "funding", "oi"}
+EXPORT_DATASETS = {"merged", "candles", "funding", "oi"}
 
 
 def _days_options(fn):
@@ -277,7 +277,7 @@ def backfill(
 @database_option
 @click.option(
     "--dataset",
-    type=click.Choice(sorted(DATASETS)),
+    type=click.Choice(sorted(EXPORT_DATASETS)),
     default="merged",
     show_default=True,
     help="merged: candles + funding + open interest on time (ML-ready); or one table.",
@@ -308,7 +308,7 @@ def export(
     parameters and figures. The merged dataset keeps NULLs where a minute has no funding or
     open interest: nothing is forward-filled.
     """
-    from kirby_pipelines.exporting import ExportRequest, run_export
+    from kirby_pipelines.series_files import ExportRequest, run_export
 
     request = ExportRequest(
         dataset=dataset,

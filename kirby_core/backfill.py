@@ -112,10 +112,6 @@ class BackfillResult:
     days: list[DayReport] = field(default_factory=list)
     write: WriteResult = field(default_factory=WriteResult)
 
-    @property
-    def unavailable_days(self) -> list[date]:
-        return [d.day for d in self.days if d.status == UNAVAILABLE]
-
 
 Progress = Callable[[DayReport], None]
 

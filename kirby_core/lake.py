@@ -13,7 +13,7 @@ hold `time` and the table's value columns; the path holds the rest, as DuckDB's
 `hive_partitioning` reads it. Numbers are float64 unless exact decimals are asked for.
 
 `export_days` streams each chunk of days out of PostgreSQL with COPY (see
-`kirby_core.db.export`) on two connections, and parses and writes a chunk in a worker
+`kirby_core.db.copy_reader`) on two connections, and parses and writes a chunk in a worker
 thread while the next one is still arriving: no Python loop ever touches a row. Writing a
 (series, day) replaces its file atomically; a (series, day) without rows loses its file, so
 re-exporting is idempotent.
@@ -39,7 +39,7 @@ from kirby_core.catalog import StarlistingKey, TradingPairKey
 from kirby_core.datasets import CANDLES, FUNDING_RATES, OPEN_INTEREST, Dataset
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 from kirby_core.db.connection import connect
-from kirby_core.db.export import copy_csv, parse_csv, schema
+from kirby_core.db.copy_reader import copy_csv, parse_csv, schema
 from kirby_core.settings import Database
 
 FILE_NAME = "part-0.parquet"
@@ -78,7 +78,7 @@ class LakeDataset:
         return ("exchange", "symbol", "interval") if self.per_interval else ("exchange", "symbol")
 
 
-DATASETS = {
+LAKE_DATASETS = {
     dataset.name: dataset
     for dataset in (
         *(LakeDataset(d.name, "realtime", d) for d in (CANDLES, FUNDING_RATES, OPEN_INTEREST)),
@@ -128,11 +128,6 @@ class ExportedFile:
 def partition_dir(lake_dir: Path, dataset: LakeDataset, series: LakeSeries, day: date) -> Path:
     parts = [f"{k}={v}" for k, v in zip(dataset.hive_keys, series.hive_values(), strict=True)]
     return lake_dir.joinpath(dataset.name, *parts, f"date={day.isoformat()}")
-
-
-def dataset_glob(lake_dir: Path, name: str) -> str:
-    """Glob of every file of a lake dataset (or model output), for DuckDB's read_parquet."""
-    return str(lake_dir / name / "**" / "*.parquet")
 
 
 async def export_days(

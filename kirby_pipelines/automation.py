@@ -22,7 +22,7 @@ from typing import cast
 
 import dagster as dg
 
-from kirby_pipelines.catalogs import Series
+from kirby_pipelines.catalogs import DatabaseSeries
 from kirby_pipelines.partitions import (
     STARLISTINGS,
     TRADING_PAIRS,
@@ -49,7 +49,7 @@ REPAIRED_CHECKS = {
 }
 
 
-def active_series(realtime: Series, training: Series) -> dict[str, list[str]]:
+def active_series(realtime: DatabaseSeries, training: DatabaseSeries) -> dict[str, list[str]]:
     """Active series keys by backfill asset."""
     return {
         "candles": [series_key(s.key) for s in realtime.starlistings],
@@ -103,7 +103,7 @@ def new_series(
 
 
 @dataclass(frozen=True)
-class Outage:
+class RecordedOutage:
     id: int
     dataset: str
     series: str
@@ -152,7 +152,7 @@ class FailedCheck:
 
 def repairs(
     cursor: RepairCursor,
-    outages: Sequence[Outage],
+    outages: Sequence[RecordedOutage],
     failed_checks: Sequence[FailedCheck],
     order: Mapping[str, Sequence[str]],
     now: datetime,
@@ -210,7 +210,7 @@ def repairs(
 
 
 async def settled_days(
-    url: str, outages: Sequence[Outage], now: datetime
+    url: str, outages: Sequence[RecordedOutage], now: datetime
 ) -> set[tuple[str, str, date]]:
     """The past (asset, series, day)s of `outages` that `kirby_core.db.coverage` classifies
     as not repairable: their rows present, or missing for a known reason."""
@@ -247,7 +247,7 @@ async def settled_days(
     return settled
 
 
-async def read_outages(url: str, after_id: int, limit: int = 500) -> list[Outage]:
+async def read_outages(url: str, after_id: int, limit: int = 500) -> list[RecordedOutage]:
     """Outage rows recorded after `after_id`, with their series as partition keys."""
     import asyncio
 
@@ -280,7 +280,7 @@ async def read_outages(url: str, after_id: int, limit: int = 500) -> list[Outage
         names = stars if row["dataset"] == "candles" else pairs
         series = names.get(row["series_id"], f"unknown-{row['series_id']}")
         outages.append(
-            Outage(
+            RecordedOutage(
                 row["id"],
                 row["dataset"],
                 series,

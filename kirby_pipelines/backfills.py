@@ -44,16 +44,16 @@ MAX_TABLE_ROWS = 60
 
 
 @dataclass(frozen=True)
-class Dataset:
+class BackfilledAsset:
     asset: str
     database: Database
     kind: str
     """candles (Hyperliquid), training_candles (Binance) or funding_rates (Hyperliquid)."""
 
 
-CANDLES = Dataset("candles", "realtime", "candles")
-FUNDING_RATES = Dataset("funding_rates", "realtime", "funding_rates")
-TRAINING_CANDLES = Dataset("training_candles", "training", "training_candles")
+BACKFILLED_CANDLES = BackfilledAsset("candles", "realtime", "candles")
+BACKFILLED_FUNDING_RATES = BackfilledAsset("funding_rates", "realtime", "funding_rates")
+BACKFILLED_TRAINING_CANDLES = BackfilledAsset("training_candles", "training", "training_candles")
 
 
 def starlisting_key(key: str) -> StarlistingKey:
@@ -74,7 +74,7 @@ def run(
     context: dg.AssetExecutionContext,
     kirby: KirbyResource,
     progress: Progress | None,
-    dataset: Dataset,
+    dataset: BackfilledAsset,
 ) -> dg.MaterializeResult:
     settings = kirby.settings()
     url = kirby.url(dataset.database)
@@ -126,7 +126,7 @@ def run(
 async def _fetch_all(
     settings: Settings,
     url: str,
-    dataset: Dataset,
+    dataset: BackfilledAsset,
     plan: dict[str, list],
     now: datetime,
     advance: Callable[[str], Callable[[DayReport], None]],
@@ -186,7 +186,9 @@ async def _record(
     )
 
 
-def _totals(dataset: Dataset, results: dict[str, BackfillResult]) -> dict[str, dg.RawMetadataValue]:
+def _totals(
+    dataset: BackfilledAsset, results: dict[str, BackfillResult]
+) -> dict[str, dg.RawMetadataValue]:
     reports = [(series, r) for series, result in results.items() for r in result.days]
     firsts = [r.first_time for _, r in reports if r.first_time is not None]
     lasts = [r.last_time for _, r in reports if r.last_time is not None]

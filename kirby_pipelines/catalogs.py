@@ -38,7 +38,7 @@ QUERY_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
-class Series:
+class DatabaseSeries:
     """The active series of one database."""
 
     database: Database
@@ -61,7 +61,7 @@ class Series:
         return next(p for p in self.trading_pairs if series_key(p.key) == key)
 
 
-async def read_series(url: str, database: Database, *, active_only: bool = True) -> Series:
+async def read_series(url: str, database: Database, *, active_only: bool = True) -> DatabaseSeries:
     async with asyncio.timeout(QUERY_TIMEOUT_SECONDS):
         conn = await connect(url)
         try:
@@ -69,14 +69,14 @@ async def read_series(url: str, database: Database, *, active_only: bool = True)
             pairs = await catalog_store.list_trading_pairs(conn, active_only=active_only)
         finally:
             await conn.close()
-    return Series(database, tuple(stars), tuple(pairs))
+    return DatabaseSeries(database, tuple(stars), tuple(pairs))
 
 
-def sync(settings: Settings, url: str, database: Database) -> tuple[SyncReport, Series]:
+def sync(settings: Settings, url: str, database: Database) -> tuple[SyncReport, DatabaseSeries]:
     """Sync the database's catalog file, then return its active series."""
     catalog = load_catalog(settings.catalog_path(database))
 
-    async def run() -> tuple[SyncReport, Series]:
+    async def run() -> tuple[SyncReport, DatabaseSeries]:
         conn = await connect(url)
         try:
             report = await catalog_store.sync_catalog(conn, catalog)
@@ -87,7 +87,7 @@ def sync(settings: Settings, url: str, database: Database) -> tuple[SyncReport, 
     return asyncio.run(run())
 
 
-def unregistered(instance: dg.DagsterInstance, series: Series) -> dict[str, list[str]]:
+def unregistered(instance: dg.DagsterInstance, series: DatabaseSeries) -> dict[str, list[str]]:
     """Keys of `series` not yet partitions, by dynamic partitions name."""
     missing: dict[str, list[str]] = {}
     for name, keys in series.keys().items():
@@ -98,7 +98,7 @@ def unregistered(instance: dg.DagsterInstance, series: Series) -> dict[str, list
     return missing
 
 
-def outdated(instance: dg.DagsterInstance, series: Series) -> dict[str, list[str]]:
+def outdated(instance: dg.DagsterInstance, series: DatabaseSeries) -> dict[str, list[str]]:
     """Registered keys of an older spelling (`current_key` differs), by partitions name."""
     found: dict[str, list[str]] = {}
     for name, _ in series.keys().items():
@@ -108,7 +108,7 @@ def outdated(instance: dg.DagsterInstance, series: Series) -> dict[str, list[str
     return found
 
 
-def register(instance: dg.DagsterInstance, series: Series) -> dict[str, list[str]]:
+def register(instance: dg.DagsterInstance, series: DatabaseSeries) -> dict[str, list[str]]:
     """Add the missing partition keys and drop those of an older spelling (their series are
     added in today's); returns what was added."""
     for name, keys in outdated(instance, series).items():
@@ -124,7 +124,7 @@ def registered_order(instance: dg.DagsterInstance, name: str) -> Sequence[str]:
     return instance.get_dynamic_partitions(name)
 
 
-def sync_metadata(report: SyncReport, series: Series, added: dict[str, list[str]]) -> dict:
+def sync_metadata(report: SyncReport, series: DatabaseSeries, added: dict[str, list[str]]) -> dict:
     """The catalog asset's materialization metadata."""
     return {
         "active_starlistings": report.active_starlistings,
@@ -138,7 +138,7 @@ def sync_metadata(report: SyncReport, series: Series, added: dict[str, list[str]
 
 
 def record_sync(
-    instance: dg.DagsterInstance, report: SyncReport, series: Series, description: str
+    instance: dg.DagsterInstance, report: SyncReport, series: DatabaseSeries, description: str
 ) -> dict[str, list[str]]:
     """What the catalog asset does after its sync, for a sync made outside Dagster: register
     the series as partitions and record the asset as materialized. Returns what was added."""

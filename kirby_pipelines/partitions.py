@@ -151,7 +151,3 @@ def day_ranges(days: Sequence[date], max_days: int) -> list[tuple[date, date]]:
                 continue
         ranges.append((day, day))
     return ranges
-
-
-def last_complete_day(today: date) -> date:
-    return today - timedelta(days=1)

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from kirby_core.errors import ConfigError
-from kirby_core.lake import DATASETS as LAKE_DATASETS
+from kirby_core.lake import LAKE_DATASETS
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "dbt_like_sql" / "models"
 REQUIRED_HEADER = ("grain", "key", "upstreams", "partition_by")

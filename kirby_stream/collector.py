@@ -34,7 +34,7 @@ from kirby_core.settings import Settings
 from kirby_stream.backoff import Backoff, pause
 from kirby_stream.buffers import Buffers
 from kirby_stream.catalog import StreamCatalog, load_stream_catalog
-from kirby_stream.database import Database
+from kirby_stream.database import SharedConnection
 from kirby_stream.feed import Feed, FeedEvent, FeedHealth, Frame
 from kirby_stream.flusher import Flusher
 from kirby_stream.heartbeat import HeartbeatWriter, wall_time_of
@@ -82,7 +82,7 @@ class Collector:
 
     async def run(self, stop: asyncio.Event) -> None:
         url = self.database_url
-        database = Database(url, self.settings.stream_database_timeout_seconds)
+        database = SharedConnection(url, self.settings.stream_database_timeout_seconds)
         log.info(
             "event=collector_starting collector_id=%s ws=%s database=%s",
             self.stats.collector_id,
@@ -97,7 +97,9 @@ class Collector:
             await database.close()
         log.info("event=collector_stopped collector_id=%s", self.stats.collector_id)
 
-    async def _run(self, database: Database, catalog: StreamCatalog, stop: asyncio.Event) -> None:
+    async def _run(
+        self, database: SharedConnection, catalog: StreamCatalog, stop: asyncio.Event
+    ) -> None:
         settings = self.settings
         frames: asyncio.Queue[Frame | FeedEvent] = asyncio.Queue(QUEUE_FRAMES)
         self._frames = frames
@@ -134,7 +136,9 @@ class Collector:
             ]
         self.refresh_stats()
 
-    async def _first_catalog(self, database: Database, stop: asyncio.Event) -> StreamCatalog | None:
+    async def _first_catalog(
+        self, database: SharedConnection, stop: asyncio.Event
+    ) -> StreamCatalog | None:
         backoff = Backoff(self.settings.stream_database_backoff_max_seconds)
         while not stop.is_set():
             try:
@@ -153,7 +157,7 @@ class Collector:
         return None
 
     async def _poll_catalog(
-        self, database: Database, catalog: StreamCatalog, stop: asyncio.Event
+        self, database: SharedConnection, catalog: StreamCatalog, stop: asyncio.Event
     ) -> None:
         while not await pause(stop, self.settings.stream_catalog_poll_seconds):
             try:

@@ -1,8 +1,8 @@
 """The collector's one PostgreSQL connection, shared in turn by flushes, heartbeats and
 catalog polls.
 
-`Database.run(operation)` runs one operation under a lock and a timeout, connecting first if
-needed. A failure to reach the server (refused, reset, timed out, server gone) closes the
+`SharedConnection.run(operation)` runs one operation under a lock and a timeout, connecting
+first if needed. A failure to reach the server (refused, reset, timed out, server gone) closes the
 connection and raises `StorageUnavailable`, so the next call starts from a fresh one;
 retrying is the caller's policy (flushes back off and keep their rows, a heartbeat skips a
 beat). A statement the server refuses (bad data, constraint, schema) raises `StorageRefused`
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Database:
+class SharedConnection:
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url
         self.timeout = timeout

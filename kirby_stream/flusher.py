@@ -32,7 +32,7 @@ from kirby_core.errors import StorageRefused, StorageUnavailable
 from kirby_core.settings import Settings
 from kirby_stream.backoff import Backoff, pause
 from kirby_stream.buffers import Batch, Buffers
-from kirby_stream.database import Database
+from kirby_stream.database import SharedConnection
 from kirby_stream.outages import insert_outages
 from kirby_stream.stats import Stats
 
@@ -62,7 +62,7 @@ class Flusher:
         self,
         settings: Settings,
         buffers: Buffers,
-        database: Database,
+        database: SharedConnection,
         stats: Stats,
         clock: Callable[[], datetime],
     ) -> None:

@@ -26,7 +26,7 @@ import asyncpg
 
 from kirby_core.errors import StorageError
 from kirby_stream.backoff import pause
-from kirby_stream.database import Database
+from kirby_stream.database import SharedConnection
 from kirby_stream.stats import Stats
 from kirby_stream.succession import Predecessor, claim_predecessors
 
@@ -102,7 +102,7 @@ async def read_heartbeats(
 class HeartbeatWriter:
     def __init__(
         self,
-        database: Database,
+        database: SharedConnection,
         stats: Stats,
         interval: float,
         refresh: Callable[[], None],

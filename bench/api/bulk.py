@@ -36,7 +36,7 @@ import uvloop
 from bench.api import load
 from bench.api.servers import HOST, Server
 from kirby_api.bulk import copy_query
-from kirby_api.datasets import CANDLES
+from kirby_api.datasets import SERVED_CANDLES
 from kirby_api.window import make_window
 from kirby_core.settings import Settings
 
@@ -75,7 +75,7 @@ async def copy_baseline(
         while time.perf_counter() < deadline:
             start = T0 + timedelta(minutes=rng.randrange(0, rows - LIMIT))
             window = make_window(f"{start:%Y-%m-%dT%H:%M:%SZ}", None, LIMIT, None)
-            query = copy_query(CANDLES, rng.choice(ids), window)
+            query = copy_query(SERVED_CANDLES, rng.choice(ids), window)
             began = time.perf_counter()
             await conn.copy_from_query(query, output=drop, format="csv", header=True)
             latencies.append(time.perf_counter() - began)

@@ -40,8 +40,8 @@ from bench.api.bulk import bulk
 from bench.api.servers import HOST, REPO, Server, cpu_busy, start_servers
 from bench.api.ws import history_subscribe, ws_latency
 from bench.common import drop_database, random_walk_candles, scratch_database
-from kirby_api.database import Database
-from kirby_api.datasets import CANDLES
+from kirby_api.database import ConnectionPool
+from kirby_api.datasets import SERVED_CANDLES
 from kirby_api.keys import create_key
 from kirby_api.market import MarketData
 from kirby_api.window import Window
@@ -140,7 +140,7 @@ async def rest(
 async def database_alone(url: str, stars: list, rows: int, seconds: float) -> load.Result:
     """The engine's limit for `candles window limit=1000 c=10`: the API's own read
     (`MarketData.page_json`, rows encoded by PostgreSQL) from 10 tasks, without HTTP."""
-    database = Database(url, Settings(api_pool_size=10))
+    database = ConnectionPool(url, Settings(api_pool_size=10))
     await database.open()
     market, rng = MarketData(database), random.Random(11)
     latencies: list[float] = []
@@ -152,7 +152,7 @@ async def database_alone(url: str, stars: list, rows: int, seconds: float) -> lo
             start = T0 + timedelta(minutes=rng.randrange(0, rows - 1000))
             window = Window(start, start + timedelta(days=30), 1000, False, False)
             began = time.perf_counter()
-            await market.page_json(CANDLES, rng.choice(stars).id, window)
+            await market.page_json(SERVED_CANDLES, rng.choice(stars).id, window)
             latencies.append(time.perf_counter() - began)
 
     try:

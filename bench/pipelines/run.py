@@ -47,15 +47,15 @@ from kirby_core.db import catalog_store
 from kirby_core.db.writer import upsert_candles, upsert_funding_rates, upsert_open_interest
 from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
 from kirby_core.settings import Settings
-from kirby_pipelines import automation, catalogs, exports
+from kirby_pipelines import automation, catalogs, lake_export
 from kirby_pipelines.defs.backfills import checks
 from kirby_pipelines.defs.backfills.assets import candles
 from kirby_pipelines.defs.catalog.assets import realtime_catalog
 from kirby_pipelines.defs.lake.assets import lake_candles, lake_funding_rates, lake_open_interest
 from kirby_pipelines.defs.models.assets import model_assets
-from kirby_pipelines.exporting import ExportRequest, write_files
 from kirby_pipelines.resources import KirbyResource
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
+from kirby_pipelines.series_files import ExportRequest, write_files
 from kirby_pipelines.sql_models import load_models, run_model
 from kirby_sim import SimulatorConfig, run_simulator_in_thread
 
@@ -251,8 +251,8 @@ def bench_year(url: str, training: str, lake: Path, days: int) -> None:
     start = datetime.combine(first, time(), UTC)
     end = datetime.combine(last, time(), UTC) + timedelta(days=1)
     export_days = [first + timedelta(days=i) for i in range(days)]
-    dataset = lake_module.DATASETS["candles"]
-    series = asyncio.run(exports.series_of(url, dataset))
+    dataset = lake_module.LAKE_DATASETS["candles"]
+    series = asyncio.run(lake_export.series_of(url, dataset))
     asyncio.run(lake_module.export_days(url, lake, dataset, series, export_days))  # warm-up
     engine_runs = []
     for _ in range(3):
@@ -433,15 +433,15 @@ def bench_merged(url: str, training: str, lake: Path, starlisting: int, pair: in
     asyncio.run(add_funding_and_oi(url, pair, first, days))
     print(f"\n3. merged dataset: BTC 1m, {days} days, candles + funding + open interest")
     merged_days = [first + timedelta(days=i) for i in range(days)]
-    models = load_models(sources=tuple(exports.RELATIONS))
+    models = load_models(sources=tuple(lake_export.RELATIONS))
     sql_model = next(x for x in models if x.name == "merged_training_dataset")
-    relations = exports.relations_with(models)
+    relations = lake_export.relations_with(models)
     model_seconds: list[float] = []
 
     def engine() -> int:
         for name in ("candles", "funding_rates", "open_interest"):
-            dataset = lake_module.DATASETS[name]
-            series = asyncio.run(exports.series_of(url, dataset))
+            dataset = lake_module.LAKE_DATASETS[name]
+            series = asyncio.run(lake_export.series_of(url, dataset))
             asyncio.run(lake_module.export_days(url, lake, dataset, series, merged_days))
         with timed() as model_time:
             run = run_model(sql_model, relations, lake, first, last)

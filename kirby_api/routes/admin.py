@@ -17,7 +17,7 @@ from litestar.params import JSONBody, PathParameter
 from msgspec import Meta
 
 from kirby_api.auth import KeyVerifier, require_admin
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.errors import error_responses
 from kirby_api.keys import ApiKey, create_key, list_keys, revoke_key
 from kirby_api.routes.starlistings import ListMetadata
@@ -60,7 +60,9 @@ class ApiKeysPage(msgspec.Struct):
     summary="Create an API key",
     responses=error_responses(400, 401, 403, 429, 503),
 )
-async def create_api_key(data: JSONBody[NewKey], database: NamedDependency[Database]) -> CreatedKey:
+async def create_api_key(
+    data: JSONBody[NewKey], database: NamedDependency[ConnectionPool]
+) -> CreatedKey:
     key, token = await create_key(
         database,
         data.name,
@@ -73,7 +75,7 @@ async def create_api_key(data: JSONBody[NewKey], database: NamedDependency[Datab
 
 
 @get("/api-keys", summary="List API keys", responses=error_responses(401, 403, 429, 503))
-async def list_api_keys(database: NamedDependency[Database]) -> ApiKeysPage:
+async def list_api_keys(database: NamedDependency[ConnectionPool]) -> ApiKeysPage:
     keys = await list_keys(database)
     return ApiKeysPage(keys, ListMetadata(len(keys)))
 
@@ -89,7 +91,7 @@ async def list_api_keys(database: NamedDependency[Database]) -> ApiKeysPage:
 )
 async def revoke_api_key(
     key_id: Annotated[int, PathParameter(ge=1, le=2**31 - 1)],
-    database: NamedDependency[Database],
+    database: NamedDependency[ConnectionPool],
     verifier: NamedDependency[KeyVerifier],
 ) -> ApiKey:
     key = await revoke_key(database, key_id)

@@ -11,8 +11,8 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from kirby_api.coverage import DEFAULT_DAYS, MAX_DAYS, DayCoverage, day_coverage
-from kirby_api.database import Database
-from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST, Dataset
+from kirby_api.database import ConnectionPool
+from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST, ServedDataset
 from kirby_api.errors import InvalidParameter, error_responses
 from kirby_api.routes.paths import Coin, Exchange, Interval, MarketType, Quote
 from kirby_api.series import SeriesCatalog
@@ -75,8 +75,8 @@ def _days(start_time: str | None, end_time: str | None, now: datetime) -> tuple[
 
 
 async def _coverage(
-    database: Database,
-    dataset: Dataset,
+    database: ConnectionPool,
+    dataset: ServedDataset,
     series: Starlisting | TradingPair,
     start_time: str | None,
     end_time: str | None,
@@ -111,12 +111,12 @@ async def get_candle_coverage(
     market_type: MarketType,
     interval: Interval,
     catalog: NamedDependency[SeriesCatalog],
-    database: NamedDependency[Database],
+    database: NamedDependency[ConnectionPool],
     start_time: Day = None,
     end_time: Day = None,
 ) -> CoverageResponse:
     star = catalog.starlisting(exchange, coin, quote, market_type, interval)
-    return await _coverage(database, CANDLES, star, start_time, end_time)
+    return await _coverage(database, SERVED_CANDLES, star, start_time, end_time)
 
 
 @get(
@@ -130,12 +130,12 @@ async def get_funding_coverage(
     quote: Quote,
     market_type: MarketType,
     catalog: NamedDependency[SeriesCatalog],
-    database: NamedDependency[Database],
+    database: NamedDependency[ConnectionPool],
     start_time: Day = None,
     end_time: Day = None,
 ) -> CoverageResponse:
     pair = catalog.trading_pair(exchange, coin, quote, market_type)
-    return await _coverage(database, FUNDING, pair, start_time, end_time)
+    return await _coverage(database, SERVED_FUNDING, pair, start_time, end_time)
 
 
 @get(
@@ -149,9 +149,9 @@ async def get_open_interest_coverage(
     quote: Quote,
     market_type: MarketType,
     catalog: NamedDependency[SeriesCatalog],
-    database: NamedDependency[Database],
+    database: NamedDependency[ConnectionPool],
     start_time: Day = None,
     end_time: Day = None,
 ) -> CoverageResponse:
     pair = catalog.trading_pair(exchange, coin, quote, market_type)
-    return await _coverage(database, OPEN_INTEREST, pair, start_time, end_time)
+    return await _coverage(database, SERVED_OPEN_INTEREST, pair, start_time, end_time)

@@ -8,7 +8,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kirby_api.auth import EXCLUDE_FROM_AUTH
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.errors import RETRY_AFTER
 from kirby_api.formats import encode_message
 from kirby_api.health import Health, probe
@@ -32,7 +32,7 @@ PUBLIC = {EXCLUDE_FROM_AUTH: True, EXCLUDE_FROM_RATE_LIMIT: True}
     responses={503: ResponseSpec(Health, description="The database does not answer.")},
 )
 async def get_health(
-    database: NamedDependency[Database],
+    database: NamedDependency[ConnectionPool],
     market: NamedDependency[MarketData],
     catalog: NamedDependency[SeriesCatalog],
     metrics: NamedDependency[Metrics],

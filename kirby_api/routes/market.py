@@ -13,7 +13,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
 from litestar.params import QueryParameter
 
-from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST
+from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST
 from kirby_api.errors import error_responses
 from kirby_api.formats import (
     CandlesPage,
@@ -90,7 +90,7 @@ async def get_candles(
     star = catalog.starlisting(exchange, coin, quote, market_type, interval)
     window = make_window(start_time, end_time, limit, cursor)
     # the annotation is the body OpenAPI documents; serve returns its Response
-    return await pages.serve(CANDLES, star, window, format)  # type: ignore[return-value]
+    return await pages.serve(SERVED_CANDLES, star, window, format)  # type: ignore[return-value]
 
 
 @get(
@@ -117,7 +117,7 @@ async def get_funding(
     pair = catalog.trading_pair(exchange, coin, quote, market_type)
     window = make_window(start_time, end_time, limit, cursor)
     # the annotation is the body OpenAPI documents; serve returns its Response
-    return await pages.serve(FUNDING, pair, window, format)  # type: ignore[return-value]
+    return await pages.serve(SERVED_FUNDING, pair, window, format)  # type: ignore[return-value]
 
 
 @get(
@@ -142,4 +142,4 @@ async def get_open_interest(
     pair = catalog.trading_pair(exchange, coin, quote, market_type)
     window = make_window(start_time, end_time, limit, cursor)
     # the annotation is the body OpenAPI documents; serve returns its Response
-    return await pages.serve(OPEN_INTEREST, pair, window, format)  # type: ignore[return-value]
+    return await pages.serve(SERVED_OPEN_INTEREST, pair, window, format)  # type: ignore[return-value]

@@ -28,11 +28,11 @@ import msgspec
 
 from kirby_api.datasets import (
     BY_CHANNEL,
-    CANDLES,
-    DATASETS,
-    FUNDING,
-    OPEN_INTEREST,
-    Dataset,
+    SERVED_CANDLES,
+    SERVED_DATASETS,
+    SERVED_FUNDING,
+    SERVED_OPEN_INTEREST,
+    ServedDataset,
 )
 from kirby_api.formats import encode_message
 from kirby_api.market import MarketData
@@ -109,9 +109,9 @@ def subscription_keys(stars: Iterable[Starlisting], channels: Iterable[str]) -> 
 
 
 _LIVE: dict[str, type[msgspec.Struct]] = {
-    CANDLES.name: protocol.CandleUpdate,
-    FUNDING.name: protocol.FundingUpdate,
-    OPEN_INTEREST.name: protocol.OpenInterestUpdate,
+    SERVED_CANDLES.name: protocol.CandleUpdate,
+    SERVED_FUNDING.name: protocol.FundingUpdate,
+    SERVED_OPEN_INTEREST.name: protocol.OpenInterestUpdate,
 }
 
 
@@ -162,18 +162,20 @@ class Hub:
 
     # --- messages ----------------------------------------------------------------------------
 
-    def series_name(self, dataset: Dataset, series_id: int) -> str:
+    def series_name(self, dataset: ServedDataset, series_id: int) -> str:
         if dataset.per_starlisting:
             return str(self._catalog.starlisting_by_id(series_id).key)
         return str(self._catalog.trading_pair_by_id(series_id).key)
 
-    def live_message(self, dataset: Dataset, series_id: int, row: Sequence) -> str:
+    def live_message(self, dataset: ServedDataset, series_id: int, row: Sequence) -> str:
         message = _LIVE[dataset.name](
             series_id, self.series_name(dataset, series_id), dataset.row(*row)
         )
         return encode_message(message).decode()
 
-    def historical_message(self, dataset: Dataset, series_id: int, count: int, rows: bytes) -> str:
+    def historical_message(
+        self, dataset: ServedDataset, series_id: int, count: int, rows: bytes
+    ) -> str:
         """`rows`: the JSON objects as the database encoded them, comma-separated."""
         per_star = dataset.per_starlisting
         message = protocol.Historical(
@@ -195,7 +197,7 @@ class Hub:
             for name, series_id in sorted(keys):
                 by_dataset.setdefault(name, []).append(series_id)
             for name, series_ids in by_dataset.items():
-                dataset = DATASETS[name]
+                dataset = SERVED_DATASETS[name]
                 found = await self._market.latest_many_json(dataset, series_ids, rows_per_series)
                 for series_id in series_ids:
                     count, rows = found.get(series_id, (0, b""))
@@ -212,7 +214,7 @@ class Hub:
         self, dataset_name: str, changes: dict[int, list[datetime]], received: float
     ) -> None:
         """Fan out the rows a NOTIFY named (`received`: its `time.perf_counter()`)."""
-        dataset = DATASETS[dataset_name]
+        dataset = SERVED_DATASETS[dataset_name]
         wanted = [
             (series_id, moment)
             for series_id, times in changes.items()
@@ -226,14 +228,14 @@ class Hub:
             await self._fan_out(dataset, await self._market.changed(dataset, wanted))
         self._metrics.listen_lag.observe(time.perf_counter() - received)
 
-    async def _fan_out(self, dataset: Dataset, records: list) -> None:
+    async def _fan_out(self, dataset: ServedDataset, records: list) -> None:
         for record in records:
             series_id = record[0]
             self._deliver(
                 (dataset.name, series_id), self.live_message(dataset, series_id, record[1:])
             )
 
-    def _observe(self, dataset: Dataset, series_id: int, latest: datetime) -> None:
+    def _observe(self, dataset: ServedDataset, series_id: int, latest: datetime) -> None:
         try:
             name = self.series_name(dataset, series_id)
         except NotFound:  # not in the catalog yet: the next refresh brings it
@@ -242,7 +244,7 @@ class Hub:
 
     async def resync(self, since: datetime) -> None:
         """Re-send rows every subscribed series may have changed since `since`."""
-        for dataset in DATASETS.values():
+        for dataset in SERVED_DATASETS.values():
             starts = []
             for name, series_id in list(self._subscribers):
                 if name != dataset.name:

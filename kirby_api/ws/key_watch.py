@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from kirby_api.database import Database
+from kirby_api.database import ConnectionPool
 from kirby_api.keys import ApiKey, get_keys
 from kirby_core.errors import StorageError
 
@@ -27,7 +27,7 @@ MIN_CHECK_SECONDS = 1.0
 
 
 class KeyWatch:
-    def __init__(self, database: Database, cache_seconds: float) -> None:
+    def __init__(self, database: ConnectionPool, cache_seconds: float) -> None:
         self._database = database
         self.every = max(MIN_CHECK_SECONDS, cache_seconds)
         self._sessions: dict[int, set[asyncio.Future[str]]] = {}

@@ -9,7 +9,7 @@ re-fetch), counted once the hour has settled, so a day of backfilled funding rea
 24, not 24 of 1440 minutes.
 
 Pages of rows are read where they are served: the API's `kirby_api.market` (prepared
-statements that build JSON in the database) and the exports' `kirby_core.db.export` (COPY).
+statements that build JSON in the database) and the exports' `kirby_core.db.copy_reader` (COPY).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ import pytest
 
 from kirby_api import bulk, pages
 from kirby_api.bulk import PIECE_BYTES, CsvExport, CsvResponse
-from kirby_api.database import Database
-from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST, Dataset
+from kirby_api.database import ConnectionPool
+from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST, ServedDataset
 from kirby_api.window import make_window
 from kirby_core.errors import StorageError
 from tests.api.conftest import BTC_1M, write_candles
@@ -34,9 +34,13 @@ def _as_text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-@pytest.mark.parametrize("dataset", [CANDLES, FUNDING, OPEN_INTEREST], ids=lambda d: d.name)
+@pytest.mark.parametrize(
+    "dataset", [SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST], ids=lambda d: d.name
+)
 @pytest.mark.parametrize("latest", [False, True], ids=["window", "latest"])
-async def test_csv_says_what_json_says(client, conn, catalog, dataset: Dataset, latest) -> None:
+async def test_csv_says_what_json_says(
+    client, conn, catalog, dataset: ServedDataset, latest
+) -> None:
     await _write(conn, catalog)
     params = {} if latest else {"start_time": "2024-05-01T00:00:00Z"}
     json_page = await client.get(PATHS[dataset.name], params=params)
@@ -53,12 +57,12 @@ async def test_csv_says_what_json_says(client, conn, catalog, dataset: Dataset, 
 async def test_an_empty_csv_page_is_its_header(client, catalog) -> None:
     page = await client.get(BTC_1M, params={"format": "csv"})
     assert page.status_code == 200 and page.headers["Kirby-Count"] == "0"
-    assert page.text == ",".join(CANDLES.field_names) + "\n"
+    assert page.text == ",".join(SERVED_CANDLES.field_names) + "\n"
 
 
 async def test_csv_time_with_microseconds_and_nulls(client, conn, catalog) -> None:
     await _write(conn, catalog)
-    text = (await client.get(PATHS[FUNDING.name], params={"format": "csv"})).text
+    text = (await client.get(PATHS[SERVED_FUNDING.name], params={"format": "csv"})).text
     assert text.splitlines()[1:] == [
         "2024-05-01T00:00:00Z,,,-0.0000125,,64213.50,,,2024-05-01T01:00:00.000250Z",
         "2024-05-01T00:01:00Z,0.0000001,,,,,,,",
@@ -137,9 +141,9 @@ async def test_a_client_cut_off_returns_its_connection(served, conn, catalog) ->
 
 
 @asynccontextmanager
-async def _export(settings, **overrides) -> AsyncIterator[tuple[Database, CsvExport]]:
+async def _export(settings, **overrides) -> AsyncIterator[tuple[ConnectionPool, CsvExport]]:
     settings = settings.model_copy(update=overrides)
-    database = Database(settings.database_url, settings)
+    database = ConnectionPool(settings.database_url, settings)
     await database.open()
     try:
         yield database, CsvExport(database, settings)
@@ -161,7 +165,7 @@ async def test_a_stalled_client_is_cut_off_and_its_connection_returns(
     monkeypatch.setattr(bulk, "PIECE_BYTES", 1)
     window = make_window(None, None, 5000, None)
     async with _export(settings, api_pool_size=1, api_bulk_timeout_seconds=0.2) as (db, export):
-        response = CsvResponse(export, CANDLES, catalog["BTC/1m"], window, lambda *_: {})
+        response = CsvResponse(export, SERVED_CANDLES, catalog["BTC/1m"], window, lambda *_: {})
         await response({}, None, send)
         assert await db.fetchval("SELECT count(*) FROM candles") == 10  # the one connection
     assert [m.get("more_body") for m in sent] == [None, True]  # no final chunk
@@ -177,7 +181,7 @@ async def test_a_copy_past_its_time_gives_its_connection_back(settings, conn, ca
 
     async with _export(settings, api_pool_size=1, api_bulk_timeout_seconds=0.2) as (db, export):
         with pytest.raises(StorageError, match="did not answer in time"):
-            async with export.open(CANDLES, catalog["BTC/1m"], window) as page:
+            async with export.open(SERVED_CANDLES, catalog["BTC/1m"], window) as page:
                 await page.copy(never)
         assert await db.fetchval("SELECT count(*) FROM candles") == 10  # the one connection
 
@@ -187,9 +191,9 @@ async def test_csv_downloads_leave_the_pool_to_other_routes(settings, catalog) -
     overrides = {"api_pool_size": 2, "api_query_timeout_seconds": 0.2}
     async with (
         _export(settings, **overrides) as (db, export),
-        export.open(CANDLES, catalog["BTC/1m"], window),  # the one CSV slot
+        export.open(SERVED_CANDLES, catalog["BTC/1m"], window),  # the one CSV slot
     ):
         with pytest.raises(StorageError, match="too many CSV downloads"):
-            async with export.open(CANDLES, catalog["BTC/1m"], window):
+            async with export.open(SERVED_CANDLES, catalog["BTC/1m"], window):
                 pass
         assert await db.fetchval("SELECT 1") == 1  # the other connection is free

@@ -12,8 +12,8 @@ def test_websocket_channels_are_the_declared_api_names():
 
 
 def test_every_declared_dataset_is_served_with_every_column():
-    assert list(api.DATASETS) == list(core.DATASETS)
-    for name, served in api.DATASETS.items():
+    assert list(api.SERVED_DATASETS) == list(core.DATASETS)
+    for name, served in api.SERVED_DATASETS.items():
         declared = core.DATASETS[name]
         assert served.channel == declared.api_name
         assert served.series_column == declared.series_column
@@ -26,5 +26,5 @@ def test_every_declared_dataset_has_a_live_update():
 
 
 def test_candles_keep_their_public_trade_count_name():
-    assert api.CANDLES.field_names[-1] == "num_trades"
+    assert api.SERVED_CANDLES.field_names[-1] == "num_trades"
     assert core.CANDLES.columns[-1].name == "trade_count"

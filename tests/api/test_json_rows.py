@@ -12,15 +12,15 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from kirby_api.datasets import CANDLES, FUNDING, OPEN_INTEREST, Dataset
+from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST, ServedDataset
 from kirby_core.db.writer import upsert_candles, upsert_funding_rates, upsert_open_interest
 from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
 from tests.api.conftest import T0
 
 PATHS = {
-    CANDLES.name: "/candles/hyperliquid/BTC/USD/perps/1m",
-    FUNDING.name: "/funding/hyperliquid/BTC/USD/perps",
-    OPEN_INTEREST.name: "/open-interest/hyperliquid/BTC/USD/perps",
+    SERVED_CANDLES.name: "/candles/hyperliquid/BTC/USD/perps/1m",
+    SERVED_FUNDING.name: "/funding/hyperliquid/BTC/USD/perps",
+    SERVED_OPEN_INTEREST.name: "/open-interest/hyperliquid/BTC/USD/perps",
 }
 
 
@@ -56,9 +56,11 @@ async def _write(conn, catalog) -> None:
     )
 
 
-@pytest.mark.parametrize("dataset", [CANDLES, FUNDING, OPEN_INTEREST], ids=lambda d: d.name)
+@pytest.mark.parametrize(
+    "dataset", [SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST], ids=lambda d: d.name
+)
 @pytest.mark.parametrize("latest", [False, True], ids=["window", "latest"])
-async def test_database_json_equals_msgspec(client, conn, catalog, dataset: Dataset, latest):
+async def test_database_json_equals_msgspec(client, conn, catalog, dataset: ServedDataset, latest):
     await _write(conn, catalog)
     series = catalog["BTC/1m"] if dataset.per_starlisting else catalog["BTC"]
     records = await conn.fetch(
@@ -75,8 +77,10 @@ async def test_database_json_equals_msgspec(client, conn, catalog, dataset: Data
     assert len(records) == 2
 
 
-@pytest.mark.parametrize("dataset", [CANDLES, FUNDING, OPEN_INTEREST], ids=lambda d: d.name)
-async def test_database_json_ignores_the_session_time_zone(conn, catalog, dataset: Dataset):
+@pytest.mark.parametrize(
+    "dataset", [SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST], ids=lambda d: d.name
+)
+async def test_database_json_ignores_the_session_time_zone(conn, catalog, dataset: ServedDataset):
     await _write(conn, catalog)
     series = catalog["BTC/1m"] if dataset.per_starlisting else catalog["BTC"]
     where = f"FROM {dataset.name} WHERE {dataset.series_column} = $1"

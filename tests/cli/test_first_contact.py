@@ -80,7 +80,7 @@ def test_the_demo_records_its_catalogs_and_replaces_older_keys(tmp_path: Path) -
     from kirby_core.catalog import StarlistingKey, TradingPairKey
     from kirby_core.db.catalog_store import Starlisting, TradingPair
     from kirby_core.settings import Settings
-    from kirby_pipelines.catalogs import Series
+    from kirby_pipelines.catalogs import DatabaseSeries
 
     star = Starlisting(1, StarlistingKey("hyperliquid", "BTC", "USD", "perps", "1m"), 1, 60, True)
     pair = TradingPair(1, TradingPairKey("hyperliquid", "BTC", "USD", "perps"), True)
@@ -99,7 +99,10 @@ def test_the_demo_records_its_catalogs_and_replaces_older_keys(tmp_path: Path) -
         stack.dagster._http = httpx.Client(
             base_url="http://dagster", transport=httpx.MockTransport(graphql)
         )
-        stack.series = [Series("realtime", (star,), (pair,)), Series("training", (), ())]
+        stack.series = [
+            DatabaseSeries("realtime", (star,), (pair,)),
+            DatabaseSeries("training", (), ()),
+        ]
         stack._register_partitions()
 
         assert instance.get_dynamic_partitions("starlistings") == ["BTC@hyperliquid/USD/perps/1m"]

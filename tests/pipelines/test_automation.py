@@ -154,11 +154,11 @@ def test_repairs_wait_for_a_day_to_be_complete_and_skip_what_the_exchange_lost()
     }
     midnight = datetime.combine(today(), time(), UTC)
     outages = [
-        automation.Outage(
+        automation.RecordedOutage(
             7, "candles", BTC_1M, midnight - timedelta(hours=1), midnight + timedelta(minutes=5)
         ),
-        automation.Outage(8, "open_interest", BTC_PAIR, midnight, midnight),
-        automation.Outage(
+        automation.RecordedOutage(8, "open_interest", BTC_PAIR, midnight, midnight),
+        automation.RecordedOutage(
             9,
             "candles",
             SOL_1M,

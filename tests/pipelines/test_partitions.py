@@ -133,7 +133,7 @@ def test_series_keys_put_the_coin_first(key, text: str, legacy: str) -> None:
 def test_a_sync_translates_registered_keys_of_the_older_spelling() -> None:
     star = Starlisting(1, StarlistingKey("hyperliquid", "BTC", "USD", "perps", "1m"), 1, 60, True)
     pair = TradingPair(1, TradingPairKey("hyperliquid", "BTC", "USD", "perps"), True)
-    series = catalogs.Series("realtime", (star,), (pair,))
+    series = catalogs.DatabaseSeries("realtime", (star,), (pair,))
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("starlistings", ["hyperliquid/BTC/USD/perps/1m"])
         instance.add_dynamic_partitions("trading_pairs", ["hyperliquid/BTC/USD/perps"])

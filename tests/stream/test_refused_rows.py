@@ -14,7 +14,7 @@ import pytest
 from kirby_core.models import CandleRow
 from kirby_core.settings import Settings
 from kirby_stream.buffers import Buffers
-from kirby_stream.database import Database
+from kirby_stream.database import SharedConnection
 from kirby_stream.flusher import Flusher
 from kirby_stream.heartbeat import write_heartbeat
 from kirby_stream.stats import Stats
@@ -43,7 +43,7 @@ async def test_refused_rows_are_rejected_and_the_rest_is_stored(
     buffers, stats = Buffers(1000), Stats("test", datetime.now(UTC))
     for minute in range(10):  # trade_count is an integer column: 2**31 is out of its range
         buffers.add_candle(candle(series, minute, 2**31 if minute in bad_minutes else 7), 0.0)
-    database = Database(settings.database_url, timeout=5)
+    database = SharedConnection(settings.database_url, timeout=5)
     flusher = Flusher(fast(settings), buffers, database, stats, lambda: T0)
     try:
         with caplog.at_level(logging.ERROR, "kirby_stream.flusher"):

@@ -18,7 +18,7 @@ from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
 from kirby_sim import SimulatorConfig, SimulatorServer
 from kirby_stream.buffers import Buffers
-from kirby_stream.database import Database
+from kirby_stream.database import SharedConnection
 from kirby_stream.flusher import Flusher
 from kirby_stream.outages import Outage
 from kirby_stream.stats import Stats
@@ -148,7 +148,7 @@ async def test_coverage_does_not_pass_an_outage_claimed_during_a_flush(
     """A predecessor claimed while a flush waits for the connection: that flush must not
     advance `covered_through` past the claimed window, which is stored only by the next."""
     start = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
-    database = Database(database_urls.realtime, 5.0)
+    database = SharedConnection(database_urls.realtime, 5.0)
     buffers, stats = Buffers(100), Stats("me", start)
     stats.covered_through = start  # lowered by the claim
     buffers.received_through = start + 10 * MINUTE

@@ -34,7 +34,7 @@ def candles(
     """Hyperliquid candles over REST (ccxt's raw candleSnapshot, paginated over its 5000-candle
     window) upserted into the realtime database. Days older than Hyperliquid keeps are
     reported unavailable at source."""
-    return backfills.run(context, kirby, progress, backfills.CANDLES)
+    return backfills.run(context, kirby, progress, backfills.BACKFILLED_CANDLES)
 
 
 @backfill_asset(
@@ -50,7 +50,7 @@ def funding_rates(
 ) -> dg.MaterializeResult:
     """Settled hourly funding from Hyperliquid's funding history (SDK, 500 rows a page), into
     the `settled_*` columns only: the live feed's predicted rate is never overwritten."""
-    return backfills.run(context, kirby, progress, backfills.FUNDING_RATES)
+    return backfills.run(context, kirby, progress, backfills.BACKFILLED_FUNDING_RATES)
 
 
 @backfill_asset(
@@ -66,4 +66,4 @@ def training_candles(
 ) -> dg.MaterializeResult:
     """Binance spot and USD-M klines with trade counts (raw kline calls) into the training
     database."""
-    return backfills.run(context, kirby, progress, backfills.TRAINING_CANDLES)
+    return backfills.run(context, kirby, progress, backfills.BACKFILLED_TRAINING_CANDLES)

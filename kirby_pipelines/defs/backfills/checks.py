@@ -8,7 +8,7 @@ live values by the exchange's, the check says how good the live collector was.
 
 import dagster as dg
 
-from kirby_pipelines import backfills, checks
+from kirby_pipelines import backfills, partition_checks
 from kirby_pipelines.defs.backfills.assets import candles, funding_rates, training_candles
 from kirby_pipelines.resources import KirbyResource
 
@@ -34,12 +34,12 @@ def _sanity_specs(asset: str) -> list[dg.AssetCheckSpec]:
 def candles_complete(
     context: dg.AssetCheckExecutionContext, kirby: KirbyResource
 ) -> dg.AssetCheckResult:
-    return checks.candles_complete(context, kirby, backfills.CANDLES)
+    return partition_checks.candles_complete(context, kirby, backfills.BACKFILLED_CANDLES)
 
 
 @dg.multi_asset_check(specs=_sanity_specs("candles"))
 def candles_sanity(context: dg.AssetCheckExecutionContext, kirby: KirbyResource):
-    yield from checks.candles_sanity(context, kirby, backfills.CANDLES)
+    yield from partition_checks.candles_sanity(context, kirby, backfills.BACKFILLED_CANDLES)
 
 
 @dg.asset_check(
@@ -48,7 +48,7 @@ def candles_sanity(context: dg.AssetCheckExecutionContext, kirby: KirbyResource)
 def candles_live_agrees(
     context: dg.AssetCheckExecutionContext, kirby: KirbyResource
 ) -> dg.AssetCheckResult:
-    return checks.candles_live_agrees(context, kirby, backfills.CANDLES)
+    return partition_checks.candles_live_agrees(context, kirby, backfills.BACKFILLED_CANDLES)
 
 
 @dg.asset_check(
@@ -57,16 +57,20 @@ def candles_live_agrees(
 def funding_rates_settled_hourly(
     context: dg.AssetCheckExecutionContext, kirby: KirbyResource
 ) -> dg.AssetCheckResult:
-    return checks.funding_settled_hourly(context, kirby, backfills.FUNDING_RATES)
+    return partition_checks.funding_settled_hourly(
+        context, kirby, backfills.BACKFILLED_FUNDING_RATES
+    )
 
 
 @dg.asset_check(asset=training_candles, description="Every expected candle present.")
 def training_candles_complete(
     context: dg.AssetCheckExecutionContext, kirby: KirbyResource
 ) -> dg.AssetCheckResult:
-    return checks.candles_complete(context, kirby, backfills.TRAINING_CANDLES)
+    return partition_checks.candles_complete(context, kirby, backfills.BACKFILLED_TRAINING_CANDLES)
 
 
 @dg.multi_asset_check(specs=_sanity_specs("training_candles"))
 def training_candles_sanity(context: dg.AssetCheckExecutionContext, kirby: KirbyResource):
-    yield from checks.candles_sanity(context, kirby, backfills.TRAINING_CANDLES)
+    yield from partition_checks.candles_sanity(
+        context, kirby, backfills.BACKFILLED_TRAINING_CANDLES
+    )

@@ -9,7 +9,7 @@ half an hour after midnight.
 
 import dagster as dg
 
-from kirby_pipelines import exports
+from kirby_pipelines import lake_export
 from kirby_pipelines.defs.backfills.assets import candles, funding_rates, training_candles
 from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
 from kirby_pipelines.defs.live.assets import live_candles, live_funding_rates, live_open_interest
@@ -43,9 +43,9 @@ def lake_candles(
     context: dg.AssetExecutionContext,
     kirby: KirbyResource,
     progress: ProgressParam,
-    config: exports.LakeConfig,
+    config: lake_export.LakeConfig,
 ) -> dg.MaterializeResult:
-    return exports.export(context, kirby, progress, config)
+    return lake_export.export(context, kirby, progress, config)
 
 
 @_lake_asset(
@@ -57,9 +57,9 @@ def lake_funding_rates(
     context: dg.AssetExecutionContext,
     kirby: KirbyResource,
     progress: ProgressParam,
-    config: exports.LakeConfig,
+    config: lake_export.LakeConfig,
 ) -> dg.MaterializeResult:
-    return exports.export(context, kirby, progress, config)
+    return lake_export.export(context, kirby, progress, config)
 
 
 @_lake_asset(
@@ -69,9 +69,9 @@ def lake_open_interest(
     context: dg.AssetExecutionContext,
     kirby: KirbyResource,
     progress: ProgressParam,
-    config: exports.LakeConfig,
+    config: lake_export.LakeConfig,
 ) -> dg.MaterializeResult:
-    return exports.export(context, kirby, progress, config)
+    return lake_export.export(context, kirby, progress, config)
 
 
 @_lake_asset([training_candles], REWRITTEN, "Training candles, one file per series and day.")
@@ -79,9 +79,9 @@ def lake_training_candles(
     context: dg.AssetExecutionContext,
     kirby: KirbyResource,
     progress: ProgressParam,
-    config: exports.LakeConfig,
+    config: lake_export.LakeConfig,
 ) -> dg.MaterializeResult:
-    return exports.export(context, kirby, progress, config)
+    return lake_export.export(context, kirby, progress, config)
 
 
 @dg.asset(
@@ -92,7 +92,7 @@ def lake_training_candles(
 )
 def lake_series(kirby: KirbyResource) -> dg.MaterializeResult:
     """Every series of both catalogs (active or not) with its lake names and interval."""
-    return exports.export_series(kirby)
+    return lake_export.export_series(kirby)
 
 
 @dg.asset(
@@ -103,7 +103,7 @@ def lake_series(kirby: KirbyResource) -> dg.MaterializeResult:
 )
 def lake_collection_outages(kirby: KirbyResource) -> dg.MaterializeResult:
     """The collector's recorded outages (collection_outages), for coverage models."""
-    return exports.export_outages(kirby)
+    return lake_export.export_outages(kirby)
 
 
 @_lake_asset(
@@ -113,4 +113,4 @@ def lake_collection_outages(kirby: KirbyResource) -> dg.MaterializeResult:
     "kirby_core.db.coverage classifies them (read by daily_coverage).",
 )
 def lake_coverage(context: dg.AssetExecutionContext, kirby: KirbyResource) -> dg.MaterializeResult:
-    return exports.export_coverage(context, kirby)
+    return lake_export.export_coverage(context, kirby)

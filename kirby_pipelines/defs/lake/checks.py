@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from kirby_pipelines import checks
+from kirby_pipelines import partition_checks
 from kirby_pipelines.resources import KirbyResource
 
 
@@ -21,7 +21,7 @@ def _lake_check(asset: str) -> dg.AssetChecksDefinition:
         ],
     )
     def _check(context: dg.AssetCheckExecutionContext, kirby: KirbyResource):
-        yield from checks.lake_matches_database(context, kirby, asset)
+        yield from partition_checks.lake_matches_database(context, kirby, asset)
 
     return _check
 

@@ -7,8 +7,8 @@ partitioned inputs was rewritten (the daily exports, a re-export after a gap rep
 
 import dagster as dg
 
-from kirby_pipelines import exports
-from kirby_pipelines.exports import days_of
+from kirby_pipelines import lake_export
+from kirby_pipelines.lake_export import days_of
 from kirby_pipelines.partitions import DAILY, backfill_asset
 from kirby_pipelines.resources import KirbyResource
 from kirby_pipelines.sql_models import SqlModel, load_models, run_model
@@ -20,8 +20,8 @@ REBUILD = (
     & ~dg.AutomationCondition.in_progress()
 )
 
-MODELS = load_models(sources=tuple(exports.RELATIONS))
-RELATIONS = exports.relations_with(MODELS)
+MODELS = load_models(sources=tuple(lake_export.RELATIONS))
+RELATIONS = lake_export.relations_with(MODELS)
 
 
 def build(model: SqlModel) -> dg.AssetsDefinition:

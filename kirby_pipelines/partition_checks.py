@@ -21,9 +21,8 @@ import dagster as dg
 from kirby_core import quality
 from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
-from kirby_core.settings import Database
 from kirby_pipelines import catalogs, evidence
-from kirby_pipelines.backfills import Dataset, starlisting_key, trading_pair_key
+from kirby_pipelines.backfills import BackfilledAsset, starlisting_key, trading_pair_key
 from kirby_pipelines.partitions import (
     CANDLE_PARTITIONS,
     DAILY,
@@ -73,7 +72,7 @@ def run_partitions(
 
 
 def target_partitions(
-    context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: Dataset
+    context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: BackfilledAsset
 ) -> list[str]:
     keys = run_partitions(context, PARTITIONS[dataset.asset])
     if keys is not None:
@@ -145,7 +144,7 @@ def run_checks(
 
 
 def candles_complete(
-    context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: Dataset
+    context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: BackfilledAsset
 ) -> dg.AssetCheckResult:
     partitions = target_partitions(context, kirby, dataset)
     now = datetime.now(UTC)
@@ -193,7 +192,7 @@ async def _classified(
 
 
 def candles_sanity(
-    context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: Dataset
+    context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: BackfilledAsset
 ) -> tuple[dg.AssetCheckResult, dg.AssetCheckResult]:
     """(OHLC sanity, timestamps aligned and unique) from one pass over each partition."""
     partitions = target_partitions(context, kirby, dataset)
@@ -242,7 +241,7 @@ def candles_sanity(
 
 
 def candles_live_agrees(
-    context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: Dataset
+    context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: BackfilledAsset
 ) -> dg.AssetCheckResult:
     partitions = target_partitions(context, kirby, dataset)
     known = evidence.latest(context.instance, dg.AssetKey(dataset.asset), partitions)
@@ -267,7 +266,7 @@ def candles_live_agrees(
 
 
 def funding_settled_hourly(
-    context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: Dataset
+    context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: BackfilledAsset
 ) -> dg.AssetCheckResult:
     partitions = target_partitions(context, kirby, dataset)
     now = datetime.now(UTC)
@@ -295,18 +294,14 @@ def funding_settled_hourly(
     return result(findings, "one settled rate per hour, on the hour, within 4%/h, none missing")
 
 
-def database_of(dataset: str) -> Database:
-    return "training" if dataset == "training_candles" else "realtime"
-
-
 def lake_matches_database(
     context: dg.AssetCheckExecutionContext, kirby: KirbyResource, asset: str
 ) -> tuple[dg.AssetCheckResult, dg.AssetCheckResult]:
     """(every series-day of the lake holds exactly the database's rows, no time repeated)."""
-    from kirby_core.lake import DATASETS
-    from kirby_pipelines.exports import LAKE_ASSETS, series_of
+    from kirby_core.lake import LAKE_DATASETS
+    from kirby_pipelines.lake_export import LAKE_ASSETS, series_of
 
-    dataset = DATASETS[LAKE_ASSETS[asset]]
+    dataset = LAKE_DATASETS[LAKE_ASSETS[asset]]
     keys = run_partitions(context, DAILY)
     if keys is not None:
         days = sorted(date.fromisoformat(key) for key in keys)

@@ -21,14 +21,14 @@ import pyarrow as pa
 from kirby_core import lake
 from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
-from kirby_core.db.export import TIME
-from kirby_core.lake import DATASETS, LakeSeries
+from kirby_core.db.copy_reader import ARROW_TIME
+from kirby_core.lake import LAKE_DATASETS, LakeSeries
 from kirby_core.settings import Database
 from kirby_core.timeutil import INTERVAL_SECONDS
 from kirby_pipelines.resources import KirbyResource, Progress, report_progress
 from kirby_pipelines.sql_models import Relation, SqlModel
 
-LAKE_ASSETS = {f"lake_{name}": name for name in DATASETS}
+LAKE_ASSETS = {f"lake_{name}": name for name in LAKE_DATASETS}
 """Lake asset -> lake dataset."""
 
 
@@ -64,7 +64,7 @@ def export(
     progress: Progress | None,
     config: LakeConfig,
 ) -> dg.MaterializeResult:
-    dataset = DATASETS[LAKE_ASSETS[context.asset_key.to_user_string()]]
+    dataset = LAKE_DATASETS[LAKE_ASSETS[context.asset_key.to_user_string()]]
     settings = kirby.settings()
     url = kirby.url(dataset.database)
     days = days_of(context)
@@ -117,10 +117,10 @@ OUTAGES_SCHEMA = pa.schema(
         ("database", pa.string()),
         ("dataset", pa.string()),
         ("series_id", pa.int32()),
-        ("start_time", TIME),
-        ("end_time", TIME),
+        ("start_time", ARROW_TIME),
+        ("end_time", ARROW_TIME),
         ("reason", pa.string()),
-        ("recorded_at", TIME),
+        ("recorded_at", ARROW_TIME),
     ]
 )
 
@@ -132,7 +132,7 @@ async def _series_rows(url: str, database: Database) -> list[dict]:
         pairs = await catalog_store.list_trading_pairs(conn, active_only=False)
     finally:
         await conn.close()
-    held = [d for d in DATASETS.values() if d.database == database]
+    held = [d for d in LAKE_DATASETS.values() if d.database == database]
     rows = [
         _series_row(database, d.name, s.id, s.key, s.key.interval, s.active)
         for d in held
@@ -267,7 +267,10 @@ def _hive_schema(dataset: lake.LakeDataset) -> pa.Schema:
 
 
 RELATIONS: dict[str, Relation] = {
-    **{asset: Relation(name, _hive_schema(DATASETS[name])) for asset, name in LAKE_ASSETS.items()},
+    **{
+        asset: Relation(name, _hive_schema(LAKE_DATASETS[name]))
+        for asset, name in LAKE_ASSETS.items()
+    },
     "lake_series": Relation("series", SERIES_SCHEMA),
     "lake_collection_outages": Relation("collection_outages", OUTAGES_SCHEMA),
     "lake_coverage": Relation("coverage", COVERAGE_SCHEMA.append(pa.field("date", pa.date32()))),

@@ -26,19 +26,19 @@ from kirby_core.timeutil import ensure_utc
 
 DECIMAL = pa.decimal128(38, 18)
 """Exact decimals: 20 integer and 18 fractional digits, as the original Kirby stored them."""
-TIME = pa.timestamp("us", tz="UTC")
+ARROW_TIME = pa.timestamp("us", tz="UTC")
 
 
 def arrow_type(column: Column, exact_decimals: bool) -> pa.DataType:
     if column.pg_type == "numeric":
         return DECIMAL if exact_decimals else pa.float64()
-    return TIME if column.pg_type == "timestamptz" else pa.int32()
+    return ARROW_TIME if column.pg_type == "timestamptz" else pa.int32()
 
 
 def schema(dataset: Dataset, exact_decimals: bool) -> pa.Schema:
     """Columns of a lake file: time, then the table's value columns."""
     return pa.schema(
-        [(TIME_COLUMN.name, TIME)]
+        [(TIME_COLUMN.name, ARROW_TIME)]
         + [(column.name, arrow_type(column, exact_decimals)) for column in dataset.columns]
     )
 
