@@ -1,8 +1,10 @@
 """The exchange registry: one declaration per exchange, every fact Kirby relies on, once.
 
     ExchangeDeclaration  name, market types, intervals and their wire codes, what history it
-                         serves per dataset and interval, candle page sizes, symbol mapping,
-                         its REST history client, its concurrency pool, its WebSocket adapter
+                         serves per dataset and interval, candle page sizes and request
+                         weights, symbol mapping, its REST history client, its concurrency
+                         pool, its WebSocket adapter
+    RequestWeight        an exchange's REST budget per minute and the weight of a page
     StreamAdapter        a live feed: subscription and frame builders, parser, ping rule
     EXCHANGES            name -> declaration; `declaration(name)` looks one up
     STREAMED             the exchange the collector (`kirby_stream`) listens to
@@ -51,6 +53,17 @@ class StreamAdapter:
 
 
 @dataclass(frozen=True)
+class RequestWeight:
+    """An exchange's REST budget for one market type's history (per client IP); Kirby stays
+    under it by running one backfill per exchange at a time (its Dagster `pool`)."""
+
+    per_minute: int
+    """Weight the exchange allows per minute."""
+    candle_page: int
+    """Weight of one full page of candles (`candle_page_rows`)."""
+
+
+@dataclass(frozen=True)
 class ExchangeDeclaration:
     name: str
     """The catalog's exchange name; also the Dagster concurrency pool of its backfills."""
@@ -63,6 +76,8 @@ class ExchangeDeclaration:
     when minutes without trades have none (Hyperliquid)."""
     candle_page_rows: Mapping[str, int]
     """Most candles one history request returns, per market type."""
+    weights: Mapping[str, RequestWeight]
+    """Its request weights, per market type."""
     symbol: Callable[[str, str, str], str]
     """(coin, quote, market type) -> the exchange's symbol."""
     history_client: Callable[..., object]
@@ -112,6 +127,10 @@ HYPERLIQUID: Final = ExchangeDeclaration(
     intervals=MappingProxyType({i: i for i in hyperliquid_wire.INTERVALS}),
     every_interval=False,
     candle_page_rows=MappingProxyType({"perps": hyperliquid.CANDLE_LIMIT}),
+    # /info weighs 20, plus one per 60 candles returned (funding pages: one per 20 rows).
+    weights=MappingProxyType(
+        {"perps": RequestWeight(per_minute=1200, candle_page=20 + hyperliquid.CANDLE_LIMIT // 60)}
+    ),
     symbol=hyperliquid.ccxt_symbol,
     history_client=hyperliquid.HyperliquidHistory,
     candle_coverage=hyperliquid.candle_coverage,
@@ -134,6 +153,13 @@ BINANCE: Final = ExchangeDeclaration(
     intervals=MappingProxyType({i: i for i in binance.INTERVALS}),
     every_interval=True,
     candle_page_rows=MappingProxyType(dict(binance.KLINE_LIMIT)),
+    # /api/v3/klines weighs 2 at any limit; /fapi/v1/klines 10 above 1000 rows.
+    weights=MappingProxyType(
+        {
+            "spot": RequestWeight(per_minute=6000, candle_page=2),
+            "perps": RequestWeight(per_minute=2400, candle_page=10),
+        }
+    ),
     symbol=_binance_symbol,
     history_client=binance.BinanceHistory,
 )

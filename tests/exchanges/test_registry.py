@@ -40,6 +40,8 @@ def test_market_types_and_pages() -> None:
     assert BINANCE.market_types == ("spot", "perps")
     assert HYPERLIQUID.candle_page_rows == {"perps": hyperliquid.CANDLE_LIMIT}
     assert BINANCE.candle_page_rows == binance.KLINE_LIMIT
+    for exchange in EXCHANGES.values():
+        assert set(exchange.weights) == set(exchange.market_types) == set(exchange.candle_page_rows)
 
 
 def test_symbols() -> None:
