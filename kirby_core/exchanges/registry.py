@@ -4,6 +4,7 @@
                          serves per dataset and interval, candle page sizes and request
                          weights, symbol mapping, its REST history client, its concurrency
                          pool, its WebSocket adapter
+    HistoryClient        what a REST history client offers (`async with`, fetch_candles)
     RequestWeight        an exchange's REST budget per minute and the weight of a page
     StreamAdapter        a live feed: subscription and frame builders, parser, ping rule
     EXCHANGES            name -> declaration; `declaration(name)` looks one up
@@ -22,13 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from types import MappingProxyType
-from typing import Final
+from types import MappingProxyType, TracebackType
+from typing import Final, Protocol, Self
 
 from kirby_core.db.coverage import SourceWindow
 from kirby_core.exchanges import binance, hyperliquid, hyperliquid_wire
 from kirby_core.exchanges.base import SourceCoverage
 from kirby_core.exchanges.hyperliquid_wire import WsMessage
+from kirby_core.models import Candle
+from kirby_core.settings import Settings
 from kirby_core.timeutil import EPOCH
 
 
@@ -50,6 +53,23 @@ class StreamAdapter:
     idle_close_seconds: int
     """The exchange closes a connection after this long without a client message: the
     collector pings more often (`Settings.stream_ping_seconds`)."""
+
+
+class HistoryClient(Protocol):
+    """An exchange's REST candle history, used as an async context manager."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def fetch_candles(
+        self, coin: str, quote: str, market_type: str, interval: str, start: datetime, end: datetime
+    ) -> list[Candle]: ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +100,7 @@ class ExchangeDeclaration:
     """Its request weights, per market type."""
     symbol: Callable[[str, str, str], str]
     """(coin, quote, market type) -> the exchange's symbol."""
-    history_client: Callable[..., object]
+    history_client: Callable[[Settings], HistoryClient]
     """The REST history client's class: `async with history_client(settings) as client:`."""
     candle_coverage: Callable[[str, datetime, datetime, datetime], SourceCoverage] | None = None
     """Which part of a candle range it still serves at `now`; None: all of it."""

@@ -44,6 +44,11 @@ def test_market_types_and_pages() -> None:
         assert set(exchange.weights) == set(exchange.market_types) == set(exchange.candle_page_rows)
 
 
+def test_history_clients() -> None:
+    assert HYPERLIQUID.history_client is hyperliquid.HyperliquidHistory
+    assert BINANCE.history_client is binance.BinanceHistory
+
+
 def test_symbols() -> None:
     assert HYPERLIQUID.symbol("BTC", "USD", "perps") == "BTC/USDC:USDC"
     assert BINANCE.symbol("BTC", "USDT", "spot") == binance.binance_symbol("BTC", "USDT")
