@@ -30,8 +30,9 @@ import asyncpg
 
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 from kirby_core.db.writer import WriteResult, upsert_candles, upsert_funding_rates
-from kirby_core.exchanges import BinanceHistory, HyperliquidHistory, candle_coverage
+from kirby_core.exchanges import BinanceHistory, HyperliquidHistory
 from kirby_core.exchanges.base import SourceCoverage
+from kirby_core.exchanges.registry import BINANCE, HYPERLIQUID, ExchangeDeclaration
 from kirby_core.models import Candle, CandleRow, FundingRate, FundingRateRow
 from kirby_core.timeutil import expected_count, floor_time, iter_open_times
 
@@ -67,12 +68,17 @@ class CandleSource:
     """Which part of a range the exchange still serves at `now`; None: all of it."""
 
 
+def candle_source(exchange: ExchangeDeclaration, client: CandleHistory) -> CandleSource:
+    """`client`'s candles with what `exchange`'s declaration promises about them."""
+    return CandleSource(exchange.name, client, exchange.every_interval, exchange.candle_coverage)
+
+
 def hyperliquid_source(client: HyperliquidHistory) -> CandleSource:
-    return CandleSource("hyperliquid", client, every_interval=False, coverage=candle_coverage)
+    return candle_source(HYPERLIQUID, client)
 
 
 def binance_source(client: BinanceHistory) -> CandleSource:
-    return CandleSource("binance", client, every_interval=True)
+    return candle_source(BINANCE, client)
 
 
 @dataclass(frozen=True)

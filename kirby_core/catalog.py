@@ -18,33 +18,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kirby_core.errors import CatalogError
-from kirby_core.timeutil import INTERVAL_SECONDS
-
-# What each exchange adapter can collect: market types and candle intervals.
-SUPPORTED_MARKETS: dict[str, dict[str, tuple[str, ...]]] = {
-    "hyperliquid": {
-        "market_types": ("perps",),
-        "intervals": (
-            "1m",
-            "3m",
-            "5m",
-            "15m",
-            "30m",
-            "1h",
-            "2h",
-            "4h",
-            "8h",
-            "12h",
-            "1d",
-            "3d",
-            "1w",
-        ),
-    },
-    "binance": {
-        "market_types": ("perps", "spot"),
-        "intervals": tuple(INTERVAL_SECONDS),
-    },
-}
 
 
 @dataclass(frozen=True, order=True)
@@ -169,6 +142,9 @@ def parse_catalog(raw: Any, source: str) -> Catalog:
 
 
 def _expand(source: str, parsed: CatalogFile) -> tuple[StarlistingKey, ...]:
+    # Imported here: kirby_core.exchanges pulls in ccxt, which only validation needs.
+    from kirby_core.exchanges.registry import EXCHANGES
+
     declared = {
         "exchange": {e.name for e in parsed.exchanges},
         "coin": {c.symbol for c in parsed.coins},
@@ -180,10 +156,10 @@ def _expand(source: str, parsed: CatalogFile) -> tuple[StarlistingKey, ...]:
     for index, entry in enumerate(parsed.starlistings):
         pair = f"{entry.exchange}/{entry.coin}/{entry.quote}/{entry.market_type}"
         where = f"{source}: starlistings[{index}] ({pair})"
-        supported = SUPPORTED_MARKETS.get(entry.exchange)
+        supported = EXCHANGES.get(entry.exchange)
         if supported is None:
             raise CatalogError(
-                f"{where}: unknown exchange {entry.exchange!r}; allowed: {_list(SUPPORTED_MARKETS)}"
+                f"{where}: unknown exchange {entry.exchange!r}; allowed: {_list(EXCHANGES)}"
             )
         for field in ("exchange", "coin", "quote", "market_type"):
             value = getattr(entry, field)
@@ -192,16 +168,16 @@ def _expand(source: str, parsed: CatalogFile) -> tuple[StarlistingKey, ...]:
                     f"{where}: {field} {value!r} is not declared in this file; "
                     f"declared: {_list(declared[field]) or 'none'}"
                 )
-        if entry.market_type not in supported["market_types"]:
+        if entry.market_type not in supported.market_types:
             raise CatalogError(
                 f"{where}: market_type {entry.market_type!r} is not supported on "
-                f"{entry.exchange}; allowed: {_list(supported['market_types'])}"
+                f"{entry.exchange}; allowed: {_list(supported.market_types)}"
             )
         for interval in entry.intervals:
-            if interval not in supported["intervals"]:
+            if interval not in supported.intervals:
                 raise CatalogError(
                     f"{where}: interval {interval!r} is not supported on {entry.exchange}; "
-                    f"allowed: {_list(supported['intervals'])}"
+                    f"allowed: {_list(tuple(supported.intervals))}"
                 )
             key = StarlistingKey(
                 entry.exchange, entry.coin, entry.quote, entry.market_type, interval

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from kirby_core.db import catalog_store
-from kirby_core.exchanges.hyperliquid_wire import asset_context_subscription, candle_subscription
+from kirby_core.exchanges.registry import STREAMED, feed_of
 
-EXCHANGE = "hyperliquid"
-MARKET_TYPE = "perps"
+_FEED = feed_of(STREAMED)
+EXCHANGE = STREAMED.name
+MARKET_TYPE = _FEED.market_type
 
 Subscription = dict[str, str]
 
@@ -38,12 +39,12 @@ class StreamCatalog:
 
     def subscriptions(self, coin: str) -> list[Subscription]:
         subs = [
-            candle_subscription(coin, interval)
+            _FEED.candle_subscription(coin, interval)
             for (name, interval) in sorted(self.candles)
             if name == coin
         ]
         if coin in self.pairs:
-            subs.append(asset_context_subscription(coin))
+            subs.append(_FEED.asset_context_subscription(coin))
         return subs
 
     def series(self, coin: str) -> list[tuple[str, int]]:

@@ -43,23 +43,12 @@ class SourceWindow:
 
 
 def source_window(exchange: str, dataset: str, interval: str, now: datetime) -> SourceWindow:
-    """What `exchange` still serves of `dataset` at `now` (`interval`: the series' own)."""
-    if exchange != "hyperliquid":
-        return SourceWindow(None, f"{exchange}: assumed to serve its whole history")
+    """What `exchange` still serves of `dataset` at `now` (`interval`: the series' own), as
+    its declaration says (`kirby_core.exchanges.registry`)."""
     # Imported here: kirby_core.exchanges pulls in ccxt, which only this answer needs.
-    from kirby_core.exchanges import candle_coverage
+    from kirby_core.exchanges import registry
 
-    if dataset == "candles":
-        coverage = candle_coverage(interval, EPOCH, now, now)
-        oldest = coverage.available.start if coverage.available else now
-        return SourceWindow(oldest, "Hyperliquid serves only its latest 5000 candles")
-    if dataset == "open_interest":
-        return SourceWindow(now, "Hyperliquid publishes no open-interest history")
-    return SourceWindow(
-        None,
-        "coverage counts settled hours (settled_funding_rate); Hyperliquid's funding history "
-        "serves every settled hour, the per-minute live fields cannot be re-fetched",
-    )
+    return registry.source_window(exchange, dataset, interval, now)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ materialization metadata.
 
 import dagster as dg
 
+from kirby_core.exchanges.registry import BINANCE, HYPERLIQUID
 from kirby_pipelines import backfills
 from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
 from kirby_pipelines.partitions import (
@@ -26,7 +27,7 @@ from kirby_pipelines.resources import KirbyResource, ProgressParam
     group_name="backfills",
     kinds={"postgres", "python"},
     tags={"kirby/database": "realtime"},
-    pool="hyperliquid",
+    pool=HYPERLIQUID.pool,
 )
 def candles(
     context: dg.AssetExecutionContext, kirby: KirbyResource, progress: ProgressParam
@@ -43,7 +44,7 @@ def candles(
     group_name="backfills",
     kinds={"postgres", "python"},
     tags={"kirby/database": "realtime"},
-    pool="hyperliquid",
+    pool=HYPERLIQUID.pool,
 )
 def funding_rates(
     context: dg.AssetExecutionContext, kirby: KirbyResource, progress: ProgressParam
@@ -59,7 +60,7 @@ def funding_rates(
     group_name="backfills",
     kinds={"postgres", "python"},
     tags={"kirby/database": "training"},
-    pool="binance",
+    pool=BINANCE.pool,
 )
 def training_candles(
     context: dg.AssetExecutionContext, kirby: KirbyResource, progress: ProgressParam
