@@ -44,11 +44,15 @@ class SourceWindow:
 
 def source_window(exchange: str, dataset: str, interval: str, now: datetime) -> SourceWindow:
     """What `exchange` still serves of `dataset` at `now` (`interval`: the series' own), as
-    its declaration says (`kirby_core.exchanges.registry`)."""
+    its declaration says (`kirby_core.exchanges.registry`); an undeclared exchange is assumed
+    to serve its whole history."""
     # Imported here: kirby_core.exchanges pulls in ccxt, which only this answer needs.
-    from kirby_core.exchanges import registry
+    from kirby_core.exchanges.registry import declaration
 
-    return registry.source_window(exchange, dataset, interval, now)
+    declared = declaration(exchange)
+    if declared is None:
+        return SourceWindow(None, f"{exchange}: assumed to serve its whole history")
+    return declared.source_window(dataset, interval, now)
 
 
 @dataclass(frozen=True)

@@ -203,12 +203,3 @@ def feed_of(exchange: ExchangeDeclaration) -> StreamAdapter:
     if exchange.stream is None:
         raise ValueError(f"{exchange.name} declares no live feed")
     return exchange.stream
-
-
-def source_window(exchange: str, dataset: str, interval: str, now: datetime) -> SourceWindow:
-    """What `exchange` still serves of `dataset` at `now`; an undeclared exchange is assumed
-    to serve its whole history."""
-    declared = declaration(exchange)
-    if declared is None:
-        return SourceWindow(None, f"{exchange}: assumed to serve its whole history")
-    return declared.source_window(dataset, interval, now)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from kirby_core.db.coverage import source_window
 from kirby_core.exchanges import binance, hyperliquid, hyperliquid_wire
 from kirby_core.exchanges.registry import (
     BINANCE,
@@ -14,7 +15,6 @@ from kirby_core.exchanges.registry import (
     STREAMED,
     declaration,
     feed_of,
-    source_window,
 )
 from kirby_core.timeutil import INTERVAL_SECONDS
 
