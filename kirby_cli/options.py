@@ -22,18 +22,21 @@ database_option = click.option(
 )
 
 
-def _catalog(ctx: click.Context) -> tuple[Database, Catalog]:
-    database = ctx.params.get("database", "realtime")
+def _database(ctx: click.Context) -> Database:
+    return ctx.params.get("database", "realtime")  # eager: parsed before the others
+
+
+def _catalog(ctx: click.Context) -> Catalog:
     settings = ctx.find_object(Settings)
     assert settings is not None  # the `kirby` group stores it before any command runs
-    return database, load_catalog(settings.catalog_path(database))
+    return load_catalog(settings.catalog_path(_database(ctx)))
 
 
 def _check(ctx: click.Context, values: set[str], what: str, allowed: dict[str, None]) -> set[str]:
     """`allowed` in catalog order (dict keys: 1m, 15m, 4h, … rather than sorted as text)."""
     unknown = sorted(values - allowed.keys())
     if unknown and not ctx.resilient_parsing:
-        database, _ = _catalog(ctx)
+        database = _database(ctx)
         raise click.BadParameter(
             f"unknown {what} {', '.join(unknown)} (the {database} catalog has: "
             f"{', '.join(allowed)})"
@@ -50,14 +53,14 @@ def _coins(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
     coins = {c.upper() for c in _split(value)}
     if not coins:
         return coins
-    _, catalog = _catalog(ctx)
+    catalog = _catalog(ctx)
     return _check(ctx, coins, "coin", dict.fromkeys(s.coin for s in catalog.starlistings))
 
 
 def _exchange(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
-    _, catalog = _catalog(ctx)
+    catalog = _catalog(ctx)
     _check(ctx, {value}, "exchange", dict.fromkeys(s.exchange for s in catalog.starlistings))
     return value
 
@@ -66,7 +69,7 @@ def _intervals(ctx: click.Context, param: click.Parameter, value: str) -> set[st
     """None means every interval (`all`)."""
     if value.strip() == "all":
         return None
-    _, catalog = _catalog(ctx)
+    catalog = _catalog(ctx)
     allowed = dict.fromkeys(s.interval for s in catalog.starlistings)
     return _check(ctx, _split(value), "interval", allowed)
 
