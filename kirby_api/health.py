@@ -23,6 +23,7 @@ from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTER
 from kirby_api.market import MarketData
 from kirby_api.observability import Freshness
 from kirby_api.series import SeriesCatalog
+from kirby_core.db.catalog_store import Starlisting, TradingPair
 from kirby_core.errors import StorageError
 
 
@@ -159,7 +160,12 @@ async def _freshness(
         latest = await market.latest_times(dataset, [s.id for s in series])
         for item in series:
             moment = latest.get(item.id)
-            freshness.observe(dataset.name, str(item.key), moment)
+            freshness.observe(dataset.name, str(item.key), moment, _interval(item))
             age = round((now - moment).total_seconds(), 3) if moment else None
             report.append(SeriesFreshness(dataset.name, str(item.key), item.id, moment, age))
     return report
+
+
+def _interval(series: Starlisting | TradingPair) -> str:
+    """A series' row interval: a starlisting's own, one minute for funding and OI."""
+    return series.key.interval if isinstance(series, Starlisting) else "1m"

@@ -10,8 +10,27 @@ Each app gets its own registry (tests build many apps in one process). Metrics:
     kirby_api_listen_lag_seconds                               NOTIFY received -> fanned out
     kirby_api_listen_connected / _reconnects_total             the LISTEN connection
     kirby_api_data_age_seconds{dataset,series}                 now - newest row, per series
+    kirby_api_data_behind_seconds{dataset,series}              newest row -> current interval
     kirby_api_rate_limited_total, kirby_api_auth_failures_total
     kirby_api_gc_pause_seconds{generation}                     collector pauses (the loop waits)
+    kirby_api_database_up                                      1 when the scrape's probe answered
+
+Collector metrics, per exchange, read from the database on each scrape (`Operations`): the
+newest `stream_heartbeats` row (a replica of the API reports the same values as every other,
+so rules aggregate with `max by (exchange)`), and `collection_outages` summed:
+
+    kirby_collector_heartbeat_age_seconds{exchange}            now - newest heartbeat
+    kirby_collector_last_message_age_seconds{exchange}         now - last frame received
+    kirby_collector_lag_seconds{exchange}                      now - covered_through (stored)
+    kirby_collector_state{exchange,state}                      1 for the current state
+    kirby_collector_reconnects_total{exchange}                 of the current collector run
+    kirby_collector_dropped_rows_total / _refused_rows_total{exchange}
+    kirby_collector_buffered_rows{exchange,buffer}             rows waiting to be flushed
+    kirby_collector_outages_total{exchange,dataset}            outage records
+    kirby_collector_outage_seconds_total{exchange,dataset}     their summed length
+
+The heartbeat table does not name an exchange: it is the collector's one exchange,
+`kirby_core.exchanges.registry.STREAMED`.
 
 The access log is one `kirby_api.access` line per HTTP request: method, path, route,
 status, duration, key id, client address. Both come from `observe`, which wraps the app's
@@ -22,16 +41,22 @@ send: a request no route matched is `route="unmatched"`, an unusual method `meth
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+import asyncpg
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from kirby_core.exchanges.registry import STREAMED
+from kirby_core.timeutil import floor_time
 
 access_log = logging.getLogger("kirby_api.access")
 
@@ -40,12 +65,22 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 
 class Freshness(Collector):
-    """Newest row time per series, fed by health checks and live notifications."""
+    """Newest row time per series, fed by health checks and live notifications.
+
+    A series whose interval a health check told (`observe(..., interval=...)`) also reports
+    how far it is behind: from its newest row to the open of the current interval, 0 when
+    that interval's row is stored (as /status's `lag_seconds`).
+    """
 
     def __init__(self) -> None:
         self._latest: dict[tuple[str, str], datetime] = {}
+        self._intervals: dict[tuple[str, str], str] = {}
 
-    def observe(self, dataset: str, series: str, latest: datetime | None) -> None:
+    def observe(
+        self, dataset: str, series: str, latest: datetime | None, interval: str | None = None
+    ) -> None:
+        if interval is not None:
+            self._intervals[(dataset, series)] = interval
         if latest is None:
             return
         current = self._latest.get((dataset, series))
@@ -53,15 +88,162 @@ class Freshness(Collector):
             self._latest[(dataset, series)] = latest
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
+        age = GaugeMetricFamily(
             "kirby_api_data_age_seconds",
             "Seconds since the newest row of a series (by its time column).",
             labels=["dataset", "series"],
         )
+        behind = GaugeMetricFamily(
+            "kirby_api_data_behind_seconds",
+            "Seconds from a series' newest row to the open of its current interval "
+            "(0: the current interval's row is stored).",
+            labels=["dataset", "series"],
+        )
         now = datetime.now(UTC)
         for (dataset, series), latest in sorted(self._latest.items()):
-            family.add_metric([dataset, series], (now - latest).total_seconds())
-        yield family
+            age.add_metric([dataset, series], (now - latest).total_seconds())
+            interval = self._intervals.get((dataset, series))
+            if interval is not None:
+                lag = max((floor_time(now, interval) - latest).total_seconds(), 0.0)
+                behind.add_metric([dataset, series], lag)
+        yield age
+        yield behind
+
+
+OUTAGES_BY_EXCHANGE = """
+SELECT e.name AS exchange, o.dataset, count(*) AS outages,
+       sum(extract(epoch FROM o.end_time - o.start_time))::float8 AS seconds
+FROM collection_outages o
+LEFT JOIN starlistings s ON o.dataset = 'candles' AND s.id = o.series_id
+JOIN trading_pairs p ON p.id = COALESCE(s.trading_pair_id, o.series_id)
+JOIN exchanges e ON e.id = p.exchange_id
+GROUP BY e.name, o.dataset
+"""
+"""Outage records per exchange and dataset (a candle outage names a starlisting, the others
+a trading pair)."""
+
+_STATES = ("starting", "running", "degraded", "stopped")
+
+
+class Operations(Collector):
+    """The collector's gauges and counters, as the latest scrape read them from the database.
+
+    `update` replaces the whole picture; after a scrape whose database did not answer, the
+    collector families are empty (unknown, not zero) and `kirby_api_database_up` is 0.
+    """
+
+    def __init__(self) -> None:
+        self._database_up: bool | None = None
+        self._heartbeat: asyncpg.Record | None = None
+        self._outages: Sequence[asyncpg.Record] = ()
+        self._read_at = datetime.now(UTC)
+
+    def update(
+        self,
+        database_up: bool,
+        heartbeats: Sequence[asyncpg.Record],
+        outages: Sequence[asyncpg.Record],
+        now: datetime,
+    ) -> None:
+        """`heartbeats`: the `stream_heartbeats` rows, newest first."""
+        self._database_up = database_up
+        self._heartbeat = heartbeats[0] if heartbeats else None
+        self._outages = outages
+        self._read_at = now
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "kirby_api_database_up", "1 when the database answered this scrape's probe."
+        )
+        if self._database_up is not None:
+            up.add_metric([], 1.0 if self._database_up else 0.0)
+        yield up
+        yield from self._collector_families()
+        outages = CounterMetricFamily(
+            "kirby_collector_outages",
+            "Outage records (a gap the collector could not fill), per exchange and dataset.",
+            labels=["exchange", "dataset"],
+        )
+        outage_seconds = CounterMetricFamily(
+            "kirby_collector_outage_seconds",
+            "Summed length of the recorded outages.",
+            labels=["exchange", "dataset"],
+        )
+        for row in self._outages:
+            labels = [row["exchange"], row["dataset"]]
+            outages.add_metric(labels, float(row["outages"]))
+            outage_seconds.add_metric(labels, float(row["seconds"]))
+        yield outages
+        yield outage_seconds
+
+    def _collector_families(self) -> Iterator[Metric]:
+        labels = ["exchange"]
+        age = GaugeMetricFamily(
+            "kirby_collector_heartbeat_age_seconds",
+            "Seconds since the collector's newest heartbeat.",
+            labels=labels,
+        )
+        last_message = GaugeMetricFamily(
+            "kirby_collector_last_message_age_seconds",
+            "Seconds since the collector last received a frame from the exchange.",
+            labels=labels,
+        )
+        lag = GaugeMetricFamily(
+            "kirby_collector_lag_seconds",
+            "Seconds from the time through which the collector's data is stored to now.",
+            labels=labels,
+        )
+        state = GaugeMetricFamily(
+            "kirby_collector_state",
+            "1 for the collector's current state (starting, running, degraded, stopped).",
+            labels=["exchange", "state"],
+        )
+        reconnects = CounterMetricFamily(
+            "kirby_collector_reconnects",
+            "Exchange connections re-established by the current collector run.",
+            labels=labels,
+        )
+        dropped = CounterMetricFamily(
+            "kirby_collector_dropped_rows",
+            "Buffered rows dropped past the memory bound by the current run.",
+            labels=labels,
+        )
+        refused = CounterMetricFamily(
+            "kirby_collector_refused_rows",
+            "Rows the database refused from the current run.",
+            labels=labels,
+        )
+        buffered = GaugeMetricFamily(
+            "kirby_collector_buffered_rows",
+            "Rows (or frames, outages) waiting in the collector for its next flush.",
+            labels=["exchange", "buffer"],
+        )
+        beat = self._heartbeat
+        if beat is not None:
+            exchange = [STREAMED.name]
+            now = self._read_at
+            age.add_metric(exchange, (now - beat["heartbeat_at"]).total_seconds())
+            if beat["last_message_at"] is not None:
+                seconds = (now - beat["last_message_at"]).total_seconds()
+                last_message.add_metric(exchange, seconds)
+            if beat["covered_through"] is not None:
+                lag.add_metric(exchange, (now - beat["covered_through"]).total_seconds())
+            for name in _STATES:
+                state.add_metric([STREAMED.name, name], 1.0 if beat["state"] == name else 0.0)
+            reconnects.add_metric(exchange, float(beat["reconnects"]))
+            dropped.add_metric(exchange, float(beat["dropped_rows"]))
+            refused.add_metric(exchange, float(beat["refused_rows"]))
+            for buffer, size in sorted(jsonb_counts(beat["buffer_sizes"]).items()):
+                buffered.add_metric([STREAMED.name, buffer], float(size))
+        yield from (age, last_message, lag, state, reconnects, dropped, refused, buffered)
+
+
+def jsonb_counts(raw: str | bytes | Mapping[str, Any] | None) -> dict[str, int]:
+    """A jsonb counter object of a heartbeat row (asyncpg hands jsonb over as text)."""
+    if raw is None:
+        return {}
+    decoded = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    return {str(name): int(value) for name, value in decoded.items()}
 
 
 class Metrics:
@@ -112,6 +294,8 @@ class Metrics:
         )
         self.freshness = Freshness()
         r.register(self.freshness)
+        self.operations = Operations()
+        r.register(self.operations)
         gc_pause = Histogram(
             "kirby_api_gc_pause_seconds",
             "Python garbage-collector passes: the event loop, and every client, waits them out.",

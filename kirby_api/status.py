@@ -29,7 +29,7 @@ from kirby_api.database import ConnectionPool
 from kirby_api.datasets import SERVED_DATASETS
 from kirby_api.health import DatabaseHealth, Health, SeriesFreshness, probe
 from kirby_api.market import MarketData
-from kirby_api.observability import Metrics
+from kirby_api.observability import Metrics, jsonb_counts
 from kirby_api.series import SeriesCatalog
 from kirby_api.ws.hub import Hub
 from kirby_api.ws.listener import ChangeListener
@@ -207,8 +207,8 @@ class StatusBoard:
                     dropped_rows=row["dropped_rows"],
                     refused_rows=row["refused_rows"],
                     reconnects=row["reconnects"],
-                    rows_written=_counts(row["rows_written"]),
-                    buffer_sizes=_counts(row["buffer_sizes"]),
+                    rows_written=jsonb_counts(row["rows_written"]),
+                    buffer_sizes=jsonb_counts(row["buffer_sizes"]),
                     stale=beat.age_seconds > self._stale_after,
                 )
             )
@@ -278,11 +278,3 @@ class StatusBoard:
 
 def _age(now: datetime, moment: datetime | None) -> float | None:
     return None if moment is None else round((now - moment).total_seconds(), 3)
-
-
-def _counts(raw: str | dict | None) -> dict[str, int]:
-    """A jsonb counter object (asyncpg hands jsonb over as text)."""
-    if raw is None:
-        return {}
-    decoded = msgspec.json.decode(raw) if isinstance(raw, str | bytes) else raw
-    return {str(name): int(value) for name, value in decoded.items()}

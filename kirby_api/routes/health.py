@@ -13,10 +13,11 @@ from kirby_api.errors import RETRY_AFTER
 from kirby_api.formats import encode_message
 from kirby_api.health import Health, probe
 from kirby_api.market import MarketData
-from kirby_api.observability import Metrics
+from kirby_api.observability import OUTAGES_BY_EXCHANGE, Metrics
 from kirby_api.ratelimit import EXCLUDE_FROM_RATE_LIMIT
 from kirby_api.series import SeriesCatalog
 from kirby_api.ws.listener import ChangeListener
+from kirby_core.errors import StorageError
 from kirby_core.settings import Settings
 
 PUBLIC = {EXCLUDE_FROM_AUTH: True, EXCLUDE_FROM_RATE_LIMIT: True}
@@ -58,10 +59,32 @@ async def get_health(
 @get(
     "/metrics",
     summary="Prometheus metrics",
+    description="The API's own metrics, and the collector's and the data's as the database "
+    "says at this scrape (the same probe as /health). No API key needed.",
     opt=PUBLIC,
     security=[{}],
     media_type=CONTENT_TYPE_LATEST,
-    sync_to_thread=False,
 )
-def get_metrics(metrics: NamedDependency[Metrics]) -> bytes:
+async def get_metrics(
+    database: NamedDependency[ConnectionPool],
+    market: NamedDependency[MarketData],
+    catalog: NamedDependency[SeriesCatalog],
+    metrics: NamedDependency[Metrics],
+    listener: NamedDependency[ChangeListener],
+    settings: NamedDependency[Settings],
+) -> bytes:
+    health, heartbeats = await probe(
+        database,
+        market,
+        catalog,
+        metrics.freshness,
+        listener.connected.is_set(),
+        settings.api_stream_stale_seconds,
+    )
+    up = health.status != "down"
+    try:
+        outages = await database.fetch(OUTAGES_BY_EXCHANGE) if up else []
+    except StorageError:  # the database went away after the probe: report it as down
+        up, heartbeats, outages = False, [], []
+    metrics.operations.update(up, heartbeats, outages, health.checked_at)
     return generate_latest(metrics.registry)

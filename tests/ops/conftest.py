@@ -1,0 +1,67 @@
+"""Ops test harness: the API fixtures, a stream heartbeat planted as the collector writes it,
+and Prometheus's own tools (Debian's `prometheus` package), which CI installs.
+
+A test that needs `promtool` or `prometheus` skips when the binary is absent, except under
+`KIRBY_REQUIRE_SERVICES=1` (CI), where it fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.api.conftest import api  # noqa: F401  (the app on the test database)
+from tests.conftest import REPO
+from tests.db.conftest import catalog  # noqa: F401  (the synced realtime catalog)
+
+PROMETHEUS_DIR = REPO / "docker" / "prometheus"
+GRAFANA_DIR = REPO / "docker" / "grafana"
+
+# Read before the autouse fixture clears KIRBY_* from the environment.
+_REQUIRE_SERVICES = os.environ.get("KIRBY_REQUIRE_SERVICES") == "1"
+
+
+def binary(name: str) -> Path:
+    """The path of `name`, or a skip (a failure under KIRBY_REQUIRE_SERVICES=1)."""
+    found = shutil.which(name)
+    if found is None:
+        message = f"`{name}` is not installed (Debian: apt-get install prometheus)"
+        if _REQUIRE_SERVICES:
+            pytest.fail(message + "; KIRBY_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(message)
+    return Path(found)
+
+
+async def plant_heartbeat(
+    conn: asyncpg.Connection,
+    heartbeat_at: datetime,
+    *,
+    state: str = "running",
+    last_message_at: datetime | None = None,
+    covered_through: datetime | None = None,
+    reconnects: int = 0,
+    buffer_sizes: dict[str, int] | None = None,
+) -> None:
+    """Upsert the collector `test-collector`'s heartbeat row with these values."""
+    await conn.execute(
+        """INSERT INTO stream_heartbeats (collector_id, hostname, pid, started_at, heartbeat_at,
+               last_message_at, reconnects, buffer_sizes, state, covered_through,
+               dropped_rows, refused_rows)
+           VALUES ('test-collector', 'test-host', 1, $1, $1, $2, $3, $4::jsonb, $5, $6, 2, 3)
+           ON CONFLICT (collector_id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at,
+               last_message_at = EXCLUDED.last_message_at, reconnects = EXCLUDED.reconnects,
+               buffer_sizes = EXCLUDED.buffer_sizes, state = EXCLUDED.state,
+               covered_through = EXCLUDED.covered_through""",
+        heartbeat_at,
+        last_message_at,
+        reconnects,
+        json.dumps(buffer_sizes or {}),
+        state,
+        covered_through,
+    )
