@@ -14,6 +14,7 @@ Each app gets its own registry (tests build many apps in one process). Metrics:
     kirby_api_rate_limited_total, kirby_api_auth_failures_total
     kirby_api_gc_pause_seconds{generation}                     collector pauses (the loop waits)
     kirby_api_database_up                                      1 when the scrape's probe answered
+    kirby_api_stream_stale_after_seconds                       the API's staleness threshold
 
 Collector metrics, per exchange, read from the database on each scrape (`Operations`): the
 newest `stream_heartbeats` row (a replica of the API reports the same values as every other,
@@ -134,6 +135,7 @@ class Operations(Collector):
 
     def __init__(self) -> None:
         self._database_up: bool | None = None
+        self._stale_after: float | None = None
         self._heartbeat: asyncpg.Record | None = None
         self._outages: Sequence[asyncpg.Record] = ()
         self._read_at = datetime.now(UTC)
@@ -144,9 +146,12 @@ class Operations(Collector):
         heartbeats: Sequence[asyncpg.Record],
         outages: Sequence[asyncpg.Record],
         now: datetime,
+        stale_after: float,
     ) -> None:
-        """`heartbeats`: the `stream_heartbeats` rows, newest first."""
+        """`heartbeats`: the `stream_heartbeats` rows, newest first; `stale_after`: the
+        heartbeat age past which /health calls the stream stale (the alert uses it too)."""
         self._database_up = database_up
+        self._stale_after = stale_after
         self._heartbeat = heartbeats[0] if heartbeats else None
         self._outages = outages
         self._read_at = now
@@ -158,6 +163,13 @@ class Operations(Collector):
         if self._database_up is not None:
             up.add_metric([], 1.0 if self._database_up else 0.0)
         yield up
+        stale_after = GaugeMetricFamily(
+            "kirby_api_stream_stale_after_seconds",
+            "Heartbeat age past which the API calls the stream stale (api_stream_stale_seconds).",
+        )
+        if self._stale_after is not None:
+            stale_after.add_metric([], self._stale_after)
+        yield stale_after
         yield from self._collector_families()
         outages = CounterMetricFamily(
             "kirby_collector_outages",

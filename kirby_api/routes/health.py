@@ -86,5 +86,7 @@ async def get_metrics(
         outages = await database.fetch(OUTAGES_BY_EXCHANGE) if up else []
     except StorageError:  # the database went away after the probe: report it as down
         up, heartbeats, outages = False, [], []
-    metrics.operations.update(up, heartbeats, outages, health.checked_at)
+    metrics.operations.update(
+        up, heartbeats, outages, health.checked_at, health.stream.stale_after_seconds
+    )
     return generate_latest(metrics.registry)

@@ -72,6 +72,7 @@ async def test_collector_gauges_come_from_the_newest_heartbeat(api, conn, catalo
     assert value(found, "kirby_collector_outages_total", **funding) == 1
     assert value(found, "kirby_collector_outage_seconds_total", **funding) == 300
     assert value(found, "kirby_api_database_up") == 1
+    assert value(found, "kirby_api_stream_stale_after_seconds") == 120  # the default setting
 
 
 async def test_without_a_heartbeat_the_collector_series_are_absent(api, conn, catalog) -> None:
