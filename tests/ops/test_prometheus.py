@@ -11,6 +11,7 @@ resolves. The rules are the deployment's own, with one change: `for` durations a
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -28,7 +29,7 @@ import yaml
 
 from kirby_core.db.urls import DatabaseUrls
 from tests.conftest import REPO
-from tests.ops.conftest import PROMETHEUS_DIR, binary, plant_heartbeat
+from tests.ops.conftest import GRAFANA_DIR, PROMETHEUS_DIR, binary, plant_heartbeat
 
 DEADLINE_SECONDS = 60.0
 KIRBY = Path(sys.executable).with_name("kirby")
@@ -203,3 +204,40 @@ async def test_stale_collector_fires_its_alert(prometheus: str, conn: asyncpg.Co
     await plant_heartbeat(conn, datetime.now(UTC))
     _poll("KirbyCollectorStale resolved", lambda: _stale_alerts(prometheus) == [] or None)
     assert _stale_rule(prometheus)["state"] == "inactive"
+
+
+async def test_every_dashboard_query_runs_in_prometheus(
+    prometheus: str, conn: asyncpg.Connection
+) -> None:
+    """Each panel's query, Grafana's variables filled in, is valid PromQL that Prometheus
+    runs; the panels of what this test produces (requests, clients, the collector) show data.
+    """
+    await plant_heartbeat(conn, datetime.now(UTC), reconnects=1, buffer_sizes={"candles": 3})
+
+    def scraped_three_times() -> bool:
+        found = _api(prometheus, "query", query="count_over_time(kirby_collector_state[1m])")
+        return bool(found["result"]) and min(int(r["value"][1]) for r in found["result"]) >= 3
+
+    _poll("three scrapes of the collector's series (rates need two)", scraped_three_times)
+    shows_data = {}
+    for path in sorted((GRAFANA_DIR / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                query = target["expr"].replace("$__rate_interval", "1m")
+                query = query.replace('"$exchange"', '".*"')
+                result = _api(prometheus, "query", query=query)["result"]  # fails unless valid
+                title = f"{path.stem}: {panel['title']}"
+                shows_data[title] = shows_data.get(title, False) or bool(result)
+    assert len(shows_data) >= 20
+    produced_here = {
+        "kirby-api: Requests by route",
+        "kirby-api: p99 latency by route",
+        "kirby-api: WebSocket clients",
+        "kirby-api: LISTEN feed",
+        "kirby-collector: Heartbeat age",
+        "kirby-collector: State",
+        "kirby-collector: Buffered (waiting for the next flush)",
+        "kirby-collector: Reconnects per hour",
+        "kirby-data: Database answers (per API replica)",
+    }
+    assert sorted(title for title in produced_here if not shows_data[title]) == []
