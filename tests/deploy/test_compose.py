@@ -25,7 +25,16 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 
 KIRBY_SERVICES = {"migrate", "dagster-webserver", "dagster-daemon", "api"}
-LONG_RUNNING = {"timescaledb", "dagster-webserver", "dagster-daemon", "api", "pgadmin"}
+LONG_RUNNING = {
+    "timescaledb",
+    "dagster-webserver",
+    "dagster-daemon",
+    "api",
+    "pgadmin",
+    "prometheus",
+    "grafana",
+}
+PROFILES = {"pgadmin": ["pgadmin"], "prometheus": ["monitoring"], "grafana": ["monitoring"]}
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}; `$${...}` is an
 # escaped dollar (left for the container's shell) and not a compose variable.
@@ -138,9 +147,44 @@ def test_env_example_values_parse_as_settings() -> None:
 
 def test_expected_services_exist() -> None:
     services = _services()
-    assert {"timescaledb", *KIRBY_SERVICES, "pgadmin"} <= services.keys()
-    assert services["pgadmin"].get("profiles") == ["pgadmin"]
-    assert all("profiles" not in services[name] for name in services if name != "pgadmin")
+    assert {"timescaledb", *KIRBY_SERVICES, *PROFILES} <= services.keys()
+    assert {name: services[name].get("profiles") for name in services if name in PROFILES} == (
+        PROFILES
+    )
+    assert all("profiles" not in services[name] for name in services if name not in PROFILES)
+
+
+def test_monitoring_mounts_the_repository_files_it_is_configured_with() -> None:
+    """Prometheus reads docker/prometheus (config + rules), Grafana its provisioning and the
+    dashboards at the path the dashboard provider names; Prometheus scrapes the api service."""
+    services = _services()
+    mounts = {
+        name: {
+            target: source
+            for source, target, *_ in (v.split(":") for v in services[name]["volumes"])
+            if source.startswith("./")
+        }
+        for name in ("prometheus", "grafana")
+    }
+    assert mounts["prometheus"] == {"/etc/prometheus": "./docker/prometheus"}
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
+    prometheus = yaml.safe_load((ROOT / "docker/prometheus/prometheus.yml").read_text())
+    assert prometheus["rule_files"] == ["alerts.yml"]
+    assert (ROOT / "docker/prometheus/alerts.yml").is_file()
+    api_port = services["api"]["command"][services["api"]["command"].index("--port") + 1]
+    targets = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == [f"api:{api_port}"]
+    grafana = mounts["grafana"]
+    provider = yaml.safe_load(
+        (ROOT / grafana["/etc/grafana/provisioning"] / "dashboards/kirby.yml").read_text()
+    )["providers"][0]
+    dashboards = ROOT / grafana[provider["options"]["path"]]
+    assert sorted(p.name for p in dashboards.glob("*.json"))
+    datasource = yaml.safe_load(
+        (ROOT / grafana["/etc/grafana/provisioning"] / "datasources/prometheus.yml").read_text()
+    )["datasources"][0]
+    prometheus_port = services["prometheus"]["ports"][0].rsplit(":", 1)[1]
+    assert datasource["url"] == f"http://prometheus:{prometheus_port}"
 
 
 @pytest.mark.parametrize("name", sorted(LONG_RUNNING))
@@ -183,9 +227,14 @@ def test_dagster_services_share_lake_and_storage_volumes() -> None:
     for name in ("dagster-webserver", "dagster-daemon"):
         volumes = compose["services"][name]["volumes"]
         assert "lake:/app/lake" in volumes and "dagster-storage:/app/storage" in volumes
-    assert {"timescaledb-data", "lake", "dagster-storage", "pgadmin-data"} <= compose[
-        "volumes"
-    ].keys()
+    assert {
+        "timescaledb-data",
+        "lake",
+        "dagster-storage",
+        "pgadmin-data",
+        "prometheus-data",
+        "grafana-data",
+    } <= compose["volumes"].keys()
 
 
 def test_timescaledb_runs_the_init_script() -> None:
@@ -260,7 +309,7 @@ def _compose_command() -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("profile", [None, "pgadmin"])
+@pytest.mark.parametrize("profile", [None, "pgadmin", "monitoring"])
 def test_compose_config_validates(tmp_path: Path, profile: str | None) -> None:
     command = _compose_command()
     if command is None:
@@ -281,7 +330,9 @@ def test_compose_config_validates(tmp_path: Path, profile: str | None) -> None:
     )
     assert result.returncode == 0, result.stderr
     rendered = yaml.safe_load(result.stdout)
-    expected = {"timescaledb", *KIRBY_SERVICES} | ({"pgadmin"} if profile else set())
+    expected = {"timescaledb", *KIRBY_SERVICES} | {
+        name for name, profiles in PROFILES.items() if profile in profiles
+    }
     assert expected <= rendered["services"].keys()
     api = rendered["services"]["api"]
     assert api["environment"]["KIRBY_DATABASE_URL"].endswith("@timescaledb:5432/kirby")

@@ -82,7 +82,7 @@ def test_dashboards_are_valid_provisioned_json() -> None:
     provider = yaml.safe_load(
         (GRAFANA_DIR / "provisioning" / "dashboards" / "kirby.yml").read_text()
     )["providers"][0]
-    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert provider["options"]["path"] == "/etc/grafana/dashboards"
 
 
 def test_dashboards_cover_what_operators_watch() -> None:
