@@ -116,7 +116,8 @@ SELECT e.name AS exchange, o.dataset, count(*) AS outages,
        sum(extract(epoch FROM o.end_time - o.start_time))::float8 AS seconds
 FROM collection_outages o
 LEFT JOIN starlistings s ON o.dataset = 'candles' AND s.id = o.series_id
-JOIN trading_pairs p ON p.id = COALESCE(s.trading_pair_id, o.series_id)
+JOIN trading_pairs p
+    ON p.id = CASE WHEN o.dataset = 'candles' THEN s.trading_pair_id ELSE o.series_id END
 JOIN exchanges e ON e.id = p.exchange_id
 GROUP BY e.name, o.dataset
 """

@@ -97,3 +97,27 @@ async def test_data_freshness_is_read_at_each_scrape(
     behind = value(found, "kirby_api_data_behind_seconds", **series)
     assert behind in {(current - newest).total_seconds(), (current - newest).total_seconds() + 60}
     assert value(found, "kirby_api_data_age_seconds", **series) >= (now - newest).total_seconds()
+
+
+async def test_a_failing_database_is_reported_and_the_collector_series_go(
+    api, conn: asyncpg.Connection, catalog
+) -> None:
+    """Unknown is not zero: while the database fails, /metrics still answers, says the
+    database is down, and reports no collector series rather than stale ones."""
+    await plant_heartbeat(conn, datetime.now(UTC))
+    async with api(api_auth_enabled=False) as client:
+        before = samples((await client.get("/metrics")).text)
+        for table in ("stream_heartbeats", "collection_outages"):
+            await conn.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+            try:
+                response = await client.get("/metrics")
+            finally:
+                await conn.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
+            assert response.status_code == 200, table
+            during = samples(response.text)
+            assert value(during, "kirby_api_database_up") == 0, table
+            assert not [name for name, _ in during if name.startswith("kirby_collector_")], table
+        after = samples((await client.get("/metrics")).text)
+    assert value(before, "kirby_collector_state", exchange="hyperliquid", state="running") == 1
+    assert value(after, "kirby_api_database_up") == 1
+    assert value(after, "kirby_collector_state", exchange="hyperliquid", state="running") == 1
