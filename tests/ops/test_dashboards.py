@@ -85,6 +85,20 @@ def test_dashboards_are_valid_provisioned_json() -> None:
     assert provider["options"]["path"] == "/etc/grafana/dashboards"
 
 
+def test_dashboard_queries_use_only_known_variables() -> None:
+    """Grafana's `$__rate_interval` and a dashboard's own variables, nothing else (the real
+    Prometheus test fills in exactly these)."""
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        own = {f"${v['name']}" for v in dashboard.get("templating", {}).get("list", [])}
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                used = set(re.findall(r"\$\w+", target["expr"]))
+                assert used <= {"$__rate_interval", *own}, (path.name, panel["title"], used)
+    collector = json.loads((GRAFANA_DIR / "dashboards" / "kirby-collector.json").read_text())
+    assert [v["name"] for v in collector["templating"]["list"]] == ["exchange"]
+
+
 def test_dashboards_cover_what_operators_watch() -> None:
     """The issue's list: API latency and errors by route, WebSocket clients and drops,
     the collector per exchange (lag, reconnects, outages, buffer), freshness, backup age."""
