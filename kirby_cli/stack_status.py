@@ -15,10 +15,11 @@ from pathlib import Path
 import asyncpg
 
 from kirby_cli.stack import Stack
+from kirby_core.datasets import DATASETS
 from kirby_core.db.connection import connect
 
 STATUS_QUERY_TIMEOUT_SECONDS = 3.0
-REALTIME_TABLES = ("candles", "funding_rates", "open_interest")
+REALTIME_TABLES = tuple(DATASETS)
 
 
 @dataclass
