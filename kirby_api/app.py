@@ -42,13 +42,13 @@ from kirby_api.routes.coverage import (
 )
 from kirby_api.routes.health import get_health, get_metrics
 from kirby_api.routes.html import get_chart_page, get_status_page, static_router
-from kirby_api.routes.market import get_candles, get_funding, get_open_interest
+from kirby_api.routes.market_data import get_candles, get_funding, get_open_interest
 from kirby_api.routes.schema import swagger_assets_router, swagger_plugin
 from kirby_api.routes.starlistings import get_starlisting, list_starlistings
 from kirby_api.routes.status import get_status
 from kirby_api.runtime import Runtime
 from kirby_api.status import StatusBoard
-from kirby_api.ws.handler import stream
+from kirby_api.ws.handler import websocket_session
 from kirby_api.ws.transport import TransportMiddleware
 from kirby_core.db.urls import resolve
 from kirby_core.settings import Settings
@@ -160,7 +160,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_funding_coverage,
             get_open_interest_coverage,
             admin_router,
-            stream,
+            websocket_session,
         ],
         dependencies={name: _provider(value) for name, value in services.items()},
         middleware=[

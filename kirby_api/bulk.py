@@ -33,6 +33,7 @@ from litestar.types import Receive, Scope, Send
 
 from kirby_api.database import ConnectionPool
 from kirby_api.datasets import ServedDataset
+from kirby_api.market_data import PARAMETERS, window_rows
 from kirby_api.window import Window
 from kirby_core.errors import StorageError
 from kirby_core.settings import Settings
@@ -51,29 +52,23 @@ def _time(moment: datetime) -> str:
     return f"'{moment.astimezone(UTC).isoformat()}'::timestamptz"
 
 
-def _window_sql(dataset: ServedDataset, columns: str, newest: bool, *values: str) -> str:
-    """The page's rows in time order; values: series id, lower, upper, limit (SQL text)."""
-    series_id, lower, upper, limit = values
-    where = (
-        f"FROM {dataset.name} WHERE {dataset.series_column} = {series_id}"
-        f" AND time >= {lower} AND time < {upper}"
-    )
+def _page_sql(dataset: ServedDataset, columns: str, newest: bool, *values: str) -> str:
+    """The page's rows in ascending time order (`market_data.window_rows`, re-sorted when
+    it walked newest first); values: series id, lower, upper, limit (SQL text)."""
     if newest:
-        return (
-            f"SELECT {columns} FROM (SELECT * {where} ORDER BY time DESC"  # noqa: S608
-            f" LIMIT {limit}) page ORDER BY time"
-        )
-    return f"SELECT {columns} {where} ORDER BY time LIMIT {limit}"
+        rows = window_rows(dataset, "*", True, values)
+        return f"SELECT {columns} FROM ({rows}) page ORDER BY time"  # noqa: S608
+    return window_rows(dataset, columns, False, values)
 
 
 def copy_query(dataset: ServedDataset, series_id: int, window: Window) -> str:
     """The query whose rows `COPY ... TO STDOUT (FORMAT csv, HEADER)` writes as the page."""
     values = _int(series_id), _time(window.lower), _time(window.upper), _int(window.limit)
-    return _window_sql(dataset, dataset.csv_select_list, window.newest, *values)
+    return _page_sql(dataset, dataset.csv_select_list, window.newest, *values)
 
 
 def _range_query(dataset: ServedDataset, newest: bool) -> str:
-    page = _window_sql(dataset, "time", newest, "$1", "$2", "$3", "$4")
+    page = _page_sql(dataset, "time", newest, *PARAMETERS)
     return f"SELECT count(*)::int, min(time), max(time) FROM ({page}) page"  # noqa: S608
 
 

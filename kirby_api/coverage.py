@@ -20,7 +20,7 @@ from kirby_api.database import ConnectionPool
 from kirby_api.datasets import ServedDataset
 from kirby_core.db.coverage import SourceWindow, classify_days
 
-Status = Literal[
+DayStatus = Literal[
     "complete", "partial", "missing", "outage", "unavailable_at_source", "no_trades", "future"
 ]
 MAX_DAYS = 366
@@ -39,7 +39,7 @@ class DayCoverage(msgspec.Struct):
     """Minutes of the day inside recorded collection outages (the collector was down)."""
     unavailable_at_source: bool
     """Missing rows the exchange no longer serves: no backfill can fill them."""
-    status: Status
+    status: DayStatus
     unavailable_rows: int = 0
     """Missing rows unavailable at source."""
     no_trades: int = 0
@@ -50,7 +50,7 @@ class DayCoverage(msgspec.Struct):
     """Missing rows no fact explains: a backfill can still fill them."""
 
 
-def _status(day: DayCoverage) -> Status:
+def _status(day: DayCoverage) -> DayStatus:
     if day.expected == 0:
         return "future"
     if day.missing == 0:

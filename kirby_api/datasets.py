@@ -5,7 +5,7 @@ one says which table and series column hold it, which columns it serves (decimal
 are read as their exact text, `numeric::text`, and never become Python Decimals), the
 msgspec row type of JSON responses (field order = column order, so a database record
 builds a row positionally), and what the columns mean. SQL is built from these fixed
-identifiers in `kirby_api.market` and `kirby_api.bulk`; nothing from a request ever becomes
+identifiers in `kirby_api.market_data` and `kirby_api.bulk`; nothing from a request ever becomes
 an identifier.
 """
 
@@ -77,7 +77,7 @@ class OpenInterestData(msgspec.Struct):
 @dataclass(frozen=True)
 class ServedDataset:
     name: str
-    """Table name, and the key of its NOTIFY channel in `kirby_core.db.notify.CHANNELS`."""
+    """Table name, and the key of its NOTIFY channel in `kirby_core.db.notify.NOTIFY_CHANNELS`."""
     channel: str
     """Its name in URLs and on the WebSocket: candles, funding, open_interest."""
     series_column: str

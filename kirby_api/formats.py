@@ -1,6 +1,6 @@
 """Response bodies of the data endpoints: JSON page types, and Parquet files.
 
-JSON pages are built by PostgreSQL (`ServedDataset.json_object`, `kirby_api.market`); the page
+JSON pages are built by PostgreSQL (`ServedDataset.json_object`, `kirby_api.market_data`); the page
 types here describe them in OpenAPI and match them byte for byte. CSV is written by
 PostgreSQL too (`kirby_api.bulk`); Parquet is encoded here by `parquet_file`, one row group
 per `CHUNK_ROWS` rows, in a worker thread. Decimals stay exact in every format: strings in

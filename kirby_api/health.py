@@ -20,7 +20,7 @@ import msgspec
 
 from kirby_api.database import ConnectionPool
 from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST
-from kirby_api.market import MarketData
+from kirby_api.market_data import MarketData
 from kirby_api.observability import Freshness
 from kirby_api.series import SeriesCatalog
 from kirby_core.db.catalog_store import Starlisting, TradingPair

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 MAX_BYTES = 64 * 1024 * 1024
 
-Key = tuple[str, int, int]
+CacheKey = tuple[str, int, int]
 """(dataset name, series id, limit)."""
 
 
@@ -38,17 +38,17 @@ class LatestCache:
     def __init__(self, ttl_seconds: float, max_bytes: int = MAX_BYTES) -> None:
         self._ttl = ttl_seconds
         self._max_bytes = max_bytes
-        self._pages: OrderedDict[Key, tuple[float, Page]] = OrderedDict()
+        self._pages: OrderedDict[CacheKey, tuple[float, Page]] = OrderedDict()
         self._bytes = 0
         self._generation: dict[tuple[str, int], int] = {}
-        self._inflight: dict[Key, asyncio.Future[Page]] = {}
+        self._inflight: dict[CacheKey, asyncio.Future[Page]] = {}
         self._epoch = 0
         self.enabled = False
         """Set while the LISTEN connection is up (see module docstring)."""
         self.hits = 0
         self.misses = 0
 
-    async def get(self, key: Key, read: Callable[[], Awaitable[Page]]) -> Page:
+    async def get(self, key: CacheKey, read: Callable[[], Awaitable[Page]]) -> Page:
         if not self.enabled or self._ttl <= 0:
             return await read()
         cached = self._pages.get(key)
@@ -68,22 +68,22 @@ class LatestCache:
         return await asyncio.shield(pending)
 
     async def _fill(
-        self, key: Key, read: Callable[[], Awaitable[Page]], stamp: tuple[int, int]
+        self, key: CacheKey, read: Callable[[], Awaitable[Page]], stamp: tuple[int, int]
     ) -> Page:
         page = await read()
         if self.enabled and self._stamp(key) == stamp:
             self._store(key, page)
         return page
 
-    def _stamp(self, key: Key) -> tuple[int, int]:
+    def _stamp(self, key: CacheKey) -> tuple[int, int]:
         return self._epoch, self._generation.get((key[0], key[1]), 0)
 
-    def _settled(self, key: Key, task: asyncio.Future[Page]) -> None:
+    def _settled(self, key: CacheKey, task: asyncio.Future[Page]) -> None:
         self._inflight.pop(key, None)
         if not task.cancelled():
             task.exception()  # retrieved: a failure every requester abandoned is not reported
 
-    def _store(self, key: Key, page: Page) -> None:
+    def _store(self, key: CacheKey, page: Page) -> None:
         old = self._pages.pop(key, None)
         if old is not None:
             self._bytes -= len(old[1].body)

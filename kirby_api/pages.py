@@ -1,7 +1,7 @@
 """One page of a series as an HTTP response: read, describe, encode, cache.
 
 The data routes hand over (dataset, series, window, format); this reads the rows
-(`kirby_api.market`), works out the metadata and cursors, and answers JSON (rows encoded by
+(`kirby_api.market_data`), works out the metadata and cursors, and answers JSON (rows encoded by
 PostgreSQL, so this process only joins bytes), CSV (written by PostgreSQL's COPY and
 streamed, `kirby_api.bulk`) or Parquet (encoded in a worker thread, at most
 `PARQUET_THREADS` at a time, so the event loop never waits on it). Plain latest-N JSON pages
@@ -21,7 +21,7 @@ from kirby_api.bulk import CsvExport, CsvResponse
 from kirby_api.datasets import ServedDataset
 from kirby_api.formats import MEDIA_TYPES, Format, Metadata, Range, encode_message, parquet_file
 from kirby_api.latest_cache import LatestCache, Page
-from kirby_api.market import MarketData
+from kirby_api.market_data import MarketData
 from kirby_api.window import Window, page_cursors
 from kirby_core.catalog import StarlistingKey, TradingPairKey
 from kirby_core.db.catalog_store import Starlisting, TradingPair

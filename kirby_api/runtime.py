@@ -27,7 +27,7 @@ from kirby_api.auth import KeyVerifier
 from kirby_api.bulk import CsvExport
 from kirby_api.database import ConnectionPool
 from kirby_api.latest_cache import LatestCache
-from kirby_api.market import MarketData
+from kirby_api.market_data import MarketData
 from kirby_api.observability import Metrics
 from kirby_api.pages import Pages
 from kirby_api.ratelimit import RateLimiter

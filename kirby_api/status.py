@@ -28,7 +28,7 @@ from kirby_api.coverage import DayCoverage, day_coverage
 from kirby_api.database import ConnectionPool
 from kirby_api.datasets import SERVED_DATASETS
 from kirby_api.health import DatabaseHealth, Health, SeriesFreshness, probe
-from kirby_api.market import MarketData
+from kirby_api.market_data import MarketData
 from kirby_api.observability import Metrics, jsonb_counts
 from kirby_api.series import SeriesCatalog
 from kirby_api.ws.hub import Hub
@@ -37,8 +37,8 @@ from kirby_core.db.coverage import source_window
 from kirby_core.db.readers import coverage_interval
 from kirby_core.timeutil import floor_time, interval_seconds
 
-DEFAULT_DAYS = 3
-MAX_DAYS = 14
+DEFAULT_STATUS_DAYS = 3
+MAX_STATUS_DAYS = 14
 
 
 class CollectorStatus(msgspec.Struct):
@@ -144,9 +144,9 @@ class StatusBoard:
         self._ttl = ttl
         self._lock = asyncio.Lock()
         self._cached: dict[int, tuple[float, Status]] = {}
-        """days -> (expiry on the monotonic clock, snapshot); at most MAX_DAYS entries."""
+        """days -> (expiry on the monotonic clock, snapshot); at most MAX_STATUS_DAYS entries."""
 
-    async def snapshot(self, days: int = DEFAULT_DAYS) -> Status:
+    async def snapshot(self, days: int = DEFAULT_STATUS_DAYS) -> Status:
         """The status with `days` of coverage (today included), at most `ttl` seconds old."""
         async with self._lock:  # one assembly at a time; callers meanwhile get its result
             cached = self._cached.get(days)

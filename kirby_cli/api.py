@@ -165,7 +165,7 @@ def create(
 
 @apikey.command("list")
 @click.pass_obj
-def list_command(settings: Settings) -> None:
+def apikey_list(settings: Settings) -> None:
     """List keys (never the keys themselves)."""
     keys = _run(settings, list_keys)
     for key in keys:

@@ -107,7 +107,7 @@ async def _sync(url: str, loaded: Catalog) -> catalog_store.SyncReport:
 @database_option
 @click.option("--all", "include_inactive", is_flag=True, help="Include inactive starlistings.")
 @click.pass_obj
-def list_command(settings: Settings, database: Database, include_inactive: bool) -> None:
+def list_catalog(settings: Settings, database: Database, include_inactive: bool) -> None:
     """List the starlistings stored in a database."""
     url = urls.resolve(settings).of(database)
 

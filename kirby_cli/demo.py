@@ -106,7 +106,7 @@ def demo(
 @click.command("run")
 @_ports
 @click.pass_obj
-def run(settings: Settings, dagster_port: int, api_port: int, days: int) -> None:
+def run_stack(settings: Settings, dagster_port: int, api_port: int, days: int) -> None:
     """Run the whole platform against the real exchanges, until Ctrl-C.
 
     The same stack as `kirby demo` with your settings (KIRBY_* / .env; the embedded

@@ -27,10 +27,10 @@ COMMANDS = {
     "api": "kirby_cli.api:api",
     "apikey": "kirby_cli.api:apikey",
     "backfill": "kirby_cli.pipelines:backfill",
-    "export": "kirby_cli.pipelines:export",
+    "export": "kirby_cli.pipelines:export_files",
     "stream": "kirby_cli.stream:stream",
     "demo": "kirby_cli.demo:demo",
-    "run": "kirby_cli.demo:run",
+    "run": "kirby_cli.demo:run_stack",
 }
 
 

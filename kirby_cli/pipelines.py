@@ -6,11 +6,14 @@ launched them. With `DAGSTER_HOME` set, runs are recorded in that instance (and 
 the UI); otherwise in a throwaway one.
 
     kirby backfill [--coin BTC] [--exchange hyperliquid] [--days 30 | --start D --end D]
-                   [--database realtime|training] [--dataset candles|funding|all]
+                   [--database realtime|training] [--dataset candles|funding_rates|all]
     kirby export   [--coin BTC] [--intervals 1m,15m|all] [--days 30 | --start D --end D]
                    [--format csv|parquet|both] [--output exports]
-                   [--database realtime|training] [--dataset merged|candles|funding|oi]
+                   [--database realtime|training]
+                   [--dataset merged|candles|funding_rates|open_interest]
 
+Dataset choices are the names `kirby_core.datasets` declares and the aliases it lists
+(`funding`, `oi`); what each database can backfill or export is `kirby_pipelines`' to say.
 Days are whole UTC days, from `--days` ago up to yesterday (today is still being collected;
 it becomes a partition at midnight), or `--start` (inclusive) to `--end` (exclusive), as
 the original's `--start-time/--end-time`.
@@ -22,15 +25,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import click
 
 from kirby_cli import failures
 from kirby_cli.options import coin_option, database_option, exchange_option, intervals_option
+from kirby_core.datasets import dataset_named, spellings
 from kirby_core.settings import Database, Settings
 
-EXPORT_DATASETS = {"merged", "candles", "funding", "oi"}
+MERGED = "merged"
+"""The export of candles, funding and open interest on time; the other choices are datasets."""
 
 
 def _days_options(fn):
@@ -109,17 +114,6 @@ def _resources(settings: Settings, progress: Any = None) -> dict[str, Any]:
     return {"kirby": KirbyResource.of(settings), "progress": progress}
 
 
-def _check(result, settings: Settings) -> tuple[str, ...] | None:
-    """None if the run succeeded, else what to tell the user (its root cause)."""
-    from kirby_pipelines.in_process import RunFailed, raise_on_failure
-
-    try:
-        raise_on_failure(result, "run")
-    except RunFailed as exc:
-        return tuple(failures.explain(exc.step_error or exc, settings))
-    return None
-
-
 @click.command()
 @coin_option
 @exchange_option
@@ -127,10 +121,10 @@ def _check(result, settings: Settings) -> tuple[str, ...] | None:
 @database_option
 @click.option(
     "--dataset",
-    type=click.Choice(["candles", "funding", "all"]),
+    type=click.Choice([*spellings(), "all"]),
     default="all",
     show_default=True,
-    help="realtime only: candles (ccxt), funding rates (SDK), or both.",
+    help="What to fetch (all: every dataset the database is backfilled with).",
 )
 @click.pass_obj
 def backfill(
@@ -150,113 +144,56 @@ def backfill(
     active trading pair. training: Binance spot and USD-M candles with trade counts.
     Re-running changes nothing; live values are never overwritten with NULLs.
     """
-    from kirby_pipelines.defs.backfills import assets as backfill_assets
-    from kirby_pipelines.defs.backfills import checks
-    from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
-    from kirby_pipelines.in_process import materialize, raise_on_failure
-    from kirby_pipelines.partitions import (
-        MAX_DAYS_PER_RUN,
-        day_ranges,
-        parse_series,
-        partition_key,
+    from kirby_pipelines.backfill_plans import (
+        BackfillRequest,
+        backfilled_datasets,
+        plan_backfill,
+        run_backfill,
     )
-    from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG, still_served
 
-    wanted_days = resolve_days(days, start, end)
-    catalog = realtime_catalog if database == "realtime" else training_catalog
-    if database == "training":
-        jobs = {
-            "training_candles": [
-                backfill_assets.training_candles,
-                checks.training_candles_complete,
-                checks.training_candles_sanity,
-            ]
-        }
+    if dataset == "all":
+        datasets = tuple(backfilled_datasets(database))
     else:
-        jobs = {}
-        if dataset in ("candles", "all"):
-            jobs["candles"] = [
-                backfill_assets.candles,
-                checks.candles_complete,
-                checks.candles_sanity,
-                checks.candles_live_agrees,
-            ]
-        if dataset in ("funding", "all"):
-            jobs["funding_rates"] = [
-                backfill_assets.funding_rates,
-                checks.funding_rates_settled_hourly,
-            ]
-    now = datetime.now(UTC)
+        datasets = (dataset_named(dataset).name,)
+    request = BackfillRequest(
+        database, datasets, tuple(resolve_days(days, start, end)), frozenset(coins), exchange
+    )
     with _instance() as instance:
-        synced = materialize([catalog], instance, _resources(settings), {})
-        raise_on_failure(synced, "catalog sync")
-        # the catalog asset has registered every active series as a partition
-        plan: list[tuple[str, str, list[date]]] = []
-        for asset in jobs:
-            name = {
-                "candles": "starlistings",
-                "funding_rates": "trading_pairs",
-                "training_candles": "training_starlistings",
-            }[asset]
-            for series in instance.get_dynamic_partitions(name):
-                key = parse_series(series)
-                if (coins and key.coin not in coins) or (exchange and key.exchange != exchange):
-                    continue
-                series_days = wanted_days
-                if asset == "candles":
-                    series_days = still_served(series, wanted_days, now)
-                    if len(series_days) < len(wanted_days):
-                        click.echo(
-                            f"{series}: {len(wanted_days) - len(series_days)} day(s) are older "
-                            "than Hyperliquid keeps (last 5000 candles), skipped"
-                        )
-                if series_days:
-                    plan.append((asset, series, series_days))
-        if not plan:
+        plan = plan_backfill(request, instance, _resources(settings), datetime.now(UTC))
+        for series, count in plan.not_served.items():
+            click.echo(f"{series}: {count} day(s) are older than the exchange serves, skipped")
+        if not plan.series:
             raise click.ClickException("nothing to backfill: no active series matches")
-        total = sum(len(d) for _, _, d in plan)
         failed: dict[tuple[str, ...], list[str]] = {}
-        rows = {"fetched": 0, "written": 0, "missing": 0}
-        with click.progressbar(length=total, label="backfill", show_pos=True) as bar:
-            resources = _resources(settings, _Bar(bar))
-            for asset, series, series_days in plan:
-                for first, last in day_ranges(series_days, MAX_DAYS_PER_RUN):
-                    tags = {
-                        RANGE_START_TAG: partition_key(first, series),
-                        RANGE_END_TAG: partition_key(last, series),
-                    }
-                    result = materialize(jobs[asset], instance, resources, tags)
-                    if reason := _check(result, settings):
-                        failed.setdefault(reason, []).append(f"{series} {first}..{last}")
-                        continue
-                    meta = result.asset_materializations_for_node(asset)[0].metadata
-                    # row counts, as the backfill assets record them
-                    rows["fetched"] += cast(int, meta["rows_fetched"].value)
-                    rows["written"] += cast(int, meta["rows_written"].value)
-                    rows["missing"] += cast(
-                        int, (meta.get("missing_candles") or meta["missing_settlements"]).value
-                    )
-                    failed_checks = [
-                        e.check_name for e in result.get_asset_check_evaluations() if not e.passed
-                    ]
-                    if failed_checks:
-                        click.echo(
-                            f"\n{series} {first}..{last}: checks failed: {', '.join(failed_checks)}"
-                        )
+        fetched = written = missing = 0
+        with click.progressbar(length=plan.series_days, label="backfill", show_pos=True) as bar:
+            for outcome in run_backfill(plan, instance, _resources(settings, _Bar(bar))):
+                where = f"{outcome.series} {outcome.first}..{outcome.last}"
+                if outcome.failure is not None:
+                    exc = outcome.failure
+                    reason = tuple(failures.explain(exc.step_error or exc, settings))
+                    failed.setdefault(reason, []).append(where)
+                    continue
+                fetched += outcome.fetched
+                written += outcome.written
+                missing += outcome.missing
+                if outcome.failed_checks:
+                    click.echo(f"\n{where}: checks failed: {', '.join(outcome.failed_checks)}")
     click.echo(
-        f"{database}: {len(plan)} series, {total} series-days: {rows['fetched']:,} rows fetched, "
-        f"{rows['written']:,} written (new or changed), {rows['missing']:,} missing at source"
+        f"{database}: {len(plan.series)} series, {plan.series_days} series-days: "
+        f"{fetched:,} rows fetched, {written:,} written (new or changed), "
+        f"{missing:,} missing at source"
     )
     # one reason (say, the exchange is unreachable) fails many runs: say it once
-    for reason, where in failed.items():
-        more = f" and {len(where) - 1} more" if len(where) > 1 else ""
-        click.echo(f"failed: {where[0]}{more}: {reason[0]}", err=True)
+    for reason, ranges in failed.items():
+        more = f" and {len(ranges) - 1} more" if len(ranges) > 1 else ""
+        click.echo(f"failed: {ranges[0]}{more}: {reason[0]}", err=True)
         click.echo("\n".join(reason[1:]), err=True)
     if failed:
         raise click.exceptions.Exit(1)
 
 
-@click.command()
+@click.command("export")
 @coin_option
 @intervals_option
 @_days_options
@@ -277,8 +214,8 @@ def backfill(
 @database_option
 @click.option(
     "--dataset",
-    type=click.Choice(sorted(EXPORT_DATASETS)),
-    default="merged",
+    type=click.Choice([MERGED, *spellings()]),
+    default=MERGED,
     show_default=True,
     help="merged: candles + funding + open interest on time (ML-ready); or one table.",
 )
@@ -288,7 +225,7 @@ def backfill(
     help="Prices, sizes and rates as exact decimals instead of float64.",
 )
 @click.pass_obj
-def export(
+def export_files(
     settings: Settings,
     coins: set[str],
     intervals: set[str] | None,
@@ -311,7 +248,7 @@ def export(
     from kirby_pipelines.series_files import ExportRequest, run_export
 
     request = ExportRequest(
-        dataset=dataset,
+        dataset=dataset if dataset == MERGED else dataset_named(dataset).name,
         database=database,
         coins=coins,
         intervals=intervals,
@@ -320,8 +257,6 @@ def export(
         output=output,
         exact_decimals=exact_decimals,
     )
-    if database == "training" and dataset in ("funding", "oi"):
-        raise click.UsageError("the training database holds candles only (Binance klines)")
     with _instance() as instance:
         steps = 3 + len(request.days)
         with click.progressbar(length=steps, label="export", show_pos=True) as bar:

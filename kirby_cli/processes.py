@@ -101,7 +101,7 @@ def _probe(child: Child) -> bool:
         return False
 
 
-def stop(children: Iterable[Child], timeout: float = 15.0) -> list[int]:
+def stop_children(children: Iterable[Child], timeout: float = 15.0) -> list[int]:
     """SIGTERM each child's group, wait up to `timeout`, then SIGKILL what is left.
     Returns the pids that had to be killed."""
     children = list(children)

@@ -31,13 +31,14 @@ import httpx
 
 import kirby_pipelines
 from kirby_cli import processes
-from kirby_cli.backfills import Backfills
 from kirby_cli.dagster_client import DagsterClient
 from kirby_cli.processes import Child, StackError
+from kirby_cli.stack_backfills import Backfills
 from kirby_core.db import embedded, migrate, urls
 from kirby_core.db.connection import connect
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
+from kirby_pipelines.backfill_plans import BACKFILL_ASSETS
 
 HOST = "127.0.0.1"
 SUPERVISOR = "stream_supervisor"
@@ -57,7 +58,7 @@ class StackConfig:
     sim_speed: float = 1.0
     history_days: int = 1
     """Whole days up to yesterday backfilled at start."""
-    history_assets: tuple[str, ...] = ("candles", "funding_rates", "training_candles")
+    history_assets: tuple[str, ...] = tuple(BACKFILL_ASSETS.values())
     export_lake: bool = True
     """Once the history is in, export its days to the lake and build the merged dataset."""
     owns_postgres: bool = False
@@ -320,7 +321,7 @@ class Stack:
             self._stop_runs()
         if self.children:
             self.say("stopping " + ", ".join(c.name for c in reversed(self.children)))
-            killed = processes.stop(reversed(self.children))
+            killed = processes.stop_children(reversed(self.children))
             if killed:
                 self.say(f"killed (did not stop on SIGTERM in time): {killed}")
         self.dagster.close()

@@ -15,14 +15,15 @@ from pathlib import Path
 import asyncpg
 
 from kirby_cli.stack import Stack
+from kirby_core.datasets import DATASETS
 from kirby_core.db.connection import connect
 
-QUERY_TIMEOUT_SECONDS = 3.0
-REALTIME_TABLES = ("candles", "funding_rates", "open_interest")
+STATUS_QUERY_TIMEOUT_SECONDS = 3.0
+REALTIME_TABLES = tuple(DATASETS)
 
 
 @dataclass
-class Snapshot:
+class StackSnapshot:
     processes: list[tuple[str, int, bool]]
     """(name, pid, alive) of each child."""
     counts: dict[str, int | None] = field(default_factory=dict)
@@ -40,8 +41,8 @@ class Snapshot:
     model_files: int = 0
 
 
-def snapshot(stack: Stack) -> Snapshot:
-    snap = Snapshot([(c.name, c.pid, c.alive()) for c in stack.children])
+def snapshot(stack: Stack) -> StackSnapshot:
+    snap = StackSnapshot([(c.name, c.pid, c.alive()) for c in stack.children])
     if stack.databases is not None:
         unreadable = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
         with contextlib.suppress(*unreadable):  # counts then show as unknown
@@ -56,9 +57,9 @@ def snapshot(stack: Stack) -> Snapshot:
     return snap
 
 
-async def _read(stack: Stack, snap: Snapshot) -> None:
+async def _read(stack: Stack, snap: StackSnapshot) -> None:
     assert stack.databases is not None
-    async with asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+    async with asyncio.timeout(STATUS_QUERY_TIMEOUT_SECONDS):
         conn = await connect(stack.databases.realtime)
         try:
             for table in REALTIME_TABLES:
@@ -80,7 +81,7 @@ async def _read(stack: Stack, snap: Snapshot) -> None:
             await conn.close()
 
 
-def render(snap: Snapshot, now: datetime, refresh_seconds: float, lake_dir: Path) -> str:
+def render(snap: StackSnapshot, now: datetime, refresh_seconds: float, lake_dir: Path) -> str:
     def count(table: str) -> str:
         value = snap.counts.get(table)
         return "?" if value is None else f"{value:,}"

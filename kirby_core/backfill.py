@@ -34,7 +34,7 @@ from kirby_core.exchanges import BinanceHistory, HyperliquidHistory
 from kirby_core.exchanges.base import SourceCoverage
 from kirby_core.exchanges.registry import BINANCE, HYPERLIQUID, ExchangeDeclaration
 from kirby_core.models import Candle, CandleRow, FundingRate, FundingRateRow
-from kirby_core.timeutil import expected_count, floor_time, iter_open_times
+from kirby_core.timeutil import DAY, expected_count, floor_time, iter_open_times
 
 FETCH_DAYS = 30
 """Days fetched and written per round: bounds memory (30 days of 1m = 43,200 candles)."""
@@ -42,7 +42,6 @@ PRICE_TOLERANCE = Decimal("0.001")
 """A stored candle agrees with the exchange's when every price is within 0.1%..."""
 VOLUME_TOLERANCE = Decimal("0.01")
 """...and its volume within 1% (a live candle that missed its last trades falls outside)."""
-DAY = timedelta(days=1)
 
 UNAVAILABLE = "unavailable_at_source"
 PARTIAL = "partially_unavailable_at_source"
@@ -119,7 +118,7 @@ class BackfillResult:
     write: WriteResult = field(default_factory=WriteResult)
 
 
-Progress = Callable[[DayReport], None]
+DayReportCallback = Callable[[DayReport], None]
 
 
 async def backfill_candles(
@@ -128,7 +127,7 @@ async def backfill_candles(
     starlisting: Starlisting,
     days: Iterable[date],
     now: datetime,
-    progress: Progress | None = None,
+    progress: DayReportCallback | None = None,
 ) -> BackfillResult:
     """Fetch and upsert the candles of `starlisting` for `days`; one report per day."""
     key = starlisting.key
@@ -188,7 +187,7 @@ async def backfill_funding_rates(
     pair: TradingPair,
     days: Iterable[date],
     now: datetime,
-    progress: Progress | None = None,
+    progress: DayReportCallback | None = None,
 ) -> BackfillResult:
     """Fetch and upsert the settled hourly funding of `pair` for `days`.
 
@@ -286,7 +285,7 @@ def _with_absent(
 
 
 def _report(
-    result: BackfillResult, reports: dict[date, DayReport], progress: Progress | None
+    result: BackfillResult, reports: dict[date, DayReport], progress: DayReportCallback | None
 ) -> None:
     for day in sorted(reports):
         result.days.append(reports[day])

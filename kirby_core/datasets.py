@@ -10,8 +10,8 @@ One naming rule: a column has one name in the database, in the lake's Parquet fi
 row types the exchange parsers produce (`kirby_core.models`) and in the writer. Only the API
 may show another, and then the column carries it (`api_name`: candles' `trade_count` is
 `num_trades` in the API). A dataset is named after its table everywhere (lake directory,
-NOTIFY channel, outage records, Dagster); the API's URLs and WebSocket channels use
-`api_name` (`funding` for funding rates).
+NOTIFY channel, outage records, Dagster, the CLI); the API's URLs and WebSocket channels use
+`api_name` (`funding` for funding rates), and the CLI also accepts the declared `aliases`.
 
 Every row is keyed by (series, time): the series is a starlisting (candles) or a trading
 pair (funding rates, open interest), `time` is minute-aligned UTC. A CHECK is a list of
@@ -25,8 +25,11 @@ below (identifiers only, all from these declarations).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+from kirby_core.errors import InvalidRequest
 
 SeriesKind = Literal["starlisting", "trading_pair"]
 PgType = Literal["numeric", "integer", "timestamptz"]
@@ -84,6 +87,8 @@ class Dataset:
     """Value columns, after the key (series, time), in table order."""
     checks: tuple[Check, ...]
     """Value checks, in the order the writer tests them (after the key's own)."""
+    aliases: tuple[str, ...] = ()
+    """Shorter spellings the CLI also accepts (the original scripts' `funding`, `oi`)."""
 
     @property
     def series_column(self) -> str:
@@ -178,6 +183,7 @@ CANDLES = Dataset(
 FUNDING_RATES = Dataset(
     name="funding_rates",
     api_name="funding",
+    aliases=("funding",),
     series="trading_pair",
     columns=(
         Column("settled_funding_rate", "numeric"),
@@ -200,6 +206,7 @@ FUNDING_RATES = Dataset(
 OPEN_INTEREST = Dataset(
     name="open_interest",
     api_name="open_interest",
+    aliases=("oi",),
     series="trading_pair",
     columns=(
         Column("open_interest", "numeric"),
@@ -220,3 +227,16 @@ OPEN_INTEREST = Dataset(
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (CANDLES, FUNDING_RATES, OPEN_INTEREST)}
 """Every market dataset by name (= table name), in a fixed order."""
+
+
+def spellings(names: Iterable[str] = DATASETS) -> list[str]:
+    """What the CLI accepts for the datasets `names`: each name, then its aliases."""
+    return [spelling for name in names for spelling in (name, *DATASETS[name].aliases)]
+
+
+def dataset_named(spelling: str) -> Dataset:
+    """The dataset a name or alias means; `InvalidRequest` naming what is allowed."""
+    for dataset in DATASETS.values():
+        if spelling in (dataset.name, *dataset.aliases):
+            return dataset
+    raise InvalidRequest(f"unknown dataset {spelling!r}; expected one of {', '.join(spellings())}")

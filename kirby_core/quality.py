@@ -17,9 +17,8 @@ import asyncpg
 import duckdb
 
 from kirby_core.db.readers import expected_rows
-from kirby_core.timeutil import interval_seconds
+from kirby_core.timeutil import DAY, interval_seconds
 
-DAY = timedelta(days=1)
 MAX_HOURLY_FUNDING = 0.04
 """Hyperliquid caps funding at 4% an hour; a rate beyond it is not a real rate."""
 

@@ -29,6 +29,7 @@ INTERVAL_SECONDS: dict[str, int] = {
 }
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
 
 
 def interval_seconds(interval: str) -> int:

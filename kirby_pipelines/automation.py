@@ -58,6 +58,12 @@ def active_series(realtime: DatabaseSeries, training: DatabaseSeries) -> dict[st
     }
 
 
+def served_days(asset: str, series: str, days: Sequence[date], now: datetime) -> list[date]:
+    """The days of `days` a backfill of `asset` can still fetch for `series` (Hyperliquid
+    candles: only the days the exchange still serves)."""
+    return still_served(series, days, now) if asset == "candles" else list(days)
+
+
 def daily(
     active: Mapping[str, Sequence[str]], order: Mapping[str, Sequence[str]], day: date
 ) -> list[dg.RunRequest]:
@@ -88,7 +94,7 @@ def new_series(
         for key in series:
             if key in known.get(asset, ()):
                 continue
-            key_days = still_served(key, wanted, now) if asset == "candles" else wanted
+            key_days = served_days(asset, key, wanted, now)
             requests += backfill_requests(
                 asset,
                 [key],
@@ -190,7 +196,7 @@ def repairs(
     for asset, series, day in sorted(wanted):
         if day > last_day:
             next_cursor.pending.append((asset, series, day.isoformat()))
-        elif asset == "candles" and not still_served(series, [day], now):
+        elif not served_days(asset, series, [day], now):
             notes.append(f"{series} {day}: no longer served by the exchange, not repairable")
         else:
             by_target.setdefault((asset, series), []).append(day)

@@ -40,7 +40,8 @@ from kirby_pipelines.partitions import days_by_series, parse_series, partition_k
 from kirby_pipelines.resources import KirbyResource, Progress, report_progress
 
 MAX_TABLE_ROWS = 60
-"""Per-day rows shown in the run's materialization table (the observations keep them all)."""
+"""Rows of a Markdown table in a run's metadata (backfill reports, check findings); the
+observations keep them all."""
 
 
 @dataclass(frozen=True)

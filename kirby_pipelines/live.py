@@ -9,7 +9,7 @@ from datetime import datetime
 from kirby_core.datasets import DATASETS
 from kirby_core.db.connection import connect
 
-TABLES = {f"live_{table}": table for table in DATASETS}
+LIVE_TABLES = {f"live_{table}": table for table in DATASETS}
 """Live asset -> table; fixed identifiers only."""
 
 
@@ -27,7 +27,7 @@ async def read_latest(url: str) -> list[Latest]:
         conn = await connect(url)
         try:
             found = []
-            for asset, table in TABLES.items():
+            for asset, table in LIVE_TABLES.items():
                 record = await conn.fetchrow(
                     f"SELECT max(time) AS last_time, count(*) FILTER (WHERE time > now()"  # noqa: S608
                     f" - interval '1 hour') AS recent FROM {table}"

@@ -22,7 +22,12 @@ from kirby_core import quality
 from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
 from kirby_pipelines import catalogs, evidence
-from kirby_pipelines.backfills import BackfilledAsset, starlisting_key, trading_pair_key
+from kirby_pipelines.backfills import (
+    MAX_TABLE_ROWS,
+    BackfilledAsset,
+    starlisting_key,
+    trading_pair_key,
+)
 from kirby_pipelines.partitions import (
     CANDLE_PARTITIONS,
     DAILY,
@@ -35,7 +40,6 @@ from kirby_pipelines.partitions import (
 from kirby_pipelines.resources import KirbyResource
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
 
-MAX_TABLE_ROWS = 60
 PARTITION_TAG = "dagster/partition"
 PARTITIONS = {
     "candles": CANDLE_PARTITIONS,
@@ -182,7 +186,7 @@ async def _classified(
     interval: str,
     day: date,
     now: datetime,
-) -> coverage.DayCoverage:
+) -> coverage.ClassifiedDay:
     """The one classifier's verdict on one (series, day)."""
     served_from = coverage.source_window(exchange, table, interval, now).oldest
     [found] = await coverage.classify_days(

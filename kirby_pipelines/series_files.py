@@ -22,6 +22,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 
+from kirby_core.errors import InvalidRequest
 from kirby_pipelines.in_process import materialize, raise_on_failure
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
 
@@ -34,9 +35,11 @@ LAKE_OF = {  # (dataset, database) -> lake assets to export first, and where to 
     ("merged", "training"): (("lake_training_candles",), "models/merged_training_dataset"),
     ("candles", "realtime"): (("lake_candles",), "candles"),
     ("candles", "training"): (("lake_training_candles",), "training_candles"),
-    ("funding", "realtime"): (("lake_funding_rates",), "funding_rates"),
-    ("oi", "realtime"): (("lake_open_interest",), "open_interest"),
+    ("funding_rates", "realtime"): (("lake_funding_rates",), "funding_rates"),
+    ("open_interest", "realtime"): (("lake_open_interest",), "open_interest"),
 }
+"""Dataset names: `merged` and the tables of `kirby_core.datasets` (the training database
+holds candles only)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,12 @@ def run_export(
     from kirby_pipelines.defs.models.assets import model_assets
     from kirby_pipelines.resources import KirbyResource
 
+    if (request.dataset, request.database) not in LAKE_OF:
+        allowed = [d for d, database in LAKE_OF if database == request.database]
+        raise InvalidRequest(
+            f"the {request.database} database has no {request.dataset} to export; "
+            f"expected one of {', '.join(allowed)}"
+        )
     lake_names, source = LAKE_OF[(request.dataset, request.database)]
     private = Path(tempfile.mkdtemp(prefix="kirby-export-")) if request.exact_decimals else None
     if private is not None:

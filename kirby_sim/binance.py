@@ -31,9 +31,9 @@ from kirby_sim.faults import FaultInjector
 from kirby_sim.intervals import BINANCE_INTERVALS, floor_open, next_open, shift_open
 from kirby_sim.malform import malformed_text
 from kirby_sim.market import Market
+from kirby_sim.prices import QUOTE_DECIMALS
 from kirby_sim.ratelimit import WeightLimiter
-from kirby_sim.series import QUOTE_DECIMALS
-from kirby_sim.universe import BINANCE_SPOT, BINANCE_USDM
+from kirby_sim.universe import BINANCE_SPOT_VENUE, BINANCE_USDM_VENUE
 from kirby_sim.wire import encode, fixed_decimal
 
 DEFAULT_LIMIT = 500
@@ -53,8 +53,8 @@ class Family:
     weight_per_minute: int
 
 
-SPOT = Family("/api/v3", BINANCE_SPOT, 1000, 6000)
-USDM = Family("/fapi/v1", BINANCE_USDM, 1500, 2400)
+SPOT = Family("/api/v3", BINANCE_SPOT_VENUE, 1000, 6000)
+USDM = Family("/fapi/v1", BINANCE_USDM_VENUE, 1500, 2400)
 COINM = Family("/dapi/v1", None, 1500, 2400)
 FAMILIES = (SPOT, USDM, COINM)
 
@@ -226,7 +226,7 @@ def _window(
 
 def _kline(book: CandleBook, interval: str, bar: Bar) -> list[Any]:
     inst = book.instrument
-    spot = inst.venue == BINANCE_SPOT
+    spot = inst.venue == BINANCE_SPOT_VENUE
     price_shown = 8 if spot else inst.price_decimals
     size_shown = 8 if spot else inst.size_decimals
     quote_shown = 8 if spot else QUOTE_DECIMALS

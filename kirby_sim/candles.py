@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kirby_sim.intervals import MINUTE_MS, floor_open, next_open, open_times
-from kirby_sim.series import MinuteFrame, PriceSeries
+from kirby_sim.prices import MinuteFrame, PriceSeries
 
 _CHUNK_MINUTES = 1 << 17
 _HOUR_MS = 3_600_000

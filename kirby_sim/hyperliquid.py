@@ -30,7 +30,7 @@ from kirby_sim.intervals import HYPERLIQUID_INTERVALS, floor_open, shift_open
 from kirby_sim.malform import malformed_text
 from kirby_sim.market import Market
 from kirby_sim.ratelimit import WeightLimiter
-from kirby_sim.universe import HYPERLIQUID
+from kirby_sim.universe import HYPERLIQUID_VENUE
 from kirby_sim.wire import encode
 
 MAX_CANDLES = 5000
@@ -171,7 +171,7 @@ class HyperliquidInfo:
             raise BadBody(f"req.interval: unknown variant `{interval}`, expected one of {expected}")
         start_ms = _field(request, "startTime", int)
         end_ms = _field(request, "endTime", int, required=False)
-        book = self.market.book(HYPERLIQUID, coin)
+        book = self.market.book(HYPERLIQUID_VENUE, coin)
         if book is None:
             raise UnknownAsset
         end_ms = now_ms if end_ms is None else min(end_ms, now_ms)

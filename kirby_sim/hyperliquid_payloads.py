@@ -15,7 +15,7 @@ from kirby_sim import hashing
 from kirby_sim.candles import Bar
 from kirby_sim.intervals import next_open
 from kirby_sim.market import Market
-from kirby_sim.series import MinuteEvents
+from kirby_sim.prices import MinuteEvents
 from kirby_sim.universe import Instrument
 from kirby_sim.wire import hl_decimal
 

@@ -17,8 +17,9 @@ client IP: connections (beyond: HTTP 429 on the upgrade), subscriptions and mess
 minute (beyond: an error message, the request ignored). A connection with no client
 message for `idle_timeout` real seconds is closed (WebSocket-level pings do not count).
 
-This module only keeps the books of who listens to what; `feed.Feed` decides what to push
-and when, and is told about every change through `SubscriptionListener`.
+This module only keeps the books of who listens to what; `HyperliquidFeed`
+(`hyperliquid_feed.py`) decides what to push and when, and is told about every change
+through `SubscriptionListener`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ _OPTIONAL = {"allMids": ("dex",), "l2Book": ("nSigFigs", "nLevels", "mantissa")}
 _OUTBOX_LIMIT = 100_000
 _CLOSE_TIMEOUT = 1.0
 
-Key = tuple[str, ...]
+ChannelKey = tuple[str, ...]
 """("candle", coin, interval), ("trades" | "l2Book" | "activeAssetCtx", coin), ("allMids",)"""
 
 
@@ -70,7 +71,7 @@ class Connection:
     client: str
     transport: asyncio.Transport | None
     outbox: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(_OUTBOX_LIMIT))
-    subscriptions: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    subscriptions: dict[ChannelKey, dict[str, Any]] = field(default_factory=dict)
 
     def send(self, text: str) -> None:
         try:
@@ -85,12 +86,12 @@ class Connection:
 
 
 class SubscriptionListener(Protocol):
-    def subscribed(self, connection: Connection, key: Key) -> None: ...
+    def subscribed(self, connection: Connection, key: ChannelKey) -> None: ...
 
     def changed(self) -> None: ...
 
 
-def subscription_key(subscription: dict[str, Any]) -> Key:
+def subscription_key(subscription: dict[str, Any]) -> ChannelKey:
     kind = subscription["type"]
     return (kind, *(subscription[name] for name in _REQUIRED[kind]))
 
@@ -126,15 +127,15 @@ class HyperliquidStream:
         self.limits = limits or StreamLimits()
         self.listener: SubscriptionListener | None = None
         self.connections: set[Connection] = set()
-        self._index: defaultdict[Key, set[Connection]] = defaultdict(set)
-        self._by_coin: defaultdict[str | None, Counter[Key]] = defaultdict(Counter)
+        self._index: defaultdict[ChannelKey, set[Connection]] = defaultdict(set)
+        self._by_coin: defaultdict[str | None, Counter[ChannelKey]] = defaultdict(Counter)
         self._subscriptions_per_ip: Counter[str] = Counter()
         self._connections_per_ip: Counter[str] = Counter()
         self._messages = WeightLimiter(self.limits.messages_per_minute)
 
     # --- what the feed asks -----------------------------------------------------------
 
-    def keys_of(self, coin: str | None) -> list[Key]:
+    def keys_of(self, coin: str | None) -> list[ChannelKey]:
         """Subscribed keys of one coin (None: allMids)."""
         counter = self._by_coin.get(coin)
         return list(counter) if counter else []
@@ -143,7 +144,7 @@ class HyperliquidStream:
         """Coins with at least one subscription (None stands for allMids)."""
         return {coin for coin, counter in self._by_coin.items() if counter}
 
-    def publish(self, key: Key, channel: str, data: Any, coin: str | None) -> None:
+    def publish(self, key: ChannelKey, channel: str, data: Any, coin: str | None) -> None:
         """Send a data push to every subscriber of `key`, unless its feed is stalled."""
         subscribers = self._index.get(key)
         if not subscribers or self.faults.is_stalled(coin):
@@ -258,7 +259,7 @@ class HyperliquidStream:
                 self.listener.changed()
 
     def _subscribe(
-        self, connection: Connection, key: Key, subscription: dict[str, Any], shown: str
+        self, connection: Connection, key: ChannelKey, subscription: dict[str, Any], shown: str
     ) -> None:
         if key in connection.subscriptions:
             connection.send(_error(f"Already subscribed: {shown}"))
@@ -276,7 +277,7 @@ class HyperliquidStream:
             self.listener.subscribed(connection, key)
             self.listener.changed()
 
-    def _remove(self, connection: Connection, key: Key) -> None:
+    def _remove(self, connection: Connection, key: ChannelKey) -> None:
         del connection.subscriptions[key]
         self._index[key].discard(connection)
         if not self._index[key]:

@@ -13,11 +13,11 @@ from dataclasses import replace
 
 from kirby_sim.candles import BarCache, CandleBook
 from kirby_sim.derivatives import Derivatives
-from kirby_sim.series import PriceSeries
+from kirby_sim.prices import PriceSeries
 from kirby_sim.universe import (
-    BINANCE_SPOT,
-    BINANCE_USDM,
-    HYPERLIQUID,
+    BINANCE_SPOT_VENUE,
+    BINANCE_USDM_VENUE,
+    HYPERLIQUID_VENUE,
     Instrument,
     binance_spot,
     binance_usdm,
@@ -40,9 +40,9 @@ class Market:
         self._books: dict[tuple[str, str], CandleBook] = {}
         self._derivatives: dict[str, Derivatives] = {}
         listings = {
-            HYPERLIQUID: hyperliquid_perps(extra_coins),
-            BINANCE_SPOT: binance_spot(),
-            BINANCE_USDM: binance_usdm(),
+            HYPERLIQUID_VENUE: hyperliquid_perps(extra_coins),
+            BINANCE_SPOT_VENUE: binance_spot(),
+            BINANCE_USDM_VENUE: binance_usdm(),
         }
         self.instruments: dict[str, list[Instrument]] = {}
         for venue, instruments in listings.items():
@@ -50,15 +50,15 @@ class Market:
             self.instruments[venue] = adjusted
             for inst in adjusted:
                 self._books[venue, inst.symbol] = CandleBook(PriceSeries(inst, seed), self._cache)
-        for inst in self.instruments[HYPERLIQUID]:
+        for inst in self.instruments[HYPERLIQUID_VENUE]:
             self._derivatives[inst.symbol] = Derivatives(
-                self._books[HYPERLIQUID, inst.symbol], seed
+                self._books[HYPERLIQUID_VENUE, inst.symbol], seed
             )
 
     @property
     def perps(self) -> list[Instrument]:
         """Hyperliquid perps in meta order (index = asset id)."""
-        return self.instruments[HYPERLIQUID]
+        return self.instruments[HYPERLIQUID_VENUE]
 
     def book(self, venue: str, symbol: str) -> CandleBook | None:
         return self._books.get((venue, symbol))

@@ -29,14 +29,14 @@ from kirby_sim.binance import Binance
 from kirby_sim.clock import VirtualClock
 from kirby_sim.config import SimulatorConfig
 from kirby_sim.faults import FaultInjector, run_schedule
-from kirby_sim.feed import Feed
 from kirby_sim.hyperliquid import HyperliquidInfo
+from kirby_sim.hyperliquid_feed import HyperliquidFeed
 from kirby_sim.hyperliquid_ws import HyperliquidStream, StreamLimits
 from kirby_sim.market import Market
 from kirby_sim.ratelimit import WeightLimiter
 
 _BINANCE_PREFIXES = ("/api/", "/fapi/", "/dapi/")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class SimulatorServer:
@@ -57,7 +57,7 @@ class SimulatorServer:
                 messages_per_minute=config.ws_messages_per_minute if config.rate_limits else None,
             ),
         )
-        self.feed = Feed(
+        self.feed = HyperliquidFeed(
             self.market, self.clock, self.stream, context_interval_ms=config.context_interval_ms
         )
         self.port: int | None = None
@@ -154,7 +154,7 @@ class SimulatorServer:
 
     @web.middleware
     async def _inject_http_faults(
-        self, request: web.Request, handler: Handler
+        self, request: web.Request, handler: RequestHandler
     ) -> web.StreamResponse:
         if request.path.startswith(PREFIX) or request.path == "/ws":
             return await handler(request)

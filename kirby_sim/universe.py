@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 
 from kirby_core.timeutil import datetime_to_ms
 
-HYPERLIQUID = "hyperliquid"
-BINANCE_SPOT = "binance_spot"
-BINANCE_USDM = "binance_usdm"
+HYPERLIQUID_VENUE = "hyperliquid"
+BINANCE_SPOT_VENUE = "binance_spot"
+BINANCE_USDM_VENUE = "binance_usdm"
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def hyperliquid_perps(extra_coins: int = 0) -> list[Instrument]:
     (SYN001, SYN002, ...) with varied prices and liquidity."""
     perps = [
         Instrument(
-            venue=HYPERLIQUID,
+            venue=HYPERLIQUID_VENUE,
             symbol=name,
             coin=name,
             base_price=price,
@@ -130,7 +130,7 @@ def hyperliquid_perps(extra_coins: int = 0) -> list[Instrument]:
         sz_decimals = number % 4
         perps.append(
             Instrument(
-                venue=HYPERLIQUID,
+                venue=HYPERLIQUID_VENUE,
                 symbol=f"SYN{number:03d}",
                 coin=f"SYN{number:03d}",
                 base_price=round(10.0 ** (number % 7 - 2) * (1.0 + number % 9), 6),
@@ -179,7 +179,7 @@ BINANCE_COIN_M: tuple[str, ...] = ("BTC", "ETH")
 def binance_spot() -> list[Instrument]:
     return [
         Instrument(
-            venue=BINANCE_SPOT,
+            venue=BINANCE_SPOT_VENUE,
             symbol=f"{asset.coin}USDT",
             coin=asset.coin,
             base_price=asset.base_price,
@@ -196,7 +196,7 @@ def binance_spot() -> list[Instrument]:
 def binance_usdm() -> list[Instrument]:
     return [
         Instrument(
-            venue=BINANCE_USDM,
+            venue=BINANCE_USDM_VENUE,
             symbol=f"{asset.coin}USDT",
             coin=asset.coin,
             base_price=asset.base_price,

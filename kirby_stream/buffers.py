@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 TABLES = tuple(DATASETS)
 SHED_TO = 0.9
 
-Key = tuple[int, datetime]
+RowKey = tuple[int, datetime]
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Batch:
 class Buffers:
     def __init__(self, max_rows: int) -> None:
         self.max_rows = max_rows
-        self._tables: dict[str, dict[Key, NamedTuple]] = {t: {} for t in TABLES}
+        self._tables: dict[str, dict[RowKey, NamedTuple]] = {t: {} for t in TABLES}
         self._candles = self._tables["candles"]
         self._funding = self._tables["funding_rates"]
         self._interest = self._tables["open_interest"]

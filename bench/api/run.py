@@ -43,7 +43,7 @@ from bench.common import drop_database, random_walk_candles, scratch_database
 from kirby_api.database import ConnectionPool
 from kirby_api.datasets import SERVED_CANDLES
 from kirby_api.keys import create_key
-from kirby_api.market import MarketData
+from kirby_api.market_data import MarketData
 from kirby_api.window import Window
 from kirby_core.catalog import load_catalog
 from kirby_core.db import catalog_store

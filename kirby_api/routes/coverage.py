@@ -13,8 +13,8 @@ from litestar.params import QueryParameter
 from kirby_api.coverage import DEFAULT_DAYS, MAX_DAYS, DayCoverage, day_coverage
 from kirby_api.database import ConnectionPool
 from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST, ServedDataset
-from kirby_api.errors import InvalidParameter, error_responses
-from kirby_api.routes.paths import Coin, Exchange, Interval, MarketType, Quote
+from kirby_api.errors import InvalidParameter
+from kirby_api.routes.paths import SERIES_ERRORS, Coin, Exchange, Interval, MarketType, Quote
 from kirby_api.series import SeriesCatalog
 from kirby_api.window import TIME_ALLOWED, parse_time
 from kirby_core.db.catalog_store import Starlisting, TradingPair
@@ -28,7 +28,6 @@ Day = Annotated[
         f"{DEFAULT_DAYS} days up to today. At most {MAX_DAYS} days per request.",
     ),
 ]
-ERRORS = error_responses(400, 401, 404, 409, 429, 503)
 _LAST_DAY = date(9999, 12, 30)  # the day after it must still be a date
 
 
@@ -102,7 +101,7 @@ async def _coverage(
 @get(
     "/coverage/candles/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}/{interval:str}",
     summary="Per-day completeness of a starlisting's candles",
-    responses=ERRORS,
+    responses=SERIES_ERRORS,
 )
 async def get_candle_coverage(
     exchange: Exchange,
@@ -122,7 +121,7 @@ async def get_candle_coverage(
 @get(
     "/coverage/funding/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}",
     summary="Per-day completeness of a trading pair's funding rows",
-    responses=ERRORS,
+    responses=SERIES_ERRORS,
 )
 async def get_funding_coverage(
     exchange: Exchange,
@@ -141,7 +140,7 @@ async def get_funding_coverage(
 @get(
     "/coverage/open-interest/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}",
     summary="Per-day completeness of a trading pair's open-interest rows",
-    responses=ERRORS,
+    responses=SERIES_ERRORS,
 )
 async def get_open_interest_coverage(
     exchange: Exchange,

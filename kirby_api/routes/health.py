@@ -12,7 +12,7 @@ from kirby_api.database import ConnectionPool
 from kirby_api.errors import RETRY_AFTER
 from kirby_api.formats import encode_message
 from kirby_api.health import Health, probe
-from kirby_api.market import MarketData
+from kirby_api.market_data import MarketData
 from kirby_api.observability import OUTAGES_BY_EXCHANGE, Metrics
 from kirby_api.ratelimit import EXCLUDE_FROM_RATE_LIMIT
 from kirby_api.series import SeriesCatalog

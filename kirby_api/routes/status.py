@@ -12,14 +12,14 @@ from litestar.params import QueryParameter
 from kirby_api.errors import error_responses
 from kirby_api.formats import encode_message
 from kirby_api.routes.health import PUBLIC
-from kirby_api.status import DEFAULT_DAYS, MAX_DAYS, Status, StatusBoard
+from kirby_api.status import DEFAULT_STATUS_DAYS, MAX_STATUS_DAYS, Status, StatusBoard
 
 Days = Annotated[
     int,
     QueryParameter(
         ge=1,
-        le=MAX_DAYS,
-        description=f"Days of coverage, today included (1 to {MAX_DAYS}).",
+        le=MAX_STATUS_DAYS,
+        description=f"Days of coverage, today included (1 to {MAX_STATUS_DAYS}).",
     ),
 ]
 
@@ -39,7 +39,7 @@ Days = Annotated[
     },
 )
 async def get_status(
-    status_board: NamedDependency[StatusBoard], days: Days = DEFAULT_DAYS
+    status_board: NamedDependency[StatusBoard], days: Days = DEFAULT_STATUS_DAYS
 ) -> Status:
     status = await status_board.snapshot(days)
     return Response(  # type: ignore[return-value]  # the annotation is the OpenAPI body

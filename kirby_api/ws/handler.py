@@ -188,7 +188,7 @@ class Session:
                 self._charge(1)
                 self._unsubscribe(message)
             else:
-                self._send(protocol.Pong(datetime.now(UTC)))
+                self._send(protocol.ServerPong(datetime.now(UTC)))
         except RateLimited as exc:
             self._metrics.rate_limited.inc()
             error = protocol.Error("rate_limited", str(exc), action)
@@ -319,7 +319,7 @@ def _gone(transport: asyncio.Transport) -> bool:
 
 
 @websocket("/ws", opt={EXCLUDE_FROM_RATE_LIMIT: True})
-async def stream(
+async def websocket_session(
     socket: WebSocket,
     hub: NamedDependency[Hub],
     catalog: NamedDependency[SeriesCatalog],

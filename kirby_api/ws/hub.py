@@ -35,7 +35,7 @@ from kirby_api.datasets import (
     ServedDataset,
 )
 from kirby_api.formats import encode_message
-from kirby_api.market import MarketData
+from kirby_api.market_data import MarketData
 from kirby_api.observability import Metrics
 from kirby_api.series import SeriesCatalog
 from kirby_api.ws import protocol
@@ -45,7 +45,7 @@ from kirby_core.timeutil import floor_time
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, int]
+SubscriptionKey = tuple[str, int]
 """(dataset name, series id)."""
 
 RESYNC_ROWS = 1000
@@ -60,9 +60,9 @@ class Client:
         self.subscriptions: dict[int, set[str]] = {}
         """starlisting id -> channels."""
         self.overflowed = asyncio.Event()
-        self._held: dict[Key, list[str]] = {}
+        self._held: dict[SubscriptionKey, list[str]] = {}
 
-    def offer(self, key: Key | None, text: str) -> bool:
+    def offer(self, key: SubscriptionKey | None, text: str) -> bool:
         """Queue a message without waiting; False (and overflowed) when the queue is full."""
         if self.overflowed.is_set():
             return False
@@ -80,26 +80,28 @@ class Client:
         self.overflowed.set()
         return False
 
-    def hold(self, keys: Iterable[Key]) -> None:
+    def hold(self, keys: Iterable[SubscriptionKey]) -> None:
         for key in keys:
             self._held.setdefault(key, [])
 
-    def release(self, keys: Iterable[Key]) -> None:
+    def release(self, keys: Iterable[SubscriptionKey]) -> None:
         for key in keys:
             for text in self._held.pop(key, ()):
                 self.offer(None, text)
 
-    def keys(self, catalog: SeriesCatalog) -> set[Key]:
+    def keys(self, catalog: SeriesCatalog) -> set[SubscriptionKey]:
         """The (dataset, series) keys its starlisting subscriptions add up to."""
-        keys: set[Key] = set()
+        keys: set[SubscriptionKey] = set()
         for starlisting_id, channels in self.subscriptions.items():
             keys |= subscription_keys([catalog.starlisting_by_id(starlisting_id)], channels)
         return keys
 
 
-def subscription_keys(stars: Iterable[Starlisting], channels: Iterable[str]) -> set[Key]:
+def subscription_keys(
+    stars: Iterable[Starlisting], channels: Iterable[str]
+) -> set[SubscriptionKey]:
     """Candles are keyed by starlisting; funding and open interest by its trading pair."""
-    keys: set[Key] = set()
+    keys: set[SubscriptionKey] = set()
     for star in stars:
         for channel in channels:
             dataset = BY_CHANNEL[channel]
@@ -109,9 +111,9 @@ def subscription_keys(stars: Iterable[Starlisting], channels: Iterable[str]) -> 
 
 
 _LIVE: dict[str, type[msgspec.Struct]] = {
-    SERVED_CANDLES.name: protocol.CandleUpdate,
-    SERVED_FUNDING.name: protocol.FundingUpdate,
-    SERVED_OPEN_INTEREST.name: protocol.OpenInterestUpdate,
+    SERVED_CANDLES.name: protocol.CandleMessage,
+    SERVED_FUNDING.name: protocol.FundingMessage,
+    SERVED_OPEN_INTEREST.name: protocol.OpenInterestMessage,
 }
 
 
@@ -120,7 +122,7 @@ class Hub:
         self._market = market
         self._catalog = catalog
         self._metrics = metrics
-        self._subscribers: dict[Key, set[Client]] = {}
+        self._subscribers: dict[SubscriptionKey, set[Client]] = {}
         self.clients: set[Client] = set()
         self.per_key: Counter[int | None] = Counter()
 
@@ -150,7 +152,9 @@ class Hub:
         client.subscriptions = subscriptions
         self._set_keys(client, before, client.keys(self._catalog))
 
-    def _set_keys(self, client: Client, before: set[Key], after: set[Key]) -> None:
+    def _set_keys(
+        self, client: Client, before: set[SubscriptionKey], after: set[SubscriptionKey]
+    ) -> None:
         for key in before - after:
             subscribers = self._subscribers.get(key)
             if subscribers is not None:
@@ -189,7 +193,9 @@ class Hub:
         empty = encode_message(message)  # ...,"data":[]}
         return (empty[:-2] + rows + b"]}").decode()
 
-    async def send_history(self, client: Client, keys: set[Key], rows_per_series: int) -> None:
+    async def send_history(
+        self, client: Client, keys: set[SubscriptionKey], rows_per_series: int
+    ) -> None:
         """Queue the latest rows of each key (one query per dataset), then release held
         live messages of those keys."""
         try:
@@ -205,7 +211,7 @@ class Hub:
         finally:
             client.release(keys)
 
-    def _deliver(self, key: Key, text: str) -> None:
+    def _deliver(self, key: SubscriptionKey, text: str) -> None:
         for client in tuple(self._subscribers.get(key, ())):
             if not client.offer(key, text):
                 self._metrics.ws_dropped.labels("queue_full").inc()
@@ -263,4 +269,4 @@ class Hub:
     async def heartbeat_forever(self, seconds: float) -> None:
         while True:
             await asyncio.sleep(seconds)
-            self.broadcast(encode_message(protocol.Heartbeat(datetime.now(UTC))).decode())
+            self.broadcast(encode_message(protocol.ServerPing(datetime.now(UTC))).decode())

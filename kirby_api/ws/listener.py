@@ -41,7 +41,7 @@ CHECK_SECONDS = 5.0
 MIN_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 10.0
 QUEUE_SIZE = 10_000
-_TABLE_OF = {channel: table for table, channel in notify.CHANNELS.items()}
+_TABLE_OF = {channel: table for table, channel in notify.NOTIFY_CHANNELS.items()}
 _CONNECTION_ERRORS = (StorageError, *DRIVER_ERRORS)
 
 
@@ -98,7 +98,7 @@ class ChangeListener:
     async def _listen(self, conn: asyncpg.Connection, lost_at: datetime | None) -> None:
         closed = asyncio.Event()
         conn.add_termination_listener(lambda _c: closed.set())
-        for channel in notify.CHANNELS.values():
+        for channel in notify.NOTIFY_CHANNELS.values():
             # asyncpg passes the payload as a str; its stubs say object
             await conn.add_listener(channel, self._on_notification)  # type: ignore[arg-type]
         self._alive_at = datetime.now(UTC)
@@ -110,7 +110,9 @@ class ChangeListener:
         self._cache.enabled = True
         self.connected.set()
         self._metrics.listen_connected.set(1)
-        log.info("listening channels=%s reconnect=%s", len(notify.CHANNELS), lost_at is not None)
+        log.info(
+            "listening channels=%s reconnect=%s", len(notify.NOTIFY_CHANNELS), lost_at is not None
+        )
         if lost_at is not None:
             self._resync_since = min(self._resync_since or lost_at, lost_at)
             with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes it anyway
@@ -142,7 +144,7 @@ class ChangeListener:
             if table is None:
                 continue
             try:
-                changes = notify.decode(payload)
+                changes = notify.decode_changes(payload)
             except KirbyError as exc:
                 log.warning("ignoring notification channel=%s error=%s", table, exc)
                 continue

@@ -168,27 +168,27 @@ class Historical(
     """Last, so the hub can splice in rows the database encoded (`Hub.historical_message`)."""
 
 
-class CandleUpdate(msgspec.Struct, tag_field="type", tag="candle"):
+class CandleMessage(msgspec.Struct, tag_field="type", tag="candle"):
     starlisting_id: int
     series: str
     data: CandleData
 
 
-class FundingUpdate(msgspec.Struct, tag_field="type", tag="funding"):
+class FundingMessage(msgspec.Struct, tag_field="type", tag="funding"):
     trading_pair_id: int
     series: str
     data: FundingData
 
 
-class OpenInterestUpdate(msgspec.Struct, tag_field="type", tag="open_interest"):
+class OpenInterestMessage(msgspec.Struct, tag_field="type", tag="open_interest"):
     trading_pair_id: int
     series: str
     data: OpenInterestData
 
 
-class Heartbeat(msgspec.Struct, tag_field="type", tag="ping"):
+class ServerPing(msgspec.Struct, tag_field="type", tag="ping"):
     timestamp: datetime
 
 
-class Pong(msgspec.Struct, tag_field="type", tag="pong"):
+class ServerPong(msgspec.Struct, tag_field="type", tag="pong"):
     timestamp: datetime

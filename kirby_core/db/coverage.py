@@ -56,7 +56,7 @@ def source_window(exchange: str, dataset: str, interval: str, now: datetime) -> 
 
 
 @dataclass(frozen=True)
-class DayCoverage:
+class ClassifiedDay:
     day: date
     expected: int
     """Rows `expected_rows` wants for the day as of `now`."""
@@ -149,7 +149,7 @@ async def classify_days(
     end: date,
     now: datetime,
     served_from: datetime | None,
-) -> list[DayCoverage]:
+) -> list[ClassifiedDay]:
     """Per UTC day in [start, end): expected rows (as of `now`), stored rows that count,
     outage minutes, and every missing expected time in one class (see the module).
     `interval` is the series' own (candles); `served_from`: `SourceWindow.oldest`."""
@@ -170,7 +170,7 @@ async def classify_days(
         served_from or EPOCH,
     )
     return [
-        DayCoverage(
+        ClassifiedDay(
             r["day"],
             expected_rows(dataset, interval, *_day_bounds(r["day"]), now),
             r["present"],

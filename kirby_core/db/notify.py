@@ -8,7 +8,8 @@ object mapping series id to the changed times in epoch milliseconds:
 
 A listener then reads those rows itself (the payload never carries values, so it stays
 small and a reader always sees committed data). PostgreSQL caps a payload below 8000
-bytes; `encode` splits larger change sets into several payloads. Backfills do not notify.
+bytes; `encode_changes` splits larger change sets into several payloads. Backfills do not
+notify.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from kirby_core.datasets import DATASETS
 from kirby_core.errors import InvalidRequest
 from kirby_core.timeutil import datetime_to_ms, ms_to_datetime
 
-CHANNELS = {dataset.name: dataset.notify_channel for dataset in DATASETS.values()}
+NOTIFY_CHANNELS = {dataset.name: dataset.notify_channel for dataset in DATASETS.values()}
 """Table -> its NOTIFY channel, from the declarations in `kirby_core.datasets`."""
 MAX_PAYLOAD_BYTES = 7900  # PostgreSQL's limit is 8000 bytes; keep a margin
 
 
-def encode(changes: Mapping[int, Iterable[datetime]]) -> list[str]:
+def encode_changes(changes: Mapping[int, Iterable[datetime]]) -> list[str]:
     """Payloads (each under the limit) that together name every changed (series, time)."""
     payloads: list[str] = []
     current: dict[str, list[int]] = {}
@@ -49,8 +50,8 @@ def encode(changes: Mapping[int, Iterable[datetime]]) -> list[str]:
     return payloads
 
 
-def decode(payload: str) -> dict[int, list[datetime]]:
-    """The inverse of `encode` for one payload; `InvalidRequest` if it is not one."""
+def decode_changes(payload: str) -> dict[int, list[datetime]]:
+    """The inverse of `encode_changes` for one payload; `InvalidRequest` if it is not one."""
     try:
         raw = json.loads(payload)
         return {int(k): [ms_to_datetime(int(ms)) for ms in v] for k, v in raw.items()}
@@ -65,8 +66,8 @@ async def notify(
 
     Inside a transaction, PostgreSQL delivers them at commit, together with the rows.
     """
-    channel = CHANNELS[table]
-    payloads = encode(changes)
+    channel = NOTIFY_CHANNELS[table]
+    payloads = encode_changes(changes)
     for payload in payloads:
         await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
     return len(payloads)

@@ -8,7 +8,7 @@ rate per hour (the rows the funding history backfills and the only ones any sour
 re-fetch), counted once the hour has settled, so a day of backfilled funding reads 24 of
 24, not 24 of 1440 minutes.
 
-Pages of rows are read where they are served: the API's `kirby_api.market` (prepared
+Pages of rows are read where they are served: the API's `kirby_api.market_data` (prepared
 statements that build JSON in the database) and the exports' `kirby_core.db.copy_reader` (COPY).
 """
 

@@ -8,7 +8,7 @@ import click
 import pytest
 
 from kirby_api.keys import find_key, revoke_key
-from kirby_cli.demo import demo, run
+from kirby_cli.demo import demo, run_stack
 from kirby_cli.stack import ADMIN_KEY_FILE, admin_key
 from tests.conftest import REPO
 
@@ -24,7 +24,7 @@ def test_make_passes_args(target: str) -> None:
     assert f"kirby {target} --api-port 8001 --days 2" in result.stdout
 
 
-@pytest.mark.parametrize("command", [demo, run], ids=["demo", "run"])
+@pytest.mark.parametrize("command", [demo, run_stack], ids=["demo", "run"])
 def test_every_option_has_help(command: click.Command) -> None:
     options = [p for p in command.params if isinstance(p, click.Option)]
     assert options

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import asyncpg
 import httpx
 
-from kirby_cli.backfills import Backfills
 from kirby_cli.dagster_client import DagsterClient
-from kirby_cli.stack_status import Snapshot, render, snapshot
+from kirby_cli.stack_backfills import Backfills
+from kirby_cli.stack_status import StackSnapshot, render, snapshot
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
 from tests.conftest import empty_tables
@@ -96,8 +96,8 @@ def test_a_failed_backfill_shows_its_root_cause(tmp_path: Path) -> None:
     assert "funding_rates 2026-12-05" in screen[at + 2]
 
 
-def snapshot_of(backfills: Backfills) -> Snapshot:
-    return Snapshot([], backfills=dict(backfills.status), backfill_failures=backfills.failures)
+def snapshot_of(backfills: Backfills) -> StackSnapshot:
+    return StackSnapshot([], backfills=dict(backfills.status), backfill_failures=backfills.failures)
 
 
 def test_the_root_cause_of_a_failed_backfill_comes_from_its_failed_step() -> None:

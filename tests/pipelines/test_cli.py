@@ -46,3 +46,21 @@ def test_backfill_a_coin_for_some_days_with_the_same_assets(
         assert " 0 written" in again.output
     finally:
         empty_databases(database_urls)
+
+
+def test_export_takes_declared_aliases_and_says_what_a_database_cannot_export(
+    settings, monkeypatch, tmp_path
+) -> None:
+    from kirby_cli.main import cli
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    args = ["export", "--database", "training", "--days", "1", "--output", str(tmp_path)]
+    result = CliRunner().invoke(cli, [*args, "--dataset", "oi"], obj=settings)
+    assert result.exit_code == 1
+    assert (
+        "the training database has no open_interest to export; expected one of merged, candles"
+        in result.output
+    )
+    assert "Traceback" not in result.output
+    refused = CliRunner().invoke(cli, [*args, "--dataset", "open-interest"], obj=settings)
+    assert refused.exit_code == 2 and "'open-interest' is not one of" in refused.output

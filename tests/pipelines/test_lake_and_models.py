@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from kirby_cli.pipelines import export
+from kirby_cli.pipelines import export_files
 from kirby_core.db.writer import upsert_candles, upsert_funding_rates, upsert_open_interest
 from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
 from kirby_pipelines.defs.lake.assets import (
@@ -286,7 +286,7 @@ def test_cli_export_reproduces_the_original_options(
     out = tmp_path / "exports"
 
     result = CliRunner().invoke(
-        export,
+        export_files,
         [
             "--coin",
             "BTC",
@@ -329,7 +329,7 @@ def test_cli_export_reproduces_the_original_options(
     assert len(csv_lines) == 1431 and csv_lines[0].startswith("time,open,high")
 
     training = CliRunner().invoke(
-        export,
+        export_files,
         [
             "--database",
             "training",
@@ -353,7 +353,7 @@ def test_cli_export_reproduces_the_original_options(
     )
     assert training.exit_code == 2 and "either --days or --start" in training.output
     training = CliRunner().invoke(
-        export,
+        export_files,
         [
             "--database",
             "training",

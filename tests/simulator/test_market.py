@@ -13,7 +13,7 @@ from kirby_core.timeutil import datetime_to_ms
 from kirby_sim import Market
 from kirby_sim.candles import Bar, merge
 from kirby_sim.intervals import floor_open, next_open, shift_open
-from kirby_sim.universe import BINANCE_SPOT, BINANCE_USDM, HYPERLIQUID
+from kirby_sim.universe import BINANCE_SPOT_VENUE, BINANCE_USDM_VENUE, HYPERLIQUID_VENUE
 from kirby_sim.wire import fixed_decimal, hl_decimal
 
 NOW = datetime_to_ms(datetime(2025, 1, 6, 12, 0, 30, tzinfo=UTC))
@@ -28,9 +28,9 @@ def market() -> Market:
 def test_same_seed_same_data_other_seed_other_data(market: Market) -> None:
     again, other = Market(7), Market(8)
     for venue, symbol in [
-        (HYPERLIQUID, "BTC"),
-        (BINANCE_SPOT, "ETHUSDT"),
-        (BINANCE_USDM, "SOLUSDT"),
+        (HYPERLIQUID_VENUE, "BTC"),
+        (BINANCE_SPOT_VENUE, "ETHUSDT"),
+        (BINANCE_USDM_VENUE, "SOLUSDT"),
     ]:
         bars = market.book(venue, symbol).bars("5m", NOW - 86_400_000, NOW, NOW)
         assert again.book(venue, symbol).bars("5m", NOW - 86_400_000, NOW, NOW) == bars
@@ -40,7 +40,7 @@ def test_same_seed_same_data_other_seed_other_data(market: Market) -> None:
 
 
 def test_any_range_is_computed_on_its_own(market: Market) -> None:
-    series = market.book(HYPERLIQUID, "SOL").series
+    series = market.book(HYPERLIQUID_VENUE, "SOL").series
     wide = series.frame(MINUTE - 3000, MINUTE)
     narrow = series.frame(MINUTE - 1234, MINUTE - 1000)
     for column in ("open", "high", "low", "close", "volume", "trades", "traded"):
@@ -53,11 +53,11 @@ def test_any_range_is_computed_on_its_own(market: Market) -> None:
 @pytest.mark.parametrize(
     ("venue", "symbol"),
     [
-        (HYPERLIQUID, "BTC"),
-        (HYPERLIQUID, "kPEPE"),
-        (HYPERLIQUID, "CFX"),
-        (BINANCE_SPOT, "DOGEUSDT"),
-        (BINANCE_USDM, "BTCUSDT"),
+        (HYPERLIQUID_VENUE, "BTC"),
+        (HYPERLIQUID_VENUE, "kPEPE"),
+        (HYPERLIQUID_VENUE, "CFX"),
+        (BINANCE_SPOT_VENUE, "DOGEUSDT"),
+        (BINANCE_USDM_VENUE, "BTCUSDT"),
     ],
 )
 def test_ohlc_invariants_hold_for_every_minute(market: Market, venue: str, symbol: str) -> None:
@@ -78,11 +78,12 @@ def test_small_coins_have_more_quiet_minutes_and_quietness_is_configurable() -> 
     market = Market(7, quiet_probability={"BTC": 0.5})
     default = Market(7)
     quiet_share = {
-        coin: 1 - default.book(HYPERLIQUID, coin).series.frame(MINUTE - 5000, MINUTE).traded.mean()
+        coin: 1
+        - default.book(HYPERLIQUID_VENUE, coin).series.frame(MINUTE - 5000, MINUTE).traded.mean()
         for coin in ("BTC", "CFX")
     }
     assert quiet_share["BTC"] < 0.01 < 0.08 < quiet_share["CFX"]
-    tuned = market.book(HYPERLIQUID, "BTC").series.frame(MINUTE - 5000, MINUTE).traded.mean()
+    tuned = market.book(HYPERLIQUID_VENUE, "BTC").series.frame(MINUTE - 5000, MINUTE).traded.mean()
     assert 0.4 < tuned < 0.6
 
 
@@ -90,7 +91,7 @@ def test_small_coins_have_more_quiet_minutes_and_quietness_is_configurable() -> 
     ("fine", "coarse"), [("1m", "15m"), ("1m", "4h"), ("1h", "1d"), ("1d", "1w")]
 )
 def test_intervals_aggregate_the_same_minutes(market: Market, fine: str, coarse: str) -> None:
-    book = market.book(HYPERLIQUID, "ETH")
+    book = market.book(HYPERLIQUID_VENUE, "ETH")
     first = shift_open(coarse, floor_open(coarse, NOW), -3)
     coarse_bars = book.bars(coarse, first, NOW, NOW)
     fine_bars = book.bars(fine, first, NOW, NOW)
@@ -106,7 +107,7 @@ def test_intervals_aggregate_the_same_minutes(market: Market, fine: str, coarse:
 
 
 def test_months_and_weeks_open_on_calendar_boundaries(market: Market) -> None:
-    book = market.book(BINANCE_SPOT, "BTCUSDT")
+    book = market.book(BINANCE_SPOT_VENUE, "BTCUSDT")
     months = book.bars("1M", datetime_to_ms(datetime(2024, 10, 1, tzinfo=UTC)), NOW, NOW)
     assert [datetime.fromtimestamp(b.open_ms / 1000, UTC).date().isoformat() for b in months] == [
         "2024-10-01",
@@ -119,14 +120,14 @@ def test_months_and_weeks_open_on_calendar_boundaries(market: Market) -> None:
 
 
 def test_no_candles_before_listing(market: Market) -> None:
-    book = market.book(BINANCE_USDM, "SOLUSDT")
+    book = market.book(BINANCE_USDM_VENUE, "SOLUSDT")
     listed = book.instrument.listed_ms
     bars = book.bars("1d", listed - 10 * 86_400_000, listed + 2 * 86_400_000, NOW)
     assert [bar.open_ms for bar in bars] == [listed, listed + 86_400_000, listed + 2 * 86_400_000]
 
 
 def test_replayed_trade_events_end_in_the_minute_candle(market: Market) -> None:
-    book = market.book(HYPERLIQUID, "BTC")
+    book = market.book(HYPERLIQUID_VENUE, "BTC")
     for minute in range(MINUTE - 50, MINUTE):
         events = book.series.events_of(minute)
         closed = book.minute_bars(minute, minute + 1)[0]
@@ -143,7 +144,7 @@ def test_hyperliquid_prices_have_five_significant_figures_and_bounded_decimals(
     market: Market,
 ) -> None:
     for inst in market.perps:
-        frame = market.book(HYPERLIQUID, inst.symbol).series.frame(MINUTE - 500, MINUTE)
+        frame = market.book(HYPERLIQUID_VENUE, inst.symbol).series.frame(MINUTE - 500, MINUTE)
         for units in np.concatenate([frame.open, frame.high, frame.low, frame.close]).tolist():
             text = hl_decimal(units, inst.price_decimals)
             digits = text.replace(".", "").lstrip("0").rstrip("0")

@@ -56,11 +56,11 @@ async def test_rows_equal_what_the_feed_sent(
     notified: Counter[tuple[str, int, datetime]] = Counter()
 
     def on_notify(_conn: object, _pid: int, channel: str, payload: str) -> None:
-        for series, times in notify.decode(payload).items():
+        for series, times in notify.decode_changes(payload).items():
             notified.update((channel, series, t) for t in times)
 
     listener = await asyncpg.connect(database_urls.realtime)
-    for channel in notify.CHANNELS.values():
+    for channel in notify.NOTIFY_CHANNELS.values():
         await listener.add_listener(channel, on_notify)
     recorder = asyncio.create_task(record_contexts(sim, ["BTC", "SOL"], contexts))
     try:

@@ -21,7 +21,8 @@ REBUILD = (
 )
 
 MODELS = load_models(sources=tuple(lake_export.RELATIONS))
-RELATIONS = lake_export.relations_with(MODELS)
+MODEL_RELATIONS = lake_export.relations_with(MODELS)
+"""Every relation a model can `ref`: the lake's tables and the models themselves."""
 
 
 def build(model: SqlModel) -> dg.AssetsDefinition:
@@ -44,7 +45,7 @@ def build(model: SqlModel) -> dg.AssetsDefinition:
     def _model(context: dg.AssetExecutionContext, kirby: KirbyResource) -> dg.MaterializeResult:
         days = days_of(context)
         lake_dir = kirby.settings().lake_dir
-        run = run_model(model, RELATIONS, lake_dir, days[0], days[-1])
+        run = run_model(model, MODEL_RELATIONS, lake_dir, days[0], days[-1])
         return dg.MaterializeResult(
             metadata={
                 "rows": run.rows,

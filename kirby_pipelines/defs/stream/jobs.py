@@ -25,7 +25,7 @@ from kirby_pipelines.defs.stream.supervision import JOB_NAME, STREAM_TAGS, colle
 from kirby_pipelines.resources import KirbyResource
 from kirby_stream import Stats, collector_thread
 
-LIVE_ASSETS = {table: asset for asset, table in live.TABLES.items()}
+LIVE_ASSETS = {table: asset for asset, table in live.LIVE_TABLES.items()}
 """Table -> the external asset (defs/live) that stands for it."""
 
 

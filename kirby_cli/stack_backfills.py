@@ -11,47 +11,12 @@ deterministic.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from kirby_cli.dagster_client import BACKFILL_DONE, BACKFILL_FAILED, DagsterClient
+from kirby_pipelines.backfill_plans import LAKE_REFRESH_ASSETS, history_partitions
 from kirby_pipelines.catalogs import DatabaseSeries
-from kirby_pipelines.partitions import partition_key, series_key
-from kirby_pipelines.runs import still_served
-
-LAKE_ASSETS = (
-    "lake_candles",
-    "lake_funding_rates",
-    "lake_open_interest",
-    "lake_training_candles",
-    "merged_training_dataset",
-)
-
-
-def recent_days(days: int, today: date) -> list[date]:
-    """The last `days` whole UTC days (Kirby's partitions end yesterday)."""
-    return [today - timedelta(days=i) for i in range(days, 0, -1)]
-
-
-def history_partitions(
-    asset: str,
-    realtime: DatabaseSeries,
-    training: DatabaseSeries,
-    days: Sequence[date],
-    now: datetime,
-) -> list[str]:
-    """Partition keys (day|series) of `asset` for its active series; Hyperliquid candles
-    only for the days the exchange still serves."""
-    if asset == "candles":
-        series = [series_key(s.key) for s in realtime.starlistings]
-    elif asset == "funding_rates":
-        series = [series_key(p.key) for p in realtime.trading_pairs]
-    else:
-        series = [series_key(s.key) for s in training.starlistings]
-    keys = []
-    for key in series:
-        key_days = still_served(key, days, now) if asset == "candles" else days
-        keys += [partition_key(day, key) for day in key_days]
-    return keys
+from kirby_pipelines.runs import recent_days
 
 
 class Backfills:
@@ -66,7 +31,7 @@ class Backfills:
         self.client = client
         self.realtime, self.training = series
         self.now = datetime.now(UTC)
-        self.days = recent_days(days, self.now.date())
+        self.days = sorted(recent_days(self.now.date() - timedelta(days=1), days))
         self.assets = assets
         self.export_lake = export_lake
         self.history: dict[str, str] = {}
@@ -98,7 +63,7 @@ class Backfills:
         if self.export_lake and not self.lake and self._succeeded(self.history):
             title = f"lake + merged dataset {self._span()}"
             days = [day.isoformat() for day in self.days]
-            self.lake[title] = self.client.launch_backfill(list(LAKE_ASSETS), days, title)
+            self.lake[title] = self.client.launch_backfill(list(LAKE_REFRESH_ASSETS), days, title)
             self.status[title] = "REQUESTED"
 
     def done(self) -> bool:

@@ -33,23 +33,41 @@ class _Statements:
     since: str
 
 
+PARAMETERS = ("$1", "$2", "$3", "$4")
+"""A window's values as bind parameters: series id, lower, upper, limit."""
+
+
+def window_rows(
+    dataset: ServedDataset, columns: str, newest: bool, values: Sequence[str] = PARAMETERS
+) -> str:
+    """The one window query: `columns` of a series' rows in [lower, upper), the first
+    `limit` of them, or with `newest` the last `limit` (then in descending time order).
+    `values` are SQL text: bind parameters, or literals the caller formatted safely."""
+    series_id, lower, upper, limit = values
+    order = "time DESC" if newest else "time"
+    # identifiers come from the fixed declarations in `kirby_api.datasets`, never a request
+    return (
+        f"SELECT {columns} FROM {dataset.name} WHERE {dataset.series_column} = {series_id}"  # noqa: S608
+        f" AND time >= {lower} AND time < {upper} ORDER BY {order} LIMIT {limit}"
+    )
+
+
 def _statements(d: ServedDataset) -> _Statements:
     # Identifiers come from the fixed declarations in `kirby_api.datasets`, never a request.
     cols, table, series = d.select_list, d.name, d.series_column
-    window = f"FROM {table} WHERE {series} = $1 AND time >= $2 AND time < $3 ORDER BY time"
 
-    def as_json(rows: str) -> str:
+    def as_json(newest: bool) -> str:
         return (
             "SELECT count(*)::int, min(time), max(time),"  # noqa: S608
             f" convert_to(coalesce(string_agg({d.json_object}, ',' ORDER BY time), ''), 'UTF8')"
-            f" FROM (SELECT * {rows} LIMIT $4) page"
+            f" FROM ({window_rows(d, '*', newest)}) page"
         )
 
     return _Statements(
-        forward=f"SELECT {cols} {window} LIMIT $4",
-        newest=f"SELECT {cols} {window} DESC LIMIT $4",
-        forward_json=as_json(window),
-        newest_json=as_json(window + " DESC"),
+        forward=window_rows(d, cols, newest=False),
+        newest=window_rows(d, cols, newest=True),
+        forward_json=as_json(newest=False),
+        newest_json=as_json(newest=True),
         # One index walk per series (LATERAL), however long the series are.
         latest_many_json="SELECT s.id, count(*)::int,"  # noqa: S608
         f" convert_to(string_agg({d.json_object}, ',' ORDER BY r.time), 'UTF8')"

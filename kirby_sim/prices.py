@@ -28,13 +28,13 @@ import numpy as np
 import numpy.typing as npt
 
 from kirby_sim import hashing
+from kirby_sim.hashing import F64
+from kirby_sim.intervals import MINUTE_MS
 from kirby_sim.universe import Instrument
 
 I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
 BOOL = npt.NDArray[np.bool_]
 
-MINUTE_MS = 60_000
 LOOKBACK_MINUTES = 30
 QUOTE_DECIMALS = 5
 _KNOT_MINUTES = 15

@@ -29,10 +29,10 @@ from kirby_sim import hashing
 from kirby_sim import hyperliquid_payloads as payloads
 from kirby_sim.candles import CandleBook
 from kirby_sim.clock import VirtualClock
-from kirby_sim.hyperliquid_ws import Connection, HyperliquidStream, Key
+from kirby_sim.hyperliquid_ws import ChannelKey, Connection, HyperliquidStream
 from kirby_sim.intervals import MINUTE_MS, floor_open, shift_open
 from kirby_sim.market import Market
-from kirby_sim.universe import HYPERLIQUID
+from kirby_sim.universe import HYPERLIQUID_VENUE
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ FINAL_DELAY_MS = 150
 _PERIODIC = ("ctx", "book")
 
 
-class Feed:
+class HyperliquidFeed:
     def __init__(
         self,
         market: Market,
@@ -69,7 +69,7 @@ class Feed:
         self._dirty = True
         self._wake.set()
 
-    def subscribed(self, connection: Connection, key: Key) -> None:
+    def subscribed(self, connection: Connection, key: ChannelKey) -> None:
         """Send the snapshot a new subscriber gets right after the ack."""
         now = self.clock.now_ms()
         coin = key[1] if len(key) > 1 else None
@@ -144,7 +144,7 @@ class Feed:
         return (minute + 32) * MINUTE_MS
 
     def _book(self, coin: str) -> CandleBook:
-        book = self.market.book(HYPERLIQUID, coin)
+        book = self.market.book(HYPERLIQUID_VENUE, coin)
         assert book is not None, coin
         return book
 
@@ -175,11 +175,11 @@ class Feed:
             return at + MINUTE_MS
         return at + self._period(at, coin)
 
-    def _push(self, key: Key, channel: str, data: Any) -> None:
+    def _push(self, key: ChannelKey, channel: str, data: Any) -> None:
         self.pushed += 1
         self.stream.publish(key, channel, data, key[1] if len(key) > 1 else None)
 
-    def _push_trade(self, coin: str, at: int, keys: list[Key]) -> None:
+    def _push_trade(self, coin: str, at: int, keys: list[ChannelKey]) -> None:
         book = self._book(coin)
         for key in keys:
             if key[0] == "candle":
@@ -193,7 +193,7 @@ class Feed:
             rows = payloads.trades(book.instrument, events, step, self.market.seed)
             self._push(("trades", coin), "trades", rows)
 
-    def _push_finals(self, coin: str, boundary: int, keys: list[Key]) -> None:
+    def _push_finals(self, coin: str, boundary: int, keys: list[ChannelKey]) -> None:
         book = self._book(coin)
         for key in keys:
             if key[0] != "candle" or floor_open(key[2], boundary) != boundary:
@@ -203,7 +203,7 @@ class Feed:
                 if bar.traded:
                     self._push(key, "candle", payloads.candle(book.instrument, key[2], bar))
 
-    def _snapshot(self, key: Key, now: int) -> list[tuple[str, Any]]:
+    def _snapshot(self, key: ChannelKey, now: int) -> list[tuple[str, Any]]:
         """The pushes a subscriber of `key` gets on subscribing (and ctx/book ticks)."""
         channel = key[0]
         if channel == "allMids":

@@ -14,7 +14,6 @@ from litestar.openapi.spec import Example
 from litestar.params import QueryParameter
 
 from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST
-from kirby_api.errors import error_responses
 from kirby_api.formats import (
     CandlesPage,
     Format,
@@ -22,7 +21,7 @@ from kirby_api.formats import (
     OpenInterestPage,
 )
 from kirby_api.pages import Pages
-from kirby_api.routes.paths import Coin, Exchange, Interval, MarketType, Quote
+from kirby_api.routes.paths import SERIES_ERRORS, Coin, Exchange, Interval, MarketType, Quote
 from kirby_api.series import SeriesCatalog
 from kirby_api.window import TIME_ALLOWED, make_window
 
@@ -57,7 +56,6 @@ Cursor = Annotated[
         "Kirby-Next-Cursor / Kirby-Prev-Cursor headers)."
     ),
 ]
-ERRORS = error_responses(400, 401, 404, 409, 429, 503)
 
 
 _DESCRIPTION = (
@@ -71,7 +69,7 @@ _DESCRIPTION = (
     "/candles/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}/{interval:str}",
     summary="Candles of a starlisting",
     description=_DESCRIPTION,
-    responses=ERRORS,
+    responses=SERIES_ERRORS,
 )
 async def get_candles(
     exchange: Exchange,
@@ -99,7 +97,7 @@ async def get_candles(
     description=_DESCRIPTION
     + " `settled_funding_rate` is the rate paid for the hour (funding history); "
     "`predicted_funding_rate` is the live, still-running rate of the current hour.",
-    responses=ERRORS,
+    responses=SERIES_ERRORS,
 )
 async def get_funding(
     exchange: Exchange,
@@ -124,7 +122,7 @@ async def get_funding(
     "/open-interest/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}",
     summary="Open interest of a trading pair, one row per minute",
     description=_DESCRIPTION + " Open interest is in coins; notional = open interest x mark.",
-    responses=ERRORS,
+    responses=SERIES_ERRORS,
 )
 async def get_open_interest(
     exchange: Exchange,

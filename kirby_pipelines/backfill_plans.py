@@ -1,0 +1,200 @@
+"""Backfills asked for outside the daemon: `kirby backfill` and the stack's start-up backfill.
+
+The CLI only parses options and prints; what to run is decided here, from the maps the
+schedule and sensors use (`automation`): which asset backfills a dataset of a database, the
+dynamic partitions of its series, the days an exchange still serves, and the checks that
+follow each asset (read from `defs/backfills/checks.py`, never listed again).
+
+`kirby backfill` runs in this process (`plan_backfill`, then `run_backfill`, one run per
+series and block of at most `MAX_DAYS_PER_RUN` days); the stack asks Dagster's webserver
+for the same partitions (`history_partitions`) and for the lake (`LAKE_REFRESH_ASSETS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, cast
+
+import dagster as dg
+
+from kirby_core.datasets import DATASETS
+from kirby_core.errors import InvalidRequest
+from kirby_core.settings import Database
+from kirby_pipelines.automation import PARTITIONS_OF, active_series, served_days
+from kirby_pipelines.catalogs import DatabaseSeries
+from kirby_pipelines.in_process import RunFailed, materialize, raise_on_failure
+from kirby_pipelines.lake_export import LAKE_ASSETS
+from kirby_pipelines.partitions import MAX_DAYS_PER_RUN, day_ranges, parse_series, partition_key
+from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
+
+BACKFILL_ASSETS: Mapping[tuple[Database, str], str] = {
+    ("realtime", DATASETS["candles"].name): "candles",
+    ("realtime", DATASETS["funding_rates"].name): "funding_rates",
+    ("training", DATASETS["candles"].name): "training_candles",
+}
+"""(database, dataset) -> the asset that backfills it (no exchange serves open interest
+history)."""
+LAKE_REFRESH_ASSETS = (*LAKE_ASSETS, "merged_training_dataset")
+"""What the stack runs once its history is in: every lake export, then the merged dataset."""
+
+
+def backfilled_datasets(database: Database | None = None) -> list[str]:
+    """Datasets some asset backfills (into `database`, or any), in declaration order."""
+    found = {d for db, d in BACKFILL_ASSETS if database in (None, db)}
+    return [name for name in DATASETS if name in found]
+
+
+def checks_of(asset: str) -> list[dg.AssetChecksDefinition]:
+    """The asset checks of a backfill asset, in the order `defs/backfills/checks.py` defines
+    them."""
+    from kirby_pipelines.defs.backfills import checks
+
+    key = dg.AssetKey(asset)
+    return [
+        check
+        for check in vars(checks).values()
+        if isinstance(check, dg.AssetChecksDefinition)
+        and any(check_key.asset_key == key for check_key in check.check_keys)
+    ]
+
+
+def history_partitions(
+    asset: str,
+    realtime: DatabaseSeries,
+    training: DatabaseSeries,
+    days: Sequence[date],
+    now: datetime,
+) -> list[str]:
+    """Partition keys (day|series) of `asset` for its active series and the days each can
+    still be fetched."""
+    return [
+        partition_key(day, key)
+        for key in active_series(realtime, training)[asset]
+        for day in served_days(asset, key, days, now)
+    ]
+
+
+@dataclass(frozen=True)
+class BackfillRequest:
+    database: Database
+    datasets: tuple[str, ...]
+    """Dataset names (`kirby_core.datasets`), each backfilled in `database`."""
+    days: tuple[date, ...]
+    coins: frozenset[str] = frozenset()
+    """Empty: every coin."""
+    exchange: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedSeries:
+    asset: str
+    series: str
+    """Partition key of the series."""
+    days: tuple[date, ...]
+
+
+@dataclass
+class BackfillPlan:
+    series: list[PlannedSeries] = field(default_factory=list)
+    not_served: dict[str, int] = field(default_factory=dict)
+    """Series -> days asked for that its exchange no longer serves (skipped)."""
+
+    @property
+    def series_days(self) -> int:
+        return sum(len(s.days) for s in self.series)
+
+
+@dataclass(frozen=True)
+class RangeOutcome:
+    """One run: a series over consecutive days, and what it found or why it failed."""
+
+    series: str
+    first: date
+    last: date
+    failure: RunFailed | None = None
+    fetched: int = 0
+    written: int = 0
+    missing: int = 0
+    """Rows missing at source (candles or settled hours)."""
+    failed_checks: tuple[str, ...] = ()
+
+
+def _unknown(request: BackfillRequest) -> list[str]:
+    return [d for d in request.datasets if (request.database, d) not in BACKFILL_ASSETS]
+
+
+def plan_backfill(
+    request: BackfillRequest,
+    instance: dg.DagsterInstance,
+    resources: Mapping[str, Any],
+    now: datetime,
+) -> BackfillPlan:
+    """Sync the database's catalog (registering its series as partitions), then choose the
+    series and days to fetch."""
+    from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
+
+    if unknown := _unknown(request):
+        raise InvalidRequest(
+            f"{request.database}: no backfill for {', '.join(unknown)}; "
+            f"expected {', '.join(backfilled_datasets(request.database))}"
+        )
+    catalog = realtime_catalog if request.database == "realtime" else training_catalog
+    raise_on_failure(materialize([catalog], instance, resources, {}), "catalog sync")
+    plan = BackfillPlan()
+    for dataset in request.datasets:
+        asset = BACKFILL_ASSETS[(request.database, dataset)]
+        for series in instance.get_dynamic_partitions(PARTITIONS_OF[asset]):
+            key = parse_series(series)
+            if request.coins and key.coin not in request.coins:
+                continue
+            if request.exchange and key.exchange != request.exchange:
+                continue
+            days = served_days(asset, series, request.days, now)
+            if len(days) < len(request.days):
+                plan.not_served[series] = len(request.days) - len(days)
+            if days:
+                plan.series.append(PlannedSeries(asset, series, tuple(days)))
+    return plan
+
+
+def run_backfill(
+    plan: BackfillPlan, instance: dg.DagsterInstance, resources: Mapping[str, Any]
+) -> Iterator[RangeOutcome]:
+    """Run the plan, one in-process run (asset and its checks) per series and day block."""
+    from kirby_pipelines.defs.backfills import assets
+
+    for planned in plan.series:
+        for first, last in day_ranges(planned.days, MAX_DAYS_PER_RUN):
+            tags = {
+                RANGE_START_TAG: partition_key(first, planned.series),
+                RANGE_END_TAG: partition_key(last, planned.series),
+            }
+            job = [getattr(assets, planned.asset), *checks_of(planned.asset)]
+            result = materialize(job, instance, resources, tags)
+            try:
+                raise_on_failure(result, "run")
+            except RunFailed as exc:
+                yield RangeOutcome(planned.series, first, last, failure=exc)
+                continue
+            yield _outcome(planned, first, last, result)
+
+
+def _outcome(
+    planned: PlannedSeries, first: date, last: date, result: dg.ExecuteInProcessResult
+) -> RangeOutcome:
+    meta = result.asset_materializations_for_node(planned.asset)[0].metadata
+    # row counts, as the backfill assets record them
+    missing = meta.get("missing_candles") or meta["missing_settlements"]
+    return RangeOutcome(
+        planned.series,
+        first,
+        last,
+        fetched=cast(int, meta["rows_fetched"].value),
+        written=cast(int, meta["rows_written"].value),
+        missing=cast(int, missing.value),
+        failed_checks=tuple(
+            e.check_name for e in result.get_asset_check_evaluations() if not e.passed
+        ),
+    )

@@ -1,0 +1,231 @@
+"""No two modules share a name for different things (issue 13, item 5).
+
+An AST scan of every `kirby_*` module: a public top-level name (def, class, assignment)
+defined in two modules, or a module file name used in two places, fails here unless the
+allow-lists below say why both are the same concept. A fact shared by two modules has one
+home and is imported; a different thing gets its own name. Alembic's revision modules are
+left out: Alembic requires the same names in each.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = tuple(sorted(p.name for p in ROOT.glob("kirby_*") if p.is_dir()))
+SKIPPED = ("/migrations/versions/",)
+
+ANYWHERE = {
+    "log": "each module's own `logging.getLogger(__name__)`",
+    "T": "a module-local TypeVar",
+}
+"""Names any module may define for itself."""
+
+SHARED: dict[str, tuple[frozenset[str], str]] = {
+    "INTERVALS": (
+        frozenset({"kirby_core.exchanges.binance", "kirby_core.exchanges.hyperliquid_wire"}),
+        "each exchange module declares its own intervals and wire codes",
+    ),
+    "MARKET_TYPES": (
+        frozenset({"kirby_core.exchanges.binance", "kirby_core.exchanges.hyperliquid"}),
+        "each exchange module declares the market types it serves",
+    ),
+    "rate_limited": (
+        frozenset({"kirby_sim.binance", "kirby_sim.hyperliquid"}),
+        "each simulated exchange answers a rate limit in its own exchange's format",
+    ),
+    "server_error": (
+        frozenset({"kirby_sim.binance", "kirby_sim.hyperliquid"}),
+        "each simulated exchange answers a 5xx in its own exchange's format",
+    ),
+    "GREETING": (
+        frozenset({"kirby_sim.hyperliquid_ws", "kirby_stream.feed"}),
+        "Hyperliquid's greeting: the simulator states the wire text itself, so a collector "
+        "expecting the wrong text fails against it",
+    ),
+    "candles_complete": (
+        frozenset({"kirby_pipelines.defs.backfills.checks", "kirby_pipelines.partition_checks"}),
+        "the Dagster asset check and the pure check body it runs",
+    ),
+    "candles_sanity": (
+        frozenset({"kirby_pipelines.defs.backfills.checks", "kirby_pipelines.partition_checks"}),
+        "the Dagster asset check and the pure check body it runs",
+    ),
+    "candles_live_agrees": (
+        frozenset({"kirby_pipelines.defs.backfills.checks", "kirby_pipelines.partition_checks"}),
+        "the Dagster asset check and the pure check body it runs",
+    ),
+    "list_starlistings": (
+        frozenset({"kirby_api.routes.starlistings", "kirby_core.db.catalog_store"}),
+        "the API's handler (named `list_...` by the house rule) and the store's reader of it",
+    ),
+    "get_starlisting": (
+        frozenset({"kirby_api.routes.starlistings", "kirby_core.db.catalog_store"}),
+        "the API's handler (named `get_...` by the house rule) and the store's reader of it",
+    ),
+    "start": (
+        frozenset({"kirby_cli.db", "kirby_core.db.embedded"}),
+        "`kirby db start` runs `embedded.start`",
+    ),
+    "stop": (
+        frozenset({"kirby_cli.db", "kirby_core.db.embedded"}),
+        "`kirby db stop` runs `embedded.stop`",
+    ),
+    "downgrade": (
+        frozenset({"kirby_cli.db", "kirby_core.db.migrate"}),
+        "`kirby db downgrade` runs `migrate.downgrade`",
+    ),
+    "sync": (
+        frozenset({"kirby_cli.catalog", "kirby_pipelines.catalogs"}),
+        "`kirby catalog sync` and the catalog assets' body: the one catalog sync",
+    ),
+    "resources": (
+        frozenset({"kirby_pipelines.defs.resources", "kirby_pipelines.defs.stream.resources"}),
+        "each defs folder's resources, as Dagster's `defs/<domain>/` layout names them",
+    ),
+}
+"""Top-level names two modules may both define: the modules, and why it is one concept."""
+
+DEFS_LAYOUT = {"assets", "checks", "jobs", "resources", "schedules", "sensors"}
+"""File names of Dagster's `defs/<domain>/` layout: one per domain folder, not counted."""
+
+MODULES: dict[str, tuple[frozenset[str], str]] = {
+    "admin": (
+        frozenset({"kirby_api/routes/admin.py", "kirby_sim/admin.py"}),
+        "each server's own admin endpoints (the API's keys, the simulator's /_sim)",
+    ),
+    "binance": (
+        frozenset({"kirby_core/exchanges/binance.py", "kirby_sim/binance.py"}),
+        "the simulator's module per exchange mirrors kirby_core.exchanges",
+    ),
+    "hyperliquid": (
+        frozenset({"kirby_core/exchanges/hyperliquid.py", "kirby_sim/hyperliquid.py"}),
+        "the simulator's module per exchange mirrors kirby_core.exchanges",
+    ),
+    "ratelimit": (
+        frozenset({"kirby_api/ratelimit.py", "kirby_sim/ratelimit.py"}),
+        "each server's own request limits (the API's per key, the simulator's weights)",
+    ),
+    "catalog": (
+        frozenset({"kirby_cli/catalog.py", "kirby_core/catalog.py", "kirby_stream/catalog.py"}),
+        "the catalog: its model (core), its commands (cli), what the collector reads of it",
+    ),
+    "coverage": (
+        frozenset(
+            {"kirby_api/coverage.py", "kirby_api/routes/coverage.py", "kirby_core/db/coverage.py"}
+        ),
+        "the one classifier (core), its API form and its routes",
+    ),
+    "database": (
+        frozenset({"kirby_api/database.py", "kirby_stream/database.py"}),
+        "each long-running process's own connections (the API's pool, the collector's)",
+    ),
+    "datasets": (
+        frozenset({"kirby_api/datasets.py", "kirby_core/datasets.py"}),
+        "the declarations (core) and their served form (the API's)",
+    ),
+    "errors": (
+        frozenset({"kirby_api/errors.py", "kirby_core/db/errors.py", "kirby_core/errors.py"}),
+        "each layer's errors: core's hierarchy, storage errors, the API's mapping",
+    ),
+    "health": (
+        frozenset({"kirby_api/health.py", "kirby_api/routes/health.py"}),
+        "the API's probe and its route",
+    ),
+    "market_data": (
+        frozenset({"kirby_api/market_data.py", "kirby_api/routes/market_data.py"}),
+        "the API's reads of market data and their routes",
+    ),
+    "status": (
+        frozenset({"kirby_api/status.py", "kirby_api/routes/status.py"}),
+        "the API's /status.json and its route",
+    ),
+}
+"""Module file names used in several places, and why each use is the same concept."""
+
+
+def _files() -> list[Path]:
+    return [
+        path
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if not any(part in f"/{path.relative_to(ROOT).as_posix()}" for part in SKIPPED)
+    ]
+
+
+def _modules() -> dict[str, ast.Module]:
+    found = {}
+    for path in _files():
+        rel = path.relative_to(ROOT).as_posix()
+        name = ".".join(Path(rel).with_suffix("").parts).removesuffix(".__init__")
+        found[name] = ast.parse(path.read_text(), rel)
+    return found
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {n for n in names if not n.startswith("_")}
+
+
+def _shared_names() -> dict[str, set[str]]:
+    defined: defaultdict[str, set[str]] = defaultdict(set)
+    for module, tree in _modules().items():
+        for name in _top_level_names(tree):
+            defined[name].add(module)
+    return {name: modules for name, modules in defined.items() if len(modules) > 1}
+
+
+def test_the_scan_sees_the_packages() -> None:
+    modules = _modules()
+    assert {"kirby_core", "kirby_api", "kirby_stream", "kirby_pipelines", "kirby_cli"} <= set(
+        PACKAGES
+    )
+    assert "DATASETS" in _top_level_names(modules["kirby_core.datasets"])
+    assert "_SERIES_TABLES" not in _top_level_names(modules["kirby_core.datasets"])
+
+
+def test_no_two_modules_share_a_top_level_name_for_different_things() -> None:
+    unexplained = {
+        name: sorted(modules)
+        for name, modules in _shared_names().items()
+        if name not in ANYWHERE and (name not in SHARED or modules != SHARED[name][0])
+    }
+    assert not unexplained, (
+        "one name, several modules: import the one home of a shared fact, or rename a "
+        f"different thing (or add it to SHARED with its reason): {unexplained}"
+    )
+
+
+def test_every_allowed_name_is_still_shared() -> None:
+    shared = _shared_names()
+    stale = sorted(name for name in SHARED if name not in shared)
+    assert not stale, f"no longer shared, drop from SHARED: {stale}"
+
+
+def test_no_two_modules_share_a_file_name_for_different_things() -> None:
+    places: defaultdict[str, list[str]] = defaultdict(list)
+    for path in _files():
+        rel = path.relative_to(ROOT).as_posix()
+        if path.name == "__init__.py":  # packages: Dagster's defs/<domain>/ folders
+            continue
+        if rel.startswith("kirby_pipelines/defs/") and path.stem in DEFS_LAYOUT:
+            continue
+        places[path.stem].append(rel)
+    shared = {stem: sorted(found) for stem, found in places.items() if len(found) > 1}
+    unexplained = {
+        stem: found
+        for stem, found in shared.items()
+        if stem not in MODULES or set(found) != MODULES[stem][0]
+    }
+    assert not unexplained, f"one module name, several modules (rename, or say why): {unexplained}"
+    stale = sorted(set(MODULES) - set(shared))
+    assert not stale, f"no longer shared, drop from MODULES: {stale}"
