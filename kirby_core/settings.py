@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     """Catalog of the training database."""
     lake_dir: Path = Path("lake")
     """Root of the Parquet lake written by exports."""
+    backup_url: str = "backups"
+    """Where database backups go: a local directory, or a filesystem URL such as
+    `s3://bucket/prefix` (credentials from the standard AWS variables, endpoint from
+    `KIRBY_S3_ENDPOINT_URL`)."""
+    s3_endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, Ceph, R2...) for `s3://` URLs. Unset: AWS itself, or
+    `AWS_ENDPOINT_URL` as the AWS libraries read it."""
+    pg_bin_dir: Path | None = None
+    """Directory holding `pg_dump`/`pg_restore`. Unset: the first found whose major version
+    matches the server (pgserver's, /usr/lib/postgresql/<major>/bin, PATH)."""
 
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     """Timeout of one exchange REST call."""
