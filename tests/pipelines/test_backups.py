@@ -30,6 +30,7 @@ from kirby_pipelines.defs.backups.assets import realtime_backup
 from kirby_pipelines.defs.backups.checks import realtime_backup_restores
 from kirby_pipelines.resources import KirbyResource
 from tests.conftest import REPO, empty_tables
+from tests.s3 import S3Server
 
 DAY = date(2026, 3, 1)
 
@@ -272,3 +273,37 @@ def test_passwords_travel_in_the_environment_not_the_command_line() -> None:
     target, env = pgtools.libpq_target("postgresql://kirby:s%40cret@db:5432/kirby?sslmode=off")
     assert target == "postgresql://kirby@db:5432/kirby?sslmode=off"
     assert env["PGPASSWORD"] == "s@cret"
+
+
+def test_backups_on_object_storage(
+    backup_settings: Settings, database_urls: DatabaseUrls, synced, s3_server: S3Server, s3_bucket
+) -> None:
+    on_s3 = backup_settings.model_copy(
+        update={
+            "backup_url": f"s3://{s3_bucket}/kirby/backups",
+            "s3_endpoint_url": s3_server.endpoint_url,
+        }
+    )
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [realtime_backup, realtime_backup_restores],
+            partition_key=DAY.isoformat(),
+            resources={"kirby": KirbyResource.of(on_s3)},
+            instance=instance,
+        )
+    assert result.success
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed, check.metadata
+
+    # what is in the bucket, read back over HTTP by a client of its own
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=s3_server.endpoint_url, skip_instance_cache=True)
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{s3_bucket}/kirby/backups")) == [
+        "realtime-2026-03-01.dump",
+        "realtime-2026-03-01.json",
+    ]
+    assert fs.cat(f"{s3_bucket}/kirby/backups/realtime-2026-03-01.dump")[:5] == b"PGDMP"
+    [materialization] = result.asset_materializations_for_node("realtime_backup")
+    file = materialization.metadata["file"].value
+    assert file == f"s3://{s3_bucket}/kirby/backups/realtime-2026-03-01.dump"
