@@ -140,11 +140,9 @@ def restore_command(
     import asyncio
 
     from kirby_core import backups
-    from kirby_core.storage import location
+    from kirby_core.storage import backup_location
 
-    store = backups.BackupStore(
-        location(settings.backup_url, s3_endpoint_url=settings.s3_endpoint_url)
-    )
+    store = backups.BackupStore(backup_location(settings))
     if list_only:
         listed = store.backups_of(database)
         if not listed:

@@ -29,6 +29,7 @@ import click
 from kirby_cli import failures
 from kirby_cli.options import coin_option, database_option, exchange_option, intervals_option
 from kirby_core.settings import Database, Settings
+from kirby_core.storage import lake_location
 
 EXPORT_DATASETS = {"merged", "candles", "funding", "oi"}
 
@@ -330,7 +331,7 @@ def export(
                 instance,
                 _resources(settings, _Bar(bar)),
                 lambda label: _Bar(bar).advance(1, label),
-                settings.lake_dir,
+                lake_location(settings),
             )
     if not files:
         raise click.ClickException("nothing exported: no series matches")

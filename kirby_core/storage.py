@@ -23,6 +23,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from kirby_core.errors import ConfigError
+from kirby_core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,20 @@ class Location:
         return self.fs.unstrip_protocol(self.path(*parts))  # type: ignore[no-any-return]  # fsspec is untyped
 
 
+def is_url(text: str | Path) -> bool:
+    """Whether a location setting is a filesystem URL rather than a local path."""
+    return "://" in str(text)
+
+
+def absolute(text: str | Path) -> str:
+    """A location setting that means the same from any working directory."""
+    return str(text) if is_url(text) else str(Path(text).expanduser().resolve())
+
+
 def location(url: str | Path, *, s3_endpoint_url: str | None = None) -> Location:
     """The filesystem and root of a location setting (a path or a filesystem URL)."""
     text = str(url)
-    if "://" not in text:
+    if not is_url(text):
         root = Path(text).expanduser().resolve()
         return Location(LocalFileSystem(), root.as_posix().rstrip("/") or "/", text)
     protocol = text.split("://", 1)[0]
@@ -67,3 +78,13 @@ def location(url: str | Path, *, s3_endpoint_url: str | None = None) -> Location
     except ValueError as exc:
         raise ConfigError(f"{text}: not a filesystem URL fsspec knows ({exc})") from exc
     return Location(fs, str(root).rstrip("/"), text)
+
+
+def lake_location(settings: Settings) -> Location:
+    """The Parquet lake's root (`KIRBY_LAKE_DIR`)."""
+    return location(settings.lake_dir, s3_endpoint_url=settings.s3_endpoint_url)
+
+
+def backup_location(settings: Settings) -> Location:
+    """The backups' root (`KIRBY_BACKUP_URL`)."""
+    return location(settings.backup_url, s3_endpoint_url=settings.s3_endpoint_url)

@@ -16,7 +16,7 @@ import dagster as dg
 from kirby_core import backups
 from kirby_core.errors import NotFound
 from kirby_core.settings import Database
-from kirby_core.storage import location
+from kirby_core.storage import backup_location
 from kirby_pipelines.resources import KirbyResource
 
 BACKUP_ASSETS: dict[Database, str] = {"realtime": "realtime_backup", "training": "training_backup"}
@@ -24,10 +24,7 @@ BACKUP_ASSETS: dict[Database, str] = {"realtime": "realtime_backup", "training":
 
 
 def store(kirby: KirbyResource) -> backups.BackupStore:
-    settings = kirby.settings()
-    return backups.BackupStore(
-        location(settings.backup_url, s3_endpoint_url=settings.s3_endpoint_url)
-    )
+    return backups.BackupStore(backup_location(kirby.settings()))
 
 
 def back_up(

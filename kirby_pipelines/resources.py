@@ -16,6 +16,7 @@ import dagster as dg
 
 from kirby_core.db.urls import DatabaseUrls, resolve
 from kirby_core.settings import Database, Settings
+from kirby_core.storage import Location, lake_location
 
 
 class KirbyResource(dg.ConfigurableResource):
@@ -38,6 +39,10 @@ class KirbyResource(dg.ConfigurableResource):
 
     def url(self, database: Database) -> str:
         return self.urls().of(database)
+
+    def lake(self) -> Location:
+        """The Parquet lake's root: a local directory or an object-store URL."""
+        return lake_location(self.settings())
 
 
 class Progress(Protocol):
