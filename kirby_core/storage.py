@@ -45,8 +45,10 @@ class Location:
         return "/".join((self.root, *parts))
 
     def uri(self, *parts: str) -> str:
-        """A full URL of `path(*parts)`, for people and for other readers (pyarrow)."""
-        return self.fs.unstrip_protocol(self.path(*parts))  # type: ignore[no-any-return]  # fsspec is untyped
+        """`path(*parts)` as people write it: a plain path on a local disk, else a URL."""
+        if self.is_local:
+            return self.path(*parts)
+        return str(self.fs.unstrip_protocol(self.path(*parts)))
 
 
 def is_url(text: str | Path) -> bool:

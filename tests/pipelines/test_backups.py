@@ -307,3 +307,10 @@ def test_backups_on_object_storage(
     [materialization] = result.asset_materializations_for_node("realtime_backup")
     file = materialization.metadata["file"].value
     assert file == f"s3://{s3_bucket}/kirby/backups/realtime-2026-03-01.dump"
+
+
+def test_a_location_is_a_path_or_a_known_filesystem_url(tmp_path: Path) -> None:
+    local = location(tmp_path / "lake")
+    assert local.is_local and local.uri("candles") == f"{tmp_path}/lake/candles"
+    with pytest.raises(ConfigError, match="nosuch://bucket/lake: not a filesystem URL"):
+        location("nosuch://bucket/lake")
