@@ -160,9 +160,11 @@ def restore_command(
     comparison = asyncio.run(
         backups.restore(url, store, backup, force=force, bin_dir=settings.pg_bin_dir)
     )
-    rows = sum(comparison.restored.values())
+    rows = sum(comparison.expected.values())
+    if comparison.extra:
+        click.echo(f"kept tables the backup does not have: {', '.join(comparison.extra)}")
     if comparison.matches:
-        click.echo(f"restored {len(comparison.restored)} tables, {rows} rows (as backed up)")
+        click.echo(f"restored {len(comparison.expected)} tables, {rows} rows (as backed up)")
         return
     for table, (expected, restored) in comparison.differences.items():
         click.echo(f"  {table}: backup {expected}, restored {restored}", err=True)

@@ -97,13 +97,18 @@ class Comparison:
     restored: dict[str, int]
 
     @property
-    def differences(self) -> dict[str, tuple[int | None, int | None]]:
-        names = sorted(set(self.expected) | set(self.restored))
+    def differences(self) -> dict[str, tuple[int, int | None]]:
+        """Tables of the backup whose restored rows differ (None: the table is missing)."""
         return {
-            name: (self.expected.get(name), self.restored.get(name))
-            for name in names
-            if self.expected.get(name) != self.restored.get(name)
+            name: (rows, self.restored.get(name))
+            for name, rows in sorted(self.expected.items())
+            if self.restored.get(name) != rows
         }
+
+    @property
+    def extra(self) -> list[str]:
+        """Tables the target held that the backup has not (a `--force` restore keeps them)."""
+        return sorted(set(self.restored) - set(self.expected))
 
     @property
     def matches(self) -> bool:

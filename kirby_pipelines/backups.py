@@ -75,8 +75,8 @@ def restores(kirby: KirbyResource, database: Database) -> dg.AssetCheckResult:
         passed=comparison.matches,
         metadata={
             "backup": newest.dump_name,
-            "tables": len(comparison.restored),
-            "rows": sum(comparison.restored.values()),
+            "tables": len(comparison.expected),
+            "rows": sum(comparison.expected.values()),
             "differences": dg.MetadataValue.json(differences),
         },
     )

@@ -241,13 +241,23 @@ def test_restore_cli_refuses_a_non_empty_database_and_restores_into_an_empty_one
     assert "(as backed up)" in restored.output
     assert source_counts(empty_database) == source_counts(database_urls.realtime)
 
+    asyncio.run(
+        _on(
+            empty_database,
+            lambda conn: conn.execute(
+                "CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept');"
+                " DELETE FROM starlistings WHERE id IN (SELECT min(id) FROM starlistings)"
+            ),
+        )
+    )
     again = runner.invoke(
         cli,
         ["db", "restore", "--database", "realtime", "--target-url", empty_database, "--force"],
         env=env,
     )
     assert again.exit_code == 0, again.output
-    assert source_counts(empty_database) == source_counts(database_urls.realtime)
+    assert "kept tables the backup does not have: notes" in again.output
+    assert source_counts(empty_database) == {**source_counts(database_urls.realtime), "notes": 1}
 
     listed = runner.invoke(cli, ["db", "restore", "--database", "realtime", "--list"], env=env)
     assert "realtime-2026-03-01.dump" in listed.output
