@@ -93,3 +93,79 @@ def downgrade(settings: Settings, database: Database, revision: str) -> None:
     url = urls.resolve(settings).of(database)
     migrate.downgrade(url, revision)
     click.echo(f"{database} downgraded to {migrate.current_revision(url) or 'base'}")
+
+
+@db.command("restore")
+@click.option(
+    "--database",
+    type=click.Choice(BOTH),
+    required=True,
+    help="Whose backups to read (realtime-<day>.dump or training-<day>.dump).",
+)
+@click.option(
+    "--backup",
+    "name",
+    metavar="NAME",
+    default=None,
+    help="A backup's file name or day (realtime-2026-12-05.dump, 2026-12-05). Default: the newest.",
+)
+@click.option(
+    "--target-url",
+    metavar="URL",
+    default=None,
+    help="Database to restore into (postgresql://…). Default: the configured one of "
+    "--database. Its password may come from PGPASSWORD.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Restore into a database that already holds tables, replacing those the backup has.",
+)
+@click.option("--list", "list_only", is_flag=True, help="List the backups and restore nothing.")
+@click.pass_obj
+def restore_command(
+    settings: Settings,
+    database: Database,
+    name: str | None,
+    target_url: str | None,
+    force: bool,
+    list_only: bool,
+) -> None:
+    """Restore a backup taken by the realtime_backup / training_backup assets.
+
+    Backups are read from KIRBY_BACKUP_URL (a directory or s3://bucket/prefix). A database
+    that already holds tables is refused unless --force. The restore is one transaction,
+    and the restored rows per table are compared with the counts taken at backup time.
+    """
+    import asyncio
+
+    from kirby_core import backups
+    from kirby_core.locations import backup_location
+
+    store = backups.BackupStore(backup_location(settings))
+    if list_only:
+        listed = store.backups_of(database)
+        if not listed:
+            click.echo(f"no {database} backup in {store.location.url}")
+        for backup in listed:
+            manifest = store.manifest(backup)
+            click.echo(
+                f"{backup.dump_name}  taken {manifest.taken_at}  {manifest.dump_bytes} bytes  "
+                f"{manifest.total_rows} rows"
+            )
+        return
+    backup = store.find(database, name)
+    url = urls.plain_url(target_url) if target_url else urls.resolve(settings).of(database)
+    click.echo(f"restoring {backup.dump_name} from {store.location.url} into {urls.redact(url)}")
+    comparison = asyncio.run(
+        backups.restore(url, store, backup, force=force, bin_dir=settings.pg_bin_dir)
+    )
+    rows = sum(comparison.expected.values())
+    if comparison.extra:
+        click.echo(f"kept tables the backup does not have: {', '.join(comparison.extra)}")
+    if comparison.matches:
+        click.echo(f"restored {len(comparison.expected)} tables, {rows} rows (as backed up)")
+        return
+    for table, (expected, restored) in comparison.differences.items():
+        click.echo(f"  {table}: backup {expected}, restored {restored}", err=True)
+    raise click.ClickException(f"restored rows differ from {backup.manifest_name}")

@@ -86,7 +86,7 @@ def demo(
     demo_settings = settings.model_copy(
         update={
             "home": home,
-            "lake_dir": home / "lake",
+            "lake_dir": str(home / "lake"),
             "database_url": None,
             "training_database_url": None,
             "dagster_database_url": None,
@@ -156,7 +156,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def _watch(stack: Stack, banner: str) -> None:
     tty = sys.stdout.isatty()
     refresh = REFRESH_SECONDS if tty else PIPE_REFRESH_SECONDS
-    lake = stack.config.settings.lake_dir
+    lake = Path(stack.config.settings.lake_dir)
     while True:
         stack.check_children()
         if stack.backfills is not None:

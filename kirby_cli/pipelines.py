@@ -32,6 +32,7 @@ import click
 from kirby_cli import failures
 from kirby_cli.options import coin_option, database_option, exchange_option, intervals_option
 from kirby_core.datasets import dataset_named, spellings
+from kirby_core.locations import lake_location
 from kirby_core.settings import Database, Settings
 
 MERGED = "merged"
@@ -265,7 +266,7 @@ def export_files(
                 instance,
                 _resources(settings, _Bar(bar)),
                 lambda label: _Bar(bar).advance(1, label),
-                settings.lake_dir,
+                lake_location(settings),
             )
     if not files:
         raise click.ClickException("nothing exported: no series matches")

@@ -34,6 +34,7 @@ from kirby_cli import processes
 from kirby_cli.dagster_client import DagsterClient
 from kirby_cli.processes import Child, StackError
 from kirby_cli.stack_backfills import Backfills
+from kirby_core import locations
 from kirby_core.db import embedded, migrate, urls
 from kirby_core.db.connection import connect
 from kirby_core.db.urls import DatabaseUrls
@@ -106,7 +107,7 @@ def child_environment(config: StackConfig, base: dict[str, str]) -> dict[str, st
     env = {
         **base,
         "KIRBY_HOME": str(config.home),
-        "KIRBY_LAKE_DIR": str(s.lake_dir.resolve()),
+        "KIRBY_LAKE_DIR": locations.absolute(s.lake_dir),
         "KIRBY_REALTIME_CATALOG": str(s.catalog_path("realtime").resolve()),
         "KIRBY_TRAINING_CATALOG": str(s.catalog_path("training").resolve()),
         "KIRBY_HYPERLIQUID_REST_URL": s.hyperliquid_rest_url,

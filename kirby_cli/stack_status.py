@@ -50,7 +50,7 @@ def snapshot(stack: Stack) -> StackSnapshot:
     if stack.backfills is not None:
         snap.backfills = dict(stack.backfills.status)
         snap.backfill_failures = dict(stack.backfills.failures)
-    lake = stack.config.settings.lake_dir.resolve()
+    lake = Path(stack.config.settings.lake_dir).resolve()  # counted on a local lake only
     files = list(lake.rglob("*.parquet")) if lake.is_dir() else []
     snap.model_files = sum(1 for f in files if (lake / "models") in f.parents)
     snap.lake_files = len(files) - snap.model_files

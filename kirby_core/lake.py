@@ -15,8 +15,10 @@ hold `time` and the table's value columns; the path holds the rest, as DuckDB's
 `export_days` streams each chunk of days out of PostgreSQL with COPY (see
 `kirby_core.db.copy_reader`) on two connections, and parses and writes a chunk in a worker
 thread while the next one is still arriving: no Python loop ever touches a row. Writing a
-(series, day) replaces its file atomically; a (series, day) without rows loses its file, so
-re-exporting is idempotent.
+(series, day) replaces its file atomically (a local file is renamed into place; an object
+store replaces an object whole); a (series, day) without rows loses its file, so
+re-exporting is idempotent. The lake's root is a `kirby_core.locations.Location`: a local
+directory or any fsspec filesystem (`s3://bucket/lake`).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -40,6 +43,7 @@ from kirby_core.datasets import CANDLES, FUNDING_RATES, OPEN_INTEREST, Dataset
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 from kirby_core.db.connection import connect
 from kirby_core.db.copy_reader import copy_csv, parse_csv, schema
+from kirby_core.locations import Location
 from kirby_core.settings import Database
 
 FILE_NAME = "part-0.parquet"
@@ -121,18 +125,19 @@ class ExportedFile:
     series: LakeSeries
     day: date
     rows: int
-    path: Path
-    """Where the file is, or would be when `rows` is 0 (no file is kept then)."""
+    path: str
+    """Where the file is in the lake's filesystem, or would be when `rows` is 0 (no file is
+    kept then)."""
 
 
-def partition_dir(lake_dir: Path, dataset: LakeDataset, series: LakeSeries, day: date) -> Path:
+def partition_dir(lake: Location, dataset: LakeDataset, series: LakeSeries, day: date) -> str:
     parts = [f"{k}={v}" for k, v in zip(dataset.hive_keys, series.hive_values(), strict=True)]
-    return lake_dir.joinpath(dataset.name, *parts, f"date={day.isoformat()}")
+    return lake.path(dataset.name, *parts, f"date={day.isoformat()}")
 
 
 async def export_days(
     url: str,
-    lake_dir: Path,
+    lake: Location,
     dataset: LakeDataset,
     series: Sequence[LakeSeries],
     days: Iterable[date],
@@ -155,7 +160,7 @@ async def export_days(
 
     def write(data: bytes, chunk: list[date]) -> None:
         table = parse_csv(data, dataset.source, exact_decimals)
-        written.extend(_write_chunk(lake_dir, dataset, by_id, table, chunk, writers))
+        written.extend(_write_chunk(lake, dataset, by_id, table, chunk, writers))
 
     async def worker() -> None:
         conn = await connect(url)
@@ -196,7 +201,7 @@ def _chunks(days: list[date], size: int) -> Iterable[list[date]]:
 
 
 def _write_chunk(
-    lake_dir: Path,
+    lake: Location,
     dataset: LakeDataset,
     by_id: dict[int, LakeSeries],
     table: pa.Table,
@@ -212,31 +217,64 @@ def _write_chunk(
     values = table.drop_columns(["series_id"])
     epoch = date(1970, 1, 1)
     found: dict[tuple[int, date], int] = {}
-    files: list[tuple[pa.Table, Path]] = []
+    files: list[tuple[pa.Table, str]] = []
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         key = (int(ids[start]), epoch + timedelta(days=int(day_index[start])))
         found[key] = end - start
-        path = partition_dir(lake_dir, dataset, by_id[key[0]], key[1]) / FILE_NAME
+        path = f"{partition_dir(lake, dataset, by_id[key[0]], key[1])}/{FILE_NAME}"
         files.append((values.slice(start, end - start), path))
-    list(pool.map(lambda item: _write_file(*item), files))
+    list(pool.map(lambda item: write_table(lake, *item), files))
     exported = []
     for series_id, series in by_id.items():
         for day in days:
-            path = partition_dir(lake_dir, dataset, series, day) / FILE_NAME
+            directory = partition_dir(lake, dataset, series, day)
             rows = found.get((series_id, day), 0)
-            if rows == 0 and path.parent.exists():
-                shutil.rmtree(path.parent)  # nothing left for that day: no stale file
-            exported.append(ExportedFile(series, day, rows, path))
+            if rows == 0:
+                remove_directory(lake, directory)  # nothing left for that day: no stale file
+            exported.append(ExportedFile(series, day, rows, f"{directory}/{FILE_NAME}"))
     return exported
 
 
-def _write_file(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    pq.write_table(table, str(partial), filesystem=_LOCAL, use_dictionary=False)
+def write_table(lake: Location, table: pa.Table, path: str) -> None:
+    """Write one lake file at `path` (inside the lake's filesystem) atomically."""
+    if not lake.is_local:  # an object store replaces an object whole: no partial file
+        pq.write_table(table, path, filesystem=lake.fs, use_dictionary=False)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    directory, name = os.path.split(path)
+    partial = os.path.join(directory, f".{name}.{os.getpid()}.partial")
+    pq.write_table(table, partial, filesystem=_LOCAL, use_dictionary=False)
     os.replace(partial, path)  # readers see the old file or the new one, never half of one
 
 
-def write_table(table: pa.Table, path: Path) -> None:
-    """Write one lake file atomically (reference tables, model outputs)."""
-    _write_file(table, path)
+def remove_directory(lake: Location, directory: str) -> None:
+    """Remove `directory` and what it holds, if it exists."""
+    if lake.is_local:
+        shutil.rmtree(directory, ignore_errors=True)
+    elif lake.fs.exists(directory):
+        lake.fs.rm(directory, recursive=True)
+
+
+def read_files(
+    con: duckdb.DuckDBPyConnection, lake: Location, files: list[str], base_dir: str
+) -> duckdb.DuckDBPyRelation:
+    """Lake files (of one dataset, under `base_dir`) as one DuckDB relation, the hive values
+    of their paths as columns (`date` a DATE, the others text). A local lake is read by
+    DuckDB itself; another filesystem through a pyarrow dataset over fsspec, which DuckDB
+    scans lazily (its own S3 reader is an extension that downloads at run time)."""
+    if lake.is_local:
+        return con.read_parquet(files, hive_partitioning=True)
+    relative = files[0][len(base_dir) :].strip("/").split("/")[:-1]
+    keys = [part.split("=", 1)[0] for part in relative if "=" in part]
+    partitioning = ds.partitioning(
+        pa.schema([pa.field(k, pa.date32() if k == "date" else pa.string()) for k in keys]),
+        flavor="hive",
+    )
+    dataset = ds.dataset(
+        files,
+        filesystem=lake.fs,
+        format="parquet",
+        partitioning=partitioning,
+        partition_base_dir=base_dir,
+    )
+    return con.from_arrow(dataset)

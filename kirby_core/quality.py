@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 
 import asyncpg
 import duckdb
 
 from kirby_core.db.readers import expected_rows
+from kirby_core.lake import read_files
+from kirby_core.locations import Location
 from kirby_core.timeutil import DAY, interval_seconds
 
 MAX_HOURLY_FUNDING = 0.04
@@ -151,14 +152,15 @@ class LakeCount:
     distinct_times: int
 
 
-def lake_counts(lake_dir: Path, dataset: str, day: date) -> dict[tuple[str, ...], LakeCount]:
+def lake_counts(lake: Location, dataset: str, day: date) -> dict[tuple[str, ...], LakeCount]:
     """Rows and distinct times per series in the lake files of one day, keyed by the hive
     values (exchange, symbol[, interval])."""
-    day_dirs = list((lake_dir / dataset).glob(f"**/date={day.isoformat()}/*.parquet"))
-    if not day_dirs:
+    base = lake.path(dataset)
+    files = sorted(lake.fs.glob(f"{base}/**/date={day.isoformat()}/*.parquet"))
+    if not files:
         return {}
     with duckdb.connect() as con:
-        relation = con.read_parquet([str(p) for p in day_dirs], hive_partitioning=True)
+        relation = read_files(con, lake, [str(f) for f in files], base)
         keys = [c for c in ("exchange", "symbol", "interval") if c in relation.columns]
         grouped = ", ".join(keys)
         rows = con.sql(

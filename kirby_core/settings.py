@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Database = Literal["realtime", "training"]
@@ -40,8 +40,19 @@ class Settings(BaseSettings):
     """Catalog of the realtime database."""
     training_catalog: Path = Path("config/training_stars.yaml")
     """Catalog of the training database."""
-    lake_dir: Path = Path("lake")
-    """Root of the Parquet lake written by exports."""
+    lake_dir: str = "lake"
+    """Root of the Parquet lake written by exports: a local directory, or a filesystem URL
+    such as `s3://bucket/lake` (see `backup_url` for credentials and endpoint)."""
+    backup_url: str = "backups"
+    """Where database backups go: a local directory, or a filesystem URL such as
+    `s3://bucket/prefix` (credentials from the standard AWS variables, endpoint from
+    `KIRBY_S3_ENDPOINT_URL`)."""
+    s3_endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, Ceph, R2...) for `s3://` URLs. Unset: AWS itself, or
+    `AWS_ENDPOINT_URL` as the AWS libraries read it."""
+    pg_bin_dir: Path | None = None
+    """Directory holding `pg_dump`/`pg_restore`. Unset: the first found whose major version
+    matches the server (pgserver's, /usr/lib/postgresql/<major>/bin, PATH)."""
 
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     """Timeout of one exchange REST call."""
@@ -143,6 +154,12 @@ class Settings(BaseSettings):
     api_latest_cache_seconds: float = Field(default=1.0, ge=0)
     """Longest a cached latest-N page lives; a NOTIFY for its series drops it at once. It
     bounds staleness only for writes that do not NOTIFY (backfills). 0 turns the cache off."""
+
+    @field_validator("lake_dir", "backup_url", mode="before")
+    @classmethod
+    def _location_text(cls, value: object) -> object:
+        """A location may be given as a Path (a local directory)."""
+        return str(value) if isinstance(value, Path) else value
 
     def catalog_path(self, database: Database) -> Path:
         """A relative path missing from the working directory is taken from Kirby's checkout,

@@ -65,14 +65,12 @@ def export(
     config: LakeConfig,
 ) -> dg.MaterializeResult:
     dataset = LAKE_DATASETS[LAKE_ASSETS[context.asset_key.to_user_string()]]
-    settings = kirby.settings()
+    root = kirby.lake()
     url = kirby.url(dataset.database)
     days = days_of(context)
     series = asyncio.run(series_of(url, dataset))
     files = asyncio.run(
-        lake.export_days(
-            url, settings.lake_dir, dataset, series, days, exact_decimals=config.exact_decimals
-        )
+        lake.export_days(url, root, dataset, series, days, exact_decimals=config.exact_decimals)
     )
     report_progress(progress, len(days), f"{dataset.name} {days[0]}..{days[-1]}")
     by_series: Counter[str] = Counter()
@@ -90,7 +88,7 @@ def export(
             "days": len(days),
             "rows_by_series": dg.MetadataValue.json(dict(by_series)),
             "rows_by_day": dg.MetadataValue.json(dict(sorted(by_day.items())[-60:])),
-            "path": dg.MetadataValue.path(str(settings.lake_dir / dataset.name)),
+            "path": dg.MetadataValue.path(root.uri(dataset.name)),
             "columns": "decimal128(38, 18)" if config.exact_decimals else "float64",
         }
     )
@@ -170,9 +168,11 @@ def export_series(kirby: KirbyResource) -> dg.MaterializeResult:
     rows = asyncio.run(_series_rows(urls.realtime, "realtime"))
     rows += asyncio.run(_series_rows(urls.training, "training"))
     table = pa.Table.from_pylist(rows, schema=SERIES_SCHEMA)
-    path = kirby.settings().lake_dir / "series" / lake.FILE_NAME
-    lake.write_table(table, path)
-    return dg.MaterializeResult(metadata={"rows": table.num_rows, "path": str(path)})
+    root = kirby.lake()
+    lake.write_table(root, table, root.path("series", lake.FILE_NAME))
+    return dg.MaterializeResult(
+        metadata={"rows": table.num_rows, "path": root.uri("series", lake.FILE_NAME)}
+    )
 
 
 async def _outages(url: str) -> pa.Table:
@@ -189,9 +189,11 @@ async def _outages(url: str) -> pa.Table:
 
 def export_outages(kirby: KirbyResource) -> dg.MaterializeResult:
     table = asyncio.run(_outages(kirby.url("realtime")))
-    path = kirby.settings().lake_dir / "collection_outages" / lake.FILE_NAME
-    lake.write_table(table, path)
-    return dg.MaterializeResult(metadata={"rows": table.num_rows, "path": str(path)})
+    root = kirby.lake()
+    lake.write_table(root, table, root.path("collection_outages", lake.FILE_NAME))
+    return dg.MaterializeResult(
+        metadata={"rows": table.num_rows, "path": root.uri("collection_outages", lake.FILE_NAME)}
+    )
 
 
 _COVERAGE_FIELDS: list[pa.Field[Any]] = [
@@ -248,15 +250,15 @@ def export_coverage(
     urls = kirby.urls()
     rows = asyncio.run(_coverage_rows(urls.realtime, "realtime", start, end))
     rows += asyncio.run(_coverage_rows(urls.training, "training", start, end))
-    root = kirby.settings().lake_dir / "coverage"
+    root = kirby.lake()
     for day in days:
         table = pa.Table.from_pylist([r for r in rows if r["date"] == day], schema=COVERAGE_SCHEMA)
-        lake.write_table(table, root / f"date={day.isoformat()}" / lake.FILE_NAME)
+        lake.write_table(root, table, root.path("coverage", f"date={day}", lake.FILE_NAME))
     return dg.MaterializeResult(
         metadata={
             "rows": len(rows),
             "repairable": sum(1 for r in rows if r["collector_outage"] or r["unexplained"]),
-            "path": dg.MetadataValue.path(str(root)),
+            "path": dg.MetadataValue.path(root.uri("coverage")),
         }
     )
 

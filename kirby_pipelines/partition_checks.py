@@ -312,7 +312,7 @@ def lake_matches_database(
     else:
         days = [datetime.now(UTC).date() - timedelta(days=1)]
     url = kirby.url(dataset.database)
-    lake_dir = kirby.settings().lake_dir
+    lake_root = kirby.lake()
 
     async def database_counts() -> tuple[list, dict[tuple[int, date], int]]:
         series = await series_of(url, dataset)
@@ -332,7 +332,7 @@ def lake_matches_database(
     series, counts = asyncio.run(database_counts())
     rows_found, unique_found = [], []
     for day in days:
-        in_lake = quality.lake_counts(lake_dir, dataset.name, day)
+        in_lake = quality.lake_counts(lake_root, dataset.name, day)
         database_rows = lake_rows = mismatched = duplicates = 0
         for s in series:
             expected = counts.get((s.series_id, day), 0)

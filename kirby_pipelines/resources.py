@@ -15,6 +15,7 @@ from typing import Protocol
 import dagster as dg
 
 from kirby_core.db.urls import DatabaseUrls, resolve
+from kirby_core.locations import Location, lake_location
 from kirby_core.settings import Database, Settings
 
 
@@ -38,6 +39,10 @@ class KirbyResource(dg.ConfigurableResource):
 
     def url(self, database: Database) -> str:
         return self.urls().of(database)
+
+    def lake(self) -> Location:
+        """The Parquet lake's root: a local directory or an object-store URL."""
+        return lake_location(self.settings())
 
 
 class Progress(Protocol):

@@ -23,6 +23,8 @@ import dagster as dg
 import duckdb
 
 from kirby_core.errors import InvalidRequest
+from kirby_core.lake import read_files
+from kirby_core.locations import Location, location
 from kirby_pipelines.in_process import materialize, raise_on_failure
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
 
@@ -59,7 +61,7 @@ def run_export(
     instance: dg.DagsterInstance,
     resources: dict[str, Any],
     step: Callable[[str], None],
-    lake_dir: Path,
+    lake: Location,
 ) -> list[dict[str, Any]]:
     from kirby_pipelines.defs.lake import assets as lake_assets
     from kirby_pipelines.defs.models.assets import model_assets
@@ -74,9 +76,9 @@ def run_export(
     lake_names, source = LAKE_OF[(request.dataset, request.database)]
     private = Path(tempfile.mkdtemp(prefix="kirby-export-")) if request.exact_decimals else None
     if private is not None:
-        settings = resources["kirby"].settings().model_copy(update={"lake_dir": private})
+        settings = resources["kirby"].settings().model_copy(update={"lake_dir": str(private)})
         resources = {**resources, "kirby": KirbyResource.of(settings)}
-        lake_dir = private
+        lake = location(private)
     try:
         first, last = request.days[0], request.days[-1]
         tags = {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
@@ -101,7 +103,7 @@ def run_export(
             raise_on_failure(merged, "merged_training_dataset")
             run_ids.append(merged.run_id)
         step("model")
-        files = write_files(request, lake_dir / source, run_ids)
+        files = write_files(request, lake, lake.path(source), run_ids)
         step("files")
         return files
     finally:
@@ -109,16 +111,17 @@ def run_export(
             shutil.rmtree(private, ignore_errors=True)
 
 
-def write_files(request: ExportRequest, source: Path, run_ids: list[str]) -> list[dict]:
-    if not any(source.glob("**/*.parquet")):
+def write_files(
+    request: ExportRequest, lake: Location, source: str, run_ids: list[str]
+) -> list[dict]:
+    found = sorted(str(f) for f in lake.fs.glob(f"{source}/**/*.parquet"))
+    if not found:
         return []
     request.output.mkdir(parents=True, exist_ok=True)
     written = []
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        con.read_parquet(str(source / "**" / "*.parquet"), hive_partitioning=True).create_view(
-            "lake"
-        )
+        read_files(con, lake, found, source).create_view("lake")
         columns = [c for c in con.sql("SELECT * FROM lake LIMIT 0").columns]
         conditions = ["date BETWEEN $first AND $last"]
         params: dict[str, Any] = {"first": request.days[0], "last": request.days[-1]}

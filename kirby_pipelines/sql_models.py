@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -37,7 +36,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from kirby_core.errors import ConfigError
-from kirby_core.lake import LAKE_DATASETS
+from kirby_core.lake import LAKE_DATASETS, read_files, remove_directory
+from kirby_core.locations import Location
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "dbt_like_sql" / "models"
 REQUIRED_HEADER = ("grain", "key", "upstreams", "partition_by")
@@ -175,7 +175,7 @@ class ModelRun:
 def run_model(
     model: SqlModel,
     relations: Mapping[str, Relation],
-    lake_dir: Path,
+    lake: Location,
     start: date,
     end: date,
 ) -> ModelRun:
@@ -184,22 +184,23 @@ def run_model(
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         for ref in model.refs:
-            _create_view(con, ref, relations[ref], lake_dir, days)
+            _create_view(con, ref, relations[ref], lake, days)
         table = con.sql(
             model.render(), params={"start_date": start, "end_date": end}
         ).to_arrow_table()
     missing = [c for c in model.partition_by if c not in table.column_names]
     if missing:
         raise ConfigError(f"{model.path}: the query does not return {', '.join(missing)}")
-    output = lake_dir / "models" / model.name
-    for stale in _walk(output, days).date_directories:  # rows no longer produced go too
-        shutil.rmtree(stale)
+    output = lake.path("models", model.name)
+    for stale in _walk(lake, output, days).date_directories:  # rows no longer produced go too
+        remove_directory(lake, stale)
     counts = pc.value_counts(table.column("date")).to_pylist() if table.num_rows else []
     if table.num_rows:
         partition_schema = pa.schema([table.schema.field(c) for c in model.partition_by])
         ds.write_dataset(
             table,
             output,
+            filesystem=None if lake.is_local else lake.fs,
             format="parquet",
             partitioning=ds.partitioning(partition_schema, flavor="hive"),
             basename_template="part-{i}.parquet",
@@ -215,19 +216,19 @@ def _create_view(
     con: duckdb.DuckDBPyConnection,
     name: str,
     relation: Relation,
-    lake_dir: Path,
+    lake: Location,
     days: set[str],
 ) -> None:
-    root = lake_dir / relation.directory
-    found = _walk(root, days)
+    root = lake.path(relation.directory)
+    found = _walk(lake, root, days)
     if found.files:
         # Every file of a relation has the same schema (written by one exporter), so DuckDB
         # reads one footer; the hive values in the paths become columns.
-        con.read_parquet(found.files, hive_partitioning=True).create_view(name)
+        read_files(con, lake, found.files, root).create_view(name)
         return
-    sample = next(root.glob("**/*.parquet"), None) if found.dated else None
+    sample = next(iter(lake.fs.glob(f"{root}/**/*.parquet")), None) if found.dated else None
     if sample is not None:  # partitioned by date, nothing on these days: an empty view of it
-        con.read_parquet(str(sample), hive_partitioning=True).limit(0).create_view(name)
+        read_files(con, lake, [str(sample)], root).limit(0).create_view(name)
     elif relation.empty_schema is not None:
         con.from_arrow(relation.empty_schema.empty_table()).create_view(name)
     else:
@@ -244,13 +245,15 @@ class _Found:
     """Whether there are `date=` directories at all (else every file was taken)."""
 
 
-def _walk(root: Path, days: set[str]) -> _Found:
+def _walk(lake: Location, root: str, days: set[str]) -> _Found:
     """What `root` holds for `days`. Pruning while walking keeps the cost to the days asked,
-    not to the size of the lake."""
+    not to the size of the lake (fsspec's walk, like os.walk, prunes what is removed from
+    the directory list)."""
     files: list[str] = []
     date_directories: list[str] = []
     dated = False
-    for directory, subdirectories, names in os.walk(root):
+    walk = os.walk(root) if lake.is_local else lake.fs.walk(root, topdown=True)
+    for directory, subdirectories, names in walk:
         if any(d.startswith("date=") for d in subdirectories):
             dated = True
             subdirectories[:] = [

@@ -45,6 +45,7 @@ from kirby_core import lake as lake_module
 from kirby_core.catalog import load_catalog
 from kirby_core.db import catalog_store
 from kirby_core.db.writer import upsert_candles, upsert_funding_rates, upsert_open_interest
+from kirby_core.locations import location
 from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
 from kirby_core.settings import Settings
 from kirby_pipelines import automation, catalogs, lake_export
@@ -253,11 +254,15 @@ def bench_year(url: str, training: str, lake: Path, days: int) -> None:
     export_days = [first + timedelta(days=i) for i in range(days)]
     dataset = lake_module.LAKE_DATASETS["candles"]
     series = asyncio.run(lake_export.series_of(url, dataset))
-    asyncio.run(lake_module.export_days(url, lake, dataset, series, export_days))  # warm-up
+    asyncio.run(
+        lake_module.export_days(url, location(lake), dataset, series, export_days)
+    )  # warm-up
     engine_runs = []
     for _ in range(3):
         with timed() as e:
-            files = asyncio.run(lake_module.export_days(url, lake, dataset, series, export_days))
+            files = asyncio.run(
+                lake_module.export_days(url, location(lake), dataset, series, export_days)
+            )
         engine_runs.append(e.seconds)
     rows = sum(f.rows for f in files)
     assert rows == ids["rows"], (rows, ids)
@@ -444,7 +449,7 @@ def bench_merged(url: str, training: str, lake: Path, starlisting: int, pair: in
             series = asyncio.run(lake_export.series_of(url, dataset))
             asyncio.run(lake_module.export_days(url, lake, dataset, series, merged_days))
         with timed() as model_time:
-            run = run_model(sql_model, relations, lake, first, last)
+            run = run_model(sql_model, relations, location(lake), first, last)
         model_seconds.append(model_time.seconds)
         return run.rows
 
@@ -498,7 +503,9 @@ def bench_merged(url: str, training: str, lake: Path, starlisting: int, pair: in
         "merged", "realtime", {"BTC"}, {"1m"}, merged_days, ("parquet",), lake / "exports"
     )
     with timed() as r:
-        [written] = write_files(request, lake / "models" / "merged_training_dataset", [])
+        root = location(lake)
+        source = root.path("models", "merged_training_dataset")
+        [written] = write_files(request, root, source, [])
     assert written["rows"] == rows
     print(
         f"   (a) lake exports of the 3 tables + merged_training_dataset model"

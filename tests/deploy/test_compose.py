@@ -227,9 +227,11 @@ def test_dagster_services_share_lake_and_storage_volumes() -> None:
     for name in ("dagster-webserver", "dagster-daemon"):
         volumes = compose["services"][name]["volumes"]
         assert "lake:/app/lake" in volumes and "dagster-storage:/app/storage" in volumes
+        assert "backups:/app/backups" in volumes  # the backup assets and their check
     assert {
         "timescaledb-data",
         "lake",
+        "backups",
         "dagster-storage",
         "pgadmin-data",
         "prometheus-data",

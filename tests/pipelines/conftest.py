@@ -28,6 +28,7 @@ from kirby_pipelines.resources import KirbyResource
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
 from kirby_sim import SimulatorConfig, SimulatorServer, run_simulator_in_thread
 from tests.conftest import REPO, empty_tables
+from tests.s3 import s3_bucket, s3_server  # noqa: F401  # fixtures of the object-storage tests
 
 BTC_1M = "BTC@hyperliquid/USD/perps/1m"
 BTC_15M = "BTC@hyperliquid/USD/perps/15m"

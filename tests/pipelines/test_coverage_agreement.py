@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -195,7 +196,7 @@ def test_one_day_of_each_class_reads_the_same_everywhere(
     assert materialize([lake_series], instance, resources).success
     [model] = [a for a in model_assets if a.key == dg.AssetKey("daily_coverage")]
     assert materialize([model], instance, resources, day_tags(oldest, first)).success
-    files = str(pipeline_settings.lake_dir / "models" / "daily_coverage" / "**" / "*.parquet")
+    files = str(Path(pipeline_settings.lake_dir) / "models" / "daily_coverage" / "**" / "*.parquet")
     with duckdb.connect() as con:
         rows = con.sql(
             "SELECT date, expected, present, unavailable_at_source, no_trades, collector_outage,"

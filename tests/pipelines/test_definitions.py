@@ -37,6 +37,8 @@ GRAPH = {  # asset -> its upstream assets
         "training_candles",
     ],
     "daily_coverage": ["lake_coverage", "lake_series"],
+    "realtime_backup": [],
+    "training_backup": [],
 }
 CHECKS = {
     "candles": [
@@ -51,6 +53,8 @@ CHECKS = {
         "training_candles_ohlc_sane",
         "training_candles_timestamps_aligned",
     ],
+    "realtime_backup": ["realtime_backup_restores"],
+    "training_backup": ["training_backup_restores"],
     **{
         lake: [f"{lake}_rows_match", f"{lake}_unique"]
         for lake in (
@@ -87,6 +91,8 @@ def test_definitions_load_with_the_expected_graph_checks_and_automation() -> Non
         "daily_candles",
         "daily_funding_rates",
         "daily_training_candles",
+        "daily_realtime_backup",
+        "daily_training_backup",
     }
     assert {"kirby", "progress"} <= set(definitions.resources)
 

@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import s3fs
 from click.testing import CliRunner
 
 from kirby_cli.pipelines import export_files
@@ -26,8 +27,11 @@ from kirby_pipelines.defs.lake.assets import (
     lake_series,
     lake_training_candles,
 )
+from kirby_pipelines.defs.lake.checks import lake_candles_checks
 from kirby_pipelines.defs.models.assets import model_assets
+from kirby_pipelines.resources import KirbyResource
 from tests.pipelines.conftest import day_tags, materialize, metadata_values, query, run_async
+from tests.s3 import S3Server
 
 DAY1, DAY2 = date(2025, 1, 5), date(2025, 1, 6)
 LAKE = [lake_candles, lake_funding_rates, lake_open_interest, lake_training_candles]
@@ -115,7 +119,7 @@ def market(catalogs, pipeline_settings):
             await conn.close()
 
     run_async(write())
-    return pipeline_settings.lake_dir
+    return Path(pipeline_settings.lake_dir)
 
 
 def test_lake_export_is_hive_partitioned_exact_and_idempotent(market, instance, resources) -> None:
@@ -377,4 +381,46 @@ def test_cli_export_reproduces_the_original_options(
     [path] = (out / "t").glob("*.parquet")
     assert path.name == "candles_binance_BTC_USDT_spot_1m_2025-01-05_2025-01-05.parquet"
     assert pq.read_table(path).schema.field("open").type == pa.decimal128(38, 18)
-    assert not any((pipeline_settings.lake_dir / "training_candles").glob("**/*.parquet"))
+    assert not any((Path(pipeline_settings.lake_dir) / "training_candles").glob("**/*.parquet"))
+
+
+def test_lake_on_object_storage(
+    market, instance, pipeline_settings, s3_server: S3Server, s3_bucket: str
+) -> None:
+    """The exports, their check, the reference files and a SQL model on a real S3-compatible
+    server over HTTP: the same rows as on a local disk, read back by a client of its own."""
+    on_s3 = pipeline_settings.model_copy(
+        update={"lake_dir": f"s3://{s3_bucket}/lake", "s3_endpoint_url": s3_server.endpoint_url}
+    )
+    resources = {"kirby": KirbyResource.of(on_s3), "progress": None}
+
+    result = materialize(
+        [*LAKE, lake_candles_checks, lake_series], instance, resources, day_tags(DAY1, DAY2)
+    )
+    assert result.success
+    candles = metadata_values(result.asset_materializations_for_node("lake_candles")[0].metadata)
+    assert candles["rows"] == 2 * 1440 - 10
+    assert candles["path"] == f"s3://{s3_bucket}/lake/candles"
+    checks = result.get_asset_check_evaluations()
+    assert sorted(e.check_name for e in checks) == [
+        "lake_candles_rows_match",
+        "lake_candles_unique",
+    ]
+    assert all(e.passed for e in checks), [e.metadata for e in checks]
+    merged = materialize(
+        [MODELS["merged_training_dataset"]], instance, resources, day_tags(DAY1, DAY1)
+    )
+    assert merged.success
+
+    fs = s3fs.S3FileSystem(endpoint_url=s3_server.endpoint_url, skip_instance_cache=True)
+    day1 = f"{s3_bucket}/lake/candles/exchange=hyperliquid/symbol=BTC-USD-perps/interval=1m"
+    assert fs.ls(f"{day1}/date=2025-01-05", detail=False) == [
+        f"{day1}/date=2025-01-05/part-0.parquet"
+    ]
+    with fs.open(f"{day1}/date=2025-01-05/part-0.parquet", "rb") as file:
+        table = pq.read_table(file)
+    assert table.num_rows == 1430 and table.column("close")[0].as_py() == 67000.1
+    assert fs.exists(f"{s3_bucket}/lake/series/part-0.parquet")
+    model_files = fs.glob(f"{s3_bucket}/lake/models/merged_training_dataset/**/*.parquet")
+    assert sum(pq.read_metadata(fs.open(f)).num_rows for f in model_files) == 1430 + 1440
+    assert not Path(pipeline_settings.lake_dir).exists()  # nothing went to the local default

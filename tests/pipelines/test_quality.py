@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -299,7 +300,9 @@ def test_the_lake_holds_exactly_the_database_rows(world: World) -> None:
     )
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
-    lake_file = next((world.settings.lake_dir / "candles").glob("**/interval=1m/**/*.parquet"))
+    lake_file = next(
+        (Path(world.settings.lake_dir) / "candles").glob("**/interval=1m/**/*.parquet")
+    )
     lake_file.unlink()
     found = check_results(
         materialize(

@@ -44,8 +44,8 @@ def build(model: SqlModel) -> dg.AssetsDefinition:
     )
     def _model(context: dg.AssetExecutionContext, kirby: KirbyResource) -> dg.MaterializeResult:
         days = days_of(context)
-        lake_dir = kirby.settings().lake_dir
-        run = run_model(model, MODEL_RELATIONS, lake_dir, days[0], days[-1])
+        lake = kirby.lake()
+        run = run_model(model, MODEL_RELATIONS, lake, days[0], days[-1])
         return dg.MaterializeResult(
             metadata={
                 "rows": run.rows,
@@ -53,7 +53,7 @@ def build(model: SqlModel) -> dg.AssetsDefinition:
                 "rows_by_date": dg.MetadataValue.json(
                     {d.isoformat(): n for d, n in sorted(run.rows_by_date.items())[-60:]}
                 ),
-                "path": dg.MetadataValue.path(str(lake_dir / "models" / model.name)),
+                "path": dg.MetadataValue.path(lake.uri("models", model.name)),
             }
         )
 

@@ -1,0 +1,344 @@
+"""Database backups: `pg_dump` custom-format files in a backup location, kept by retention.
+
+One backup is two files in the location (`KIRBY_BACKUP_URL`, a directory or an fsspec URL):
+
+    <location>/realtime-2026-12-05.dump    pg_dump --format=custom
+    <location>/realtime-2026-12-05.json    manifest: when, server, rows per table
+
+The manifest is written last, so a backup exists once its manifest does: a dump cut off
+half-way is never listed, restored or counted by retention. Its row counts are taken inside
+the very snapshot `pg_dump` dumps (`pg_export_snapshot()` in a REPEATABLE READ transaction
+held open while `pg_dump --snapshot` runs), so a restore can be checked against them while
+the collector keeps writing.
+
+Retention (`keep`) follows restic's `--keep-daily 7 --keep-weekly 4 --keep-monthly 12`:
+the newest backup of each of the last 7 days that have one, of the last 4 ISO weeks, and of
+the last 12 months. It is a pure function of the days present, so it is tested by table.
+
+What this module does not do: schedule anything (Dagster does), or restore TimescaleDB
+hypertables (their catalog needs `timescaledb_pre_restore()` around `pg_restore`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import asyncpg
+
+from kirby_core.db import pgtools
+from kirby_core.db.connection import connect
+from kirby_core.db.urls import redact, with_database
+from kirby_core.errors import InvalidRequest, NotFound
+from kirby_core.locations import Location
+from kirby_core.settings import Database
+
+log = logging.getLogger(__name__)
+
+DAILY, WEEKLY, MONTHLY = 7, 4, 12
+"""Retention: newest backup of each of this many most recent days / ISO weeks / months."""
+_NAME = re.compile(r"^(?P<database>realtime|training)-(?P<day>\d{4}-\d{2}-\d{2})\.(dump|json)$")
+_USER_RELATIONS = """
+    SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY c.relname
+"""
+
+
+@dataclass(frozen=True, order=True)
+class Backup:
+    """One backup in a location (found by its manifest)."""
+
+    database: Database
+    day: date
+
+    @property
+    def stem(self) -> str:
+        return f"{self.database}-{self.day.isoformat()}"
+
+    @property
+    def dump_name(self) -> str:
+        return f"{self.stem}.dump"
+
+    @property
+    def manifest_name(self) -> str:
+        return f"{self.stem}.json"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a backup holds, written beside it."""
+
+    database: str
+    day: str
+    taken_at: str
+    server_version: str
+    pg_dump_major: int
+    dump_bytes: int
+    tables: dict[str, int]
+    """Rows per table of the public schema, counted in the dumped snapshot."""
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.tables.values())
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Rows per table of a restored database against its backup's manifest."""
+
+    expected: dict[str, int]
+    restored: dict[str, int]
+
+    @property
+    def differences(self) -> dict[str, tuple[int, int | None]]:
+        """Tables of the backup whose restored rows differ (None: the table is missing)."""
+        return {
+            name: (rows, self.restored.get(name))
+            for name, rows in sorted(self.expected.items())
+            if self.restored.get(name) != rows
+        }
+
+    @property
+    def extra(self) -> list[str]:
+        """Tables the target held that the backup has not (a `--force` restore keeps them)."""
+        return sorted(set(self.restored) - set(self.expected))
+
+    @property
+    def matches(self) -> bool:
+        return not self.differences
+
+
+def keep(
+    days: Iterable[date], daily: int = DAILY, weekly: int = WEEKLY, monthly: int = MONTHLY
+) -> set[date]:
+    """The days whose backups retention keeps (the rest are deleted)."""
+    kept: set[date] = set()
+    newest_first = sorted(set(days), reverse=True)
+    rules = (
+        (daily, lambda d: d),
+        (weekly, lambda d: d.isocalendar()[:2]),
+        (monthly, lambda d: (d.year, d.month)),
+    )
+    for count, bucket in rules:
+        seen: set[object] = set()
+        for day in newest_first:
+            if len(seen) == count:
+                break
+            if bucket(day) not in seen:
+                seen.add(bucket(day))
+                kept.add(day)  # the newest of its bucket
+    return kept
+
+
+class BackupStore:
+    """The backups in one location."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+
+    def backups_of(self, database: Database) -> list[Backup]:
+        """Complete backups of `database` (those with a manifest), oldest first."""
+        fs, root = self.location.fs, self.location.root
+        if not fs.exists(root):
+            return []
+        found = []
+        for path in fs.ls(root, detail=False):
+            match = _NAME.match(str(path).rsplit("/", 1)[-1])
+            if match and match["database"] == database and str(path).endswith(".json"):
+                found.append(Backup(database, date.fromisoformat(match["day"])))
+        return sorted(found)
+
+    def find(self, database: Database, name: str | None = None) -> Backup:
+        """The backup called `name` (file name or day, `2026-12-05`), or the newest."""
+        backups = self.backups_of(database)
+        if not backups:
+            raise NotFound(f"no {database} backup in {self.location.url}")
+        if name is None:
+            return backups[-1]
+        for backup in backups:
+            if name in (backup.stem, backup.dump_name, backup.manifest_name, str(backup.day)):
+                return backup
+        names = ", ".join(b.dump_name for b in backups[-5:])
+        raise NotFound(
+            f"no {database} backup named {name!r} in {self.location.url} (newest: {names})"
+        )
+
+    def manifest(self, backup: Backup) -> Manifest:
+        with self.location.fs.open(self.location.path(backup.manifest_name), "rb") as file:
+            return Manifest(**json.loads(file.read()))
+
+    def put(self, dump_file: Path, backup: Backup, manifest: Manifest) -> None:
+        fs = self.location.fs
+        fs.makedirs(self.location.root, exist_ok=True)
+        fs.put_file(str(dump_file), self.location.path(backup.dump_name))
+        with fs.open(self.location.path(backup.manifest_name), "wb") as file:
+            file.write(json.dumps(asdict(manifest), indent=2).encode())
+
+    def fetch(self, backup: Backup, into: Path) -> Path:
+        target = into / backup.dump_name
+        self.location.fs.get_file(self.location.path(backup.dump_name), str(target))
+        return target
+
+    def delete(self, backup: Backup) -> None:
+        fs = self.location.fs
+        fs.rm(self.location.path(backup.manifest_name))  # first: never a listed half-backup
+        dump = self.location.path(backup.dump_name)
+        if fs.exists(dump):
+            fs.rm(dump)
+
+    def apply_retention(self, database: Database) -> tuple[int, list[Backup]]:
+        """Delete what `keep` does not keep; (kept count, deleted backups)."""
+        backups = self.backups_of(database)
+        kept = keep(b.day for b in backups)
+        deleted = [b for b in backups if b.day not in kept]
+        for backup in deleted:
+            self.delete(backup)
+        log.info(
+            "event=backup_retention database=%s kept=%d deleted=%d location=%s",
+            database,
+            len(backups) - len(deleted),
+            len(deleted),
+            self.location.url,
+        )
+        return len(backups) - len(deleted), deleted
+
+
+async def server_major(conn: asyncpg.Connection) -> tuple[int, str]:
+    number = int(await conn.fetchval("SHOW server_version_num"))
+    return number // 10000, str(await conn.fetchval("SHOW server_version"))
+
+
+async def count_rows(conn: asyncpg.Connection) -> dict[str, int]:
+    """Rows per table of the public schema (names from pg_class, quoted by the server)."""
+    counts = {}
+    for row in await conn.fetch(_USER_RELATIONS):
+        name = row["relname"]
+        quoted = await conn.fetchval("SELECT quote_ident($1)", name)
+        counts[name] = int(await conn.fetchval(f"SELECT count(*) FROM public.{quoted}"))  # noqa: S608  # identifier from pg_class, quoted by the server
+    return counts
+
+
+async def take_backup(
+    url: str, database: Database, day: date, store: BackupStore, *, bin_dir: Path | None = None
+) -> Manifest:
+    """Dump `database` as the backup of `day` (replacing one of that day) and return its
+    manifest; row counts come from the dumped snapshot."""
+    conn = await connect(url, application_name="kirby-backup")
+    try:
+        major, version = await server_major(conn)
+        tools = pgtools.find_tools(major, bin_dir)
+        backup = Backup(database, day)
+        with tempfile.TemporaryDirectory(prefix="kirby-backup-") as work:
+            dump_file = Path(work) / backup.dump_name
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+                tables = await count_rows(conn)
+                # the exporting transaction stays open until pg_dump has imported it
+                await pgtools.run_tool(
+                    tools.pg_dump,
+                    ["--format=custom", f"--snapshot={snapshot}", f"--file={dump_file}"],
+                    url,
+                )
+            manifest = Manifest(
+                database=database,
+                day=day.isoformat(),
+                taken_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                server_version=version,
+                pg_dump_major=tools.major,
+                dump_bytes=dump_file.stat().st_size,
+                tables=tables,
+            )
+            store.put(dump_file, backup, manifest)
+    finally:
+        await conn.close()
+    log.info(
+        "event=backup_taken database=%s day=%s bytes=%d tables=%d rows=%d location=%s",
+        database,
+        day,
+        manifest.dump_bytes,
+        len(tables),
+        manifest.total_rows,
+        store.location.url,
+    )
+    return manifest
+
+
+async def relation_names(url: str) -> list[str]:
+    conn = await connect(url, application_name="kirby-restore")
+    try:
+        return [r["relname"] for r in await conn.fetch(_USER_RELATIONS)]
+    finally:
+        await conn.close()
+
+
+async def restore(
+    url: str,
+    store: BackupStore,
+    backup: Backup,
+    *,
+    force: bool = False,
+    bin_dir: Path | None = None,
+) -> Comparison:
+    """Restore `backup` into the database at `url` and compare its rows with the manifest.
+
+    A database that holds tables is refused unless `force`, which replaces what the backup
+    holds (`pg_restore --clean`). One transaction: a failed restore leaves the database as
+    it was.
+    """
+    existing = await relation_names(url)
+    if existing and not force:
+        shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")
+        raise InvalidRequest(
+            f"{redact(url)} is not empty ({len(existing)} tables: {shown}); restoring would "
+            "overwrite it: pass --force to replace its tables with the backup's"
+        )
+    conn = await connect(url, application_name="kirby-restore")
+    try:
+        major, _ = await server_major(conn)
+    finally:
+        await conn.close()
+    tools = pgtools.find_tools(major, bin_dir)
+    args = ["--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction"]
+    if existing:
+        args += ["--clean", "--if-exists"]
+    with tempfile.TemporaryDirectory(prefix="kirby-restore-") as work:
+        dump_file = store.fetch(backup, Path(work))
+        await pgtools.run_tool(tools.pg_restore, [*args, str(dump_file)], url)
+    conn = await connect(url, application_name="kirby-restore")
+    try:
+        restored = await count_rows(conn)
+    finally:
+        await conn.close()
+    comparison = Comparison(store.manifest(backup).tables, restored)
+    log.info(
+        "event=backup_restored backup=%s target=%s tables=%d matches=%s",
+        backup.dump_name,
+        redact(url),
+        len(restored),
+        comparison.matches,
+    )
+    return comparison
+
+
+async def verify(
+    url: str, store: BackupStore, backup: Backup, *, bin_dir: Path | None = None
+) -> Comparison:
+    """Restore `backup` into a scratch database on `url`'s server, compare its rows with
+    the manifest, and drop the scratch database (whatever happened)."""
+    scratch = f"kirby_restore_check_{uuid.uuid4().hex[:12]}"
+    conn = await connect(url, application_name="kirby-backup-check")
+    try:
+        await conn.execute(f'CREATE DATABASE "{scratch}" TEMPLATE template0')
+        try:
+            return await restore(with_database(url, scratch), store, backup, bin_dir=bin_dir)
+        finally:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+    finally:
+        await conn.close()
