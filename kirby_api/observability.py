@@ -111,6 +111,24 @@ class Freshness(Collector):
         yield behind
 
 
+class BackupAges(Collector):
+    """When each database's newest complete backup was taken, as read from the backup
+    location's manifests by `Runtime`'s backup watch (no database with no backup)."""
+
+    def __init__(self) -> None:
+        self.taken_at: dict[str, datetime] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "kirby_backup_last_success_timestamp_seconds",
+            "Unix time the newest complete backup of a database was taken (its manifest).",
+            labels=["database"],
+        )
+        for database, taken_at in sorted(self.taken_at.items()):
+            gauge.add_metric([database], taken_at.timestamp())
+        yield gauge
+
+
 OUTAGES_BY_EXCHANGE = """
 SELECT e.name AS exchange, o.dataset, count(*) AS outages,
        sum(extract(epoch FROM o.end_time - o.start_time))::float8 AS seconds
@@ -309,6 +327,8 @@ class Metrics:
         r.register(self.freshness)
         self.operations = Operations()
         r.register(self.operations)
+        self.backups = BackupAges()
+        r.register(self.backups)
         gc_pause = Histogram(
             "kirby_api_gc_pause_seconds",
             "Python garbage-collector passes: the event loop, and every client, waits them out.",

@@ -36,7 +36,9 @@ from kirby_api.usage import UsageCounter
 from kirby_api.ws.hub import Hub
 from kirby_api.ws.key_watch import KeyWatch
 from kirby_api.ws.listener import ChangeListener
+from kirby_core.backups import BackupStore
 from kirby_core.errors import KirbyError
+from kirby_core.locations import backup_location
 from kirby_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,24 @@ class Runtime:
         task.add_done_callback(_report_crash)
         self._tasks.append(task)
 
+    async def _watch_backups(self) -> None:
+        """Keep `kirby_backup_last_success_timestamp_seconds` current from the backup
+        location (blocking filesystem calls, so in a worker thread); a location that cannot
+        be read is logged once per failure streak and the last values are kept."""
+        store = BackupStore(backup_location(self.settings))
+        failing = False
+        while True:
+            try:
+                self.metrics.backups.taken_at = await asyncio.to_thread(store.newest_taken_at)
+                failing = False
+            except (OSError, ValueError, KirbyError) as exc:
+                if not failing:
+                    log.warning(
+                        "event=backup_watch_failed location=%s error=%s", store.location.url, exc
+                    )
+                failing = True
+            await asyncio.sleep(self.settings.api_backup_watch_seconds)
+
     @asynccontextmanager
     async def lifespan(self, _app: Litestar) -> AsyncIterator[None]:
         thresholds = gc.get_threshold()
@@ -84,6 +104,7 @@ class Runtime:
             heartbeat = self.hub.heartbeat_forever(self.settings.api_ws_heartbeat_seconds)
             self._start("heartbeat", heartbeat)
             self._start("key_watch", self.key_watch.check_forever())
+            self._start("backup_watch", self._watch_backups())
             # Everything built so far lives as long as the process: keep it out of the
             # collector's full passes, which otherwise stall the loop for ~60 ms at a time.
             gc.freeze()

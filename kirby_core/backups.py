@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import get_args
 
 import asyncpg
 
@@ -192,6 +193,17 @@ class BackupStore:
         dump = self.location.path(backup.dump_name)
         if fs.exists(dump):
             fs.rm(dump)
+
+    def newest_taken_at(self) -> dict[str, datetime]:
+        """When the newest complete backup of each database was taken (databases with none
+        are absent): what `kirby_backup_last_success_timestamp_seconds` reports."""
+        newest: dict[str, datetime] = {}
+        for database in get_args(Database):
+            backups = self.backups_of(database)
+            if backups:
+                taken_at = self.manifest(backups[-1]).taken_at
+                newest[database] = datetime.fromisoformat(taken_at)
+        return newest
 
     def apply_retention(self, database: Database) -> tuple[int, list[Backup]]:
         """Delete what `keep` does not keep; (kept count, deleted backups)."""

@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     often (at least every second) and close with 4401 when it is dead."""
     api_usage_flush_seconds: float = Field(default=10.0, gt=0)
     """How often per-key request counters are written to the database (one statement)."""
+    api_backup_watch_seconds: float = Field(default=300.0, gt=0)
+    """How often the API reads the backup location's newest manifests for
+    `kirby_backup_last_success_timestamp_seconds` (object storage: one listing each time)."""
     api_stream_stale_seconds: float = Field(default=120.0, gt=0)
     """Heartbeat age after which /health reports the stream as stale."""
     api_pool_size: int = Field(default=10, gt=0)

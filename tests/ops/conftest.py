@@ -16,6 +16,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from kirby_core.backups import Backup, BackupStore, Manifest
+from kirby_core.locations import location
+from kirby_core.settings import Database
 from tests.api.conftest import api  # noqa: F401  (the app on the test database)
 from tests.conftest import REPO
 from tests.db.conftest import catalog  # noqa: F401  (the synced realtime catalog)
@@ -64,4 +67,26 @@ async def plant_heartbeat(
         json.dumps(buffer_sizes or {}),
         state,
         covered_through,
+    )
+
+
+def plant_backup(directory: Path, database: Database, taken_at: datetime) -> None:
+    """A complete backup's files in a local backup location, as `take_backup` leaves them
+    (the dump's bytes are not read by what the tests here check: only the manifest)."""
+    store = BackupStore(location(directory))
+    dump = directory.parent / f"{database}.dump"
+    dump.write_bytes(b"PGDMP")
+    backup = Backup(database, taken_at.date())
+    store.put(
+        dump,
+        backup,
+        Manifest(
+            database=database,
+            day=taken_at.date().isoformat(),
+            taken_at=taken_at.isoformat(timespec="seconds"),
+            server_version="16.2",
+            pg_dump_major=16,
+            dump_bytes=5,
+            tables={"candles": 0},
+        ),
     )

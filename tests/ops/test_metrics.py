@@ -3,14 +3,16 @@ and the data's freshness, read from the database at each scrape."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
 from kirby_core.timeutil import floor_time
 from tests.api.conftest import T0, write_candles
-from tests.ops.conftest import plant_heartbeat
+from tests.ops.conftest import plant_backup, plant_heartbeat
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -121,3 +123,36 @@ async def test_a_failing_database_is_reported_and_the_collector_series_go(
     assert value(before, "kirby_collector_state", exchange="hyperliquid", state="running") == 1
     assert value(after, "kirby_api_database_up") == 1
     assert value(after, "kirby_collector_state", exchange="hyperliquid", state="running") == 1
+
+
+async def test_backup_age_comes_from_the_newest_manifest(api, tmp_path: Path) -> None:
+    """Each database's newest complete backup (one with a manifest) in the backup location;
+    a database without one reports nothing, and a later backup moves the gauge."""
+    location = tmp_path / "backups"
+    older = datetime(2026, 12, 1, 0, 45, tzinfo=UTC)
+    newer = datetime(2026, 12, 4, 0, 46, tzinfo=UTC)
+    plant_backup(location, "realtime", older)
+    plant_backup(location, "realtime", newer)
+    (location / "training-2026-12-05.dump").write_bytes(b"PGDMP")  # no manifest: incomplete
+    name = "kirby_backup_last_success_timestamp_seconds"
+    async with api(
+        api_auth_enabled=False, backup_url=str(location), api_backup_watch_seconds=0.05
+    ) as client:
+        found: Samples = {}
+        for _ in range(200):  # the watch reads the location in a worker thread
+            found = samples((await client.get("/metrics")).text)
+            if (name, (("database", "realtime"),)) in found:
+                break
+            await asyncio.sleep(0.05)
+        assert value(found, name, database="realtime") == newer.timestamp()
+        assert not [
+            key for key in found if key[0] == name and key[1] != (("database", "realtime"),)
+        ]
+        latest = datetime(2026, 12, 5, 0, 45, tzinfo=UTC)
+        plant_backup(location, "training", latest)
+        for _ in range(200):
+            found = samples((await client.get("/metrics")).text)
+            if (name, (("database", "training"),)) in found:
+                break
+            await asyncio.sleep(0.05)
+        assert value(found, name, database="training") == latest.timestamp()
