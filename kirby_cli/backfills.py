@@ -39,8 +39,8 @@ def history_partitions(
     days: Sequence[date],
     now: datetime,
 ) -> list[str]:
-    """Partition keys (day|series) of `asset` for its active series; Hyperliquid candles
-    only for the days the exchange still serves."""
+    """Partition keys (day|series) of `asset` for its active series, only for the days
+    their exchange still serves."""
     if asset == "candles":
         series = [series_key(s.key) for s in realtime.starlistings]
     elif asset == "funding_rates":
@@ -49,8 +49,7 @@ def history_partitions(
         series = [series_key(s.key) for s in training.starlistings]
     keys = []
     for key in series:
-        key_days = still_served(key, days, now) if asset == "candles" else days
-        keys += [partition_key(day, key) for day in key_days]
+        keys += [partition_key(day, key) for day in still_served(asset, key, days, now)]
     return keys
 
 

@@ -202,14 +202,12 @@ def backfill(
                 key = parse_series(series)
                 if (coins and key.coin not in coins) or (exchange and key.exchange != exchange):
                     continue
-                series_days = wanted_days
-                if asset == "candles":
-                    series_days = still_served(series, wanted_days, now)
-                    if len(series_days) < len(wanted_days):
-                        click.echo(
-                            f"{series}: {len(wanted_days) - len(series_days)} day(s) are older "
-                            "than Hyperliquid keeps (last 5000 candles), skipped"
-                        )
+                series_days = still_served(asset, series, wanted_days, now)
+                if len(series_days) < len(wanted_days):
+                    click.echo(
+                        f"{series}: {len(wanted_days) - len(series_days)} day(s) are older "
+                        f"than {key.exchange} still serves, skipped"
+                    )
                 if series_days:
                     plan.append((asset, series, series_days))
         if not plan:
