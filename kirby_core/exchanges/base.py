@@ -1,4 +1,5 @@
-"""Machinery shared by the exchange adapters: retry policy, value parsing, ccxt plumbing.
+"""Machinery shared by the exchange adapters: retry policy, request weights, value parsing,
+ccxt plumbing.
 
 The adapters (`hyperliquid`, `binance`) are mostly declarations plus small parsers; what they
 have in common lives here:
@@ -6,6 +7,9 @@ have in common lives here:
 - `RetryPolicy` / `call_with_retries`: a call that fails with a `TransientError` (429, 5xx,
   network) is retried a bounded number of times, honouring `Retry-After` and otherwise
   backing off exponentially with jitter; then `ExchangeUnavailable` names the call.
+- `RequestWeight` / `WeightBudget`: what an exchange's REST requests weigh and how much it
+  allows per minute; every request a history client sends first spends its declared weight
+  from the client's budget, waiting while the last 60 s already spent the minute's allowance.
 - `parse_decimal` / `parse_ms` / `field`: exact values from exchange payloads. A price, size
   or rate becomes a `Decimal` built from the exchange's own string, never via float; a bad
   value raises `ExchangeProtocolError` naming the field and the value.
@@ -20,12 +24,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation, localcontext
 from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import ccxt
 
@@ -129,6 +136,112 @@ def parse_retry_after(headers: Mapping[str, Any] | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (ensure_utc(moment) - datetime.now(UTC)).total_seconds())
+
+
+# --- request weights ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestWeight:
+    """An exchange's REST budget for one market type (per client IP) and what Kirby's
+    requests there weigh. Each history client spends it (`WeightBudget`); the Dagster pool
+    also runs one backfill per exchange at a time."""
+
+    per_minute: int
+    """Weight the exchange allows per minute."""
+    candle_page: int
+    """Weight of one full page of candles (`candle_page_rows`)."""
+    request: int = 1
+    """Weight of any other request Kirby sends there (markets, metadata)."""
+    funding_page: int | None = None
+    """Weight of one full page of funding rates; None where Kirby fetches none."""
+
+
+class Clock(Protocol):
+    """Where a budget reads the time and waits: real time, or a test's fake."""
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class RealTime:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+REAL_TIME: Clock = RealTime()
+
+WINDOW_SECONDS = 60.0
+
+
+class WeightBudget:
+    """`per_minute` weight over any 60 s, spent before each request.
+
+    A request waits until the weight spent in the last 60 s plus its own fits: the strictest
+    way an exchange may count "per minute" (a sliding minute; Binance resets on the minute).
+    A token bucket refilling `per_minute / 60` per second would not do: starting full, it
+    lets twice the allowance through in the first minute. A request heavier than the whole
+    allowance waits for an empty minute. Waits are logged at debug and counted (`waits`,
+    `waited_seconds`).
+    """
+
+    def __init__(self, name: str, per_minute: int, clock: Clock = REAL_TIME) -> None:
+        if per_minute <= 0:
+            raise ValueError(f"{name}: weight per minute must be positive, got {per_minute}")
+        self.name = name
+        self.per_minute = per_minute
+        self._clock = clock
+        self._spent: deque[tuple[float, int]] = deque()
+        self._lock = asyncio.Lock()
+        self.spent = 0
+        """Weight spent since the budget was made."""
+        self.waits = 0
+        self.waited_seconds = 0.0
+
+    def used(self) -> int:
+        """Weight spent in the last 60 s."""
+        horizon = self._clock.monotonic() - WINDOW_SECONDS
+        while self._spent and self._spent[0][0] <= horizon:
+            self._spent.popleft()
+        return sum(weight for _, weight in self._spent)
+
+    async def spend(self, weight: int) -> None:
+        async with self._lock:  # first come, first served
+            while (used := self.used()) and used + weight > self.per_minute:
+                delay = self._delay(used + weight - self.per_minute)
+                log.debug(
+                    "event=exchange_weight_wait exchange=%r weight=%d used=%d per_minute=%d "
+                    "delay_s=%.3f",
+                    self.name,
+                    weight,
+                    used,
+                    self.per_minute,
+                    delay,
+                )
+                self.waits += 1
+                self.waited_seconds += delay
+                await self._clock.sleep(delay)
+            self._spent.append((self._clock.monotonic(), weight))
+            self.spent += weight
+
+    def _delay(self, excess: int) -> float:
+        """Seconds until `excess` weight (or, if more, all of it) has left the window."""
+        freed = 0
+        expires = self._clock.monotonic()
+        for spent_at, weight in self._spent:
+            freed += weight
+            expires = spent_at + WINDOW_SECONDS
+            if freed >= excess:
+                break
+        return max(0.0, expires - self._clock.monotonic())
+
+
+_WEIGHT: ContextVar[tuple[WeightBudget, int] | None] = ContextVar("kirby_weight", default=None)
+"""The budget and weight of the HTTP requests the current ccxt call sends (`CcxtHooks`)."""
 
 
 # --- payload values -----------------------------------------------------------------------
@@ -248,12 +361,26 @@ _CCXT_NOT_RETRYABLE = {
 }
 
 
-class RetryAfterHook:
-    """Mixin for a ccxt exchange class: remembers the longest `Retry-After` of the 429/418
-    responses since the last reset. ccxt's `last_response_headers` is not enough: calls such
-    as `load_markets` run requests concurrently and a later success overwrites them."""
+class CcxtHooks:
+    """Mixin for a ccxt exchange class.
+
+    - Every HTTP request ccxt sends first spends the weight `ccxt_call` declared for the call
+      (a call such as `load_markets` sends several, each spends).
+    - Remembers the longest `Retry-After` of the 429/418 responses since the last reset.
+      ccxt's `last_response_headers` is not enough: `load_markets` runs requests
+      concurrently and a later success overwrites them.
+    """
 
     kirby_retry_after: float | None = None
+
+    async def fetch(
+        self, url: str, method: str = "GET", headers: Any = None, body: Any = None
+    ) -> Any:
+        spend = _WEIGHT.get()
+        if spend is not None:
+            budget, weight = spend
+            await budget.spend(weight)
+        return await super().fetch(url, method, headers, body)  # type: ignore[misc]  # the ccxt class after the mixin
 
     def on_rest_response(
         self,
@@ -291,11 +418,18 @@ def ccxt_config(policy: RetryPolicy, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def ccxt_attempt(exchange: Any, name: str, call: Callable[[], Awaitable[T]]) -> T:
-    """Await one ccxt call, translating its errors: rate limits and network failures become
-    `TransientError` (with the `Retry-After` of the response), an unknown symbol `NotFound`,
-    anything else the exchange refuses `ExchangeProtocolError`."""
+async def ccxt_attempt(
+    exchange: Any,
+    name: str,
+    call: Callable[[], Awaitable[T]],
+    spend: tuple[WeightBudget, int] | None = None,
+) -> T:
+    """Await one ccxt call, each of its HTTP requests spending `spend` (budget, weight),
+    translating its errors: rate limits and network failures become `TransientError` (with
+    the `Retry-After` of the response), an unknown symbol `NotFound`, anything else the
+    exchange refuses `ExchangeProtocolError`."""
     exchange.kirby_retry_after = None
+    token = _WEIGHT.set(spend)
     try:
         return await call()
     except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:  # 429 / 418 (siblings)
@@ -306,10 +440,16 @@ async def ccxt_attempt(exchange: Any, name: str, call: Callable[[], Awaitable[T]
         raise NotFound(f"{name}: unknown symbol ({exc})") from exc
     except ccxt.BaseError as exc:
         raise ExchangeProtocolError(f"{name}: exchange refused the request: {exc}") from exc
+    finally:
+        _WEIGHT.reset(token)
 
 
 async def ccxt_call(
-    exchange: Any, name: str, policy: RetryPolicy, call: Callable[[], Awaitable[T]]
+    exchange: Any,
+    name: str,
+    policy: RetryPolicy,
+    call: Callable[[], Awaitable[T]],
+    spend: tuple[WeightBudget, int],
 ) -> T:
-    """One ccxt call under the retry policy."""
-    return await call_with_retries(name, lambda: ccxt_attempt(exchange, name, call), policy)
+    """One ccxt call under the retry policy; each HTTP request (retries too) spends `spend`."""
+    return await call_with_retries(name, lambda: ccxt_attempt(exchange, name, call, spend), policy)
