@@ -6,12 +6,19 @@
     candle_coverage         which part of a range Hyperliquid still serves
     open_interest_coverage  none of it: Hyperliquid has no open-interest history
 
-Values are exact Decimals from the exchanges' strings; times are UTC. Errors are Kirby's
-(`ExchangeUnavailable` after the retry policy, `ExchangeProtocolError` for a bad payload,
-`NotFound` for an unknown coin, `InvalidRequest` for a bad argument).
+Every request first spends its declared weight (`RequestWeight`) from the client's
+`WeightBudget`. Values are exact Decimals from the exchanges' strings; times are UTC. Errors
+are Kirby's (`ExchangeUnavailable` after the retry policy, `ExchangeProtocolError` for a bad
+payload, `NotFound` for an unknown coin, `InvalidRequest` for a bad argument).
 """
 
-from kirby_core.exchanges.base import RetryPolicy, SourceCoverage, TimeRange
+from kirby_core.exchanges.base import (
+    RequestWeight,
+    RetryPolicy,
+    SourceCoverage,
+    TimeRange,
+    WeightBudget,
+)
 from kirby_core.exchanges.binance import BinanceHistory, binance_symbol, parse_klines
 from kirby_core.exchanges.hyperliquid import (
     CANDLE_LIMIT,
@@ -47,10 +54,12 @@ __all__ = [
     "ChannelError",
     "HyperliquidHistory",
     "Pong",
+    "RequestWeight",
     "RetryPolicy",
     "SourceCoverage",
     "SubscriptionAck",
     "TimeRange",
+    "WeightBudget",
     "WsMessage",
     "asset_context_subscription",
     "binance_symbol",

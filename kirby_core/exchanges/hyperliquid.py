@@ -203,10 +203,11 @@ class HyperliquidHistory:
             raise NotFound(f"Hyperliquid has no perp {coin!r} (not in its meta universe)")
         cursor, end_ms = datetime_to_ms(start), datetime_to_ms(end)
         by_minute: dict[datetime, FundingRate] = {}
+        page_weight = self._weight.funding_page or self._weight.request
         while cursor < end_ms:
             name = f"Hyperliquid fundingHistory {coin} from {cursor}"
             payload = await self._sdk(
-                name, self._funding_page, info.funding_history, coin, cursor, end_ms - 1
+                name, page_weight, info.funding_history, coin, cursor, end_ms - 1
             )
             rows = parse_funding_history(payload, coin)
             for ms, row in rows:
@@ -273,10 +274,6 @@ class HyperliquidHistory:
                         f"Hyperliquid meta/spotMeta do not have the documented shape: {exc!r}"
                     ) from exc
             return self._info
-
-    @property
-    def _funding_page(self) -> int:
-        return self._weight.funding_page or self._weight.request
 
     async def _sdk(self, name: str, weight: int, fn: Callable[..., Any], *args: Any) -> Any:
         """One SDK request (`weight`) in a thread under the retry policy."""
