@@ -53,6 +53,7 @@ from kirby_pipelines.defs.backfills.assets import candles
 from kirby_pipelines.defs.catalog.assets import realtime_catalog
 from kirby_pipelines.defs.lake.assets import lake_candles, lake_funding_rates, lake_open_interest
 from kirby_pipelines.defs.models.assets import model_assets
+from kirby_pipelines.partitions import series_key
 from kirby_pipelines.resources import KirbyResource
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
 from kirby_pipelines.series_files import ExportRequest, write_files
@@ -115,7 +116,7 @@ def bench_backfill(realtime: str, training: str, lake: Path) -> None:
             for name in automation.PARTITIONS_OF.values()
         }
         requests, _ = automation.new_series(
-            {"candles": [str(s.key) for s in series.starlistings]},
+            {"candles": [series_key(s.key) for s in series.starlistings]},
             order,
             {},
             datetime.now(UTC),

@@ -150,7 +150,8 @@ class RequestWeight:
     per_minute: int
     """Weight the exchange allows per minute."""
     candle_page: int
-    """Weight of one full page of candles (`candle_page_rows`)."""
+    """Weight of one full page of candles (`candle_page_rows`); where the exchange charges
+    by rows returned (Hyperliquid) a shorter page spends less."""
     request: int = 1
     """Weight of any other request Kirby sends there (markets, metadata)."""
     funding_page: int | None = None
@@ -186,7 +187,8 @@ class WeightBudget:
     A token bucket refilling `per_minute / 60` per second would not do: starting full, it
     lets twice the allowance through in the first minute. A request heavier than the whole
     allowance waits for an empty minute. Waits are logged at debug and counted (`waits`,
-    `waited_seconds`).
+    `waited_seconds`). Clients get theirs from `shared_budget`; a budget serves one event
+    loop at a time (each `asyncio.run` of a backfill in turn).
     """
 
     def __init__(self, name: str, per_minute: int, clock: Clock = REAL_TIME) -> None:
@@ -196,7 +198,7 @@ class WeightBudget:
         self.per_minute = per_minute
         self._clock = clock
         self._spent: deque[tuple[float, int]] = deque()
-        self._lock = asyncio.Lock()
+        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self.spent = 0
         """Weight spent since the budget was made."""
         self.waits = 0
@@ -210,7 +212,7 @@ class WeightBudget:
         return sum(weight for _, weight in self._spent)
 
     async def spend(self, weight: int) -> None:
-        async with self._lock:  # first come, first served
+        async with self._loop_lock():  # first come, first served
             while (used := self.used()) and used + weight > self.per_minute:
                 delay = self._delay(used + weight - self.per_minute)
                 log.debug(
@@ -228,6 +230,13 @@ class WeightBudget:
             self._spent.append((self._clock.monotonic(), weight))
             self.spent += weight
 
+    def _loop_lock(self) -> asyncio.Lock:
+        """A lock of the running loop (an asyncio.Lock cannot move between loops)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:
+            self._lock = (loop, asyncio.Lock())
+        return self._lock[1]
+
     def _delay(self, excess: int) -> float:
         """Seconds until `excess` weight (or, if more, all of it) has left the window."""
         freed = 0
@@ -238,6 +247,23 @@ class WeightBudget:
             if freed >= excess:
                 break
         return max(0.0, expires - self._clock.monotonic())
+
+
+_BUDGETS: dict[tuple[str, str, int, Clock], WeightBudget] = {}
+
+
+def shared_budget(name: str, host: str, per_minute: int, clock: Clock = REAL_TIME) -> WeightBudget:
+    """The process's budget for `name` (an exchange, or one of its API families) at `host`.
+
+    Exchanges count per client IP, not per connection: the clients one process opens one
+    after another (the in-process backfill runs of `kirby backfill`) spend one budget.
+    Separate processes do not share it; the Dagster pool runs one backfill per exchange at
+    a time, and the retry policy honours a 429's `Retry-After`.
+    """
+    key = (name, host, per_minute, clock)
+    if key not in _BUDGETS:
+        _BUDGETS[key] = WeightBudget(name, per_minute, clock)
+    return _BUDGETS[key]
 
 
 _WEIGHT: ContextVar[tuple[WeightBudget, int] | None] = ContextVar("kirby_weight", default=None)

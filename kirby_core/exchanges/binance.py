@@ -26,7 +26,6 @@ from kirby_core.exchanges.base import (
     Clock,
     RequestWeight,
     RetryPolicy,
-    WeightBudget,
     ccxt_call,
     ccxt_config,
     check_candle,
@@ -35,6 +34,7 @@ from kirby_core.exchanges.base import (
     parse_int,
     parse_ms,
     select_candles,
+    shared_budget,
 )
 from kirby_core.models import Candle
 from kirby_core.settings import Settings
@@ -114,7 +114,8 @@ class BinanceHistory:
     """Binance kline history; use as `async with BinanceHistory(settings) as binance:`.
 
     `weights` replaces the declared `WEIGHTS` (a test's tiny budget); `budgets` holds what
-    each market type's requests spent and waited.
+    each market type's requests spent and waited (Binance counts per IP and API family; the
+    clients of one process share them).
     """
 
     def __init__(
@@ -130,7 +131,12 @@ class BinanceHistory:
         self._policy = retry or RetryPolicy.from_settings(settings)
         self._weights = dict(weights or WEIGHTS)
         self.budgets = {
-            market_type: WeightBudget(f"binance {market_type}", weight.per_minute, clock)
+            market_type: shared_budget(
+                f"binance {market_type}",
+                self._futures_url if market_type == "perps" else self._spot_url,
+                weight.per_minute,
+                clock,
+            )
             for market_type, weight in self._weights.items()
         }
         self._exchange: Any = None

@@ -41,13 +41,13 @@ from kirby_core.exchanges.base import (
     SourceCoverage,
     TimeRange,
     TransientError,
-    WeightBudget,
     call_with_retries,
     ccxt_call,
     ccxt_config,
     check_range,
     parse_retry_after,
     select_candles,
+    shared_budget,
 )
 from kirby_core.exchanges.hyperliquid_wire import (
     check_interval,
@@ -116,7 +116,8 @@ class HyperliquidHistory:
     """Hyperliquid REST history; use as `async with HyperliquidHistory(settings) as hl:`.
 
     `weight` replaces the declared `WEIGHT` (a test's tiny budget); `budget` holds what the
-    client's requests spent and waited (one budget: Hyperliquid counts per IP).
+    requests spent and waited (one per host: Hyperliquid counts per IP, so the clients of
+    one process share it).
     """
 
     def __init__(
@@ -130,7 +131,7 @@ class HyperliquidHistory:
         self._base_url = settings.hyperliquid_rest_url.rstrip("/")
         self._policy = retry or RetryPolicy.from_settings(settings)
         self._weight = weight or WEIGHT
-        self.budget = WeightBudget("hyperliquid", self._weight.per_minute, clock)
+        self.budget = shared_budget("hyperliquid", self._base_url, self._weight.per_minute, clock)
         self._exchange: Any = None
         self._info: Info | None = None
         self._info_lock = asyncio.Lock()
@@ -185,7 +186,11 @@ class HyperliquidHistory:
             }
             name = f"Hyperliquid candleSnapshot {wire_coin} {interval} from {window_ms}"
             call = functools.partial(self._ccxt.publicPostInfo, body)
-            spend = (self.budget, self._weight.candle_page)
+            candles_asked = -(-(window_end_ms - window_ms) // step_ms)
+            spend = (
+                self.budget,
+                self._page_weight(candles_asked, CANDLES_PER_WEIGHT, self._weight.candle_page),
+            )
             payload = await ccxt_call(self._ccxt, name, self._policy, call, spend)
             candles += parse_candle_snapshot(payload, wire_coin, interval)
         return select_candles(candles, start, end)
@@ -203,11 +208,19 @@ class HyperliquidHistory:
             raise NotFound(f"Hyperliquid has no perp {coin!r} (not in its meta universe)")
         cursor, end_ms = datetime_to_ms(start), datetime_to_ms(end)
         by_minute: dict[datetime, FundingRate] = {}
-        page_weight = self._weight.funding_page or self._weight.request
         while cursor < end_ms:
             name = f"Hyperliquid fundingHistory {coin} from {cursor}"
             payload = await self._sdk(
-                name, page_weight, info.funding_history, coin, cursor, end_ms - 1
+                name,
+                self._page_weight(
+                    min(FUNDING_PAGE_ROWS, -(-(end_ms - cursor) // 3_600_000)),  # hourly rows
+                    FUNDING_ROWS_PER_WEIGHT,
+                    self._weight.funding_page,
+                ),
+                info.funding_history,
+                coin,
+                cursor,
+                end_ms - 1,
             )
             rows = parse_funding_history(payload, coin)
             for ms, row in rows:
@@ -274,6 +287,12 @@ class HyperliquidHistory:
                         f"Hyperliquid meta/spotMeta do not have the documented shape: {exc!r}"
                     ) from exc
             return self._info
+
+    def _page_weight(self, rows: int, rows_per_weight: int, full_page: int | None) -> int:
+        """What a page of at most `rows` rows weighs: Hyperliquid charges the request plus
+        the rows it returns, so a short page costs less than the declared `full_page`."""
+        weight = self._weight.request + rows // rows_per_weight
+        return weight if full_page is None else min(full_page, weight)
 
     async def _sdk(self, name: str, weight: int, fn: Callable[..., Any], *args: Any) -> Any:
         """One SDK request (`weight`) in a thread under the retry policy."""

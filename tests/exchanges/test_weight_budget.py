@@ -147,6 +147,29 @@ async def test_the_declared_budget_waits_instead_of_being_refused(
     assert not [r for r in caplog.records if "event=exchange_retry" in r.getMessage()]
 
 
+async def test_a_short_page_spends_what_its_rows_weigh(
+    sim: SimulatorServer, hyperliquid: HyperliquidHistory
+) -> None:
+    end = floor_time(sim.clock.now(), "1m")
+    await hyperliquid.fetch_candles("BTC", "USD", "perps", "1m", end - 600 * MINUTE, end)
+    # markets, then one page of 600 candles: 20 + 600 / 60, not a full page's 103
+    assert hyperliquid.budget.spent == 4 * INFO_WEIGHT + INFO_WEIGHT + 600 // 60 == 110
+
+
+async def test_clients_of_one_host_spend_one_budget(
+    tight_sim: SimulatorServer, time: FakeTime
+) -> None:
+    """Backfill runs one after another in one process open a client each."""
+    settings, weight = tight_settings(tight_sim), replace(WEIGHT, per_minute=LIMIT)
+    async with HyperliquidHistory(settings, retry=FAST_RETRIES, weight=weight, clock=time) as a:
+        await fetch_latest_candles(a, tight_sim, 2)  # markets 80 + two pages: 286
+    async with HyperliquidHistory(settings, retry=FAST_RETRIES, weight=weight, clock=time) as b:
+        await fetch_latest_candles(b, tight_sim, 1)  # its first markets request waits
+
+    assert b.budget is a.budget
+    assert (b.budget.spent, time.slept) == (2 * (80 + 103) + 103, [60.0])
+
+
 async def test_binance_spends_per_market_type(
     sim: SimulatorServer, binance: BinanceHistory
 ) -> None:
