@@ -12,13 +12,7 @@ are Kirby's (`ExchangeUnavailable` after the retry policy, `ExchangeProtocolErro
 payload, `NotFound` for an unknown coin, `InvalidRequest` for a bad argument).
 """
 
-from kirby_core.exchanges.base import (
-    RequestWeight,
-    RetryPolicy,
-    SourceCoverage,
-    TimeRange,
-    WeightBudget,
-)
+from kirby_core.exchanges.base import RetryPolicy, SourceCoverage, TimeRange
 from kirby_core.exchanges.binance import BinanceHistory, binance_symbol, parse_klines
 from kirby_core.exchanges.hyperliquid import (
     CANDLE_LIMIT,
@@ -45,6 +39,7 @@ from kirby_core.exchanges.hyperliquid_wire import (
     subscribe_frame,
     unsubscribe_frame,
 )
+from kirby_core.exchanges.weights import RequestWeight, WeightBudget
 
 __all__ = [
     "CANDLE_LIMIT",

@@ -21,10 +21,7 @@ import ccxt.async_support as ccxt_async
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
-    REAL_TIME,
     CcxtHooks,
-    Clock,
-    RequestWeight,
     RetryPolicy,
     ccxt_call,
     ccxt_config,
@@ -34,8 +31,8 @@ from kirby_core.exchanges.base import (
     parse_int,
     parse_ms,
     select_candles,
-    shared_budget,
 )
+from kirby_core.exchanges.weights import REAL_TIME, Clock, RequestWeight, shared_budget
 from kirby_core.models import Candle
 from kirby_core.settings import Settings
 from kirby_core.timeutil import INTERVAL_SECONDS, datetime_to_ms

@@ -33,10 +33,7 @@ from hyperliquid.utils.error import ClientError, ServerError
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest, NotFound
 from kirby_core.exchanges.base import (
-    REAL_TIME,
     CcxtHooks,
-    Clock,
-    RequestWeight,
     RetryPolicy,
     SourceCoverage,
     TimeRange,
@@ -47,13 +44,13 @@ from kirby_core.exchanges.base import (
     check_range,
     parse_retry_after,
     select_candles,
-    shared_budget,
 )
 from kirby_core.exchanges.hyperliquid_wire import (
     check_interval,
     parse_candle_snapshot,
     parse_funding_history,
 )
+from kirby_core.exchanges.weights import REAL_TIME, Clock, RequestWeight, shared_budget
 from kirby_core.models import Candle, FundingRate
 from kirby_core.settings import Settings
 from kirby_core.timeutil import datetime_to_ms, floor_time, interval_delta, interval_seconds

@@ -7,7 +7,7 @@
     HistoryClient        what a REST candle history client offers (`async with`, fetch_candles)
     FundingHistoryClient what a REST funding history client offers (fetch_funding_rates)
     RequestWeight        an exchange's REST budget per minute and the weight of a page
-                         (declared in `base`, enforced by each history client's budget)
+                         (`weights`; each history client spends them from its budget)
     StreamAdapter        a live feed: subscription and frame builders, parser, ping rule
     EXCHANGES            name -> declaration; `declaration(name)` looks one up
     STREAMED             the exchange the collector (`kirby_stream`) listens to
@@ -31,8 +31,9 @@ from typing import Final, Protocol, Self
 
 from kirby_core.db.coverage import SourceWindow
 from kirby_core.exchanges import binance, hyperliquid, hyperliquid_wire
-from kirby_core.exchanges.base import RequestWeight, SourceCoverage
+from kirby_core.exchanges.base import SourceCoverage
 from kirby_core.exchanges.hyperliquid_wire import WsMessage
+from kirby_core.exchanges.weights import RequestWeight
 from kirby_core.models import Candle, FundingRate
 from kirby_core.settings import Settings
 from kirby_core.timeutil import EPOCH

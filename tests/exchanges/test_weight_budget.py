@@ -16,9 +16,9 @@ import pytest
 
 from kirby_core.errors import ExchangeUnavailable
 from kirby_core.exchanges import BinanceHistory, HyperliquidHistory
-from kirby_core.exchanges.base import WeightBudget
 from kirby_core.exchanges.binance import WEIGHTS
 from kirby_core.exchanges.hyperliquid import CANDLE_LIMIT, INFO_WEIGHT, WEIGHT
+from kirby_core.exchanges.weights import WeightBudget
 from kirby_core.settings import Settings
 from kirby_core.timeutil import floor_time
 from kirby_sim import SimulatorConfig, SimulatorServer
@@ -124,7 +124,7 @@ async def test_without_a_budget_the_exchange_refuses(
 async def test_the_declared_budget_waits_instead_of_being_refused(
     tight_sim: SimulatorServer, time: FakeTime, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="kirby_core.exchanges.base")
+    caplog.set_level(logging.DEBUG, logger="kirby_core.exchanges.weights")
     requests_before = tight_sim.http_requests
     async with HyperliquidHistory(
         tight_settings(tight_sim),
