@@ -146,8 +146,8 @@ def bench_backfill(realtime: str, training: str, lake: Path) -> None:
         f"({t.seconds / len(requests):.2f} s per run, checks included)"
     )
     print(
-        "   note: ccxt throttles the client to Hyperliquid's REST weight limit (1200/min);"
-        " the simulator's own limits are on too."
+        "   note: the client spends Hyperliquid's declared REST weight (1200/min) from its"
+        " budget before each request; the simulator's own limits are on too."
     )
 
 
