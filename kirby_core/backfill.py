@@ -30,9 +30,8 @@ import asyncpg
 
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 from kirby_core.db.writer import WriteResult, upsert_candles, upsert_funding_rates
-from kirby_core.exchanges import BinanceHistory, HyperliquidHistory
 from kirby_core.exchanges.base import SourceCoverage
-from kirby_core.exchanges.registry import BINANCE, HYPERLIQUID, ExchangeDeclaration
+from kirby_core.exchanges.registry import ExchangeDeclaration
 from kirby_core.models import Candle, CandleRow, FundingRate, FundingRateRow
 from kirby_core.timeutil import DAY, expected_count, floor_time, iter_open_times
 
@@ -54,6 +53,12 @@ class CandleHistory(Protocol):
     ) -> list[Candle]: ...
 
 
+class FundingHistory(Protocol):
+    async def fetch_funding_rates(
+        self, coin: str, start: datetime, end: datetime
+    ) -> list[FundingRate]: ...
+
+
 @dataclass(frozen=True)
 class CandleSource:
     """An exchange's candle history and what it promises about it."""
@@ -70,14 +75,6 @@ class CandleSource:
 def candle_source(exchange: ExchangeDeclaration, client: CandleHistory) -> CandleSource:
     """`client`'s candles with what `exchange`'s declaration promises about them."""
     return CandleSource(exchange.name, client, exchange.every_interval, exchange.candle_coverage)
-
-
-def hyperliquid_source(client: HyperliquidHistory) -> CandleSource:
-    return candle_source(HYPERLIQUID, client)
-
-
-def binance_source(client: BinanceHistory) -> CandleSource:
-    return candle_source(BINANCE, client)
 
 
 @dataclass(frozen=True)
@@ -183,7 +180,7 @@ async def backfill_candles(
 
 async def backfill_funding_rates(
     conn: asyncpg.Connection,
-    client: HyperliquidHistory,
+    client: FundingHistory,
     pair: TradingPair,
     days: Iterable[date],
     now: datetime,

@@ -2,11 +2,11 @@
 
 - `daily`: yesterday for every active series, one run per asset (and series block).
 - `new_series`: a series seen for the first time gets `backfill_new_series_days` of history,
-  most recent first; Hyperliquid candles only for the days the exchange still serves.
+  most recent first; only the days the series' exchange still serves (`still_served`).
 - `repairs`: `collection_outages` rows and failed completeness checks become backfill runs for
   exactly the (series, day) partitions they touch, except days the coverage classifier
   (`kirby_core.db.coverage`, which the checks also use) finds nothing repairable in. A day
-  that is not a partition yet (today) waits in the cursor until it is; a day Hyperliquid no
+  that is not a partition yet (today) waits in the cursor until it is; a day the exchange no
   longer serves is dropped.
 
 Cursors are JSON, so a sensor restarted from its cursor neither forgets nor repeats work.
@@ -58,12 +58,6 @@ def active_series(realtime: DatabaseSeries, training: DatabaseSeries) -> dict[st
     }
 
 
-def served_days(asset: str, series: str, days: Sequence[date], now: datetime) -> list[date]:
-    """The days of `days` a backfill of `asset` can still fetch for `series` (Hyperliquid
-    candles: only the days the exchange still serves)."""
-    return still_served(series, days, now) if asset == "candles" else list(days)
-
-
 def daily(
     active: Mapping[str, Sequence[str]], order: Mapping[str, Sequence[str]], day: date
 ) -> list[dg.RunRequest]:
@@ -94,7 +88,7 @@ def new_series(
         for key in series:
             if key in known.get(asset, ()):
                 continue
-            key_days = served_days(asset, key, wanted, now)
+            key_days = still_served(asset, key, wanted, now)
             requests += backfill_requests(
                 asset,
                 [key],
@@ -196,7 +190,7 @@ def repairs(
     for asset, series, day in sorted(wanted):
         if day > last_day:
             next_cursor.pending.append((asset, series, day.isoformat()))
-        elif not served_days(asset, series, [day], now):
+        elif not still_served(asset, series, [day], now):
             notes.append(f"{series} {day}: no longer served by the exchange, not repairable")
         else:
             by_target.setdefault((asset, series), []).append(day)

@@ -22,12 +22,12 @@ import dagster as dg
 from kirby_core.datasets import DATASETS
 from kirby_core.errors import InvalidRequest
 from kirby_core.settings import Database
-from kirby_pipelines.automation import PARTITIONS_OF, active_series, served_days
+from kirby_pipelines.automation import PARTITIONS_OF, active_series
 from kirby_pipelines.catalogs import DatabaseSeries
 from kirby_pipelines.in_process import RunFailed, materialize, raise_on_failure
 from kirby_pipelines.lake_export import LAKE_ASSETS
 from kirby_pipelines.partitions import MAX_DAYS_PER_RUN, day_ranges, parse_series, partition_key
-from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
+from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG, still_served
 
 BACKFILL_ASSETS: Mapping[tuple[Database, str], str] = {
     ("realtime", DATASETS["candles"].name): "candles",
@@ -72,7 +72,7 @@ def history_partitions(
     return [
         partition_key(day, key)
         for key in active_series(realtime, training)[asset]
-        for day in served_days(asset, key, days, now)
+        for day in still_served(asset, key, days, now)
     ]
 
 
@@ -151,7 +151,7 @@ def plan_backfill(
                 continue
             if request.exchange and key.exchange != request.exchange:
                 continue
-            days = served_days(asset, series, request.days, now)
+            days = still_served(asset, series, request.days, now)
             if len(days) < len(request.days):
                 plan.not_served[series] = len(request.days) - len(days)
             if days:

@@ -1,5 +1,6 @@
 """The body shared by the three backfill assets: which series and days a run covers, the
-exchange client, the per-day reports, and how they become Dagster events.
+exchange clients (each series' exchange declaration opens its own, once per run), the
+per-day reports, and how they become Dagster events.
 
 A run covers a rectangle of days x series (its partition keys). For every partition it
 writes the day's report to `backfill_reports` (what coverage classifies with, see
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,13 +28,17 @@ from kirby_core.backfill import (
     DayReport,
     backfill_candles,
     backfill_funding_rates,
-    binance_source,
-    hyperliquid_source,
+    candle_source,
 )
 from kirby_core.catalog import StarlistingKey, TradingPairKey
 from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
-from kirby_core.exchanges import BinanceHistory, HyperliquidHistory
+from kirby_core.exchanges.registry import (
+    ExchangeDeclaration,
+    FundingHistoryClient,
+    HistoryClient,
+    declaration,
+)
 from kirby_core.settings import Database, Settings
 from kirby_core.timeutil import interval_seconds
 from kirby_pipelines import evidence
@@ -49,12 +55,22 @@ class BackfilledAsset:
     asset: str
     database: Database
     kind: str
-    """candles (Hyperliquid), training_candles (Binance) or funding_rates (Hyperliquid)."""
+    """candles (realtime), training_candles or funding_rates."""
+    table: str
+    """The market dataset it fills (`kirby_core.datasets`)."""
 
 
-BACKFILLED_CANDLES = BackfilledAsset("candles", "realtime", "candles")
-BACKFILLED_FUNDING_RATES = BackfilledAsset("funding_rates", "realtime", "funding_rates")
-BACKFILLED_TRAINING_CANDLES = BackfilledAsset("training_candles", "training", "training_candles")
+BACKFILLED_CANDLES = BackfilledAsset("candles", "realtime", "candles", "candles")
+BACKFILLED_FUNDING_RATES = BackfilledAsset(
+    "funding_rates", "realtime", "funding_rates", "funding_rates"
+)
+BACKFILLED_TRAINING_CANDLES = BackfilledAsset(
+    "training_candles", "training", "training_candles", "candles"
+)
+BACKFILLED = {
+    a.asset: a for a in (BACKFILLED_CANDLES, BACKFILLED_FUNDING_RATES, BACKFILLED_TRAINING_CANDLES)
+}
+"""Backfill asset name -> what it backfills."""
 
 
 def starlisting_key(key: str) -> StarlistingKey:
@@ -133,35 +149,49 @@ async def _fetch_all(
     advance: Callable[[str], Callable[[DayReport], None]],
 ) -> dict[str, BackfillResult]:
     results: dict[str, BackfillResult] = {}
+    candle_clients: dict[str, HistoryClient] = {}
+    funding_clients: dict[str, FundingHistoryClient] = {}
     conn = await connect(url)
     try:
-        if dataset.kind == "training_candles":
-            async with BinanceHistory(settings) as binance:
-                source = binance_source(binance)
-                for series, days in plan.items():
+        async with AsyncExitStack() as clients:
+            for series, days in plan.items():
+                key = parse_series(series)
+                exchange = _declared(key.exchange)
+                if dataset.table == "candles":
+                    if exchange.name not in candle_clients:
+                        opened = exchange.history_client(settings)
+                        candle_clients[exchange.name] = await clients.enter_async_context(opened)
+                    source = candle_source(exchange, candle_clients[exchange.name])
                     star = await catalog_store.get_starlisting(conn, starlisting_key(series))
                     results[series] = await backfill_candles(
                         conn, source, star, days, now, advance(series)
                     )
-                    await _record(conn, "candles", star.id, results[series])
-            return results
-        async with HyperliquidHistory(settings) as hyperliquid:
-            for series, days in plan.items():
-                if dataset.kind == "candles":
-                    star = await catalog_store.get_starlisting(conn, starlisting_key(series))
-                    results[series] = await backfill_candles(
-                        conn, hyperliquid_source(hyperliquid), star, days, now, advance(series)
-                    )
-                    await _record(conn, "candles", star.id, results[series])
+                    await _record(conn, dataset.table, star.id, results[series])
                 else:
+                    if exchange.funding_history is None:
+                        raise ValueError(
+                            f"{series}: {exchange.name} declares no funding-rate history"
+                        )
+                    if exchange.name not in funding_clients:
+                        opened_funding = exchange.funding_history(settings)
+                        funding_clients[exchange.name] = await clients.enter_async_context(
+                            opened_funding
+                        )
                     pair = await catalog_store.get_trading_pair(conn, trading_pair_key(series))
                     results[series] = await backfill_funding_rates(
-                        conn, hyperliquid, pair, days, now, advance(series)
+                        conn, funding_clients[exchange.name], pair, days, now, advance(series)
                     )
-                    await _record(conn, "funding_rates", pair.id, results[series])
+                    await _record(conn, dataset.table, pair.id, results[series])
     finally:
         await conn.close()
     return results
+
+
+def _declared(exchange: str) -> ExchangeDeclaration:
+    found = declaration(exchange)
+    if found is None:
+        raise ValueError(f"exchange {exchange!r} has no declaration in the exchange registry")
+    return found
 
 
 async def _record(

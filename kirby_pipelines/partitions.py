@@ -70,8 +70,8 @@ FUNDING_PARTITIONS = by_day_and(REALTIME_DAYS, TRADING_PAIRS)
 TRAINING_CANDLE_PARTITIONS = by_day_and(TRAINING_DAYS, TRAINING_STARLISTINGS)
 
 MAX_DAYS_PER_RUN = 100
-"""A backfill run covers up to 100 days of one series: a year is four runs. One
-HyperliquidHistory/BinanceHistory client and one database connection serve the run."""
+"""A backfill run covers up to 100 days of one series: a year is four runs. One history
+client (the series' exchange's) and one database connection serve the run."""
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(MAX_DAYS_PER_RUN)
 
 

@@ -10,14 +10,14 @@ not asked for; days into runs of at most `MAX_DAYS_PER_RUN`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import dagster as dg
 
-from kirby_core.exchanges import CANDLE_LIMIT
-from kirby_core.timeutil import interval_delta
-from kirby_pipelines.backfills import starlisting_key
-from kirby_pipelines.partitions import MAX_DAYS_PER_RUN, day_ranges, partition_key
+from kirby_core.db import coverage
+from kirby_core.db.readers import coverage_interval
+from kirby_pipelines.backfills import BACKFILLED
+from kirby_pipelines.partitions import MAX_DAYS_PER_RUN, day_ranges, parse_series, partition_key
 
 # Dagster's own tags for a run over a partition range (dagster._core.storage.tags).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -92,12 +92,14 @@ def recent_days(last: date, count: int) -> list[date]:
     return [last - timedelta(days=i) for i in range(count)]
 
 
-def still_served(series: str, days: Sequence[date], now: datetime) -> list[date]:
-    """The days whose candles Hyperliquid still serves (any part of the day)."""
-    interval = starlisting_key(series).interval
-    oldest = now - CANDLE_LIMIT * interval_delta(interval)
-    return [
-        d
-        for d in days
-        if datetime.combine(d + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo) > oldest
-    ]
+def still_served(asset: str, series: str, days: Sequence[date], now: datetime) -> list[date]:
+    """The days of which the series' exchange still serves some of backfill `asset`'s data,
+    as its declaration says (`source_window`: Hyperliquid's latest 5000 candles of the
+    interval; its settled funding and Binance's candles all)."""
+    dataset = BACKFILLED[asset].table
+    key = parse_series(series)
+    interval = coverage_interval(dataset, getattr(key, "interval", "1m"))
+    oldest = coverage.source_window(key.exchange, dataset, interval, now).oldest
+    if oldest is None:
+        return list(days)
+    return [d for d in days if datetime.combine(d + timedelta(days=1), time(), UTC) > oldest]

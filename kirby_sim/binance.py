@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -24,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from kirby_core.exchanges.registry import BINANCE as DECLARATION
 from kirby_sim.binance_markets import exchange_info
 from kirby_sim.candles import Bar, CandleBook
 from kirby_sim.clock import VirtualClock
@@ -53,9 +55,20 @@ class Family:
     weight_per_minute: int
 
 
-SPOT = Family("/api/v3", BINANCE_SPOT_VENUE, 1000, 6000)
-USDM = Family("/fapi/v1", BINANCE_USDM_VENUE, 1500, 2400)
+SPOT = Family(
+    "/api/v3",
+    BINANCE_SPOT_VENUE,
+    DECLARATION.candle_page_rows["spot"],
+    DECLARATION.weights["spot"].per_minute,
+)
+USDM = Family(
+    "/fapi/v1",
+    BINANCE_USDM_VENUE,
+    DECLARATION.candle_page_rows["perps"],
+    DECLARATION.weights["perps"].per_minute,
+)
 COINM = Family("/dapi/v1", None, 1500, 2400)
+"""Coin-M, which Kirby does not collect: the simulator's own figures."""
 FAMILIES = (SPOT, USDM, COINM)
 
 
@@ -94,9 +107,12 @@ def server_error(status: int) -> web.Response:
 
 
 def _kline_weight(family: Family, limit: int) -> int:
+    """Spot klines weigh the declared page weight at any limit; USD-M and coin-M klines by
+    tiers of `limit`, the top one (Kirby's full page) the declared USD-M page weight."""
     if family is SPOT:
-        return 2
-    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+        return DECLARATION.weights["spot"].candle_page
+    full_page = DECLARATION.weights["perps"].candle_page
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else full_page
 
 
 def _integer(query: Any, name: str) -> int | None:
@@ -122,13 +138,20 @@ def _required(query: Any, name: str) -> str:
 
 class Binance:
     def __init__(
-        self, market: Market, clock: VirtualClock, faults: FaultInjector, rate_limits: bool
+        self,
+        market: Market,
+        clock: VirtualClock,
+        faults: FaultInjector,
+        rate_limits: bool,
+        rate_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.market = market
         self.clock = clock
         self.faults = faults
         self._limiters = {
-            family.prefix: WeightLimiter(family.weight_per_minute if rate_limits else None)
+            family.prefix: WeightLimiter(
+                family.weight_per_minute if rate_limits else None, rate_clock
+            )
             for family in FAMILIES
         }
 

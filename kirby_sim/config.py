@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from kirby_core.exchanges.registry import HYPERLIQUID
 from kirby_sim.faults import FaultSchedule
 
 
@@ -26,8 +27,8 @@ class SimulatorConfig:
     """Share of minutes without any trade, by coin (default: by liquidity tier)."""
     rate_limits: bool = True
     """Enforce REST weight limits and the WebSocket message rate (off for benchmarks)."""
-    weight_per_minute: int = 1200
-    """Hyperliquid REST weight allowed per IP per minute."""
+    weight_per_minute: int = HYPERLIQUID.weights["perps"].per_minute
+    """Hyperliquid REST weight allowed per IP per minute (default: the declared one)."""
     ws_idle_timeout: float = 60.0
     """Real seconds without a client message before the server closes a WebSocket."""
     ws_connections_per_ip: int = 100

@@ -11,6 +11,12 @@ candleSnapshot returns ascending candles from the one containing startTime to th
 containing endTime, only within the most recent 5000 candles of the interval plus the
 forming one; minutes without trades have no candle. fundingHistory returns at most 500
 settled rows with time in [startTime, endTime] (endTime defaults to now).
+
+Page sizes and weights are the ones Kirby's exchange registry declares
+(`kirby_core.exchanges.registry.HYPERLIQUID` and the `hyperliquid` module it references):
+an /info request weighs `INFO_WEIGHT` up front, then one more per `CANDLES_PER_WEIGHT`
+candles or `FUNDING_ROWS_PER_WEIGHT` funding rows returned; allMids and l2Book, which Kirby
+does not send, weigh 2.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 
 from aiohttp import web
 
+from kirby_core.exchanges import hyperliquid as declared
+from kirby_core.exchanges.registry import HYPERLIQUID as DECLARATION
 from kirby_sim import hyperliquid_payloads as payloads
 from kirby_sim.clock import VirtualClock
 from kirby_sim.faults import FaultInjector
@@ -33,8 +41,8 @@ from kirby_sim.ratelimit import WeightLimiter
 from kirby_sim.universe import HYPERLIQUID_VENUE
 from kirby_sim.wire import encode
 
-MAX_CANDLES = 5000
-DEFAULT_WEIGHT = 20
+MAX_CANDLES = DECLARATION.candle_page_rows["perps"]
+DEFAULT_WEIGHT = DECLARATION.weights["perps"].request
 LIGHT_WEIGHTS = {"allMids": 2, "l2Book": 2}
 _EMPTY_SPOT_META: dict[str, list[Any]] = {"universe": [], "tokens": []}
 
@@ -180,7 +188,7 @@ class HyperliquidInfo:
         last_open = floor_open(interval, end_ms)
         bars = book.bars(interval, first_open, last_open, now_ms) if start_ms <= end_ms else []
         rows = [payloads.candle(book.instrument, interval, bar) for bar in bars if bar.traded]
-        return InfoResult(rows, len(rows) // 60, "candles")
+        return InfoResult(rows, len(rows) // declared.CANDLES_PER_WEIGHT, "candles")
 
     def _funding_history(self, body: dict[str, Any], now_ms: int) -> InfoResult:
         derivatives = self.market.derivatives(_field(body, "coin", str))
@@ -190,4 +198,4 @@ class HyperliquidInfo:
             raise UnknownAsset
         end_ms = now_ms if end_ms is None else min(end_ms, now_ms)
         rows = derivatives.funding_rows(start_ms, end_ms)
-        return InfoResult(rows, len(rows) // 20, "funding")
+        return InfoResult(rows, len(rows) // declared.FUNDING_ROWS_PER_WEIGHT, "funding")

@@ -1,9 +1,10 @@
 """Request weight per client IP over a sliding real-time minute, as exchanges count it.
 
-Hyperliquid allows 1200 weight per minute per IP (info requests weigh 20, allMids and
-l2Book 2, plus one per 60 candles / 20 funding rows returned); Binance counts weight per
-API family. A request that would exceed the limit is refused before it runs; the weight of
-returned items is charged after it ran. `limit=None` switches limiting off (benchmarks).
+The limits and weights are the ones Kirby's exchange registry declares (Hyperliquid's per
+IP, Binance's per API family; see `hyperliquid` and `binance`). A request that would exceed
+the limit is refused before it runs; the weight of returned items is charged after it ran.
+`limit=None` switches limiting off (benchmarks). `clock` is real time unless a test shares a
+fake one with the client's budget.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 
-WINDOW_SECONDS = 60.0
+from kirby_core.exchanges.weights import WINDOW_SECONDS
 
 
 class WeightLimiter:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any
@@ -40,8 +41,16 @@ RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class SimulatorServer:
-    def __init__(self, config: SimulatorConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        rate_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`rate_clock`: the real time REST weight limits count in (a test may share a fake
+        one with the client under test)."""
         self.config = config = config or SimulatorConfig()
+        self._rate_clock = rate_clock
         self.clock = VirtualClock(config.start, config.speed)
         self.faults = FaultInjector()
         self.market = Market(
@@ -79,9 +88,13 @@ class SimulatorServer:
 
     async def start(self) -> None:
         config = self.config
-        limiter = WeightLimiter(config.weight_per_minute if config.rate_limits else None)
+        limiter = WeightLimiter(
+            config.weight_per_minute if config.rate_limits else None, self._rate_clock
+        )
         info = HyperliquidInfo(self.market, self.clock, self.faults, limiter)
-        exchange = Binance(self.market, self.clock, self.faults, config.rate_limits)
+        exchange = Binance(
+            self.market, self.clock, self.faults, config.rate_limits, self._rate_clock
+        )
         app = web.Application(middlewares=[self._inject_http_faults])
         app.add_routes(
             [

@@ -54,6 +54,7 @@ from kirby_pipelines.defs.backfills.assets import candles
 from kirby_pipelines.defs.catalog.assets import realtime_catalog
 from kirby_pipelines.defs.lake.assets import lake_candles, lake_funding_rates, lake_open_interest
 from kirby_pipelines.defs.models.assets import model_assets
+from kirby_pipelines.partitions import series_key
 from kirby_pipelines.resources import KirbyResource
 from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
 from kirby_pipelines.series_files import ExportRequest, write_files
@@ -116,7 +117,7 @@ def bench_backfill(realtime: str, training: str, lake: Path) -> None:
             for name in automation.PARTITIONS_OF.values()
         }
         requests, _ = automation.new_series(
-            {"candles": [str(s.key) for s in series.starlistings]},
+            {"candles": [series_key(s.key) for s in series.starlistings]},
             order,
             {},
             datetime.now(UTC),
@@ -146,8 +147,8 @@ def bench_backfill(realtime: str, training: str, lake: Path) -> None:
         f"({t.seconds / len(requests):.2f} s per run, checks included)"
     )
     print(
-        "   note: ccxt throttles the client to Hyperliquid's REST weight limit (1200/min);"
-        " the simulator's own limits are on too."
+        "   note: the client spends Hyperliquid's declared REST weight (1200/min) from its"
+        " budget before each request; the simulator's own limits are on too."
     )
 
 

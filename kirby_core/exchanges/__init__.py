@@ -6,9 +6,10 @@
     candle_coverage         which part of a range Hyperliquid still serves
     open_interest_coverage  none of it: Hyperliquid has no open-interest history
 
-Values are exact Decimals from the exchanges' strings; times are UTC. Errors are Kirby's
-(`ExchangeUnavailable` after the retry policy, `ExchangeProtocolError` for a bad payload,
-`NotFound` for an unknown coin, `InvalidRequest` for a bad argument).
+Every request first spends its declared weight (`RequestWeight`) from the client's
+`WeightBudget`. Values are exact Decimals from the exchanges' strings; times are UTC. Errors
+are Kirby's (`ExchangeUnavailable` after the retry policy, `ExchangeProtocolError` for a bad
+payload, `NotFound` for an unknown coin, `InvalidRequest` for a bad argument).
 """
 
 from kirby_core.exchanges.base import RetryPolicy, SourceCoverage, TimeRange
@@ -38,6 +39,7 @@ from kirby_core.exchanges.hyperliquid_wire import (
     subscribe_frame,
     unsubscribe_frame,
 )
+from kirby_core.exchanges.weights import RequestWeight, WeightBudget
 
 __all__ = [
     "CANDLE_LIMIT",
@@ -47,10 +49,12 @@ __all__ = [
     "ChannelError",
     "HyperliquidHistory",
     "Pong",
+    "RequestWeight",
     "RetryPolicy",
     "SourceCoverage",
     "SubscriptionAck",
     "TimeRange",
+    "WeightBudget",
     "WsMessage",
     "asset_context_subscription",
     "binance_symbol",

@@ -10,7 +10,8 @@ have in common lives here:
   or rate becomes a `Decimal` built from the exchange's own string, never via float; a bad
   value raises `ExchangeProtocolError` naming the field and the value.
 - `open_ccxt` / `ccxt_attempt`: ccxt clients pointed at configurable hosts, with ccxt's
-  errors translated at the boundary into retries or Kirby errors.
+  errors translated at the boundary into retries or Kirby errors, and every HTTP request
+  they send spending its weight first (`CcxtHooks`; the budgets are `weights`').
 
 Nothing here does I/O on import, and nothing reads the environment.
 """
@@ -21,6 +22,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation, localcontext
@@ -35,6 +37,7 @@ from kirby_core.errors import (
     InvalidRequest,
     NotFound,
 )
+from kirby_core.exchanges.weights import WeightBudget
 from kirby_core.models import Candle
 from kirby_core.settings import Settings
 from kirby_core.timeutil import ensure_utc, ms_to_datetime
@@ -129,6 +132,10 @@ def parse_retry_after(headers: Mapping[str, Any] | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (ensure_utc(moment) - datetime.now(UTC)).total_seconds())
+
+
+_WEIGHT: ContextVar[tuple[WeightBudget, int] | None] = ContextVar("kirby_weight", default=None)
+"""The budget and weight of the HTTP requests the current ccxt call sends (`CcxtHooks`)."""
 
 
 # --- payload values -----------------------------------------------------------------------
@@ -248,12 +255,26 @@ _CCXT_NOT_RETRYABLE = {
 }
 
 
-class RetryAfterHook:
-    """Mixin for a ccxt exchange class: remembers the longest `Retry-After` of the 429/418
-    responses since the last reset. ccxt's `last_response_headers` is not enough: calls such
-    as `load_markets` run requests concurrently and a later success overwrites them."""
+class CcxtHooks:
+    """Mixin for a ccxt exchange class.
+
+    - Every HTTP request ccxt sends first spends the weight `ccxt_call` declared for the call
+      (a call such as `load_markets` sends several, each spends).
+    - Remembers the longest `Retry-After` of the 429/418 responses since the last reset.
+      ccxt's `last_response_headers` is not enough: `load_markets` runs requests
+      concurrently and a later success overwrites them.
+    """
 
     kirby_retry_after: float | None = None
+
+    async def fetch(
+        self, url: str, method: str = "GET", headers: Any = None, body: Any = None
+    ) -> Any:
+        spend = _WEIGHT.get()
+        if spend is not None:
+            budget, weight = spend
+            await budget.spend(weight)
+        return await super().fetch(url, method, headers, body)  # type: ignore[misc]  # the ccxt class after the mixin
 
     def on_rest_response(
         self,
@@ -291,11 +312,18 @@ def ccxt_config(policy: RetryPolicy, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def ccxt_attempt(exchange: Any, name: str, call: Callable[[], Awaitable[T]]) -> T:
-    """Await one ccxt call, translating its errors: rate limits and network failures become
-    `TransientError` (with the `Retry-After` of the response), an unknown symbol `NotFound`,
-    anything else the exchange refuses `ExchangeProtocolError`."""
+async def ccxt_attempt(
+    exchange: Any,
+    name: str,
+    call: Callable[[], Awaitable[T]],
+    spend: tuple[WeightBudget, int] | None = None,
+) -> T:
+    """Await one ccxt call, each of its HTTP requests spending `spend` (budget, weight),
+    translating its errors: rate limits and network failures become `TransientError` (with
+    the `Retry-After` of the response), an unknown symbol `NotFound`, anything else the
+    exchange refuses `ExchangeProtocolError`."""
     exchange.kirby_retry_after = None
+    token = _WEIGHT.set(spend)
     try:
         return await call()
     except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:  # 429 / 418 (siblings)
@@ -306,10 +334,16 @@ async def ccxt_attempt(exchange: Any, name: str, call: Callable[[], Awaitable[T]
         raise NotFound(f"{name}: unknown symbol ({exc})") from exc
     except ccxt.BaseError as exc:
         raise ExchangeProtocolError(f"{name}: exchange refused the request: {exc}") from exc
+    finally:
+        _WEIGHT.reset(token)
 
 
 async def ccxt_call(
-    exchange: Any, name: str, policy: RetryPolicy, call: Callable[[], Awaitable[T]]
+    exchange: Any,
+    name: str,
+    policy: RetryPolicy,
+    call: Callable[[], Awaitable[T]],
+    spend: tuple[WeightBudget, int],
 ) -> T:
-    """One ccxt call under the retry policy."""
-    return await call_with_retries(name, lambda: ccxt_attempt(exchange, name, call), policy)
+    """One ccxt call under the retry policy; each HTTP request (retries too) spends `spend`."""
+    return await call_with_retries(name, lambda: ccxt_attempt(exchange, name, call, spend), policy)

@@ -4,7 +4,8 @@ Through ccxt, but with the raw `publicGetKlines` / `fapiPublicGetKlines` calls: 
 `fetch_ohlcv` drops the trade count (kline field 8) and turns prices into floats. Kirby pages
 over [start, end) by `startTime` itself. Every host in ccxt's `urls['api']` is replaced by
 the configured one (paths such as `/api/v3` and `/fapi/v1` kept), so no call can leave for
-an unconfigured host. Every call runs under the retry policy of `base`.
+an unconfigured host. Every call runs under the retry policy of `base` and first spends its
+declared weight (`WEIGHTS`) from the client's budget for the market type.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import ccxt.async_support as ccxt_async
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
-    RetryAfterHook,
+    CcxtHooks,
     RetryPolicy,
     ccxt_call,
     ccxt_config,
@@ -31,6 +32,7 @@ from kirby_core.exchanges.base import (
     parse_ms,
     select_candles,
 )
+from kirby_core.exchanges.weights import REAL_TIME, Clock, RequestWeight, shared_budget
 from kirby_core.models import Candle
 from kirby_core.settings import Settings
 from kirby_core.timeutil import INTERVAL_SECONDS, datetime_to_ms
@@ -38,6 +40,12 @@ from kirby_core.timeutil import INTERVAL_SECONDS, datetime_to_ms
 KLINE_LIMIT: Final = {"spot": 1000, "perps": 1500}
 """Most klines per request: /api/v3/klines and /fapi/v1/klines."""
 MARKET_TYPES: Final = tuple(KLINE_LIMIT)
+WEIGHTS: Final = {
+    "spot": RequestWeight(per_minute=6000, candle_page=2),
+    "perps": RequestWeight(per_minute=2400, candle_page=10),
+}
+"""Per IP and API family: /api/v3/klines weighs 2 at any limit, /fapi/v1/klines 10 above
+1000 rows (Kirby asks for `KLINE_LIMIT`)."""
 INTERVALS: Final = tuple(
     i
     for i in ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
@@ -95,17 +103,39 @@ def replace_hosts(api_urls: Mapping[str, Any], spot_url: str, futures_url: str) 
     return replaced
 
 
-class _CcxtBinance(RetryAfterHook, ccxt_async.binance):  # type: ignore[misc]  # ccxt is untyped
+class _CcxtBinance(CcxtHooks, ccxt_async.binance):  # type: ignore[misc]  # ccxt is untyped
     pass
 
 
 class BinanceHistory:
-    """Binance kline history; use as `async with BinanceHistory(settings) as binance:`."""
+    """Binance kline history; use as `async with BinanceHistory(settings) as binance:`.
 
-    def __init__(self, settings: Settings, *, retry: RetryPolicy | None = None) -> None:
+    `weights` replaces the declared `WEIGHTS` (a test's tiny budget); `budgets` holds what
+    each market type's requests spent and waited (Binance counts per IP and API family; the
+    clients of one process share them).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        retry: RetryPolicy | None = None,
+        weights: Mapping[str, RequestWeight] | None = None,
+        clock: Clock = REAL_TIME,
+    ) -> None:
         self._spot_url = settings.binance_spot_url
         self._futures_url = settings.binance_futures_url
         self._policy = retry or RetryPolicy.from_settings(settings)
+        self._weights = dict(weights or WEIGHTS)
+        self.budgets = {
+            market_type: shared_budget(
+                f"binance {market_type}",
+                self._futures_url if market_type == "perps" else self._spot_url,
+                weight.per_minute,
+                clock,
+            )
+            for market_type, weight in self._weights.items()
+        }
         self._exchange: Any = None
 
     async def __aenter__(self) -> Self:
@@ -136,7 +166,7 @@ class BinanceHistory:
         end: datetime,
     ) -> list[Candle]:
         """Candles opening in [start, end), ascending, exact, with trade counts."""
-        if market_type not in KLINE_LIMIT:
+        if market_type not in KLINE_LIMIT or market_type not in self.budgets:
             allowed = ", ".join(MARKET_TYPES)
             raise InvalidRequest(f"unknown market type {market_type!r}; allowed: {allowed}")
         if interval not in INTERVALS:
@@ -146,6 +176,7 @@ class BinanceHistory:
         exchange = self._ccxt
         symbol = binance_symbol(coin, quote)
         limit = KLINE_LIMIT[market_type]
+        spend = (self.budgets[market_type], self._weights[market_type].candle_page)
         endpoint = (
             exchange.publicGetKlines if market_type == "spot" else exchange.fapiPublicGetKlines
         )
@@ -161,7 +192,7 @@ class BinanceHistory:
             }
             name = f"Binance {market_type} klines {symbol} {interval} from {cursor}"
             payload = await ccxt_call(
-                exchange, name, self._policy, functools.partial(endpoint, params)
+                exchange, name, self._policy, functools.partial(endpoint, params), spend
             )
             page = parse_klines(payload, symbol, interval)
             candles += page

@@ -12,7 +12,8 @@
   source instead of a silent empty success.
 
 The catalog's quote `USD` for perps is ccxt's `BTC/USDC:USDC` and the bare coin `BTC` on the
-wire. Every call runs under the retry policy of `base`; errors leave as Kirby errors.
+wire. Every call runs under the retry policy of `base` and each request first spends its
+declared weight (`WEIGHT`) from the client's budget; errors leave as Kirby errors.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from hyperliquid.utils.error import ClientError, ServerError
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest, NotFound
 from kirby_core.exchanges.base import (
-    RetryAfterHook,
+    CcxtHooks,
     RetryPolicy,
     SourceCoverage,
     TimeRange,
@@ -49,6 +50,7 @@ from kirby_core.exchanges.hyperliquid_wire import (
     parse_candle_snapshot,
     parse_funding_history,
 )
+from kirby_core.exchanges.weights import REAL_TIME, Clock, RequestWeight, shared_budget
 from kirby_core.models import Candle, FundingRate
 from kirby_core.settings import Settings
 from kirby_core.timeutil import datetime_to_ms, floor_time, interval_delta, interval_seconds
@@ -57,6 +59,19 @@ CANDLE_LIMIT: Final = 5000
 """Candles per interval Hyperliquid keeps (plus the forming one), and per response."""
 FUNDING_PAGE_ROWS: Final = 500
 """Rows per fundingHistory response."""
+INFO_WEIGHT: Final = 20
+"""Weight of one /info request Kirby sends (candleSnapshot, fundingHistory, meta, ...)..."""
+CANDLES_PER_WEIGHT: Final = 60
+"""...plus one per this many candles a candleSnapshot returns..."""
+FUNDING_ROWS_PER_WEIGHT: Final = 20
+"""...or per this many rows a fundingHistory returns."""
+WEIGHT: Final = RequestWeight(
+    per_minute=1200,
+    candle_page=INFO_WEIGHT + CANDLE_LIMIT // CANDLES_PER_WEIGHT,
+    request=INFO_WEIGHT,
+    funding_page=INFO_WEIGHT + FUNDING_PAGE_ROWS // FUNDING_ROWS_PER_WEIGHT,
+)
+"""Hyperliquid's REST allowance per IP, and what Kirby's requests weigh (full pages)."""
 HAS_OPEN_INTEREST_HISTORY: Final = False
 """Hyperliquid publishes open interest only live (activeAssetCtx), never as history."""
 MARKET_TYPES: Final = ("perps", "spot")
@@ -90,16 +105,30 @@ def ccxt_symbol(coin: str, quote: str, market_type: str) -> str:
     raise InvalidRequest(f"unknown market type {market_type!r}; allowed: {', '.join(MARKET_TYPES)}")
 
 
-class _CcxtHyperliquid(RetryAfterHook, ccxt_async.hyperliquid):  # type: ignore[misc]  # ccxt is untyped
+class _CcxtHyperliquid(CcxtHooks, ccxt_async.hyperliquid):  # type: ignore[misc]  # ccxt is untyped
     pass
 
 
 class HyperliquidHistory:
-    """Hyperliquid REST history; use as `async with HyperliquidHistory(settings) as hl:`."""
+    """Hyperliquid REST history; use as `async with HyperliquidHistory(settings) as hl:`.
 
-    def __init__(self, settings: Settings, *, retry: RetryPolicy | None = None) -> None:
+    `weight` replaces the declared `WEIGHT` (a test's tiny budget); `budget` holds what the
+    requests spent and waited (one per host: Hyperliquid counts per IP, so the clients of
+    one process share it).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        retry: RetryPolicy | None = None,
+        weight: RequestWeight | None = None,
+        clock: Clock = REAL_TIME,
+    ) -> None:
         self._base_url = settings.hyperliquid_rest_url.rstrip("/")
         self._policy = retry or RetryPolicy.from_settings(settings)
+        self._weight = weight or WEIGHT
+        self.budget = shared_budget("hyperliquid", self._base_url, self._weight.per_minute, clock)
         self._exchange: Any = None
         self._info: Info | None = None
         self._info_lock = asyncio.Lock()
@@ -154,7 +183,12 @@ class HyperliquidHistory:
             }
             name = f"Hyperliquid candleSnapshot {wire_coin} {interval} from {window_ms}"
             call = functools.partial(self._ccxt.publicPostInfo, body)
-            payload = await ccxt_call(self._ccxt, name, self._policy, call)
+            candles_asked = -(-(window_end_ms - window_ms) // step_ms)
+            spend = (
+                self.budget,
+                self._page_weight(candles_asked, CANDLES_PER_WEIGHT, self._weight.candle_page),
+            )
+            payload = await ccxt_call(self._ccxt, name, self._policy, call, spend)
             candles += parse_candle_snapshot(payload, wire_coin, interval)
         return select_candles(candles, start, end)
 
@@ -173,7 +207,18 @@ class HyperliquidHistory:
         by_minute: dict[datetime, FundingRate] = {}
         while cursor < end_ms:
             name = f"Hyperliquid fundingHistory {coin} from {cursor}"
-            payload = await self._sdk(name, info.funding_history, coin, cursor, end_ms - 1)
+            payload = await self._sdk(
+                name,
+                self._page_weight(
+                    min(FUNDING_PAGE_ROWS, -(-(end_ms - cursor) // 3_600_000)),  # hourly rows
+                    FUNDING_ROWS_PER_WEIGHT,
+                    self._weight.funding_page,
+                ),
+                info.funding_history,
+                coin,
+                cursor,
+                end_ms - 1,
+            )
             rows = parse_funding_history(payload, coin)
             for ms, row in rows:
                 if cursor <= ms < end_ms:
@@ -198,7 +243,11 @@ class HyperliquidHistory:
         exchange = self._ccxt
         if exchange.markets is None:
             await ccxt_call(
-                exchange, "Hyperliquid load_markets", self._policy, exchange.load_markets
+                exchange,
+                "Hyperliquid load_markets",
+                self._policy,
+                exchange.load_markets,
+                (self.budget, self._weight.request),
             )
         market = exchange.markets.get(symbol)
         if market is None:
@@ -213,11 +262,12 @@ class HyperliquidHistory:
             if self._info is None:
                 api = API(self._base_url, timeout=self._policy.timeout)
                 try:
+                    request = self._weight.request
                     spot_meta = await self._sdk(
-                        "Hyperliquid spotMeta", api.post, "/info", {"type": "spotMeta"}
+                        "Hyperliquid spotMeta", request, api.post, "/info", {"type": "spotMeta"}
                     )
                     meta = await self._sdk(
-                        "Hyperliquid meta", api.post, "/info", {"type": "meta", "dex": ""}
+                        "Hyperliquid meta", request, api.post, "/info", {"type": "meta", "dex": ""}
                     )
                 finally:
                     api.session.close()
@@ -235,10 +285,17 @@ class HyperliquidHistory:
                     ) from exc
             return self._info
 
-    async def _sdk(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """One SDK call in a thread under the retry policy."""
+    def _page_weight(self, rows: int, rows_per_weight: int, full_page: int | None) -> int:
+        """What a page of at most `rows` rows weighs: Hyperliquid charges the request plus
+        the rows it returns, so a short page costs less than the declared `full_page`."""
+        weight = self._weight.request + rows // rows_per_weight
+        return weight if full_page is None else min(full_page, weight)
+
+    async def _sdk(self, name: str, weight: int, fn: Callable[..., Any], *args: Any) -> Any:
+        """One SDK request (`weight`) in a thread under the retry policy."""
 
         async def attempt() -> Any:
+            await self.budget.spend(weight)
             return await asyncio.to_thread(_sdk_attempt, name, fn, *args)
 
         return await call_with_retries(name, attempt, self._policy)

@@ -4,18 +4,21 @@
                          serves per dataset and interval, candle page sizes and request
                          weights, symbol mapping, its REST history client, its concurrency
                          pool, its WebSocket adapter
-    HistoryClient        what a REST history client offers (`async with`, fetch_candles)
+    HistoryClient        what a REST candle history client offers (`async with`, fetch_candles)
+    FundingHistoryClient what a REST funding history client offers (fetch_funding_rates)
     RequestWeight        an exchange's REST budget per minute and the weight of a page
+                         (`weights`; each history client spends them from its budget)
     StreamAdapter        a live feed: subscription and frame builders, parser, ping rule
     EXCHANGES            name -> declaration; `declaration(name)` looks one up
     STREAMED             the exchange the collector (`kirby_stream`) listens to
 
 Catalog validation (`kirby_core.catalog`), the backfill's source (`kirby_core.backfill`),
 "unavailable at source" (`kirby_core.db.coverage.source_window`), the collector's catalog
-(`kirby_stream.catalog`) and the Dagster backfill pools read these declarations; nothing else
-compares exchange names (`tests/core/test_exchange_names.py`). The facts themselves stay next
-to the code that speaks each exchange's protocol (`hyperliquid.py`, `hyperliquid_wire.py`,
-`binance.py`) and are referenced here, not copied.
+(`kirby_stream.catalog`), the Dagster backfills (their pools, the clients they open, the days
+they schedule) and the simulator (`kirby_sim`: page sizes and weights) read these
+declarations; nothing else compares exchange names (`tests/core/test_exchange_names.py`).
+The facts themselves stay next to the code that speaks each exchange's protocol
+(`hyperliquid.py`, `hyperliquid_wire.py`, `binance.py`) and are referenced here, not copied.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from kirby_core.db.coverage import SourceWindow
 from kirby_core.exchanges import binance, hyperliquid, hyperliquid_wire
 from kirby_core.exchanges.base import SourceCoverage
 from kirby_core.exchanges.hyperliquid_wire import WsMessage
-from kirby_core.models import Candle
+from kirby_core.exchanges.weights import RequestWeight
+from kirby_core.models import Candle, FundingRate
 from kirby_core.settings import Settings
 from kirby_core.timeutil import EPOCH
 
@@ -55,9 +59,7 @@ class StreamAdapter:
     collector pings more often (`Settings.stream_ping_seconds`)."""
 
 
-class HistoryClient(Protocol):
-    """An exchange's REST candle history, used as an async context manager."""
-
+class _AsyncClient(Protocol):
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -67,20 +69,21 @@ class HistoryClient(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
+
+class HistoryClient(_AsyncClient, Protocol):
+    """An exchange's REST candle history, used as an async context manager."""
+
     async def fetch_candles(
         self, coin: str, quote: str, market_type: str, interval: str, start: datetime, end: datetime
     ) -> list[Candle]: ...
 
 
-@dataclass(frozen=True)
-class RequestWeight:
-    """An exchange's REST budget for one market type's history (per client IP); Kirby stays
-    under it by running one backfill per exchange at a time (its Dagster `pool`)."""
+class FundingHistoryClient(_AsyncClient, Protocol):
+    """An exchange's REST history of settled funding rates, used as an async context manager."""
 
-    per_minute: int
-    """Weight the exchange allows per minute."""
-    candle_page: int
-    """Weight of one full page of candles (`candle_page_rows`)."""
+    async def fetch_funding_rates(
+        self, coin: str, start: datetime, end: datetime
+    ) -> list[FundingRate]: ...
 
 
 @dataclass(frozen=True)
@@ -97,11 +100,15 @@ class ExchangeDeclaration:
     candle_page_rows: Mapping[str, int]
     """Most candles one history request returns, per market type."""
     weights: Mapping[str, RequestWeight]
-    """Its request weights, per market type."""
+    """Its request weights, per market type: its history client spends them, the simulator
+    charges them."""
     symbol: Callable[[str, str, str], str]
     """(coin, quote, market type) -> the exchange's symbol."""
     history_client: Callable[[Settings], HistoryClient]
-    """The REST history client's class: `async with history_client(settings) as client:`."""
+    """The REST candle history client's class: `async with history_client(settings) as c:`."""
+    funding_history: Callable[[Settings], FundingHistoryClient] | None = None
+    """The REST client of its settled funding rates; None: Kirby fetches none there.
+    (No exchange declares an open-interest history: Hyperliquid publishes none.)"""
     candle_coverage: Callable[[str, datetime, datetime, datetime], SourceCoverage] | None = None
     """Which part of a candle range it still serves at `now`; None: all of it."""
     history_window: Callable[[str, str, datetime], SourceWindow] | None = None
@@ -147,12 +154,10 @@ HYPERLIQUID: Final = ExchangeDeclaration(
     intervals=MappingProxyType({i: i for i in hyperliquid_wire.INTERVALS}),
     every_interval=False,
     candle_page_rows=MappingProxyType({"perps": hyperliquid.CANDLE_LIMIT}),
-    # /info weighs 20, plus one per 60 candles returned (funding pages: one per 20 rows).
-    weights=MappingProxyType(
-        {"perps": RequestWeight(per_minute=1200, candle_page=20 + hyperliquid.CANDLE_LIMIT // 60)}
-    ),
+    weights=MappingProxyType({"perps": hyperliquid.WEIGHT}),
     symbol=hyperliquid.ccxt_symbol,
     history_client=hyperliquid.HyperliquidHistory,
+    funding_history=hyperliquid.HyperliquidHistory,
     candle_coverage=hyperliquid.candle_coverage,
     history_window=_hyperliquid_window,
     stream=StreamAdapter(
@@ -173,13 +178,7 @@ BINANCE: Final = ExchangeDeclaration(
     intervals=MappingProxyType({i: i for i in binance.INTERVALS}),
     every_interval=True,
     candle_page_rows=MappingProxyType(dict(binance.KLINE_LIMIT)),
-    # /api/v3/klines weighs 2 at any limit; /fapi/v1/klines 10 above 1000 rows.
-    weights=MappingProxyType(
-        {
-            "spot": RequestWeight(per_minute=6000, candle_page=2),
-            "perps": RequestWeight(per_minute=2400, candle_page=10),
-        }
-    ),
+    weights=MappingProxyType(dict(binance.WEIGHTS)),
     symbol=_binance_symbol,
     history_client=binance.BinanceHistory,
 )

@@ -189,7 +189,7 @@ class FakeExchange:
 
 def raising(error: Exception, retry_after: float | None = None):
     async def call() -> None:
-        exchange.kirby_retry_after = retry_after  # what RetryAfterHook records on a 429
+        exchange.kirby_retry_after = retry_after  # what CcxtHooks records on a 429
         raise error
 
     exchange = FakeExchange()

@@ -17,6 +17,9 @@ from kirby_core.exchanges.registry import (
     feed_of,
 )
 from kirby_core.timeutil import INTERVAL_SECONDS
+from kirby_sim import SimulatorConfig
+from kirby_sim import binance as sim_binance
+from kirby_sim import hyperliquid as sim_hyperliquid
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -47,6 +50,26 @@ def test_market_types_and_pages() -> None:
 def test_history_clients() -> None:
     assert HYPERLIQUID.history_client is hyperliquid.HyperliquidHistory
     assert BINANCE.history_client is binance.BinanceHistory
+    assert HYPERLIQUID.funding_history is hyperliquid.HyperliquidHistory
+    assert BINANCE.funding_history is None
+
+
+def test_weights_are_the_exchange_modules_own() -> None:
+    assert HYPERLIQUID.weights == {"perps": hyperliquid.WEIGHT}
+    # /info weighs 20, plus one per 60 candles (a 5000-candle page) or 20 funding rows (500)
+    assert (hyperliquid.WEIGHT.candle_page, hyperliquid.WEIGHT.funding_page) == (103, 45)
+    assert BINANCE.weights == binance.WEIGHTS
+
+
+def test_the_simulator_charges_what_the_registry_declares() -> None:
+    assert HYPERLIQUID.candle_page_rows["perps"] == sim_hyperliquid.MAX_CANDLES
+    assert HYPERLIQUID.weights["perps"].request == sim_hyperliquid.DEFAULT_WEIGHT
+    assert SimulatorConfig().weight_per_minute == HYPERLIQUID.weights["perps"].per_minute
+    for family, market_type in ((sim_binance.SPOT, "spot"), (sim_binance.USDM, "perps")):
+        declared = BINANCE.weights[market_type]
+        assert family.weight_per_minute == declared.per_minute
+        assert family.max_limit == BINANCE.candle_page_rows[market_type]
+        assert sim_binance._kline_weight(family, family.max_limit) == declared.candle_page
 
 
 def test_symbols() -> None:

@@ -1,0 +1,144 @@
+"""Request weights: what an exchange's REST requests weigh, and a budget that spends them.
+
+Every request a history client sends first spends its declared weight (`RequestWeight`,
+declared next to each exchange's protocol and referenced by the registry) from a
+`WeightBudget`, which waits while the last 60 s already spent the minute's allowance. The
+budgets are per process and per exchange host (`shared_budget`), since exchanges count per
+client IP: clients opened one after another spend one budget. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RequestWeight:
+    """An exchange's REST budget for one market type (per client IP) and what Kirby's
+    requests there weigh. Each history client spends it (`WeightBudget`); the Dagster pool
+    also runs one backfill per exchange at a time."""
+
+    per_minute: int
+    """Weight the exchange allows per minute."""
+    candle_page: int
+    """Weight of one full page of candles (`candle_page_rows`); where the exchange charges
+    by rows returned (Hyperliquid) a shorter page spends less."""
+    request: int = 1
+    """Weight of any other request Kirby sends there (markets, metadata)."""
+    funding_page: int | None = None
+    """Weight of one full page of funding rates; None where Kirby fetches none."""
+
+
+class Clock(Protocol):
+    """Where a budget reads the time and waits: real time, or a test's fake."""
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class RealTime:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+REAL_TIME: Clock = RealTime()
+
+WINDOW_SECONDS = 60.0
+
+
+class WeightBudget:
+    """`per_minute` weight over any 60 s, spent before each request.
+
+    A request waits until the weight spent in the last 60 s plus its own fits: the strictest
+    way an exchange may count "per minute" (a sliding minute; Binance resets on the minute).
+    A token bucket refilling `per_minute / 60` per second would not do: starting full, it
+    lets twice the allowance through in the first minute. A request heavier than the whole
+    allowance waits for an empty minute. Waits are logged at debug and counted (`waits`,
+    `waited_seconds`). Clients get theirs from `shared_budget`; a budget serves one event
+    loop at a time (each `asyncio.run` of a backfill in turn).
+    """
+
+    def __init__(self, name: str, per_minute: int, clock: Clock = REAL_TIME) -> None:
+        if per_minute <= 0:
+            raise ValueError(f"{name}: weight per minute must be positive, got {per_minute}")
+        self.name = name
+        self.per_minute = per_minute
+        self._clock = clock
+        self._spent: deque[tuple[float, int]] = deque()
+        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self.spent = 0
+        """Weight spent since the budget was made."""
+        self.waits = 0
+        self.waited_seconds = 0.0
+
+    def used(self) -> int:
+        """Weight spent in the last 60 s."""
+        horizon = self._clock.monotonic() - WINDOW_SECONDS
+        while self._spent and self._spent[0][0] <= horizon:
+            self._spent.popleft()
+        return sum(weight for _, weight in self._spent)
+
+    async def spend(self, weight: int) -> None:
+        async with self._loop_lock():  # first come, first served
+            while (used := self.used()) and used + weight > self.per_minute:
+                delay = self._delay(used + weight - self.per_minute)
+                log.debug(
+                    "event=exchange_weight_wait exchange=%r weight=%d used=%d per_minute=%d "
+                    "delay_s=%.3f",
+                    self.name,
+                    weight,
+                    used,
+                    self.per_minute,
+                    delay,
+                )
+                self.waits += 1
+                self.waited_seconds += delay
+                await self._clock.sleep(delay)
+            self._spent.append((self._clock.monotonic(), weight))
+            self.spent += weight
+
+    def _loop_lock(self) -> asyncio.Lock:
+        """A lock of the running loop (an asyncio.Lock cannot move between loops)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:
+            self._lock = (loop, asyncio.Lock())
+        return self._lock[1]
+
+    def _delay(self, excess: int) -> float:
+        """Seconds until `excess` weight (or, if more, all of it) has left the window."""
+        freed = 0
+        expires = self._clock.monotonic()
+        for spent_at, weight in self._spent:
+            freed += weight
+            expires = spent_at + WINDOW_SECONDS
+            if freed >= excess:
+                break
+        return max(0.0, expires - self._clock.monotonic())
+
+
+_BUDGETS: dict[tuple[str, str, int, Clock], WeightBudget] = {}
+
+
+def shared_budget(name: str, host: str, per_minute: int, clock: Clock = REAL_TIME) -> WeightBudget:
+    """The process's budget for `name` (an exchange, or one of its API families) at `host`.
+
+    Exchanges count per client IP, not per connection: the clients one process opens one
+    after another (the in-process backfill runs of `kirby backfill`) spend one budget.
+    Separate processes do not share it; the Dagster pool runs one backfill per exchange at
+    a time, and the retry policy honours a 429's `Retry-After`.
+    """
+    key = (name, host, per_minute, clock)
+    if key not in _BUDGETS:
+        _BUDGETS[key] = WeightBudget(name, per_minute, clock)
+    return _BUDGETS[key]
