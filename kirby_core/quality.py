@@ -55,8 +55,7 @@ class CandleSanity:
 
 _SANITY = """
 WITH day AS (
-    SELECT time, open, high, low, close, volume, trade_count,
-           lag(close) OVER (ORDER BY time) AS previous_close
+    SELECT *, lag(close) OVER (ORDER BY time) AS previous_close
     FROM candles WHERE starlisting_id = $1 AND time >= $2 AND time < $3
 )
 SELECT count(*) AS rows,

@@ -27,8 +27,7 @@ funding AS (
     WHERE date BETWEEN $start_date AND $end_date
 ),
 open_interest AS (
-    SELECT exchange, symbol, date, time, open_interest, notional, day_base_volume,
-           day_notional_volume
+    SELECT exchange, symbol, date, time, {{ columns('lake_open_interest') }}
     FROM {{ ref('lake_open_interest') }}
     WHERE date BETWEEN $start_date AND $end_date
 )
