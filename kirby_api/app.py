@@ -132,6 +132,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         "verifier": runtime.verifier,
         "limiter": runtime.limiter,
         "key_watch": runtime.key_watch,
+        "caps": runtime.caps,
         "status_board": StatusBoard(
             runtime.database,
             runtime.market,

@@ -54,28 +54,28 @@ async def test_without_auth_the_client_address_is_limited(api) -> None:
     assert codes == [200, 200, 429]
 
 
-def test_bucket_refills_continuously(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_bucket_refills_continuously(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
     monkeypatch.setattr("kirby_api.ratelimit.time.monotonic", lambda: clock[0])
     limiter = RateLimiter(default_per_minute=6)  # one request per 10 s, burst of 6
     for expected in range(5, -1, -1):
-        assert limiter.check("k", None)["RateLimit-Remaining"] == str(expected)
+        assert (await limiter.check("k", None))["RateLimit-Remaining"] == str(expected)
     with pytest.raises(RateLimited) as refused:
-        limiter.check("k", None)
+        await limiter.check("k", None)
     assert refused.value.headers["Retry-After"] == "10"
     clock[0] += 10
-    assert limiter.check("k", None)["RateLimit-Remaining"] == "0"
+    assert (await limiter.check("k", None))["RateLimit-Remaining"] == "0"
     clock[0] += 60
-    assert limiter.check("k", None)["RateLimit-Remaining"] == "5"
+    assert (await limiter.check("k", None))["RateLimit-Remaining"] == "5"
 
 
-def test_a_cost_spends_several_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_cost_spends_several_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("kirby_api.ratelimit.time.monotonic", lambda: 1000.0)
     limiter = RateLimiter(default_per_minute=6)
-    assert limiter.check("k", None, cost=4)["RateLimit-Remaining"] == "2"
+    assert (await limiter.check("k", None, cost=4))["RateLimit-Remaining"] == "2"
     with pytest.raises(RateLimited) as refused:
-        limiter.check("k", None, cost=3)
+        await limiter.check("k", None, cost=3)
     assert refused.value.headers["Retry-After"] == "10"
-    assert limiter.check("k", None, cost=2)["RateLimit-Remaining"] == "0"
+    assert (await limiter.check("k", None, cost=2))["RateLimit-Remaining"] == "0"
     with pytest.raises(RateLimited, match="costs 7 requests, more than the whole budget of 6"):
-        limiter.check("other", None, cost=7)
+        await limiter.check("other", None, cost=7)
