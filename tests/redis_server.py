@@ -84,3 +84,11 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["in_process", "redis"])
+def shared(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings overrides for each home of limits and caps: this process, or a real Redis."""
+    if request.param == "in_process":
+        return {}
+    return {"redis_url": request.getfixturevalue("redis_server").url}

@@ -1,4 +1,5 @@
-"""Per-key rate limits: budget, headers, 429 with Retry-After, per-key overrides."""
+"""Per-key rate limits: budget, headers, 429 with Retry-After, per-key overrides; the same
+answers from the in-process limiter and from the Redis script (`KIRBY_REDIS_URL`)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from kirby_api.ratelimit import RateLimiter
 from tests.api.conftest import bearer
 
 
-async def test_budget_headers_and_429(api, conn) -> None:
+async def test_budget_headers_and_429(api, conn, shared) -> None:
     _, first = await create_key(conn, "first")
     _, second = await create_key(conn, "second")
-    async with api(api_rate_limit_per_minute=3) as client:
+    async with api(api_rate_limit_per_minute=3, **shared) as client:
         remaining = []
         for _ in range(3):
             response = await client.get("/starlistings", headers=bearer(first))
@@ -38,9 +39,9 @@ async def test_budget_headers_and_429(api, conn) -> None:
         assert "kirby_api_rate_limited_total 1.0" in metrics
 
 
-async def test_a_keys_own_limit_overrides_the_default(api, conn) -> None:
+async def test_a_keys_own_limit_overrides_the_default(api, conn, shared) -> None:
     _, generous = await create_key(conn, "generous", rate_limit_per_minute=10)
-    async with api(api_rate_limit_per_minute=1) as client:
+    async with api(api_rate_limit_per_minute=1, **shared) as client:
         codes = [
             (await client.get("/starlistings", headers=bearer(generous))).status_code
             for _ in range(11)
@@ -48,8 +49,8 @@ async def test_a_keys_own_limit_overrides_the_default(api, conn) -> None:
     assert codes == [200] * 10 + [429]
 
 
-async def test_without_auth_the_client_address_is_limited(api) -> None:
-    async with api(api_auth_enabled=False, api_rate_limit_per_minute=2) as client:
+async def test_without_auth_the_client_address_is_limited(api, shared) -> None:
+    async with api(api_auth_enabled=False, api_rate_limit_per_minute=2, **shared) as client:
         codes = [(await client.get("/starlistings")).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
 

@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from kirby_api.keys import create_key
 from kirby_core.settings import Settings
 from tests.api.conftest import bearer
-from tests.redis_server import RedisServer, free_port, redis_server  # noqa: F401
+from tests.redis_server import RedisServer, free_port
 
 WAIT = 20.0
 """Longest a test waits for something that must happen (then it fails)."""
@@ -72,7 +72,7 @@ async def _pong(socket: ClientConnection) -> str:
                 return "pong"
 
 
-async def test_a_keys_budget_holds_across_replicas(served, conn, redis_server) -> None:  # noqa: F811
+async def test_a_keys_budget_holds_across_replicas(served, conn, redis_server) -> None:
     _, token = await create_key(conn, "thirty a minute", rate_limit_per_minute=30)
     async with replicas(served, redis_server) as bases, httpx.AsyncClient() as http:
         started = time.monotonic()
@@ -96,7 +96,7 @@ async def test_a_keys_budget_holds_across_replicas(served, conn, redis_server) -
     assert len(served_by) == 2
 
 
-async def test_failed_auth_budget_holds_across_replicas(served, redis_server) -> None:  # noqa: F811
+async def test_failed_auth_budget_holds_across_replicas(served, redis_server) -> None:
     async with (
         replicas(served, redis_server, api_auth_failures_per_minute=4) as bases,
         httpx.AsyncClient() as http,
@@ -110,7 +110,7 @@ async def test_failed_auth_budget_holds_across_replicas(served, redis_server) ->
     assert codes == [401] * 4 + [429] * 4
 
 
-async def test_a_websocket_cap_holds_across_replicas(served, conn, redis_server) -> None:  # noqa: F811
+async def test_a_websocket_cap_holds_across_replicas(served, conn, redis_server) -> None:
     _, token = await create_key(conn, "two sockets", max_ws_connections=2)
     async with replicas(served, redis_server) as (a, b):
         first, second = await _ws(a, token), await _ws(b, token)
@@ -135,7 +135,7 @@ async def test_a_websocket_cap_holds_across_replicas(served, conn, redis_server)
 async def test_a_revocation_on_one_replica_closes_the_keys_sockets_on_the_others(
     served,
     conn,
-    redis_server,  # noqa: F811
+    redis_server,
 ) -> None:
     _, admin = await create_key(conn, "admin", admin=True)
     key, token = await create_key(conn, "soon revoked")
@@ -165,7 +165,7 @@ async def test_a_revocation_on_one_replica_closes_the_keys_sockets_on_the_others
 async def test_a_killed_replica_frees_its_websocket_slots(
     served,
     conn,
-    redis_server,  # noqa: F811
+    redis_server,
     settings: Settings,
 ) -> None:
     _, token = await create_key(conn, "two sockets", max_ws_connections=2)
@@ -232,7 +232,7 @@ async def test_a_killed_replica_frees_its_websocket_slots(
 async def test_without_redis_limited_routes_answer_503_and_recover(
     served,
     conn,
-    redis_server,  # noqa: F811
+    redis_server,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
