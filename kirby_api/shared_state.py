@@ -54,7 +54,7 @@ _RESUBSCRIBE_SECONDS = 1.0
 # ARGV: limit per minute, cost, spend (1/0). Returns {allowed, microseconds ahead}.
 # Arguments to redis.call are formatted with '%.0f' (a bare Lua number would be cut to 14
 # significant digits, losing the microseconds).
-_GCRA = """
+GCRA_SCRIPT = """
 local limit, cost = tonumber(ARGV[1]), tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -119,7 +119,7 @@ class SharedState:
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=_TIMEOUT_SECONDS, socket_connect_timeout=_TIMEOUT_SECONDS
         )
-        self._gcra = self.client.register_script(_GCRA)
+        self._gcra = self.client.register_script(GCRA_SCRIPT)
         self._acquire = self.client.register_script(_ACQUIRE)
         self._renew = self.client.register_script(_RENEW)
         self._down = False
