@@ -143,8 +143,8 @@ class SharedState:
         if not self._down:
             self._down = True
             log.warning(
-                "redis unreachable; rate-limited routes answer 503 and new WebSockets "
-                "close 1013 until it returns error=%s",
+                "redis unreachable; what is shared through it fails until it returns "
+                "(API: 503 on limited routes, 1013 for new WebSockets) error=%s",
                 str(exc) or type(exc).__name__,
             )
 
@@ -206,8 +206,7 @@ class SharedState:
                         if message["type"] == "message":
                             await revoked(int(message["data"]))
             except (RedisError, OSError) as exc:
-                if first or not self._down:
-                    self._outage(exc)
+                self._outage(exc)
                 first = False
                 await asyncio.sleep(_RESUBSCRIBE_SECONDS)
 

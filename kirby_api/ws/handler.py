@@ -341,6 +341,7 @@ async def stream(
     connection = new_connection_id()
     # counted from here on (the local caps do not suspend before hub.connect)
     closing = await refusal(socket, caps, connection, settings)
+    admitted = closing is None
     key = getattr(socket.user, "id", None)
     client = None
     try:
@@ -356,6 +357,7 @@ async def stream(
     finally:
         if client is not None:
             hub.disconnect(client)
+        if admitted:
             await caps.release(connection, key)
     log.info(
         "ws closed key=%s code=%s seconds=%.1f",

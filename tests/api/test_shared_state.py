@@ -21,10 +21,12 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from kirby_api.keys import create_key
+from kirby_cli.api import apikey
 from kirby_core.settings import Settings
 from tests.api.conftest import bearer
 from tests.redis_server import RedisServer, free_port
@@ -160,6 +162,33 @@ async def test_a_revocation_on_one_replica_closes_the_keys_sockets_on_the_others
         ).status_code != 401:
             assert time.monotonic() < deadline, "replica b kept trusting the revoked key"
             await asyncio.sleep(0.05)
+
+
+async def test_kirby_apikey_revoke_reaches_every_replica(
+    served, conn, redis_server, settings: Settings
+) -> None:
+    key, token = await create_key(conn, "revoked from the shell")
+    async with replicas(served, redis_server, api_key_cache_seconds=3600) as (a, b):
+        sockets = [await _ws(a, token), await _ws(b, token)]
+        for socket in sockets:
+            assert await _pong(socket) == "pong"
+        shell = settings.model_copy(update={"redis_url": redis_server.url})
+        result = await asyncio.to_thread(
+            CliRunner().invoke, apikey, ["revoke", str(key.id)], obj=shell
+        )
+        assert result.exit_code == 0, result.output
+        for socket in sockets:
+            assert await _closed_with(socket) == 4401
+        # Redis gone: the revocation is still stored, and the shell says who will notice
+        redis_server.stop()
+        other, _ = await create_key(conn, "revoked while Redis is down")
+        result = await asyncio.to_thread(
+            CliRunner().invoke, apikey, ["revoke", str(other.id)], obj=shell
+        )
+        assert result.exit_code == 0
+        assert "revoked" in result.stdout
+        assert "Redis (KIRBY_REDIS_URL) is unreachable" in result.stderr
+        assert "Traceback" not in result.output
 
 
 async def test_a_killed_replica_frees_its_websocket_slots(
