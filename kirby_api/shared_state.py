@@ -203,8 +203,14 @@ class SharedState:
                         await resubscribed()
                     first = False
                     async for message in pubsub.listen():
-                        if message["type"] == "message":
-                            await revoked(int(message["data"]))
+                        if message["type"] != "message":
+                            continue
+                        try:
+                            key_id = int(message["data"])
+                        except ValueError:
+                            log.warning("revocation ignored payload=%r", message["data"][:40])
+                            continue
+                        await revoked(key_id)
             except (RedisError, OSError) as exc:
                 self._outage(exc)
                 first = False
