@@ -4,7 +4,9 @@ key revocations.
 - `SharedLimiter`: the GCRA budget of `kirby_api.ratelimit`, as one Lua script (EVALSHA)
   per decision. The caller's "theoretical arrival time" lives in one Redis key that expires
   once the bucket is full again; the script reads the Redis server's clock (`TIME`), so the
-  replicas' clocks never matter and two replicas cannot both spend the last request.
+  replicas' clocks never matter and two replicas cannot both spend the last request. The
+  decisions a process needs at the same moment travel in one pipeline (each script still
+  atomic): the client library's per-call CPU, not Redis, is what limits a replica.
 - `SharedCaps`: WebSocket connection caps, in total and per key, across replicas. Each open
   connection holds a lease: its id in two sorted sets (all connections, the key's
   connections) scored by the lease's expiry. Acquiring drops expired leases, counts, and
@@ -34,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from kirby_api.ratelimit import verdict
 from kirby_core.errors import StorageError
@@ -42,6 +44,8 @@ from kirby_core.errors import StorageError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_Decision = tuple[str, tuple[int, int, int], "asyncio.Future[Any]"]
+"""A rate-limit decision waiting for Redis: (key, script arguments, its answer)."""
 
 PREFIX = "kirby:"
 REVOKED_CHANNEL = PREFIX + "keys:revoked"
@@ -123,6 +127,8 @@ class SharedState:
         self._acquire = self.client.register_script(_ACQUIRE)
         self._renew = self.client.register_script(_RENEW)
         self._down = False
+        self._decisions: list[_Decision] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def call(self, what: str, work: Awaitable[T]) -> T:
         """`work`, with Redis errors turned into `SharedStateUnavailable`."""
@@ -154,10 +160,49 @@ class SharedState:
     # --- rate limits ---------------------------------------------------------------------
 
     async def gcra(self, name: str, caller: Any, limit: int, cost: int, spend: bool) -> Any:
+        """[allowed, microseconds ahead] of one decision. Decisions asked for in the same
+        loop iteration go to Redis together, in one pipeline (one round trip)."""
         key = f"{PREFIX}ratelimit:{name}:{_flat(caller)}"
-        return await self.call(
-            "the rate limit", self._gcra(keys=[key], args=[limit, cost, int(spend)])
-        )
+        decision: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._decisions.append((key, (limit, cost, int(spend)), decision))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_decisions())
+        return await decision
+
+    async def _flush_decisions(self) -> None:
+        batch: list[_Decision] = []
+        try:
+            await asyncio.sleep(0)  # let this loop iteration's other requests join
+            while self._decisions:
+                batch, self._decisions = self._decisions, []
+                try:
+                    results = await self.call("the rate limit", self._evaluate(batch))
+                except SharedStateUnavailable as exc:
+                    for *_, decision in batch:
+                        if not decision.done():
+                            decision.set_exception(SharedStateUnavailable(str(exc)))
+                    continue
+                for (*_, decision), result in zip(batch, results, strict=True):
+                    if not decision.done():
+                        decision.set_result(result)
+        finally:
+            self._flusher = None
+            for *_, decision in batch + self._decisions:  # cancelled (shutdown)
+                decision.cancel()
+
+    async def _evaluate(self, batch: list[_Decision]) -> list[Any]:
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for key, args, _ in batch:
+                pipe.evalsha(self._gcra.sha, 1, key, *args)
+            results = await pipe.execute(raise_on_error=False)
+            if attempt or not any(isinstance(r, NoScriptError) for r in results):
+                break
+            await self.client.script_load(GCRA_SCRIPT)  # Redis restarted: its cache is empty
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return list(results)
 
     # --- WebSocket leases ----------------------------------------------------------------
 

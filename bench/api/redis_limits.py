@@ -1,6 +1,6 @@
 """Rate-limit decisions per second: in process, through Redis, and Redis's own ceiling.
 
-    python -m bench.api.redis_limits [--seconds 5] [--clients 1,50]
+    python -m bench.api.redis_limits [--seconds 5] [--clients 1,50] [--no-http]
 
 One run starts its own `redis-server` (free loopback port, temp dir, no persistence) and
 measures, each for `--seconds` per concurrency:
@@ -15,6 +15,10 @@ measures, each for `--seconds` per concurrency:
   page         GET of a 100 KB value (a latest-1000 JSON page) through redis.asyncio against
                the in-process dict lookup the latest-N cache does: why that cache stays per
                process.
+
+  http         `GET /starlistings` (the cheapest limited route) on one `kirby api serve`
+               process, 10 connections, without and with `KIRBY_REDIS_URL`: requests/s,
+               p50/p99 and the server's CPU per request, on a scratch database.
 
 Prints decisions/s and p50/p99 latency; asserts nothing. The machine is shared: the run
 prints how busy its CPUs were.
@@ -32,12 +36,20 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import redis
 import uvloop
 
-from bench.api.servers import cpu_busy
+from bench.api import load
+from bench.api.servers import HOST, REPO, cpu_busy, start_kirby
+from bench.common import drop_database, scratch_database
+from kirby_api.keys import create_key
 from kirby_api.ratelimit import RateLimiter
 from kirby_api.shared_state import GCRA_SCRIPT, SharedLimiter, SharedState
+from kirby_core.catalog import load_catalog
+from kirby_core.db import catalog_store
+
+DATABASE = "kirby_bench_redis"
 
 GENEROUS = 1_000_000_000
 """Per-minute budget of the benchmark's callers: every decision allows (and writes)."""
@@ -109,7 +121,37 @@ def _row(name: str, clients: int, rate: float, p50: float | None, p99: float | N
     print(f"{name:<28} c={clients:<3} {rate:>11,.0f} /s{latency}", flush=True)
 
 
-async def bench(seconds: float, concurrencies: list[int]) -> None:
+async def http(redis_url: str, seconds: float) -> None:
+    """/starlistings on one API process, without and with Redis."""
+    url = await scratch_database(DATABASE)
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            catalog = load_catalog(REPO / "config" / "starlistings.yaml")
+            await catalog_store.sync_catalog(conn, catalog)
+            _, token = await create_key(conn, "bench")
+        finally:
+            await conn.close()
+        headers = {"Authorization": f"Bearer {token}"}
+        for name, env in (("http in-process", {}), ("http redis", {"KIRBY_REDIS_URL": redis_url})):
+            server, port = start_kirby(url, **env)
+            try:
+                server.wait_ready()
+                await load.run(HOST, port, lambda: "/starlistings", 10, 300, 10, headers)
+                cpu = server.cpu_seconds()
+                result = await load.run(
+                    HOST, port, lambda: "/starlistings", 10, 1_000_000, seconds, headers
+                )
+                per_request = (server.cpu_seconds() - cpu) / max(result.requests, 1) * 1000
+                _row(name, 10, result.rate, result.percentile(50), result.percentile(99))
+                print(f"{'':<28} server CPU {per_request:.3f} ms/request, {result.errors} errors")
+            finally:
+                server.stop()
+    finally:
+        await drop_database(url, DATABASE)
+
+
+async def bench(seconds: float, concurrencies: list[int], with_http: bool) -> None:
     with tempfile.TemporaryDirectory() as directory:
         process, port = _start_redis(directory)
         shared = SharedState(f"redis://127.0.0.1:{port}/0")
@@ -144,6 +186,8 @@ async def bench(seconds: float, concurrencies: list[int]) -> None:
                 )
                 _row("page lookup (in-process)", clients,
                      *await _measure(clients, seconds, dict_page))  # fmt: skip
+            if with_http:
+                await http(f"redis://127.0.0.1:{port}/0", seconds)
             busy1, total1 = cpu_busy()
             print(
                 f"machine CPU busy during the run: {100 * (busy1 - busy0) / (total1 - total0):.0f}%"
@@ -158,9 +202,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", default="1,50", help="comma-separated concurrencies")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP part")
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.clients.split(",")]
-    uvloop.run(bench(args.seconds, concurrencies))
+    uvloop.run(bench(args.seconds, concurrencies, not args.no_http))
 
 
 if __name__ == "__main__":

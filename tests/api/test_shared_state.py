@@ -86,7 +86,8 @@ async def test_a_keys_budget_holds_across_replicas(served, conn, redis_server) -
         )
         elapsed = time.monotonic() - started
     codes = Counter(response.status_code for response in responses)
-    assert set(codes) == {200, 429}
+    odd = [r.text for r in responses if r.status_code not in (200, 429)][:3]
+    assert set(codes) == {200, 429}, (codes, elapsed, odd)
     # the budget refills one request every 2 s: a slow run may earn one more per 2 s
     assert 30 <= codes[200] <= 30 + int(elapsed // 2)
     refused = next(r for r in responses if r.status_code == 429)
