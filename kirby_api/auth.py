@@ -178,13 +178,10 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
         """Verify an HTTP request's key; its address spends from its failure budget."""
         address = connection.client.host if connection.client else "unknown"
         token = presented_token(connection)
-        try:
-            await self._spend_failure(address, spend=False)
-        except RateLimited:  # over budget: no lookup at all, only keys verified already
-            key = self._verifier.trusted(token)
-            if key is None:
-                raise
+        key = self._verifier.trusted(token)
+        if key is not None:  # verified here recently: passes whatever its address's budget
             return key
+        await self._spend_failure(address, spend=False)  # over budget: no lookup at all
         try:
             return await self._verifier.verify(token)
         except Unauthorized:
