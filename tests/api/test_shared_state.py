@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+import redis.asyncio
 from click.testing import CliRunner
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -198,7 +199,7 @@ async def test_a_killed_replica_frees_its_websocket_slots(
     redis_server,
     settings: Settings,
 ) -> None:
-    _, token = await create_key(conn, "two sockets", max_ws_connections=2)
+    key, token = await create_key(conn, "two sockets", max_ws_connections=2)
     port = free_port()
     env = {
         **os.environ,
@@ -236,6 +237,18 @@ async def test_a_killed_replica_frees_its_websocket_slots(
             held = [await _ws(f"127.0.0.1:{port}", token) for _ in range(2)]
             for socket in held:
                 assert await _pong(socket) == "pong"
+            # while alive, the replica renews its leases (each third of the lease time)
+            leases = redis.asyncio.Redis.from_url(redis_server.url)
+            first = dict(await leases.zrange(f"kirby:ws:key:{key.id}", 0, -1, withscores=True))
+            assert len(first) == 2
+            deadline = time.monotonic() + WAIT
+            while True:
+                renewed = await leases.zrange(f"kirby:ws:key:{key.id}", 0, -1, withscores=True)
+                if all(score > first[member] for member, score in renewed):
+                    break
+                assert time.monotonic() < deadline, "the leases were never renewed"
+                await asyncio.sleep(0.05)
+            await leases.aclose()
             assert await _closed_with(await _ws(a, token)) == 4429
             doomed.send_signal(signal.SIGKILL)
             await doomed.wait()
