@@ -12,7 +12,9 @@ key revocations.
   connections) scored by the lease's expiry. Acquiring drops expired leases, counts, and
   adds, in one script; each replica renews its leases every third of
   `api_ws_lease_seconds`, so a replica that died (SIGKILL, power) frees its slots within
-  that time.
+  that time. Renewal never re-adds a lease that expired meanwhile (it may have been
+  released): after a Redis outage longer than the lease, connections still open stay
+  uncounted until they close.
 - revocations: revoking a key publishes its id on `REVOKED_CHANNEL`; every replica
   subscribes (`listen_revocations`) and ends the key's sockets and cached verifications at
   once. The periodic key re-check of `kirby_api.ws.key_watch` stays as the backstop for
