@@ -95,9 +95,8 @@ async def test_a_keys_budget_holds_across_replicas(served, conn, redis_server) -
     assert refused.headers["RateLimit-Limit"] == "30"
     assert refused.headers["Retry-After"] in {"1", "2"}
     assert refused.json()["error"] == "rate_limited"
-    # every replica served part of the budget
-    served_by = Counter(str(r.url.netloc.decode()) for r in responses if r.status_code == 200)
-    assert len(served_by) == 2
+    # both replicas answered (which one spent the budget depends on who got there first)
+    assert len({r.url.netloc for r in responses}) == 2
 
 
 async def test_failed_auth_budget_holds_across_replicas(served, redis_server) -> None:
