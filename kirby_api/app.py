@@ -68,7 +68,9 @@ Candles, funding rates and open interest from Kirby's realtime database.
 **Errors** share one body: `{"status", "error", "message", "parameter"?, "allowed"?}`.
 
 **Rate limits**: per key, with `RateLimit-*` headers; requests without a valid key, per
-client address; 429 comes with `Retry-After`. A 401 carries `WWW-Authenticate: Bearer`.
+client address; 429 comes with `Retry-After`. Replicas sharing Redis share the limits and
+WebSocket caps; while Redis is unreachable, limited routes answer 503 with `Retry-After`.
+A 401 carries `WWW-Authenticate: Bearer`.
 
 **WebSocket** `/ws`: send `{"action": "subscribe", "starlisting_ids": [1], "history": 100,
 "channels": ["candles", "funding", "open_interest"]}`, `{"action": "unsubscribe", ...}` or
@@ -132,6 +134,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         "verifier": runtime.verifier,
         "limiter": runtime.limiter,
         "key_watch": runtime.key_watch,
+        "caps": runtime.caps,
         "status_board": StatusBoard(
             runtime.database,
             runtime.market,

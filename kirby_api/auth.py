@@ -10,7 +10,8 @@ evicts other unknown keys, never a valid one. Each authenticated request bumps t
 in-memory usage counter.
 
 HTTP requests without a valid key fail with 401 and `WWW-Authenticate: Bearer`. Failures
-are budgeted per client address (`api_auth_failures_per_minute`, a token bucket): an
+are budgeted per client address (`api_auth_failures_per_minute`, a token bucket, per
+process or, with a Redis URL, across replicas): an
 address over budget gets 429 with Retry-After, before any key lookup, until its budget
 refills; only keys this process verified recently still pass from it, so a flood from a
 shared address does not lock out its valid clients. A WebSocket handshake is never refused
@@ -37,7 +38,7 @@ from litestar.types import ASGIApp
 from kirby_api.database import ConnectionPool
 from kirby_api.errors import Forbidden, RateLimited, Unauthorized, shorten
 from kirby_api.keys import ApiKey, digest, find_key
-from kirby_api.ratelimit import RateLimiter
+from kirby_api.ratelimit import Limiter
 from kirby_api.usage import UsageCounter
 
 EXCLUDE_FROM_AUTH = "exclude_from_auth"
@@ -150,7 +151,7 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
         app: ASGIApp,
         verifier: KeyVerifier,
         usage: UsageCounter,
-        failures: RateLimiter,
+        failures: Limiter,
         enabled: bool,
         exclude: list[str],
     ) -> None:
@@ -177,22 +178,19 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
         """Verify an HTTP request's key; its address spends from its failure budget."""
         address = connection.client.host if connection.client else "unknown"
         token = presented_token(connection)
-        try:
-            self._spend_failure(address, spend=False)
-        except RateLimited:  # over budget: no lookup at all, only keys verified already
-            key = self._verifier.trusted(token)
-            if key is None:
-                raise
+        key = self._verifier.trusted(token)
+        if key is not None:  # verified here recently: passes whatever its address's budget
             return key
+        await self._spend_failure(address, spend=False)  # over budget: no lookup at all
         try:
             return await self._verifier.verify(token)
         except Unauthorized:
-            self._spend_failure(address, spend=True)
+            await self._spend_failure(address, spend=True)
             raise
 
-    def _spend_failure(self, address: str, *, spend: bool) -> None:
+    async def _spend_failure(self, address: str, *, spend: bool) -> None:
         try:
-            self._failures.check(address, None, spend=spend)
+            await self._failures.check(address, None, spend=spend)
         except RateLimited as over:
             limit = self._failures.default_per_minute
             retry = over.headers["Retry-After"]

@@ -9,6 +9,7 @@
     ├── Forbidden                       403  a non-admin key on an admin route
     ├── RateLimited                     429  with Retry-After and RateLimit-* headers
     └── StorageError                    503  PostgreSQL unreachable or too slow, with Retry-After
+        ├── SharedStateUnavailable      503  Redis (KIRBY_REDIS_URL) unreachable: limits fail closed
         └── StorageRefused              400  a value the client sent was refused (field named)
                                         500  otherwise (schema, a bug): like anything else
     anything else                       500  logged with its traceback and an error id; the
@@ -230,7 +231,7 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
         404: "Unknown series, key or route.",
         409: "The series is inactive (removed from the catalog).",
         429: "Rate limit exceeded; see Retry-After.",
-        503: "The database is unreachable or too slow.",
+        503: "The database (or Redis, with KIRBY_REDIS_URL) is unreachable or too slow.",
     }
     return {
         status: ResponseSpec(ErrorBody, description=descriptions[status], generate_examples=False)

@@ -3,8 +3,9 @@
 `Runtime` wires the services (pool, in-memory catalog, market reads and pages, latest-N
 cache, key verifier, usage counters, rate limiter, WebSocket hub and key watch, LISTEN
 connection, metrics) and owns the background tasks: catalog refresh, usage flush,
-LISTEN + dispatch, WebSocket heartbeat and key checks. The lifespan
-opens the pool and loads the catalog before the first request, starts the tasks, freezes
+LISTEN + dispatch, WebSocket heartbeat and key checks, and with a Redis URL the shared
+limits and caps (`kirby_api.shared_state`), lease renewal and revocation subscription. The
+lifespan opens the pool and loads the catalog before the first request, starts the tasks, freezes
 the startup heap out of the garbage collector's full passes (they stalled the event loop
 for ~60 ms every few seconds under load) and times every pass from then on
 (`kirby_api_gc_pause_seconds`), and on shutdown cancels the tasks, flushes
@@ -30,14 +31,16 @@ from kirby_api.latest_cache import LatestCache
 from kirby_api.market_data import MarketData
 from kirby_api.observability import Metrics
 from kirby_api.pages import Pages
-from kirby_api.ratelimit import RateLimiter
+from kirby_api.ratelimit import Limiter, RateLimiter
 from kirby_api.series import SeriesCatalog
+from kirby_api.shared_state import SharedLimiter, SharedState
 from kirby_api.usage import UsageCounter
+from kirby_api.ws.caps import Caps, LocalCaps, SharedCaps
 from kirby_api.ws.hub import Hub
 from kirby_api.ws.key_watch import KeyWatch
 from kirby_api.ws.listener import ChangeListener
 from kirby_core.backups import BackupStore
-from kirby_core.errors import KirbyError
+from kirby_core.errors import KirbyError, StorageError
 from kirby_core.locations import backup_location
 from kirby_core.settings import Settings
 
@@ -61,10 +64,24 @@ class Runtime:
         self.pages = Pages(self.market, self.latest_cache, CsvExport(self.database, settings))
         self.verifier = KeyVerifier(self.database, settings.api_key_cache_seconds)
         self.usage = UsageCounter(self.database, settings.api_usage_flush_seconds)
-        self.limiter = RateLimiter(settings.api_rate_limit_per_minute)
-        self.auth_failures = RateLimiter(settings.api_auth_failures_per_minute)
         self.hub = Hub(self.market, self.catalog, self.metrics)
-        self.key_watch = KeyWatch(self.database, settings.api_key_cache_seconds)
+        self.shared: SharedState | None = None
+        self.limiter: Limiter
+        self.auth_failures: Limiter
+        self.caps: Caps
+        self._leases: SharedCaps | None = None
+        if settings.redis_url is None:
+            self.limiter = RateLimiter(settings.api_rate_limit_per_minute)
+            self.auth_failures = RateLimiter(settings.api_auth_failures_per_minute)
+            self.caps = LocalCaps(self.hub, settings.api_ws_max_connections)
+        else:
+            shared = self.shared = SharedState(settings.redis_url, settings.api_ws_lease_seconds)
+            self.limiter = SharedLimiter(shared, "requests", settings.api_rate_limit_per_minute)
+            self.auth_failures = SharedLimiter(
+                shared, "auth_failures", settings.api_auth_failures_per_minute
+            )
+            self.caps = self._leases = SharedCaps(shared, settings.api_ws_max_connections)
+        self.key_watch = KeyWatch(self.database, settings.api_key_cache_seconds, self.shared)
         self.listener = ChangeListener(database_url, self.hub, self.latest_cache, self.metrics)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -105,6 +122,11 @@ class Runtime:
             self._start("heartbeat", heartbeat)
             self._start("key_watch", self.key_watch.check_forever())
             self._start("backup_watch", self._watch_backups())
+            if self._leases is not None:
+                self._start("ws_leases", self._leases.renew_forever())
+            if self.shared is not None:
+                revocations = self.shared.listen_revocations(self._revoked, self._recheck)
+                self._start("revocations", revocations)
             # Everything built so far lives as long as the process: keep it out of the
             # collector's full passes, which otherwise stall the loop for ~60 ms at a time.
             gc.freeze()
@@ -126,7 +148,20 @@ class Runtime:
             except KirbyError as exc:  # the database may be what is going away
                 log.warning("final usage flush failed error=%s", exc)
             await self.database.close()
+            if self.shared is not None:
+                await self.shared.close()
             log.info("api stopped")
+
+    async def _revoked(self, key_id: int) -> None:
+        """A process revoked `key_id` (published through Redis)."""
+        self.verifier.forget(key_id)
+        await self._recheck(key_id)
+
+    async def _recheck(self, key_id: int | None = None) -> None:
+        try:
+            await self.key_watch.check(key_id)
+        except StorageError as exc:  # the periodic re-read tries again
+            log.warning("ws key check failed key=%s error=%s", key_id or "all", exc)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -15,6 +15,7 @@ from litestar import Litestar
 
 from kirby_api import create_app
 from kirby_api.keys import ApiKey, create_key, list_keys, revoke_key
+from kirby_api.shared_state import SharedStateUnavailable, publish_revoked
 from kirby_core.db import urls
 from kirby_core.db.connection import connect
 from kirby_core.logs import configure_logging, escape
@@ -178,5 +179,15 @@ def apikey_list(settings: Settings) -> None:
 @click.argument("key_id", type=int)
 @click.pass_obj
 def revoke(settings: Settings, key_id: int) -> None:
-    """Revoke key KEY_ID (API processes notice within KIRBY_API_KEY_CACHE_SECONDS)."""
+    """Revoke key KEY_ID (with KIRBY_REDIS_URL every API process closes its sockets at once;
+    without, API processes notice within KIRBY_API_KEY_CACHE_SECONDS)."""
     click.echo(_describe(_run(settings, lambda conn: revoke_key(conn, key_id))))
+    if settings.redis_url is not None:
+        try:
+            asyncio.run(publish_revoked(settings.redis_url, key_id))
+        except SharedStateUnavailable:
+            click.echo(
+                "warning: Redis (KIRBY_REDIS_URL) is unreachable, so the revocation was not "
+                "announced; API processes notice it within KIRBY_API_KEY_CACHE_SECONDS",
+                err=True,
+            )

@@ -113,14 +113,18 @@ class Settings(BaseSettings):
     """Let `kirby api serve` bind a non-loopback address while authentication is off."""
     api_rate_limit_per_minute: int = Field(default=1200, gt=0)
     """REST requests a key (or, without a key, a client address) may make per minute, per
-    API process; a key's own limit overrides it. WebSocket actions spend the same budget."""
+    API process (with `redis_url`, across all of them); a key's own limit overrides it.
+    WebSocket actions spend the same budget."""
     api_auth_failures_per_minute: int = Field(default=60, gt=0)
     """Requests without a valid API key one client address may make per minute, per API
-    process; over that it gets 429 until its budget refills."""
+    process (with `redis_url`, across all of them); over that it gets 429 until its budget
+    refills."""
     api_ws_max_connections: int = Field(default=2000, gt=0)
-    """WebSocket connections one API process accepts in total."""
+    """WebSocket connections one API process accepts in total (with `redis_url`, all API
+    processes together)."""
     api_ws_max_connections_per_key: int = Field(default=5, gt=0)
-    """WebSocket connections one key may hold per API process; a key's own cap overrides it."""
+    """WebSocket connections one key may hold per API process (with `redis_url`, across all
+    of them); a key's own cap overrides it."""
     api_ws_max_subscriptions: int = Field(default=100, gt=0)
     """Starlistings one WebSocket connection may subscribe to."""
     api_ws_max_message_bytes: int = Field(default=65536, gt=0)
@@ -154,6 +158,14 @@ class Settings(BaseSettings):
     api_bulk_streams: int = Field(default=2, gt=0)
     """CSV downloads streamed at once per API process (at most half the pool); the others
     wait their turn. PostgreSQL formats the rows: more than its cores only adds latency."""
+    redis_url: str | None = None
+    """Redis shared by API replicas (`redis://[:password@]host:port/db`, `rediss://` for
+    TLS): rate limits, failed-auth budgets and WebSocket caps count across all replicas, and
+    a revoked key closes on every replica at once. Unset: each API process keeps them in
+    memory. While it is unreachable, rate-limited routes and new WebSockets answer 503."""
+    api_ws_lease_seconds: float = Field(default=15.0, gt=0)
+    """With Redis: how long a WebSocket connection's slot (for the caps) outlives its API
+    replica's last refresh, so a replica that died frees its slots within this time."""
     api_latest_cache_seconds: float = Field(default=1.0, ge=0)
     """Longest a cached latest-N page lives; a NOTIFY for its series drops it at once. It
     bounds staleness only for writes that do not NOTIFY (backfills). 0 turns the cache off."""

@@ -23,6 +23,8 @@ from kirby_core.db import embedded, migrate
 from kirby_core.db.urls import DatabaseUrls, plain_url, with_database
 from kirby_core.settings import Settings
 
+pytest_plugins = ["tests.redis_server"]  # redis_server, shared
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -21,6 +21,7 @@ from kirby_api.database import ConnectionPool
 from kirby_api.errors import error_responses
 from kirby_api.keys import ApiKey, create_key, list_keys, revoke_key
 from kirby_api.routes.starlistings import ListMetadata
+from kirby_api.ws.key_watch import KeyWatch
 
 
 class NewKey(msgspec.Struct, forbid_unknown_fields=True):
@@ -83,9 +84,10 @@ async def list_api_keys(database: NamedDependency[ConnectionPool]) -> ApiKeysPag
 @delete(
     "/api-keys/{key_id:int}",
     summary="Revoke an API key",
-    description="Takes effect at once on this API process and within "
-    "KIRBY_API_KEY_CACHE_SECONDS on the others; open WebSockets of the key close with 4401 "
-    "within that time (at least 1 s). Revoking again changes nothing.",
+    description="Takes effect at once on this API process (its open WebSockets close with "
+    "4401) and, with KIRBY_REDIS_URL set, on every replica; without Redis, within "
+    "KIRBY_API_KEY_CACHE_SECONDS (at least 1 s for open WebSockets) on the others. Revoking "
+    "again changes nothing.",
     status_code=200,
     responses=error_responses(400, 401, 403, 404, 429, 503),
 )
@@ -93,9 +95,11 @@ async def revoke_api_key(
     key_id: Annotated[int, PathParameter(ge=1, le=2**31 - 1)],
     database: NamedDependency[ConnectionPool],
     verifier: NamedDependency[KeyVerifier],
+    key_watch: NamedDependency[KeyWatch],
 ) -> ApiKey:
     key = await revoke_key(database, key_id)
     verifier.forget(key_id)
+    await key_watch.revoked(key_id)
     return key
 
 

@@ -2,7 +2,8 @@
 
 The handshake is always accepted; a refusal is a close code the client can read (browsers
 cannot see an HTTP 403): 4401 no valid key, 4429 the key's connection cap, 1013 the
-process-wide cap. Then these tasks run until the first ends:
+total cap (or Redis unreachable when the caps are shared; `kirby_api.ws.caps`). Then these
+tasks run until the first ends:
 
 - the reader takes client frames one at a time (reading also notices the client leaving),
   charges subscribe/unsubscribe and history rows to the key's rate-limit budget, applies
@@ -16,8 +17,8 @@ process-wide cap. Then these tasks run until the first ends:
 
 Ending a connection is bounded: the client gets `_CLOSE_TIMEOUT_SECONDS` to take the close
 frame and answer, then the transport is aborted (`kirby_api.ws.transport`), so a client that
-stopped reading cannot keep the socket and its send buffer. The hub counts the connection
-(for the caps) until then.
+stopped reading cannot keep the socket and its send buffer. The caps count the connection
+until then.
 
 Refused actions become `error` messages; the connection stays open. Nothing here catches
 more than `KirbyError` (mapped to error codes by `protocol.error_code`) and the errors of
@@ -46,9 +47,11 @@ from kirby_api.errors import RateLimited, Unauthorized
 from kirby_api.formats import encode_message
 from kirby_api.keys import ApiKey
 from kirby_api.observability import Metrics
-from kirby_api.ratelimit import EXCLUDE_FROM_RATE_LIMIT, RateLimiter, caller_of
+from kirby_api.ratelimit import EXCLUDE_FROM_RATE_LIMIT, Limiter, caller_of
 from kirby_api.series import SeriesCatalog
+from kirby_api.shared_state import SharedStateUnavailable
 from kirby_api.ws import protocol
+from kirby_api.ws.caps import Caps, new_connection_id
 from kirby_api.ws.hub import Client, Hub, subscription_keys
 from kirby_api.ws.key_watch import KeyWatch
 from kirby_api.ws.transport import transport_of
@@ -83,7 +86,7 @@ class Session:
         settings: Settings,
         metrics: Metrics,
         key_watch: KeyWatch,
-        limiter: RateLimiter,
+        limiter: Limiter,
     ) -> None:
         self._socket = socket
         self._hub = hub
@@ -182,10 +185,10 @@ class Session:
             message = protocol.parse(raw)
             action = message.action
             if isinstance(message, protocol.Subscribe):
-                self._charge(1)
+                await self._charge(1)
                 await self._subscribe(message)
             elif isinstance(message, protocol.Unsubscribe):
-                self._charge(1)
+                await self._charge(1)
                 self._unsubscribe(message)
             else:
                 self._send(protocol.ServerPong(datetime.now(UTC)))
@@ -203,10 +206,10 @@ class Session:
             self._send(protocol.Error(code, text, action))
         return None
 
-    def _charge(self, cost: int) -> None:
+    async def _charge(self, cost: int) -> None:
         """Spend the key's rate-limit budget (shared with its REST requests)."""
         per_minute = getattr(self._socket.user, "rate_limit_per_minute", None)
-        self._limiter.check(self._caller, per_minute, cost)
+        await self._limiter.check(self._caller, per_minute, cost)
 
     async def _subscribe(self, message: protocol.Subscribe) -> None:
         ids = list(dict.fromkeys(message.starlisting_ids))
@@ -237,7 +240,7 @@ class Session:
         requested = subscription_keys(stars, message.channels)
         if message.history:
             rows = message.history * len(requested)
-            self._charge(math.ceil(rows / _HISTORY_ROWS_PER_REQUEST))
+            await self._charge(math.ceil(rows / _HISTORY_ROWS_PER_REQUEST))
         # No await between registering and holding: no live row can slip in between.
         self._hub.update(self.client, merged)
         if message.history:
@@ -269,29 +272,32 @@ class Session:
         )
 
 
-def refusal(
-    socket: WebSocket, hub: NamedDependency[Hub], settings: NamedDependency[Settings]
+async def refusal(
+    socket: WebSocket, caps: Caps, connection: str, settings: Settings
 ) -> Close | None:
-    """Why this connection may not open; None if it may."""
+    """Why this connection may not open; None if it may (and then it is counted)."""
     if isinstance(socket.auth, Unauthorized):
         return Close(protocol.CLOSE_UNAUTHORIZED, str(socket.auth), "unauthorized")
-    if len(hub.clients) >= settings.api_ws_max_connections:
+    user = socket.user
+    own = getattr(user, "max_ws_connections", None)
+    key_cap = own if own is not None else settings.api_ws_max_connections_per_key
+    try:
+        refused = await caps.admit(connection, user.id, key_cap)
+    except SharedStateUnavailable as exc:
+        return Close(protocol.CLOSE_SERVER_FULL, str(exc), "shared_state_unavailable")
+    if refused == "server_full":
         return Close(
             protocol.CLOSE_SERVER_FULL,
             f"server at its limit of {settings.api_ws_max_connections} connections; "
             "retry later or use another replica",
             "server_full",
         )
-    user = socket.user
-    if user.id is not None:
-        own = user.max_ws_connections
-        cap = own if own is not None else settings.api_ws_max_connections_per_key
-        if hub.per_key[user.id] >= cap:
-            return Close(
-                protocol.CLOSE_TOO_MANY_CONNECTIONS,
-                f"key {user.prefix}... already holds {cap} WebSocket connection(s), its limit",
-                "key_connection_cap",
-            )
+    if refused == "key_cap":
+        return Close(
+            protocol.CLOSE_TOO_MANY_CONNECTIONS,
+            f"key {user.prefix}... already holds {key_cap} WebSocket connection(s), its limit",
+            "key_connection_cap",
+        )
     return None
 
 
@@ -326,12 +332,16 @@ async def websocket_session(
     settings: NamedDependency[Settings],
     metrics: NamedDependency[Metrics],
     key_watch: NamedDependency[KeyWatch],
-    limiter: NamedDependency[RateLimiter],
+    limiter: NamedDependency[Limiter],
+    caps: NamedDependency[Caps],
 ) -> None:
     """Live candles, funding and open interest; see kirby_api.ws.protocol."""
     await socket.accept()
     started = time.monotonic()
-    closing = refusal(socket, hub, settings)
+    connection = new_connection_id()
+    # counted from here on (the local caps do not suspend before hub.connect)
+    closing = await refusal(socket, caps, connection, settings)
+    admitted = closing is None
     key = getattr(socket.user, "id", None)
     client = None
     try:
@@ -347,6 +357,8 @@ async def websocket_session(
     finally:
         if client is not None:
             hub.disconnect(client)
+        if admitted:
+            await caps.release(connection, key)
     log.info(
         "ws closed key=%s code=%s seconds=%.1f",
         key or "-",

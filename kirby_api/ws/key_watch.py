@@ -7,6 +7,10 @@ every second) from the database, where every process and `kirby apikey revoke` w
 dead key resolves the future of each of its sessions with the reason; the handler closes
 them with 4401. A key's known expiry is timed by the session itself, to the second. A
 failed read keeps every session and is tried again next time.
+
+With a Redis URL, revocation reaches every process at once: `revoked` (the admin route)
+publishes the key id, and each process's subscription (`kirby_api.shared_state`) calls
+`check` for it; the periodic re-read stays as the backstop.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from datetime import UTC, datetime
 
 from kirby_api.database import ConnectionPool
 from kirby_api.keys import ApiKey, get_keys
+from kirby_api.shared_state import SharedState, SharedStateUnavailable
 from kirby_core.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -27,8 +32,11 @@ MIN_CHECK_SECONDS = 1.0
 
 
 class KeyWatch:
-    def __init__(self, database: ConnectionPool, cache_seconds: float) -> None:
+    def __init__(
+        self, database: ConnectionPool, cache_seconds: float, shared: SharedState | None = None
+    ) -> None:
         self._database = database
+        self._shared = shared
         self.every = max(MIN_CHECK_SECONDS, cache_seconds)
         self._sessions: dict[int, set[asyncio.Future[str]]] = {}
         self._prefixes: dict[int, str] = {}
@@ -47,9 +55,10 @@ class KeyWatch:
             if not sessions:
                 del self._sessions[key.id], self._prefixes[key.id]
 
-    async def check(self) -> None:
-        """Re-read every watched key once; resolve the sessions of the dead ones."""
-        ids = list(self._sessions)
+    async def check(self, only: int | None = None) -> None:
+        """Re-read every watched key (or only key `only`) once; resolve the sessions of the
+        dead ones."""
+        ids = list(self._sessions) if only is None else [only] if only in self._sessions else []
         if not ids:
             return
         found = {key.id: key for key in await get_keys(self._database, ids)}
@@ -63,6 +72,15 @@ class KeyWatch:
             for dead in self._sessions.get(key_id, ()):
                 if not dead.done():
                     dead.set_result(refusal)
+
+    async def revoked(self, key_id: int) -> None:
+        """`key_id` was just revoked: end its sessions here, and (with Redis) everywhere."""
+        await self.check(key_id)
+        if self._shared is not None:
+            try:
+                await self._shared.publish_revoked(key_id)
+            except SharedStateUnavailable as exc:  # the periodic re-read still finds it
+                log.warning("key revocation not published key=%d error=%s", key_id, exc)
 
     async def check_forever(self) -> None:
         while True:

@@ -1,4 +1,5 @@
-"""Per-key rate limits: budget, headers, 429 with Retry-After, per-key overrides."""
+"""Per-key rate limits: budget, headers, 429 with Retry-After, per-key overrides; the same
+answers from the in-process limiter and from the Redis script (`KIRBY_REDIS_URL`)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from kirby_api.ratelimit import RateLimiter
 from tests.api.conftest import bearer
 
 
-async def test_budget_headers_and_429(api, conn) -> None:
+async def test_budget_headers_and_429(api, conn, shared) -> None:
     _, first = await create_key(conn, "first")
     _, second = await create_key(conn, "second")
-    async with api(api_rate_limit_per_minute=3) as client:
+    async with api(api_rate_limit_per_minute=3, **shared) as client:
         remaining = []
         for _ in range(3):
             response = await client.get("/starlistings", headers=bearer(first))
@@ -38,9 +39,9 @@ async def test_budget_headers_and_429(api, conn) -> None:
         assert "kirby_api_rate_limited_total 1.0" in metrics
 
 
-async def test_a_keys_own_limit_overrides_the_default(api, conn) -> None:
+async def test_a_keys_own_limit_overrides_the_default(api, conn, shared) -> None:
     _, generous = await create_key(conn, "generous", rate_limit_per_minute=10)
-    async with api(api_rate_limit_per_minute=1) as client:
+    async with api(api_rate_limit_per_minute=1, **shared) as client:
         codes = [
             (await client.get("/starlistings", headers=bearer(generous))).status_code
             for _ in range(11)
@@ -48,34 +49,34 @@ async def test_a_keys_own_limit_overrides_the_default(api, conn) -> None:
     assert codes == [200] * 10 + [429]
 
 
-async def test_without_auth_the_client_address_is_limited(api) -> None:
-    async with api(api_auth_enabled=False, api_rate_limit_per_minute=2) as client:
+async def test_without_auth_the_client_address_is_limited(api, shared) -> None:
+    async with api(api_auth_enabled=False, api_rate_limit_per_minute=2, **shared) as client:
         codes = [(await client.get("/starlistings")).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
 
 
-def test_bucket_refills_continuously(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_bucket_refills_continuously(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
     monkeypatch.setattr("kirby_api.ratelimit.time.monotonic", lambda: clock[0])
     limiter = RateLimiter(default_per_minute=6)  # one request per 10 s, burst of 6
     for expected in range(5, -1, -1):
-        assert limiter.check("k", None)["RateLimit-Remaining"] == str(expected)
+        assert (await limiter.check("k", None))["RateLimit-Remaining"] == str(expected)
     with pytest.raises(RateLimited) as refused:
-        limiter.check("k", None)
+        await limiter.check("k", None)
     assert refused.value.headers["Retry-After"] == "10"
     clock[0] += 10
-    assert limiter.check("k", None)["RateLimit-Remaining"] == "0"
+    assert (await limiter.check("k", None))["RateLimit-Remaining"] == "0"
     clock[0] += 60
-    assert limiter.check("k", None)["RateLimit-Remaining"] == "5"
+    assert (await limiter.check("k", None))["RateLimit-Remaining"] == "5"
 
 
-def test_a_cost_spends_several_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_cost_spends_several_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("kirby_api.ratelimit.time.monotonic", lambda: 1000.0)
     limiter = RateLimiter(default_per_minute=6)
-    assert limiter.check("k", None, cost=4)["RateLimit-Remaining"] == "2"
+    assert (await limiter.check("k", None, cost=4))["RateLimit-Remaining"] == "2"
     with pytest.raises(RateLimited) as refused:
-        limiter.check("k", None, cost=3)
+        await limiter.check("k", None, cost=3)
     assert refused.value.headers["Retry-After"] == "10"
-    assert limiter.check("k", None, cost=2)["RateLimit-Remaining"] == "0"
+    assert (await limiter.check("k", None, cost=2))["RateLimit-Remaining"] == "0"
     with pytest.raises(RateLimited, match="costs 7 requests, more than the whole budget of 6"):
-        limiter.check("other", None, cost=7)
+        await limiter.check("other", None, cost=7)

@@ -51,13 +51,16 @@ async def test_actions_over_budget_get_an_error_then_4429(api, conn, catalog) ->
 
 
 async def test_history_costs_one_per_started_thousand_rows_shared_with_rest(
-    api, conn, catalog
+    api,
+    conn,
+    catalog,
+    shared,
 ) -> None:
     _, token = await create_key(conn, "ten a minute", rate_limit_per_minute=10)
     stars = [catalog["BTC/1m"], catalog["BTC/15m"]]
     for sid in stars:
         await write_candles(conn, sid, range(3))
-    async with api() as client:
+    async with api(**shared) as client:
         with await client.websocket_connect(f"/ws?api_key={token}") as ws:
             # 2 series x 1000 rows asked: 1 for the frame + 2 for the rows
             assert subscribe(ws, stars, history=1000)["type"] == "success"
@@ -70,10 +73,15 @@ async def test_history_costs_one_per_started_thousand_rows_shared_with_rest(
     assert response.headers["RateLimit-Remaining"] == str(10 - 3 - 2 - 1)
 
 
-async def test_a_subscribe_costing_more_than_the_whole_budget(api, conn, catalog) -> None:
+async def test_a_subscribe_costing_more_than_the_whole_budget(
+    api,
+    conn,
+    catalog,
+    shared,
+) -> None:
     _, token = await create_key(conn, "two a minute", rate_limit_per_minute=2)
     stars = [catalog["BTC/1m"], catalog["BTC/15m"], catalog["BTC/4h"]]
-    async with api() as client:
+    async with api(**shared) as client:
         with await client.websocket_connect(f"/ws?api_key={token}") as ws:
             error = subscribe(ws, stars, history=1000)
             with pytest.raises(WebSocketDisconnect) as closed:
