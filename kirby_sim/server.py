@@ -6,6 +6,8 @@ One port serves every base URL Kirby needs:
     Binance            GET  {base_url}/api/v3/..., /fapi/v1/..., /dapi/v1/...
     Bybit REST         GET  {base_url}/v5/market/...
     Bybit WS           ws://host:port/v5/public/spot, /v5/public/linear
+    OKX REST           GET  {base_url}/api/v5/...            (ccxt urls['api']['rest'])
+    OKX WS             ws://host:port/ws/v5/public, /ws/v5/business  (ccxt: .../ws/v5)
     admin              {base_url}/_sim/...           (see `admin`)
 
 `SimulatorServer` is an async context manager for asyncio tests (port 0 by default);
@@ -27,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kirby_sim import binance, bybit, bybit_ws, hyperliquid
+from kirby_sim import binance, bybit, bybit_ws, hyperliquid, okx, okx_ws
 from kirby_sim.admin import PREFIX, admin_routes
 from kirby_sim.binance import Binance
 from kirby_sim.bybit import Bybit
@@ -39,6 +41,8 @@ from kirby_sim.hyperliquid import HyperliquidInfo
 from kirby_sim.hyperliquid_feed import HyperliquidFeed
 from kirby_sim.hyperliquid_ws import HyperliquidStream, StreamLimits
 from kirby_sim.market import Market
+from kirby_sim.okx import Okx
+from kirby_sim.okx_ws import OkxStream
 from kirby_sim.ratelimit import WeightLimiter
 from kirby_sim.venue_ws import VenueSocket, routes_for
 
@@ -69,6 +73,7 @@ class SimulatorServer:
         )
         self.sockets: dict[tuple[str, ...], VenueSocket] = {
             tuple(bybit_ws.PATHS): BybitStream(self.market, self.clock, self.faults),
+            okx_ws.PATHS: OkxStream(self.market, self.clock, self.faults),
         }
         self.port: int | None = None
         self.http_requests = 0
@@ -99,6 +104,7 @@ class SimulatorServer:
                 web.get("/ws", self.stream.handle),
                 *exchange.routes(),
                 *Bybit(self.market, self.clock, config.rate_limits).routes(),
+                *Okx(self.market, self.clock, config.rate_limits).routes(),
                 *(
                     route
                     for paths, socket in self.sockets.items()
@@ -186,6 +192,8 @@ class SimulatorServer:
         if fault is None:
             return await handler(request)
         retry_after = fault.retry_after or 1.0
+        if path.startswith(okx.PREFIX):  # before Binance's /api/
+            return okx.rate_limited() if fault.status == 429 else okx.server_error(fault.status)
         if path.startswith(_BINANCE_PREFIXES):
             if fault.status == 429:
                 return binance.rate_limited(request.remote or "unknown", binance.SPOT, retry_after)
