@@ -3,7 +3,10 @@
 One port serves every base URL Kirby needs:
     Hyperliquid REST   POST {base_url}/info          (SDK base_url, ccxt urls['api'])
     Hyperliquid WS     {ws_url} = ws://host:port/ws
-    Binance            GET  {base_url}/api/v3/..., /fapi/v1/..., /dapi/v1/...
+    Binance            GET  {base_url}/api/v3/..., /fapi/v1/..., /dapi/v1/..., /futures/data/...
+    Binance WS         spot ws://host:port/stream[/<n>]    (ccxt urls['api']['ws']['spot'])
+                       USD-M ws://host:port/fstream/ws    (ccxt ['linear'], which dials
+                       /fstream/public/ws/<n> and /fstream/market/ws/<n>)
     Bybit REST         GET  {base_url}/v5/market/...
     Bybit WS           ws://host:port/v5/public/spot, /v5/public/linear
     OKX REST           GET  {base_url}/api/v5/...            (ccxt urls['api']['rest'])
@@ -29,9 +32,11 @@ from typing import Any
 
 from aiohttp import web
 
-from kirby_sim import binance, bybit, bybit_ws, hyperliquid, okx, okx_ws
+from kirby_sim import binance, binance_ws, bybit, bybit_ws, hyperliquid, okx, okx_ws
 from kirby_sim.admin import PREFIX, admin_routes
 from kirby_sim.binance import Binance
+from kirby_sim.binance_futures import BinanceFutures
+from kirby_sim.binance_ws import BinanceStream
 from kirby_sim.bybit import Bybit
 from kirby_sim.bybit_ws import BybitStream
 from kirby_sim.clock import VirtualClock
@@ -46,7 +51,7 @@ from kirby_sim.okx_ws import OkxStream
 from kirby_sim.ratelimit import WeightLimiter
 from kirby_sim.venue_ws import VenueSocket, routes_for
 
-_BINANCE_PREFIXES = ("/api/", "/fapi/", "/dapi/")
+_BINANCE_PREFIXES = ("/api/", "/fapi/", "/dapi/", "/futures/data/")
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -74,6 +79,12 @@ class SimulatorServer:
         self.sockets: dict[tuple[str, ...], VenueSocket] = {
             tuple(bybit_ws.PATHS): BybitStream(self.market, self.clock, self.faults),
             okx_ws.PATHS: OkxStream(self.market, self.clock, self.faults),
+            binance_ws.SPOT_PATHS: BinanceStream(
+                self.market, self.clock, self.faults, futures=False
+            ),
+            binance_ws.FUTURES_PATHS: BinanceStream(
+                self.market, self.clock, self.faults, futures=True
+            ),
         }
         self.port: int | None = None
         self.http_requests = 0
@@ -103,6 +114,7 @@ class SimulatorServer:
                 web.post("/info", info.handle),
                 web.get("/ws", self.stream.handle),
                 *exchange.routes(),
+                *BinanceFutures(self.market, exchange).routes(),
                 *Bybit(self.market, self.clock, config.rate_limits).routes(),
                 *Okx(self.market, self.clock, config.rate_limits).routes(),
                 *(
@@ -185,7 +197,8 @@ class SimulatorServer:
         self, request: web.Request, handler: RequestHandler
     ) -> web.StreamResponse:
         path = request.path
-        if path.startswith(PREFIX) or path == "/ws" or any(path in ws for ws in self.sockets):
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if path.startswith(PREFIX) or upgrade:
             return await handler(request)
         self.http_requests += 1
         fault = self.faults.take_http_error()

@@ -51,6 +51,8 @@ class Session:
     subscriptions: dict[Any, Any] = field(default_factory=dict)
     sequence: int = 0
     """Messages sent so far (Coinbase numbers them per connection)."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """Venue bookkeeping that is not a subscription (message rate, heartbeats...)."""
 
     def send(self, text: str) -> None:
         try:
