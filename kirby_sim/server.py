@@ -11,6 +11,8 @@ One port serves every base URL Kirby needs:
     Bybit WS           ws://host:port/v5/public/spot, /v5/public/linear
     OKX REST           GET  {base_url}/api/v5/...            (ccxt urls['api']['rest'])
     OKX WS             ws://host:port/ws/v5/public, /ws/v5/business  (ccxt: .../ws/v5)
+    Coinbase REST      GET  {base_url}/api/v3/brokerage/..., /v2/...  (ccxt urls['api']['rest'])
+    Coinbase WS        ws://host:port/advanced-trade-ws               (ccxt urls['api']['ws'])
     admin              {base_url}/_sim/...           (see `admin`)
 
 `SimulatorServer` is an async context manager for asyncio tests (port 0 by default);
@@ -32,7 +34,17 @@ from typing import Any
 
 from aiohttp import web
 
-from kirby_sim import binance, binance_ws, bybit, bybit_ws, hyperliquid, okx, okx_ws
+from kirby_sim import (
+    binance,
+    binance_ws,
+    bybit,
+    bybit_ws,
+    coinbase,
+    coinbase_ws,
+    hyperliquid,
+    okx,
+    okx_ws,
+)
 from kirby_sim.admin import PREFIX, admin_routes
 from kirby_sim.binance import Binance
 from kirby_sim.binance_futures import BinanceFutures
@@ -40,6 +52,8 @@ from kirby_sim.binance_ws import BinanceStream
 from kirby_sim.bybit import Bybit
 from kirby_sim.bybit_ws import BybitStream
 from kirby_sim.clock import VirtualClock
+from kirby_sim.coinbase import Coinbase
+from kirby_sim.coinbase_ws import CoinbaseStream
 from kirby_sim.config import SimulatorConfig
 from kirby_sim.faults import FaultInjector, run_schedule
 from kirby_sim.hyperliquid import HyperliquidInfo
@@ -79,6 +93,7 @@ class SimulatorServer:
         self.sockets: dict[tuple[str, ...], VenueSocket] = {
             tuple(bybit_ws.PATHS): BybitStream(self.market, self.clock, self.faults),
             okx_ws.PATHS: OkxStream(self.market, self.clock, self.faults),
+            coinbase_ws.PATHS: CoinbaseStream(self.market, self.clock, self.faults),
             binance_ws.SPOT_PATHS: BinanceStream(
                 self.market, self.clock, self.faults, futures=False
             ),
@@ -117,6 +132,7 @@ class SimulatorServer:
                 *BinanceFutures(self.market, exchange).routes(),
                 *Bybit(self.market, self.clock, config.rate_limits).routes(),
                 *Okx(self.market, self.clock, config.rate_limits).routes(),
+                *Coinbase(self.market, self.clock, config.rate_limits).routes(),
                 *(
                     route
                     for paths, socket in self.sockets.items()
@@ -205,6 +221,10 @@ class SimulatorServer:
         if fault is None:
             return await handler(request)
         retry_after = fault.retry_after or 1.0
+        if path.startswith((coinbase.PREFIX, coinbase.V2_PREFIX)):  # before Binance's /api/
+            if fault.status == 429:
+                return coinbase.rate_limited()
+            return coinbase.server_error(fault.status)
         if path.startswith(okx.PREFIX):  # before Binance's /api/
             return okx.rate_limited() if fault.status == 429 else okx.server_error(fault.status)
         if path.startswith(_BINANCE_PREFIXES):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ from kirby_sim.faults import FaultInjector
 from kirby_sim.intervals import floor_open, shift_open
 from kirby_sim.malform import cut
 from kirby_sim.wire import encode
+
+log = logging.getLogger(__name__)
 
 _OUTBOX_LIMIT = 100_000
 _CLOSE_TIMEOUT = 1.0
@@ -167,7 +170,11 @@ class VenueSocket:
                 await session.ws.close(code=1000, message=b"connection lifetime reached")
                 return
             if session.subscriptions:
-                self.on_tick(session, before, now)
+                try:
+                    self.on_tick(session, before, now)
+                except Exception:
+                    # One bad push must not end the connection of a long-running simulator.
+                    log.exception("event=venue_push_failed path=%s at=%d", session.path, now)
             before = now
 
 
