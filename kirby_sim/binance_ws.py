@@ -17,9 +17,10 @@ format); futures paths send the bare event. Streams: <symbol>@kline_<interval> (
 @miniTicker (24 h),
 @markPrice and @markPrice@1s (futures: funding rate "r", next funding time "T"; every 3 s
 or 1 s). Unknown streams answer {"error":{"code":2,"msg":"Invalid request: ..."},"id":N}.
-Rules: at most 1024 streams a connection, at most 5 (spot) / 10 (futures) client messages a
-second (beyond: the connection is closed), a WebSocket ping every 20 s (spot) / 180 s
-(futures), and a disconnect after 24 h on the virtual clock.
+Rules: 300 new connections per 5 minutes per IP, at most 1024 streams a connection, at
+most 5 (spot) / 10 (futures) client messages a second (beyond: the connection is closed),
+a WebSocket ping every 20 s (spot) / 180 s (futures), and a disconnect after 24 h on the
+virtual clock.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ FUTURES_MESSAGES_PER_SECOND = 10
 SPOT_PING_SECONDS = 20.0
 FUTURES_PING_SECONDS = 180.0
 MAX_AGE_MS = 24 * 3_600_000
+NEW_CONNECTIONS = (300, 300.0)
+"""300 connections per 5 minutes per IP."""
 PUBLIC_FUTURES_STREAMS = ("trade", "depth", "bookTicker")
 FUTURES_ONLY = ("markPrice", "markPrice@1s")
 
@@ -61,11 +64,18 @@ def _category(path: str) -> str | None:
 
 class BinanceStream(VenueSocket):
     max_age_ms = MAX_AGE_MS
+    new_connections = NEW_CONNECTIONS
 
     def __init__(
-        self, market: Market, clock: VirtualClock, faults: FaultInjector, *, futures: bool
+        self,
+        market: Market,
+        clock: VirtualClock,
+        faults: FaultInjector,
+        rate_limits: bool,
+        *,
+        futures: bool,
     ) -> None:
-        super().__init__(clock, faults)
+        super().__init__(clock, faults, rate_limits)
         self.market = market
         self.futures = futures
         self.venue = BINANCE_USDM_VENUE if futures else BINANCE_SPOT_VENUE

@@ -32,16 +32,21 @@ from kirby_sim.venue_ws import Session, VenueSocket, candle_updates
 
 PATHS = {"/v5/public/spot": BYBIT_SPOT_VENUE, "/v5/public/linear": BYBIT_LINEAR_VENUE}
 PUSH_MS = 1000
+NEW_CONNECTIONS = (500, 300.0)
+"""(connections, real seconds) a client IP may open."""
 SPOT_ARGS_PER_REQUEST = 10
 IDLE_TIMEOUT = 600.0
 
 
 class BybitStream(VenueSocket):
     push_ms = PUSH_MS
+    new_connections = NEW_CONNECTIONS
     idle_timeout = IDLE_TIMEOUT
 
-    def __init__(self, market: Market, clock: VirtualClock, faults: FaultInjector) -> None:
-        super().__init__(clock, faults)
+    def __init__(
+        self, market: Market, clock: VirtualClock, faults: FaultInjector, rate_limits: bool
+    ) -> None:
+        super().__init__(clock, faults, rate_limits)
         self.market = market
 
     def _parse(self, venue: str, topic: Any) -> tuple[str, CandleBook, str | None] | None:

@@ -31,6 +31,8 @@ from kirby_sim.venue_ws import Session, VenueSocket, candle_updates
 
 PATHS = ("/advanced-trade-ws",)
 PUSH_MS = 1000
+NEW_CONNECTIONS = (8, 1.0)
+"""(connections, real seconds) a client IP may open."""
 CANDLE_INTERVAL = "5m"
 SNAPSHOT_TRADES = 50
 CHANNEL_IDLE_MS = 75_000
@@ -39,9 +41,12 @@ CHANNELS = ("heartbeats", "candles", "market_trades", "ticker")
 
 class CoinbaseStream(VenueSocket):
     push_ms = PUSH_MS
+    new_connections = NEW_CONNECTIONS
 
-    def __init__(self, market: Market, clock: VirtualClock, faults: FaultInjector) -> None:
-        super().__init__(clock, faults)
+    def __init__(
+        self, market: Market, clock: VirtualClock, faults: FaultInjector, rate_limits: bool
+    ) -> None:
+        super().__init__(clock, faults, rate_limits)
         self.market = market
 
     def _envelope(self, session: Session, channel: str, events: list[Any], now: int) -> dict:

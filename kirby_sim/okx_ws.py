@@ -30,6 +30,8 @@ PUBLIC_PATH = "/ws/v5/public"
 BUSINESS_PATH = "/ws/v5/business"
 PATHS = (PUBLIC_PATH, BUSINESS_PATH)
 PUSH_MS = 1000
+NEW_CONNECTIONS = (3, 1.0)
+"""(connections, real seconds) a client IP may open."""
 IDLE_TIMEOUT = 30.0
 FUNDING_EVERY_MS = 30_000
 OPEN_INTEREST_EVERY_MS = 3_000
@@ -39,10 +41,13 @@ SWAP_ONLY = ("funding-rate", "open-interest")
 
 class OkxStream(VenueSocket):
     push_ms = PUSH_MS
+    new_connections = NEW_CONNECTIONS
     idle_timeout = IDLE_TIMEOUT
 
-    def __init__(self, market: Market, clock: VirtualClock, faults: FaultInjector) -> None:
-        super().__init__(clock, faults)
+    def __init__(
+        self, market: Market, clock: VirtualClock, faults: FaultInjector, rate_limits: bool
+    ) -> None:
+        super().__init__(clock, faults, rate_limits)
         self.market = market
 
     def _target(self, path: str, arg: Any) -> CandleBook | None:

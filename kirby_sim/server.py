@@ -91,14 +91,18 @@ class SimulatorServer:
             self.market, self.clock, self.stream, context_interval_ms=config.context_interval_ms
         )
         self.sockets: dict[tuple[str, ...], VenueSocket] = {
-            tuple(bybit_ws.PATHS): BybitStream(self.market, self.clock, self.faults),
-            okx_ws.PATHS: OkxStream(self.market, self.clock, self.faults),
-            coinbase_ws.PATHS: CoinbaseStream(self.market, self.clock, self.faults),
+            tuple(bybit_ws.PATHS): BybitStream(
+                self.market, self.clock, self.faults, config.rate_limits
+            ),
+            okx_ws.PATHS: OkxStream(self.market, self.clock, self.faults, config.rate_limits),
+            coinbase_ws.PATHS: CoinbaseStream(
+                self.market, self.clock, self.faults, config.rate_limits
+            ),
             binance_ws.SPOT_PATHS: BinanceStream(
-                self.market, self.clock, self.faults, futures=False
+                self.market, self.clock, self.faults, config.rate_limits, futures=False
             ),
             binance_ws.FUTURES_PATHS: BinanceStream(
-                self.market, self.clock, self.faults, futures=True
+                self.market, self.clock, self.faults, config.rate_limits, futures=True
             ),
         }
         self.port: int | None = None

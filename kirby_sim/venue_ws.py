@@ -8,7 +8,8 @@ falls behind (a high speed factor) it ticks once for the whole lag, so nothing h
 is skipped but updates are coarser. Every payload is computed from the market at `now`,
 so a candle pushed live equals the candle REST serves for the same minute.
 
-Connection rules shared by the venues: an optional maximum connection age on the virtual
+Connection rules shared by the venues: new connections per IP and window (HTTP 429 on
+the upgrade beyond it), an optional maximum connection age on the virtual
 clock (Binance's 24 h disconnect), optional WebSocket-level pings from the server
 (`heartbeat`, real seconds), and an idle timeout (real seconds without a client message;
 OKX's 30 s, Bybit's ping rule). Faults: `drop_all` cuts every connection without a close
@@ -31,6 +32,7 @@ from kirby_sim.clock import VirtualClock
 from kirby_sim.faults import FaultInjector
 from kirby_sim.intervals import floor_open, shift_open
 from kirby_sim.malform import cut
+from kirby_sim.venue_limits import RequestWindow
 from kirby_sim.wire import encode
 
 log = logging.getLogger(__name__)
@@ -79,12 +81,17 @@ class VenueSocket:
     heartbeat: float | None = None
     idle_timeout: float | None = None
     max_age_ms: int | None = None
+    new_connections: tuple[int, float] | None = None
+    """(count, real seconds): connections a client IP may open per window; beyond, the
+    upgrade is refused with HTTP 429."""
 
-    def __init__(self, clock: VirtualClock, faults: FaultInjector) -> None:
+    def __init__(self, clock: VirtualClock, faults: FaultInjector, rate_limits: bool) -> None:
         self.clock = clock
         self.faults = faults
         self.sessions: set[Session] = set()
         self.pushed = 0
+        limit, window = self.new_connections or (None, 1.0)
+        self._dials = RequestWindow(limit if rate_limits else None, window)
 
     # --- for subclasses ---------------------------------------------------------------
 
@@ -119,6 +126,8 @@ class VenueSocket:
         await asyncio.gather(*closing, return_exceptions=True)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._dials.acquire(request.remote or "unknown") is not None:
+            return web.Response(status=429, text="Too many connection attempts")
         ws = web.WebSocketResponse(autoping=True, heartbeat=self.heartbeat, timeout=_CLOSE_TIMEOUT)
         await ws.prepare(request)
         session = Session(
