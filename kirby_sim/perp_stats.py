@@ -14,13 +14,14 @@ volumes from the same minutes as the candles, for every venue's ticker.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import numpy as np
 
 from kirby_sim import hashing
-from kirby_sim.candles import CandleBook
+from kirby_sim.candles import Bar, CandleBook, merge
 from kirby_sim.intervals import MINUTE_MS
 
 FUNDING_INTERVAL_MS = 8 * 3_600_000
@@ -48,16 +49,27 @@ class DayStats(NamedTuple):
 
 def day_stats(book: CandleBook, now_ms: int) -> DayStats:
     minute = now_ms // MINUTE_MS
-    closed = book.minute_bars(minute - DAY_MS // MINUTE_MS + 1, minute)
-    bars = [*closed, book.forming_minute(now_ms)]
+    forming = book.forming_minute(now_ms)
+    closed = _closed_day(book, minute)
+    if closed is None:
+        return DayStats(forming.open, forming.high, forming.low, forming.close, 0, 0)
     return DayStats(
-        open=bars[0].open,
-        high=max(bar.high for bar in bars),
-        low=min(bar.low for bar in bars),
-        last=bars[-1].close,
-        volume=sum(bar.volume for bar in bars),
-        quote=sum(bar.quote for bar in bars),
+        open=closed.open,
+        high=max(closed.high, forming.high),
+        low=min(closed.low, forming.low),
+        last=forming.close,
+        volume=closed.volume + forming.volume,
+        quote=closed.quote + forming.quote,
     )
+
+
+@functools.lru_cache(maxsize=512)
+def _closed_day(book: CandleBook, minute: int) -> Bar | None:
+    """The closed minutes of the 24 h ending at `minute`, merged (once per minute)."""
+    merged: Bar | None = None
+    for bar in book.minute_bars(minute - DAY_MS // MINUTE_MS + 1, minute):
+        merged = merge(merged, bar)
+    return merged
 
 
 class FundingRow(NamedTuple):

@@ -20,7 +20,8 @@ One port serves every base URL Kirby needs:
 synchronous clients (hyperliquid-python-sdk, ccxt) that would otherwise block the loop.
 Injected HTTP faults apply to every exchange path, not to WebSocket paths or /_sim; an
 injected 429 is answered as each exchange limits (Binance 429 -1003, Bybit 403, OKX 429
-code 50011, Coinbase 429). Dropping connections drops every exchange's WebSockets.
+code 50011, Coinbase 429). A client that ignores Binance's real 429s is banned with 418
+(`binance_bans`). Dropping connections drops every exchange's WebSockets.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from kirby_sim import (
 )
 from kirby_sim.admin import PREFIX, admin_routes
 from kirby_sim.binance import Binance
+from kirby_sim.binance_bans import BinanceBans
 from kirby_sim.binance_futures import BinanceFutures
 from kirby_sim.binance_ws import BinanceStream
 from kirby_sim.bybit import Bybit
@@ -127,7 +129,9 @@ class SimulatorServer:
         limiter = WeightLimiter(config.weight_per_minute if config.rate_limits else None)
         info = HyperliquidInfo(self.market, self.clock, self.faults, limiter)
         exchange = Binance(self.market, self.clock, self.faults, config.rate_limits)
-        app = web.Application(middlewares=[self._inject_http_faults])
+        others = (okx.PREFIX, coinbase.PREFIX)
+        bans = BinanceBans(_BINANCE_PREFIXES, others).middleware(self.clock.now_ms)
+        app = web.Application(middlewares=[self._inject_http_faults, bans])
         app.add_routes(
             [
                 web.post("/info", info.handle),

@@ -172,3 +172,24 @@ async def test_connections_end_after_24_simulated_hours() -> None:
                         await ws.recv()
             assert sim.clock.now_ms() - opened >= DAY
             assert ws.close_code == 1000
+
+
+def test_ignoring_429_gets_the_ip_banned_with_418() -> None:
+    import requests
+
+    with run_simulator_in_thread(SimulatorConfig(start=START)) as sim, requests.Session() as s:
+        info = f"{sim.base_url}/api/v3/exchangeInfo"
+        statuses = [s.get(info).status_code for _ in range(300)]
+        assert statuses == [200] * 300, "6000 weight a minute, 20 a call"
+        warned = s.get(info)
+        assert warned.status_code == 429 and int(warned.headers["Retry-After"]) >= 1
+        banned = s.get(info)
+        assert banned.status_code == 418 and "banned until" in banned.json()["msg"]
+        assert s.get(f"{sim.base_url}/fapi/v1/time").status_code == 418, "the IP is banned"
+        okx = s.get(f"{sim.base_url}/api/v5/public/time")
+        assert okx.status_code == 200, "other exchanges are not Binance's business"
+        exchange = ccxt.binance({"enableRateLimit": False})
+        point_binance(exchange, sim.base_url)
+        with pytest.raises(ccxt.DDoSProtection):
+            exchange.fetch_time()
+        exchange.session.close()
