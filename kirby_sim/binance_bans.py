@@ -22,7 +22,7 @@ from kirby_sim.binance import error_response
 FIRST_BAN_SECONDS = 120.0
 MAX_BAN_SECONDS = 3 * 86_400.0
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class BinanceBans:
@@ -69,7 +69,7 @@ class BinanceBans:
 
     def middleware(self, now_ms: Callable[[], int]) -> Callable[..., Awaitable[web.StreamResponse]]:
         @web.middleware
-        async def bans(request: web.Request, handler: Handler) -> web.StreamResponse:
+        async def bans(request: web.Request, handler: _Handler) -> web.StreamResponse:
             path = request.path
             if not path.startswith(self.prefixes) or path.startswith(self.others):
                 return await handler(request)

@@ -19,9 +19,10 @@ from typing import Any
 from aiohttp import web
 
 from kirby_sim.binance import SPOT, USDM, Binance, BinanceError, Family
+from kirby_sim.derivatives import DAY_MS, RATE_DECIMALS
 from kirby_sim.intervals import MINUTE_MS
 from kirby_sim.market import Market
-from kirby_sim.perp_stats import RATE_DECIMALS, PerpStats, day_stats
+from kirby_sim.perp_stats import PerpStats, day_stats
 from kirby_sim.prices import QUOTE_DECIMALS
 from kirby_sim.universe import BINANCE_SPOT_VENUE, Instrument
 from kirby_sim.wire import fixed_decimal, ratio
@@ -37,7 +38,6 @@ OPEN_INTEREST_PERIODS: dict[str, int] = {
     "4h": 14_400_000, "6h": 21_600_000, "12h": 43_200_000, "1d": 86_400_000,
 }  # fmt: skip
 DATA_PREFIX = "/futures/data"
-DAY_MS = 86_400_000
 
 
 def price(inst: Instrument, units: int) -> str:

@@ -37,7 +37,7 @@ from kirby_sim.intervals import BINANCE_INTERVALS, MINUTE_MS, next_open
 from kirby_sim.market import Market
 from kirby_sim.prints import IDS_PER_MINUTE, prints
 from kirby_sim.universe import BINANCE_SPOT_VENUE, BINANCE_USDM_VENUE
-from kirby_sim.venue_ws import Session, VenueSocket, candle_updates
+from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
 SPOT_PATHS = ("/stream", "/stream/{index}")
 FUTURES_PATHS = ("/fstream/ws/{index}", "/fstream/public/ws/{index}", "/fstream/market/ws/{index}")
@@ -108,7 +108,7 @@ class BinanceStream(VenueSocket):
             return None
         return book, kind, interval
 
-    def on_text(self, session: Session, text: str) -> None:
+    def on_text(self, session: VenueSession, text: str) -> None:
         second = int(time.monotonic())
         seen = session.state.setdefault("rate", [second, 0])
         if seen[0] != second:
@@ -158,11 +158,11 @@ class BinanceStream(VenueSocket):
                 }  # fmt: skip
         session.send_json({"result": None, "id": request_id})
 
-    def _send(self, session: Session, name: str, coin: str, event: dict[str, Any]) -> None:
+    def _send(self, session: VenueSession, name: str, coin: str, event: dict[str, Any]) -> None:
         document = event if self.futures else {"stream": name, "data": event}
         self.publish(session, coin, document)
 
-    def on_tick(self, session: Session, before: int, now: int) -> None:
+    def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         for (name,), sub in list(session.subscriptions.items()):
             book: CandleBook = sub["book"]
             inst = book.instrument

@@ -26,9 +26,10 @@ from aiohttp import web
 
 from kirby_sim.candles import Bar, CandleBook
 from kirby_sim.clock import VirtualClock
+from kirby_sim.derivatives import RATE_DECIMALS
 from kirby_sim.intervals import floor_open, next_open, shift_open
 from kirby_sim.market import Market
-from kirby_sim.perp_stats import RATE_DECIMALS, PerpStats, day_stats
+from kirby_sim.perp_stats import PerpStats, day_stats
 from kirby_sim.prices import QUOTE_DECIMALS
 from kirby_sim.universe import BYBIT_LINEAR_VENUE, BYBIT_SPOT_VENUE, Instrument
 from kirby_sim.venue_limits import RequestWindow
@@ -40,8 +41,7 @@ KLINE_DEFAULT = 200
 FUNDING_LIMIT = 200
 OPEN_INTEREST_LIMIT = 200
 OPEN_INTEREST_DEFAULT = 50
-REQUESTS_PER_WINDOW = 600
-WINDOW_SECONDS = 5.0
+REQUESTS_PER_5_SECONDS = 600
 BAN_SECONDS = 600.0
 INTERVALS: dict[str, str] = {
     "1": "1m", "3": "3m", "5": "5m", "15": "15m", "30": "30m", "60": "1h", "120": "2h",
@@ -153,7 +153,7 @@ class Bybit:
     def __init__(self, market: Market, clock: VirtualClock, rate_limits: bool) -> None:
         self.market = market
         self.clock = clock
-        self._window = RequestWindow(REQUESTS_PER_WINDOW if rate_limits else None, WINDOW_SECONDS)
+        self._window = RequestWindow(REQUESTS_PER_5_SECONDS if rate_limits else None, 5.0)
         self._banned: dict[str, float] = {}
 
     def routes(self) -> list[web.RouteDef]:

@@ -28,7 +28,7 @@ from kirby_sim.intervals import next_open
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
 from kirby_sim.universe import BYBIT_LINEAR_VENUE, BYBIT_SPOT_VENUE
-from kirby_sim.venue_ws import Session, VenueSocket, candle_updates
+from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
 PATHS = {"/v5/public/spot": BYBIT_SPOT_VENUE, "/v5/public/linear": BYBIT_LINEAR_VENUE}
 PUSH_MS = 1000
@@ -62,7 +62,7 @@ class BybitStream(VenueSocket):
         book = self.market.book(venue, symbol)
         return None if book is None else (kind, book, interval)
 
-    def on_text(self, session: Session, text: str) -> None:
+    def on_text(self, session: VenueSession, text: str) -> None:
         try:
             message = json.loads(text)
         except ValueError:
@@ -106,7 +106,7 @@ class BybitStream(VenueSocket):
                 }  # fmt: skip
         session.send_json(reply)
 
-    def on_tick(self, session: Session, before: int, now: int) -> None:
+    def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         venue = PATHS[session.path]
         for topic, sub in list(session.subscriptions.items()):
             book: CandleBook = sub["book"]

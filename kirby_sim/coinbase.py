@@ -56,17 +56,17 @@ class CoinbaseError(Exception):
         self.status = status
 
 
-def error_response(error: str, message: str, status: int) -> web.Response:
+def _error_response(error: str, message: str, status: int) -> web.Response:
     text = encode({"error": error, "error_details": message, "message": message})
     return web.Response(status=status, text=text, content_type="application/json")
 
 
 def rate_limited() -> web.Response:
-    return error_response("RATE_LIMIT_EXCEEDED", "Too many requests", 429)
+    return _error_response("RATE_LIMIT_EXCEEDED", "Too many requests", 429)
 
 
 def server_error(status: int) -> web.Response:
-    return error_response("INTERNAL", "internal error", status)
+    return _error_response("INTERNAL", "internal error", status)
 
 
 def timestamp(ms: int) -> str:
@@ -170,7 +170,7 @@ class Coinbase:
             try:
                 document = handler(request, self.clock.now_ms())
             except CoinbaseError as exc:
-                return error_response(exc.error, exc.message, exc.status)
+                return _error_response(exc.error, exc.message, exc.status)
             return web.Response(text=encode(document), content_type="application/json")
 
         return endpoint

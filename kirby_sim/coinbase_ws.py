@@ -27,7 +27,7 @@ from kirby_sim.faults import FaultInjector
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
 from kirby_sim.universe import COINBASE_VENUE
-from kirby_sim.venue_ws import Session, VenueSocket, candle_updates
+from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
 PATHS = ("/advanced-trade-ws",)
 PUSH_MS = 1000
@@ -36,7 +36,7 @@ NEW_CONNECTIONS = (8, 1.0)
 CANDLE_INTERVAL = "5m"
 SNAPSHOT_TRADES = 50
 CHANNEL_IDLE_MS = 75_000
-CHANNELS = ("heartbeats", "candles", "market_trades", "ticker")
+STREAM_CHANNELS = ("heartbeats", "candles", "market_trades", "ticker")
 
 
 class CoinbaseStream(VenueSocket):
@@ -49,7 +49,7 @@ class CoinbaseStream(VenueSocket):
         super().__init__(clock, faults, rate_limits)
         self.market = market
 
-    def _envelope(self, session: Session, channel: str, events: list[Any], now: int) -> dict:
+    def _envelope(self, session: VenueSession, channel: str, events: list[Any], now: int) -> dict:
         return {
             "channel": channel,
             "client_id": "",
@@ -58,11 +58,11 @@ class CoinbaseStream(VenueSocket):
             "events": events,
         }
 
-    def _reply(self, session: Session, document: dict[str, Any]) -> None:
+    def _reply(self, session: VenueSession, document: dict[str, Any]) -> None:
         session.sequence += 1
         session.send_json(document)
 
-    def on_text(self, session: Session, text: str) -> None:
+    def on_text(self, session: VenueSession, text: str) -> None:
         now = self.clock.now_ms()
         try:
             message = json.loads(text)
@@ -71,7 +71,7 @@ class CoinbaseStream(VenueSocket):
         kind = message.get("type") if isinstance(message, dict) else None
         channel = message.get("channel") if isinstance(message, dict) else None
         products = message.get("product_ids", []) if isinstance(message, dict) else []
-        if kind not in ("subscribe", "unsubscribe") or channel not in CHANNELS:
+        if kind not in ("subscribe", "unsubscribe") or channel not in STREAM_CHANNELS:
             self._reply(session, {"type": "error", "message": f"Failed to subscribe: {text}"})
             return
         books: list[CandleBook] = []
@@ -109,7 +109,7 @@ class CoinbaseStream(VenueSocket):
             self._envelope(session, "subscriptions", [{"subscriptions": listed}], now),
         )
 
-    def on_tick(self, session: Session, before: int, now: int) -> None:
+    def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         heartbeats = ("heartbeats", None) in session.subscriptions
         if not heartbeats and now - session.state.get("last_data", now) >= CHANNEL_IDLE_MS:
             session.abort()

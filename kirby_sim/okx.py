@@ -27,9 +27,10 @@ from aiohttp import web
 
 from kirby_sim.candles import Bar, CandleBook
 from kirby_sim.clock import VirtualClock
+from kirby_sim.derivatives import RATE_DECIMALS
 from kirby_sim.intervals import floor_open, next_open, shift_open
 from kirby_sim.market import Market
-from kirby_sim.perp_stats import RATE_DECIMALS, PerpStats, day_stats
+from kirby_sim.perp_stats import PerpStats, day_stats
 from kirby_sim.prices import QUOTE_DECIMALS
 from kirby_sim.universe import OKX_SPOT_VENUE, OKX_SWAP_VENUE, Instrument
 from kirby_sim.venue_limits import RequestWindow
@@ -43,8 +44,7 @@ HISTORY_CANDLES_LIMIT = 100
 FUNDING_LIMIT = 100
 STATISTICS_LIMIT = 100
 STATISTICS_PERIODS = 1440
-RATE_WINDOW_SECONDS = 2.0
-REQUESTS_PER_WINDOW: dict[str, int] = {
+REQUESTS_PER_2_SECONDS: dict[str, int] = {
     "public/time": 10, "public/instruments": 20, "market/candles": 40,
     "market/history-candles": 20, "public/funding-rate-history": 10,
     "public/funding-rate": 20, "public/open-interest": 20,
@@ -111,7 +111,7 @@ def size(inst: Instrument, lots: int) -> str:
     return coin_size(inst, lots)
 
 
-def quote(units: int) -> str:
+def _quote(units: int) -> str:
     return plain_decimal(units, QUOTE_DECIMALS)
 
 
@@ -124,8 +124,8 @@ def candle_row(inst: Instrument, bar: Bar, closed: bool) -> list[str]:
         price(inst, bar.low),
         price(inst, bar.close),
         size(inst, bar.volume),
-        base if inst.venue == OKX_SWAP_VENUE else quote(bar.quote),
-        quote(bar.quote),
+        base if inst.venue == OKX_SWAP_VENUE else _quote(bar.quote),
+        _quote(bar.quote),
         "1" if closed else "0",
     ]
 
@@ -150,7 +150,7 @@ def ticker(market: Market, inst: Instrument, now_ms: int) -> dict[str, str]:
         "low24h": price(inst, day.low),
         "volCcy24h": coin_size(inst, day.volume)
         if inst.venue == OKX_SWAP_VENUE
-        else quote(day.quote),
+        else _quote(day.quote),
         "vol24h": size(inst, day.volume),
         "ts": str(now_ms),
         "sodUtc0": price(inst, book.forming_minute(midnight).open),
@@ -201,8 +201,8 @@ class Okx:
         self.market = market
         self.clock = clock
         self._windows = {
-            name: RequestWindow(limit if rate_limits else None, RATE_WINDOW_SECONDS)
-            for name, limit in REQUESTS_PER_WINDOW.items()
+            name: RequestWindow(limit if rate_limits else None, 2.0)
+            for name, limit in REQUESTS_PER_2_SECONDS.items()
         }
 
     def routes(self) -> list[web.RouteDef]:

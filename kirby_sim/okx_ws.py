@@ -24,7 +24,7 @@ from kirby_sim.faults import FaultInjector
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
 from kirby_sim.universe import OKX_SPOT_VENUE, OKX_SWAP_VENUE
-from kirby_sim.venue_ws import Session, VenueSocket, candle_updates
+from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
 PUBLIC_PATH = "/ws/v5/public"
 BUSINESS_PATH = "/ws/v5/business"
@@ -66,7 +66,7 @@ class OkxStream(VenueSocket):
             return None
         return self.market.book(venue, inst_id)
 
-    def on_text(self, session: Session, text: str) -> None:
+    def on_text(self, session: VenueSession, text: str) -> None:
         conn_id = f"{id(session) & 0xFFFFFFFF:08x}"
         if text == "ping":
             session.send("pong")
@@ -106,7 +106,7 @@ class OkxStream(VenueSocket):
                 session.subscriptions.pop(key, None)
             session.send_json({"event": op, "arg": dict(arg), "connId": conn_id})
 
-    def on_tick(self, session: Session, before: int, now: int) -> None:
+    def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         for (channel, inst_id), sub in list(session.subscriptions.items()):
             book: CandleBook = sub["book"]
             inst = book.instrument

@@ -22,16 +22,15 @@ import numpy as np
 
 from kirby_sim import hashing
 from kirby_sim.candles import Bar, CandleBook, merge
+from kirby_sim.derivatives import DAY_MS, RATE_DECIMALS
 from kirby_sim.intervals import MINUTE_MS
 
 FUNDING_INTERVAL_MS = 8 * 3_600_000
-RATE_DECIMALS = 8
-DAY_MS = 86_400_000
 _INTEREST = 10_000  # 0.0001 per period, in 1e-8 units
 _CLAMP = 50_000
 
 
-def settled_rate(premium: int) -> int:
+def period_rate(premium: int) -> int:
     """The funding rate (1e-8 units) a period with `premium` settles at."""
     return premium + max(-_CLAMP, min(_CLAMP, _INTEREST - premium))
 
@@ -112,7 +111,7 @@ class PerpStats:
         premiums = self._premiums(periods - 1)
         return [
             FundingRow(
-                period * FUNDING_INTERVAL_MS, settled_rate(premium), self._settle_mark(period)
+                period * FUNDING_INTERVAL_MS, period_rate(premium), self._settle_mark(period)
             )
             for period, premium in zip(periods.tolist(), premiums, strict=True)
         ]
@@ -130,7 +129,7 @@ class PerpStats:
         period = now_ms // FUNDING_INTERVAL_MS
         premium = self._premiums(np.array([period], dtype=np.int64))[0]
         drift = 0.00006 * (hashing.uniform_one(self._live_key, now_ms // MINUTE_MS) - 0.5)
-        return settled_rate(premium + round(drift * 10**RATE_DECIMALS))
+        return period_rate(premium + round(drift * 10**RATE_DECIMALS))
 
     @staticmethod
     def next_funding_ms(now_ms: int) -> int:

@@ -44,7 +44,7 @@ MIN_REAL_TICK = 0.02
 
 
 @dataclass(eq=False)
-class Session:
+class VenueSession:
     """One client connection: its subscriptions (venue-defined keys and state)."""
 
     ws: web.WebSocketResponse
@@ -88,23 +88,23 @@ class VenueSocket:
     def __init__(self, clock: VirtualClock, faults: FaultInjector, rate_limits: bool) -> None:
         self.clock = clock
         self.faults = faults
-        self.sessions: set[Session] = set()
+        self.sessions: set[VenueSession] = set()
         self.pushed = 0
         limit, window = self.new_connections or (None, 1.0)
         self._dials = RequestWindow(limit if rate_limits else None, window)
 
     # --- for subclasses ---------------------------------------------------------------
 
-    def greet(self, session: Session) -> None:
+    def greet(self, session: VenueSession) -> None:
         """Called once a connection is open."""
 
-    def on_text(self, session: Session, text: str) -> None:
+    def on_text(self, session: VenueSession, text: str) -> None:
         raise NotImplementedError
 
-    def on_tick(self, session: Session, before: int, now: int) -> None:
+    def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         raise NotImplementedError
 
-    def publish(self, session: Session, coin: str, document: Any) -> None:
+    def publish(self, session: VenueSession, coin: str, document: Any) -> None:
         """Send a data push unless the coin is stalled; a pending bad_json fault cuts it."""
         if self.faults.is_stalled(coin):
             return
@@ -130,7 +130,7 @@ class VenueSocket:
             return web.Response(status=429, text="Too many connection attempts")
         ws = web.WebSocketResponse(autoping=True, heartbeat=self.heartbeat, timeout=_CLOSE_TIMEOUT)
         await ws.prepare(request)
-        session = Session(
+        session = VenueSession(
             ws, request.remote or "unknown", request.path, request.transport, self.clock.now_ms()
         )
         self.sessions.add(session)
@@ -150,7 +150,7 @@ class VenueSocket:
             self.sessions.discard(session)
         return ws
 
-    async def _read(self, session: Session) -> None:
+    async def _read(self, session: VenueSession) -> None:
         while True:
             try:
                 message = await session.ws.receive(timeout=self.idle_timeout)
@@ -161,7 +161,7 @@ class VenueSocket:
                 return
             self.on_text(session, message.data)
 
-    async def _write(self, session: Session) -> None:
+    async def _write(self, session: VenueSession) -> None:
         while True:
             text = await session.outbox.get()
             try:
@@ -169,7 +169,7 @@ class VenueSocket:
             except ConnectionError:
                 return
 
-    async def _pump(self, session: Session) -> None:
+    async def _pump(self, session: VenueSession) -> None:
         before = session.opened_ms
         while True:
             due = (before // self.push_ms + 1) * self.push_ms
