@@ -1,5 +1,8 @@
-"""Binance market streams: spot (`/stream`, `/stream/<n>`) and USD-M futures
-(`/fstream/ws/<n>`, `/fstream/public/ws/<n>`, `/fstream/market/ws/<n>`).
+"""Binance market streams, spot and USD-M futures, raw and combined:
+
+    spot     /ws/<stream>            /stream, /stream/<n>        (?streams=a/b on any)
+    USD-M    /fstream/ws/<stream>    /fstream/stream             and the same under
+             /fstream/public/... and /fstream/market/... (Binance's 2026 futures split)
 
 Point ccxt's `urls['api']['ws']` at `ws://host:port/stream` (spot: ccxt tells spot from
 futures by "/stream" in the URL) and `ws://host:port/fstream/ws` (linear: ccxt rewrites a
@@ -10,8 +13,10 @@ bookTicker and trade on public; kline, aggTrade, markPrice and tickers on market
       -> {"result":null,"id":1}
     {"method":"LIST_SUBSCRIPTIONS","id":2} -> {"result":["btcusdt@kline_1m",...],"id":2}
 
-Spot paths wrap every event as {"stream":"btcusdt@trade","data":{...}} (the combined-stream
-format); futures paths send the bare event. Streams: <symbol>@kline_<interval> (spot every
+Combined (`.../stream...`) paths wrap every event as {"stream":"btcusdt@trade","data":{...}};
+raw (`.../ws/...`) paths send the bare event. A raw path's last segment and the `streams`
+query parameter (names joined by "/") subscribe at connect; anything else there (ccxt
+dials `.../ws/0`) is ignored. Streams: <symbol>@kline_<interval> (spot every
 `SPOT_PUSH_MS`, futures every `FUTURES_PUSH_MS`, "x": true on the final push of a candle),
 @trade, @aggTrade (one per trade, consistent with the 1m candles), @ticker and
 @miniTicker (24 h),
@@ -39,8 +44,12 @@ from kirby_sim.prints import IDS_PER_MINUTE, prints
 from kirby_sim.universe import BINANCE_SPOT_VENUE, BINANCE_USDM_VENUE
 from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
-SPOT_PATHS = ("/stream", "/stream/{index}")
-FUTURES_PATHS = ("/fstream/ws/{index}", "/fstream/public/ws/{index}", "/fstream/market/ws/{index}")
+SPOT_PATHS = ("/ws/{stream}", "/stream", "/stream/{stream}")
+FUTURES_PATHS = tuple(
+    f"/fstream{category}{kind}"
+    for category in ("", "/public", "/market")
+    for kind in ("/ws/{stream}", "/stream", "/stream/{stream}")
+)
 SPOT_PUSH_MS = 2000
 FUTURES_PUSH_MS = 250
 STREAMS_PER_CONNECTION = 1024
@@ -150,17 +159,31 @@ class BinanceStream(VenueSocket):
         for name, target in parsed:
             if method == "UNSUBSCRIBE":
                 session.subscriptions.pop((name,), None)
-            elif (name,) not in session.subscriptions and target is not None:
-                book, kind, interval = target
-                session.subscriptions[(name,)] = {
-                    "book": book, "kind": kind, "interval": interval, "last_open": None,
-                    "last_push": None,
-                }  # fmt: skip
+            elif target is not None:
+                self._add(session, name, target)
         session.send_json({"result": None, "id": request_id})
 
+    def greet(self, session: VenueSession) -> None:
+        request = session.request
+        names = [name for name in request.query.get("streams", "").split("/") if name]
+        if "/ws/" in request.path:
+            names.append(request.match_info.get("stream", ""))
+        for name in names:
+            target = self._parse(session.path, name)
+            if target is not None:
+                self._add(session, name, target)
+
+    def _add(self, session: VenueSession, name: str, target: tuple[CandleBook, str, str | None]):
+        book, kind, interval = target
+        session.subscriptions.setdefault(
+            (name,),
+            {"book": book, "kind": kind, "interval": interval, "last_open": None,
+             "last_push": None},
+        )  # fmt: skip
+
     def _send(self, session: VenueSession, name: str, coin: str, event: dict[str, Any]) -> None:
-        document = event if self.futures else {"stream": name, "data": event}
-        self.publish(session, coin, document)
+        combined = "/stream" in session.path
+        self.publish(session, coin, {"stream": name, "data": event} if combined else event)
 
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         for (name,), sub in list(session.subscriptions.items()):

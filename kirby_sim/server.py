@@ -4,9 +4,9 @@ One port serves every base URL Kirby needs:
     Hyperliquid REST   POST {base_url}/info          (SDK base_url, ccxt urls['api'])
     Hyperliquid WS     {ws_url} = ws://host:port/ws
     Binance            GET  {base_url}/api/v3/..., /fapi/v1/..., /dapi/v1/..., /futures/data/...
-    Binance WS         spot ws://host:port/stream[/<n>]    (ccxt urls['api']['ws']['spot'])
+    Binance WS         spot ws://host:port/stream (ccxt urls['api']['ws']['spot']), /ws/<stream>
                        USD-M ws://host:port/fstream/ws    (ccxt ['linear'], which dials
-                       /fstream/public/ws/<n> and /fstream/market/ws/<n>)
+                       /fstream/public/ws/<n> and /fstream/market/ws/<n>), /fstream/stream
     Bybit REST         GET  {base_url}/v5/market/...
     Bybit WS           ws://host:port/v5/public/spot, /v5/public/linear
     OKX REST           GET  {base_url}/api/v5/...            (ccxt urls['api']['rest'])

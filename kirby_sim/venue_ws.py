@@ -52,6 +52,8 @@ class VenueSession:
     path: str
     transport: asyncio.Transport | None
     opened_ms: int
+    request: web.Request
+    """The upgrade request (its path parameters and query string)."""
     outbox: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(_OUTBOX_LIMIT))
     subscriptions: dict[Any, Any] = field(default_factory=dict)
     sequence: int = 0
@@ -131,7 +133,12 @@ class VenueSocket:
         ws = web.WebSocketResponse(autoping=True, heartbeat=self.heartbeat, timeout=_CLOSE_TIMEOUT)
         await ws.prepare(request)
         session = VenueSession(
-            ws, request.remote or "unknown", request.path, request.transport, self.clock.now_ms()
+            ws,
+            request.remote or "unknown",
+            request.path,
+            request.transport,
+            self.clock.now_ms(),
+            request,
         )
         self.sessions.add(session)
         tasks = [

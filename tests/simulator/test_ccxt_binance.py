@@ -193,3 +193,19 @@ def test_ignoring_429_gets_the_ip_banned_with_418() -> None:
         with pytest.raises(ccxt.DDoSProtection):
             exchange.fetch_time()
         exchange.session.close()
+
+
+async def test_raw_and_combined_urls_subscribe_at_connect(fast_sim: SimulatorServer) -> None:
+    host = fast_sim.ws_url.removesuffix("/ws")
+    async with connect(f"{host}/ws/ethusdt@kline_1m") as ws:
+        event = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert event["e"] == "kline" and event["s"] == "ETHUSDT" and "x" in event["k"]
+    url = f"{host}/fstream/market/stream?streams=btcusdt@kline_1m/ethusdt@markPrice@1s"
+    async with connect(url) as ws:
+        streams = set()
+        async with asyncio.timeout(5):
+            while len(streams) < 2:
+                message = json.loads(await ws.recv())
+                streams.add(message["stream"])
+                assert message["data"]["s"] in ("BTCUSDT", "ETHUSDT")
+        assert streams == {"btcusdt@kline_1m", "ethusdt@markPrice@1s"}
