@@ -19,7 +19,7 @@ query parameter (names joined by "/") subscribe at connect; anything else there 
 dials `.../ws/0`) is ignored. Streams: <symbol>@kline_<interval> (spot every
 `SPOT_PUSH_MS`, futures every `FUTURES_PUSH_MS`, "x": true on the final push of a candle),
 @trade, @aggTrade (one per trade, consistent with the 1m candles), @ticker and
-@miniTicker (24 h),
+@miniTicker (24 h), @bookTicker (best bid/ask a tick around the last price; no depth),
 @markPrice and @markPrice@1s (futures: funding rate "r", next funding time "T"; every 3 s
 or 1 s). Unknown streams answer {"error":{"code":2,"msg":"Invalid request: ..."},"id":N}.
 Rules: 300 new connections per 5 minutes per IP, at most 1024 streams a connection, at
@@ -108,7 +108,14 @@ class BinanceStream(VenueSocket):
         kind = stream
         if stream.startswith("kline_") and stream.removeprefix("kline_") in BINANCE_INTERVALS:
             kind, interval = "kline", stream.removeprefix("kline_")
-        elif stream not in ("trade", "aggTrade", "ticker", "miniTicker", *FUTURES_ONLY):
+        elif stream not in (
+            "trade",
+            "aggTrade",
+            "ticker",
+            "miniTicker",
+            "bookTicker",
+            *FUTURES_ONLY,
+        ):
             return None
         if kind in FUTURES_ONLY and not self.futures:
             return None
@@ -211,6 +218,17 @@ class BinanceStream(VenueSocket):
                         event.update({"a": trade.trade_id, "f": trade.trade_id,
                                       "l": trade.trade_id})  # fmt: skip
                     self._send(session, name, inst.coin, event)
+            elif kind == "bookTicker":
+                perp = self.market.perp(self.venue, inst.symbol)
+                last = book.forming_minute(now).close
+                bid, ask = perp.quote(now) if perp else (last - inst.tick_units, last)
+                event = {"u": now, "s": inst.symbol, "b": fmt.price(inst, bid),
+                         "B": fmt.size(inst, 10**inst.size_decimals),
+                         "a": fmt.price(inst, ask),
+                         "A": fmt.size(inst, 10**inst.size_decimals)}  # fmt: skip
+                if self.futures:
+                    event = {"e": "bookTicker", "E": now, "T": now, **event}
+                self._send(session, name, inst.coin, event)
             elif kind == "miniTicker":
                 document = fmt.ticker_24h(self.market, inst, now)
                 event = {"e": "24hrMiniTicker", "E": now, "s": inst.symbol,

@@ -209,3 +209,14 @@ async def test_raw_and_combined_urls_subscribe_at_connect(fast_sim: SimulatorSer
                 streams.add(message["stream"])
                 assert message["data"]["s"] in ("BTCUSDT", "ETHUSDT")
         assert streams == {"btcusdt@kline_1m", "ethusdt@markPrice@1s"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/ws/btcusdt@bookTicker", "/fstream/public/ws/btcusdt@bookTicker"]
+)
+async def test_book_ticker_straddles_the_last_price(fast_sim: SimulatorServer, path: str) -> None:
+    host = fast_sim.ws_url.removesuffix("/ws")
+    async with connect(host + path) as ws:
+        event = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert event["s"] == "BTCUSDT" and float(event["b"]) < float(event["a"])
+    assert ("e" in event) == path.startswith("/fstream")
