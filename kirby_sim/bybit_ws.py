@@ -10,8 +10,10 @@ publicTrade.SYMBOL (the trades since the previous push, consistent with the 1m c
 tickers.SYMBOL (spot: a snapshot every push; linear: a snapshot, then deltas carrying only
 the fields that changed, fundingRate and openInterest among them). An unknown topic fails
 the whole request ("success":false, "error:handler not found,topic:..."); spot takes at
-most 10 args per request. Pushes every `PUSH_MS` simulated ms; clients should ping every
-20 s and a connection without any client message for 10 minutes is closed.
+most 10 args per request, and the args of one request may not exceed 21,000 characters.
+Pushes every `PUSH_MS` simulated ms; clients should ping every 20 s and a connection
+without any client message for 10 minutes is closed. At most 500 new connections per
+5 minutes per IP.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ PUSH_MS = 1000
 NEW_CONNECTIONS = (500, 300.0)
 """(connections, real seconds) a client IP may open."""
 SPOT_ARGS_PER_REQUEST = 10
+ARGS_MAX_CHARS = 21_000
 IDLE_TIMEOUT = 600.0
 
 
@@ -88,6 +91,10 @@ class BybitStream(VenueSocket):
         venue = PATHS[session.path]
         if venue == BYBIT_SPOT_VENUE and len(args) > SPOT_ARGS_PER_REQUEST:
             session.send_json({**reply, "success": False, "ret_msg": "error:args size >10"})
+            return
+        if len(json.dumps(args)) > ARGS_MAX_CHARS:
+            error = f"error:args length exceeds {ARGS_MAX_CHARS} characters"
+            session.send_json({**reply, "success": False, "ret_msg": error})
             return
         parsed = [(topic, self._parse(venue, topic)) for topic in args]
         bad = [str(topic) for topic, target in parsed if target is None]

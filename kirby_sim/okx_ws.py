@@ -8,13 +8,15 @@ Channels: `candle<bar>` (business only: 1m..4H and the UTC bars 6Hutc..1Mutc; th
 candle with confirm "0" on every push, the final one with "1" when it closes), `trades`,
 `tickers`, `funding-rate` (about every 30 s), `open-interest` (about every 3 s) on public.
 A channel on the wrong URL or an unknown instrument answers event "error" with code 60018,
-as OKX does. A connection without any client message for 30 s is closed. Pushes every
+as OKX does. At most 480 subscribe/unsubscribe requests an hour per connection (beyond:
+error 60014). A connection without any client message for 30 s is closed. Pushes every
 `PUSH_MS` simulated ms.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from kirby_sim import okx
@@ -35,6 +37,8 @@ NEW_CONNECTIONS = (3, 1.0)
 IDLE_TIMEOUT = 30.0
 FUNDING_EVERY_MS = 30_000
 OPEN_INTEREST_EVERY_MS = 3_000
+SUBSCRIBES_PER_HOUR = 480
+"""Subscribe and unsubscribe requests a connection may send per real hour."""
 PUBLIC_CHANNELS = ("trades", "tickers", "funding-rate", "open-interest")
 SWAP_ONLY = ("funding-rate", "open-interest")
 
@@ -83,6 +87,16 @@ class OkxStream(VenueSocket):
                  "connId": conn_id}
             )  # fmt: skip
             return
+        sent = session.state.setdefault("subscribes", [])
+        hour_ago = time.monotonic() - 3600.0
+        sent[:] = [at for at in sent if at > hour_ago]
+        if len(sent) >= SUBSCRIBES_PER_HOUR:
+            session.send_json(
+                {"event": "error", "code": "60014", "msg": "Requests too frequent.",
+                 "connId": conn_id}
+            )  # fmt: skip
+            return
+        sent.append(time.monotonic())
         for arg in args:
             book = self._target(session.path, arg)
             if book is None:

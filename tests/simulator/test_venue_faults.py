@@ -150,3 +150,24 @@ async def test_same_seed_same_history_on_every_venue() -> None:
     other = SimulatorConfig(speed=1, start=START, seed=8)
     async with SimulatorServer(other) as third:
         assert await _history(third) != one
+
+
+async def test_okx_allows_480_subscribe_requests_an_hour(sim: SimulatorServer) -> None:
+    arg = {"channel": "tickers", "instId": "BTC-USDT"}
+    async with connect(f"{host(sim)}/ws/v5/public") as ws:
+        for _ in range(481):
+            await ws.send(json.dumps({"op": "unsubscribe", "args": [arg]}))
+        events = []
+        async with asyncio.timeout(10):
+            while len(events) < 481:
+                events.append(json.loads(await ws.recv()))
+    assert [e["event"] for e in events[:480]] == ["unsubscribe"] * 480
+    assert (events[480]["event"], events[480]["code"]) == ("error", "60014")
+
+
+async def test_bybit_refuses_args_longer_than_21000_characters(sim: SimulatorServer) -> None:
+    async with connect(f"{host(sim)}/v5/public/linear") as ws:
+        topics = ["tickers.BTCUSDT"] * 1200
+        await ws.send(json.dumps({"op": "subscribe", "req_id": "1", "args": topics}))
+        reply = json.loads(await ws.recv())
+    assert reply["success"] is False and "21000" in reply["ret_msg"]
