@@ -1,8 +1,9 @@
 """`kirby sim`: run the offline exchange simulator until Ctrl-C (or SIGTERM).
 
-Stands in for Hyperliquid and Binance when there is no network: point every exchange URL
-setting at the printed URLs. One port serves all of them plus the admin endpoint
-(`/_sim/state`, `/_sim/faults`) through which tests steer a simulator in another process.
+Stands in for Hyperliquid, Binance, Bybit, OKX and Coinbase when there is no network:
+point every exchange URL setting at the printed URLs (paths: kirby_sim/server.py). One
+port serves all of them plus the admin endpoint (`/_sim/state`, `/_sim/faults`) through
+which tests steer a simulator in another process.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ _SECONDS = click.FloatRange(min=0, min_open=True)
     default=8765,
     show_default=True,
     type=click.IntRange(0, 65535),
-    help="Port serving every endpoint (Hyperliquid REST and WebSocket, Binance, admin); "
-    "0 picks a free port.",
+    help="Port serving every endpoint (REST and WebSocket of Hyperliquid, Binance, Bybit, "
+    "OKX and Coinbase, admin); 0 picks a free port.",
 )
 @click.option(
     "--seed",
@@ -143,7 +144,8 @@ def sim(
     error_count: int,
     malformed_every: float | None,
 ) -> None:
-    """Run the offline Hyperliquid + Binance simulator until Ctrl-C."""
+    """Run the offline exchange simulator (Hyperliquid, Binance, Bybit, OKX, Coinbase)
+    until Ctrl-C."""
     config = SimulatorConfig(
         host=host,
         port=port,
@@ -177,13 +179,25 @@ async def _serve(config: SimulatorConfig) -> None:
         loop.add_signal_handler(signal_number, stop.set)
     async with SimulatorServer(config) as server:
         base = server.base_url
+        ws_host = server.ws_url.removesuffix("/ws")
         log.info(
             "event=simulator_started hyperliquid_rest=%s hyperliquid_ws=%s binance_spot=%s "
-            "binance_futures=%s admin=%s/_sim/state seed=%d speed=%s simulated_now=%s",
+            "binance_futures=%s binance_ws_spot=%s/stream binance_ws_usdm=%s/fstream/ws "
+            "bybit_rest=%s bybit_ws=%s/v5/public/{spot,linear} okx_rest=%s okx_ws=%s/ws/v5 "
+            "coinbase_rest=%s coinbase_ws=%s/advanced-trade-ws admin=%s/_sim/state "
+            "seed=%d speed=%s simulated_now=%s",
             base,
             server.ws_url,
             base,
             base,
+            ws_host,
+            ws_host,
+            base,
+            ws_host,
+            base,
+            ws_host,
+            base,
+            ws_host,
             base,
             config.seed,
             config.speed,

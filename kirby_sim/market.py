@@ -1,9 +1,10 @@
 """The simulated market of one seed: every instrument of every venue, ready to query.
 
-`Market` is the only object the venue handlers and the live feed need: it owns one
-`CandleBook` per instrument (sharing one cache of closed candles) and one `Derivatives`
-per Hyperliquid perp. Everything it returns is a pure function of (seed, instrument,
-time), so two simulators with the same seed serve identical data.
+`Market` is the only object the venue handlers and the live feeds need: it owns one
+`CandleBook` per instrument (sharing one cache of closed candles), one `Derivatives` per
+Hyperliquid perp and one `PerpStats` per 8-hourly-funded perp of the other venues.
+Everything it returns is a pure function of (seed, instrument, time), so two simulators
+with the same seed serve identical data.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from dataclasses import replace
 
 from kirby_sim.candles import BarCache, CandleBook
 from kirby_sim.derivatives import Derivatives
+from kirby_sim.perp_stats import PerpStats
 from kirby_sim.prices import PriceSeries
 from kirby_sim.universe import (
     BINANCE_SPOT_VENUE,
     BINANCE_USDM_VENUE,
     HYPERLIQUID_VENUE,
+    LISTED_VENUES,
+    PERP_VENUES,
     Instrument,
     binance_spot,
     binance_usdm,
     hyperliquid_perps,
+    listings,
 )
 
 
@@ -39,13 +44,14 @@ class Market:
         self._cache = BarCache()
         self._books: dict[tuple[str, str], CandleBook] = {}
         self._derivatives: dict[str, Derivatives] = {}
-        listings = {
+        listed = {
             HYPERLIQUID_VENUE: hyperliquid_perps(extra_coins),
             BINANCE_SPOT_VENUE: binance_spot(),
             BINANCE_USDM_VENUE: binance_usdm(),
+            **{venue: listings(venue) for venue in LISTED_VENUES},
         }
         self.instruments: dict[str, list[Instrument]] = {}
-        for venue, instruments in listings.items():
+        for venue, instruments in listed.items():
             adjusted = [_with_quiet(inst, overrides.get(inst.coin)) for inst in instruments]
             self.instruments[venue] = adjusted
             for inst in adjusted:
@@ -54,6 +60,11 @@ class Market:
             self._derivatives[inst.symbol] = Derivatives(
                 self._books[HYPERLIQUID_VENUE, inst.symbol], seed
             )
+        self._perps: dict[tuple[str, str], PerpStats] = {
+            (venue, inst.symbol): PerpStats(self._books[venue, inst.symbol], seed)
+            for venue in PERP_VENUES
+            for inst in self.instruments[venue]
+        }
 
     @property
     def perps(self) -> list[Instrument]:
@@ -65,6 +76,10 @@ class Market:
 
     def derivatives(self, coin: str) -> Derivatives | None:
         return self._derivatives.get(coin)
+
+    def perp(self, venue: str, symbol: str) -> PerpStats | None:
+        """Funding, open interest and marks of a Binance USD-M, Bybit linear or OKX swap."""
+        return self._perps.get((venue, symbol))
 
     def all_derivatives(self) -> list[Derivatives]:
         """One per Hyperliquid perp, in meta order."""

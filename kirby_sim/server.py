@@ -3,13 +3,25 @@
 One port serves every base URL Kirby needs:
     Hyperliquid REST   POST {base_url}/info          (SDK base_url, ccxt urls['api'])
     Hyperliquid WS     {ws_url} = ws://host:port/ws
-    Binance            GET  {base_url}/api/v3/..., /fapi/v1/..., /dapi/v1/...
+    Binance            GET  {base_url}/api/v3/..., /fapi/v1/..., /dapi/v1/..., /futures/data/...
+    Binance WS         spot ws://host:port/stream (ccxt urls['api']['ws']['spot']), /ws/<stream>
+                       USD-M ws://host:port/fstream/ws    (ccxt ['linear'], which dials
+                       /fstream/public/ws/<n> and /fstream/market/ws/<n>), /fstream/stream
+    Bybit REST         GET  {base_url}/v5/market/...
+    Bybit WS           ws://host:port/v5/public/spot, /v5/public/linear
+    OKX REST           GET  {base_url}/api/v5/...            (ccxt urls['api']['rest'])
+    OKX WS             ws://host:port/ws/v5/public, /ws/v5/business  (ccxt: .../ws/v5)
+    Coinbase REST      GET  {base_url}/api/v3/brokerage/..., /v2/...  (ccxt urls['api']['rest'])
+    Coinbase WS        ws://host:port/advanced-trade-ws               (ccxt urls['api']['ws'])
     admin              {base_url}/_sim/...           (see `admin`)
 
 `SimulatorServer` is an async context manager for asyncio tests (port 0 by default);
 `run_simulator_in_thread` runs one in a background thread with its own event loop, for
 synchronous clients (hyperliquid-python-sdk, ccxt) that would otherwise block the loop.
-Injected HTTP faults (429 / 5xx) apply to every exchange path, not to /ws or /_sim.
+Injected HTTP faults apply to every exchange path, not to WebSocket paths or /_sim; an
+injected 429 is answered as each exchange limits (Binance 429 -1003, Bybit 403, OKX 429
+code 50011, Coinbase 429). A client that ignores Binance's real 429s is banned with 418
+(`binance_bans`). Dropping connections drops every exchange's WebSockets.
 """
 
 from __future__ import annotations
@@ -24,19 +36,39 @@ from typing import Any
 
 from aiohttp import web
 
-from kirby_sim import binance, hyperliquid
+from kirby_sim import (
+    binance,
+    binance_ws,
+    bybit,
+    bybit_ws,
+    coinbase,
+    coinbase_ws,
+    hyperliquid,
+    okx,
+    okx_ws,
+)
 from kirby_sim.admin import PREFIX, admin_routes
 from kirby_sim.binance import Binance
+from kirby_sim.binance_bans import BinanceBans
+from kirby_sim.binance_futures import BinanceFutures
+from kirby_sim.binance_ws import BinanceStream
+from kirby_sim.bybit import Bybit
+from kirby_sim.bybit_ws import BybitStream
 from kirby_sim.clock import VirtualClock
+from kirby_sim.coinbase import Coinbase
+from kirby_sim.coinbase_ws import CoinbaseStream
 from kirby_sim.config import SimulatorConfig
 from kirby_sim.faults import FaultInjector, run_schedule
 from kirby_sim.hyperliquid import HyperliquidInfo
 from kirby_sim.hyperliquid_feed import HyperliquidFeed
 from kirby_sim.hyperliquid_ws import HyperliquidStream, StreamLimits
 from kirby_sim.market import Market
+from kirby_sim.okx import Okx
+from kirby_sim.okx_ws import OkxStream
 from kirby_sim.ratelimit import WeightLimiter
+from kirby_sim.venue_ws import VenueSocket, routes_for
 
-_BINANCE_PREFIXES = ("/api/", "/fapi/", "/dapi/")
+_BINANCE_PREFIXES = ("/api/", "/fapi/", "/dapi/", "/futures/data/")
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -69,6 +101,21 @@ class SimulatorServer:
         self.feed = HyperliquidFeed(
             self.market, self.clock, self.stream, context_interval_ms=config.context_interval_ms
         )
+        self.sockets: dict[tuple[str, ...], VenueSocket] = {
+            tuple(bybit_ws.PATHS): BybitStream(
+                self.market, self.clock, self.faults, config.rate_limits
+            ),
+            okx_ws.PATHS: OkxStream(self.market, self.clock, self.faults, config.rate_limits),
+            coinbase_ws.PATHS: CoinbaseStream(
+                self.market, self.clock, self.faults, config.rate_limits
+            ),
+            binance_ws.SPOT_PATHS: BinanceStream(
+                self.market, self.clock, self.faults, config.rate_limits, futures=False
+            ),
+            binance_ws.FUTURES_PATHS: BinanceStream(
+                self.market, self.clock, self.faults, config.rate_limits, futures=True
+            ),
+        }
         self.port: int | None = None
         self.http_requests = 0
         self._runner: web.AppRunner | None = None
@@ -95,12 +142,23 @@ class SimulatorServer:
         exchange = Binance(
             self.market, self.clock, self.faults, config.rate_limits, self._rate_clock
         )
-        app = web.Application(middlewares=[self._inject_http_faults])
+        others = (okx.PREFIX, coinbase.PREFIX)
+        bans = BinanceBans(_BINANCE_PREFIXES, others).middleware(self.clock.now_ms)
+        app = web.Application(middlewares=[self._inject_http_faults, bans])
         app.add_routes(
             [
                 web.post("/info", info.handle),
                 web.get("/ws", self.stream.handle),
                 *exchange.routes(),
+                *BinanceFutures(self.market, exchange).routes(),
+                *Bybit(self.market, self.clock, config.rate_limits).routes(),
+                *Okx(self.market, self.clock, config.rate_limits).routes(),
+                *Coinbase(self.market, self.clock, config.rate_limits).routes(),
+                *(
+                    route
+                    for paths, socket in self.sockets.items()
+                    for route in routes_for(socket, paths)
+                ),
                 *admin_routes(self.faults, self.state),
             ]
         )
@@ -113,6 +171,8 @@ class SimulatorServer:
 
         def drop_all() -> None:
             loop.call_soon_threadsafe(self.stream.drop_all)
+            for socket in self.sockets.values():
+                loop.call_soon_threadsafe(socket.drop_all)
 
         self._forget_drop_listener = self.faults.on_drop(drop_all)
         self._tasks = [
@@ -133,6 +193,8 @@ class SimulatorServer:
                 await task
         self._tasks = []
         await self.stream.close_all()
+        for socket in self.sockets.values():
+            await socket.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -151,6 +213,7 @@ class SimulatorServer:
 
     def state(self) -> dict[str, Any]:
         connections = list(self.stream.connections)
+        sessions = [session for socket in self.sockets.values() for session in socket.sessions]
         return {
             "now_ms": self.clock.now_ms(),
             "now": self.clock.now().isoformat(),
@@ -158,10 +221,11 @@ class SimulatorServer:
             "seed": self.market.seed,
             "base_url": self.base_url,
             "ws_url": self.ws_url,
-            "connections": len(connections),
-            "subscriptions": sum(len(c.subscriptions) for c in connections),
+            "connections": len(connections) + len(sessions),
+            "subscriptions": sum(len(c.subscriptions) for c in connections)
+            + sum(len(s.subscriptions) for s in sessions),
             "http_requests": self.http_requests,
-            "ws_pushes": self.feed.pushed,
+            "ws_pushes": self.feed.pushed + sum(s.pushed for s in self.sockets.values()),
             "faults": self.faults.snapshot(),
         }
 
@@ -169,19 +233,30 @@ class SimulatorServer:
     async def _inject_http_faults(
         self, request: web.Request, handler: RequestHandler
     ) -> web.StreamResponse:
-        if request.path.startswith(PREFIX) or request.path == "/ws":
+        path = request.path
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if path.startswith(PREFIX) or upgrade:
             return await handler(request)
         self.http_requests += 1
         fault = self.faults.take_http_error()
         if fault is None:
             return await handler(request)
-        venue = binance if request.path.startswith(_BINANCE_PREFIXES) else hyperliquid
-        if fault.status == 429:
-            retry_after = fault.retry_after or 1.0
-            if venue is binance:
+        retry_after = fault.retry_after or 1.0
+        if path.startswith((coinbase.PREFIX, coinbase.V2_PREFIX)):  # before Binance's /api/
+            if fault.status == 429:
+                return coinbase.rate_limited()
+            return coinbase.server_error(fault.status)
+        if path.startswith(okx.PREFIX):  # before Binance's /api/
+            return okx.rate_limited() if fault.status == 429 else okx.server_error(fault.status)
+        if path.startswith(_BINANCE_PREFIXES):
+            if fault.status == 429:
                 return binance.rate_limited(request.remote or "unknown", binance.SPOT, retry_after)
+            return binance.server_error(fault.status)
+        if path.startswith(bybit.PREFIX):
+            return bybit.rate_limited() if fault.status == 429 else bybit.server_error(fault.status)
+        if fault.status == 429:
             return hyperliquid.rate_limited(retry_after)
-        return venue.server_error(fault.status)
+        return hyperliquid.server_error(fault.status)
 
 
 @contextlib.contextmanager

@@ -210,3 +210,87 @@ def binance_usdm() -> list[Instrument]:
         )
         for asset in BINANCE_ASSETS
     ]
+
+
+# --- Bybit, OKX and Coinbase -------------------------------------------------------------
+
+BYBIT_SPOT_VENUE = "bybit_spot"
+BYBIT_LINEAR_VENUE = "bybit_linear"
+OKX_SPOT_VENUE = "okx_spot"
+OKX_SWAP_VENUE = "okx_swap"
+COINBASE_VENUE = "coinbase"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One instrument of a venue as the venue publishes it: the symbol, the price tick
+    (`tick_units` of 10**-price_decimals), the size step (10**-size_decimals of the base
+    coin) and the listing time."""
+
+    coin: str
+    symbol: str
+    price_decimals: int
+    tick_units: int
+    size_decimals: int
+    listed_ms: int
+
+
+_ASSET_PROFILE = {asset.coin: asset for asset in BINANCE_ASSETS}
+
+# coin, symbol, price decimals, tick units, size decimals, listed
+_LISTINGS: dict[str, tuple[Listing, ...]] = {
+    BYBIT_SPOT_VENUE: (
+        Listing("BTC", "BTCUSDT", 2, 1, 6, _ms(2021, 7, 5)),
+        Listing("ETH", "ETHUSDT", 2, 1, 5, _ms(2021, 7, 5)),
+        Listing("SOL", "SOLUSDT", 2, 1, 3, _ms(2021, 7, 15)),
+    ),
+    BYBIT_LINEAR_VENUE: (
+        Listing("BTC", "BTCUSDT", 2, 10, 3, _ms(2020, 3, 30)),
+        Listing("ETH", "ETHUSDT", 2, 1, 2, _ms(2020, 11, 1)),
+        Listing("SOL", "SOLUSDT", 3, 10, 1, _ms(2021, 4, 1)),
+    ),
+    OKX_SPOT_VENUE: (
+        Listing("BTC", "BTC-USDT", 1, 1, 8, _ms(2018, 1, 11)),
+        Listing("ETH", "ETH-USDT", 2, 1, 6, _ms(2018, 1, 11)),
+        Listing("SOL", "SOL-USDT", 2, 1, 6, _ms(2020, 8, 11)),
+    ),
+    # Swap sizes are in base coin here; OKX counts contracts (see okx.CONTRACT_VALUE_DECIMALS).
+    OKX_SWAP_VENUE: (
+        Listing("BTC", "BTC-USDT-SWAP", 1, 1, 4, _ms(2019, 12, 10)),
+        Listing("ETH", "ETH-USDT-SWAP", 2, 1, 3, _ms(2019, 12, 10)),
+        Listing("SOL", "SOL-USDT-SWAP", 2, 1, 2, _ms(2020, 9, 21)),
+    ),
+    COINBASE_VENUE: (
+        Listing("BTC", "BTC-USD", 2, 1, 8, _ms(2016, 5, 1)),
+        Listing("ETH", "ETH-USD", 2, 1, 8, _ms(2016, 5, 18)),
+        Listing("SOL", "SOL-USD", 2, 1, 3, _ms(2021, 6, 17)),
+    ),
+}
+
+
+def listings(venue: str) -> list[Instrument]:
+    """The instruments of a Bybit, OKX or Coinbase venue (same coin profiles as Binance)."""
+    instruments = []
+    for listing in _LISTINGS[venue]:
+        asset = _ASSET_PROFILE[listing.coin]
+        instruments.append(
+            Instrument(
+                venue=venue,
+                symbol=listing.symbol,
+                coin=listing.coin,
+                base_price=asset.base_price,
+                daily_vol=asset.daily_vol,
+                price_decimals=listing.price_decimals,
+                size_decimals=listing.size_decimals,
+                tier=asset.tier,
+                listed_ms=listing.listed_ms,
+                tick_units=listing.tick_units,
+                max_leverage=100,
+            )
+        )
+    return instruments
+
+
+LISTED_VENUES: tuple[str, ...] = tuple(_LISTINGS)
+PERP_VENUES: tuple[str, ...] = (BINANCE_USDM_VENUE, BYBIT_LINEAR_VENUE, OKX_SWAP_VENUE)
+"""Venues whose instruments are perpetual swaps with 8-hourly funding (`PerpStats`)."""

@@ -36,3 +36,18 @@ def fixed_decimal(units: int, decimals: int, shown: int) -> str:
     sign, whole, fraction = _split(units, decimals)
     fraction = fraction.ljust(shown, "0")
     return f"{sign}{whole}.{fraction}" if shown else f"{sign}{whole}"
+
+
+def plain_decimal(units: int, decimals: int) -> str:
+    """`units` x 10**-decimals without trailing zeros or a bare point ("0.0001", "67123")."""
+    sign, whole, fraction = _split(units, decimals)
+    fraction = fraction.rstrip("0")
+    return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
+
+
+def ratio(numerator: int, denominator: int, decimals: int) -> str:
+    """numerator / denominator rounded half away from zero to `decimals`, fixed."""
+    scaled = abs(numerator) * 10**decimals * 2 // abs(denominator or 1)
+    units = (scaled + 1) // 2
+    sign = -1 if (numerator < 0) != (denominator < 0) and units else 1
+    return fixed_decimal(sign * units, decimals, decimals)

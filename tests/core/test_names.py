@@ -23,22 +23,90 @@ ANYWHERE = {
 }
 """Names any module may define for itself."""
 
+SIM_VENUES = {
+    f"kirby_sim.{name}" for name in ("binance", "bybit", "coinbase", "hyperliquid", "okx")
+}
+SIM_SOCKETS = {f"kirby_sim.{name}_ws" for name in ("binance", "bybit", "coinbase", "okx")}
+SIM_FORMATTERS = {f"kirby_sim.{name}" for name in ("binance_futures", "bybit", "coinbase", "okx")}
+
 SHARED: dict[str, tuple[frozenset[str], str]] = {
-    "INTERVALS": (
-        frozenset({"kirby_core.exchanges.binance", "kirby_core.exchanges.hyperliquid_wire"}),
-        "each exchange module declares its own intervals and wire codes",
-    ),
     "MARKET_TYPES": (
         frozenset({"kirby_core.exchanges.binance", "kirby_core.exchanges.hyperliquid"}),
         "each exchange module declares the market types it serves",
     ),
     "rate_limited": (
-        frozenset({"kirby_sim.binance", "kirby_sim.hyperliquid"}),
+        frozenset(SIM_VENUES),
         "each simulated exchange answers a rate limit in its own exchange's format",
     ),
     "server_error": (
-        frozenset({"kirby_sim.binance", "kirby_sim.hyperliquid"}),
+        frozenset(SIM_VENUES),
         "each simulated exchange answers a 5xx in its own exchange's format",
+    ),
+    "PREFIX": (
+        frozenset({"kirby_sim.admin", "kirby_sim.bybit", "kirby_sim.coinbase", "kirby_sim.okx"}),
+        "the path prefix each simulator module serves (routing and fault answers go by it)",
+    ),
+    "PATHS": (
+        frozenset(SIM_SOCKETS - {"kirby_sim.binance_ws"}),
+        "the WebSocket paths each simulated exchange serves",
+    ),
+    "PUSH_MS": (
+        frozenset(SIM_SOCKETS - {"kirby_sim.binance_ws"}),
+        "each simulated exchange's push cadence",
+    ),
+    "NEW_CONNECTIONS": (
+        frozenset(SIM_SOCKETS),
+        "each simulated exchange's limit of new WebSocket connections per IP",
+    ),
+    "IDLE_TIMEOUT": (
+        frozenset({"kirby_sim.bybit_ws", "kirby_sim.okx_ws"}),
+        "each simulated exchange's idle-connection rule",
+    ),
+    "price": (
+        frozenset(SIM_FORMATTERS),
+        "each simulated exchange prints prices its own way",
+    ),
+    "size": (
+        frozenset(SIM_FORMATTERS),
+        "each simulated exchange prints sizes its own way",
+    ),
+    "ticker": (
+        frozenset({"kirby_sim.bybit", "kirby_sim.coinbase", "kirby_sim.okx"}),
+        "each simulated exchange's ticker document",
+    ),
+    "candle": (
+        frozenset({"kirby_sim.coinbase", "kirby_sim.hyperliquid_payloads"}),
+        "each simulated exchange's candle document",
+    ),
+    "INTERVALS": (
+        frozenset(
+            {
+                "kirby_core.exchanges.binance",
+                "kirby_core.exchanges.hyperliquid_wire",
+                "kirby_sim.bybit",
+            }
+        ),
+        "each exchange module declares its own intervals and wire codes",
+    ),
+    "KLINE_LIMIT": (
+        frozenset({"kirby_core.exchanges.binance", "kirby_sim.bybit"}),
+        "each exchange's own kline page limit (the simulator's until the registry owns it)",
+    ),
+    "FUNDING_LIMIT": (
+        frozenset({"kirby_sim.binance_futures", "kirby_sim.bybit", "kirby_sim.okx"}),
+        "each simulated exchange's funding-history page limit",
+    ),
+    "OPEN_INTEREST_LIMIT": (
+        frozenset({"kirby_sim.binance_futures", "kirby_sim.bybit"}),
+        "each simulated exchange's open-interest-history page limit",
+    ),
+    "OPEN_INTEREST_DEFAULT": (
+        frozenset({"kirby_sim.binance_futures", "kirby_sim.bybit"}),
+        "each simulated exchange's default open-interest-history page",
+    ),
+    "CANDLES_LIMIT": (
+        frozenset({"kirby_sim.coinbase", "kirby_sim.okx"}),
+        "each simulated exchange's candle page limit",
     ),
     "GREETING": (
         frozenset({"kirby_sim.hyperliquid_ws", "kirby_stream.feed"}),
