@@ -7,13 +7,15 @@ down; nothing reads them at import time, so tests build `Settings(...)` directly
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Database = Literal["realtime", "training"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
@@ -100,6 +102,12 @@ class Settings(BaseSettings):
     only (every route, admin included, is open)."""
     api_allow_insecure_bind: bool = False
     """Let `kirby api serve` bind a non-loopback address while authentication is off."""
+    api_trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    """Comma-separated addresses or CIDR networks of the reverse proxies in front of the API
+    (e.g. `127.0.0.1` or `10.0.0.0/8`). Only a request whose direct peer is one of them is
+    taken to come from X-Forwarded-For's right-most untrusted address (and X-Forwarded-Proto's
+    scheme); rate limits, the failed-auth budget and the access log use that address. Unset:
+    no proxy is trusted and the headers are ignored."""
     api_rate_limit_per_minute: int = Field(default=1200, gt=0)
     """REST requests a key (or, without a key, a client address) may make per minute, per
     API process; a key's own limit overrides it. WebSocket actions spend the same budget."""
@@ -143,6 +151,24 @@ class Settings(BaseSettings):
     api_latest_cache_seconds: float = Field(default=1.0, ge=0)
     """Longest a cached latest-N page lives; a NOTIFY for its series drops it at once. It
     bounds staleness only for writes that do not NOTIFY (backfills). 0 turns the cache off."""
+
+    @field_validator("api_trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        networks = []
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or CIDR network "
+                    "(allowed: comma-separated entries such as 127.0.0.1, 10.0.0.0/8, ::1)"
+                ) from None
+        return tuple(networks)
 
     def catalog_path(self, database: Database) -> Path:
         """A relative path missing from the working directory is taken from Kirby's checkout,
