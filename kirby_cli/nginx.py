@@ -4,7 +4,8 @@ The nginx image renders the template with envsubst; this does the same substitut
 tests, the edge bench and a deployment without Docker, plus one thing envsubst cannot: the
 upstream `server ${KIRBY_API_UPSTREAM} ...;` line is repeated once per replica address (under
 Docker one service name resolves to every replica). A `${KIRBY_*}` name left without a value
-is an error, not an empty string.
+is an error, not an empty string. The template is read from Kirby's checkout (docker/ is
+not package data; the Kirby image does not need it, the nginx container mounts it).
 """
 
 from __future__ import annotations
