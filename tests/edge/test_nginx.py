@@ -150,3 +150,19 @@ def test_a_replica_killed_mid_load_costs_no_more_than_its_in_flight_requests(
     assert failed <= clients, outcomes
     assert len(edge.replicas[0].clients_of("/candles/hyperliquid/BTC/USD/perps/1m")) > 0
     assert all(replica.process.poll() is None for replica in edge.replicas[1:])
+
+
+def test_the_failed_auth_budget_is_per_real_client_behind_nginx(edge_factory) -> None:
+    """Behind nginx, one client spending its budget of requests without a valid key does
+    not lock out another: each is budgeted by its own address, not nginx's (with no trusted
+    proxy the second client gets 429 here)."""
+    edge = edge_factory(
+        replicas=1,
+        env={"KIRBY_API_AUTH_ENABLED": "true", "KIRBY_API_AUTH_FAILURES_PER_MINUTE": "3"},
+    )
+    url = f"{edge.https}/starlistings"
+    with _client(edge) as first:
+        assert [first.get(url).status_code for _ in range(4)] == [401, 401, 401, 429]
+    transport = httpx.HTTPTransport(local_address="127.0.0.4", verify=edge.ssl_context())
+    with httpx.Client(transport=transport, timeout=10) as second:
+        assert second.get(url).status_code == 401
