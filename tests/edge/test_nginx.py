@@ -9,18 +9,25 @@ each replica logs says whose address it took.
 from __future__ import annotations
 
 import json
+import re
 import ssl
+import subprocess
 import threading
 import uuid
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from websockets.sync.client import connect
 
-from tests.edge.conftest import Edge
+from kirby_cli import nginx
+from tests import services
+from tests.conftest import REPO
+from tests.edge.conftest import Edge, make_certificate
 
 CLIENT_ADDRESS = "127.0.0.3"
 LATEST = "/candles/hyperliquid/BTC/USD/perps/1m?limit=100"
@@ -166,3 +173,30 @@ def test_the_failed_auth_budget_is_per_real_client_behind_nginx(edge_factory) ->
     transport = httpx.HTTPTransport(local_address="127.0.0.4", verify=edge.ssl_context())
     with httpx.Client(transport=transport, timeout=10) as second:
         assert second.get(url).status_code == 401
+
+
+def test_nginx_accepts_the_template_as_docker_compose_renders_it(tmp_path: Path) -> None:
+    """`nginx -t` on compose's own values (any address, ports 80/443, `api:8000` as the
+    upstream, here spelled as an address nginx can resolve), certificates from the test."""
+    executable = services.binary("nginx", "nginx")
+    environment = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["nginx"][
+        "environment"
+    ]
+    values = {
+        name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))  # compose's defaults
+        for name, value in environment.items()
+        if name.startswith("KIRBY_")
+    }
+    assert values.pop("KIRBY_API_UPSTREAM") == "api:8000"
+    make_certificate(tmp_path / "certs")
+    values["KIRBY_NGINX_CERT_DIR"] = str(tmp_path / "certs")
+    site = nginx.render(values, ["127.0.0.1:8000"])
+    (tmp_path / "nginx.conf").write_text(nginx.standalone(site, prefix=tmp_path))
+    checked = subprocess.run(
+        [executable, "-t", "-p", tmp_path, "-e", tmp_path / "error.log", "-c", "nginx.conf"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "listen *:80;" in site and "listen *:443 ssl;" in site
