@@ -31,6 +31,16 @@ def test_one_upstream_line_per_replica_and_nginx_variables_untouched() -> None:
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in text
 
 
+def test_retries_never_resend_a_non_idempotent_request() -> None:
+    directives = [
+        line.strip()
+        for line in nginx.TEMPLATE.read_text().splitlines()
+        if line.strip().startswith("proxy_next_upstream ")
+    ]
+    # nginx resends a POST/PATCH to the next replica only with `non_idempotent`.
+    assert directives == ["proxy_next_upstream error timeout http_502 http_503;"]
+
+
 def test_a_missing_value_is_named() -> None:
     values = {k: v for k, v in VALUES.items() if k != "KIRBY_NGINX_CERT_DIR"}
     with pytest.raises(ValueError, match="no value for KIRBY_NGINX_CERT_DIR"):
