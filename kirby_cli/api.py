@@ -31,6 +31,12 @@ def _uvicorn_options(settings: Settings) -> dict:
         "ws_max_size": settings.api_ws_max_message_bytes,
         # Compressing each message per client would cost the fan-out more than it saves.
         "ws_per_message_deflate": False,
+        # uvicorn's proxy-headers middleware does exactly what KIRBY_API_TRUSTED_PROXIES
+        # promises: only from a trusted peer, the client becomes X-Forwarded-For's right-most
+        # untrusted address. Its default trusts 127.0.0.1 (or $FORWARDED_ALLOW_IPS); Kirby
+        # trusts no one unless told.
+        "proxy_headers": bool(settings.api_trusted_proxies),
+        "forwarded_allow_ips": [str(network) for network in settings.api_trusted_proxies],
     }
 
 

@@ -8,6 +8,7 @@ failures name what to do:
     exchange unreachable       the host and the DNS or connect error
     database unreachable       host:port of the configured server(s)
     any other KirbyError       its message (it already names the bad value)
+    a refused KIRBY_* setting  the variable and why, one line each
     anything else              one line + "run with --log-level DEBUG for the traceback"
 
 A failure arrives either as a live exception (its `__cause__`/`__context__` chain) or as the
@@ -24,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from pydantic import ValidationError
 
 from kirby_core import errors
 from kirby_core.settings import Settings
@@ -113,6 +116,14 @@ def chain(error: Any) -> list[Link]:
 
 def explain(error: BaseException, settings: Settings | None) -> list[str]:
     """What to tell the user about `error`: a few lines, the last one says what to do."""
+    if isinstance(error, ValidationError) and error.title == Settings.__name__:
+        return [
+            *(
+                f"KIRBY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                for e in error.errors(include_url=False)
+            ),
+            "fix the variable (environment or .env) and run again",
+        ]
     links = chain(error)
     prefix = f"{links[0].line}: " if getattr(error, "step_error", None) else ""
     lines = _explain(links[1:] if prefix else links, settings)

@@ -7,13 +7,15 @@ down; nothing reads them at import time, so tests build `Settings(...)` directly
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Database = Literal["realtime", "training"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
@@ -111,6 +113,12 @@ class Settings(BaseSettings):
     only (every route, admin included, is open)."""
     api_allow_insecure_bind: bool = False
     """Let `kirby api serve` bind a non-loopback address while authentication is off."""
+    api_trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    """Comma-separated addresses or CIDR networks of the reverse proxies in front of the API
+    (e.g. `127.0.0.1` or `10.0.0.0/8`). Only a request whose direct peer is one of them is
+    taken to come from X-Forwarded-For's right-most untrusted address (and X-Forwarded-Proto's
+    scheme); rate limits, the failed-auth budget and the access log use that address. Unset:
+    no proxy is trusted and the headers are ignored."""
     api_rate_limit_per_minute: int = Field(default=1200, gt=0)
     """REST requests a key (or, without a key, a client address) may make per minute, per
     API process (with `redis_url`, across all of them); a key's own limit overrides it.
@@ -175,6 +183,24 @@ class Settings(BaseSettings):
     def _location_text(cls, value: object) -> object:
         """A location may be given as a Path (a local directory)."""
         return str(value) if isinstance(value, Path) else value
+
+    @field_validator("api_trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        networks = []
+        for item in (part.strip() for part in value.split(",")):
+            if not item:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or CIDR network "
+                    "(allowed: comma-separated entries such as 127.0.0.1, 10.0.0.0/8, ::1)"
+                ) from None
+        return tuple(networks)
 
     def catalog_path(self, database: Database) -> Path:
         """A relative path missing from the working directory is taken from Kirby's checkout,

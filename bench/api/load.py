@@ -8,6 +8,7 @@ that still matters, so the figures are a floor for what the servers can do.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import statistics
 import time
 from collections.abc import Callable
@@ -42,8 +43,10 @@ class Result:
 
 
 class Connection:
-    def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
-        self._host, self._port = host, port
+    def __init__(
+        self, host: str, port: int, headers: dict[str, str], tls: ssl.SSLContext | None = None
+    ) -> None:
+        self._host, self._port, self._tls = host, port, tls
         self._extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -52,7 +55,7 @@ class Connection:
         """(status, body bytes)."""
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(
-                self._host, self._port, limit=2**24
+                self._host, self._port, limit=2**24, ssl=self._tls
             )
         assert self._reader is not None
         self._writer.write(
@@ -95,6 +98,7 @@ async def run(
     max_requests: int,
     max_seconds: float,
     headers: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Result:
     """`concurrency` workers, each one request at a time, until either bound is reached."""
     latencies: list[float] = []
@@ -106,7 +110,7 @@ async def run(
 
     async def worker() -> None:
         nonlocal errors, received, issued
-        connection = Connection(host, port, headers or {})
+        connection = Connection(host, port, headers or {}, tls)
         try:
             while issued < max_requests and time.perf_counter() < deadline:
                 issued += 1

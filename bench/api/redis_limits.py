@@ -41,7 +41,7 @@ import redis
 import uvloop
 
 from bench.api import load
-from bench.api.servers import HOST, REPO, cpu_busy, start_kirby
+from bench.api.servers import HOST, REPO, cpu_busy, free_port, start_kirby
 from bench.common import drop_database, scratch_database
 from kirby_api.keys import create_key
 from kirby_api.ratelimit import RateLimiter
@@ -134,7 +134,8 @@ async def http(redis_url: str, seconds: float) -> None:
             await conn.close()
         headers = {"Authorization": f"Bearer {token}"}
         for name, env in (("http in-process", {}), ("http redis", {"KIRBY_REDIS_URL": redis_url})):
-            server, port = start_kirby(url, **env)
+            port = free_port()
+            server = start_kirby(url, port, env)
             try:
                 server.wait_ready()
                 await load.run(HOST, port, lambda: "/starlistings", 10, 300, 10, headers)

@@ -62,18 +62,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_kirby(url: str, **env: str) -> tuple[Server, int]:
-    """`kirby api serve` on a free port against database `url`; `env`: more KIRBY_* settings.
-    Not yet ready: call `wait_ready()`."""
+def start_kirby(url: str, port: int, env: dict[str, str] | None = None) -> Server:
+    """`kirby api serve` on `port` (waits for nothing: call `wait_ready`)."""
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("KIRBY_")}
-    port = free_port()
     kirby_env = {
         **base_env,
         "KIRBY_DATABASE_URL": url,
         "KIRBY_API_RATE_LIMIT_PER_MINUTE": "1000000000",
         "KIRBY_API_WS_MAX_CONNECTIONS": "10000",
         "KIRBY_LOG_LEVEL": "INFO",
-        **env,
+        **(env or {}),
     }
     code = (
         "import sys; from kirby_cli.api import api; from kirby_core.settings import Settings;"
@@ -81,13 +79,13 @@ def start_kirby(url: str, **env: str) -> tuple[Server, int]:
         "configure_logging(s.log_level, s.log_format);"
         "api.main(['serve', '--port', sys.argv[1]], obj=s)"
     )
-    return Server("kirby", [sys.executable, "-c", code, str(port)], kirby_env), port
+    return Server(f"kirby:{port}", [sys.executable, "-c", code, str(port)], kirby_env)
 
 
 def start_servers(url: str) -> tuple[Server, int, Server, int]:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("KIRBY_")}
-    kirby, kirby_port = start_kirby(url)
-    baseline_port = free_port()
+    kirby_port, baseline_port = free_port(), free_port()
+    kirby = start_kirby(url, kirby_port)
     baseline_url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
     baseline = Server(
         "baseline",

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kirby_cli import nginx
 from kirby_core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,7 @@ LONG_RUNNING = {
     "dagster-webserver",
     "dagster-daemon",
     "api",
+    "nginx",
     "pgadmin",
     "prometheus",
     "grafana",
@@ -87,7 +89,7 @@ def _kirby_setting_names() -> set[str]:
 
 def test_every_compose_variable_is_documented_in_env_example() -> None:
     used = _compose_variables()
-    assert {"POSTGRES_PASSWORD", "KIRBY_IMAGE", "API_PORT"} <= used.keys()
+    assert {"POSTGRES_PASSWORD", "KIRBY_IMAGE", "NGINX_HTTPS_PORT"} <= used.keys()
     documented = _env_example()
     assert sorted(used.keys() - documented.keys()) == []
     # A variable compose requires (`:?`) must have a value in the example, not a comment.
@@ -172,8 +174,11 @@ def test_monitoring_mounts_the_repository_files_it_is_configured_with() -> None:
     assert prometheus["rule_files"] == ["alerts.yml"]
     assert (ROOT / "docker/prometheus/alerts.yml").is_file()
     api_port = services["api"]["command"][services["api"]["command"].index("--port") + 1]
-    targets = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
-    assert targets == [f"api:{api_port}"]
+    # One target per api replica (Docker's DNS has one address per replica).
+    discovery = prometheus["scrape_configs"][0]["dns_sd_configs"]
+    assert discovery == [
+        {"names": ["api"], "type": "A", "port": int(api_port), "refresh_interval": "30s"}
+    ]
     grafana = mounts["grafana"]
     provider = yaml.safe_load(
         (ROOT / grafana["/etc/grafana/provisioning"] / "dashboards/kirby.yml").read_text()
@@ -185,6 +190,32 @@ def test_monitoring_mounts_the_repository_files_it_is_configured_with() -> None:
     )["datasources"][0]
     prometheus_port = services["prometheus"]["ports"][0].rsplit(":", 1)[1]
     assert datasource["url"] == f"http://prometheus:{prometheus_port}"
+
+
+def test_api_scales_behind_nginx() -> None:
+    """No fixed name or host port on api (`--scale api=N`); nginx is the only way in, runs
+    Kirby's template with the certificate files, and is the proxy the replicas trust."""
+    services = _services()
+    api, edge = services["api"], services["nginx"]
+    assert "container_name" not in api and "ports" not in api
+    api_port = api["command"][api["command"].index("--port") + 1]
+    assert edge["environment"]["KIRBY_API_UPSTREAM"] == f"api:{api_port}"
+    mounts = {
+        target: source
+        for source, target, *_ in (v.split(":") for v in edge["volumes"])
+        if source.startswith("./")
+    }
+    assert mounts == {
+        "/etc/nginx/templates/kirby.conf.template": "./docker/nginx/kirby.conf.template",
+        "/etc/nginx/certs": "./docker/nginx/certs",
+        "/var/www/certbot": "./docker/nginx/acme",
+    }
+    assert (ROOT / "docker/nginx/certs").is_dir() and (ROOT / "docker/nginx/acme").is_dir()
+    # Every template variable has a value (the template's own check, on compose's values).
+    variables = {k: v for k, v in edge["environment"].items() if k.startswith("KIRBY_")}
+    nginx.render_config(variables, [variables.pop("KIRBY_API_UPSTREAM")])
+    subnet = _compose()["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert api["environment"]["KIRBY_API_TRUSTED_PROXIES"] == subnet
 
 
 @pytest.mark.parametrize("name", sorted(LONG_RUNNING))

@@ -2,23 +2,21 @@
 and Prometheus's own tools (Debian's `prometheus` package), which CI installs.
 
 A test that needs `promtool` or `prometheus` skips when the binary is absent, except under
-`KIRBY_REQUIRE_SERVICES=1` (CI), where it fails instead.
+`KIRBY_REQUIRE_SERVICES=1` (CI), where it fails instead (`tests.services`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from datetime import datetime
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from kirby_core.backups import Backup, BackupStore, Manifest
 from kirby_core.locations import location
 from kirby_core.settings import Database
+from tests import services
 from tests.api.conftest import api  # noqa: F401  (the app on the test database)
 from tests.conftest import REPO
 from tests.db.conftest import catalog  # noqa: F401  (the synced realtime catalog)
@@ -26,19 +24,10 @@ from tests.db.conftest import catalog  # noqa: F401  (the synced realtime catalo
 PROMETHEUS_DIR = REPO / "docker" / "prometheus"
 GRAFANA_DIR = REPO / "docker" / "grafana"
 
-# Read before the autouse fixture clears KIRBY_* from the environment.
-_REQUIRE_SERVICES = os.environ.get("KIRBY_REQUIRE_SERVICES") == "1"
-
 
 def binary(name: str) -> Path:
-    """The path of `name`, or a skip (a failure under KIRBY_REQUIRE_SERVICES=1)."""
-    found = shutil.which(name)
-    if found is None:
-        message = f"`{name}` is not installed (Debian: apt-get install prometheus)"
-        if _REQUIRE_SERVICES:
-            pytest.fail(message + "; KIRBY_REQUIRE_SERVICES=1 requires it")
-        pytest.skip(message)
-    return Path(found)
+    """The path of `name` from Debian's prometheus package (see tests.services.binary)."""
+    return services.binary(name, "prometheus")
 
 
 async def plant_heartbeat(

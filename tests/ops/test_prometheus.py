@@ -12,10 +12,7 @@ resolves. The rules are the deployment's own, with one change: `for` durations a
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,69 +25,19 @@ import pytest
 import yaml
 
 from kirby_core.db.urls import DatabaseUrls
-from tests.conftest import REPO
 from tests.ops.conftest import GRAFANA_DIR, PROMETHEUS_DIR, binary, plant_heartbeat
-
-DEADLINE_SECONDS = 60.0
-KIRBY = Path(sys.executable).with_name("kirby")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{url} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"{url} not ready within {DEADLINE_SECONDS}s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+from tests.services import DEADLINE_SECONDS, free_port, start_api, stop, wait_until_ready
 
 
 @pytest.fixture
 def api_process(database_urls: DatabaseUrls, tmp_path: Path, catalog) -> Iterator[str]:
     """`kirby api serve` on a free loopback port; yields host:port."""
-    port = _free_port()
-    base = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
-    env = {
-        **base,
-        "PYTHONPATH": str(REPO),
-        "KIRBY_DATABASE_URL": database_urls.realtime,
-        "KIRBY_TRAINING_DATABASE_URL": database_urls.training,
-        "KIRBY_HOME": str(tmp_path / ".kirby"),
-        "KIRBY_API_AUTH_ENABLED": "false",
-    }
-    log = tmp_path / "api.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(KIRBY), "api", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    port = free_port()
+    process, _ = start_api(database_urls, tmp_path, port)
     try:
-        _wait_until_ready(f"http://127.0.0.1:{port}/health", process, log)
         yield f"127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _rules_with_short_for(target: Path) -> None:
@@ -109,9 +56,11 @@ def prometheus(api_process: str, tmp_path: Path) -> Iterator[str]:
     _rules_with_short_for(tmp_path / "alerts.yml")
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    # The deployment finds its replicas in Docker's DNS; here the one process is named.
+    del config["scrape_configs"][0]["dns_sd_configs"]
     config["scrape_configs"][0]["static_configs"] = [{"targets": [api_process]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "prometheus.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -127,10 +76,10 @@ def prometheus(api_process: str, tmp_path: Path) -> Iterator[str]:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_ready(f"{base}/-/ready", process, log)
+        wait_until_ready(f"{base}/-/ready", process, log)
         yield base
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _api(base: str, path: str, **params: str) -> Any:
