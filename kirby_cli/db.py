@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kirby_core.db import embedded, migrate, urls
+from kirby_core.db import embedded, migrate, retention, urls
 from kirby_core.settings import Database, Settings
 
 BOTH: tuple[Database, ...] = ("realtime", "training")
@@ -65,11 +65,17 @@ def migrate_command(settings: Settings, database: Database, revision: str) -> No
     """Create or upgrade the schema (both databases by default). Safe to repeat."""
     resolved = urls.resolve(settings)
     targets = BOTH if database == "both" else (database,)
+    shared = resolved.realtime == resolved.training
     for name in dict.fromkeys(targets):
         url = resolved.of(name)
+        owner: Database = "realtime" if shared else name
         before = migrate.current_revision(url)
         warning = migrate.upgrade(
-            url, revision, retention_days=settings.retention_days, timescaledb=settings.timescaledb
+            url,
+            revision,
+            timescaledb=settings.timescaledb,
+            retention=retention.for_database(settings, owner, shared),
+            retention_setting=retention.SETTING[owner],
         )
         if warning:
             click.echo(f"warning: {name}: {warning}", err=True)

@@ -34,10 +34,10 @@ from kirby_cli import processes
 from kirby_cli.backfills import Backfills
 from kirby_cli.dagster_client import DagsterClient
 from kirby_cli.processes import Child, StackError
-from kirby_core.db import embedded, migrate, urls
+from kirby_core.db import embedded, migrate, retention, urls
 from kirby_core.db.connection import connect
 from kirby_core.db.urls import DatabaseUrls
-from kirby_core.settings import Settings
+from kirby_core.settings import Database, Settings
 
 HOST = "127.0.0.1"
 SUPERVISOR = "stream_supervisor"
@@ -253,10 +253,14 @@ class Stack:
                 (embedded.REALTIME_DATABASE, embedded.TRAINING_DATABASE, DAGSTER_DATABASE),
             )
         self.databases = resolved = urls.resolve(settings)
-        for url in dict.fromkeys((resolved.realtime, resolved.training)):
-            mode = settings.timescaledb
+        shared = resolved.realtime == resolved.training
+        names: tuple[Database, ...] = ("realtime",) if shared else ("realtime", "training")
+        for name in names:
             if warning := migrate.upgrade(
-                url, retention_days=settings.retention_days, timescaledb=mode
+                resolved.of(name),
+                timescaledb=settings.timescaledb,
+                retention=retention.for_database(settings, name, shared),
+                retention_setting=retention.SETTING[name],
             ):
                 print(f"warning: {warning}", file=sys.stderr)
         self.series = [
