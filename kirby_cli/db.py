@@ -66,16 +66,18 @@ def migrate_command(settings: Settings, database: Database, revision: str) -> No
     resolved = urls.resolve(settings)
     targets = BOTH if database == "both" else (database,)
     shared = resolved.realtime == resolved.training
-    for name in dict.fromkeys(targets):
+    # one database for both: KIRBY_RETENTION describes it; every setting checked up front
+    owners: dict[Database, Database] = {n: "realtime" if shared else n for n in targets}
+    wanted = {n: retention.for_database(settings, owner, shared) for n, owner in owners.items()}
+    for name in owners:
         url = resolved.of(name)
-        owner: Database = "realtime" if shared else name
         before = migrate.current_revision(url)
         warning = migrate.upgrade(
             url,
             revision,
             timescaledb=settings.timescaledb,
-            retention=retention.for_database(settings, owner, shared),
-            retention_setting=retention.SETTING[owner],
+            retention=wanted[name],
+            retention_setting=retention.SETTING[owners[name]],
         )
         if warning:
             click.echo(f"warning: {name}: {warning}", err=True)

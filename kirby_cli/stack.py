@@ -255,11 +255,12 @@ class Stack:
         self.databases = resolved = urls.resolve(settings)
         shared = resolved.realtime == resolved.training
         names: tuple[Database, ...] = ("realtime",) if shared else ("realtime", "training")
+        wanted = {name: retention.for_database(settings, name, shared) for name in names}
         for name in names:
             if warning := migrate.upgrade(
                 resolved.of(name),
                 timescaledb=settings.timescaledb,
-                retention=retention.for_database(settings, name, shared),
+                retention=wanted[name],
                 retention_setting=retention.SETTING[name],
             ):
                 print(f"warning: {warning}", file=sys.stderr)
