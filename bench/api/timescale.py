@@ -1,9 +1,10 @@
 """TimescaleDB hot reads with a year of history: hypertables (chunk intervals) vs plain tables.
 
-    python -m bench.api.timescale [--days 365] [--chunks 1,7,30] [--repeat 200] [--no-compress]
+    python -m bench.api.timescale [--days 365] [--chunks 1,7,30] [--repeat 200] [--rounds 10]
+                                  [--no-compress]
 
 Needs a server with TimescaleDB available and preloaded (`KIRBY_DATABASE_URL`). In one run,
-one scratch database per variant, built and measured in turn: plain tables (migrated with
+one scratch database per variant, all built first: plain tables (migrated with
 `timescaledb=off`), then hypertables with each chunk interval (set before loading). Each
 holds the realtime catalog (2 pairs, candles at 1m/15m/4h/1d) with `--days` of history up
 to now: every minute of every series (candles at their interval, funding and open interest
@@ -11,7 +12,8 @@ each minute), loaded by `generate_series`; chunks older than 7 days are compress
 compression policy would have done (`--no-compress` skips that).
 
 The reads are the API's own (`kirby_api.market.MarketData`, time-bounded), one at a time
-on a warm pool, `--repeat` times each: newest-1000 of a 1m candle series (the latest-N
+on a warm one-connection pool per variant, `--repeat` times each, in `--rounds` turns over
+the variants (so a busy machine slows them all alike): newest-1000 of a 1m candle series (the latest-N
 poll), funding and open interest newest-1000, a random historical 1000-row window, the
 latest 100 rows of every candle series at once (WebSocket history), the newest time of
 every candle series (health); plus the newest-1000 and multi-series reads without a time
@@ -110,51 +112,67 @@ async def build(url: str, chunk_days: int | None, days: int, compress: bool) -> 
     return stars, pairs, chunks
 
 
-async def measure(url: str, stars: list, pairs: list, repeat: int) -> dict[str, list[float]]:
-    database = ConnectionPool(url, Settings(_env_file=None, api_pool_size=1))
-    await database.open()
-    market = MarketData(database)
-    rng = random.Random(7)
-    one_minute = [s for s in stars if s.interval_seconds == INTERVAL_SECONDS["1m"]]
-    star, pair = one_minute[0].id, pairs[0].id
-    ids = [s.id for s in stars]
-    latest = Window(MIN_TIME, MAX_TIME, 1000, newest=True, open_ended=True)
-    now = datetime.now(UTC)
-    year_ago = now - timedelta(days=360)
+class Reads:
+    """The reads of one variant on a warm one-connection pool."""
 
-    def historical() -> Window:
-        lower = year_ago + timedelta(minutes=rng.randrange(350 * 24 * 60))
-        return Window(lower, MAX_TIME, 1000, newest=False, open_ended=True)
+    def __init__(self, url: str, stars: list, pairs: list) -> None:
+        self.url, self.stars, self.pairs = url, stars, pairs
+        self.database = ConnectionPool(url, Settings(_env_file=None, api_pool_size=1))
 
-    candle_sql = _SQL[SERVED_CANDLES.name]
-    reads: dict[str, Read] = {
-        "candles newest-1000": lambda: market.page_json(SERVED_CANDLES, star, latest),
-        "funding newest-1000": lambda: market.page_json(SERVED_FUNDING, pair, latest),
-        "open interest newest-1000": lambda: market.page_json(SERVED_OPEN_INTEREST, pair, latest),
-        "candles window-1000": lambda: market.page_json(SERVED_CANDLES, star, historical()),
-        "multi-series latest-100": lambda: market.latest_many_json(SERVED_CANDLES, ids, 100),
-        "health newest times": lambda: market.latest_times(SERVED_CANDLES, ids),
-        "unbounded newest-1000": lambda: database.fetchrow(
-            candle_sql.newest_json, star, MIN_TIME, MAX_TIME, 1000
-        ),
-        "unbounded multi-series": lambda: database.fetch(
-            candle_sql.latest_many_json, ids, 100, MIN_TIME
-        ),
-    }
-    results: dict[str, list[float]] = {}
-    try:
-        for name, read in reads.items():
+    async def open(self) -> dict[str, Read]:
+        await self.database.open()
+        database, market, rng = self.database, MarketData(self.database), random.Random(7)
+        one_minute = [s for s in self.stars if s.interval_seconds == INTERVAL_SECONDS["1m"]]
+        star, pair = one_minute[0].id, self.pairs[0].id
+        ids = [s.id for s in self.stars]
+        latest = Window(MIN_TIME, MAX_TIME, 1000, newest=True, open_ended=True)
+        year_ago = datetime.now(UTC) - timedelta(days=360)
+
+        def historical() -> Window:
+            lower = year_ago + timedelta(minutes=rng.randrange(350 * 24 * 60))
+            return Window(lower, MAX_TIME, 1000, newest=False, open_ended=True)
+
+        candle_sql = _SQL[SERVED_CANDLES.name]
+        reads: dict[str, Read] = {
+            "candles newest-1000": lambda: market.page_json(SERVED_CANDLES, star, latest),
+            "funding newest-1000": lambda: market.page_json(SERVED_FUNDING, pair, latest),
+            "open interest newest-1000": lambda: market.page_json(
+                SERVED_OPEN_INTEREST, pair, latest
+            ),
+            "candles window-1000": lambda: market.page_json(SERVED_CANDLES, star, historical()),
+            "multi-series latest-100": lambda: market.latest_many_json(SERVED_CANDLES, ids, 100),
+            "health newest times": lambda: market.latest_times(SERVED_CANDLES, ids),
+            "unbounded newest-1000": lambda: database.fetchrow(
+                candle_sql.newest_json, star, MIN_TIME, MAX_TIME, 1000
+            ),
+            "unbounded multi-series": lambda: database.fetch(
+                candle_sql.latest_many_json, ids, 100, MIN_TIME
+            ),
+        }
+        for read in reads.values():
             for _ in range(10):  # warm: prepared statements, plan cache, buffers
                 await read()
-            times = []
-            for _ in range(repeat):
-                started = time.perf_counter()
-                await read()
-                times.append((time.perf_counter() - started) * 1000)
-            results[name] = times
+        return reads
+
+
+async def measure(variants: dict[str, Reads], repeat: int, rounds: int) -> dict:
+    """Round robin over the variants (`repeat / rounds` of each read per turn), so the
+    machine's load, shared with other work, falls on all of them alike."""
+    reads = {label: await v.open() for label, v in variants.items()}
+    times: dict[str, dict[str, list[float]]] = {}
+    try:
+        for _ in range(rounds):
+            for label, by_name in reads.items():
+                for name, read in by_name.items():
+                    for _ in range(max(1, repeat // rounds)):
+                        started = time.perf_counter()
+                        await read()
+                        elapsed = (time.perf_counter() - started) * 1000
+                        times.setdefault(name, {}).setdefault(label, []).append(elapsed)
     finally:
-        await database.close()
-    return results
+        for variant in variants.values():
+            await variant.database.close()
+    return times
 
 
 def _p(times: list[float], q: float) -> float:
@@ -166,32 +184,35 @@ async def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--chunks", default="1,7,30", help="chunk intervals in days")
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--no-compress", action="store_true")
     args = parser.parse_args()
-    variants: list[int | None] = [None, *(int(d) for d in args.chunks.split(","))]
-    table: dict[str, dict[str, tuple[float, float]]] = {}
-    for chunk_days in variants:
-        label = "plain" if chunk_days is None else f"{chunk_days}d chunks"
-        url = await scratch_database(DATABASE, migrated=False)
-        try:
+    chunk_days: list[int | None] = [None, *(int(d) for d in args.chunks.split(","))]
+    labels = {c: "plain" if c is None else f"{c}d chunks" for c in chunk_days}
+    variants: dict[str, Reads] = {}
+    made: dict[str, str] = {}  # database name -> URL
+    try:
+        for days, label in labels.items():
+            name = f"{DATABASE}_{'plain' if days is None else days}"
+            url = made[name] = await scratch_database(name, migrated=False)
             started = time.perf_counter()
-            stars, pairs, chunks = await build(url, chunk_days, args.days, not args.no_compress)
+            stars, pairs, chunks = await build(url, days, args.days, not args.no_compress)
             print(
                 f"{label}: loaded in {time.perf_counter() - started:.0f} s"
                 + (f"; chunks {chunks}" if chunks else ""),
                 flush=True,
             )
-            for name, times in (await measure(url, stars, pairs, args.repeat)).items():
-                table.setdefault(name, {})[label] = (statistics.median(times), _p(times, 99))
-        finally:
-            await drop_database(url, DATABASE)
-    labels = ["plain" if c is None else f"{c}d chunks" for c in variants]
-    print(f"\n{'read (ms, p50 / p99)':<28}" + "".join(f"{label:>24}" for label in labels))
+            variants[label] = Reads(url, stars, pairs)
+        table = await measure(variants, args.repeat, args.rounds)
+    finally:
+        for name, url in made.items():
+            await drop_database(url, name)
+    print(f"\n{'read (ms, p50 / p99)':<28}" + "".join(f"{label:>24}" for label in labels.values()))
     for name, row in table.items():
-        plain = row["plain"][0]
+        plain = statistics.median(row["plain"])
         cells = []
-        for label in labels:
-            p50, p99 = row[label]
+        for label in labels.values():
+            p50, p99 = statistics.median(row[label]), _p(row[label], 99)
             ratio = "" if label == "plain" else f" {p50 / plain:4.1f}x"
             cells.append(f"{p50:6.2f} / {p99:6.2f}{ratio}")
         print(f"{name:<28}" + "".join(f"{cell:>24}" for cell in cells))
