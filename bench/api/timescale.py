@@ -11,13 +11,14 @@ to now: every minute of every series (candles at their interval, funding and ope
 each minute), loaded by `generate_series`; chunks older than 7 days are compressed, as the
 compression policy would have done (`--no-compress` skips that).
 
-The reads are the API's own (`kirby_api.market.MarketData`, time-bounded), one at a time
-on a warm one-connection pool per variant, `--repeat` times each, in `--rounds` turns over
-the variants (so a busy machine slows them all alike): newest-1000 of a 1m candle series (the latest-N
-poll), funding and open interest newest-1000, a random historical 1000-row window, the
-latest 100 rows of every candle series at once (WebSocket history), the newest time of
-every candle series (health); plus the newest-1000 and multi-series reads without a time
-bound (the SQL before bounds, `unbounded`). Prints p50/p99 in ms and each variant's ratio to
+The reads are the API's own (`kirby_api.market.MarketData`, time-bounded, on the API's
+`ConnectionPool`), one at a time on a warm one-connection pool per variant, `--repeat`
+times each, in `--rounds` turns over the variants (so a busy machine slows them all
+alike): newest-1000 of a 1m candle series (the latest-N poll), funding and open interest
+newest-1000, a random historical 1000-row window, the latest 100 rows of every candle
+series at once (WebSocket history), the newest time of every candle series (health); plus
+the newest-1000 and multi-series reads without a time bound (`unbounded`, the SQL before
+bounds). Prints p50/p99 in ms and each variant's ratio to
 the plain tables' p50 (target: within 1.5x).
 """
 
