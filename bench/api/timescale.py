@@ -18,8 +18,8 @@ alike): newest-1000 of a 1m candle series (the latest-N poll), funding and open 
 newest-1000, a random historical 1000-row window, the latest 100 rows of every candle
 series at once (WebSocket history), the newest time of every candle series (health); plus
 the newest-1000 and multi-series reads without a time bound (`unbounded`, the SQL before
-bounds). Prints p50/p99 in ms and each variant's ratio to
-the plain tables' p50 (target: within 1.5x).
+bounds). Prints p50/p99 in ms and each variant's ratio to the plain tables' p50 (target:
+within 1.5x).
 """
 
 from __future__ import annotations
