@@ -24,6 +24,7 @@ from kirby_api.market import _SQL, narrowed
 from kirby_api.window import MAX_TIME, MIN_TIME, Window
 from kirby_core.db import migrate, retention
 from kirby_core.db.urls import sqlalchemy_url, with_database
+from tests.cli.test_errors import kirby
 from tests.conftest import _run
 
 pytestmark = pytest.mark.usefixtures("needs_timescaledb")
@@ -101,6 +102,21 @@ async def test_migrate_reconciles_retention_with_the_setting(
     )
 
     migrate.upgrade(scratch)
+    assert _installed(scratch) == retention.Installed({}, {})
+
+
+async def test_kirby_db_migrate_applies_and_removes_the_setting(
+    conn: asyncpg.Connection, scratch: str
+) -> None:
+    def migrate_with(**env: str) -> None:
+        result = kirby("db", "migrate", "--database", "realtime", KIRBY_DATABASE_URL=scratch, **env)
+        assert result.returncode == 0, result.stderr
+
+    migrate_with(KIRBY_RETENTION="candles:1m=30d,open_interest=400d")
+    installed = _installed(scratch)
+    assert installed.tables == {"open_interest": 400}
+    assert list(installed.delete_jobs.values()) == [{"1m": 30}]
+    migrate_with()
     assert _installed(scratch) == retention.Installed({}, {})
 
 
