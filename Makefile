@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo run test lint format bench bench-ingest bench-stream soak-stream bench-api bench-pipelines dagster db-start db-stop migrate sync sim clean
+.PHONY: help install demo run test lint format bench bench-ingest bench-stream soak-stream bench-api bench-timescale bench-pipelines dagster db-start db-stop migrate sync sim clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ soak-stream: $(STAMP)  ## 10-minute collector soak against kirby sim with faults
 
 bench-api: $(STAMP)  ## API requests/s and latency vs a FastAPI + ORM baseline, WS latency
 	$(BIN)/python -m bench.api.run
+
+bench-timescale: $(STAMP)  ## TimescaleDB hot reads, a year of history, 1/7/30-day chunks vs plain (needs KIRBY_DATABASE_URL on a TimescaleDB server)
+	$(BIN)/python -m bench.api.timescale
 
 bench-pipelines: $(STAMP)  ## 30-day backfill, lake export and merged dataset vs baselines
 	$(BIN)/python -m bench.pipelines.run
