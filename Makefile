@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo run test lint format bench bench-ingest bench-stream soak-stream bench-api bench-edge bench-pipelines dagster db-start db-stop migrate sync sim clean
+.PHONY: help install demo run test lint format bench bench-ingest bench-stream soak-stream bench-api bench-edge bench-timescale bench-pipelines dagster db-start db-stop migrate sync sim clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ bench-api: $(STAMP)  ## API requests/s and latency vs a FastAPI + ORM baseline, 
 
 bench-edge: $(STAMP)  ## three API replicas behind nginx (TLS) vs one direct: the proxy's cost
 	$(BIN)/python -m bench.api.edge
+
+bench-timescale: $(STAMP)  ## TimescaleDB hot reads, a year of history, 1/7/30-day chunks vs plain (needs KIRBY_DATABASE_URL on a TimescaleDB server)
+	$(BIN)/python -m bench.api.timescale
 
 bench-pipelines: $(STAMP)  ## 30-day backfill, lake export and merged dataset vs baselines
 	$(BIN)/python -m bench.pipelines.run

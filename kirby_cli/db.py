@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kirby_core.db import embedded, migrate, urls
+from kirby_core.db import embedded, migrate, retention, urls
 from kirby_core.settings import Database, Settings
 
 BOTH: tuple[Database, ...] = ("realtime", "training")
@@ -65,11 +65,19 @@ def migrate_command(settings: Settings, database: Database, revision: str) -> No
     """Create or upgrade the schema (both databases by default). Safe to repeat."""
     resolved = urls.resolve(settings)
     targets = BOTH if database == "both" else (database,)
-    for name in dict.fromkeys(targets):
+    shared = resolved.realtime == resolved.training
+    # one database for both: KIRBY_RETENTION describes it; every setting checked up front
+    owners: dict[Database, Database] = {n: "realtime" if shared else n for n in targets}
+    wanted = {n: retention.for_database(settings, owner, shared) for n, owner in owners.items()}
+    for name in owners:
         url = resolved.of(name)
         before = migrate.current_revision(url)
         warning = migrate.upgrade(
-            url, revision, retention_days=settings.retention_days, timescaledb=settings.timescaledb
+            url,
+            revision,
+            timescaledb=settings.timescaledb,
+            retention=wanted[name],
+            retention_setting=retention.SETTING[owners[name]],
         )
         if warning:
             click.echo(f"warning: {name}: {warning}", err=True)

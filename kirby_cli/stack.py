@@ -35,10 +35,10 @@ from kirby_cli.dagster_client import DagsterClient
 from kirby_cli.processes import Child, StackError
 from kirby_cli.stack_backfills import Backfills
 from kirby_core import locations
-from kirby_core.db import embedded, migrate, urls
+from kirby_core.db import embedded, migrate, retention, urls
 from kirby_core.db.connection import connect
 from kirby_core.db.urls import DatabaseUrls
-from kirby_core.settings import Settings
+from kirby_core.settings import Database, Settings
 from kirby_pipelines.backfill_plans import BACKFILL_ASSETS
 
 HOST = "127.0.0.1"
@@ -255,10 +255,15 @@ class Stack:
                 (embedded.REALTIME_DATABASE, embedded.TRAINING_DATABASE, DAGSTER_DATABASE),
             )
         self.databases = resolved = urls.resolve(settings)
-        for url in dict.fromkeys((resolved.realtime, resolved.training)):
-            mode = settings.timescaledb
+        shared = resolved.realtime == resolved.training
+        names: tuple[Database, ...] = ("realtime",) if shared else ("realtime", "training")
+        wanted = {name: retention.for_database(settings, name, shared) for name in names}
+        for name in names:
             if warning := migrate.upgrade(
-                url, retention_days=settings.retention_days, timescaledb=mode
+                resolved.of(name),
+                timescaledb=settings.timescaledb,
+                retention=wanted[name],
+                retention_setting=retention.SETTING[name],
             ):
                 print(f"warning: {warning}", file=sys.stderr)
         self.series = [

@@ -60,8 +60,12 @@ class Settings(BaseSettings):
     """Timeout of one exchange REST call."""
     http_max_retries: int = Field(default=5, ge=0)
     """Retries of a rate-limited (429) or failing (5xx, network) exchange call."""
-    retention_days: int | None = Field(default=None, gt=0)
-    """TimescaleDB only: drop candle/funding/OI chunks older than this. Unset: keep all."""
+    retention: str | None = None
+    """Realtime database, TimescaleDB only: how long market data is kept, e.g.
+    `candles:1m=30d,candles=365d,funding_rates=90d` (see `kirby_core.db.retention`); applied
+    on every `kirby db migrate`. Unset: keep all."""
+    training_retention: str | None = None
+    """The same for the training database. Unset: keep all of its history."""
     timescaledb: Literal["auto", "on", "off"] = "auto"
     """Hypertables at migrate: auto (if timescaledb is available and preloaded, else plain
     tables and a warning), on (refuse without them), off (plain tables)."""

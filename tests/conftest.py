@@ -85,6 +85,30 @@ def database_urls(pg_server: str) -> Iterator[DatabaseUrls]:
     asyncio.run(_run(admin, *(f'DROP DATABASE "{name}" WITH (FORCE)' for name in names)))
 
 
+@pytest.fixture(scope="session")
+def timescaledb(pg_server: str) -> bool:
+    """Whether the test server can make hypertables: timescaledb available *and* preloaded
+    (the embedded server and CI's have neither; tests that need it skip, saying so)."""
+    return migrate.timescaledb_plan(
+        *migrate.probe_timescaledb(with_database(pg_server, "postgres")), "auto"
+    )[0]
+
+
+@pytest.fixture
+def needs_timescaledb(timescaledb: bool) -> None:
+    if not timescaledb:
+        pytest.skip(
+            "TimescaleDB is not available and preloaded on the test server (point"
+            " KIRBY_TEST_DATABASE_URL at one with timescaledb in shared_preload_libraries)"
+        )
+
+
+@pytest.fixture
+def needs_plain_postgres(timescaledb: bool) -> None:
+    if timescaledb:
+        pytest.skip("the test server has TimescaleDB; this test is about plain PostgreSQL")
+
+
 async def _run(url: str, *statements: str) -> None:
     conn = await asyncpg.connect(url)
     try:

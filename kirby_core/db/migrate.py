@@ -17,19 +17,21 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
+from kirby_core.db.retention import Retention
+from kirby_core.db.retention import apply as apply_retention
 from kirby_core.db.urls import sqlalchemy_url
 from kirby_core.errors import ConfigError
 
 TimescaleMode = Literal["auto", "on", "off"]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+NO_RETENTION = Retention()
 
 
-def _config(url: str, retention_days: int | None = None, hypertables: bool = False) -> Config:
+def _config(url: str, hypertables: bool = False) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["url"] = sqlalchemy_url(url)
-    config.attributes["retention_days"] = retention_days
     config.attributes["hypertables"] = hypertables
     return config
 
@@ -37,12 +39,21 @@ def _config(url: str, retention_days: int | None = None, hypertables: bool = Fal
 def upgrade(
     url: str,
     revision: str = "head",
-    retention_days: int | None = None,
     timescaledb: TimescaleMode = "auto",
+    retention: Retention = NO_RETENTION,
+    retention_setting: str = "KIRBY_RETENTION",
 ) -> str | None:
-    """Migrate `url` to `revision`; returns a warning line for the user, if any."""
+    """Migrate `url` to `revision`, then (at head) reconcile its retention with `retention`
+    (`retention_setting` names where it came from); returns a warning line, if any."""
     hypertables, warning = timescaledb_plan(*probe_timescaledb(url), timescaledb)
-    command.upgrade(_config(url, retention_days, hypertables), revision)
+    command.upgrade(_config(url, hypertables), revision)
+    if revision in ("head", head_revision()):
+        engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+        try:
+            with engine.begin() as connection:
+                apply_retention(connection, retention, retention_setting)
+        finally:
+            engine.dispose()
     return warning
 
 

@@ -1,7 +1,8 @@
 """TimescaleDB only where it can load: available *and* in shared_preload_libraries.
 
-TimescaleDB is not installed here, so the decision is a pure function tested by table, the
-probe is checked against the real server, and `on` is refused by the real `kirby`.
+The decision is a pure function tested by table, the probe is checked against the real
+server, and on plain PostgreSQL `on` and a retention setting are refused by the real
+`kirby` (those skip on a TimescaleDB test server; `tests/db/test_timescaledb.py` covers it).
 """
 
 from __future__ import annotations
@@ -40,11 +41,13 @@ def test_on_refuses_a_server_that_cannot(available: bool, preloaded: bool) -> No
         migrate.timescaledb_plan(available, preloaded, "on")
 
 
-def test_probe_reads_the_real_server(database_urls: DatabaseUrls) -> None:
-    # plain PostgreSQL here: neither installed nor preloaded
-    assert migrate.probe_timescaledb(database_urls.realtime) == (False, False)
+def test_probe_reads_the_real_server(database_urls: DatabaseUrls, timescaledb: bool) -> None:
+    # plain PostgreSQL (embedded, CI): neither installed nor preloaded
+    expected = (True, True) if timescaledb else (False, False)
+    assert migrate.probe_timescaledb(database_urls.realtime) == expected
 
 
+@pytest.mark.usefixtures("needs_plain_postgres")
 def test_migrate_with_timescaledb_on_refuses_in_one_line(database_urls: DatabaseUrls) -> None:
     result = kirby(
         "db",
@@ -57,9 +60,34 @@ def test_migrate_with_timescaledb_on_refuses_in_one_line(database_urls: Database
     assert len(output.splitlines()) == 1
 
 
-def test_migrate_auto_on_plain_postgres_says_nothing(database_urls: DatabaseUrls) -> None:
+def test_migrate_auto_says_nothing(database_urls: DatabaseUrls) -> None:
     result = kirby(
         "db", "migrate", "--database", "realtime", KIRBY_DATABASE_URL=database_urls.realtime
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+@pytest.mark.usefixtures("needs_plain_postgres")
+def test_retention_on_plain_tables_is_refused_in_one_line(database_urls: DatabaseUrls) -> None:
+    result = kirby(
+        "db",
+        "migrate",
+        "--database",
+        "realtime",
+        KIRBY_DATABASE_URL=database_urls.realtime,
+        KIRBY_RETENTION="candles=30d",
+    )
+    output = assert_short(result, "KIRBY_RETENTION is set", "plain PostgreSQL tables")
+    assert len(output.splitlines()) == 1
+
+
+def test_a_bad_retention_setting_is_refused_naming_it(database_urls: DatabaseUrls) -> None:
+    result = kirby(
+        "db",
+        "migrate",
+        KIRBY_DATABASE_URL=database_urls.realtime,
+        KIRBY_TRAINING_DATABASE_URL=database_urls.training,
+        KIRBY_TRAINING_RETENTION="candles:1m=30",
+    )
+    assert_short(result, "KIRBY_TRAINING_RETENTION: 'candles:1m=30' is not a retention rule")

@@ -72,6 +72,7 @@ async def test_initial_revision_creates_the_core_schema(scratch_url: str) -> Non
     assert await _tables(scratch_url) == CORE_TABLES
 
 
+@pytest.mark.usefixtures("needs_plain_postgres")
 async def test_plain_postgres_gets_brin_indexes_and_exact_numeric(conn: asyncpg.Connection) -> None:
     indexes = {
         r["indexname"]

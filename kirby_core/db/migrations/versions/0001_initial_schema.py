@@ -2,8 +2,9 @@
 
 Market data (candles, funding_rates, open_interest) is keyed by (series, time) with exact
 NUMERIC values and CHECK constraints. With the TimescaleDB extension usable (available and
-preloaded, see `kirby_core.db.migrate`) the three become hypertables (1-day chunks) with
-compression and, if configured, retention; without it they stay plain tables with a BRIN
+preloaded, see `kirby_core.db.migrate`) the three become hypertables (1-day chunks here;
+0005 sets the measured intervals) with compression; retention is reconciled after every
+migration (`kirby_core.db.retention`); without it they stay plain tables with a BRIN
 index on time.
 
 Revision ID: 0001
@@ -175,7 +176,7 @@ CREATE TABLE stream_heartbeats (
 """
 
 
-def _make_hypertables(retention_days: int | None) -> None:
+def _make_hypertables() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     for table, segment in MARKET_TABLES.items():
         op.execute(
@@ -188,10 +189,6 @@ def _make_hypertables(retention_days: int | None) -> None:
             "timescaledb.compress_orderby = 'time')"
         )
         op.execute(f"SELECT add_compression_policy('{table}', interval '7 days')")
-        if retention_days:
-            op.execute(
-                f"SELECT add_retention_policy('{table}', interval '{int(retention_days)} days')"
-            )
 
 
 def upgrade() -> None:
@@ -201,7 +198,7 @@ def upgrade() -> None:
     op.execute(OPERATIONS_TABLES)
     # decided by kirby_core.db.migrate.timescaledb_plan (available *and* preloaded)
     if context.config.attributes.get("hypertables"):
-        _make_hypertables(context.config.attributes.get("retention_days"))
+        _make_hypertables()
     else:
         for table in MARKET_TABLES:
             op.execute(f"CREATE INDEX ix_{table}_time_brin ON {table} USING brin (time)")
