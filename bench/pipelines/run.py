@@ -448,7 +448,7 @@ def bench_merged(url: str, training: str, lake: Path, starlisting: int, pair: in
         for name in ("candles", "funding_rates", "open_interest"):
             dataset = lake_module.LAKE_DATASETS[name]
             series = asyncio.run(lake_export.series_of(url, dataset))
-            asyncio.run(lake_module.export_days(url, lake, dataset, series, merged_days))
+            asyncio.run(lake_module.export_days(url, location(lake), dataset, series, merged_days))
         with timed() as model_time:
             run = run_model(sql_model, relations, location(lake), first, last)
         model_seconds.append(model_time.seconds)
