@@ -189,7 +189,11 @@ class BybitParser:
 
 
 def _reply(message: dict[str, Any]) -> WsMessage:
+    """An answer to a request: `{"success":true,"ret_msg":"pong","op":"ping",...}` (some
+    endpoints answer a ping `{"op":"pong","args":["1736165581000"],...}` instead)."""
     op = message.get("op")
+    if op == "pong":
+        return Pong()
     if message.get("success") is not True:
         return ChannelError(f"Bybit {op}: {message.get('ret_msg')!s:.300}")
     if op == "ping" or message.get("ret_msg") == "pong":

@@ -127,6 +127,8 @@ def parse(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
     event = message.get("event")
     if event in ("subscribe", "unsubscribe"):
         return (SubscriptionAck(event, message.get("arg")),)
+    if event == "channel-conn-count":  # how many connections share a channel: information
+        return ()
     if event is not None:  # error, notice (64008: reconnect soon)
         return (ChannelError(f"OKX {event} {message.get('code')}: {message.get('msg')!s:.300}"),)
     arg = field(message, "arg", where)

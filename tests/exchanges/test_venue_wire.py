@@ -362,6 +362,7 @@ def test_bybit_frames() -> None:
         dumps({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 1, "data": [trade]}),
         '{"success":true,"ret_msg":"","conn_id":"c","req_id":"1","op":"subscribe"}',
         '{"success":true,"ret_msg":"pong","conn_id":"c","op":"ping"}',
+        '{"req_id":"7","op":"pong","args":["1736165581000"],"conn_id":"c"}',
         '{"success":false,"ret_msg":"error:handler not found,topic:kline.2.X","op":"subscribe"}',
     ) == [
         CandleUpdate("BTCUSDT", "1m", BTC_CANDLE, True),
@@ -379,6 +380,7 @@ def test_bybit_frames() -> None:
             ),
         ),
         SubscriptionAck("subscribe", "1"),
+        Pong(),
         Pong(),
         ChannelError("Bybit subscribe: error:handler not found,topic:kline.2.X"),
     ]
@@ -429,6 +431,7 @@ def test_okx_frames() -> None:
         dumps({"event": "subscribe", "arg": arg, "connId": "a4d3ae55"}),
         dumps({"event": "error", "code": "60018", "msg": "Wrong URL", "connId": "a4d3ae55"}),
         dumps({"event": "notice", "code": "64008", "msg": "reconnect", "connId": "a4d3ae55"}),
+        dumps({"event": "channel-conn-count", "channel": "candle1m", "connCount": "2"}),
     ) == [
         CandleUpdate("BTC-USDT-SWAP", "1m", swap_candle, True),
         CandleUpdate("BTC-USDT", "1m", swap_candle._replace(volume=D("1234")), False),
