@@ -27,7 +27,7 @@ here, not copied.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, Protocol, Self
@@ -77,7 +77,7 @@ class StreamAdapter:
     keep_alive: KeepAlive
     limits: Mapping[str, ConnectionLimits]
     """Market type -> what one connection may carry."""
-    polled: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+    polled: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     """Market type -> datasets the collector polls from REST instead (Binance's open
     interest)."""
     polled_intervals: tuple[str, ...] = ()
