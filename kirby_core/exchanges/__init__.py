@@ -4,7 +4,7 @@
     BinanceHistory          spot and USD-M klines (ccxt raw klines) with trade counts
     parse_ws_message        one Hyperliquid WS text frame -> a typed message (pure)
     <exchange>_wire         each exchange's WebSocket subscriptions, frames and parser;
-                            `wire` holds the messages and connection rules they share
+                            `feeds` holds the messages and connection rules they share
     candle_coverage         which part of a range Hyperliquid still serves
     open_interest_coverage  none of it: Hyperliquid has no open-interest history
 
@@ -16,6 +16,17 @@ payload, `NotFound` for an unknown coin, `InvalidRequest` for a bad argument).
 
 from kirby_core.exchanges.base import RetryPolicy, SourceCoverage, TimeRange
 from kirby_core.exchanges.binance import BinanceHistory, binance_symbol, parse_klines
+from kirby_core.exchanges.feeds import (
+    ChannelError,
+    FrameGuard,
+    FundingUpdate,
+    OpenInterestUpdate,
+    Pong,
+    SubscriptionAck,
+    Trade,
+    TradesUpdate,
+    WsMessage,
+)
 from kirby_core.exchanges.hyperliquid import (
     CANDLE_LIMIT,
     FUNDING_PAGE_ROWS,
@@ -38,17 +49,6 @@ from kirby_core.exchanges.hyperliquid_wire import (
     unsubscribe_frame,
 )
 from kirby_core.exchanges.weights import RequestWeight, WeightBudget
-from kirby_core.exchanges.wire import (
-    ChannelError,
-    FrameGuard,
-    FundingUpdate,
-    OpenInterestUpdate,
-    Pong,
-    SubscriptionAck,
-    Trade,
-    TradesUpdate,
-    WsMessage,
-)
 
 __all__ = [
     "CANDLE_LIMIT",

@@ -25,7 +25,7 @@ from typing import Any
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.binance import INTERVALS
-from kirby_core.exchanges.wire import (
+from kirby_core.exchanges.feeds import (
     DAY_SECONDS,
     ChannelError,
     ConnectionLimits,
@@ -101,7 +101,7 @@ def _frames(method: str, market_type: str, streams: Sequence[str], request_id: i
     ]
 
 
-def parse(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
+def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
     where = "Binance WS"
     message = load_frame(raw, where)
     if not isinstance(message, dict):

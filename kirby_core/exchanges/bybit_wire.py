@@ -24,7 +24,7 @@ from typing import Any
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_ms
-from kirby_core.exchanges.wire import (
+from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
     ChannelError,
     ConnectionLimits,
@@ -56,10 +56,10 @@ STREAMED_DATASETS = {
 }
 POLLED_DATASETS: dict[str, tuple[str, ...]] = {}
 _CATEGORY = {"spot": "spot", "perps": "linear"}
-HOST = "wss://stream.bybit.com"
+_HOST = "wss://stream.bybit.com"
 
-PING_FRAME = compact({"op": "ping"})
-KEEP_ALIVE = KeepAlive(ping_frame=PING_FRAME, ping_seconds=20, idle_close_seconds=None)
+_PING = compact({"op": "ping"})
+KEEP_ALIVE = KeepAlive(ping_frame=_PING, ping_seconds=20, idle_close_seconds=None)
 LIMITS = {
     market_type: ConnectionLimits(
         streams_per_connection=None,
@@ -75,7 +75,7 @@ LIMITS = {
 
 
 def url(market_type: str, dataset: str) -> str:
-    return f"{HOST}/v5/public/{_CATEGORY[market_type]}"
+    return f"{_HOST}/v5/public/{_CATEGORY[market_type]}"
 
 
 def subscription(market_type: str, dataset: str, symbol: str, interval: str | None = None) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal
-from kirby_core.exchanges.wire import (
+from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
     ChannelError,
     ConnectionLimits,
@@ -43,7 +43,7 @@ from kirby_core.exchanges.wire import (
 )
 from kirby_core.models import Candle, CandleUpdate
 
-CANDLE_INTERVAL = "5m"
+STREAMED_INTERVAL = "5m"
 """The only candles the WebSocket carries."""
 BUCKET = timedelta(minutes=5)
 POLLED_INTERVALS = ("1m", "15m", "4h", "1d")
@@ -54,7 +54,7 @@ it by name)."""
 STREAMED_DATASETS = {"spot": ("candles", "trades")}
 POLLED_DATASETS: dict[str, tuple[str, ...]] = {}
 _CHANNELS = {"candles": "candles", "trades": "market_trades"}
-URL = "wss://advanced-trade-ws.coinbase.com"
+_URL = "wss://advanced-trade-ws.coinbase.com"
 
 KEEP_ALIVE = KeepAlive(
     ping_frame=None,
@@ -76,7 +76,7 @@ LIMITS = {
 
 
 def url(market_type: str, dataset: str) -> str:
-    return URL
+    return _URL
 
 
 def subscription(
@@ -88,9 +88,9 @@ def subscription(
             f"Coinbase {market_type} streams no {dataset!r}; streamed: "
             f"{', '.join(STREAMED_DATASETS.get(market_type, ()))}"
         )
-    if dataset == "candles" and interval != CANDLE_INTERVAL:
+    if dataset == "candles" and interval != STREAMED_INTERVAL:
         raise InvalidRequest(
-            f"Coinbase streams {CANDLE_INTERVAL} candles only, not {interval!r}; "
+            f"Coinbase streams {STREAMED_INTERVAL} candles only, not {interval!r}; "
             f"{', '.join(POLLED_INTERVALS)} are polled from REST"
         )
     return {"channel": _CHANNELS[dataset], "product_id": symbol}
@@ -121,7 +121,7 @@ def _frames(kind: str, subscriptions: Sequence[dict[str, str]]) -> list[str]:
     ]
 
 
-def parse(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
+def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
     where = "Coinbase WS"
     message = load_frame(raw, where)
     if not isinstance(message, dict):
@@ -136,7 +136,7 @@ def parse(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
         listed = [field(e, "subscriptions", where) for e in events]
         return (SubscriptionAck("subscribe", listed[0] if listed else {}),)
     if channel == "candles":
-        at = timestamp(field(message, "timestamp", where), where)
+        at = parse_timestamp(field(message, "timestamp", where), where)
         return tuple(
             _candle(row, at)
             for event in events
@@ -150,7 +150,7 @@ def parse(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
     )
 
 
-def timestamp(value: object, where: str) -> datetime:
+def parse_timestamp(value: object, where: str) -> datetime:
     """RFC 3339 with up to nanoseconds ("2025-01-06T12:12:30.123456789Z") -> UTC, to the
     microsecond."""
     stamp = text(value, "timestamp", where)
@@ -183,7 +183,7 @@ def _candle(row: object, at: datetime) -> CandleUpdate:
         volume=parse_decimal(field(row, "volume", where), "volume", where),
     )
     closed = opened + BUCKET <= at
-    return CandleUpdate(symbol, CANDLE_INTERVAL, check_candle(candle, where), closed)
+    return CandleUpdate(symbol, STREAMED_INTERVAL, check_candle(candle, where), closed)
 
 
 def _trades(events: list[Any]) -> tuple[WsMessage, ...]:
@@ -200,7 +200,7 @@ def _trades(events: list[Any]) -> tuple[WsMessage, ...]:
                 raise ExchangeProtocolError(f"{where}: side must be BUY or SELL, got {side!r:.80}")
             by_product.setdefault(symbol, []).append(
                 Trade(
-                    time=timestamp(field(row, "time", where), where),
+                    time=parse_timestamp(field(row, "time", where), where),
                     trade_id=text(field(row, "trade_id", where), "trade_id", where),
                     price=parse_decimal(field(row, "price", where), "price", where),
                     size=parse_decimal(field(row, "size", where), "size", where),

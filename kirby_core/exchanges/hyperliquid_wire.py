@@ -28,7 +28,7 @@ from kirby_core.exchanges.base import (
     parse_ms,
     parse_optional_decimal,
 )
-from kirby_core.exchanges.wire import (
+from kirby_core.exchanges.feeds import (
     ChannelError,
     ConnectionLimits,
     KeepAlive,
@@ -83,7 +83,7 @@ def _compact(frame: dict[str, Any]) -> str:
 
 # --- the feed's declaration (`registry.StreamAdapter`) -------------------------------------
 
-URL = "wss://api.hyperliquid.xyz/ws"
+_URL = "wss://api.hyperliquid.xyz/ws"
 STREAMED_DATASETS = {"perps": ("candles", "funding_rates", "open_interest")}
 """activeAssetCtx carries funding and open interest together."""
 KEEP_ALIVE = KeepAlive(ping_frame=ping_frame(), ping_seconds=None, idle_close_seconds=60)
@@ -103,7 +103,7 @@ ceiling, 30 new ones a minute."""
 
 
 def url(market_type: str, dataset: str) -> str:
-    return URL
+    return _URL
 
 
 def subscription(
@@ -131,7 +131,7 @@ def unsubscribe_frames(
     return [unsubscribe_frame(s) for s in subscriptions]
 
 
-def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
+def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[HyperliquidMessage, ...]:
     """`parse_ws_message` in the shape every exchange's parser has."""
     return (parse_ws_message(raw, received_at),)
 
@@ -139,11 +139,11 @@ def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...
 # --- WebSocket frames we receive ----------------------------------------------------------
 
 
-WsMessage = CandleUpdate | AssetContextUpdate | Pong | SubscriptionAck | ChannelError
-"""What Hyperliquid's frames parse into (a part of `wire.WsMessage`)."""
+HyperliquidMessage = CandleUpdate | AssetContextUpdate | Pong | SubscriptionAck | ChannelError
+"""What Hyperliquid's frames parse into (a part of `feeds.WsMessage`)."""
 
 
-def parse_ws_message(raw: str | bytes, received_at: datetime) -> WsMessage:
+def parse_ws_message(raw: str | bytes, received_at: datetime) -> HyperliquidMessage:
     """Parse one text frame; `received_at` (UTC) stamps the minute of asset-context rows."""
     try:
         # Numbers that are not integers become exact Decimals, never floats.
@@ -253,7 +253,7 @@ def _parse_error(data: object, received_at: datetime) -> ChannelError:
     return ChannelError(data if isinstance(data, str) else json.dumps(data, default=str))
 
 
-_CHANNELS: dict[str, Callable[[object, datetime], WsMessage]] = {
+_CHANNELS: dict[str, Callable[[object, datetime], HyperliquidMessage]] = {
     "candle": _parse_candle_push,
     "activeAssetCtx": parse_asset_context,
     "subscriptionResponse": _parse_ack,

@@ -27,7 +27,7 @@ from typing import Any
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_ms
-from kirby_core.exchanges.wire import (
+from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
     ChannelError,
     ConnectionLimits,
@@ -61,10 +61,10 @@ STREAMED_DATASETS = {
 }
 POLLED_DATASETS: dict[str, tuple[str, ...]] = {}
 _CHANNELS = {"funding_rates": "funding-rate", "open_interest": "open-interest", "trades": "trades"}
-HOST = "wss://ws.okx.com:8443"
+_HOST = "wss://ws.okx.com:8443"
 
-PING_FRAME = "ping"
-KEEP_ALIVE = KeepAlive(ping_frame=PING_FRAME, ping_seconds=25, idle_close_seconds=30)
+_PING = "ping"
+KEEP_ALIVE = KeepAlive(ping_frame=_PING, ping_seconds=25, idle_close_seconds=30)
 LIMITS = {
     market_type: ConnectionLimits(
         streams_per_connection=None,
@@ -80,7 +80,7 @@ LIMITS = {
 
 
 def url(market_type: str, dataset: str) -> str:
-    return f"{HOST}/ws/v5/{'business' if dataset == 'candles' else 'public'}"
+    return f"{_HOST}/ws/v5/{'business' if dataset == 'candles' else 'public'}"
 
 
 def subscription(
@@ -117,7 +117,7 @@ def _frames(op: str, market_type: str, args: Sequence[dict[str, str]]) -> list[s
     return [compact({"op": op, "args": batch}) for batch in chunks(args, LIMITS[market_type])]
 
 
-def parse(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
+def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
     if raw in ("pong", b"pong"):
         return (Pong(),)
     where = "OKX WS"

@@ -43,8 +43,8 @@ from kirby_core.exchanges import (
     okx_wire,
 )
 from kirby_core.exchanges.base import SourceCoverage
+from kirby_core.exchanges.feeds import ConnectionLimits, FrameParser, KeepAlive
 from kirby_core.exchanges.weights import RequestWeight
-from kirby_core.exchanges.wire import ConnectionLimits, FrameParser, KeepAlive
 from kirby_core.models import Candle, FundingRate
 from kirby_core.settings import Settings
 from kirby_core.timeutil import EPOCH
@@ -226,7 +226,7 @@ BINANCE: Final = ExchangeDeclaration(
         subscription=binance_wire.subscription,
         subscribe_frames=binance_wire.subscribe_frames,
         unsubscribe_frames=binance_wire.unsubscribe_frames,
-        parser=_stateless(binance_wire.parse),
+        parser=_stateless(binance_wire.parse_frame),
         keep_alive=binance_wire.KEEP_ALIVE,
         limits=MappingProxyType(binance_wire.LIMITS),
     ),
@@ -252,7 +252,7 @@ OKX_STREAM: Final = StreamAdapter(
     subscription=okx_wire.subscription,
     subscribe_frames=okx_wire.subscribe_frames,
     unsubscribe_frames=okx_wire.unsubscribe_frames,
-    parser=_stateless(okx_wire.parse),
+    parser=_stateless(okx_wire.parse_frame),
     keep_alive=okx_wire.KEEP_ALIVE,
     limits=MappingProxyType(okx_wire.LIMITS),
 )
@@ -264,7 +264,7 @@ COINBASE_STREAM: Final = StreamAdapter(
     subscription=coinbase_wire.subscription,
     subscribe_frames=coinbase_wire.subscribe_frames,
     unsubscribe_frames=coinbase_wire.unsubscribe_frames,
-    parser=_stateless(coinbase_wire.parse),
+    parser=_stateless(coinbase_wire.parse_frame),
     keep_alive=coinbase_wire.KEEP_ALIVE,
     limits=MappingProxyType(coinbase_wire.LIMITS),
 )

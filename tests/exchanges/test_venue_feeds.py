@@ -18,6 +18,14 @@ import pytest
 from websockets.asyncio.client import connect
 
 from kirby_core.exchanges import bybit_wire
+from kirby_core.exchanges.feeds import (
+    FrameGuard,
+    FundingUpdate,
+    OpenInterestUpdate,
+    SubscriptionAck,
+    WsMessage,
+    compact,
+)
 from kirby_core.exchanges.registry import (
     BINANCE,
     BYBIT_STREAM,
@@ -25,14 +33,6 @@ from kirby_core.exchanges.registry import (
     OKX_STREAM,
     StreamAdapter,
     feed_of,
-)
-from kirby_core.exchanges.wire import (
-    FrameGuard,
-    FundingUpdate,
-    OpenInterestUpdate,
-    SubscriptionAck,
-    WsMessage,
-    compact,
 )
 from kirby_core.models import AssetContextUpdate, Candle, CandleUpdate
 from kirby_core.timeutil import ms_to_datetime

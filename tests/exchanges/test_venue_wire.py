@@ -13,16 +13,7 @@ import pytest
 
 from kirby_core.errors import InvalidRequest
 from kirby_core.exchanges import binance_wire, bybit_wire, coinbase_wire, okx_wire
-from kirby_core.exchanges.registry import (
-    BINANCE,
-    BYBIT_STREAM,
-    COINBASE_STREAM,
-    HYPERLIQUID,
-    OKX_STREAM,
-    StreamAdapter,
-    feed_of,
-)
-from kirby_core.exchanges.wire import (
+from kirby_core.exchanges.feeds import (
     ChannelError,
     FrameGuard,
     FundingUpdate,
@@ -31,6 +22,15 @@ from kirby_core.exchanges.wire import (
     SubscriptionAck,
     Trade,
     TradesUpdate,
+)
+from kirby_core.exchanges.registry import (
+    BINANCE,
+    BYBIT_STREAM,
+    COINBASE_STREAM,
+    HYPERLIQUID,
+    OKX_STREAM,
+    StreamAdapter,
+    feed_of,
 )
 from kirby_core.models import AssetContextUpdate, Candle, CandleUpdate, FundingRate, OpenInterest
 
