@@ -6,7 +6,7 @@ counted and the feed going on."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -122,6 +122,29 @@ class Venue:
     symbol: str
     ccxt_symbol: str
     pro: Callable[[SimulatorServer], Any]
+    rest_strings: Callable[[Any, int], Awaitable[list[str]]]
+    """(ccxt client, open ms) -> open, high, low, close, base volume of that 1m candle, as
+    the exchange's REST kline prints them (ccxt's raw endpoint: strings, not floats)."""
+
+
+async def binance_kline(exchange: Any, open_ms: int) -> list[str]:
+    params = {"symbol": "BTCUSDT", "interval": "1m", "startTime": open_ms, "limit": 1}
+    (row,) = await exchange.fapiPublicGetKlines(params)
+    return list(row[1:6])
+
+
+async def bybit_kline(exchange: Any, open_ms: int) -> list[str]:
+    params = {"category": "linear", "symbol": "BTCUSDT", "interval": "1", "start": open_ms,
+              "end": open_ms, "limit": 1}  # fmt: skip
+    (row,) = (await exchange.publicGetV5MarketKline(params))["result"]["list"]
+    return list(row[1:6])
+
+
+async def okx_candle(exchange: Any, open_ms: int) -> list[str]:
+    params = {"instId": "BTC-USDT-SWAP", "bar": "1m", "after": str(open_ms + 1), "limit": "1"}
+    (row,) = (await exchange.publicGetMarketCandles(params))["data"]
+    assert row[0] == str(open_ms)
+    return [*row[1:5], row[6]]  # a swap's base volume is volCcy
 
 
 def binance_pro(sim: SimulatorServer) -> Any:
@@ -151,9 +174,17 @@ def okx_pro(sim: SimulatorServer) -> Any:
 
 
 PERPS = [
-    Venue("binance", feed_of(BINANCE), "perps", "BTCUSDT", "BTC/USDT:USDT", binance_pro),
-    Venue("bybit", BYBIT_STREAM, "perps", "BTCUSDT", "BTC/USDT:USDT", bybit_pro),
-    Venue("okx", OKX_STREAM, "perps", "BTC-USDT-SWAP", "BTC/USDT:USDT", okx_pro),
+    Venue(
+        "binance",
+        feed_of(BINANCE),
+        "perps",
+        "BTCUSDT",
+        "BTC/USDT:USDT",
+        binance_pro,
+        binance_kline,
+    ),
+    Venue("bybit", BYBIT_STREAM, "perps", "BTCUSDT", "BTC/USDT:USDT", bybit_pro, bybit_kline),
+    Venue("okx", OKX_STREAM, "perps", "BTC-USDT-SWAP", "BTC/USDT:USDT", okx_pro, okx_candle),
 ]
 
 
@@ -166,15 +197,21 @@ async def test_closed_candles_equal_ccxts(sim: SimulatorServer, venue: Venue) ->
     def seen(messages: list[WsMessage]) -> bool:
         return bool(reference) and ms_to_datetime(reference[0]) in listener.closed("1m")
 
+    raw: list[str] = []
+
     async def watch() -> None:
         exchange = venue.pro(sim)
         try:
             reference.extend(await closed_candle(exchange, venue.ccxt_symbol))
+            raw.extend(await venue.rest_strings(exchange, reference[0]))
         finally:
             await exchange.close()
 
     await asyncio.gather(listener.until(seen), watch())
-    assert_like_ccxt(listener.closed("1m")[ms_to_datetime(reference[0])], reference)
+    candle = listener.closed("1m")[ms_to_datetime(reference[0])]
+    assert_like_ccxt(candle, reference)
+    # exact: the very digits of the exchange's REST kline of the same minute
+    assert [str(v) for v in candle[1:6]] == raw
     assert listener.guard.errors == 0
     assert any(isinstance(m, SubscriptionAck) for m in listener.messages)
     forming = [m for m in listener.messages if isinstance(m, CandleUpdate) and not m.closed]
