@@ -23,6 +23,7 @@ from kirby_core.exchanges.feeds import (
     FundingUpdate,
     OpenInterestUpdate,
     SubscriptionAck,
+    TradesUpdate,
     WsMessage,
     compact,
 )
@@ -306,3 +307,36 @@ async def test_a_cut_frame_is_counted_and_the_feed_goes_on(sim: SimulatorServer)
     await listener.until(lambda messages: len(messages) >= before + 6)
     assert listener.guard.errors == 1
     assert "frame is not JSON" in (listener.guard.last_error or "")
+
+
+SPOT = [
+    ("binance", feed_of(BINANCE), "BTCUSDT", "1m"),
+    ("bybit", BYBIT_STREAM, "BTCUSDT", "1m"),
+    ("okx", OKX_STREAM, "BTC-USDT", "1m"),
+    ("coinbase", COINBASE_STREAM, "BTC-USD", "5m"),
+]
+
+
+@pytest.mark.parametrize(("name", "feed", "symbol", "interval"), SPOT, ids=[s[0] for s in SPOT])
+async def test_spot_candles_and_trades(
+    sim: SimulatorServer, name: str, feed: StreamAdapter, symbol: str, interval: str
+) -> None:
+    """Kirby's spot subscriptions and URLs: a closed candle, the forming one, and trades."""
+    candles = Listener(
+        sim, feed, name, "spot", "candles", [feed.subscription("spot", "candles", symbol, interval)]
+    )
+    await candles.until(lambda messages: len(candles.closed(interval)) >= 1, within=30)
+    trades = Listener(
+        sim, feed, name, "spot", "trades", [feed.subscription("spot", "trades", symbol, None)]
+    )
+    await trades.until(
+        lambda messages: any(isinstance(m, TradesUpdate) and m.trades for m in messages)
+    )
+    assert candles.guard.errors == trades.guard.errors == 0
+    updates = [m for m in candles.messages if isinstance(m, CandleUpdate)]
+    assert {(m.coin, m.interval) for m in updates} == {(symbol, interval)}
+    assert {m.closed for m in updates} == {True, False}
+    for update in (m for m in trades.messages if isinstance(m, TradesUpdate)):
+        assert update.symbol == symbol
+        for trade in update.trades:
+            assert trade.side in ("buy", "sell") and trade.size > 0 and trade.price > 0
