@@ -56,8 +56,16 @@ _PUBLIC_FUTURES = ("trades",)
 KEEP_ALIVE = KeepAlive(ping_frame=None, ping_seconds=None, idle_close_seconds=None,
                        server_pings=True)  # fmt: skip
 LIMITS = {
-    "spot": ConnectionLimits(1024, 1024, None, 5, None, DAY_SECONDS, (300, 300.0)),
-    "perps": ConnectionLimits(1024, 1024, None, 10, None, DAY_SECONDS, (300, 300.0)),
+    market_type: ConnectionLimits(
+        streams_per_connection=1024,
+        args_per_subscribe=1024,
+        subscribe_chars=None,
+        messages_per_second=per_second,
+        subscribes_per_hour=None,
+        max_connection_seconds=DAY_SECONDS,
+        new_connections=(300, 300.0),
+    )
+    for market_type, per_second in (("spot", 5), ("perps", 10))
 }
 
 
