@@ -94,11 +94,15 @@ class OpenInterestRow(NamedTuple):
 
 
 class CandleUpdate(NamedTuple):
-    """A live candle push: which coin and interval it belongs to, and its current state."""
+    """A live candle push: which series it belongs to (`coin`: the exchange's symbol on the
+    wire, Hyperliquid's coin) and its current state."""
 
     coin: str
     interval: str
     candle: Candle
+    closed: bool | None = None
+    """The exchange's closed flag: True on the final state of the candle, False while it
+    forms; None where the exchange sends none (Hyperliquid: a newer candle closes it)."""
 
 
 class AssetContextUpdate(NamedTuple):

@@ -39,12 +39,12 @@ class StreamCatalog:
 
     def subscriptions(self, coin: str) -> list[Subscription]:
         subs = [
-            _FEED.candle_subscription(coin, interval)
+            _FEED.subscription(MARKET_TYPE, "candles", coin, interval)
             for (name, interval) in sorted(self.candles)
             if name == coin
         ]
         if coin in self.pairs:
-            subs.append(_FEED.asset_context_subscription(coin))
+            subs.append(_FEED.subscription(MARKET_TYPE, "funding_rates", coin, None))
         return subs
 
     def series(self, coin: str) -> list[tuple[str, int]]:

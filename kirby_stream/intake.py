@@ -19,7 +19,8 @@ from datetime import datetime
 from typing import cast
 
 from kirby_core.errors import ExchangeProtocolError
-from kirby_core.exchanges.hyperliquid_wire import ChannelError, SubscriptionAck, parse_ws_message
+from kirby_core.exchanges.feeds import ChannelError, SubscriptionAck
+from kirby_core.exchanges.hyperliquid_wire import parse_ws_message
 from kirby_core.models import (
     AssetContextUpdate,
     CandleRow,

@@ -3,6 +3,8 @@
     HyperliquidHistory      candles (ccxt raw candleSnapshot) and settled funding (SDK)
     BinanceHistory          spot and USD-M klines (ccxt raw klines) with trade counts
     parse_ws_message        one Hyperliquid WS text frame -> a typed message (pure)
+    <exchange>_wire         each exchange's WebSocket subscriptions, frames and parser;
+                            `feeds` holds the messages and connection rules they share
     candle_coverage         which part of a range Hyperliquid still serves
     open_interest_coverage  none of it: Hyperliquid has no open-interest history
 
@@ -14,6 +16,17 @@ payload, `NotFound` for an unknown coin, `InvalidRequest` for a bad argument).
 
 from kirby_core.exchanges.base import RetryPolicy, SourceCoverage, TimeRange
 from kirby_core.exchanges.binance import BinanceHistory, binance_symbol, parse_klines
+from kirby_core.exchanges.feeds import (
+    ChannelError,
+    FrameGuard,
+    FundingUpdate,
+    OpenInterestUpdate,
+    Pong,
+    SubscriptionAck,
+    Trade,
+    TradesUpdate,
+    WsMessage,
+)
 from kirby_core.exchanges.hyperliquid import (
     CANDLE_LIMIT,
     FUNDING_PAGE_ROWS,
@@ -24,10 +37,6 @@ from kirby_core.exchanges.hyperliquid import (
     open_interest_coverage,
 )
 from kirby_core.exchanges.hyperliquid_wire import (
-    ChannelError,
-    Pong,
-    SubscriptionAck,
-    WsMessage,
     asset_context_subscription,
     candle_subscription,
     parse_asset_context,
@@ -47,13 +56,18 @@ __all__ = [
     "HAS_OPEN_INTEREST_HISTORY",
     "BinanceHistory",
     "ChannelError",
+    "FrameGuard",
+    "FundingUpdate",
     "HyperliquidHistory",
+    "OpenInterestUpdate",
     "Pong",
     "RequestWeight",
     "RetryPolicy",
     "SourceCoverage",
     "SubscriptionAck",
     "TimeRange",
+    "Trade",
+    "TradesUpdate",
     "WeightBudget",
     "WsMessage",
     "asset_context_subscription",

@@ -13,8 +13,7 @@ each past hour and lands in `settled_funding_rate`. They are never mixed.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,6 +27,13 @@ from kirby_core.exchanges.base import (
     parse_int,
     parse_ms,
     parse_optional_decimal,
+)
+from kirby_core.exchanges.feeds import (
+    ChannelError,
+    ConnectionLimits,
+    KeepAlive,
+    Pong,
+    SubscriptionAck,
 )
 from kirby_core.models import AssetContextUpdate, Candle, CandleUpdate, FundingRate, OpenInterest
 from kirby_core.timeutil import INTERVAL_SECONDS, ensure_utc, floor_minute, floor_time
@@ -75,34 +81,69 @@ def _compact(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"))
 
 
+# --- the feed's declaration (`registry.StreamAdapter`) -------------------------------------
+
+_URL = "wss://api.hyperliquid.xyz/ws"
+STREAMED_DATASETS = {"perps": ("candles", "funding_rates", "open_interest")}
+"""activeAssetCtx carries funding and open interest together."""
+KEEP_ALIVE = KeepAlive(ping_frame=ping_frame(), ping_seconds=None, idle_close_seconds=60)
+LIMITS = {
+    "perps": ConnectionLimits(
+        streams_per_connection=1000,
+        args_per_subscribe=1,
+        subscribe_chars=None,
+        messages_per_second=None,
+        subscribes_per_hour=None,
+        max_connection_seconds=None,
+        new_connections=(30, 60.0),
+    )
+}
+"""1000 subscriptions and 2000 messages a minute per IP; 10 connections is the safe
+ceiling, 30 new ones a minute."""
+
+
+def url(market_type: str, dataset: str) -> str:
+    return _URL
+
+
+def subscription(
+    market_type: str, dataset: str, coin: str, interval: str | None = None
+) -> dict[str, str]:
+    if dataset == "candles":
+        return candle_subscription(coin, interval or "")
+    if dataset in STREAMED_DATASETS["perps"]:
+        return asset_context_subscription(coin)
+    raise InvalidRequest(
+        f"Hyperliquid streams no {dataset!r}; streamed: {', '.join(STREAMED_DATASETS['perps'])}"
+    )
+
+
+def subscribe_frames(
+    market_type: str, subscriptions: Sequence[dict[str, str]], request_id: int
+) -> list[str]:
+    """One frame a subscription: Hyperliquid takes one per request."""
+    return [subscribe_frame(s) for s in subscriptions]
+
+
+def unsubscribe_frames(
+    market_type: str, subscriptions: Sequence[dict[str, str]], request_id: int
+) -> list[str]:
+    return [unsubscribe_frame(s) for s in subscriptions]
+
+
+def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[HyperliquidMessage, ...]:
+    """`parse_ws_message` in the shape every exchange's parser has."""
+    return (parse_ws_message(raw, received_at),)
+
+
 # --- WebSocket frames we receive ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Pong:
-    """The answer to a ping: `{"channel":"pong"}`."""
+HyperliquidMessage = CandleUpdate | AssetContextUpdate | Pong | SubscriptionAck | ChannelError
+"""What Hyperliquid's frames parse into (a part of `feeds.WsMessage`)."""
 
 
-@dataclass(frozen=True)
-class SubscriptionAck:
-    """`{"channel":"subscriptionResponse","data":{"method":"subscribe",
-    "subscription":{"type":"candle","coin":"BTC","interval":"1m"}}}`"""
-
-    method: str
-    subscription: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ChannelError:
-    """`{"channel":"error","data":"Already subscribed: {...}"}`"""
-
-    message: str
-
-
-WsMessage = CandleUpdate | AssetContextUpdate | Pong | SubscriptionAck | ChannelError
-
-
-def parse_ws_message(raw: str | bytes, received_at: datetime) -> WsMessage:
+def parse_ws_message(raw: str | bytes, received_at: datetime) -> HyperliquidMessage:
     """Parse one text frame; `received_at` (UTC) stamps the minute of asset-context rows."""
     try:
         # Numbers that are not integers become exact Decimals, never floats.
@@ -212,7 +253,7 @@ def _parse_error(data: object, received_at: datetime) -> ChannelError:
     return ChannelError(data if isinstance(data, str) else json.dumps(data, default=str))
 
 
-_CHANNELS: dict[str, Callable[[object, datetime], WsMessage]] = {
+_CHANNELS: dict[str, Callable[[object, datetime], HyperliquidMessage]] = {
     "candle": _parse_candle_push,
     "activeAssetCtx": parse_asset_context,
     "subscriptionResponse": _parse_ack,

@@ -8,7 +8,9 @@
     FundingHistoryClient what a REST funding history client offers (fetch_funding_rates)
     RequestWeight        an exchange's REST budget per minute and the weight of a page
                          (`weights`; each history client spends them from its budget)
-    StreamAdapter        a live feed: subscription and frame builders, parser, ping rule
+    StreamAdapter        a live feed: URLs, subscriptions and frames per market type and
+                         dataset, a parser per connection, keep-alive rule, connection
+                         limits, what is polled from REST instead
     EXCHANGES            name -> declaration; `declaration(name)` looks one up
     STREAMED             the exchange the collector (`kirby_stream`) listens to
 
@@ -18,21 +20,30 @@ Catalog validation (`kirby_core.catalog`), the backfill's source (`kirby_core.ba
 they schedule) and the simulator (`kirby_sim`: page sizes and weights) read these
 declarations; nothing else compares exchange names (`tests/core/test_exchange_names.py`).
 The facts themselves stay next to the code that speaks each exchange's protocol
-(`hyperliquid.py`, `hyperliquid_wire.py`, `binance.py`) and are referenced here, not copied.
+(`hyperliquid.py`, `binance.py` and each exchange's `<name>_wire.py`) and are referenced
+here, not copied.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType, TracebackType
-from typing import Final, Protocol, Self
+from typing import Any, Final, Protocol, Self
 
 from kirby_core.db.coverage import SourceWindow
-from kirby_core.exchanges import binance, hyperliquid, hyperliquid_wire
+from kirby_core.exchanges import (
+    binance,
+    binance_wire,
+    bybit_wire,
+    coinbase_wire,
+    hyperliquid,
+    hyperliquid_wire,
+    okx_wire,
+)
 from kirby_core.exchanges.base import SourceCoverage
-from kirby_core.exchanges.hyperliquid_wire import WsMessage
+from kirby_core.exchanges.feeds import ConnectionLimits, FrameParser, KeepAlive
 from kirby_core.exchanges.weights import RequestWeight
 from kirby_core.models import Candle, FundingRate
 from kirby_core.settings import Settings
@@ -41,22 +52,47 @@ from kirby_core.timeutil import EPOCH
 
 @dataclass(frozen=True)
 class StreamAdapter:
-    """An exchange's live WebSocket feed, by reference to its wire functions."""
+    """An exchange's live WebSocket feed, by reference to its wire module (`<name>_wire`).
 
-    market_type: str
-    """The market type the feed carries."""
-    candle_subscription: Callable[[str, str], dict[str, str]]
-    """(coin, interval) -> the subscription of one candle series."""
-    asset_context_subscription: Callable[[str], dict[str, str]]
-    """coin -> the subscription of its funding and open interest."""
-    subscribe_frame: Callable[[dict[str, str]], str]
-    unsubscribe_frame: Callable[[dict[str, str]], str]
-    ping_frame: Callable[[], str]
-    parse: Callable[[str | bytes, datetime], WsMessage]
-    """One text frame -> a typed message (pure)."""
-    idle_close_seconds: int
-    """The exchange closes a connection after this long without a client message: the
-    collector pings more often (`Settings.stream_ping_seconds`)."""
+    Subscriptions are the exchange's own (a stream name, a topic, a channel argument): the
+    caller builds them with `subscription`, batches them into requests with
+    `subscribe_frames` (which keeps `limits`) and reads frames with a fresh `parser()` per
+    connection. Datasets are the catalog's: candles, funding_rates, open_interest, trades.
+    """
+
+    market_types: tuple[str, ...]
+    """The market types the feed carries."""
+    streamed: Mapping[str, tuple[str, ...]]
+    """Market type -> the datasets its WebSocket carries."""
+    url: Callable[[str, str], str]
+    """(market type, dataset) -> the WebSocket URL that carries it."""
+    subscription: Callable[[str, str, str, str | None], Any]
+    """(market type, dataset, symbol, interval or None) -> the subscription of one series;
+    `InvalidRequest` for a dataset or interval the WebSocket does not carry."""
+    subscribe_frames: Callable[[str, Sequence[Any], int], list[str]]
+    """(market type, subscriptions, first request id) -> the requests to send, in order."""
+    unsubscribe_frames: Callable[[str, Sequence[Any], int], list[str]]
+    parser: Callable[[], FrameParser]
+    """A fresh parser for one connection (Bybit's keeps the tickers state it merges)."""
+    keep_alive: KeepAlive
+    limits: Mapping[str, ConnectionLimits]
+    """Market type -> what one connection may carry."""
+    polled: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    """Market type -> datasets the collector polls from REST instead (Binance's open
+    interest)."""
+    polled_intervals: tuple[str, ...] = ()
+    """Candle intervals the collector takes from REST at each minute's close, because the
+    WebSocket does not carry them (Coinbase streams 5m only)."""
+
+    @property
+    def market_type(self) -> str:
+        """The one market type of a single-market feed (Hyperliquid's perps)."""
+        (only,) = self.market_types
+        return only
+
+
+def _stateless(parse: FrameParser) -> Callable[[], FrameParser]:
+    return lambda: parse
 
 
 class _AsyncClient(Protocol):
@@ -161,14 +197,15 @@ HYPERLIQUID: Final = ExchangeDeclaration(
     candle_coverage=hyperliquid.candle_coverage,
     history_window=_hyperliquid_window,
     stream=StreamAdapter(
-        market_type="perps",
-        candle_subscription=hyperliquid_wire.candle_subscription,
-        asset_context_subscription=hyperliquid_wire.asset_context_subscription,
-        subscribe_frame=hyperliquid_wire.subscribe_frame,
-        unsubscribe_frame=hyperliquid_wire.unsubscribe_frame,
-        ping_frame=hyperliquid_wire.ping_frame,
-        parse=hyperliquid_wire.parse_ws_message,
-        idle_close_seconds=60,
+        market_types=("perps",),
+        streamed=MappingProxyType(hyperliquid_wire.STREAMED_DATASETS),
+        url=hyperliquid_wire.url,
+        subscription=hyperliquid_wire.subscription,
+        subscribe_frames=hyperliquid_wire.subscribe_frames,
+        unsubscribe_frames=hyperliquid_wire.unsubscribe_frames,
+        parser=_stateless(hyperliquid_wire.parse_frame),
+        keep_alive=hyperliquid_wire.KEEP_ALIVE,
+        limits=MappingProxyType(hyperliquid_wire.LIMITS),
     ),
 )
 
@@ -181,6 +218,55 @@ BINANCE: Final = ExchangeDeclaration(
     weights=MappingProxyType(dict(binance.WEIGHTS)),
     symbol=_binance_symbol,
     history_client=binance.BinanceHistory,
+    stream=StreamAdapter(
+        market_types=binance.MARKET_TYPES,
+        streamed=MappingProxyType(binance_wire.STREAMED_DATASETS),
+        polled=MappingProxyType(binance_wire.POLLED_DATASETS),
+        url=binance_wire.url,
+        subscription=binance_wire.subscription,
+        subscribe_frames=binance_wire.subscribe_frames,
+        unsubscribe_frames=binance_wire.unsubscribe_frames,
+        parser=_stateless(binance_wire.parse_frame),
+        keep_alive=binance_wire.KEEP_ALIVE,
+        limits=MappingProxyType(binance_wire.LIMITS),
+    ),
+)
+
+# The feeds of the exchanges whose declarations come with their REST history (h/hist5):
+# each goes into its declaration as `stream=`.
+BYBIT_STREAM: Final = StreamAdapter(
+    market_types=tuple(bybit_wire.STREAMED_DATASETS),
+    streamed=MappingProxyType(bybit_wire.STREAMED_DATASETS),
+    url=bybit_wire.url,
+    subscription=bybit_wire.subscription,
+    subscribe_frames=bybit_wire.subscribe_frames,
+    unsubscribe_frames=bybit_wire.unsubscribe_frames,
+    parser=bybit_wire.BybitParser,
+    keep_alive=bybit_wire.KEEP_ALIVE,
+    limits=MappingProxyType(bybit_wire.LIMITS),
+)
+OKX_STREAM: Final = StreamAdapter(
+    market_types=tuple(okx_wire.STREAMED_DATASETS),
+    streamed=MappingProxyType(okx_wire.STREAMED_DATASETS),
+    url=okx_wire.url,
+    subscription=okx_wire.subscription,
+    subscribe_frames=okx_wire.subscribe_frames,
+    unsubscribe_frames=okx_wire.unsubscribe_frames,
+    parser=_stateless(okx_wire.parse_frame),
+    keep_alive=okx_wire.KEEP_ALIVE,
+    limits=MappingProxyType(okx_wire.LIMITS),
+)
+COINBASE_STREAM: Final = StreamAdapter(
+    market_types=tuple(coinbase_wire.STREAMED_DATASETS),
+    streamed=MappingProxyType(coinbase_wire.STREAMED_DATASETS),
+    polled_intervals=coinbase_wire.POLLED_INTERVALS,
+    url=coinbase_wire.url,
+    subscription=coinbase_wire.subscription,
+    subscribe_frames=coinbase_wire.subscribe_frames,
+    unsubscribe_frames=coinbase_wire.unsubscribe_frames,
+    parser=_stateless(coinbase_wire.parse_frame),
+    keep_alive=coinbase_wire.KEEP_ALIVE,
+    limits=MappingProxyType(coinbase_wire.LIMITS),
 )
 
 EXCHANGES: Final[Mapping[str, ExchangeDeclaration]] = MappingProxyType(

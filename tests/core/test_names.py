@@ -27,6 +27,24 @@ SIM_VENUES = {
     f"kirby_sim.{name}" for name in ("binance", "bybit", "coinbase", "hyperliquid", "okx")
 }
 SIM_SOCKETS = {f"kirby_sim.{name}_ws" for name in ("binance", "bybit", "coinbase", "okx")}
+WIRE_MODULES = frozenset(
+    f"kirby_core.exchanges.{name}_wire"
+    for name in ("binance", "bybit", "coinbase", "hyperliquid", "okx")
+)
+WIRE_PROTOCOL = (
+    "STREAMED_DATASETS",
+    "POLLED_DATASETS",
+    "KEEP_ALIVE",
+    "LIMITS",
+    "url",
+    "subscription",
+    "subscribe_frames",
+    "unsubscribe_frames",
+    "parse_frame",
+)
+"""What each exchange's wire module declares for its `registry.StreamAdapter`."""
+WIRE_ABSENT = {"POLLED_DATASETS": "hyperliquid_wire", "parse_frame": "bybit_wire"}
+"""Hyperliquid polls nothing; Bybit's parser is a class (`BybitParser`: it keeps state)."""
 SIM_FORMATTERS = {f"kirby_sim.{name}" for name in ("binance_futures", "bybit", "coinbase", "okx")}
 
 SHARED: dict[str, tuple[frozenset[str], str]] = {
@@ -82,7 +100,9 @@ SHARED: dict[str, tuple[frozenset[str], str]] = {
         frozenset(
             {
                 "kirby_core.exchanges.binance",
+                "kirby_core.exchanges.bybit_wire",
                 "kirby_core.exchanges.hyperliquid_wire",
+                "kirby_core.exchanges.okx_wire",
                 "kirby_sim.bybit",
             }
         ),
@@ -153,6 +173,12 @@ SHARED: dict[str, tuple[frozenset[str], str]] = {
         frozenset({"kirby_pipelines.defs.resources", "kirby_pipelines.defs.stream.resources"}),
         "each defs folder's resources, as Dagster's `defs/<domain>/` layout names them",
     ),
+} | {
+    name: (
+        frozenset(m for m in WIRE_MODULES if not m.endswith(WIRE_ABSENT.get(name, "-"))),
+        "each exchange's wire module declares its live feed the same way (registry.StreamAdapter)",
+    )
+    for name in WIRE_PROTOCOL
 }
 """Top-level names two modules may both define: the modules, and why it is one concept."""
 

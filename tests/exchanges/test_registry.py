@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -89,9 +90,13 @@ def test_history_windows() -> None:
 
 def test_the_streamed_exchange_has_a_feed() -> None:
     feed = feed_of(STREAMED)
-    assert feed.candle_subscription("BTC", "1m") == hyperliquid_wire.candle_subscription(
-        "BTC", "1m"
+    assert feed.subscription("perps", "candles", "BTC", "1m") == (
+        hyperliquid_wire.candle_subscription("BTC", "1m")
     )
-    assert feed.ping_frame() == hyperliquid_wire.ping_frame()
+    assert feed.subscription("perps", "open_interest", "BTC", None) == (
+        hyperliquid_wire.asset_context_subscription("BTC")
+    )
+    assert feed.keep_alive.ping_frame == hyperliquid_wire.ping_frame()
+    assert feed.market_type == "perps"
     with pytest.raises(ValueError, match="binance declares no live feed"):
-        feed_of(BINANCE)
+        feed_of(replace(BINANCE, stream=None))

@@ -1,0 +1,231 @@
+"""OKX's v5 public WebSocket (spot and swaps): subscriptions, frames, parser.
+
+    {"op":"subscribe","args":[{"channel":"candle1m","instId":"BTC-USDT-SWAP"}]}
+      -> {"event":"subscribe","arg":{"channel":"candle1m","instId":"BTC-USDT-SWAP"},
+          "connId":"a4d3ae55"}
+    ping (text) -> pong (text)
+
+Candles (`candle<bar>`, confirm "1" on the final push) are served on `/ws/v5/business`;
+`funding-rate`, `open-interest` and `trades` on `/ws/v5/public`. Data pushes are
+`{"arg":{"channel","instId"},"data":[...]}`; errors `{"event":"error","code","msg"}`;
+`{"event":"notice","code":"64008"}` announces a disconnect for a service upgrade.
+
+Candle volume is the base coin's: a swap's `vol` counts contracts, so its candles take
+`volCcy`. Swap trades (`sz`) count contracts too and need the contract value, which the
+wire does not carry: Kirby streams OKX trades on spot only.
+
+Rules: the client sends text `ping` when it has sent nothing for 25 s (OKX drops a
+connection after 30 s without data); at most 480 subscribe/unsubscribe requests an hour a
+connection; the args of one request may not exceed 64 KB; 3 new connections a second per IP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from kirby_core.errors import ExchangeProtocolError, InvalidRequest
+from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_ms
+from kirby_core.exchanges.feeds import (
+    TAKER_SIDES,
+    ChannelError,
+    ConnectionLimits,
+    FundingUpdate,
+    KeepAlive,
+    OpenInterestUpdate,
+    Pong,
+    SubscriptionAck,
+    Trade,
+    TradesUpdate,
+    WsMessage,
+    chunks,
+    compact,
+    items,
+    load_frame,
+    text,
+)
+from kirby_core.models import Candle, CandleUpdate, FundingRate, OpenInterest
+from kirby_core.timeutil import floor_minute
+
+INTERVALS: dict[str, str] = {
+    "1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1H", "2h": "2H",
+    "4h": "4H", "6h": "6Hutc", "12h": "12Hutc", "1d": "1Dutc", "1w": "1Wutc",
+}  # fmt: skip
+"""Kirby interval -> OKX's bar (6 h and longer: the UTC-aligned bars, as Kirby's are)."""
+_BY_BAR = {bar: interval for interval, bar in INTERVALS.items()}
+
+STREAMED_DATASETS = {
+    "spot": ("candles", "trades"),
+    "perps": ("candles", "funding_rates", "open_interest"),
+}
+POLLED_DATASETS: dict[str, tuple[str, ...]] = {}
+_CHANNELS = {"funding_rates": "funding-rate", "open_interest": "open-interest", "trades": "trades"}
+_HOST = "wss://ws.okx.com:8443"
+
+_PING = "ping"
+KEEP_ALIVE = KeepAlive(ping_frame=_PING, ping_seconds=25, idle_close_seconds=30)
+LIMITS = {
+    market_type: ConnectionLimits(
+        streams_per_connection=None,
+        args_per_subscribe=None,
+        subscribe_chars=64 * 1024,
+        messages_per_second=None,
+        subscribes_per_hour=480,
+        max_connection_seconds=None,
+        new_connections=(3, 1.0),
+    )
+    for market_type in STREAMED_DATASETS
+}
+
+
+def url(market_type: str, dataset: str) -> str:
+    return f"{_HOST}/ws/v5/{'business' if dataset == 'candles' else 'public'}"
+
+
+def subscription(
+    market_type: str, dataset: str, symbol: str, interval: str | None = None
+) -> dict[str, str]:
+    """One channel arg: {"channel":"candle1m","instId":"BTC-USDT-SWAP"}."""
+    if dataset not in STREAMED_DATASETS.get(market_type, ()):
+        raise InvalidRequest(
+            f"OKX {market_type} streams no {dataset!r}; streamed: "
+            f"{', '.join(STREAMED_DATASETS.get(market_type, ()))}"
+        )
+    if dataset == "candles":
+        bar = INTERVALS.get(interval or "")
+        if bar is None:
+            allowed = ", ".join(INTERVALS)
+            raise InvalidRequest(f"OKX has no {interval!r} candles; allowed: {allowed}")
+        return {"channel": f"candle{bar}", "instId": symbol}
+    return {"channel": _CHANNELS[dataset], "instId": symbol}
+
+
+def subscribe_frames(
+    market_type: str, args: Sequence[dict[str, str]], request_id: int
+) -> list[str]:
+    return _frames("subscribe", market_type, args)
+
+
+def unsubscribe_frames(
+    market_type: str, args: Sequence[dict[str, str]], request_id: int
+) -> list[str]:
+    return _frames("unsubscribe", market_type, args)
+
+
+def _frames(op: str, market_type: str, args: Sequence[dict[str, str]]) -> list[str]:
+    return [compact({"op": op, "args": batch}) for batch in chunks(args, LIMITS[market_type])]
+
+
+def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
+    if raw in ("pong", b"pong"):
+        return (Pong(),)
+    where = "OKX WS"
+    message = load_frame(raw, where)
+    if not isinstance(message, dict):
+        raise ExchangeProtocolError(f"{where}: expected an object, got {message!r:.200}")
+    event = message.get("event")
+    if event in ("subscribe", "unsubscribe"):
+        return (SubscriptionAck(event, message.get("arg")),)
+    if event == "channel-conn-count":  # how many connections share a channel: information
+        return ()
+    if event is not None:  # error, notice (64008: reconnect soon)
+        return (ChannelError(f"OKX {event} {message.get('code')}: {message.get('msg')!s:.300}"),)
+    arg = field(message, "arg", where)
+    channel = text(field(arg, "channel", where), "channel", where)
+    symbol = text(field(arg, "instId", where), "instId", where)
+    rows = items(field(message, "data", f"{where} {channel} {symbol}"), f"{where} {channel}")
+    if channel.startswith("candle"):
+        interval = _BY_BAR.get(channel.removeprefix("candle"))
+        if interval is None:
+            raise ExchangeProtocolError(f"{where}: unknown candle channel {channel!r}")
+        return tuple(_candle(row, symbol, interval) for row in rows)
+    if channel == "funding-rate":
+        return tuple(FundingUpdate(symbol, _funding(row, symbol)) for row in rows)
+    if channel == "open-interest":
+        return tuple(OpenInterestUpdate(symbol, _open_interest(row, symbol)) for row in rows)
+    if channel == "trades":
+        if symbol.endswith("-SWAP"):
+            raise ExchangeProtocolError(f"{where}: swap trades count contracts: {symbol}")
+        return (TradesUpdate(symbol, tuple(_trade(row, symbol) for row in rows)),)
+    raise ExchangeProtocolError(
+        f"{where}: unknown channel {channel!r}; expected candle*, funding-rate, "
+        "open-interest, trades"
+    )
+
+
+def _ms(value: object, name: str, where: str) -> datetime:
+    """OKX sends epoch milliseconds as strings."""
+    ms = text(value, name, where)
+    if not ms.isdigit():
+        raise ExchangeProtocolError(f"{where}: field {name!r} is not epoch ms: {ms!r:.80}")
+    return parse_ms(int(ms), name, where)
+
+
+def _candle(row: object, symbol: str, interval: str) -> CandleUpdate:
+    """["1736165520000","97001.1","97020","97000","97010","1234","12.34","1197601.2","1"]:
+    ts, o, h, l, c, vol (contracts on a swap, base on spot), volCcy (base on a swap),
+    volCcyQuote, confirm."""
+    where = f"OKX WS candle {symbol} {interval}"
+    if not isinstance(row, list) or len(row) < 9:
+        raise ExchangeProtocolError(f"{where}: expected a row of 9 strings, got {row!r:.200}")
+    confirm = row[8]
+    if confirm not in ("0", "1"):
+        raise ExchangeProtocolError(f"{where}: confirm must be '0' or '1', got {confirm!r:.80}")
+    volume = row[6] if symbol.endswith("-SWAP") else row[5]
+    candle = Candle(
+        time=_ms(row[0], "ts", where),
+        open=parse_decimal(row[1], "o", where),
+        high=parse_decimal(row[2], "h", where),
+        low=parse_decimal(row[3], "l", where),
+        close=parse_decimal(row[4], "c", where),
+        volume=parse_decimal(volume, "volCcy" if symbol.endswith("-SWAP") else "vol", where),
+    )
+    return CandleUpdate(symbol, interval, check_candle(candle, where), confirm == "1")
+
+
+def _funding(row: object, symbol: str) -> FundingRate:
+    """{"instType":"SWAP","instId":"BTC-USDT-SWAP","fundingRate":"0.0001",
+    "fundingTime":"1736179200000","nextFundingTime":"1736208000000","premium":"-0.0002",
+    "method":"current_period","ts":"1736165581000",...}   (fundingTime: the next settlement,
+    which fundingRate is the running estimate of)"""
+    where = f"OKX WS funding-rate {symbol}"
+    premium: Any = row.get("premium") if isinstance(row, dict) else None
+    return FundingRate(
+        time=floor_minute(_ms(field(row, "ts", where), "ts", where)),
+        predicted_funding_rate=parse_decimal(
+            field(row, "fundingRate", where), "fundingRate", where
+        ),
+        premium=parse_decimal(premium, "premium", where) if premium not in (None, "") else None,
+        next_funding_time=_ms(field(row, "fundingTime", where), "fundingTime", where),
+    )
+
+
+def _open_interest(row: object, symbol: str) -> OpenInterest:
+    """{"instType":"SWAP","instId":"BTC-USDT-SWAP","oi":"512341.23","oiCcy":"5123.4123",
+    "oiUsd":"497000000.1","ts":"1736165581000"}   (oi: contracts, oiCcy: coins)"""
+    where = f"OKX WS open-interest {symbol}"
+    coins = parse_decimal(field(row, "oiCcy", where), "oiCcy", where)
+    if coins < 0:
+        raise ExchangeProtocolError(f"{where}: negative oiCcy {coins}")
+    return OpenInterest(
+        time=floor_minute(_ms(field(row, "ts", where), "ts", where)),
+        open_interest=coins,
+        notional=parse_decimal(field(row, "oiUsd", where), "oiUsd", where),
+    )
+
+
+def _trade(row: object, symbol: str) -> Trade:
+    """{"instId":"BTC-USDT","tradeId":"130639474","px":"97001.1","sz":"0.01","side":"buy",
+    "ts":"1736165580998","count":"1"}"""
+    where = f"OKX WS trades {symbol}"
+    side = field(row, "side", where)
+    if side not in TAKER_SIDES:
+        raise ExchangeProtocolError(f"{where}: side must be buy or sell, got {side!r:.80}")
+    return Trade(
+        time=_ms(field(row, "ts", where), "ts", where),
+        trade_id=text(field(row, "tradeId", where), "tradeId", where),
+        price=parse_decimal(field(row, "px", where), "px", where),
+        size=parse_decimal(field(row, "sz", where), "sz", where),
+        side=side,
+    )
