@@ -55,7 +55,7 @@ class CandleHistory(Protocol):
 
 class FundingHistory(Protocol):
     async def fetch_funding_rates(
-        self, coin: str, start: datetime, end: datetime
+        self, coin: str, quote: str, start: datetime, end: datetime
     ) -> list[FundingRate]: ...
 
 
@@ -204,7 +204,7 @@ async def backfill_funding_rates(
         start, end = bounds[0][0], max(end for _, end in bounds)
         rates: list[FundingRate] = []
         if end > start:
-            rates = await client.fetch_funding_rates(pair.key.coin, start, end)
+            rates = await client.fetch_funding_rates(pair.key.coin, pair.key.quote, start, end)
         for day, rows in _by_day(rates).items():
             reports[day] = replace(
                 reports[day], fetched=len(rows), first_time=rows[0].time, last_time=rows[-1].time
