@@ -65,6 +65,8 @@ INTERVALS: Final = tuple(
 """Intervals Binance publishes that Kirby handles (its `1M` has no fixed length)."""
 KLINE_FIELDS: Final = 12
 FUNDING_LIMIT: Final = 1000
+FUNDING_INTERVAL: Final = "8h"
+"""Its USDT perps settle funding every 8 hours (00:00, 08:00, 16:00 UTC)."""
 """Most settlements per /fapi/v1/fundingRate request."""
 FUNDING_PER_MINUTE: Final = 100
 """/fapi/v1/fundingRate shares 500 requests per 5 min per IP with /fapi/v1/fundingInfo:

@@ -39,12 +39,14 @@ from kirby_core.models import Candle, FundingRate, OpenInterest
 from kirby_core.settings import Settings
 from kirby_core.timeutil import INTERVAL_SECONDS, datetime_to_ms, floor_minute, ms_to_datetime
 
-CATEGORIES: Final = {"spot": "spot", "perps": "linear"}
+MARKET_CATEGORIES: Final = {"spot": "spot", "perps": "linear"}
 """Kirby market type -> Bybit's `category`."""
-MARKET_TYPES: Final = tuple(CATEGORIES)
+MARKET_TYPES: Final = tuple(MARKET_CATEGORIES)
 KLINE_LIMIT: Final = 1000
 """Most klines per request, both categories."""
 FUNDING_LIMIT: Final = 200
+FUNDING_INTERVAL: Final = "8h"
+"""Its USDT perps settle funding every 8 hours (00:00, 08:00, 16:00 UTC)."""
 OPEN_INTEREST_LIMIT: Final = 200
 OPEN_INTEREST_INTERVAL: Final = "5min"
 """The finest open-interest step Bybit serves (5min, 15min, 30min, 1h, 4h, 1d)."""
@@ -283,7 +285,7 @@ class BybitHistory:
 
 
 def _category(market_type: str) -> str:
-    if market_type not in CATEGORIES:
+    if market_type not in MARKET_CATEGORIES:
         allowed = ", ".join(MARKET_TYPES)
         raise InvalidRequest(f"Bybit has no market type {market_type!r}; allowed: {allowed}")
-    return CATEGORIES[market_type]
+    return MARKET_CATEGORIES[market_type]

@@ -49,12 +49,12 @@ WEIGHTS: Final = {
     "spot": RequestWeight(per_minute=600, candle_page=1, burst=Burst(weight=10, seconds=1.0))
 }
 """10 public requests a second per IP, each weighing 1."""
-GRANULARITIES: Final = {
+WIRE_INTERVALS: Final = {
     "1m": "ONE_MINUTE", "5m": "FIVE_MINUTE", "15m": "FIFTEEN_MINUTE", "30m": "THIRTY_MINUTE",
     "1h": "ONE_HOUR", "2h": "TWO_HOUR", "6h": "SIX_HOUR", "1d": "ONE_DAY",
 }  # fmt: skip
 """Kirby interval -> Coinbase's `granularity` (it has no 4 h candles)."""
-INTERVALS: Final = tuple(i for i in GRANULARITIES if i in INTERVAL_SECONDS)
+INTERVALS: Final = tuple(i for i in WIRE_INTERVALS if i in INTERVAL_SECONDS)
 
 
 def coinbase_symbol(coin: str, quote: str, market_type: str) -> str:
@@ -153,7 +153,7 @@ class CoinbaseHistory:
                 "product_id": product,
                 "start": str(window),
                 "end": str(min(window + CANDLE_LIMIT * step, end_s)),
-                "granularity": GRANULARITIES[interval],
+                "granularity": WIRE_INTERVALS[interval],
             }
             name = f"Coinbase candles {product} {interval} from {window}"
             call = functools.partial(

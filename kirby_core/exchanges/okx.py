@@ -54,11 +54,13 @@ MARKET_TYPES: Final = ("spot", "perps")
 CANDLE_LIMIT: Final = 100
 """Most candles per history-candles request."""
 FUNDING_LIMIT: Final = 100
+FUNDING_INTERVAL: Final = "8h"
+"""Its USDT perps settle funding every 8 hours (00:00, 08:00, 16:00 UTC)."""
 OPEN_INTEREST_LIMIT: Final = 100
 OPEN_INTEREST_PERIOD: Final = "5m"
-OPEN_INTEREST_PERIODS: Final = 1440
+OPEN_INTEREST_KEPT: Final = 1440
 """The statistics endpoint keeps the latest this many periods."""
-OPEN_INTEREST_SPAN: Final = OPEN_INTEREST_PERIODS * timedelta(minutes=5)
+OPEN_INTEREST_SPAN: Final = OPEN_INTEREST_KEPT * timedelta(minutes=5)
 FUNDING_SPAN: Final = timedelta(days=90)
 """How far back funding-rate-history serves (OKX: "the last 3 months")."""
 CANDLE_WEIGHT: Final = RequestWeight(
@@ -73,13 +75,13 @@ OTHER_ENDPOINTS: Final = {
 }
 """The other endpoints Kirby calls and their own limits (requests per 2 s per IP; each
 request weighs `RequestWeight.request`)."""
-BARS: Final = {
+WIRE_INTERVALS: Final = {
     "1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1H", "2h": "2H",
     "4h": "4H", "6h": "6Hutc", "12h": "12Hutc", "1d": "1Dutc", "1w": "1Wutc",
 }  # fmt: skip
 """Kirby interval -> OKX's `bar`; 6 h and longer in their UTC-aligned form (OKX's plain
 6H/12H/1D/1W open at Hong Kong midnight)."""
-INTERVALS: Final = tuple(i for i in BARS if i in INTERVAL_SECONDS)
+INTERVALS: Final = tuple(i for i in WIRE_INTERVALS if i in INTERVAL_SECONDS)
 CANDLE_FIELDS: Final = 9
 
 
@@ -225,7 +227,7 @@ class OkxHistory:
         candles: list[Candle] = []
         for payload, name in await self._pages(
             CANDLE_ENDPOINT, "publicGetMarketHistoryCandles", symbol, start, end,
-            {"bar": BARS[interval], "limit": CANDLE_LIMIT}, weight,
+            {"bar": WIRE_INTERVALS[interval], "limit": CANDLE_LIMIT}, weight,
             lambda page: [row[0] for row in page],
         ):  # fmt: skip
             candles += parse_candles(payload, market_type, name)
@@ -254,7 +256,7 @@ class OkxHistory:
         self, coin: str, quote: str, start: datetime, end: datetime
     ) -> list[OpenInterest]:
         """Open interest of swap `coin`/`quote` every 5 minutes in [start, end), ascending,
-        in the coin with its USD notional (OKX keeps the latest `OPEN_INTEREST_PERIODS`)."""
+        in the coin with its USD notional (OKX keeps the latest `OPEN_INTEREST_KEPT`)."""
         start, end = check_range(start, end)
         symbol = okx_symbol(coin, quote, "perps")
         points: dict[datetime, OpenInterest] = {}

@@ -120,6 +120,8 @@ class ExchangeDeclaration:
     """The REST candle history client's class: `async with history_client(settings) as c:`."""
     funding_history: Callable[[Settings], FundingHistoryClient] | None = None
     """The REST client of its settled funding rates; None: Kirby fetches none there."""
+    funding_interval: str = "1h"
+    """How often its perps settle funding (Hyperliquid hourly, the others every 8 h)."""
     open_interest_history: Callable[[Settings], OpenInterestHistoryClient] | None = None
     """The REST client of its open-interest history; None: it publishes none (Hyperliquid,
     Coinbase)."""
@@ -210,6 +212,7 @@ BINANCE: Final = ExchangeDeclaration(
     weights=MappingProxyType(dict(binance.WEIGHTS)),
     symbol=_binance_symbol,
     history_client=binance.BinanceHistory,
+    funding_interval=binance.FUNDING_INTERVAL,
     funding_history=binance.BinanceHistory,
     open_interest_history=binance.BinanceHistory,
     history_window=_served(
@@ -234,6 +237,7 @@ BYBIT: Final = ExchangeDeclaration(
     weights=MappingProxyType(dict(bybit.WEIGHTS)),
     symbol=bybit.bybit_symbol,
     history_client=bybit.BybitHistory,
+    funding_interval=bybit.FUNDING_INTERVAL,
     funding_history=bybit.BybitHistory,
     open_interest_history=bybit.BybitHistory,
     history_window=_served(
@@ -253,12 +257,13 @@ BYBIT: Final = ExchangeDeclaration(
 OKX: Final = ExchangeDeclaration(
     name="okx",
     market_types=okx.MARKET_TYPES,
-    intervals=MappingProxyType({i: okx.BARS[i] for i in okx.INTERVALS}),
+    intervals=MappingProxyType({i: okx.WIRE_INTERVALS[i] for i in okx.INTERVALS}),
     every_interval=False,
     candle_page_rows=MappingProxyType(dict.fromkeys(okx.MARKET_TYPES, okx.CANDLE_LIMIT)),
     weights=MappingProxyType(dict(okx.WEIGHTS)),
     symbol=okx.okx_symbol,
     history_client=okx.OkxHistory,
+    funding_interval=okx.FUNDING_INTERVAL,
     funding_history=okx.OkxHistory,
     open_interest_history=okx.OkxHistory,
     history_window=_served(
@@ -271,7 +276,7 @@ OKX: Final = ExchangeDeclaration(
             ),
             datasets.OPEN_INTEREST.name: (
                 okx.OPEN_INTEREST_SPAN,
-                f"OKX's statistics endpoint keeps the latest {okx.OPEN_INTEREST_PERIODS} "
+                f"OKX's statistics endpoint keeps the latest {okx.OPEN_INTEREST_KEPT} "
                 f"{okx.OPEN_INTEREST_PERIOD} periods of open interest",
             ),
         },
@@ -281,7 +286,7 @@ OKX: Final = ExchangeDeclaration(
 COINBASE: Final = ExchangeDeclaration(
     name="coinbase",
     market_types=coinbase.MARKET_TYPES,
-    intervals=MappingProxyType({i: coinbase.GRANULARITIES[i] for i in coinbase.INTERVALS}),
+    intervals=MappingProxyType({i: coinbase.WIRE_INTERVALS[i] for i in coinbase.INTERVALS}),
     every_interval=False,
     candle_page_rows=MappingProxyType({"spot": coinbase.CANDLE_LIMIT}),
     weights=MappingProxyType(dict(coinbase.WEIGHTS)),

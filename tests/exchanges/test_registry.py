@@ -129,7 +129,7 @@ def test_the_new_venues_declare_what_the_simulator_serves() -> None:
     )
     for endpoint, burst in okx.OTHER_ENDPOINTS.items():
         assert burst == Burst(sim_okx.REQUESTS_PER_2_SECONDS[endpoint], 2.0)
-    assert (okx.FUNDING_LIMIT, okx.OPEN_INTEREST_LIMIT, okx.OPEN_INTEREST_PERIODS) == (
+    assert (okx.FUNDING_LIMIT, okx.OPEN_INTEREST_LIMIT, okx.OPEN_INTEREST_KEPT) == (
         sim_okx.FUNDING_LIMIT,
         sim_okx.STATISTICS_LIMIT,
         sim_okx.STATISTICS_PERIODS,
