@@ -66,6 +66,10 @@ class RealTime:
 REAL_TIME: Clock = RealTime()
 
 WINDOW_SECONDS = 60.0
+ARRIVAL_MARGIN_SECONDS = 0.25
+"""A request spends before it travels and the exchange counts it on arrival: a burst window
+of a few seconds is counted this much longer, so network jitter cannot squeeze one request
+too many into the exchange's window (a minute's jitter is negligible)."""
 
 
 class WeightBudget:
@@ -94,7 +98,7 @@ class WeightBudget:
         self.per_minute = per_minute
         self._windows = [(per_minute, WINDOW_SECONDS)]
         if burst is not None:
-            self._windows.append((burst.weight, burst.seconds))
+            self._windows.append((burst.weight, burst.seconds + ARRIVAL_MARGIN_SECONDS))
         self._clock = clock
         self._spent: deque[tuple[float, int]] = deque()
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None

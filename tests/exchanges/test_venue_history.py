@@ -57,10 +57,13 @@ async def coinbase(settings: Settings) -> AsyncIterator[CoinbaseHistory]:
         yield client
 
 
-@pytest.fixture
-async def binance(settings: Settings) -> AsyncIterator[BinanceHistory]:
-    async with BinanceHistory(settings, retry=FAST_RETRIES) as client:
-        yield client
+CLIENTS: dict[str, type[BybitHistory | OkxHistory | CoinbaseHistory | BinanceHistory]] = {
+    "bybit": BybitHistory,
+    "okx": OkxHistory,
+    "coinbase": CoinbaseHistory,
+    "binance": BinanceHistory,
+}
+"""Each exchange's history client, by the name its declaration has."""
 
 
 def simulated_candles(
@@ -128,8 +131,8 @@ CANDLE_CASES = [
     CANDLE_CASES,
 )
 async def test_candles_page_and_equal_the_simulators(
-    request: pytest.FixtureRequest,
     sim: SimulatorServer,
+    settings: Settings,
     client: str,
     market_type: str,
     venue: str,
@@ -139,12 +142,12 @@ async def test_candles_page_and_equal_the_simulators(
     count: int,
     requests: int,
 ) -> None:
-    history = request.getfixturevalue(client)
     start, end = closed_range(sim, interval, count)
     coin = symbol[:3].rstrip("-")
     before = sim.http_requests
 
-    candles = await history.fetch_candles(coin, quote, market_type, interval, start, end)
+    async with CLIENTS[client](settings, retry=FAST_RETRIES) as history:
+        candles = await history.fetch_candles(coin, quote, market_type, interval, start, end)
 
     assert sim.http_requests - before == requests  # more than one page each
     expected = simulated_candles(sim, venue, symbol, interval, start, end)
@@ -201,26 +204,27 @@ FUNDING_CASES = [
 
 @pytest.mark.parametrize(("client", "venue", "symbol", "days", "requests"), FUNDING_CASES)
 async def test_funding_history_pages_and_equals_the_simulators(
-    request: pytest.FixtureRequest,
     sim: SimulatorServer,
+    settings: Settings,
     client: str,
     venue: str,
     symbol: str,
     days: int,
     requests: int,
 ) -> None:
-    history = request.getfixturevalue(client)
     end = floor_time(sim.clock.now(), "1h")
     start = end - days * DAY
     coin = symbol.removesuffix("USDT").split("-")[0]
     before = sim.http_requests
 
-    rates = await history.fetch_funding_rates(coin, "USDT", start, end)
+    async with CLIENTS[client](settings, retry=FAST_RETRIES) as history:
+        assert not isinstance(history, CoinbaseHistory)
+        rates = await history.fetch_funding_rates(coin, "USDT", start, end)
 
     assert sim.http_requests - before == requests
     assert rates == simulated_funding(perp(sim, venue, symbol), start, end)
     assert len(rates) == days * 3
-    assert EXCHANGES[client].funding_history is type(history)
+    assert EXCHANGES[client].funding_history is CLIENTS[client]
 
 
 OPEN_INTEREST_CASES = [
@@ -233,15 +237,14 @@ OPEN_INTEREST_CASES = [
 
 @pytest.mark.parametrize(("client", "venue", "symbol", "hours", "requests"), OPEN_INTEREST_CASES)
 async def test_open_interest_history_pages_and_equals_the_simulators(
-    request: pytest.FixtureRequest,
     sim: SimulatorServer,
+    settings: Settings,
     client: str,
     venue: str,
     symbol: str,
     hours: int,
     requests: int,
 ) -> None:
-    history = request.getfixturevalue(client)
     end = floor_time(sim.clock.now(), "1h")
     start = end - timedelta(hours=hours)
     coin = symbol.removesuffix("USDT").split("-")[0]
@@ -249,7 +252,9 @@ async def test_open_interest_history_pages_and_equals_the_simulators(
     decimals = stats.instrument.size_decimals
     before = sim.http_requests
 
-    points = await history.fetch_open_interest(coin, "USDT", start, end)
+    async with CLIENTS[client](settings, retry=FAST_RETRIES) as history:
+        assert not isinstance(history, CoinbaseHistory)
+        points = await history.fetch_open_interest(coin, "USDT", start, end)
 
     assert sim.http_requests - before == requests
     expected_times = [start + i * 5 * MINUTE for i in range(hours * 12)]
@@ -257,7 +262,7 @@ async def test_open_interest_history_pages_and_equals_the_simulators(
     for point in points:
         lots = stats.open_interest(datetime_to_ms(point.time))
         assert point.open_interest == Decimal(lots).scaleb(-decimals)
-    assert EXCHANGES[client].open_interest_history is type(history)
+    assert EXCHANGES[client].open_interest_history is CLIENTS[client]
 
 
 async def test_binance_open_interest_beyond_30_days_is_unavailable_at_source(
