@@ -78,7 +78,7 @@ def test_unknown_exchange_names_entry_and_allowed_values() -> None:
     message = _broken(lambda r: r["starlistings"][1].update(exchange="binanse"))
     assert message == (
         "config/starlistings.yaml: starlistings[1] (binanse/SOL/USD/perps): unknown exchange "
-        "'binanse'; allowed: binance, hyperliquid"
+        "'binanse'; allowed: binance, bybit, coinbase, hyperliquid, okx"
     )
 
 

@@ -220,6 +220,18 @@ MODULES: dict[str, tuple[frozenset[str], str]] = {
         frozenset({"kirby_core/exchanges/hyperliquid.py", "kirby_sim/hyperliquid.py"}),
         "the simulator's module per exchange mirrors kirby_core.exchanges",
     ),
+    "bybit": (
+        frozenset({"kirby_core/exchanges/bybit.py", "kirby_sim/bybit.py"}),
+        "the simulator's module per exchange mirrors kirby_core.exchanges",
+    ),
+    "coinbase": (
+        frozenset({"kirby_core/exchanges/coinbase.py", "kirby_sim/coinbase.py"}),
+        "the simulator's module per exchange mirrors kirby_core.exchanges",
+    ),
+    "okx": (
+        frozenset({"kirby_core/exchanges/okx.py", "kirby_sim/okx.py"}),
+        "the simulator's module per exchange mirrors kirby_core.exchanges",
+    ),
     "ratelimit": (
         frozenset({"kirby_api/ratelimit.py", "kirby_sim/ratelimit.py"}),
         "each server's own request limits (the API's per key, the simulator's weights)",
