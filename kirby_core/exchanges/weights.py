@@ -2,7 +2,8 @@
 
 Every request a history client sends first spends its declared weight (`RequestWeight`,
 declared next to each exchange's protocol and referenced by the registry) from a
-`WeightBudget`, which waits while the last 60 s already spent the minute's allowance. The
+`WeightBudget`, which waits while the last 60 s already spent the minute's allowance (or,
+where the exchange also counts a few seconds, a `Burst`, the last few seconds theirs). The
 budgets are per process and per exchange host (`shared_budget`), since exchanges count per
 client IP: clients opened one after another spend one budget. Nothing here does I/O.
 """
@@ -73,7 +74,8 @@ too many into the exchange's window (a minute's jitter is negligible)."""
 
 
 class WeightBudget:
-    """`per_minute` weight over any 60 s, spent before each request.
+    """`per_minute` weight over any 60 s (and `burst.weight` over any `burst.seconds`),
+    spent before each request.
 
     A request waits until the weight spent in the last 60 s plus its own fits: the strictest
     way an exchange may count "per minute" (a sliding minute; Binance resets on the minute).
