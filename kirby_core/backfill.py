@@ -55,7 +55,7 @@ class CandleHistory(Protocol):
 
 class FundingHistory(Protocol):
     async def fetch_funding_rates(
-        self, coin: str, start: datetime, end: datetime
+        self, coin: str, quote: str, start: datetime, end: datetime
     ) -> list[FundingRate]: ...
 
 
@@ -185,32 +185,34 @@ async def backfill_funding_rates(
     days: Iterable[date],
     now: datetime,
     progress: DayReportCallback | None = None,
+    settlement: str = "1h",
 ) -> BackfillResult:
-    """Fetch and upsert the settled hourly funding of `pair` for `days`.
+    """Fetch and upsert the settled funding of `pair` for `days`, one settlement every
+    `settlement` (the exchange's declared `funding_interval`).
 
     Only the settled columns are written; the live feed's predicted rate and prices in the
     same rows are kept (the writer's COALESCE).
     """
-    # The rate of hour H is stamped at H+1:00 plus a few hundred ms: count a stamp once a
+    # A settlement is stamped on its boundary plus a few hundred ms: count a stamp once a
     # minute has passed since it.
-    settled_until = floor_time(now - timedelta(minutes=1), "1h") + timedelta(minutes=1)
+    settled_until = floor_time(now - timedelta(minutes=1), settlement) + timedelta(minutes=1)
     result = BackfillResult()
     for chunk in _chunks(sorted(set(days))):
         bounds = [_day_bounds(day, settled_until) for day in chunk]
         reports = {
-            day: DayReport(day, expected_count(start, end, "1h") if end > start else 0)
+            day: DayReport(day, expected_count(start, end, settlement) if end > start else 0)
             for day, (start, end) in zip(chunk, bounds, strict=True)
         }
         start, end = bounds[0][0], max(end for _, end in bounds)
         rates: list[FundingRate] = []
         if end > start:
-            rates = await client.fetch_funding_rates(pair.key.coin, start, end)
+            rates = await client.fetch_funding_rates(pair.key.coin, pair.key.quote, start, end)
         for day, rows in _by_day(rates).items():
             reports[day] = replace(
                 reports[day], fetched=len(rows), first_time=rows[0].time, last_time=rows[-1].time
             )
         reports = {d: _nothing_served_is_unavailable(r) for d, r in reports.items()}
-        reports = _with_absent(reports, dict(zip(chunk, bounds, strict=True)), rates, "1h")
+        reports = _with_absent(reports, dict(zip(chunk, bounds, strict=True)), rates, settlement)
         result.write += await upsert_funding_rates(
             conn,
             [

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     """Binance spot REST host; `/api/v3/...` is appended."""
     binance_futures_url: str = "https://fapi.binance.com"
     """Binance USD-M futures REST host; `/fapi/v1/...` is appended."""
+    bybit_rest_url: str = "https://api.bybit.com"
+    """Bybit REST host; `/v5/market/...` is appended."""
+    okx_rest_url: str = "https://www.okx.com"
+    """OKX REST host; `/api/v5/...` is appended."""
+    coinbase_rest_url: str = "https://api.coinbase.com"
+    """Coinbase REST host; `/api/v3/brokerage/...` is appended."""
 
     realtime_catalog: Path = Path("config/starlistings.yaml")
     """Catalog of the realtime database."""

@@ -179,7 +179,13 @@ async def _fetch_all(
                         )
                     pair = await catalog_store.get_trading_pair(conn, trading_pair_key(series))
                     results[series] = await backfill_funding_rates(
-                        conn, funding_clients[exchange.name], pair, days, now, advance(series)
+                        conn,
+                        funding_clients[exchange.name],
+                        pair,
+                        days,
+                        now,
+                        advance(series),
+                        settlement=exchange.funding_interval,
                     )
                     await _record(conn, dataset.table, pair.id, results[series])
     finally:

@@ -1,7 +1,11 @@
 """Exchange adapters: REST history (paginated, retried) and Hyperliquid WS message parsing.
 
     HyperliquidHistory      candles (ccxt raw candleSnapshot) and settled funding (SDK)
-    BinanceHistory          spot and USD-M klines (ccxt raw klines) with trade counts
+    BinanceHistory          spot and USD-M klines (ccxt raw klines) with trade counts,
+                            USD-M settled funding and 30 days of open interest
+    BybitHistory            spot and linear klines, settled funding, open interest
+    OkxHistory              spot and swap candles, settled funding, open interest
+    CoinbaseHistory         spot candles
     parse_ws_message        one Hyperliquid WS text frame -> a typed message (pure)
     <exchange>_wire         each exchange's WebSocket subscriptions, frames and parser;
                             `feeds` holds the messages and connection rules they share
@@ -16,6 +20,8 @@ payload, `NotFound` for an unknown coin, `InvalidRequest` for a bad argument).
 
 from kirby_core.exchanges.base import RetryPolicy, SourceCoverage, TimeRange
 from kirby_core.exchanges.binance import BinanceHistory, binance_symbol, parse_klines
+from kirby_core.exchanges.bybit import BybitHistory, bybit_symbol
+from kirby_core.exchanges.coinbase import CoinbaseHistory, coinbase_symbol
 from kirby_core.exchanges.feeds import (
     ChannelError,
     FrameGuard,
@@ -48,17 +54,22 @@ from kirby_core.exchanges.hyperliquid_wire import (
     subscribe_frame,
     unsubscribe_frame,
 )
-from kirby_core.exchanges.weights import RequestWeight, WeightBudget
+from kirby_core.exchanges.okx import OkxHistory, okx_symbol
+from kirby_core.exchanges.weights import Burst, RequestWeight, WeightBudget
 
 __all__ = [
     "CANDLE_LIMIT",
     "FUNDING_PAGE_ROWS",
     "HAS_OPEN_INTEREST_HISTORY",
     "BinanceHistory",
+    "Burst",
+    "BybitHistory",
     "ChannelError",
+    "CoinbaseHistory",
     "FrameGuard",
     "FundingUpdate",
     "HyperliquidHistory",
+    "OkxHistory",
     "OpenInterestUpdate",
     "Pong",
     "RequestWeight",
@@ -72,9 +83,12 @@ __all__ = [
     "WsMessage",
     "asset_context_subscription",
     "binance_symbol",
+    "bybit_symbol",
     "candle_coverage",
     "candle_subscription",
     "ccxt_symbol",
+    "coinbase_symbol",
+    "okx_symbol",
     "open_interest_coverage",
     "parse_asset_context",
     "parse_candle",

@@ -1,18 +1,22 @@
-"""Binance kline history (spot and USD-M perps) for the training database.
+"""Binance history: klines (spot and USD-M perps), and the perps' settled funding and open
+interest.
 
-Through ccxt, but with the raw `publicGetKlines` / `fapiPublicGetKlines` calls: ccxt's
-`fetch_ohlcv` drops the trade count (kline field 8) and turns prices into floats. Kirby pages
-over [start, end) by `startTime` itself. Every host in ccxt's `urls['api']` is replaced by
-the configured one (paths such as `/api/v3` and `/fapi/v1` kept), so no call can leave for
-an unconfigured host. Every call runs under the retry policy of `base` and first spends its
-declared weight (`WEIGHTS`) from the client's budget for the market type.
+Through ccxt, but with the raw `publicGetKlines` / `fapiPublicGetKlines` /
+`fapiPublicGetFundingRate` / `fapiDataGetOpenInterestHist` calls: ccxt's `fetch_ohlcv`
+drops the trade count (kline field 8) and turns prices into floats. Kirby pages over
+[start, end) by `startTime` itself. Funding pages hold 1000 settlements; open interest
+(`/futures/data/openInterestHist`, 5-minute points, 500 a page) reaches back 30 days only
+(`OPEN_INTEREST_SPAN`): older requests are refused. Every host in ccxt's `urls['api']` is
+replaced by the configured one (paths such as `/api/v3` and `/fapi/v1` kept), so no call can
+leave for an unconfigured host. Every call runs under the retry policy of `base` and first
+spends its declared weight (`WEIGHTS`) from the client's budget for the market type.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import urlsplit
@@ -27,15 +31,22 @@ from kirby_core.exchanges.base import (
     ccxt_config,
     check_candle,
     check_range,
+    field,
     parse_decimal,
     parse_int,
     parse_ms,
     select_candles,
 )
-from kirby_core.exchanges.weights import REAL_TIME, Clock, RequestWeight, shared_budget
-from kirby_core.models import Candle
+from kirby_core.exchanges.weights import (
+    REAL_TIME,
+    Clock,
+    RequestWeight,
+    WeightBudget,
+    shared_budget,
+)
+from kirby_core.models import Candle, FundingRate, OpenInterest
 from kirby_core.settings import Settings
-from kirby_core.timeutil import INTERVAL_SECONDS, datetime_to_ms
+from kirby_core.timeutil import INTERVAL_SECONDS, datetime_to_ms, floor_minute
 
 KLINE_LIMIT: Final = {"spot": 1000, "perps": 1500}
 """Most klines per request: /api/v3/klines and /fapi/v1/klines."""
@@ -53,6 +64,19 @@ INTERVALS: Final = tuple(
 )
 """Intervals Binance publishes that Kirby handles (its `1M` has no fixed length)."""
 KLINE_FIELDS: Final = 12
+FUNDING_LIMIT: Final = 1000
+FUNDING_INTERVAL: Final = "8h"
+"""Its USDT perps settle funding every 8 hours (00:00, 08:00, 16:00 UTC)."""
+"""Most settlements per /fapi/v1/fundingRate request."""
+FUNDING_PER_MINUTE: Final = 100
+"""/fapi/v1/fundingRate shares 500 requests per 5 min per IP with /fapi/v1/fundingInfo:
+100 a minute never exceeds it (each request weighs 1 on its own budget)."""
+OPEN_INTEREST_LIMIT: Final = 500
+OPEN_INTEREST_PERIOD: Final = "5m"
+OPEN_INTEREST_SPAN: Final = timedelta(days=30)
+"""openInterestHist serves the last 30 days only."""
+OPEN_INTEREST_PER_MINUTE: Final = 200
+"""/futures/data allows 1000 requests per 5 min per IP: 200 a minute never exceeds it."""
 
 
 def binance_symbol(coin: str, quote: str) -> str:
@@ -86,6 +110,40 @@ def parse_klines(payload: object, symbol: str, interval: str) -> list[Candle]:
         )
         candles.append(check_candle(candle, where))
     return candles
+
+
+def parse_funding(payload: object, symbol: str) -> list[tuple[int, FundingRate]]:
+    """A fundingRate response, ascending: [{"symbol","fundingTime":ms,"fundingRate":"..",
+    "markPrice":".."}] -> (ms, the settled rate at its minute)."""
+    where = f"Binance fundingRate {symbol}"
+    if not isinstance(payload, list):
+        raise ExchangeProtocolError(f"{where}: expected a list, got {payload!r:.200}")
+    rows = []
+    for row in payload:
+        at = parse_ms(field(row, "fundingTime", where), "fundingTime", where)
+        rate = parse_decimal(field(row, "fundingRate", where), "fundingRate", where)
+        rows.append((datetime_to_ms(at), FundingRate(floor_minute(at), settled_funding_rate=rate)))
+    return rows
+
+
+def parse_open_interest(payload: object, symbol: str) -> list[OpenInterest]:
+    """An openInterestHist response, ascending: [{"sumOpenInterest" (coin),
+    "sumOpenInterestValue" (quote), "timestamp": ms}]."""
+    where = f"Binance openInterestHist {symbol}"
+    if not isinstance(payload, list):
+        raise ExchangeProtocolError(f"{where}: expected a list, got {payload!r:.200}")
+    return [
+        OpenInterest(
+            parse_ms(field(row, "timestamp", where), "timestamp", where),
+            open_interest=parse_decimal(
+                field(row, "sumOpenInterest", where), "sumOpenInterest", where
+            ),
+            notional=parse_decimal(
+                field(row, "sumOpenInterestValue", where), "sumOpenInterestValue", where
+            ),
+        )
+        for row in payload
+    ]
 
 
 def replace_hosts(api_urls: Mapping[str, Any], spot_url: str, futures_url: str) -> dict[str, Any]:
@@ -136,6 +194,12 @@ class BinanceHistory:
             )
             for market_type, weight in self._weights.items()
         }
+        self.funding_budget = shared_budget(
+            "binance fundingRate", self._futures_url, FUNDING_PER_MINUTE, clock
+        )
+        self.open_interest_budget = shared_budget(
+            "binance futures/data", self._futures_url, OPEN_INTEREST_PER_MINUTE, clock
+        )
         self._exchange: Any = None
 
     async def __aenter__(self) -> Self:
@@ -203,6 +267,80 @@ class BinanceHistory:
                 raise ExchangeProtocolError(f"{name}: page ends at {last_ms}, before its start")
             cursor = last_ms + 1
         return select_candles(candles, start, end)
+
+    async def fetch_funding_rates(
+        self, coin: str, quote: str, start: datetime, end: datetime
+    ) -> list[FundingRate]:
+        """Settled funding of USD-M perp `coin`/`quote` in [start, end), one row per
+        settlement minute (floored), ascending; only `settled_funding_rate` is set."""
+        start, end = check_range(start, end)
+        symbol = binance_symbol(coin, quote)
+        by_minute: dict[datetime, FundingRate] = {}
+        cursor, end_ms = datetime_to_ms(start), datetime_to_ms(end)
+        while cursor < end_ms:
+            params = {"symbol": symbol, "startTime": cursor, "endTime": end_ms - 1}
+            rows = parse_funding(
+                await self._page(
+                    "fapiPublicGetFundingRate", params, FUNDING_LIMIT, self.funding_budget
+                ),
+                symbol,
+            )
+            for ms, row in rows:
+                if cursor <= ms < end_ms:
+                    by_minute.setdefault(row.time, row)
+            if len(rows) < FUNDING_LIMIT:
+                break
+            cursor = self._next(rows[-1][0], cursor, symbol)
+        return [by_minute[t] for t in sorted(by_minute)]
+
+    async def fetch_open_interest(
+        self, coin: str, quote: str, start: datetime, end: datetime
+    ) -> list[OpenInterest]:
+        """Open interest of USD-M perp `coin`/`quote` every 5 minutes in [start, end),
+        ascending, in the coin with its notional. Binance keeps the last 30 days
+        (`OPEN_INTEREST_SPAN`) and refuses a start before them."""
+        start, end = check_range(start, end)
+        symbol = binance_symbol(coin, quote)
+        points: dict[datetime, OpenInterest] = {}
+        cursor, end_ms = datetime_to_ms(start), datetime_to_ms(end)
+        while cursor < end_ms:
+            params = {
+                "symbol": symbol,
+                "period": OPEN_INTEREST_PERIOD,
+                "startTime": cursor,
+                "endTime": end_ms - 1,
+            }
+            page = parse_open_interest(
+                await self._page(
+                    "fapiDataGetOpenInterestHist",
+                    params,
+                    OPEN_INTEREST_LIMIT,
+                    self.open_interest_budget,
+                ),
+                symbol,
+            )
+            points.update((p.time, p) for p in page)
+            if len(page) < OPEN_INTEREST_LIMIT:
+                break
+            cursor = self._next(datetime_to_ms(page[-1].time), cursor, symbol)
+        return [points[t] for t in sorted(points) if start <= t < end]
+
+    async def _page(
+        self, method: str, params: dict[str, Any], limit: int, budget: WeightBudget
+    ) -> Any:
+        """One page of a ccxt raw `method`, spending 1 from `budget`."""
+        exchange = self._ccxt
+        name = f"Binance {method} {params['symbol']} from {params['startTime']}"
+        call = functools.partial(getattr(exchange, method), {**params, "limit": limit})
+        return await ccxt_call(exchange, name, self._policy, call, (budget, 1))
+
+    @staticmethod
+    def _next(last_ms: int, cursor: int, symbol: str) -> int:
+        if last_ms < cursor:
+            raise ExchangeProtocolError(
+                f"Binance {symbol}: page ends at {last_ms}, before its start {cursor}"
+            )
+        return last_ms + 1
 
     @property
     def _ccxt(self) -> Any:

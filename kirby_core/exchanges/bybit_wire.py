@@ -24,6 +24,7 @@ from typing import Any
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_ms
+from kirby_core.exchanges.bybit import WIRE_INTERVALS as INTERVALS  # one home: the REST module
 from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
     ChannelError,
@@ -43,11 +44,6 @@ from kirby_core.exchanges.feeds import (
 from kirby_core.models import AssetContextUpdate, Candle, CandleUpdate, FundingRate, OpenInterest
 from kirby_core.timeutil import floor_minute
 
-INTERVALS: dict[str, str] = {
-    "1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1h": "60", "2h": "120",
-    "4h": "240", "6h": "360", "12h": "720", "1d": "D", "1w": "W",
-}  # fmt: skip
-"""Kirby interval -> Bybit's kline code (REST and WebSocket alike)."""
 _BY_CODE = {code: interval for interval, code in INTERVALS.items()}
 
 STREAMED_DATASETS = {

@@ -46,10 +46,9 @@ from kirby_core.models import Candle, CandleUpdate
 STREAMED_INTERVAL = "5m"
 """The only candles the WebSocket carries."""
 BUCKET = timedelta(minutes=5)
-POLLED_INTERVALS = ("1m", "15m", "4h", "1d")
-"""The catalog's intervals Kirby takes from REST candles at minute close (FOUR_HOUR is a
-REST granularity that ccxt 4.5.90's coinbase timeframes lack: Kirby's REST client asks for
-it by name)."""
+POLLED_INTERVALS = ("1m", "15m", "1d")
+"""The catalog's intervals Kirby takes from REST candles at minute close: those the REST
+client serves (`coinbase.INTERVALS`; Coinbase has no 4h candles) and Kirby catalogs."""
 
 STREAMED_DATASETS = {"spot": ("candles", "trades")}
 POLLED_DATASETS: dict[str, tuple[str, ...]] = {}

@@ -193,11 +193,12 @@ class HyperliquidHistory:
         return select_candles(candles, start, end)
 
     async def fetch_funding_rates(
-        self, coin: str, start: datetime, end: datetime
+        self, coin: str, quote: str, start: datetime, end: datetime
     ) -> list[FundingRate]:
         """Settled hourly funding of perp `coin` in [start, end), one row per minute (floored).
 
-        Only `settled_funding_rate` and `settled_premium` are set.
+        Only `settled_funding_rate` and `settled_premium` are set. `quote` is the catalog's
+        (USD): Hyperliquid has one perp per coin.
         """
         start, end = check_range(start, end)
         info = await self._info_client()

@@ -45,14 +45,10 @@ from kirby_core.exchanges.feeds import (
     load_frame,
     text,
 )
+from kirby_core.exchanges.okx import WIRE_INTERVALS as INTERVALS  # one home: the REST module
 from kirby_core.models import Candle, CandleUpdate, FundingRate, OpenInterest
 from kirby_core.timeutil import floor_minute
 
-INTERVALS: dict[str, str] = {
-    "1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1H", "2h": "2H",
-    "4h": "4H", "6h": "6Hutc", "12h": "12Hutc", "1d": "1Dutc", "1w": "1Wutc",
-}  # fmt: skip
-"""Kirby interval -> OKX's bar (6 h and longer: the UTC-aligned bars, as Kirby's are)."""
 _BY_BAR = {bar: interval for interval, bar in INTERVALS.items()}
 
 STREAMED_DATASETS = {

@@ -6,6 +6,8 @@
                          pool, its WebSocket adapter
     HistoryClient        what a REST candle history client offers (`async with`, fetch_candles)
     FundingHistoryClient what a REST funding history client offers (fetch_funding_rates)
+    OpenInterestHistoryClient  what a REST open-interest history client offers
+                         (fetch_open_interest)
     RequestWeight        an exchange's REST budget per minute and the weight of a page
                          (`weights`; each history client spends them from its budget)
     StreamAdapter        a live feed: URLs, subscriptions and frames per market type and
@@ -20,32 +22,36 @@ Catalog validation (`kirby_core.catalog`), the backfill's source (`kirby_core.ba
 they schedule) and the simulator (`kirby_sim`: page sizes and weights) read these
 declarations; nothing else compares exchange names (`tests/core/test_exchange_names.py`).
 The facts themselves stay next to the code that speaks each exchange's protocol
-(`hyperliquid.py`, `binance.py` and each exchange's `<name>_wire.py`) and are referenced
-here, not copied.
+(`hyperliquid.py`, `binance.py`, `bybit.py`, `okx.py`, `coinbase.py` and each exchange's
+`<name>_wire.py`) and are referenced here, not copied.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, Protocol, Self
 
+from kirby_core import datasets
 from kirby_core.db.coverage import SourceWindow
 from kirby_core.exchanges import (
     binance,
     binance_wire,
+    bybit,
     bybit_wire,
+    coinbase,
     coinbase_wire,
     hyperliquid,
     hyperliquid_wire,
+    okx,
     okx_wire,
 )
 from kirby_core.exchanges.base import SourceCoverage
 from kirby_core.exchanges.feeds import ConnectionLimits, FrameParser, KeepAlive
 from kirby_core.exchanges.weights import RequestWeight
-from kirby_core.models import Candle, FundingRate
+from kirby_core.models import Candle, FundingRate, OpenInterest
 from kirby_core.settings import Settings
 from kirby_core.timeutil import EPOCH
 
@@ -118,8 +124,16 @@ class FundingHistoryClient(_AsyncClient, Protocol):
     """An exchange's REST history of settled funding rates, used as an async context manager."""
 
     async def fetch_funding_rates(
-        self, coin: str, start: datetime, end: datetime
+        self, coin: str, quote: str, start: datetime, end: datetime
     ) -> list[FundingRate]: ...
+
+
+class OpenInterestHistoryClient(_AsyncClient, Protocol):
+    """An exchange's REST history of open interest, used as an async context manager."""
+
+    async def fetch_open_interest(
+        self, coin: str, quote: str, start: datetime, end: datetime
+    ) -> list[OpenInterest]: ...
 
 
 @dataclass(frozen=True)
@@ -143,8 +157,12 @@ class ExchangeDeclaration:
     history_client: Callable[[Settings], HistoryClient]
     """The REST candle history client's class: `async with history_client(settings) as c:`."""
     funding_history: Callable[[Settings], FundingHistoryClient] | None = None
-    """The REST client of its settled funding rates; None: Kirby fetches none there.
-    (No exchange declares an open-interest history: Hyperliquid publishes none.)"""
+    """The REST client of its settled funding rates; None: Kirby fetches none there."""
+    funding_interval: str = "1h"
+    """How often its perps settle funding (Hyperliquid hourly, the others every 8 h)."""
+    open_interest_history: Callable[[Settings], OpenInterestHistoryClient] | None = None
+    """The REST client of its open-interest history; None: it publishes none (Hyperliquid,
+    Coinbase)."""
     candle_coverage: Callable[[str, datetime, datetime, datetime], SourceCoverage] | None = None
     """Which part of a candle range it still serves at `now`; None: all of it."""
     history_window: Callable[[str, str, datetime], SourceWindow] | None = None
@@ -178,6 +196,21 @@ def _hyperliquid_window(dataset: str, interval: str, now: datetime) -> SourceWin
         "coverage counts settled hours (settled_funding_rate); Hyperliquid's funding history "
         "serves every settled hour, the per-minute live fields cannot be re-fetched",
     )
+
+
+def _served(
+    exchange: str, served: Mapping[str, tuple[timedelta | None, str]]
+) -> Callable[[str, str, datetime], SourceWindow]:
+    """A `history_window` from, per dataset the exchange serves, how far back (None: its
+    whole history) and why; a dataset it does not serve is unavailable at source."""
+
+    def window(dataset: str, interval: str, now: datetime) -> SourceWindow:
+        if dataset not in served:
+            return SourceWindow(now, f"{exchange} publishes no {dataset} history")
+        span, note = served[dataset]
+        return SourceWindow(None if span is None else now - span, note)
+
+    return window
 
 
 def _binance_symbol(coin: str, quote: str, market_type: str) -> str:
@@ -218,6 +251,20 @@ BINANCE: Final = ExchangeDeclaration(
     weights=MappingProxyType(dict(binance.WEIGHTS)),
     symbol=_binance_symbol,
     history_client=binance.BinanceHistory,
+    funding_interval=binance.FUNDING_INTERVAL,
+    funding_history=binance.BinanceHistory,
+    open_interest_history=binance.BinanceHistory,
+    history_window=_served(
+        "Binance",
+        {
+            datasets.CANDLES.name: (None, "Binance serves klines back to the listing"),
+            datasets.FUNDING_RATES.name: (None, "Binance serves every settled funding rate"),
+            datasets.OPEN_INTEREST.name: (
+                binance.OPEN_INTEREST_SPAN,
+                "Binance serves open-interest history for the last 30 days only",
+            ),
+        },
+    ),
     stream=StreamAdapter(
         market_types=binance.MARKET_TYPES,
         streamed=MappingProxyType(binance_wire.STREAMED_DATASETS),
@@ -232,8 +279,7 @@ BINANCE: Final = ExchangeDeclaration(
     ),
 )
 
-# The feeds of the exchanges whose declarations come with their REST history (h/hist5):
-# each goes into its declaration as `stream=`.
+# The live feeds of the exchanges declared below (each is its declaration's `stream=`).
 BYBIT_STREAM: Final = StreamAdapter(
     market_types=tuple(bybit_wire.STREAMED_DATASETS),
     streamed=MappingProxyType(bybit_wire.STREAMED_DATASETS),
@@ -269,8 +315,80 @@ COINBASE_STREAM: Final = StreamAdapter(
     limits=MappingProxyType(coinbase_wire.LIMITS),
 )
 
+BYBIT: Final = ExchangeDeclaration(
+    name="bybit",
+    market_types=bybit.MARKET_TYPES,
+    intervals=MappingProxyType({i: bybit.WIRE_INTERVALS[i] for i in bybit.INTERVALS}),
+    every_interval=False,
+    candle_page_rows=MappingProxyType(dict.fromkeys(bybit.MARKET_TYPES, bybit.KLINE_LIMIT)),
+    weights=MappingProxyType(dict(bybit.WEIGHTS)),
+    symbol=bybit.bybit_symbol,
+    history_client=bybit.BybitHistory,
+    stream=BYBIT_STREAM,
+    funding_interval=bybit.FUNDING_INTERVAL,
+    funding_history=bybit.BybitHistory,
+    open_interest_history=bybit.BybitHistory,
+    history_window=_served(
+        "Bybit",
+        {
+            datasets.CANDLES.name: (None, "Bybit serves klines back to the listing"),
+            datasets.FUNDING_RATES.name: (None, "Bybit serves every settled funding rate"),
+            datasets.OPEN_INTEREST.name: (
+                None,
+                "Bybit serves open interest every 5 minutes back to the listing; the "
+                "per-minute live values cannot be re-fetched",
+            ),
+        },
+    ),
+)
+
+OKX: Final = ExchangeDeclaration(
+    name="okx",
+    market_types=okx.MARKET_TYPES,
+    intervals=MappingProxyType({i: okx.WIRE_INTERVALS[i] for i in okx.INTERVALS}),
+    every_interval=False,
+    candle_page_rows=MappingProxyType(dict.fromkeys(okx.MARKET_TYPES, okx.CANDLE_LIMIT)),
+    weights=MappingProxyType(dict(okx.WEIGHTS)),
+    symbol=okx.okx_symbol,
+    history_client=okx.OkxHistory,
+    stream=OKX_STREAM,
+    funding_interval=okx.FUNDING_INTERVAL,
+    funding_history=okx.OkxHistory,
+    open_interest_history=okx.OkxHistory,
+    history_window=_served(
+        "OKX",
+        {
+            datasets.CANDLES.name: (None, "OKX's history-candles serve everything"),
+            datasets.FUNDING_RATES.name: (
+                okx.FUNDING_SPAN,
+                "OKX serves the funding history of the last 3 months",
+            ),
+            datasets.OPEN_INTEREST.name: (
+                okx.OPEN_INTEREST_SPAN,
+                f"OKX's statistics endpoint keeps the latest {okx.OPEN_INTEREST_KEPT} "
+                f"{okx.OPEN_INTEREST_PERIOD} periods of open interest",
+            ),
+        },
+    ),
+)
+
+COINBASE: Final = ExchangeDeclaration(
+    name="coinbase",
+    market_types=coinbase.MARKET_TYPES,
+    intervals=MappingProxyType({i: coinbase.WIRE_INTERVALS[i] for i in coinbase.INTERVALS}),
+    every_interval=False,
+    candle_page_rows=MappingProxyType({"spot": coinbase.CANDLE_LIMIT}),
+    weights=MappingProxyType(dict(coinbase.WEIGHTS)),
+    symbol=coinbase.coinbase_symbol,
+    history_client=coinbase.CoinbaseHistory,
+    stream=COINBASE_STREAM,
+    history_window=_served(
+        "Coinbase", {datasets.CANDLES.name: (None, "Coinbase serves candles back to the listing")}
+    ),
+)
+
 EXCHANGES: Final[Mapping[str, ExchangeDeclaration]] = MappingProxyType(
-    {d.name: d for d in (HYPERLIQUID, BINANCE)}
+    {d.name: d for d in (HYPERLIQUID, BINANCE, BYBIT, OKX, COINBASE)}
 )
 """Every exchange Kirby knows, by catalog name."""
 

@@ -6,10 +6,44 @@ import yaml
 
 from kirby_core.catalog import StarlistingKey, load_catalog, parse_catalog
 from kirby_core.errors import CatalogError
+from kirby_core.exchanges.registry import EXCHANGES
 from tests.conftest import REPO
 
 REALTIME = REPO / "config" / "starlistings.yaml"
 TRAINING = REPO / "config" / "training_stars.yaml"
+FIVE = REPO / "config" / "starlistings.five.yaml"
+
+
+def test_five_exchange_catalog() -> None:
+    """The five-exchange catalog validates against every exchange's declaration: BTC, ETH and
+    SOL on each market type the exchange declares, at 1m/15m/4h/1d where offered."""
+    five = load_catalog(FIVE)
+    by_exchange: dict[str, set[str]] = {}
+    for key in five.starlistings:
+        by_exchange.setdefault(key.exchange, set()).add(key.interval)
+    assert by_exchange == {
+        "hyperliquid": {"1m", "15m", "4h", "1d"},
+        "binance": {"1m", "15m", "4h", "1d"},
+        "bybit": {"1m", "15m", "4h", "1d"},
+        "okx": {"1m", "15m", "4h", "1d"},
+        "coinbase": {"1m", "15m", "1d"},  # Coinbase has no 4-hour candles
+    }
+    assert len(five.starlistings) == 8 + 3 * 24 + 9
+    pairs = {str(p) for p in five.trading_pairs}
+    for exchange in ("binance", "bybit", "okx"):
+        declared = EXCHANGES[exchange]
+        assert set(declared.market_types) == {"spot", "perps"}
+        for coin in ("BTC", "ETH", "SOL"):
+            assert {f"{exchange}/{coin}/USDT/spot", f"{exchange}/{coin}/USDT/perps"} <= pairs
+        assert declared.funding_history is not None
+        assert declared.open_interest_history is not None
+    assert {p for p in pairs if p.startswith("coinbase/")} == {
+        "coinbase/BTC/USD/spot",
+        "coinbase/ETH/USD/spot",
+        "coinbase/SOL/USD/spot",
+    }
+    realtime = load_catalog(REALTIME)
+    assert set(realtime.starlistings) < set(five.starlistings)
 
 
 def test_shipped_catalogs() -> None:
@@ -44,7 +78,7 @@ def test_unknown_exchange_names_entry_and_allowed_values() -> None:
     message = _broken(lambda r: r["starlistings"][1].update(exchange="binanse"))
     assert message == (
         "config/starlistings.yaml: starlistings[1] (binanse/SOL/USD/perps): unknown exchange "
-        "'binanse'; allowed: binance, hyperliquid"
+        "'binanse'; allowed: binance, bybit, coinbase, hyperliquid, okx"
     )
 
 

@@ -1,7 +1,7 @@
 """Exchange names are compared nowhere but in their declarations (issue 13, item 2).
 
 Which exchange does what is `kirby_core.exchanges.registry`'s to say: an `==`, `!=`, `in` or
-`not in` with a "hyperliquid" or "binance" literal anywhere in the apps (outside the
+`not in` with a declared exchange's name as a literal anywhere in the apps (outside the
 exchange modules, the simulator and migrations) re-declares a fact and fails here.
 """
 
@@ -10,10 +10,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from kirby_core.exchanges.registry import EXCHANGES
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("kirby_core", "kirby_api", "kirby_stream", "kirby_pipelines", "kirby_cli")
 EXEMPT = ("kirby_core/exchanges/", "/migrations/")
-NAMES = {"hyperliquid", "binance"}
+NAMES = set(EXCHANGES)
 COMPARISONS = (ast.Eq, ast.NotEq, ast.In, ast.NotIn)
 
 

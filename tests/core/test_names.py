@@ -47,10 +47,56 @@ WIRE_ABSENT = {"POLLED_DATASETS": "hyperliquid_wire", "parse_frame": "bybit_wire
 """Hyperliquid polls nothing; Bybit's parser is a class (`BybitParser`: it keeps state)."""
 SIM_FORMATTERS = {f"kirby_sim.{name}" for name in ("binance_futures", "bybit", "coinbase", "okx")}
 
+CORE_VENUES = {
+    f"kirby_core.exchanges.{name}"
+    for name in ("binance", "bybit", "coinbase", "hyperliquid", "okx")
+}
+PERP_VENUES = {f"kirby_core.exchanges.{name}" for name in ("binance", "bybit", "okx")}
+
 SHARED: dict[str, tuple[frozenset[str], str]] = {
     "MARKET_TYPES": (
-        frozenset({"kirby_core.exchanges.binance", "kirby_core.exchanges.hyperliquid"}),
+        frozenset(CORE_VENUES),
         "each exchange module declares the market types it serves",
+    ),
+    "WEIGHTS": (
+        frozenset(CORE_VENUES - {"kirby_core.exchanges.hyperliquid"}),
+        "each exchange module declares its request weights per market type",
+    ),
+    "WIRE_INTERVALS": (
+        frozenset({f"kirby_core.exchanges.{name}" for name in ("bybit", "coinbase", "okx")}),
+        "each exchange module declares its intervals' wire codes",
+    ),
+    "CANDLE_LIMIT": (
+        frozenset({f"kirby_core.exchanges.{name}" for name in ("coinbase", "hyperliquid", "okx")}),
+        "each exchange module declares its own candle page limit",
+    ),
+    "FUNDING_INTERVAL": (
+        frozenset(PERP_VENUES),
+        "each exchange module declares how often its perps settle funding",
+    ),
+    "OPEN_INTEREST_PERIOD": (
+        frozenset({"kirby_core.exchanges.binance", "kirby_core.exchanges.okx"}),
+        "each exchange module declares the open-interest step it asks for",
+    ),
+    "OPEN_INTEREST_SPAN": (
+        frozenset({"kirby_core.exchanges.binance", "kirby_core.exchanges.okx"}),
+        "each exchange module declares how far back its open-interest history reaches",
+    ),
+    "parse_klines": (
+        frozenset({"kirby_core.exchanges.binance", "kirby_core.exchanges.bybit"}),
+        "each exchange module parses its own kline payload",
+    ),
+    "parse_candles": (
+        frozenset({"kirby_core.exchanges.coinbase", "kirby_core.exchanges.okx"}),
+        "each exchange module parses its own candle payload",
+    ),
+    "parse_funding": (
+        frozenset(PERP_VENUES),
+        "each exchange module parses its own funding-history payload",
+    ),
+    "parse_open_interest": (
+        frozenset(PERP_VENUES),
+        "each exchange module parses its own open-interest-history payload",
     ),
     "rate_limited": (
         frozenset(SIM_VENUES),
@@ -98,27 +144,27 @@ SHARED: dict[str, tuple[frozenset[str], str]] = {
     ),
     "INTERVALS": (
         frozenset(
-            {
-                "kirby_core.exchanges.binance",
-                "kirby_core.exchanges.bybit_wire",
-                "kirby_core.exchanges.hyperliquid_wire",
-                "kirby_core.exchanges.okx_wire",
-                "kirby_sim.bybit",
-            }
+            CORE_VENUES - {"kirby_core.exchanges.hyperliquid"}
+            | {"kirby_core.exchanges.hyperliquid_wire", "kirby_sim.bybit"}
         ),
         "each exchange module declares its own intervals and wire codes",
     ),
     "KLINE_LIMIT": (
-        frozenset({"kirby_core.exchanges.binance", "kirby_sim.bybit"}),
-        "each exchange's own kline page limit (the simulator's until the registry owns it)",
+        frozenset(
+            {"kirby_core.exchanges.binance", "kirby_core.exchanges.bybit", "kirby_sim.bybit"}
+        ),
+        "each exchange's own kline page limit (tests/exchanges/test_registry.py checks the "
+        "simulator's against the declared one)",
     ),
     "FUNDING_LIMIT": (
-        frozenset({"kirby_sim.binance_futures", "kirby_sim.bybit", "kirby_sim.okx"}),
-        "each simulated exchange's funding-history page limit",
+        frozenset(PERP_VENUES | {"kirby_sim.binance_futures", "kirby_sim.bybit", "kirby_sim.okx"}),
+        "each exchange's funding-history page limit (tests/exchanges/test_registry.py checks "
+        "the simulator's against the declared one)",
     ),
     "OPEN_INTEREST_LIMIT": (
-        frozenset({"kirby_sim.binance_futures", "kirby_sim.bybit"}),
-        "each simulated exchange's open-interest-history page limit",
+        frozenset(PERP_VENUES | {"kirby_sim.binance_futures", "kirby_sim.bybit"}),
+        "each exchange's open-interest-history page limit (tests/exchanges/test_registry.py "
+        "checks the simulator's against the declared one)",
     ),
     "OPEN_INTEREST_DEFAULT": (
         frozenset({"kirby_sim.binance_futures", "kirby_sim.bybit"}),
@@ -196,6 +242,18 @@ MODULES: dict[str, tuple[frozenset[str], str]] = {
     ),
     "hyperliquid": (
         frozenset({"kirby_core/exchanges/hyperliquid.py", "kirby_sim/hyperliquid.py"}),
+        "the simulator's module per exchange mirrors kirby_core.exchanges",
+    ),
+    "bybit": (
+        frozenset({"kirby_core/exchanges/bybit.py", "kirby_sim/bybit.py"}),
+        "the simulator's module per exchange mirrors kirby_core.exchanges",
+    ),
+    "coinbase": (
+        frozenset({"kirby_core/exchanges/coinbase.py", "kirby_sim/coinbase.py"}),
+        "the simulator's module per exchange mirrors kirby_core.exchanges",
+    ),
+    "okx": (
+        frozenset({"kirby_core/exchanges/okx.py", "kirby_sim/okx.py"}),
         "the simulator's module per exchange mirrors kirby_core.exchanges",
     ),
     "ratelimit": (

@@ -35,6 +35,9 @@ def settings(sim: SimulatorServer) -> Settings:
         hyperliquid_ws_url=sim.ws_url,
         binance_spot_url=sim.base_url,
         binance_futures_url=sim.base_url,
+        bybit_rest_url=sim.base_url,
+        okx_rest_url=sim.base_url,
+        coinbase_rest_url=sim.base_url,
         http_timeout_seconds=5.0,
     )
 

@@ -96,7 +96,7 @@ async def test_funding_history_pages_by_500_rows(
     start = end - 700 * HOUR
     requests_before = sim.http_requests
 
-    rows = await hyperliquid.fetch_funding_rates("BTC", start, end)
+    rows = await hyperliquid.fetch_funding_rates("BTC", "USD", start, end)
 
     # Settlements land a few ms after each hour: the one at `start` is in, at `end` out.
     assert [r.time for r in rows] == [start + i * HOUR for i in range(700)]
@@ -124,7 +124,7 @@ async def test_funding_history_pages_by_500_rows(
 async def test_funding_of_an_unlisted_coin_is_not_found(hyperliquid: HyperliquidHistory) -> None:
     end = datetime(2025, 1, 6, 12)
     with pytest.raises(NotFound, match=r"Hyperliquid has no perp 'NOPE'"):
-        await hyperliquid.fetch_funding_rates("NOPE", end - HOUR, end)
+        await hyperliquid.fetch_funding_rates("NOPE", "USD", end - HOUR, end)
 
 
 async def test_429_with_retry_after_then_success(
@@ -135,7 +135,7 @@ async def test_429_with_retry_after_then_success(
     with caplog.at_level(logging.WARNING, logger="kirby_core.exchanges.base"):
         candles = await hyperliquid.fetch_candles("BTC", "USD", "perps", "1m", end - HOUR, end)
         sim.faults.fail_next(1, 429, retry_after=1)  # hits the SDK's spotMeta
-        rows = await hyperliquid.fetch_funding_rates("BTC", end - 5 * HOUR, end)
+        rows = await hyperliquid.fetch_funding_rates("BTC", "USD", end - 5 * HOUR, end)
 
     assert len(candles) == 60 and len(rows) == 5
     assert sim.faults.injected["http_429"] == 2
@@ -150,13 +150,13 @@ async def test_5xx_is_retried_then_succeeds(
     sim: SimulatorServer, hyperliquid: HyperliquidHistory
 ) -> None:
     end = forming_minute(sim)
-    await hyperliquid.fetch_funding_rates("BTC", end - HOUR, end)  # SDK client built
+    await hyperliquid.fetch_funding_rates("BTC", "USD", end - HOUR, end)  # SDK client built
     await hyperliquid.fetch_candles("BTC", "USD", "perps", "1m", end - MINUTE, end)  # markets
 
     sim.faults.fail_next(3, 502)
     candles = await hyperliquid.fetch_candles("BTC", "USD", "perps", "1m", end - HOUR, end)
     sim.faults.fail_next(3, 503)
-    rows = await hyperliquid.fetch_funding_rates("BTC", end - 5 * HOUR, end)
+    rows = await hyperliquid.fetch_funding_rates("BTC", "USD", end - 5 * HOUR, end)
 
     assert len(candles) == 60 and len(rows) == 5
     assert sim.faults.injected["http_5xx"] == 6
@@ -168,7 +168,7 @@ async def test_retries_exhausted_raise_exchange_unavailable(
     end = forming_minute(sim)
     policy = RetryPolicy(max_retries=2, base_delay=0.01, timeout=5.0)
     async with HyperliquidHistory(settings, retry=policy) as hyperliquid:
-        await hyperliquid.fetch_funding_rates("BTC", end - HOUR, end)
+        await hyperliquid.fetch_funding_rates("BTC", "USD", end - HOUR, end)
         await hyperliquid.fetch_candles("BTC", "USD", "perps", "1m", end - MINUTE, end)
 
         sim.faults.fail_next(3, 500)
@@ -176,7 +176,7 @@ async def test_retries_exhausted_raise_exchange_unavailable(
             await hyperliquid.fetch_candles("BTC", "USD", "perps", "1m", end - HOUR, end)
         sim.faults.fail_next(3, 503)
         with pytest.raises(ExchangeUnavailable) as funding_error:
-            await hyperliquid.fetch_funding_rates("BTC", end - HOUR, end)
+            await hyperliquid.fetch_funding_rates("BTC", "USD", end - HOUR, end)
 
     assert str(candles_error.value).startswith("Hyperliquid candleSnapshot BTC 1m from ")
     assert "failed after 3 attempt(s)" in str(candles_error.value)
@@ -192,7 +192,7 @@ async def test_unreachable_exchange_is_unavailable() -> None:
         with pytest.raises(ExchangeUnavailable, match="Hyperliquid load_markets failed after 2"):
             await hyperliquid.fetch_candles("BTC", "USD", "perps", "1m", end - HOUR, end)
         with pytest.raises(ExchangeUnavailable, match="Hyperliquid spotMeta failed after 2"):
-            await hyperliquid.fetch_funding_rates("BTC", end - HOUR, end)
+            await hyperliquid.fetch_funding_rates("BTC", "USD", end - HOUR, end)
 
 
 @pytest.mark.parametrize(
@@ -228,4 +228,4 @@ async def test_malformed_funding_is_a_protocol_error(
     sim.faults.malform_next(1, "http", variant)
 
     with pytest.raises(ExchangeProtocolError, match=message):
-        await hyperliquid.fetch_funding_rates("BTC", end - 5 * HOUR, end)
+        await hyperliquid.fetch_funding_rates("BTC", "USD", end - 5 * HOUR, end)

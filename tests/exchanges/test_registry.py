@@ -3,32 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from kirby_core.db.coverage import source_window
-from kirby_core.exchanges import binance, hyperliquid, hyperliquid_wire
+from kirby_core.exchanges import binance, bybit, hyperliquid, hyperliquid_wire, okx
 from kirby_core.exchanges.registry import (
     BINANCE,
+    BYBIT,
+    COINBASE,
     EXCHANGES,
     HYPERLIQUID,
+    OKX,
     STREAMED,
     declaration,
     feed_of,
 )
+from kirby_core.exchanges.weights import Burst
 from kirby_core.timeutil import INTERVAL_SECONDS
 from kirby_sim import SimulatorConfig
 from kirby_sim import binance as sim_binance
+from kirby_sim import binance_futures as sim_futures
+from kirby_sim import bybit as sim_bybit
+from kirby_sim import coinbase as sim_coinbase
 from kirby_sim import hyperliquid as sim_hyperliquid
+from kirby_sim import okx as sim_okx
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_every_exchange_is_registered_under_its_name() -> None:
-    assert dict(EXCHANGES) == {"hyperliquid": HYPERLIQUID, "binance": BINANCE}
+    assert dict(EXCHANGES) == {
+        "hyperliquid": HYPERLIQUID,
+        "binance": BINANCE,
+        "bybit": BYBIT,
+        "okx": OKX,
+        "coinbase": COINBASE,
+    }
     assert declaration("hyperliquid") is HYPERLIQUID
-    assert declaration("okx") is None
+    assert declaration("kraken") is None
 
 
 def test_intervals_are_the_exchange_modules_own_and_known_to_kirby() -> None:
@@ -52,7 +66,10 @@ def test_history_clients() -> None:
     assert HYPERLIQUID.history_client is hyperliquid.HyperliquidHistory
     assert BINANCE.history_client is binance.BinanceHistory
     assert HYPERLIQUID.funding_history is hyperliquid.HyperliquidHistory
-    assert BINANCE.funding_history is None
+    assert BINANCE.funding_history is binance.BinanceHistory
+    assert BINANCE.open_interest_history is binance.BinanceHistory
+    assert HYPERLIQUID.open_interest_history is None
+    assert COINBASE.funding_history is None and COINBASE.open_interest_history is None
 
 
 def test_weights_are_the_exchange_modules_own() -> None:
@@ -85,7 +102,7 @@ def test_history_windows() -> None:
     assert source_window("hyperliquid", "open_interest", "1m", NOW).oldest == NOW
     assert source_window("hyperliquid", "funding_rates", "1h", NOW).oldest is None
     assert source_window("binance", "candles", "1m", NOW).oldest is None
-    assert source_window("okx", "candles", "1m", NOW).note.startswith("okx:")
+    assert source_window("kraken", "candles", "1m", NOW).note.startswith("kraken:")
 
 
 def test_the_streamed_exchange_has_a_feed() -> None:
@@ -100,3 +117,65 @@ def test_the_streamed_exchange_has_a_feed() -> None:
     assert feed.market_type == "perps"
     with pytest.raises(ValueError, match="binance declares no live feed"):
         feed_of(replace(BINANCE, stream=None))
+
+
+def test_the_new_venues_declare_what_the_simulator_serves() -> None:
+    """Pages, limits and wire codes of Bybit, OKX, Coinbase and Binance's futures data, as
+    declared in their modules, against the simulator's own numbers."""
+    assert BYBIT.candle_page_rows == dict.fromkeys(("spot", "perps"), sim_bybit.KLINE_LIMIT)
+    assert (bybit.FUNDING_LIMIT, bybit.OPEN_INTEREST_LIMIT) == (
+        sim_bybit.FUNDING_LIMIT,
+        sim_bybit.OPEN_INTEREST_LIMIT,
+    )
+    assert BYBIT.weights["perps"].burst == Burst(sim_bybit.REQUESTS_PER_5_SECONDS, 5.0)
+    assert OKX.candle_page_rows["perps"] == sim_okx.HISTORY_CANDLES_LIMIT
+    assert OKX.weights["spot"].burst == Burst(
+        sim_okx.REQUESTS_PER_2_SECONDS[okx.CANDLE_ENDPOINT], 2.0
+    )
+    for endpoint, burst in okx.OTHER_ENDPOINTS.items():
+        assert burst == Burst(sim_okx.REQUESTS_PER_2_SECONDS[endpoint], 2.0)
+    assert (okx.FUNDING_LIMIT, okx.OPEN_INTEREST_LIMIT, okx.OPEN_INTEREST_KEPT) == (
+        sim_okx.FUNDING_LIMIT,
+        sim_okx.STATISTICS_LIMIT,
+        sim_okx.STATISTICS_PERIODS,
+    )
+    assert COINBASE.candle_page_rows == {"spot": sim_coinbase.CANDLES_LIMIT}
+    assert COINBASE.weights["spot"].burst == Burst(sim_coinbase.REQUESTS_PER_SECOND, 1.0)
+    assert (binance.FUNDING_LIMIT, binance.OPEN_INTEREST_LIMIT) == (
+        sim_futures.FUNDING_LIMIT,
+        sim_futures.OPEN_INTEREST_LIMIT,
+    )
+    assert timedelta(days=sim_futures.OPEN_INTEREST_DAYS) == binance.OPEN_INTEREST_SPAN
+    for declared, served in (
+        (BYBIT, sim_bybit.INTERVALS),
+        (OKX, sim_okx.BARS),
+        (COINBASE, sim_coinbase.GRANULARITIES),
+    ):
+        assert {served[code]: code for code in declared.intervals.values()} == dict(
+            declared.intervals
+        )
+        assert {"1m", "15m", "1d"} <= set(declared.intervals)
+    assert "4h" in BYBIT.intervals and "4h" in OKX.intervals
+    assert "4h" not in COINBASE.intervals  # Coinbase has no 4-hour candles
+
+
+def test_new_venue_symbols() -> None:
+    assert BYBIT.symbol("BTC", "USDT", "perps") == "BTCUSDT"
+    assert BYBIT.symbol("ETH", "USDT", "spot") == "ETHUSDT"
+    assert OKX.symbol("BTC", "USDT", "perps") == "BTC-USDT-SWAP"
+    assert OKX.symbol("BTC", "USDT", "spot") == "BTC-USDT"
+    assert COINBASE.symbol("BTC", "USD", "spot") == "BTC-USD"
+
+
+def test_new_venue_history_windows() -> None:
+    """What each exchange still serves, per dataset ("unavailable at source" beyond it)."""
+    month = source_window("binance", "open_interest", "1m", NOW)
+    assert month.oldest == NOW - timedelta(days=30) and "30 days" in month.note
+    assert source_window("binance", "funding_rates", "1h", NOW).oldest is None
+    assert source_window("bybit", "open_interest", "1m", NOW).oldest is None
+    assert source_window("okx", "open_interest", "1m", NOW).oldest == NOW - timedelta(days=5)
+    assert source_window("okx", "funding_rates", "1h", NOW).oldest == NOW - timedelta(days=90)
+    assert source_window("okx", "candles", "1m", NOW).oldest is None
+    assert source_window("coinbase", "candles", "1m", NOW).oldest is None
+    nothing = source_window("coinbase", "open_interest", "1m", NOW)
+    assert nothing.oldest == NOW and "publishes no open_interest" in nothing.note

@@ -150,7 +150,7 @@ def test_coinbase_streams_5m_only_and_declares_the_polled_intervals() -> None:
         '{"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channel":"candles"}',
         '{"type":"subscribe","product_ids":["BTC-USD"],"channel":"market_trades"}',
     ]
-    assert feed.polled_intervals == ("1m", "15m", "4h", "1d")
+    assert feed.polled_intervals == ("1m", "15m", "1d")  # Coinbase has no 4h candles
     assert feed.keep_alive.greeting == (
         '{"type":"subscribe","product_ids":[],"channel":"heartbeats"}'
     )

@@ -18,7 +18,7 @@ from kirby_core.errors import ExchangeUnavailable
 from kirby_core.exchanges import BinanceHistory, HyperliquidHistory
 from kirby_core.exchanges.binance import WEIGHTS
 from kirby_core.exchanges.hyperliquid import CANDLE_LIMIT, INFO_WEIGHT, WEIGHT
-from kirby_core.exchanges.weights import WeightBudget
+from kirby_core.exchanges.weights import ARRIVAL_MARGIN_SECONDS, Burst, WeightBudget
 from kirby_core.settings import Settings
 from kirby_core.timeutil import floor_time
 from kirby_sim import SimulatorConfig, SimulatorServer
@@ -51,6 +51,27 @@ async def test_spending_within_the_minute_does_not_wait() -> None:
     for weight in (60, 30, 10):
         await budget.spend(weight)
     assert (budget.spent, budget.used(), budget.waits, time.slept) == (100, 100, 0, [])
+
+
+async def test_a_burst_window_is_counted_besides_the_minute() -> None:
+    """OKX-style: 5 per 2 s within 12 a minute. The sixth request waits for the first to
+    leave the 2 s window (and the arrival margin), not the minute; the minute's allowance
+    still applies."""
+    time = FakeTime()
+    budget = WeightBudget("x", 12, time, Burst(weight=5, seconds=2.0))
+    for _ in range(6):
+        await budget.spend(1)
+    assert (time.slept, budget.used(2.0), budget.used()) == ([2.0 + ARRIVAL_MARGIN_SECONDS], 1, 6)
+    for _ in range(6):
+        await budget.spend(1)
+    assert budget.used() == 12
+    await budget.spend(1)  # the minute is full: wait for its first request to leave it
+    assert time.now - 1000.0 >= 60.0 and budget.spent == 13
+
+
+def test_a_burst_window_must_be_shorter_than_the_minute() -> None:
+    with pytest.raises(ValueError, match="0 < seconds < 60"):
+        WeightBudget("x", 100, FakeTime(), Burst(weight=5, seconds=60.0))
 
 
 async def test_a_request_waits_until_enough_weight_leaves_the_minute() -> None:
