@@ -11,7 +11,7 @@ to now: every minute of every series (candles at their interval, funding and ope
 each minute), loaded by `generate_series`; chunks older than 7 days are compressed, as the
 compression policy would have done (`--no-compress` skips that).
 
-The reads are the API's own (`kirby_api.market.MarketData`, time-bounded, on the API's
+The reads are the API's own (`kirby_api.market_data.MarketData`, time-bounded, on the API's
 `ConnectionPool`), one at a time on a warm one-connection pool per variant, `--repeat`
 times each, in `--rounds` turns over the variants (so a busy machine slows them all
 alike): newest-1000 of a 1m candle series (the latest-N poll), funding and open interest
@@ -38,7 +38,7 @@ from bench.api.servers import REPO
 from bench.common import drop_database, scratch_database
 from kirby_api.database import ConnectionPool
 from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST
-from kirby_api.market import _SQL, MarketData
+from kirby_api.market_data import _SQL, MarketData
 from kirby_api.window import MAX_TIME, MIN_TIME, Window
 from kirby_core.catalog import load_catalog
 from kirby_core.datasets import DATASETS

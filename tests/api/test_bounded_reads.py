@@ -1,4 +1,4 @@
-"""Time-bounded hot reads (`kirby_api.market`) return exactly what an unbounded read does.
+"""Time-bounded hot reads (`kirby_api.market_data`) return exactly what an unbounded read does.
 
 Recent data takes the bounded path (the span holds enough rows), old or sparse data the
 fallback; every read is compared with the unbounded SQL on the same rows. Runs on plain
@@ -15,7 +15,7 @@ import pytest
 
 from kirby_api.database import ConnectionPool
 from kirby_api.datasets import SERVED_CANDLES
-from kirby_api.market import _SQL, MarketData, narrowed
+from kirby_api.market_data import _SQL, MarketData, narrowed
 from kirby_api.window import MAX_TIME, MIN_TIME, Window
 from kirby_core.db.writer import upsert_candles
 from kirby_core.settings import Settings

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine, pool
 
 from kirby_api.datasets import SERVED_CANDLES
-from kirby_api.market import _SQL, narrowed
+from kirby_api.market_data import _SQL, narrowed
 from kirby_api.window import MAX_TIME, MIN_TIME, Window
 from kirby_core.db import migrate, retention
 from kirby_core.db.urls import sqlalchemy_url, with_database
