@@ -5,13 +5,16 @@ the event loop, and the callback only puts the payload on a bounded queue. A dis
 task takes payloads in order, drops the cached latest-N pages of the series named, and
 hands them to the hub, which re-reads the rows through the pool. The latest-N cache is only
 used while this connection is up. If the queue ever overflows, payloads are dropped and a
-resync is scheduled instead (and the cache cleared), so a stalled database never grows
+catch-up is scheduled instead (and the cache cleared), so a stalled database never grows
 memory without bound.
 
 The connection is checked every `CHECK_SECONDS` with a query under a timeout (a dead TCP
 peer sends no FIN); when it is lost it is re-opened with exponential backoff and jitter,
-capped at `MAX_BACKOFF_SECONDS` and reset by a healthy connect, and the hub re-sends what
-subscribed clients may have missed: every row of their series since the start of the
+capped at `MAX_BACKOFF_SECONDS` and reset by a healthy connect, and the hub catches up
+(`Hub.catch_up`): it fans out every change event after the last one it handled, from the
+`change_events` log, exactly as if they had arrived live; notifications of events it
+replayed are then skipped. Only when that log no longer reaches back so far (or no event
+was handled yet) does it re-send every row of subscribed series since the start of the
 interval in which the connection was last known to work.
 """
 
@@ -41,7 +44,6 @@ CHECK_SECONDS = 5.0
 MIN_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 10.0
 QUEUE_SIZE = 10_000
-_TABLE_OF = {channel: table for table, channel in notify.NOTIFY_CHANNELS.items()}
 _CONNECTION_ERRORS = (StorageError, *DRIVER_ERRORS)
 
 
@@ -52,6 +54,7 @@ class ChangeListener:
         self._cache = cache
         self._metrics = metrics
         self._queue: asyncio.Queue[tuple[str | None, str, float]] = asyncio.Queue(QUEUE_SIZE)
+        """(channel or None to wake the dispatcher, payload, `time.perf_counter()`)."""
         self._resync_since: datetime | None = None
         self.connected = asyncio.Event()
         """Set while listening; tests and /health wait on it."""
@@ -62,7 +65,7 @@ class ChangeListener:
 
     def _on_notification(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
         try:
-            self._queue.put_nowait((_TABLE_OF[channel], payload, time.perf_counter()))
+            self._queue.put_nowait((channel, payload, time.perf_counter()))
         except asyncio.QueueFull:
             self._cache.clear()  # its invalidations are in the payloads being dropped
             self._metrics.ws_dropped.labels("listen_queue_full").inc()
@@ -135,21 +138,24 @@ class ChangeListener:
             await self._opened.wait()
 
     async def dispatch_forever(self) -> None:
-        """Hand payloads to the hub in order; a failure costs that payload, never the loop."""
+        """Hand events to the hub in order; a failure costs that event, never the loop."""
         while True:
-            table, payload, received = await self._queue.get()
+            channel, payload, received = await self._queue.get()
             if self._resync_since is not None:
                 since, self._resync_since = self._resync_since, None
-                await self._guarded(self._hub.resync(since), "resync")
-            if table is None:
+                await self._guarded(self._hub.catch_up(since), "catch-up")
+            if channel is None:
                 continue
             try:
-                changes = notify.decode_changes(payload)
+                event = notify.decode_notification(channel, payload)
             except KirbyError as exc:
-                log.warning("ignoring notification channel=%s error=%s", table, exc)
+                log.warning("ignoring notification channel=%s error=%s", channel, exc)
                 continue
-            self._cache.invalidate(table, changes)
-            await self._guarded(self._hub.on_change(table, changes, received), "fan-out")
+            last = self._hub.last_event_id
+            if last is not None and event.id <= last:
+                continue  # a catch-up already fanned it out
+            self._cache.invalidate(event.table, event.changes)
+            await self._guarded(self._hub.on_change(event, received), "fan-out")
 
     async def _guarded(self, work: Awaitable[None], what: str) -> None:
         try:
