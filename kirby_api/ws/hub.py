@@ -326,13 +326,21 @@ class Hub:
             return
         self._metrics.freshness.observe(dataset.name, name, latest)
 
+    async def start_position(self) -> None:
+        """Take the newest event as handled: called before serving, so that every event a
+        resuming client cannot find in the log yet reaches the hub (live or by catch-up)."""
+        bounds = await self._market.event_bounds()
+        self.last_event_id = 0 if bounds is None else bounds[1]
+
     async def catch_up(self, since: datetime) -> None:
-        """After events may have been missed (LISTEN lost, queue overflow): fan out every
-        kept event after the last one handled; if the log does not reach back that far,
-        `resync(since)`."""
+        """After events may have been missed (LISTEN (re)connected, queue overflow): fan
+        out every kept event after the last one handled; if the log does not reach back
+        that far, `resync(since)`."""
         last = self.last_event_id
         bounds = await self._market.event_bounds()
-        if last is None or bounds is None or bounds[0] - 1 > last:
+        if bounds is None:
+            return  # no event was ever logged (the newest one is never pruned)
+        if last is None or bounds[0] - 1 > last:
             await self.resync(since)
             return
         for event in await self._market.events_after(last, bounds[1]):

@@ -55,7 +55,7 @@ class ChangeListener:
         self._metrics = metrics
         self._queue: asyncio.Queue[tuple[str | None, str, float]] = asyncio.Queue(QUEUE_SIZE)
         """(channel or None to wake the dispatcher, payload, `time.perf_counter()`)."""
-        self._resync_since: datetime | None = None
+        self._catch_up_since: datetime | None = None
         self.connected = asyncio.Event()
         """Set while listening; tests and /health wait on it."""
         self.connections = 0
@@ -69,7 +69,7 @@ class ChangeListener:
         except asyncio.QueueFull:
             self._cache.clear()  # its invalidations are in the payloads being dropped
             self._metrics.ws_dropped.labels("listen_queue_full").inc()
-            self._resync_since = self._resync_since or datetime.now(UTC)
+            self._catch_up_since = self._catch_up_since or datetime.now(UTC)
 
     async def listen_forever(self) -> None:
         backoff = MIN_BACKOFF_SECONDS
@@ -116,10 +116,12 @@ class ChangeListener:
         log.info(
             "listening channels=%s reconnect=%s", len(notify.NOTIFY_CHANNELS), lost_at is not None
         )
-        if lost_at is not None:
-            self._resync_since = min(self._resync_since or lost_at, lost_at)
-            with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes it anyway
-                self._queue.put_nowait((None, "", time.perf_counter()))  # wake the dispatcher
+        # Events committed before LISTEN took effect came with no notification: catch up
+        # from the log (on the first connection too: the hub's position is where it started).
+        since = self._alive_at if lost_at is None else lost_at
+        self._catch_up_since = min(self._catch_up_since or since, since)
+        with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes it anyway
+            self._queue.put_nowait((None, "", time.perf_counter()))  # wake the dispatcher
         while True:
             try:
                 async with asyncio.timeout(CHECK_SECONDS):
@@ -141,8 +143,8 @@ class ChangeListener:
         """Hand events to the hub in order; a failure costs that event, never the loop."""
         while True:
             channel, payload, received = await self._queue.get()
-            if self._resync_since is not None:
-                since, self._resync_since = self._resync_since, None
+            if self._catch_up_since is not None:
+                since, self._catch_up_since = self._catch_up_since, None
                 await self._guarded(self._hub.catch_up(since), "catch-up")
             if channel is None:
                 continue

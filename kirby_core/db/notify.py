@@ -91,6 +91,7 @@ def decode_notification(channel: str, payload: str) -> ChangeEvent:
     return ChangeEvent(int(head), table, decode_changes(changes))
 
 
+EVENTS_LOCK = 0x4B697262  # "Kirb": the transaction-scoped advisory lock of event writers
 _PUBLISH = """
 WITH event AS (
     INSERT INTO change_events (dataset, payload)
@@ -113,6 +114,9 @@ async def notify(
     payloads = encode_changes(changes)
     if not payloads:
         return 0
+    # Held to commit: event ids then commit in the order they were drawn, even if two
+    # writers ever overlap (a reader that saw id N must never later find a smaller one).
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", EVENTS_LOCK)
     sent: int = await conn.fetchval(_PUBLISH, table, payloads, NOTIFY_CHANNELS[table])
     return sent
 
