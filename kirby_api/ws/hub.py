@@ -90,6 +90,13 @@ class Client:
         self.overflowed.set()
         return False
 
+    async def put(self, text: str) -> bool:
+        """Queue a message, waiting for room; False once the client is overflowed."""
+        if self.overflowed.is_set():
+            return False
+        await self.queue.put(text)
+        return True
+
     def hold(self, keys: Iterable[SubscriptionKey]) -> None:
         for key in keys:
             self._held.setdefault(key, [])
@@ -131,14 +138,14 @@ _LIVE: dict[str, type[msgspec.Struct]] = {
 
 
 def _event_rows(
-    event: ChangeEvent, rows: Mapping[tuple[int, datetime], asyncpg.Record]
+    event: ChangeEvent, rows: Mapping[tuple[str, int, datetime], asyncpg.Record]
 ) -> Iterable[tuple[int, asyncpg.Record]]:
-    """The rows an event named, in the order the live path sends them (time, series)."""
+    """The rows an event named that `rows` holds, in the live path's order (time, series)."""
     named = sorted(
         (moment, series_id) for series_id, times in event.changes.items() for moment in times
     )
     for moment, series_id in named:
-        record = rows.get((series_id, moment))
+        record = rows.get((event.table, series_id, moment))
         if record is not None:
             yield series_id, record
 
@@ -256,7 +263,10 @@ class Hub:
         self, client: Client, keys: set[SubscriptionKey], resume_from: int
     ) -> None:
         """Queue the live messages of every kept event after `resume_from` for `keys`
-        (or `resume_unavailable`), then release held live messages not replayed."""
+        (or `resume_unavailable`), then release held live messages not replayed.
+
+        The replay waits for room in the client's queue rather than overflowing it (an hour
+        of events is more than a queue holds); live messages are held meanwhile."""
         replayed_through = None
         try:
             bounds = await self._market.event_bounds()
@@ -266,6 +276,7 @@ class Hub:
                 return
             events = await self._market.events_after(resume_from, bounds[1])
             replayed_through = bounds[1]
+            rows: dict[tuple[str, int, datetime], asyncpg.Record] = {}
             for dataset in SERVED_DATASETS.values():
                 wanted = {
                     (series_id, moment)
@@ -275,18 +286,15 @@ class Hub:
                     if (dataset.name, series_id) in keys
                     for moment in times
                 }
-                if not wanted:
-                    continue
-                rows = {
-                    (record[0], record["time"]): record
-                    for record in await self._market.changed(dataset, sorted(wanted))
-                }
-                for event in events:
-                    if event.table != dataset.name:
-                        continue
-                    for key, record in _event_rows(event, rows):
-                        text = self.live_message(dataset, key, record[1:], event.id)
-                        client.offer(None, text)
+                if wanted:
+                    for record in await self._market.changed(dataset, sorted(wanted)):
+                        rows[dataset.name, record[0], record["time"]] = record
+            for event in events:  # in id order, whatever the dataset
+                dataset = SERVED_DATASETS[event.table]
+                for series_id, record in _event_rows(event, rows):
+                    text = self.live_message(dataset, series_id, record[1:], event.id)
+                    if not await client.put(text):
+                        return
         finally:
             client.release(keys, replayed_through)
 
