@@ -13,6 +13,8 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -21,7 +23,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from kirby_core.db import notify
-from tests.api.conftest import candle_json, write_candles
+from kirby_core.db.writer import upsert_funding_rates
+from kirby_core.models import FundingRateRow
+from tests.api.conftest import T0, candle_json, write_candles
 
 WAIT = 20.0
 """Longest a test waits for something that must happen (then it fails)."""
@@ -151,3 +155,36 @@ async def test_history_and_resume_from_exclude_each_other(served, catalog) -> No
     assert error["type"] == "error"
     assert error["code"] == "validation_error"
     assert "`history` and `resume_from` exclude each other" in error["message"]
+
+
+async def test_a_long_replay_spans_datasets_in_event_order_and_outgrows_the_queue(
+    served, conn, catalog
+) -> None:
+    """More missed events than the send queue holds: the replay waits for the client
+    instead of closing it as a slow consumer; candles and funding interleave by id."""
+    sid, pair = catalog["BTC/1m"], catalog["BTC"]
+    async with served(api_ws_send_queue=5) as base:
+        await _listening(base)
+        async with _ws(base) as ws:
+            await _subscribe(ws, [sid], channels=["candles", "funding"])
+            await _write_each(conn, sid, range(1))
+            last = (await _message(ws))["event_id"]
+        for m in range(1, 13):
+            await _write_each(conn, sid, range(m, m + 1))
+            async with conn.transaction():
+                moment = T0 + timedelta(minutes=m)
+                rate = Decimal(f"0.000{m:02d}")
+                await upsert_funding_rates(
+                    conn, [FundingRateRow(pair, moment, predicted_funding_rate=rate)]
+                )
+                await notify.notify(conn, "funding_rates", {pair: [moment]})
+        async with _ws(base) as ws:
+            await _subscribe(ws, [sid], channels=["candles", "funding"], resume_from=last)
+            replayed = [await _message(ws) for _ in range(24)]
+            await _nothing_more(ws)
+    assert [m["type"] for m in replayed] == ["candle", "funding"] * 12
+    assert [m["data"]["time"] for m in replayed] == [
+        candle_json(m)["time"] for m in range(1, 13) for _ in range(2)
+    ]
+    ids = [m["event_id"] for m in replayed]
+    assert ids == sorted(set(ids))
