@@ -13,7 +13,8 @@ peer sends no FIN); when it is lost it is re-opened with exponential backoff and
 capped at `MAX_BACKOFF_SECONDS` and reset by a healthy connect, and the hub catches up
 (`Hub.catch_up`): it fans out every change event after the last one it handled, from the
 `change_events` log, exactly as if they had arrived live; notifications of events it
-replayed are then skipped. Only when that log no longer reaches back so far (or no event
+replayed are then skipped. An event whose fan-out failed (the pool reconnecting) is
+replayed the same way with the next notification. Only when that log no longer reaches back so far (or no event
 was handled yet) does it re-send every row of subscribed series since the start of the
 interval in which the connection was last known to work.
 """
@@ -145,7 +146,8 @@ class ChangeListener:
             channel, payload, received = await self._queue.get()
             if self._catch_up_since is not None:
                 since, self._catch_up_since = self._catch_up_since, None
-                await self._guarded(self._hub.catch_up(since), "catch-up")
+                if not await self._guarded(self._hub.catch_up(since), "catch-up"):
+                    self._catch_up_since = since  # again with the next notification
             if channel is None:
                 continue
             try:
@@ -157,10 +159,14 @@ class ChangeListener:
             if last is not None and event.id <= last:
                 continue  # a catch-up already fanned it out
             self._cache.invalidate(event.table, event.changes)
-            await self._guarded(self._hub.on_change(event, received), "fan-out")
+            if not await self._guarded(self._hub.on_change(event, received), "fan-out"):
+                # the log still has it: the next notification catches up from before it
+                self._catch_up_since = self._catch_up_since or datetime.now(UTC)
 
-    async def _guarded(self, work: Awaitable[None], what: str) -> None:
+    async def _guarded(self, work: Awaitable[None], what: str) -> bool:
         try:
             await work
         except KirbyError as exc:  # e.g. the pool is reconnecting: keep the loop alive
             log.warning("%s failed error=%s", what, exc)
+            return False
+        return True
