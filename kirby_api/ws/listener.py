@@ -14,9 +14,9 @@ capped at `MAX_BACKOFF_SECONDS` and reset by a healthy connect, and the hub catc
 (`Hub.catch_up`): it fans out every change event after the last one it handled, from the
 `change_events` log, exactly as if they had arrived live; notifications of events it
 replayed are then skipped. An event whose fan-out failed (the pool reconnecting) is
-replayed the same way with the next notification. Only when that log no longer reaches back so far (or no event
-was handled yet) does it re-send every row of subscribed series since the start of the
-interval in which the connection was last known to work.
+replayed the same way with the next notification. Only when that log no longer reaches
+back so far does it re-send every row of subscribed series since the start of the interval
+in which the connection was last known to work.
 """
 
 from __future__ import annotations
