@@ -2,7 +2,7 @@
 clients over three API replicas.
 
     python -m bench.api.fanout_bus [--events 2000] [--updates 30] [--clients 1000]
-                                   [--only bus|ws]
+                                   [--replicas 3] [--only bus|ws]
 
 One run starts its own `redis-server` (free loopback port, temp dir, no persistence) and
 uses one scratch database.
@@ -23,10 +23,10 @@ NOTIFY cap), and 1 and 4 concurrent writers (on different series). It prints the
 events/s, the writer's transaction time (for Redis: COMMIT + publish) and the latency from
 the start of COMMIT to each listener's receipt, p50/p99, and any event lost.
 
-ws: three `kirby api serve` replicas on the scratch database sharing the Redis, `--clients`
-WebSocket clients (`bench.api.wsclient`) spread over them round-robin, all subscribed to one
-starlisting; `--updates` writes through `notify.notify`; latency from COMMIT to each
-client's read of the row (`bench.api.ws.ws_latency`).
+ws: three (`--replicas`) `kirby api serve` replicas on the scratch database sharing the
+Redis, `--clients` WebSocket clients (`bench.api.wsclient`) spread over them round-robin,
+all subscribed to one starlisting; `--updates` writes through `notify.notify`; latency
+from COMMIT to each client's read of the row (`bench.api.ws.ws_latency`).
 
 Prints figures and the machine's load; asserts nothing.
 """
@@ -235,7 +235,7 @@ async def bus(url: str, port: int, events: int) -> None:
             await bus_run(variant, url, port, listeners, large, writers, events)
 
 
-async def ws(url: str, redis_url: str, clients: int, updates: int) -> None:
+async def ws(url: str, redis_url: str, clients: int, updates: int, replicas: int) -> None:
     conn = await asyncpg.connect(url)
     try:
         stars = await catalog_store.list_starlistings(conn)
@@ -245,9 +245,8 @@ async def ws(url: str, redis_url: str, clients: int, updates: int) -> None:
     env = {
         "KIRBY_REDIS_URL": redis_url,
         "KIRBY_API_WS_MAX_CONNECTIONS_PER_KEY": "100000",
-        "KIRBY_LOG_LEVEL": "WARNING",
     }
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(replicas)]
     servers = [start_kirby(url, port, env) for port in ports]
     try:
         for server in servers:
@@ -269,7 +268,7 @@ async def ws(url: str, redis_url: str, clients: int, updates: int) -> None:
             server.stop()
 
 
-async def main(events: int, updates: int, clients: int, only: str | None) -> None:
+async def main(events: int, updates: int, clients: int, replicas: int, only: str | None) -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()}")
     busy0, total0 = cpu_busy()
     url = await scratch_database(DATABASE)
@@ -285,7 +284,7 @@ async def main(events: int, updates: int, clients: int, only: str | None) -> Non
             if only in (None, "bus"):
                 await bus(url, port, events)
             if only in (None, "ws"):
-                await ws(url, f"redis://127.0.0.1:{port}/0", clients, updates)
+                await ws(url, f"redis://127.0.0.1:{port}/0", clients, updates, replicas)
         finally:
             process.terminate()
             process.wait(10)
@@ -302,9 +301,10 @@ def cli() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--updates", type=int, default=30)
     parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--only", choices=("bus", "ws"))
     args = parser.parse_args()
-    uvloop.run(main(args.events, args.updates, args.clients, args.only))
+    uvloop.run(main(args.events, args.updates, args.clients, args.replicas, args.only))
 
 
 if __name__ == "__main__":
