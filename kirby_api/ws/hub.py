@@ -71,11 +71,15 @@ class Client:
         """starlisting id -> channels."""
         self.overflowed = asyncio.Event()
         self._held: dict[SubscriptionKey, list[tuple[int | None, str]]] = {}
+        self._replayed: dict[SubscriptionKey | None, int] = {}
+        """Key -> the newest event a resume replayed for it: live copies are dropped."""
 
     def offer(self, key: SubscriptionKey | None, text: str, event_id: int | None = None) -> bool:
         """Queue a message without waiting; False (and overflowed) when the queue is full."""
         if self.overflowed.is_set():
             return False
+        if event_id is not None and event_id <= self._replayed.get(key, 0):
+            return True  # a resume sent it already (its fan-out was under way meanwhile)
         held = self._held.get(key) if key is not None else None
         if held is not None:
             held.append((event_id, text))
@@ -97,6 +101,10 @@ class Client:
         await self.queue.put(text)
         return True
 
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
     def hold(self, keys: Iterable[SubscriptionKey]) -> None:
         for key in keys:
             self._held.setdefault(key, [])
@@ -105,9 +113,10 @@ class Client:
         """Queue the held messages of `keys`, but those of events up to `replayed_through`
         (a resume already sent them)."""
         for key in keys:
+            if replayed_through is not None:
+                self._replayed[key] = replayed_through
             for event_id, text in self._held.pop(key, ()):
-                if replayed_through is None or event_id is None or event_id > replayed_through:
-                    self.offer(None, text)
+                self.offer(key, text, event_id)
 
     def keys(self, catalog: SeriesCatalog) -> set[SubscriptionKey]:
         """The (dataset, series) keys its starlisting subscriptions add up to."""
@@ -369,11 +378,18 @@ class Hub:
                 records = await self._market.since(dataset, starts, RESYNC_ROWS)
                 await self._fan_out(dataset, records, None)
 
-    def broadcast(self, text: str) -> None:
+    def heartbeat(self) -> None:
+        """A ping to every client, carrying the newest event fanned out: every message of
+        an event up to it is queued before the ping, so a client may resume from it (on a
+        quiet series its last row's id would soon fall out of the kept history). A client
+        with messages held back (history or a replay under way) gets a ping without it."""
+        now = datetime.now(UTC)
+        with_id = encode_message(protocol.ServerPing(now, self.last_event_id)).decode()
+        without = encode_message(protocol.ServerPing(now)).decode()
         for client in tuple(self.clients):
-            client.offer(None, text)
+            client.offer(None, without if client.holding else with_id)
 
     async def heartbeat_forever(self, seconds: float) -> None:
         while True:
             await asyncio.sleep(seconds)
-            self.broadcast(encode_message(protocol.ServerPing(datetime.now(UTC))).decode())
+            self.heartbeat()

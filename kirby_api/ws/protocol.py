@@ -23,7 +23,8 @@ Server -> client:
     {"type": "resume_unavailable", "resume_from": 3, "oldest_event_id": 90, "message": ...}
                                                           the events after `resume_from` are
                                                           no longer kept: re-fetch over REST
-    {"type": "ping", "timestamp": ...}                    the server's heartbeat
+    {"type": "ping", "timestamp": ..., "event_id": 57}    the server's heartbeat (`event_id`:
+                                                          everything up to it was sent)
     {"type": "pong", "timestamp": ...}                    answer to a ping action
 
 `history` (0-1000) sends the latest rows of every series the subscribe names (again for
@@ -34,7 +35,8 @@ started 1000 rows (`history` x series). Over budget the server sends an `error`
 a trading pair: subscribing a starlisting to them delivers its pair's rows once per
 connection, however many intervals of it are subscribed.
 
-Resume: remember the `event_id` of the last live row received. After a reconnect, subscribe
+Resume: remember the newest `event_id` of the live rows and heartbeat pings received (a
+ping's id keeps the position fresh on a quiet series). After a reconnect, subscribe
 again with `resume_from` set to it: the server first sends, for the series that subscribe
 names, the live rows of every event after it (with their ids, in order, each once, current
 values), then continues live with nothing missed in between. Events are kept for
@@ -222,8 +224,10 @@ class ResumeUnavailable(msgspec.Struct, tag_field="type", tag="resume_unavailabl
     message: str
 
 
-class ServerPing(msgspec.Struct, tag_field="type", tag="ping"):
+class ServerPing(msgspec.Struct, tag_field="type", tag="ping", omit_defaults=True):
     timestamp: datetime
+    event_id: int | None = None
+    """Every update up to this event has been sent before this ping: resume from it."""
 
 
 class ServerPong(msgspec.Struct, tag_field="type", tag="pong"):

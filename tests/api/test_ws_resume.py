@@ -188,3 +188,25 @@ async def test_a_long_replay_spans_datasets_in_event_order_and_outgrows_the_queu
     ]
     ids = [m["event_id"] for m in replayed]
     assert ids == sorted(set(ids))
+
+
+async def test_heartbeat_ids_keep_a_quiet_series_resumable(served, conn, catalog) -> None:
+    """Events of other series move the position on; a ping's id is a valid resume point
+    even after the follower's own last row fell out of the kept history."""
+    sid, busy = catalog["SOL/1m"], catalog["BTC/1m"]
+    async with served(api_ws_heartbeat_seconds=0.05) as base:
+        await _listening(base)
+        async with _ws(base) as ws:
+            await _subscribe(ws, [sid])
+            await _write_each(conn, busy, range(3))  # none of its business
+            newest = await conn.fetchval("SELECT max(id) FROM change_events")
+            async with asyncio.timeout(WAIT):
+                while json.loads(await ws.recv()).get("event_id") != newest:
+                    pass  # pings carrying older positions, until the newest
+        await notify.prune(conn, 0)  # only `newest` is kept now
+        await _write_each(conn, sid, range(1))
+        async with _ws(base) as ws:
+            await _subscribe(ws, [sid], resume_from=newest)
+            missed = await _message(ws)
+    assert (missed["type"], missed["data"]) == ("candle", candle_json(0))
+    assert missed["event_id"] > newest
