@@ -76,7 +76,7 @@ A 401 carries `WWW-Authenticate: Bearer`.
 "channels": ["candles", "funding", "open_interest"]}`, `{"action": "unsubscribe", ...}` or
 `{"action": "ping"}`. The server sends `success`, `error`, `historical`, `candle`,
 `funding`, `open_interest`, `resume_unavailable`, `ping` and `pong` messages. Live rows
-carry an `event_id`; after a reconnect (to any replica) subscribe with `"resume_from": <the
+(and heartbeat pings) carry an `event_id`; after a reconnect (to any replica) subscribe with `"resume_from": <the
 last event_id received>` to get every update missed since, then live, with no gap and no
 duplicate, within `KIRBY_API_WS_RESUME_SECONDS` (older: `resume_unavailable`, re-read the
 gap over REST). Actions spend the key's rate limit
