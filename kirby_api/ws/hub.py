@@ -20,7 +20,8 @@ subscribe with `resume_from` replays, for the keys it names, every event after t
 that the database still keeps (`send_resume`), holding live messages meanwhile and
 dropping the held ones the replay already covered: each event reaches the client once,
 in order, with no gap. An id older than the kept history (or unknown) gets a
-`resume_unavailable` message instead, and live messages continue.
+`resume_unavailable` message instead, and live messages continue. Heartbeat pings carry
+the newest event fanned out, a resume point for clients whose series are quiet.
 """
 
 from __future__ import annotations
