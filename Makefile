@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo run test lint format bench bench-ingest bench-stream soak-stream bench-api bench-edge bench-timescale bench-pipelines dagster db-start db-stop migrate sync sim clean
+.PHONY: help install demo run test lint format bench bench-ingest bench-stream soak-stream bench-api bench-edge bench-timescale bench-fanout bench-pipelines dagster db-start db-stop migrate sync sim clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: bench-ingest bench-stream bench-pipelines bench-api bench-edge  ## run every benchmark
+bench: bench-ingest bench-stream bench-pipelines bench-api bench-edge bench-fanout  ## run every benchmark
 
 bench-ingest: $(STAMP)  ## candle upsert throughput (1M rows; writes bench figures to stdout)
 	$(BIN)/python -m bench.ingest.run
@@ -56,6 +56,9 @@ bench-edge: $(STAMP)  ## three API replicas behind nginx (TLS) vs one direct: th
 
 bench-timescale: $(STAMP)  ## TimescaleDB hot reads, a year of history, 1/7/30-day chunks vs plain (needs KIRBY_DATABASE_URL on a TimescaleDB server)
 	$(BIN)/python -m bench.api.timescale
+
+bench-fanout: $(STAMP)  ## the live bus (NOTIFY vs Redis) and 1000 WebSocket clients over 3 replicas
+	$(BIN)/python -m bench.api.fanout_bus
 
 bench-pipelines: $(STAMP)  ## 30-day backfill, lake export and merged dataset vs baselines
 	$(BIN)/python -m bench.pipelines.run

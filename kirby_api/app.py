@@ -75,7 +75,11 @@ A 401 carries `WWW-Authenticate: Bearer`.
 **WebSocket** `/ws`: send `{"action": "subscribe", "starlisting_ids": [1], "history": 100,
 "channels": ["candles", "funding", "open_interest"]}`, `{"action": "unsubscribe", ...}` or
 `{"action": "ping"}`. The server sends `success`, `error`, `historical`, `candle`,
-`funding`, `open_interest`, `ping` and `pong` messages. Actions spend the key's rate limit
+`funding`, `open_interest`, `resume_unavailable`, `ping` and `pong` messages. Live rows
+(and heartbeat pings) carry an `event_id`; after a reconnect (to any replica) subscribe
+with `"resume_from": <the newest event_id received>` to get every update missed since,
+then live, with no gap and no duplicate, within `KIRBY_API_WS_RESUME_SECONDS` (older:
+`resume_unavailable`, re-read the gap over REST). Actions spend the key's rate limit
 (subscribe/unsubscribe 1, history 1 per started 1000 rows). Close codes: 4401 no valid (or a
 revoked, expired) key, 4429 the key's connection cap or rate limit, 1013 server full, 4408 too
 slow a reader, 1009 message too big.

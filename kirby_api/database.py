@@ -74,7 +74,7 @@ class ConnectionPool:
                 timeout=self._timeout,
                 # A generic plan of a hot read on a hypertable starts every chunk and
                 # excludes them at run time (10 ms with 366 chunks); a custom plan prunes
-                # them at plan time by the read's time bound (`kirby_api.market`).
+                # them at plan time by the read's time bound (`kirby_api.market_data`).
                 server_settings={
                     **server_settings("kirby_api"),
                     "plan_cache_mode": "force_custom_plan",

@@ -31,6 +31,7 @@ import asyncpg
 from kirby_api.database import ConnectionPool
 from kirby_api.datasets import SERVED_DATASETS, ServedDataset
 from kirby_api.window import MAX_TIME, MIN_TIME, Window
+from kirby_core.db import notify
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,13 @@ class MarketData:
         ids, times = zip(*keys, strict=True) if keys else ((), ())
         first, last = (min(times), max(times)) if times else (MIN_TIME, MIN_TIME)
         return await self._db.fetch(_SQL[dataset.name].changed, list(ids), list(times), first, last)
+
+    async def event_bounds(self) -> tuple[int, int] | None:
+        """(oldest, newest) change event id kept (`kirby_core.db.notify`)."""
+        return await notify.event_bounds(self._db)
+
+    async def events_after(self, after: int, through: int) -> list[notify.ChangeEvent]:
+        return await notify.events_after(self._db, after, through)
 
     async def since(
         self, dataset: ServedDataset, starts: Sequence[tuple[int, datetime]], limit: int

@@ -114,6 +114,7 @@ class Runtime:
         await self.database.open()
         try:
             await self.catalog.load()
+            await self.hub.start_position()
             self._start("catalog_refresh", self.catalog.refresh_forever())
             self._start("usage_flush", self.usage.flush_forever())
             self._start("listen", self.listener.listen_forever())

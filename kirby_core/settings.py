@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     api_ws_send_queue: int = Field(default=2000, gt=0)
     """Messages queued for one WebSocket client; a client that lets it fill is disconnected
     (code 4408) so it never delays the others."""
+    api_ws_resume_seconds: float = Field(default=3600.0, gt=0)
+    """How long change events are kept (the stream deletes older ones): a WebSocket client
+    that reconnects may resume from an event id this recent, and an API replica whose
+    LISTEN connection dropped catches up exactly within it."""
     api_ws_heartbeat_seconds: float = Field(default=30.0, gt=0)
     """Interval of the server's `ping` message on every WebSocket."""
     api_catalog_refresh_seconds: float = Field(default=30.0, gt=0)

@@ -1,16 +1,17 @@
-"""Buffered rows to PostgreSQL: one transaction per flush, with its change notifications.
+"""Buffered rows to PostgreSQL: one transaction per flush, with its change events.
 
 Every `stream_flush_seconds` the flusher takes what is due from the buffers (all candles,
 funding/OI of closed minutes, pending outages) and writes it in one transaction: the bulk
-writer's upsert per table, then one NOTIFY per table naming the rows it flushed (delivered
-by PostgreSQL at commit, together with the rows; `kirby_core.db.notify` does the payload
-format and the 8000-byte split), then the outage rows. If the database cannot be reached
-the batch goes back into the buffers and the flush is retried with capped, jittered
-backoff while the feed keeps being read. If the database refuses the batch itself (a value
-out of range, a constraint: retrying cannot help), it is split in halves until the rows at
-fault are alone; those are rejected, counted (`refused_rows`) and logged, the rest stored.
-When the collector stops, the last flush takes everything (open minutes too) and retries
-until `stream_shutdown_seconds` have passed.
+writer's upsert per table, then the change events of each table naming the rows it flushed
+(numbered rows plus NOTIFYs delivered by PostgreSQL at commit, together with the rows;
+`kirby_core.db.notify` does the payload format and the 8000-byte split; events older than
+`api_ws_resume_seconds` are deleted in the same transaction), then the outage rows. If the
+database cannot be reached the batch goes back into the buffers and the flush is retried
+with capped, jittered backoff while the feed keeps being read. If the database refuses the
+batch itself (a value out of range, a constraint: retrying cannot help), it is split in
+halves until the rows at fault are alone; those are rejected, counted (`refused_rows`) and
+logged, the rest stored. When the collector stops, the last flush takes everything (open
+minutes too) and retries until `stream_shutdown_seconds` have passed.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ from kirby_stream.stats import Stats
 log = logging.getLogger(__name__)
 
 
-async def write_batch(conn: asyncpg.Connection, batch: Batch) -> dict[str, WriteResult]:
+async def write_batch(
+    conn: asyncpg.Connection, batch: Batch, keep_events_seconds: float
+) -> dict[str, WriteResult]:
     results: dict[str, WriteResult] = {}
     async with conn.transaction():
+        await notify.prune(conn, keep_events_seconds)
         for table, dataset in DATASETS.items():
             rows = batch.rows[table]
             if not rows:
@@ -106,8 +110,9 @@ class Flusher:
 
     async def _write(self, batch: Batch, within: float | None) -> dict[str, WriteResult]:
         """Store `batch`; rows the database refuses are isolated by bisection and rejected."""
+        keep = self.settings.api_ws_resume_seconds
         try:
-            return await self.database.run(lambda conn: write_batch(conn, batch), within)
+            return await self.database.run(lambda conn: write_batch(conn, batch, keep), within)
         except StorageRefused as exc:
             halves = _halves(batch)
             if halves is None:

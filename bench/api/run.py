@@ -234,7 +234,7 @@ async def main(rows: int, seconds: float, quick: bool, only: str | None) -> None
             cpu_before = kirby.cpu_seconds()
             gc_before = gc_pauses(kirby_port)
             from_commit, from_write = await ws_latency(
-                url, kirby_port, token, btc.id, clients, updates, minute0
+                url, [kirby_port], token, btc.id, clients, updates, minute0
             )
             minute0 += updates
             cpu = (kirby.cpu_seconds() - cpu_before) * 1000 / (clients * updates)

@@ -2,7 +2,8 @@
 
 Clients are `WsClient`s in this process (cheap enough for a thousand); the writer is
 Kirby's own (`upsert_candles` + NOTIFY in one transaction), timed from the start of the
-write and from its COMMIT to each client's read of the live row.
+write and from its COMMIT to each client's read of the live row. `ws_latency` spreads the
+clients over the given API processes (replicas) round-robin.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -26,7 +28,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 async def ws_latency(
     url: str,
-    port: int,
+    ports: Sequence[int],
     token: str,
     star_id: int,
     clients: int,
@@ -53,8 +55,8 @@ async def ws_latency(
     for i in range(0, clients, 100):
         batch = await asyncio.gather(
             *(
-                WsClient.connect(HOST, port, f"/ws?api_key={token}", on_frame)
-                for _ in range(min(100, clients - i))
+                WsClient.connect(HOST, ports[n % len(ports)], f"/ws?api_key={token}", on_frame)
+                for n in range(i, min(i + 100, clients))
             )
         )
         connected += batch

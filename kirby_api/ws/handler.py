@@ -241,12 +241,15 @@ class Session:
         if message.history:
             rows = message.history * len(requested)
             await self._charge(math.ceil(rows / _HISTORY_ROWS_PER_REQUEST))
+        catch_up = bool(message.history) or message.resume_from is not None
         # No await between registering and holding: no live row can slip in between.
         self._hub.update(self.client, merged)
-        if message.history:
+        if catch_up:
             self.client.hold(requested)
         self._send(self._success("subscribe", ids, message.channels))
-        if message.history:
+        if message.resume_from is not None:
+            await self._hub.send_resume(self.client, requested, message.resume_from)
+        elif message.history:
             await self._hub.send_history(self.client, requested, message.history)
 
     def _unsubscribe(self, message: protocol.Unsubscribe) -> None:

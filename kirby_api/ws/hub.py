@@ -13,6 +13,15 @@ a subscription's history is being read, live messages for it are held back and r
 after the history, so a client always sees history first and never misses an update that
 lands in between. After the LISTEN connection was lost, `resync` re-sends every subscribed
 series' rows from the start of the interval in which the connection dropped.
+
+Every live message carries the id of the change event that caused it (`event_id`,
+`kirby_core.db.notify`); ids are global, so they mean the same on every replica. A
+subscribe with `resume_from` replays, for the keys it names, every event after that id
+that the database still keeps (`send_resume`), holding live messages meanwhile and
+dropping the held ones the replay already covered: each event reaches the client once,
+in order, with no gap. An id older than the kept history (or unknown) gets a
+`resume_unavailable` message instead, and live messages continue. Heartbeat pings carry
+the newest event fanned out, a resume point for clients whose series are quiet.
 """
 
 from __future__ import annotations
@@ -21,9 +30,10 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
+import asyncpg
 import msgspec
 
 from kirby_api.datasets import (
@@ -40,6 +50,7 @@ from kirby_api.observability import Metrics
 from kirby_api.series import SeriesCatalog
 from kirby_api.ws import protocol
 from kirby_core.db.catalog_store import Starlisting
+from kirby_core.db.notify import ChangeEvent
 from kirby_core.errors import NotFound
 from kirby_core.timeutil import floor_time
 
@@ -60,15 +71,19 @@ class Client:
         self.subscriptions: dict[int, set[str]] = {}
         """starlisting id -> channels."""
         self.overflowed = asyncio.Event()
-        self._held: dict[SubscriptionKey, list[str]] = {}
+        self._held: dict[SubscriptionKey, list[tuple[int | None, str]]] = {}
+        self._replayed: dict[SubscriptionKey | None, int] = {}
+        """Key -> the newest event a resume replayed for it: live copies are dropped."""
 
-    def offer(self, key: SubscriptionKey | None, text: str) -> bool:
+    def offer(self, key: SubscriptionKey | None, text: str, event_id: int | None = None) -> bool:
         """Queue a message without waiting; False (and overflowed) when the queue is full."""
         if self.overflowed.is_set():
             return False
+        if event_id is not None and event_id <= self._replayed.get(key, 0):
+            return True  # a resume sent it already (its fan-out was under way meanwhile)
         held = self._held.get(key) if key is not None else None
         if held is not None:
-            held.append(text)
+            held.append((event_id, text))
             if len(held) <= self.queue.maxsize:
                 return True
         else:
@@ -80,14 +95,29 @@ class Client:
         self.overflowed.set()
         return False
 
+    async def put(self, text: str) -> bool:
+        """Queue a message, waiting for room; False once the client is overflowed."""
+        if self.overflowed.is_set():
+            return False
+        await self.queue.put(text)
+        return True
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
     def hold(self, keys: Iterable[SubscriptionKey]) -> None:
         for key in keys:
             self._held.setdefault(key, [])
 
-    def release(self, keys: Iterable[SubscriptionKey]) -> None:
+    def release(self, keys: Iterable[SubscriptionKey], replayed_through: int | None = None) -> None:
+        """Queue the held messages of `keys`, but those of events up to `replayed_through`
+        (a resume already sent them)."""
         for key in keys:
-            for text in self._held.pop(key, ()):
-                self.offer(None, text)
+            if replayed_through is not None:
+                self._replayed[key] = replayed_through
+            for event_id, text in self._held.pop(key, ()):
+                self.offer(key, text, event_id)
 
     def keys(self, catalog: SeriesCatalog) -> set[SubscriptionKey]:
         """The (dataset, series) keys its starlisting subscriptions add up to."""
@@ -117,6 +147,30 @@ _LIVE: dict[str, type[msgspec.Struct]] = {
 }
 
 
+def _event_rows(
+    event: ChangeEvent, rows: Mapping[tuple[str, int, datetime], asyncpg.Record]
+) -> Iterable[tuple[int, asyncpg.Record]]:
+    """The rows an event named that `rows` holds, in the live path's order (time, series)."""
+    named = sorted(
+        (moment, series_id) for series_id, times in event.changes.items() for moment in times
+    )
+    for moment, series_id in named:
+        record = rows.get((event.table, series_id, moment))
+        if record is not None:
+            yield series_id, record
+
+
+def _unavailable(resume_from: int, oldest: int | None) -> protocol.ResumeUnavailable:
+    kept = "none is kept" if oldest is None else f"the oldest kept is {oldest}"
+    return protocol.ResumeUnavailable(
+        resume_from=resume_from,
+        oldest_event_id=oldest,
+        message=f"cannot resume from event {resume_from}: {kept}; re-fetch the rows you "
+        "missed over REST (GET /candles/..., /funding/..., /open_interest/...) and "
+        "subscribe without resume_from",
+    )
+
+
 class Hub:
     def __init__(self, market: MarketData, catalog: SeriesCatalog, metrics: Metrics) -> None:
         self._market = market
@@ -125,6 +179,8 @@ class Hub:
         self._subscribers: dict[SubscriptionKey, set[Client]] = {}
         self.clients: set[Client] = set()
         self.per_key: Counter[int | None] = Counter()
+        self.last_event_id: int | None = None
+        """The newest change event fanned out (None before the first)."""
 
     # --- connections and subscriptions -----------------------------------------------------
 
@@ -171,9 +227,11 @@ class Hub:
             return str(self._catalog.starlisting_by_id(series_id).key)
         return str(self._catalog.trading_pair_by_id(series_id).key)
 
-    def live_message(self, dataset: ServedDataset, series_id: int, row: Sequence) -> str:
+    def live_message(
+        self, dataset: ServedDataset, series_id: int, row: Sequence, event_id: int | None
+    ) -> str:
         message = _LIVE[dataset.name](
-            series_id, self.series_name(dataset, series_id), dataset.row(*row)
+            series_id, self.series_name(dataset, series_id), dataset.row(*row), event_id
         )
         return encode_message(message).decode()
 
@@ -211,35 +269,73 @@ class Hub:
         finally:
             client.release(keys)
 
-    def _deliver(self, key: SubscriptionKey, text: str) -> None:
+    async def send_resume(
+        self, client: Client, keys: set[SubscriptionKey], resume_from: int
+    ) -> None:
+        """Queue the live messages of every kept event after `resume_from` for `keys`
+        (or `resume_unavailable`), then release held live messages not replayed.
+
+        The replay waits for room in the client's queue rather than overflowing it (an hour
+        of events is more than a queue holds); live messages are held meanwhile."""
+        replayed_through = None
+        try:
+            bounds = await self._market.event_bounds()
+            if bounds is None or not bounds[0] - 1 <= resume_from <= bounds[1]:
+                oldest = None if bounds is None else bounds[0]
+                client.offer(None, encode_message(_unavailable(resume_from, oldest)).decode())
+                return
+            events = await self._market.events_after(resume_from, bounds[1])
+            replayed_through = bounds[1]
+            rows: dict[tuple[str, int, datetime], asyncpg.Record] = {}
+            for dataset in SERVED_DATASETS.values():
+                wanted = {
+                    (series_id, moment)
+                    for event in events
+                    if event.table == dataset.name
+                    for series_id, times in event.changes.items()
+                    if (dataset.name, series_id) in keys
+                    for moment in times
+                }
+                if wanted:
+                    for record in await self._market.changed(dataset, sorted(wanted)):
+                        rows[dataset.name, record[0], record["time"]] = record
+            for event in events:  # in id order, whatever the dataset
+                dataset = SERVED_DATASETS[event.table]
+                for series_id, record in _event_rows(event, rows):
+                    text = self.live_message(dataset, series_id, record[1:], event.id)
+                    if not await client.put(text):
+                        return
+        finally:
+            client.release(keys, replayed_through)
+
+    def _deliver(self, key: SubscriptionKey, text: str, event_id: int | None) -> None:
         for client in tuple(self._subscribers.get(key, ())):
-            if not client.offer(key, text):
+            if not client.offer(key, text, event_id):
                 self._metrics.ws_dropped.labels("queue_full").inc()
 
-    async def on_change(
-        self, dataset_name: str, changes: dict[int, list[datetime]], received: float
-    ) -> None:
-        """Fan out the rows a NOTIFY named (`received`: its `time.perf_counter()`)."""
-        dataset = SERVED_DATASETS[dataset_name]
+    async def on_change(self, event: ChangeEvent, received: float) -> None:
+        """Fan out the rows an event named (`received`: its `time.perf_counter()`)."""
+        dataset = SERVED_DATASETS[event.table]
         wanted = [
             (series_id, moment)
-            for series_id, times in changes.items()
-            if (dataset_name, series_id) in self._subscribers
+            for series_id, times in event.changes.items()
+            if (event.table, series_id) in self._subscribers
             for moment in times
         ]
-        for series_id, times in changes.items():
+        for series_id, times in event.changes.items():
             if times:
                 self._observe(dataset, series_id, max(times))
         if wanted:
-            await self._fan_out(dataset, await self._market.changed(dataset, wanted))
+            records = await self._market.changed(dataset, wanted)
+            await self._fan_out(dataset, records, event.id)
+        self.last_event_id = event.id
         self._metrics.listen_lag.observe(time.perf_counter() - received)
 
-    async def _fan_out(self, dataset: ServedDataset, records: list) -> None:
+    async def _fan_out(self, dataset: ServedDataset, records: list, event_id: int | None) -> None:
         for record in records:
             series_id = record[0]
-            self._deliver(
-                (dataset.name, series_id), self.live_message(dataset, series_id, record[1:])
-            )
+            text = self.live_message(dataset, series_id, record[1:], event_id)
+            self._deliver((dataset.name, series_id), text, event_id)
 
     def _observe(self, dataset: ServedDataset, series_id: int, latest: datetime) -> None:
         try:
@@ -247,6 +343,26 @@ class Hub:
         except NotFound:  # not in the catalog yet: the next refresh brings it
             return
         self._metrics.freshness.observe(dataset.name, name, latest)
+
+    async def start_position(self) -> None:
+        """Take the newest event as handled: called before serving, so that every event a
+        resuming client cannot find in the log yet reaches the hub (live or by catch-up)."""
+        bounds = await self._market.event_bounds()
+        self.last_event_id = 0 if bounds is None else bounds[1]
+
+    async def catch_up(self, since: datetime) -> None:
+        """After events may have been missed (LISTEN (re)connected, queue overflow): fan
+        out every kept event after the last one handled; if the log does not reach back
+        that far, `resync(since)`."""
+        last = self.last_event_id
+        bounds = await self._market.event_bounds()
+        if bounds is None:
+            return  # no event was ever logged (the newest one is never pruned)
+        if last is None or bounds[0] - 1 > last:
+            await self.resync(since)
+            return
+        for event in await self._market.events_after(last, bounds[1]):
+            await self.on_change(event, time.perf_counter())
 
     async def resync(self, since: datetime) -> None:
         """Re-send rows every subscribed series may have changed since `since`."""
@@ -260,13 +376,21 @@ class Hub:
                     interval = self._catalog.starlisting_by_id(series_id).key.interval
                 starts.append((series_id, floor_time(since, interval)))
             if starts:
-                await self._fan_out(dataset, await self._market.since(dataset, starts, RESYNC_ROWS))
+                records = await self._market.since(dataset, starts, RESYNC_ROWS)
+                await self._fan_out(dataset, records, None)
 
-    def broadcast(self, text: str) -> None:
+    def heartbeat(self) -> None:
+        """A ping to every client, carrying the newest event fanned out: every message of
+        an event up to it is queued before the ping, so a client may resume from it (on a
+        quiet series its last row's id would soon fall out of the kept history). A client
+        with messages held back (history or a replay under way) gets a ping without it."""
+        now = datetime.now(UTC)
+        with_id = encode_message(protocol.ServerPing(now, self.last_event_id)).decode()
+        without = encode_message(protocol.ServerPing(now)).decode()
         for client in tuple(self.clients):
-            client.offer(None, text)
+            client.offer(None, without if client.holding else with_id)
 
     async def heartbeat_forever(self, seconds: float) -> None:
         while True:
             await asyncio.sleep(seconds)
-            self.broadcast(encode_message(protocol.ServerPing(datetime.now(UTC))).decode())
+            self.heartbeat()

@@ -5,14 +5,18 @@ the event loop, and the callback only puts the payload on a bounded queue. A dis
 task takes payloads in order, drops the cached latest-N pages of the series named, and
 hands them to the hub, which re-reads the rows through the pool. The latest-N cache is only
 used while this connection is up. If the queue ever overflows, payloads are dropped and a
-resync is scheduled instead (and the cache cleared), so a stalled database never grows
+catch-up is scheduled instead (and the cache cleared), so a stalled database never grows
 memory without bound.
 
 The connection is checked every `CHECK_SECONDS` with a query under a timeout (a dead TCP
 peer sends no FIN); when it is lost it is re-opened with exponential backoff and jitter,
-capped at `MAX_BACKOFF_SECONDS` and reset by a healthy connect, and the hub re-sends what
-subscribed clients may have missed: every row of their series since the start of the
-interval in which the connection was last known to work.
+capped at `MAX_BACKOFF_SECONDS` and reset by a healthy connect, and the hub catches up
+(`Hub.catch_up`): it fans out every change event after the last one it handled, from the
+`change_events` log, exactly as if they had arrived live; notifications of events it
+replayed are then skipped. An event whose fan-out failed (the pool reconnecting) is
+replayed the same way with the next notification. Only when that log no longer reaches
+back so far does it re-send every row of subscribed series since the start of the interval
+in which the connection was last known to work.
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ CHECK_SECONDS = 5.0
 MIN_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 10.0
 QUEUE_SIZE = 10_000
-_TABLE_OF = {channel: table for table, channel in notify.NOTIFY_CHANNELS.items()}
 _CONNECTION_ERRORS = (StorageError, *DRIVER_ERRORS)
 
 
@@ -52,7 +55,8 @@ class ChangeListener:
         self._cache = cache
         self._metrics = metrics
         self._queue: asyncio.Queue[tuple[str | None, str, float]] = asyncio.Queue(QUEUE_SIZE)
-        self._resync_since: datetime | None = None
+        """(channel or None to wake the dispatcher, payload, `time.perf_counter()`)."""
+        self._catch_up_since: datetime | None = None
         self.connected = asyncio.Event()
         """Set while listening; tests and /health wait on it."""
         self.connections = 0
@@ -62,11 +66,11 @@ class ChangeListener:
 
     def _on_notification(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
         try:
-            self._queue.put_nowait((_TABLE_OF[channel], payload, time.perf_counter()))
+            self._queue.put_nowait((channel, payload, time.perf_counter()))
         except asyncio.QueueFull:
             self._cache.clear()  # its invalidations are in the payloads being dropped
             self._metrics.ws_dropped.labels("listen_queue_full").inc()
-            self._resync_since = self._resync_since or datetime.now(UTC)
+            self._catch_up_since = self._catch_up_since or datetime.now(UTC)
 
     async def listen_forever(self) -> None:
         backoff = MIN_BACKOFF_SECONDS
@@ -113,10 +117,12 @@ class ChangeListener:
         log.info(
             "listening channels=%s reconnect=%s", len(notify.NOTIFY_CHANNELS), lost_at is not None
         )
-        if lost_at is not None:
-            self._resync_since = min(self._resync_since or lost_at, lost_at)
-            with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes it anyway
-                self._queue.put_nowait((None, "", time.perf_counter()))  # wake the dispatcher
+        # Events committed before LISTEN took effect came with no notification: catch up
+        # from the log (on the first connection too: the hub's position is where it started).
+        since = self._alive_at if lost_at is None else lost_at
+        self._catch_up_since = min(self._catch_up_since or since, since)
+        with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes it anyway
+            self._queue.put_nowait((None, "", time.perf_counter()))  # wake the dispatcher
         while True:
             try:
                 async with asyncio.timeout(CHECK_SECONDS):
@@ -135,24 +141,32 @@ class ChangeListener:
             await self._opened.wait()
 
     async def dispatch_forever(self) -> None:
-        """Hand payloads to the hub in order; a failure costs that payload, never the loop."""
+        """Hand events to the hub in order; a failure costs that event, never the loop."""
         while True:
-            table, payload, received = await self._queue.get()
-            if self._resync_since is not None:
-                since, self._resync_since = self._resync_since, None
-                await self._guarded(self._hub.resync(since), "resync")
-            if table is None:
+            channel, payload, received = await self._queue.get()
+            if self._catch_up_since is not None:
+                since, self._catch_up_since = self._catch_up_since, None
+                if not await self._guarded(self._hub.catch_up(since), "catch-up"):
+                    self._catch_up_since = since  # again with the next notification
+            if channel is None:
                 continue
             try:
-                changes = notify.decode_changes(payload)
+                event = notify.decode_notification(channel, payload)
             except KirbyError as exc:
-                log.warning("ignoring notification channel=%s error=%s", table, exc)
+                log.warning("ignoring notification channel=%s error=%s", channel, exc)
                 continue
-            self._cache.invalidate(table, changes)
-            await self._guarded(self._hub.on_change(table, changes, received), "fan-out")
+            last = self._hub.last_event_id
+            if last is not None and event.id <= last:
+                continue  # a catch-up already fanned it out
+            self._cache.invalidate(event.table, event.changes)
+            if not await self._guarded(self._hub.on_change(event, received), "fan-out"):
+                # the log still has it: the next notification catches up from before it
+                self._catch_up_since = self._catch_up_since or datetime.now(UTC)
 
-    async def _guarded(self, work: Awaitable[None], what: str) -> None:
+    async def _guarded(self, work: Awaitable[None], what: str) -> bool:
         try:
             await work
         except KirbyError as exc:  # e.g. the pool is reconnecting: keep the loop alive
             log.warning("%s failed error=%s", what, exc)
+            return False
+        return True

@@ -5,6 +5,9 @@ earlier Kirby, plus `channels` for funding and open interest):
 
     {"action": "subscribe", "starlisting_ids": [1, 2], "history": 100,
      "channels": ["candles", "funding", "open_interest"]}      channels default ["candles"]
+    {"action": "subscribe", "starlisting_ids": [1], "resume_from": 41}
+                                       after a reconnect (to any replica): every update
+                                       after event 41, then live; not with `history`
     {"action": "unsubscribe", "starlisting_ids": [2]}            channels default: all
     {"action": "ping"}
 
@@ -14,8 +17,14 @@ Server -> client:
     {"type": "error", "code": "...", "message": "..."}    an action was refused (the
                                                           connection stays open)
     {"type": "historical", "channel": "candles", ...}     the latest `history` rows per series
-    {"type": "candle" | "funding" | "open_interest", ...} one live row (sent on every update)
-    {"type": "ping", "timestamp": ...}                    the server's heartbeat
+    {"type": "candle" | "funding" | "open_interest", ..., "event_id": 41}
+                                                          one live row (sent on every update);
+                                                          `event_id` numbers the updates
+    {"type": "resume_unavailable", "resume_from": 3, "oldest_event_id": 90, "message": ...}
+                                                          the events after `resume_from` are
+                                                          no longer kept: re-fetch over REST
+    {"type": "ping", "timestamp": ..., "event_id": 57}    the server's heartbeat (`event_id`:
+                                                          everything up to it was sent)
     {"type": "pong", "timestamp": ...}                    answer to a ping action
 
 `history` (0-1000) sends the latest rows of every series the subscribe names (again for
@@ -25,6 +34,16 @@ started 1000 rows (`history` x series). Over budget the server sends an `error`
 (`rate_limited`) and closes with 4429. Funding and open interest belong to
 a trading pair: subscribing a starlisting to them delivers its pair's rows once per
 connection, however many intervals of it are subscribed.
+
+Resume: remember the newest `event_id` of the live rows and heartbeat pings received (a
+ping's id keeps the position fresh on a quiet series). After a reconnect, subscribe
+again with `resume_from` set to it: the server first sends, for the series that subscribe
+names, the live rows of every event after it (with their ids, in order, each once, current
+values), then continues live with nothing missed in between. Events are kept for
+`KIRBY_API_WS_RESUME_SECONDS` (default an hour); older ids get `resume_unavailable`, and
+the client should re-read the gap over REST. Rows re-sent after the server's own database
+connection dropped carry no `event_id`. Ids grow by update but not by one: skipped numbers
+are normal.
 """
 
 from __future__ import annotations
@@ -69,6 +88,12 @@ class Subscribe(msgspec.Struct, forbid_unknown_fields=True):
     channels: Annotated[list[Channel], Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: ["candles"]
     )
+    resume_from: Annotated[int, Meta(ge=0, le=2**63 - 1)] | None = None
+    """The `event_id` of the last live row received before a reconnect."""
+
+    def __post_init__(self) -> None:
+        if self.history and self.resume_from is not None:
+            raise ValueError("`history` and `resume_from` exclude each other; send one")
 
 
 class Unsubscribe(msgspec.Struct, forbid_unknown_fields=True):
@@ -168,26 +193,41 @@ class Historical(
     """Last, so the hub can splice in rows the database encoded (`Hub.historical_message`)."""
 
 
-class CandleMessage(msgspec.Struct, tag_field="type", tag="candle"):
+class CandleMessage(msgspec.Struct, tag_field="type", tag="candle", omit_defaults=True):
     starlisting_id: int
     series: str
     data: CandleData
+    event_id: int | None = None
+    """The change event this row comes from (`resume_from`); none on a resync."""
 
 
-class FundingMessage(msgspec.Struct, tag_field="type", tag="funding"):
+class FundingMessage(msgspec.Struct, tag_field="type", tag="funding", omit_defaults=True):
     trading_pair_id: int
     series: str
     data: FundingData
+    event_id: int | None = None
 
 
-class OpenInterestMessage(msgspec.Struct, tag_field="type", tag="open_interest"):
+class OpenInterestMessage(
+    msgspec.Struct, tag_field="type", tag="open_interest", omit_defaults=True
+):
     trading_pair_id: int
     series: str
     data: OpenInterestData
+    event_id: int | None = None
 
 
-class ServerPing(msgspec.Struct, tag_field="type", tag="ping"):
+class ResumeUnavailable(msgspec.Struct, tag_field="type", tag="resume_unavailable"):
+    resume_from: int
+    oldest_event_id: int | None
+    """The oldest event still kept (None: none is)."""
+    message: str
+
+
+class ServerPing(msgspec.Struct, tag_field="type", tag="ping", omit_defaults=True):
     timestamp: datetime
+    event_id: int | None = None
+    """Every update up to this event has been sent before this ping: resume from it."""
 
 
 class ServerPong(msgspec.Struct, tag_field="type", tag="pong"):

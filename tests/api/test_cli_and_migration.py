@@ -102,7 +102,7 @@ async def test_migrations_downgrade_to_0001(pg_server: str) -> None:
     url = with_database(pg_server, name)
     try:
         await asyncio.to_thread(migrate.upgrade, url)
-        assert await asyncio.to_thread(migrate.current_revision, url) == "0004"
+        assert await asyncio.to_thread(migrate.current_revision, url) == migrate.head_revision()
         await asyncio.to_thread(migrate.downgrade, url, "0001")
         conn = await asyncpg.connect(url)
         try:
@@ -111,6 +111,6 @@ async def test_migrations_downgrade_to_0001(pg_server: str) -> None:
         finally:
             await conn.close()
         await asyncio.to_thread(migrate.upgrade, url)
-        assert await asyncio.to_thread(migrate.current_revision, url) == "0004"
+        assert await asyncio.to_thread(migrate.current_revision, url) == migrate.head_revision()
     finally:
         await _run(admin, f'DROP DATABASE "{name}" WITH (FORCE)')

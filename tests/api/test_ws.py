@@ -51,13 +51,21 @@ async def test_subscribe_sends_history_then_live_rows(client, conn, catalog) -> 
             "starlisting_id": sid,
         }
         await write_candles(conn, sid, range(9, 11), announce=True)  # an update and a new row
+        event_id = await conn.fetchval("SELECT max(id) FROM change_events")
         assert receive(ws) == {
             "type": "candle",
             "starlisting_id": sid,
             "series": "hyperliquid/BTC/USD/perps/1m",
             "data": candle_json(9),
+            "event_id": event_id,
         }
-        assert receive(ws)["data"] == candle_json(10)
+        assert receive(ws) == {
+            "type": "candle",
+            "starlisting_id": sid,
+            "series": "hyperliquid/BTC/USD/perps/1m",
+            "data": candle_json(10),
+            "event_id": event_id,  # one flush, one event
+        }
 
 
 async def test_funding_and_open_interest_channels(client, conn, catalog) -> None:
@@ -275,7 +283,7 @@ async def test_connection_caps_per_key_and_global(api, conn) -> None:
 
 async def test_listener_reconnects_and_resends_what_was_missed(client, conn, catalog) -> None:
     sid = catalog["BTC/1m"]
-    now = floor_minute(datetime.now(UTC))  # live rows: the resync goes by time
+    now = floor_minute(datetime.now(UTC))  # live rows (a fallback resync goes by time)
     listener = runtime(client).listener
     with await client.websocket_connect("/ws") as ws:
         subscribe(ws, [sid])
@@ -290,12 +298,13 @@ async def test_listener_reconnects_and_resends_what_was_missed(client, conn, cat
         # written and announced while the listener is (probably) down: its NOTIFY is lost
         await write_candles(conn, sid, range(1, 2), announce=True, start=now)
         client.blocking_portal.call(listener.wait_for_connection, 2)
-        # delivered live (if it beat the loss) or by the resync; either way it arrives
-        while (seen := receive(ws)["data"]) != candle_json(1, now):
-            assert seen == candle_json(0, now)  # the resync repeats what may have changed
+        # delivered live (if it beat the loss) or by the catch-up from the event log:
+        # either way exactly once, with its event id
+        missed = receive(ws)
+        assert missed["data"] == candle_json(1, now)
+        assert missed["event_id"] == await conn.fetchval("SELECT max(id) FROM change_events")
         await write_candles(conn, sid, range(2, 3), announce=True, start=now)
-        while (seen := receive(ws)["data"]) != candle_json(2, now):
-            assert seen in (candle_json(0, now), candle_json(1, now))
+        assert receive(ws)["data"] == candle_json(2, now)
     metrics = (await client.get("/metrics")).text
     assert "kirby_api_listen_reconnects_total 1.0" in metrics
 

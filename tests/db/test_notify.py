@@ -45,6 +45,48 @@ async def test_listeners_receive_at_commit(database_urls, conn) -> None:
             sent = await notify.notify(conn, "candles", {7: [T0]})
         assert sent == 1
         payload = await asyncio.wait_for(received.get(), timeout=5)
-        assert notify.decode_changes(payload) == {7: [T0]}
+        event_id = await conn.fetchval("SELECT id FROM change_events")
+        assert payload.startswith(f"{event_id} ")
+        channel = notify.NOTIFY_CHANNELS["candles"]
+        assert notify.decode_notification(channel, payload) == (event_id, "candles", {7: [T0]})
+        assert await notify.events_after(conn, event_id - 1, event_id) == [
+            (event_id, "candles", {7: [T0]})
+        ]
     finally:
         await listener.close()
+
+
+async def test_a_rolled_back_flush_leaves_no_event(conn) -> None:
+    with pytest.raises(ZeroDivisionError):
+        async with conn.transaction():
+            await notify.notify(conn, "candles", {7: [T0]})
+            raise ZeroDivisionError
+    assert await notify.event_bounds(conn) is None
+
+
+async def test_split_changes_are_consecutive_events_and_prune_keeps_the_newest(conn) -> None:
+    changes = {sid: [T0 + timedelta(minutes=m) for m in range(400)] for sid in range(1, 6)}
+    async with conn.transaction():
+        sent = await notify.notify(conn, "candles", changes)
+    assert sent == len(notify.encode_changes(changes)) > 1
+    oldest, newest = await notify.event_bounds(conn)
+    assert newest - oldest == sent - 1
+    events = await notify.events_after(conn, oldest - 1, newest)
+    together: dict[int, list] = {}
+    for event in events:
+        for sid, times in event.changes.items():
+            together.setdefault(sid, []).extend(times)
+    assert together == changes
+    await notify.prune(conn, 3600)  # all recent: nothing goes
+    assert await notify.event_bounds(conn) == (oldest, newest)
+    await notify.prune(conn, 0)
+    assert await notify.event_bounds(conn) == (newest, newest)
+
+
+@pytest.mark.parametrize(
+    ("channel", "payload"),
+    [("kirby_candles", "{}"), ("kirby_candles", "x {}"), ("elsewhere", "1 {}")],
+)
+def test_a_foreign_notification_is_refused(channel: str, payload: str) -> None:
+    with pytest.raises(InvalidRequest, match="not a Kirby change notification"):
+        notify.decode_notification(channel, payload)

@@ -56,7 +56,7 @@ async def test_rows_equal_what_the_feed_sent(
     notified: Counter[tuple[str, int, datetime]] = Counter()
 
     def on_notify(_conn: object, _pid: int, channel: str, payload: str) -> None:
-        for series, times in notify.decode_changes(payload).items():
+        for series, times in notify.decode_notification(channel, payload).changes.items():
             notified.update((channel, series, t) for t in times)
 
     listener = await asyncpg.connect(database_urls.realtime)
