@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 
 from kirby_cli import nginx
@@ -32,6 +33,7 @@ LONG_RUNNING = {
     "dagster-daemon",
     "api",
     "nginx",
+    "redis",
     "pgadmin",
     "prometheus",
     "grafana",
@@ -218,6 +220,21 @@ def test_api_scales_behind_nginx() -> None:
     assert api["environment"]["KIRBY_API_TRUSTED_PROXIES"] == subnet
 
 
+def test_api_replicas_share_the_redis_service() -> None:
+    """Every api replica points at the `redis` service, starts once it answers, and that Redis
+    keeps nothing on disk and publishes no port."""
+    services = _services()
+    api, shared = services["api"], services["redis"]
+    # as the client library reads it: the service's name, Redis's port, database 0
+    target = redis.connection.parse_url(api["environment"]["KIRBY_REDIS_URL"])
+    assert target == {"host": "redis", "port": 6379, "db": 0}
+    assert api["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert shared["image"] == "${REDIS_IMAGE:-redis:7-alpine}"
+    assert shared["command"] == ["redis-server", "--save", "", "--appendonly", "no"]
+    assert "ports" not in shared and "volumes" not in shared
+    assert "redis-cli ping" in shared["healthcheck"]["test"][1]
+
+
 @pytest.mark.parametrize("name", sorted(LONG_RUNNING))
 def test_long_running_services_have_healthcheck_and_restart_policy(name: str) -> None:
     service = _services()[name]
@@ -369,6 +386,9 @@ def test_compose_config_validates(tmp_path: Path, profile: str | None) -> None:
     assert expected <= rendered["services"].keys()
     api = rendered["services"]["api"]
     assert api["environment"]["KIRBY_DATABASE_URL"].endswith("@timescaledb:5432/kirby")
+    # the service's own setting wins over .env's (where it is only documented)
+    assert api["environment"]["KIRBY_REDIS_URL"] == "redis://redis:6379/0"
+    assert rendered["services"]["redis"]["image"] == "redis:7-alpine"
 
 
 def test_package_data_covers_every_non_python_file() -> None:

@@ -41,6 +41,14 @@ def test_retries_never_resend_a_non_idempotent_request() -> None:
     assert directives == ["proxy_next_upstream error timeout http_502 http_503;"]
 
 
+def test_nginx_workers_share_round_robin_and_failures() -> None:
+    # Without a zone each worker has its own round robin and its own view of a failed replica.
+    text = nginx.render_config(VALUES, ["10.0.0.1:8000", "10.0.0.2:8000"])
+    upstream = re.search(r"upstream kirby_api \{([^}]*)\}", text)
+    assert upstream is not None
+    assert re.search(r"^\s*zone kirby_api \d+k;$", upstream.group(1), re.M)
+
+
 def test_a_missing_value_is_named() -> None:
     values = {k: v for k, v in VALUES.items() if k != "KIRBY_NGINX_CERT_DIR"}
     with pytest.raises(ValueError, match="no value for KIRBY_NGINX_CERT_DIR"):
