@@ -401,6 +401,13 @@ def declaration(name: str) -> ExchangeDeclaration | None:
     return EXCHANGES.get(name)
 
 
+def funding_interval(name: str) -> str:
+    """How often exchange `name`'s perps settle funding (its declared `funding_interval`);
+    an exchange Kirby does not know is assumed to settle hourly (the declaration's default)."""
+    declared = declaration(name)
+    return declared.funding_interval if declared else ExchangeDeclaration.funding_interval
+
+
 def feed_of(exchange: ExchangeDeclaration) -> StreamAdapter:
     """`exchange`'s live feed; ValueError when it declares none."""
     if exchange.stream is None:

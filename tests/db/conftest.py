@@ -1,7 +1,8 @@
 import asyncpg
 import pytest
+import yaml
 
-from kirby_core.catalog import load_catalog
+from kirby_core.catalog import Catalog, load_catalog, parse_catalog
 from kirby_core.db import catalog_store
 from tests.conftest import REPO
 
@@ -15,3 +16,20 @@ async def catalog(conn: asyncpg.Connection) -> dict[str, int]:
     }
     ids |= {p.key.coin: p.id for p in await catalog_store.list_trading_pairs(conn)}
     return ids
+
+
+def bybit_catalog() -> Catalog:
+    """The realtime catalog with a Bybit BTC/USDT perp added (the test's own catalog)."""
+    raw = yaml.safe_load((REPO / "config" / "starlistings.yaml").read_text())
+    raw["exchanges"].append({"name": "bybit", "display_name": "Bybit"})
+    raw["quote_currencies"].append({"symbol": "USDT", "name": "Tether USD"})
+    raw["starlistings"].append(
+        {
+            "exchange": "bybit",
+            "coin": "BTC",
+            "quote": "USDT",
+            "market_type": "perps",
+            "intervals": ["1m"],
+        }
+    )
+    return parse_catalog(raw, "bybit test catalog")
