@@ -163,6 +163,9 @@ class ExchangeDeclaration:
     open_interest_history: Callable[[Settings], OpenInterestHistoryClient] | None = None
     """The REST client of its open-interest history; None: it publishes none (Hyperliquid,
     Coinbase)."""
+    open_interest_interval: str = "5m"
+    """How far apart the points of its open-interest history are (5 minutes on Binance,
+    Bybit and OKX)."""
     candle_coverage: Callable[[str, datetime, datetime, datetime], SourceCoverage] | None = None
     """Which part of a candle range it still serves at `now`; None: all of it."""
     history_window: Callable[[str, str, datetime], SourceWindow] | None = None
