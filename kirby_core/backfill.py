@@ -269,8 +269,10 @@ async def backfill_open_interest(
     24 h volumes in the same rows are kept (the writer's COALESCE)."""
     published_until = floor_time(now, step)  # a point exists once its time has passed
     oldest = now if client is None else served_from
-    if oldest is not None and floor_time(oldest, step) < oldest:
-        oldest = floor_time(oldest, step) + interval_delta(step)  # the first point still served
+    if oldest is not None:
+        # The first point strictly after it: the exchange's clock runs on while the request
+        # is on its way, and a start before what it keeps is refused (Binance).
+        oldest = floor_time(oldest, step) + interval_delta(step)
     result = BackfillResult()
     for chunk in _chunks(sorted(set(days))):
         bounds = {day: _day_bounds(day, published_until) for day in chunk}

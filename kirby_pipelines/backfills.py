@@ -186,7 +186,8 @@ async def _fetch_all(
                             opened_interest(settings)
                         )
                     pair = await catalog_store.get_trading_pair(conn, trading_pair_key(series))
-                    window = exchange.source_window(dataset.table, "1m", now)
+                    # What it keeps as of now, not the run's start: earlier series took time.
+                    window = exchange.source_window(dataset.table, "1m", datetime.now(UTC))
                     results[series] = await backfill_open_interest(
                         conn,
                         interest_clients.get(exchange.name),  # None: it publishes none

@@ -18,18 +18,22 @@ async def catalog(conn: asyncpg.Connection) -> dict[str, int]:
     return ids
 
 
-def bybit_catalog() -> Catalog:
-    """The realtime catalog with a Bybit BTC/USDT perp added (the test's own catalog)."""
+def catalog_with_usdt_perp(exchange: str) -> Catalog:
+    """The realtime catalog with `exchange`'s BTC/USDT perp added (a test's own catalog)."""
     raw = yaml.safe_load((REPO / "config" / "starlistings.yaml").read_text())
-    raw["exchanges"].append({"name": "bybit", "display_name": "Bybit"})
+    raw["exchanges"].append({"name": exchange, "display_name": exchange.title()})
     raw["quote_currencies"].append({"symbol": "USDT", "name": "Tether USD"})
     raw["starlistings"].append(
         {
-            "exchange": "bybit",
+            "exchange": exchange,
             "coin": "BTC",
             "quote": "USDT",
             "market_type": "perps",
             "intervals": ["1m"],
         }
     )
-    return parse_catalog(raw, "bybit test catalog")
+    return parse_catalog(raw, f"test catalog with a {exchange} perp")
+
+
+def bybit_catalog() -> Catalog:
+    return catalog_with_usdt_perp("bybit")
