@@ -30,7 +30,7 @@ DEFAULT_DAYS = 30
 class DayCoverage(msgspec.Struct):
     date: date
     expected: int
-    """Rows the dataset implies for the day (today: up to now); funding: settled hours."""
+    """Rows the dataset implies for the day (today: up to now); funding: settlements."""
     present: int
     missing: int
     completeness: float
@@ -69,6 +69,7 @@ async def day_coverage(
     dataset: ServedDataset,
     series_id: int,
     interval: str,
+    exchange: str,
     start: date,
     end: date,
     source: SourceWindow,
@@ -76,7 +77,7 @@ async def day_coverage(
 ) -> list[DayCoverage]:
     async with database.connection() as conn:
         days = await classify_days(
-            conn, dataset.name, series_id, interval, start, end, now, source.oldest
+            conn, dataset.name, series_id, interval, exchange, start, end, now, source.oldest
         )
     result = []
     for stored in days:

@@ -250,9 +250,18 @@ class StatusBoard:
             )
             retention = source_window(exchange, dataset.name, item.interval, now)
             found = await day_coverage(
-                self._database, dataset, item.series_id, item.interval, start, end, retention, now
+                self._database,
+                dataset,
+                item.series_id,
+                item.interval,
+                exchange,
+                start,
+                end,
+                retention,
+                now,
             )
-            counted_in = coverage_interval(dataset.name, item.interval)  # funding: settled hours
+            # funding: the exchange's settlements
+            counted_in = coverage_interval(dataset.name, item.interval, exchange)
             report.append(SeriesCoverage(item.dataset, item.series, counted_in, found))
         return report
 

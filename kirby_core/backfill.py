@@ -1,12 +1,14 @@
 """Backfills: history of one series fetched from an exchange and upserted, reported per day.
 
 A backfill covers whole UTC days of one series (days still under way stop at the last closed
-candle, or the last settled funding hour). For every day it reports what the exchange served
-(rows, first and last time) and, of what the day should hold, what is missing and why:
+candle, the last settlement of funding, or the last published open-interest point). For
+every day it reports what the exchange served (rows, first and last time) and, of what the
+day should hold, what is missing and why:
 
 - unavailable at source: older than the exchange keeps (Hyperliquid: its last 5000 candles
   per interval, `candle_coverage`), or a day the exchange served nothing for although it
-  publishes every interval (Binance before a listing, funding before a listing);
+  publishes every interval (Binance before a listing, funding before a listing), or open
+  interest of an exchange that publishes no history of it (Hyperliquid, Coinbase);
 - missing: the exchange served no row (Hyperliquid leaves out minutes without trades).
 
 Before writing, fetched candles are compared with what is already stored for the same open
@@ -29,11 +31,23 @@ from typing import Protocol
 import asyncpg
 
 from kirby_core.db.catalog_store import Starlisting, TradingPair
-from kirby_core.db.writer import WriteResult, upsert_candles, upsert_funding_rates
+from kirby_core.db.writer import (
+    WriteResult,
+    upsert_candles,
+    upsert_funding_rates,
+    upsert_open_interest,
+)
 from kirby_core.exchanges.base import SourceCoverage
 from kirby_core.exchanges.registry import ExchangeDeclaration
-from kirby_core.models import Candle, CandleRow, FundingRate, FundingRateRow
-from kirby_core.timeutil import DAY, expected_count, floor_time, iter_open_times
+from kirby_core.models import (
+    Candle,
+    CandleRow,
+    FundingRate,
+    FundingRateRow,
+    OpenInterest,
+    OpenInterestRow,
+)
+from kirby_core.timeutil import DAY, expected_count, floor_time, interval_delta, iter_open_times
 
 FETCH_DAYS = 30
 """Days fetched and written per round: bounds memory (30 days of 1m = 43,200 candles)."""
@@ -57,6 +71,12 @@ class FundingHistory(Protocol):
     async def fetch_funding_rates(
         self, coin: str, quote: str, start: datetime, end: datetime
     ) -> list[FundingRate]: ...
+
+
+class OpenInterestHistory(Protocol):
+    async def fetch_open_interest(
+        self, coin: str, quote: str, start: datetime, end: datetime
+    ) -> list[OpenInterest]: ...
 
 
 @dataclass(frozen=True)
@@ -229,6 +249,75 @@ async def backfill_funding_rates(
     return result
 
 
+async def backfill_open_interest(
+    conn: asyncpg.Connection,
+    client: OpenInterestHistory | None,
+    pair: TradingPair,
+    days: Iterable[date],
+    now: datetime,
+    progress: DayReportCallback | None = None,
+    *,
+    step: str = "5m",
+    served_from: datetime | None = None,
+) -> BackfillResult:
+    """Fetch and upsert the open-interest history of `pair` for `days`, one point every
+    `step` (the exchange's declared `open_interest_interval`). `client` None: the exchange
+    publishes no history, every day is unavailable at source; `served_from`: the oldest time
+    it still serves (None: all of it), earlier points are unavailable at source.
+
+    Only the history's columns (open interest, notional) are written; the live feed's
+    24 h volumes in the same rows are kept (the writer's COALESCE)."""
+    published_until = floor_time(now, step)  # a point exists once its time has passed
+    oldest = now if client is None else served_from
+    if oldest is not None:
+        # The first point strictly after it: the exchange's clock runs on while the request
+        # is on its way, and a start before what it keeps is refused (Binance).
+        oldest = floor_time(oldest, step) + interval_delta(step)
+    result = BackfillResult()
+    for chunk in _chunks(sorted(set(days))):
+        bounds = {day: _day_bounds(day, published_until) for day in chunk}
+        reports = {
+            day: _gone_before(
+                DayReport(day, expected_count(s, e, step) if e > s else 0), s, e, step, oldest
+            )
+            for day, (s, e) in bounds.items()
+        }
+        start = max(bounds[chunk[0]][0], oldest or bounds[chunk[0]][0])
+        end = max(e for _, e in bounds.values())
+        points: list[OpenInterest] = []
+        if client is not None and end > start:
+            points = await client.fetch_open_interest(pair.key.coin, pair.key.quote, start, end)
+        for day, rows in _by_day(points).items():
+            reports[day] = replace(
+                reports[day], fetched=len(rows), first_time=rows[0].time, last_time=rows[-1].time
+            )
+        reports = {
+            d: r if r.unavailable else _nothing_served_is_unavailable(r) for d, r in reports.items()
+        }
+        reports = _with_absent(reports, bounds, points, step)
+        result.write += await upsert_open_interest(
+            conn,
+            [OpenInterestRow(pair.id, p.time, p.open_interest, p.notional) for p in points],
+        )
+        _report(result, reports, progress)
+    return result
+
+
+def _gone_before(
+    report: DayReport, start: datetime, end: datetime, step: str, oldest: datetime | None
+) -> DayReport:
+    """`report` (the day's expected times in [start, end)) with those before `oldest`
+    unavailable at source (None: all of them served)."""
+    if not report.expected or oldest is None or oldest <= start:
+        return report
+    gone_until = min(end, oldest)
+    return replace(
+        report,
+        unavailable=expected_count(start, gone_until, step),
+        unavailable_window=(start, start + DAY if gone_until == end else gone_until),
+    )
+
+
 def _chunks(days: Sequence[date]) -> Iterable[list[date]]:
     """Runs of consecutive days, at most FETCH_DAYS long."""
     chunk: list[date] = []
@@ -246,8 +335,10 @@ def _day_bounds(day: date, until: datetime) -> tuple[datetime, datetime]:
     return start, max(start, min(start + DAY, until))
 
 
-def _by_day(rows: Sequence[Candle | FundingRate]) -> dict[date, list[Candle | FundingRate]]:
-    grouped: dict[date, list[Candle | FundingRate]] = {}
+def _by_day(
+    rows: Sequence[Candle | FundingRate | OpenInterest],
+) -> dict[date, list[Candle | FundingRate | OpenInterest]]:
+    grouped: dict[date, list[Candle | FundingRate | OpenInterest]] = {}
     for row in rows:
         grouped.setdefault(row.time.date(), []).append(row)
     return grouped
@@ -265,7 +356,7 @@ def _nothing_served_is_unavailable(report: DayReport) -> DayReport:
 def _with_absent(
     reports: dict[date, DayReport],
     bounds: dict[date, tuple[datetime, datetime]],
-    served: Sequence[Candle] | Sequence[FundingRate],
+    served: Sequence[Candle] | Sequence[FundingRate] | Sequence[OpenInterest],
     step: str,
 ) -> dict[date, DayReport]:
     """Each report with the expected times the exchange served no row for, outside the

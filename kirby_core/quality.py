@@ -3,7 +3,8 @@
 Completeness (why rows are missing) is not decided here: `kirby_core.db.coverage` is the
 one classifier. The rules here: OHLC sanity (consistent prices, no spikes, volume and trade
 count agreeing), timestamps aligned to the interval with no duplicate, settled funding once
-per hour on the hour within Hyperliquid's cap, and lake files holding exactly the rows of
+per settlement of the exchange's declared `funding_interval`, on its grid, within
+Hyperliquid's cap, and lake files holding exactly the rows of
 the database.
 """
 
@@ -15,13 +16,14 @@ from datetime import UTC, date, datetime, time, timedelta
 import asyncpg
 import duckdb
 
-from kirby_core.db.readers import expected_rows
+from kirby_core.db.readers import coverage_interval, expected_rows
 from kirby_core.lake import read_files
 from kirby_core.locations import Location
 from kirby_core.timeutil import DAY, interval_seconds
 
 MAX_HOURLY_FUNDING = 0.04
-"""Hyperliquid caps funding at 4% an hour; a rate beyond it is not a real rate."""
+"""Hyperliquid caps funding at 4% an hour; a rate beyond it is not a real rate (applied to
+every settlement: the 8-hourly exchanges cap theirs lower)."""
 
 
 def max_move(interval: str) -> float:
@@ -94,18 +96,18 @@ class FundingSanity:
     day: date
     expected: int
     settlements: int
-    off_the_hour: int
-    """Settled rates stamped at a minute other than :00."""
+    off_schedule: int
+    """Settled rates stamped off the settlement grid (every `funding_interval` from 00:00)."""
     out_of_range: int
     """Settled or predicted rates beyond Hyperliquid's 4%/hour cap."""
     gaps: int
-    """Consecutive settlements more than an hour apart."""
+    """Consecutive settlements more than one `funding_interval` apart."""
     unavailable: int = 0
 
     @property
     def passed(self) -> bool:
         """The rules of the rates themselves; completeness is the classifier's to decide."""
-        return not (self.off_the_hour or self.out_of_range or self.gaps)
+        return not (self.off_schedule or self.out_of_range or self.gaps)
 
 
 _FUNDING = """
@@ -116,8 +118,9 @@ WITH settled AS (
     WHERE trading_pair_id = $1 AND time >= $2 AND time < $3 AND settled_funding_rate IS NOT NULL
 )
 SELECT (SELECT count(*) FROM settled) AS settlements,
-       (SELECT count(*) FROM settled WHERE date_trunc('hour', time) <> time) AS off_the_hour,
-       (SELECT count(*) FROM settled WHERE since_previous > interval '1 hour') AS gaps,
+       (SELECT count(*) FROM settled WHERE extract(epoch FROM time)::bigint % $5 <> 0)
+           AS off_schedule,
+       (SELECT count(*) FROM settled WHERE since_previous > make_interval(secs => $5)) AS gaps,
        (SELECT count(*) FROM funding_rates
         WHERE trading_pair_id = $1 AND time >= $2 AND time < $3
           AND (abs(settled_funding_rate) > $4 OR abs(predicted_funding_rate) > $4))
@@ -126,19 +129,26 @@ SELECT (SELECT count(*) FROM settled) AS settlements,
 
 
 async def funding_sanity(
-    conn: asyncpg.Connection, trading_pair_id: int, day: date, now: datetime, unavailable: int
+    conn: asyncpg.Connection,
+    trading_pair_id: int,
+    exchange: str,
+    day: date,
+    now: datetime,
+    unavailable: int,
 ) -> FundingSanity:
-    """`unavailable`: settled hours the classifier finds unavailable at source."""
+    """Settled funding of a pair of `exchange` on `day`; `unavailable`: settlements the
+    classifier finds unavailable at source."""
     start = datetime.combine(day, time(), UTC)
-    expected = expected_rows("funding_rates", "1h", start, start + DAY, now)
-    end = start + expected * timedelta(hours=1)  # settled hours only
-    record = await conn.fetchrow(_FUNDING, trading_pair_id, start, end, MAX_HOURLY_FUNDING)
+    expected = expected_rows("funding_rates", "1m", exchange, start, start + DAY, now)
+    step = interval_seconds(coverage_interval("funding_rates", "1m", exchange))
+    end = start + expected * timedelta(seconds=step)  # settled ones only
+    record = await conn.fetchrow(_FUNDING, trading_pair_id, start, end, MAX_HOURLY_FUNDING, step)
     assert record is not None  # scalar subqueries without FROM: always one row
     return FundingSanity(
         day,
         expected,
         record["settlements"],
-        record["off_the_hour"],
+        record["off_schedule"],
         record["out_of_range"],
         record["gaps"],
         unavailable=unavailable,

@@ -236,6 +236,7 @@ async def settled_days(
                     outage.dataset,
                     outage.series_id,
                     interval,
+                    key.exchange,
                     outage.start_time.date(),
                     last + timedelta(days=1),
                     now,

@@ -117,7 +117,7 @@ class RangeOutcome:
     fetched: int = 0
     written: int = 0
     missing: int = 0
-    """Rows missing at source (candles or settled hours)."""
+    """Rows missing at source (candles or funding settlements)."""
     failed_checks: tuple[str, ...] = ()
 
 

@@ -222,7 +222,15 @@ async def _coverage_rows(url: str, database: Database, start: date, end: date) -
             interval = s["interval"] or "1m"
             window = coverage.source_window(s["exchange"], table, interval, now)
             days = await coverage.classify_days(
-                conn, table, s["series_id"], interval, start, end, now, window.oldest
+                conn,
+                table,
+                s["series_id"],
+                interval,
+                s["exchange"],
+                start,
+                end,
+                now,
+                window.oldest,
             )
             for day in days:
                 rows.append(

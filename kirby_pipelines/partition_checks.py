@@ -190,7 +190,7 @@ async def _classified(
     """The one classifier's verdict on one (series, day)."""
     served_from = coverage.source_window(exchange, table, interval, now).oldest
     [found] = await coverage.classify_days(
-        conn, table, series_id, interval, day, day + timedelta(days=1), now, served_from
+        conn, table, series_id, interval, exchange, day, day + timedelta(days=1), now, served_from
     )
     return found
 
@@ -269,7 +269,7 @@ def candles_live_agrees(
     )
 
 
-def funding_settled_hourly(
+def funding_settled(
     context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: BackfilledAsset
 ) -> dg.AssetCheckResult:
     partitions = target_partitions(context, kirby, dataset)
@@ -280,7 +280,9 @@ def funding_settled_hourly(
         pair = await catalog_store.get_trading_pair(conn, key)
         pk = partition_key(day, series)
         classes = await _classified(conn, "funding_rates", pair.id, key.exchange, "1m", day, now)
-        found = await quality.funding_sanity(conn, pair.id, day, now, classes.unavailable_at_source)
+        found = await quality.funding_sanity(
+            conn, pair.id, key.exchange, day, now, classes.unavailable_at_source
+        )
         return Finding(
             pk,
             found.passed and not classes.repairable,
@@ -288,14 +290,18 @@ def funding_settled_hourly(
                 "expected": found.expected,
                 "settlements": found.settlements,
                 "unavailable_at_source": found.unavailable,
-                "off_the_hour": found.off_the_hour,
+                "off_schedule": found.off_schedule,
                 "gaps": found.gaps,
                 "out_of_range": found.out_of_range,
             },
         )
 
     findings = run_checks(kirby.url(dataset.database), partitions, check)
-    return result(findings, "one settled rate per hour, on the hour, within 4%/h, none missing")
+    return result(
+        findings,
+        "one settled rate per settlement of the exchange's funding_interval, on its grid, "
+        "within 4%, none missing",
+    )
 
 
 def lake_matches_database(

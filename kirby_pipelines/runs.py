@@ -98,7 +98,7 @@ def still_served(asset: str, series: str, days: Sequence[date], now: datetime) -
     interval; its settled funding and Binance's candles all)."""
     dataset = BACKFILLED[asset].table
     key = parse_series(series)
-    interval = coverage_interval(dataset, getattr(key, "interval", "1m"))
+    interval = coverage_interval(dataset, getattr(key, "interval", "1m"), key.exchange)
     oldest = coverage.source_window(key.exchange, dataset, interval, now).oldest
     if oldest is None:
         return list(days)

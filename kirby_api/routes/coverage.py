@@ -83,9 +83,12 @@ async def _coverage(
     now = datetime.now(UTC)
     start, end = _days(start_time, end_time, now)
     own = series.key.interval if isinstance(series, Starlisting) else "1m"
-    interval = coverage_interval(dataset.name, own)
-    retention = source_window(series.key.exchange, dataset.name, interval, now)
-    days = await day_coverage(database, dataset, series.id, own, start, end, retention, now)
+    exchange = series.key.exchange
+    interval = coverage_interval(dataset.name, own, exchange)
+    retention = source_window(exchange, dataset.name, interval, now)
+    days = await day_coverage(
+        database, dataset, series.id, own, exchange, start, end, retention, now
+    )
     metadata = CoverageMetadata(
         series=str(series.key),
         dataset=dataset.name,

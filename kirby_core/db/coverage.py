@@ -3,8 +3,9 @@ one reason, and every surface counts the same classes.
 
 `classify_days` is the one classifier. For each UTC day it counts the rows the dataset
 expects (`readers.expected_rows`: candles per the series' interval, open interest per
-minute, funding per settled hour), the rows stored that count, and sorts every expected
-time without a row into exactly one class, first match wins:
+minute, funding per settlement of the exchange's declared `funding_interval`), the rows
+stored that count, and sorts every expected time without a row into exactly one class,
+first match wins:
 
 1. unavailable at source: older than the exchange serves today (`source_window`), or
    inside the window the day's last backfill found gone (`backfill_reports`);
@@ -145,6 +146,7 @@ async def classify_days(
     dataset: str,
     series_id: int,
     interval: str,
+    exchange: str,
     start: date,
     end: date,
     now: datetime,
@@ -152,11 +154,12 @@ async def classify_days(
 ) -> list[ClassifiedDay]:
     """Per UTC day in [start, end): expected rows (as of `now`), stored rows that count,
     outage minutes, and every missing expected time in one class (see the module).
-    `interval` is the series' own (candles); `served_from`: `SourceWindow.oldest`."""
+    `interval` is the series' own (candles), `exchange` its exchange (funding settles on its
+    declared `funding_interval`); `served_from`: `SourceWindow.oldest`."""
     if start >= end:
         raise InvalidRequest(f"start ({start}) must be before end ({end})")
     table, series = _identifiers(dataset)
-    step = coverage_interval(dataset, interval)
+    step = coverage_interval(dataset, interval, exchange)
     first, last = _slot_range(dataset, step, start, end, now)
     records = await conn.fetch(
         _CLASSIFY.format(table=table, series=series, counted=EXPECTED[dataset].counted),
@@ -172,7 +175,7 @@ async def classify_days(
     return [
         ClassifiedDay(
             r["day"],
-            expected_rows(dataset, interval, *_day_bounds(r["day"]), now),
+            expected_rows(dataset, interval, exchange, *_day_bounds(r["day"]), now),
             r["present"],
             r["outage_minutes"],
             r["unavailable"],

@@ -163,6 +163,9 @@ class ExchangeDeclaration:
     open_interest_history: Callable[[Settings], OpenInterestHistoryClient] | None = None
     """The REST client of its open-interest history; None: it publishes none (Hyperliquid,
     Coinbase)."""
+    open_interest_interval: str = "5m"
+    """How far apart the points of its open-interest history are (5 minutes on Binance,
+    Bybit and OKX)."""
     candle_coverage: Callable[[str, datetime, datetime, datetime], SourceCoverage] | None = None
     """Which part of a candle range it still serves at `now`; None: all of it."""
     history_window: Callable[[str, str, datetime], SourceWindow] | None = None
@@ -399,6 +402,13 @@ STREAMED: Final = HYPERLIQUID
 def declaration(name: str) -> ExchangeDeclaration | None:
     """The declaration of exchange `name`, or None for an exchange Kirby does not know."""
     return EXCHANGES.get(name)
+
+
+def funding_interval(name: str) -> str:
+    """How often exchange `name`'s perps settle funding (its declared `funding_interval`);
+    an exchange Kirby does not know is assumed to settle hourly (the declaration's default)."""
+    declared = declaration(name)
+    return declared.funding_interval if declared else ExchangeDeclaration.funding_interval
 
 
 def feed_of(exchange: ExchangeDeclaration) -> StreamAdapter:

@@ -1,7 +1,8 @@
 import asyncpg
 import pytest
+import yaml
 
-from kirby_core.catalog import load_catalog
+from kirby_core.catalog import Catalog, load_catalog, parse_catalog
 from kirby_core.db import catalog_store
 from tests.conftest import REPO
 
@@ -15,3 +16,24 @@ async def catalog(conn: asyncpg.Connection) -> dict[str, int]:
     }
     ids |= {p.key.coin: p.id for p in await catalog_store.list_trading_pairs(conn)}
     return ids
+
+
+def catalog_with_usdt_perp(exchange: str) -> Catalog:
+    """The realtime catalog with `exchange`'s BTC/USDT perp added (a test's own catalog)."""
+    raw = yaml.safe_load((REPO / "config" / "starlistings.yaml").read_text())
+    raw["exchanges"].append({"name": exchange, "display_name": exchange.title()})
+    raw["quote_currencies"].append({"symbol": "USDT", "name": "Tether USD"})
+    raw["starlistings"].append(
+        {
+            "exchange": exchange,
+            "coin": "BTC",
+            "quote": "USDT",
+            "market_type": "perps",
+            "intervals": ["1m"],
+        }
+    )
+    return parse_catalog(raw, f"test catalog with a {exchange} perp")
+
+
+def bybit_catalog() -> Catalog:
+    return catalog_with_usdt_perp("bybit")

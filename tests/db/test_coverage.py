@@ -36,7 +36,15 @@ async def test_coverage_counts_rows_and_outages(conn, catalog) -> None:
         T0 + timedelta(days=1, minutes=15),
     )
     days = await coverage.classify_days(
-        conn, "candles", sid, "1m", date(2024, 5, 1), date(2024, 5, 4), datetime.now(UTC), None
+        conn,
+        "candles",
+        sid,
+        "1m",
+        "hyperliquid",
+        date(2024, 5, 1),
+        date(2024, 5, 4),
+        datetime.now(UTC),
+        None,
     )
     assert [(d.day, d.expected, d.present, d.outage_minutes) for d in days] == [
         (date(2024, 5, 1), 1440, 720, 30),
@@ -48,6 +56,7 @@ async def test_coverage_counts_rows_and_outages(conn, catalog) -> None:
         "candles",
         catalog["BTC/4h"],
         "4h",
+        "hyperliquid",
         date(2024, 5, 1),
         date(2024, 5, 2),
         datetime.now(UTC),

@@ -60,6 +60,7 @@ def pipeline_settings(settings: Settings, sim: SimulatorServer) -> Settings:
             "hyperliquid_ws_url": sim.ws_url,
             "binance_spot_url": sim.base_url,
             "binance_futures_url": sim.base_url,
+            "bybit_rest_url": sim.base_url,
             "http_timeout_seconds": 10.0,
         }
     )

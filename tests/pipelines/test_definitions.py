@@ -15,6 +15,7 @@ GRAPH = {  # asset -> its upstream assets
     "live_open_interest": ["realtime_catalog"],
     "candles": ["realtime_catalog"],
     "funding_rates": ["realtime_catalog"],
+    "open_interest": ["realtime_catalog"],
     "training_candles": ["training_catalog"],
     "lake_candles": ["candles", "live_candles"],
     "lake_funding_rates": ["funding_rates", "live_funding_rates"],

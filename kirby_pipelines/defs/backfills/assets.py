@@ -9,12 +9,13 @@ materialization metadata.
 
 import dagster as dg
 
-from kirby_core.exchanges.registry import BINANCE, HYPERLIQUID
+from kirby_core.exchanges.registry import BINANCE, BYBIT, HYPERLIQUID
 from kirby_pipelines import backfills
 from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
 from kirby_pipelines.partitions import (
     CANDLE_PARTITIONS,
     FUNDING_PARTITIONS,
+    OPEN_INTEREST_PARTITIONS,
     TRAINING_CANDLE_PARTITIONS,
     backfill_asset,
 )
@@ -52,6 +53,24 @@ def funding_rates(
     """Settled hourly funding from Hyperliquid's funding history (SDK, 500 rows a page), into
     the `settled_*` columns only: the live feed's predicted rate is never overwritten."""
     return backfills.run(context, kirby, progress, backfills.BACKFILLED_FUNDING_RATES)
+
+
+@backfill_asset(
+    partitions_def=OPEN_INTEREST_PARTITIONS,
+    deps=[realtime_catalog],
+    group_name="backfills",
+    kinds={"postgres", "python"},
+    tags={"kirby/database": "realtime"},
+    pool=BYBIT.pool,
+)
+def open_interest(
+    context: dg.AssetExecutionContext, kirby: KirbyResource, progress: ProgressParam
+) -> dg.MaterializeResult:
+    """Open-interest history from the pair's exchange (its declared `open_interest_history`,
+    a point every `open_interest_interval`: 5 minutes on Binance, Bybit and OKX), into the
+    open interest and notional columns only. An exchange that publishes none (Hyperliquid,
+    Coinbase), or days older than it keeps, are reported unavailable at source."""
+    return backfills.run(context, kirby, progress, backfills.BACKFILLED_OPEN_INTEREST)
 
 
 @backfill_asset(

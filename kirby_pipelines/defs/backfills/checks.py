@@ -52,14 +52,13 @@ def candles_live_agrees(
 
 
 @dg.asset_check(
-    asset=funding_rates, description="One settled rate per hour, on the hour, in range."
+    asset=funding_rates,
+    description="One settled rate per settlement of the exchange's funding interval, in range.",
 )
 def funding_rates_settled_hourly(
     context: dg.AssetCheckExecutionContext, kirby: KirbyResource
 ) -> dg.AssetCheckResult:
-    return partition_checks.funding_settled_hourly(
-        context, kirby, backfills.BACKFILLED_FUNDING_RATES
-    )
+    return partition_checks.funding_settled(context, kirby, backfills.BACKFILLED_FUNDING_RATES)
 
 
 @dg.asset_check(asset=training_candles, description="Every expected candle present.")
