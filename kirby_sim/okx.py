@@ -158,7 +158,7 @@ def ticker(market: Market, inst: Instrument, now_ms: int) -> dict[str, str]:
     }
 
 
-def open_interest(perp: PerpStats, at_ms: int) -> dict[str, str]:
+def open_interest_document(perp: PerpStats, at_ms: int) -> dict[str, str]:
     inst = perp.instrument
     lots = perp.open_interest(at_ms)
     usd = lots * perp.mark_price(at_ms)
@@ -213,7 +213,9 @@ class Okx:
             "market/history-candles": self._history_candles,
             "public/funding-rate-history": self._funding_history,
             "public/funding-rate": lambda query, now: [funding_rate(self._perp(query), now)],
-            "public/open-interest": lambda query, now: [open_interest(self._perp(query), now)],
+            "public/open-interest": lambda query, now: [
+                open_interest_document(self._perp(query), now)
+            ],
             "rubik/stat/contracts/open-interest-history": self._open_interest_history,
             "market/ticker": lambda query, now: [ticker(self.market, self._inst(query), now)],
             "market/tickers": self._tickers,
@@ -360,7 +362,7 @@ class Okx:
             first = max(first, begin // period + 1)
         rows = []
         for slot in range(last, first - 1, -1):
-            entry = open_interest(perp, slot * period)
+            entry = open_interest_document(perp, slot * period)
             rows.append([entry["ts"], entry["oi"], entry["oiCcy"], entry["oiUsd"]])
         return rows
 

@@ -158,6 +158,6 @@ class OkxStream(VenueSocket):
                 if channel == "funding-rate":
                     data = [okx.funding_rate(perp, now)]
                 else:
-                    data = [okx.open_interest(perp, now)]
+                    data = [okx.open_interest_document(perp, now)]
             if data:
                 self.publish(session, inst.coin, {"arg": arg, "data": data})
