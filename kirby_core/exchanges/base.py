@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation, localcontext
 from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple, TypeVar
+from types import TracebackType
+from typing import Any, NamedTuple, Self, TypeVar
 
 import ccxt
 
@@ -253,6 +254,36 @@ class SourceCoverage(NamedTuple):
 _CCXT_NOT_RETRYABLE = {
     str(code): ccxt.BadRequest for code in (400, 403, 404, 405, 409, 410, 422, 451)
 }
+
+
+class CcxtSession:
+    """A REST client holding one ccxt exchange for the length of an `async with` block:
+    `_open()` builds it (config, base URLs), leaving the block closes it."""
+
+    _exchange: Any = None
+
+    def _open(self) -> Any:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self._exchange = self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._exchange is not None:
+            await self._exchange.close()
+            self._exchange = None
+
+
+def one_base_url(exchange: Any, url: str) -> Any:
+    """`exchange` with every one of its REST API URLs set to `url` (the simulator, a proxy)."""
+    exchange.urls["api"] = {key: url for key in exchange.urls["api"]}
+    return exchange
 
 
 class CcxtHooks:

@@ -17,8 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt_async
@@ -26,6 +25,7 @@ import ccxt.async_support as ccxt_async
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
     CcxtHooks,
+    CcxtSession,
     RetryPolicy,
     ccxt_call,
     ccxt_config,
@@ -165,7 +165,7 @@ class _CcxtBinance(CcxtHooks, ccxt_async.binance):  # type: ignore[misc]  # ccxt
     pass
 
 
-class BinanceHistory:
+class BinanceHistory(CcxtSession):
     """Binance kline history; use as `async with BinanceHistory(settings) as binance:`.
 
     `weights` replaces the declared `WEIGHTS` (a test's tiny budget); `budgets` holds what
@@ -200,25 +200,14 @@ class BinanceHistory:
         self.open_interest_budget = shared_budget(
             "binance futures/data", self._futures_url, OPEN_INTEREST_PER_MINUTE, clock
         )
-        self._exchange: Any = None
 
-    async def __aenter__(self) -> Self:
+    def _open(self) -> Any:
         # Kirby never loads markets here; should anyone, skip the coin-M (dapi) ones.
         options = {"fetchMarkets": {"types": ["spot", "linear"]}}
-        self._exchange = _CcxtBinance(ccxt_config(self._policy, options=options))
-        api = replace_hosts(self._exchange.urls["api"], self._spot_url, self._futures_url)
-        self._exchange.urls["api"] = api
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._exchange is not None:
-            await self._exchange.close()
-            self._exchange = None
+        exchange = _CcxtBinance(ccxt_config(self._policy, options=options))
+        api = replace_hosts(exchange.urls["api"], self._spot_url, self._futures_url)
+        exchange.urls["api"] = api
+        return exchange
 
     async def fetch_candles(
         self,

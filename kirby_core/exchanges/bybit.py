@@ -17,20 +17,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import ccxt.async_support as ccxt_async
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
     CcxtHooks,
+    CcxtSession,
     RetryPolicy,
     ccxt_call,
     ccxt_config,
     check_candle,
     check_range,
     field,
+    one_base_url,
     parse_decimal,
     select_candles,
 )
@@ -133,7 +134,7 @@ class _CcxtBybit(CcxtHooks, ccxt_async.bybit):  # type: ignore[misc]  # ccxt is 
     pass
 
 
-class BybitHistory:
+class BybitHistory(CcxtSession):
     """Bybit history; use as `async with BybitHistory(settings) as bybit:`.
 
     `weights` replaces the declared `WEIGHTS` (a test's tiny budget); `budget` holds what
@@ -153,22 +154,9 @@ class BybitHistory:
         self._weights = dict(weights or WEIGHTS)
         weight = self._weights["perps"]
         self.budget = shared_budget("bybit", self._url, weight.per_minute, clock, weight.burst)
-        self._exchange: Any = None
 
-    async def __aenter__(self) -> Self:
-        self._exchange = _CcxtBybit(ccxt_config(self._policy))
-        self._exchange.urls["api"] = {key: self._url for key in self._exchange.urls["api"]}
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._exchange is not None:
-            await self._exchange.close()
-            self._exchange = None
+    def _open(self) -> Any:
+        return one_base_url(_CcxtBybit(ccxt_config(self._policy)), self._url)
 
     async def fetch_candles(
         self, coin: str, quote: str, market_type: str, interval: str, start: datetime, end: datetime

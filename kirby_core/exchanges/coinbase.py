@@ -14,20 +14,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import ccxt.async_support as ccxt_async
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
     CcxtHooks,
+    CcxtSession,
     RetryPolicy,
     ccxt_call,
     ccxt_config,
     check_candle,
     check_range,
     field,
+    one_base_url,
     parse_decimal,
     select_candles,
 )
@@ -92,7 +93,7 @@ class _CcxtCoinbase(CcxtHooks, ccxt_async.coinbase):  # type: ignore[misc]  # cc
     pass
 
 
-class CoinbaseHistory:
+class CoinbaseHistory(CcxtSession):
     """Coinbase candle history; use as `async with CoinbaseHistory(settings) as coinbase:`.
 
     `weights` replaces the declared `WEIGHTS` (a test's tiny budget); `budget` holds what
@@ -113,22 +114,9 @@ class CoinbaseHistory:
         self.budget = shared_budget(
             "coinbase", self._url, self._weight.per_minute, clock, self._weight.burst
         )
-        self._exchange: Any = None
 
-    async def __aenter__(self) -> Self:
-        self._exchange = _CcxtCoinbase(ccxt_config(self._policy))
-        self._exchange.urls["api"] = {key: self._url for key in self._exchange.urls["api"]}
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._exchange is not None:
-            await self._exchange.close()
-            self._exchange = None
+    def _open(self) -> Any:
+        return one_base_url(_CcxtCoinbase(ccxt_config(self._policy)), self._url)
 
     async def fetch_candles(
         self, coin: str, quote: str, market_type: str, interval: str, start: datetime, end: datetime

@@ -21,20 +21,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import ccxt.async_support as ccxt_async
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
     CcxtHooks,
+    CcxtSession,
     RetryPolicy,
     ccxt_call,
     ccxt_config,
     check_candle,
     check_range,
     field,
+    one_base_url,
     parse_decimal,
     select_candles,
 )
@@ -166,7 +167,7 @@ class _CcxtOkx(CcxtHooks, ccxt_async.okx):  # type: ignore[misc]  # ccxt is unty
     pass
 
 
-class OkxHistory:
+class OkxHistory(CcxtSession):
     """OKX history; use as `async with OkxHistory(settings) as okx:`.
 
     `weights` replaces the declared candle `WEIGHTS` (a test's tiny budget); `budgets`
@@ -194,22 +195,9 @@ class OkxHistory:
             per_minute = int(burst.weight * 60 / burst.seconds)
             budget = shared_budget(f"okx {endpoint}", self._url, per_minute, clock, burst)
             self.budgets[endpoint] = budget
-        self._exchange: Any = None
 
-    async def __aenter__(self) -> Self:
-        self._exchange = _CcxtOkx(ccxt_config(self._policy))
-        self._exchange.urls["api"] = {key: self._url for key in self._exchange.urls["api"]}
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._exchange is not None:
-            await self._exchange.close()
-            self._exchange = None
+    def _open(self) -> Any:
+        return one_base_url(_CcxtOkx(ccxt_config(self._policy)), self._url)
 
     async def fetch_candles(
         self, coin: str, quote: str, market_type: str, interval: str, start: datetime, end: datetime
