@@ -23,7 +23,7 @@ import functools
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import ccxt.async_support as ccxt_async
 import requests
@@ -34,6 +34,7 @@ from hyperliquid.utils.error import ClientError, ServerError
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest, NotFound
 from kirby_core.exchanges.base import (
     CcxtHooks,
+    CcxtSession,
     RetryPolicy,
     SourceCoverage,
     TimeRange,
@@ -42,6 +43,7 @@ from kirby_core.exchanges.base import (
     ccxt_call,
     ccxt_config,
     check_range,
+    one_base_url,
     parse_retry_after,
     select_candles,
 )
@@ -109,7 +111,7 @@ class _CcxtHyperliquid(CcxtHooks, ccxt_async.hyperliquid):  # type: ignore[misc]
     pass
 
 
-class HyperliquidHistory:
+class HyperliquidHistory(CcxtSession):
     """Hyperliquid REST history; use as `async with HyperliquidHistory(settings) as hl:`.
 
     `weight` replaces the declared `WEIGHT` (a test's tiny budget); `budget` holds what the
@@ -129,14 +131,11 @@ class HyperliquidHistory:
         self._policy = retry or RetryPolicy.from_settings(settings)
         self._weight = weight or WEIGHT
         self.budget = shared_budget("hyperliquid", self._base_url, self._weight.per_minute, clock)
-        self._exchange: Any = None
         self._info: Info | None = None
         self._info_lock = asyncio.Lock()
 
-    async def __aenter__(self) -> Self:
-        self._exchange = _CcxtHyperliquid(ccxt_config(self._policy))
-        self._exchange.urls["api"] = {"public": self._base_url, "private": self._base_url}
-        return self
+    def _open(self) -> Any:
+        return one_base_url(_CcxtHyperliquid(ccxt_config(self._policy)), self._base_url)
 
     async def __aexit__(
         self,
@@ -147,9 +146,7 @@ class HyperliquidHistory:
         if self._info is not None:
             self._info.session.close()
             self._info = None
-        if self._exchange is not None:
-            await self._exchange.close()
-            self._exchange = None
+        await super().__aexit__(exc_type, exc, tb)
 
     async def fetch_candles(
         self, coin: str, quote: str, market_type: str, interval: str, start: datetime, end: datetime
