@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType, ModuleType, TracebackType
 from typing import Any, Final, Protocol, Self
 
 from kirby_core import datasets
@@ -99,6 +99,32 @@ class StreamAdapter:
 
 def _stateless(parse: FrameParser) -> Callable[[], FrameParser]:
     return lambda: parse
+
+
+def _feed(
+    wire: ModuleType,
+    *,
+    market_types: tuple[str, ...] | None = None,
+    parser: Callable[[], FrameParser] | None = None,
+    polled_intervals: tuple[str, ...] = (),
+) -> StreamAdapter:
+    """The `StreamAdapter` of an exchange's `<name>_wire` module, which names its parts alike
+    (`STREAMED_DATASETS`, `POLLED_DATASETS`, `url`, `subscription`, `subscribe_frames`,
+    `unsubscribe_frames`, `parse_frame`, `KEEP_ALIVE`, `LIMITS`); `parser`: a stateful one,
+    built per connection, instead of `parse_frame`."""
+    return StreamAdapter(
+        market_types=market_types or tuple(wire.STREAMED_DATASETS),
+        streamed=MappingProxyType(wire.STREAMED_DATASETS),
+        polled=MappingProxyType(getattr(wire, "POLLED_DATASETS", {})),
+        polled_intervals=polled_intervals,
+        url=wire.url,
+        subscription=wire.subscription,
+        subscribe_frames=wire.subscribe_frames,
+        unsubscribe_frames=wire.unsubscribe_frames,
+        parser=parser or _stateless(wire.parse_frame),
+        keep_alive=wire.KEEP_ALIVE,
+        limits=MappingProxyType(wire.LIMITS),
+    )
 
 
 class _AsyncClient(Protocol):
@@ -232,17 +258,7 @@ HYPERLIQUID: Final = ExchangeDeclaration(
     funding_history=hyperliquid.HyperliquidHistory,
     candle_coverage=hyperliquid.candle_coverage,
     history_window=_hyperliquid_window,
-    stream=StreamAdapter(
-        market_types=("perps",),
-        streamed=MappingProxyType(hyperliquid_wire.STREAMED_DATASETS),
-        url=hyperliquid_wire.url,
-        subscription=hyperliquid_wire.subscription,
-        subscribe_frames=hyperliquid_wire.subscribe_frames,
-        unsubscribe_frames=hyperliquid_wire.unsubscribe_frames,
-        parser=_stateless(hyperliquid_wire.parse_frame),
-        keep_alive=hyperliquid_wire.KEEP_ALIVE,
-        limits=MappingProxyType(hyperliquid_wire.LIMITS),
-    ),
+    stream=_feed(hyperliquid_wire, market_types=("perps",)),
 )
 
 BINANCE: Final = ExchangeDeclaration(
@@ -268,55 +284,13 @@ BINANCE: Final = ExchangeDeclaration(
             ),
         },
     ),
-    stream=StreamAdapter(
-        market_types=binance.MARKET_TYPES,
-        streamed=MappingProxyType(binance_wire.STREAMED_DATASETS),
-        polled=MappingProxyType(binance_wire.POLLED_DATASETS),
-        url=binance_wire.url,
-        subscription=binance_wire.subscription,
-        subscribe_frames=binance_wire.subscribe_frames,
-        unsubscribe_frames=binance_wire.unsubscribe_frames,
-        parser=_stateless(binance_wire.parse_frame),
-        keep_alive=binance_wire.KEEP_ALIVE,
-        limits=MappingProxyType(binance_wire.LIMITS),
-    ),
+    stream=_feed(binance_wire, market_types=binance.MARKET_TYPES),
 )
 
 # The live feeds of the exchanges declared below (each is its declaration's `stream=`).
-BYBIT_STREAM: Final = StreamAdapter(
-    market_types=tuple(bybit_wire.STREAMED_DATASETS),
-    streamed=MappingProxyType(bybit_wire.STREAMED_DATASETS),
-    url=bybit_wire.url,
-    subscription=bybit_wire.subscription,
-    subscribe_frames=bybit_wire.subscribe_frames,
-    unsubscribe_frames=bybit_wire.unsubscribe_frames,
-    parser=bybit_wire.BybitParser,
-    keep_alive=bybit_wire.KEEP_ALIVE,
-    limits=MappingProxyType(bybit_wire.LIMITS),
-)
-OKX_STREAM: Final = StreamAdapter(
-    market_types=tuple(okx_wire.STREAMED_DATASETS),
-    streamed=MappingProxyType(okx_wire.STREAMED_DATASETS),
-    url=okx_wire.url,
-    subscription=okx_wire.subscription,
-    subscribe_frames=okx_wire.subscribe_frames,
-    unsubscribe_frames=okx_wire.unsubscribe_frames,
-    parser=_stateless(okx_wire.parse_frame),
-    keep_alive=okx_wire.KEEP_ALIVE,
-    limits=MappingProxyType(okx_wire.LIMITS),
-)
-COINBASE_STREAM: Final = StreamAdapter(
-    market_types=tuple(coinbase_wire.STREAMED_DATASETS),
-    streamed=MappingProxyType(coinbase_wire.STREAMED_DATASETS),
-    polled_intervals=coinbase_wire.POLLED_INTERVALS,
-    url=coinbase_wire.url,
-    subscription=coinbase_wire.subscription,
-    subscribe_frames=coinbase_wire.subscribe_frames,
-    unsubscribe_frames=coinbase_wire.unsubscribe_frames,
-    parser=_stateless(coinbase_wire.parse_frame),
-    keep_alive=coinbase_wire.KEEP_ALIVE,
-    limits=MappingProxyType(coinbase_wire.LIMITS),
-)
+BYBIT_STREAM: Final = _feed(bybit_wire, parser=bybit_wire.BybitParser)
+OKX_STREAM: Final = _feed(okx_wire)
+COINBASE_STREAM: Final = _feed(coinbase_wire, polled_intervals=coinbase_wire.POLLED_INTERVALS)
 
 BYBIT: Final = ExchangeDeclaration(
     name="bybit",
