@@ -21,7 +21,7 @@ import msgspec
 from kirby_api.database import ConnectionPool
 from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST
 from kirby_api.market_data import MarketData
-from kirby_api.observability import Freshness
+from kirby_api.observability import Freshness, heartbeat_feeds
 from kirby_api.series import SeriesCatalog
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 from kirby_core.errors import StorageError
@@ -33,6 +33,12 @@ class DatabaseHealth(msgspec.Struct):
     error: str | None = None
 
 
+class ExchangeHealth(msgspec.Struct):
+    state: Literal["starting", "running", "degraded", "stopped"]
+    last_error: str | None
+    """Why its feed is degraded (cannot reach it, a stall, a failed poll)."""
+
+
 class CollectorHealth(msgspec.Struct):
     collector_id: str
     hostname: str
@@ -41,7 +47,9 @@ class CollectorHealth(msgspec.Struct):
     last_message_at: datetime | None
     state: Literal["starting", "running", "degraded", "stopped"]
     last_error: str | None
-    """Why the collector is degraded."""
+    """Why the collector is degraded (each degraded exchange's reason)."""
+    exchanges: dict[str, ExchangeHealth] = {}
+    """Each exchange the collector serves, by name: its own state."""
 
 
 class StreamHealth(msgspec.Struct):
@@ -116,6 +124,12 @@ async def probe(
             r["last_message_at"],
             r["state"],
             r["last_error"],
+            {
+                name: ExchangeHealth(
+                    "stopped" if r["state"] == "stopped" else feed.state, feed.last_error
+                )
+                for name, feed in heartbeat_feeds(r["feeds"]).items()
+            },
         )
         for r in heartbeats
     ]

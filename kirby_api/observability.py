@@ -30,8 +30,9 @@ so rules aggregate with `max by (exchange)`), and `collection_outages` summed:
     kirby_collector_outages_total{exchange,dataset}            outage records
     kirby_collector_outage_seconds_total{exchange,dataset}     their summed length
 
-The heartbeat table does not name an exchange: it is the collector's one exchange,
-`kirby_core.exchanges.registry.STREAMED`.
+One collector serves every exchange: the exchanges are those of its heartbeat's `feeds`.
+State, reconnects and the last message are each exchange's own; heartbeat age, lag, dropped
+and refused rows and buffers are the collector's, reported under each exchange it serves.
 
 The access log is one `kirby_api.access` line per HTTP request: method, path, route,
 status, duration, key id, client address. Both come from `observe`, which wraps the app's
@@ -50,13 +51,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kirby_core.exchanges.registry import STREAMED
+from kirby_core.models import FeedReport
 from kirby_core.timeutil import floor_time
 
 access_log = logging.getLogger("kirby_api.access")
@@ -251,22 +253,34 @@ class Operations(Collector):
         )
         beat = self._heartbeat
         if beat is not None:
-            exchange = [STREAMED.name]
             now = self._read_at
-            age.add_metric(exchange, (now - beat["heartbeat_at"]).total_seconds())
-            if beat["last_message_at"] is not None:
-                seconds = (now - beat["last_message_at"]).total_seconds()
-                last_message.add_metric(exchange, seconds)
-            if beat["covered_through"] is not None:
-                lag.add_metric(exchange, (now - beat["covered_through"]).total_seconds())
-            for name in _STATES:
-                state.add_metric([STREAMED.name, name], 1.0 if beat["state"] == name else 0.0)
-            reconnects.add_metric(exchange, float(beat["reconnects"]))
-            dropped.add_metric(exchange, float(beat["dropped_rows"]))
-            refused.add_metric(exchange, float(beat["refused_rows"]))
-            for buffer, size in sorted(jsonb_counts(beat["buffer_sizes"]).items()):
-                buffered.add_metric([STREAMED.name, buffer], float(size))
+            for name, feed in heartbeat_feeds(beat["feeds"]).items():
+                # One collector serves every exchange: its heartbeat, lag and buffers are
+                # each exchange's; state, reconnects and the last message are the feed's own.
+                exchange = [name]
+                age.add_metric(exchange, (now - beat["heartbeat_at"]).total_seconds())
+                if feed.last_message_at is not None:
+                    seconds = (now - feed.last_message_at).total_seconds()
+                    last_message.add_metric(exchange, seconds)
+                if beat["covered_through"] is not None:
+                    lag.add_metric(exchange, (now - beat["covered_through"]).total_seconds())
+                current = "stopped" if beat["state"] == "stopped" else feed.state
+                for option in _STATES:
+                    state.add_metric([name, option], 1.0 if current == option else 0.0)
+                reconnects.add_metric(exchange, float(feed.reconnects))
+                dropped.add_metric(exchange, float(beat["dropped_rows"]))
+                refused.add_metric(exchange, float(beat["refused_rows"]))
+                for buffer, size in sorted(jsonb_counts(beat["buffer_sizes"]).items()):
+                    buffered.add_metric([name, buffer], float(size))
         yield from (age, last_message, lag, state, reconnects, dropped, refused, buffered)
+
+
+def heartbeat_feeds(raw: str | bytes | Mapping[str, Any] | None) -> dict[str, FeedReport]:
+    """A heartbeat row's `feeds`: exchange -> its feeds' state and counters."""
+    if raw is None:
+        return {}
+    encoded = raw if isinstance(raw, str | bytes) else json.dumps(raw)
+    return msgspec.json.decode(encoded, type=dict[str, FeedReport])
 
 
 def jsonb_counts(raw: str | bytes | Mapping[str, Any] | None) -> dict[str, int]:

@@ -5,6 +5,9 @@
 - the collectors' counters (messages, invalid messages, dropped rows, reconnects, rows
   written, buffers): from the heartbeat rows that probe read, which /health reports only
   as liveness;
+- per exchange (`exchanges`): the newest collector's feed of it (state, why degraded,
+  messages, errors, reconnects, outages) and how many of its series are fresh, lagging or
+  empty; each series names its exchange;
 - per-day coverage of every active series: `kirby_api.coverage.day_coverage`, the same
   reader as the /coverage routes;
 - WebSocket clients: the hub's connections and the metrics' counters.
@@ -29,7 +32,7 @@ from kirby_api.database import ConnectionPool
 from kirby_api.datasets import SERVED_DATASETS
 from kirby_api.health import DatabaseHealth, Health, SeriesFreshness, probe
 from kirby_api.market_data import MarketData
-from kirby_api.observability import Metrics, jsonb_counts
+from kirby_api.observability import Metrics, heartbeat_feeds, jsonb_counts
 from kirby_api.series import SeriesCatalog
 from kirby_api.ws.hub import Hub
 from kirby_api.ws.listener import ChangeListener
@@ -68,6 +71,27 @@ class CollectorStatus(msgspec.Struct):
     """The heartbeat is older than `stream.stale_after_seconds`."""
 
 
+class ExchangeStatus(msgspec.Struct):
+    """One exchange: its feed's state in the newest collector, and its series' freshness."""
+
+    exchange: str
+    state: Literal["starting", "running", "degraded", "stopped", "unknown"]
+    """unknown: the newest collector does not serve it (yet)."""
+    last_error: str | None
+    messages_received: int
+    invalid_messages: int
+    channel_errors: int
+    """Errors the exchange itself sent (a refused subscription...)."""
+    reconnects: int
+    outages: int
+    """Outage rows the newest collector recorded for its series."""
+    last_message_at: datetime | None
+    series: int
+    fresh: int
+    lagging: int
+    empty: int
+
+
 class StreamStatus(msgspec.Struct):
     status: Literal["ok", "degraded", "stopped", "stale", "missing", "unknown"]
     stale_after_seconds: float
@@ -77,6 +101,7 @@ class StreamStatus(msgspec.Struct):
 
 
 class SeriesStatus(msgspec.Struct):
+    exchange: str
     dataset: str
     series: str
     series_id: int
@@ -117,6 +142,8 @@ class Status(msgspec.Struct):
     checked_at: datetime
     database: DatabaseHealth
     stream: StreamStatus
+    exchanges: list[ExchangeStatus]
+    """Per exchange, by name: its feed and its series at a glance."""
     series: list[SeriesStatus]
     coverage: list[SeriesCoverage]
     websocket: ClientsStatus
@@ -178,6 +205,7 @@ class StatusBoard:
                 self._collectors(health, heartbeats, now),
                 health.stream.reason,
             ),
+            exchanges=self._exchanges(heartbeats, series),
             series=series,
             coverage=[] if down else await self._coverage(series, days, now),
             websocket=self._clients(health.listener.connected),
@@ -214,17 +242,53 @@ class StatusBoard:
             )
         return collectors
 
+    def _exchanges(
+        self, rows: list[asyncpg.Record], series: list[SeriesStatus]
+    ) -> list[ExchangeStatus]:
+        feeds = heartbeat_feeds(rows[0]["feeds"]) if rows else {}
+        stopped = bool(rows) and rows[0]["state"] == "stopped"
+        by_exchange: dict[str, list[SeriesStatus]] = {}
+        for item in series:
+            by_exchange.setdefault(item.exchange, []).append(item)
+        report = []
+        for name in sorted(set(feeds) | set(by_exchange)):
+            feed = feeds.get(name)
+            mine = by_exchange.get(name, [])
+            states = [item.state for item in mine]
+            report.append(
+                ExchangeStatus(
+                    exchange=name,
+                    state="unknown" if feed is None else "stopped" if stopped else feed.state,
+                    last_error=None if feed is None else feed.last_error,
+                    messages_received=0 if feed is None else feed.messages_received,
+                    invalid_messages=0 if feed is None else feed.invalid_messages,
+                    channel_errors=0 if feed is None else feed.channel_errors,
+                    reconnects=0 if feed is None else feed.reconnects,
+                    outages=0 if feed is None else feed.outages,
+                    last_message_at=None if feed is None else feed.last_message_at,
+                    series=len(mine),
+                    fresh=states.count("fresh"),
+                    lagging=states.count("lagging"),
+                    empty=states.count("empty"),
+                )
+            )
+        return report
+
     def _series(self, item: SeriesFreshness, now: datetime) -> SeriesStatus:
         dataset = SERVED_DATASETS[item.dataset]
         interval = "1m"
         if dataset.per_starlisting:
-            interval = self._catalog.starlisting_by_id(item.series_id).key.interval
+            key = self._catalog.starlisting_by_id(item.series_id).key
+            interval, exchange = key.interval, key.exchange
+        else:
+            exchange = self._catalog.trading_pair_by_id(item.series_id).key.exchange
         lag = None
         state: Literal["fresh", "lagging", "empty"] = "empty"
         if item.latest_time is not None:
             lag = max((floor_time(now, interval) - item.latest_time).total_seconds(), 0.0)
             state = "lagging" if lag > interval_seconds(interval) else "fresh"
         return SeriesStatus(
+            exchange,
             item.dataset,
             item.series,
             item.series_id,

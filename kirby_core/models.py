@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Literal, NamedTuple
+
+import msgspec
 
 
 class Candle(NamedTuple):
@@ -112,3 +114,21 @@ class AssetContextUpdate(NamedTuple):
     received_at: datetime
     funding: FundingRate
     open_interest: OpenInterest
+
+
+class FeedReport(msgspec.Struct, kw_only=True):
+    """One exchange's entry in the collector's heartbeat (`stream_heartbeats.feeds`): what
+    the collector writes for each exchange and the API reads back."""
+
+    state: Literal["starting", "running", "degraded", "stopped"] = "starting"
+    """The worst state of its connections and polls."""
+    last_error: str | None = None
+    """Why it is degraded (cannot reach it, a stall, a failed poll)."""
+    reconnects: int = 0
+    messages_received: int = 0
+    invalid_messages: int = 0
+    channel_errors: int = 0
+    """Errors the exchange itself sent (a refused subscription...)."""
+    outages: int = 0
+    """Outage rows recorded for its series."""
+    last_message_at: datetime | None = None

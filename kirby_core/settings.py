@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     """Hyperliquid REST base; `/info` is appended."""
     hyperliquid_ws_url: str = "wss://api.hyperliquid.xyz/ws"
     """Hyperliquid WebSocket endpoint."""
+    ws_origins: dict[str, str] = {}
+    """Other exchanges' WebSocket origins replaced by another URL prefix (the simulator, a
+    proxy), e.g. `{"wss://stream.bybit.com": "ws://127.0.0.1:8000"}`: the path the exchange
+    uses is kept after the prefix. JSON in `KIRBY_WS_ORIGINS`."""
+    stream_poll_delay_seconds: float = Field(default=2.0, ge=0)
+    """Live collector: how long after a minute closes it polls what the exchange's WebSocket
+    lacks from REST (Binance's open interest, Coinbase's 1m/15m/1d candles), so the closed
+    minute is final there."""
     binance_spot_url: str = "https://api.binance.com"
     """Binance spot REST host; `/api/v3/...` is appended."""
     binance_futures_url: str = "https://fapi.binance.com"
@@ -85,10 +93,11 @@ class Settings(BaseSettings):
     stream_stale_seconds: float = Field(default=60.0, gt=0)
     """Supervisor: a collector whose heartbeat is older than this is stale (relaunched)."""
     stream_stall_seconds: float = Field(default=15.0, gt=0)
-    """Live collector: no data from any coin for this long replaces the connection; one coin
-    this quiet while the others flow is resubscribed."""
+    """Live collector: no data from any symbol of a connection for this long replaces the
+    connection; one symbol this quiet while the others flow is resubscribed."""
     stream_ping_seconds: float = Field(default=20.0, gt=0)
-    """Live collector: ping interval (Hyperliquid closes a connection after 60 s of silence)."""
+    """Live collector: ping interval of an exchange that declares no interval of its own
+    (Hyperliquid closes a connection after 60 s of silence)."""
     stream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     """Live collector: timeout of one WebSocket connect and handshake."""
     stream_database_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -133,6 +133,19 @@ class SimulatorServer:
     def ws_url(self) -> str:
         return f"ws://{self.config.host}:{self.port}/ws"
 
+    @property
+    def ws_origins(self) -> dict[str, str]:
+        """`Settings.ws_origins` pointing every exchange's WebSocket (but Hyperliquid's, see
+        `ws_url`) at this simulator."""
+        base = f"ws://{self.config.host}:{self.port}"
+        return {
+            "wss://stream.binance.com:9443": base,
+            "wss://fstream.binance.com": f"{base}/fstream",
+            "wss://stream.bybit.com": base,
+            "wss://ws.okx.com:8443": base,
+            "wss://advanced-trade-ws.coinbase.com": f"{base}/advanced-trade-ws",
+        }
+
     async def start(self) -> None:
         config = self.config
         limiter = WeightLimiter(

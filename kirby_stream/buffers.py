@@ -65,10 +65,29 @@ class Buffers:
         """Rows dropped by the memory bound since the collector started."""
         self._writing: Batch | None = None
         """The batch last taken, until it is stored or restored."""
-        self.received_through: datetime | None = None
-        """Data time of the latest frame handled: everything received before is in here."""
-        self.gaps_since: datetime | None = None
-        """Start of the oldest open feed gap: data after it may be missing."""
+        self.received: dict[object, datetime] = {}
+        """Per feed (a connection, a poll): data time of the latest frame handled there;
+        everything it received before is in here."""
+        self.gaps: dict[object, datetime | None] = {}
+        """Per feed: start of its oldest open gap; data after it may be missing."""
+
+    @property
+    def received_through(self) -> datetime | None:
+        """How far every feed's data has been handled (the slowest feed's)."""
+        return min(self.received.values(), default=None)
+
+    @received_through.setter
+    def received_through(self, value: datetime) -> None:
+        self.received[None] = value
+
+    @property
+    def gaps_since(self) -> datetime | None:
+        """Start of the oldest open gap of any feed."""
+        return min((since for since in self.gaps.values() if since is not None), default=None)
+
+    @gaps_since.setter
+    def gaps_since(self, value: datetime | None) -> None:
+        self.gaps[None] = value
 
     def sizes(self) -> dict[str, int]:
         """Rows buffered, by table (a batch being written is not among them)."""
@@ -97,8 +116,12 @@ class Buffers:
         if len(self._candles) + len(self._funding) + len(self._interest) > self.max_rows:
             self._shed()
 
-    def add_context(self, funding: FundingRateRow, interest: OpenInterestRow) -> None:
+    def add_funding(self, funding: FundingRateRow) -> None:
         self._funding[funding.trading_pair_id, funding.time] = funding
+        if len(self._candles) + len(self._funding) + len(self._interest) > self.max_rows:
+            self._shed()
+
+    def add_open_interest(self, interest: OpenInterestRow) -> None:
         self._interest[interest.trading_pair_id, interest.time] = interest
         if len(self._candles) + len(self._funding) + len(self._interest) > self.max_rows:
             self._shed()

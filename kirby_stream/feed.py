@@ -1,23 +1,26 @@
-"""The Hyperliquid WebSocket connection: connect, subscribe, read, keep alive, watch, retry.
+"""One exchange WebSocket connection: connect, subscribe, read, keep alive, watch, retry.
 
-`Feed.run` keeps one connection open until the collector stops. Per connection two tasks
-run side by side:
+`Feed.run` keeps one connection open until the collector stops; it speaks whatever exchange
+its `StreamAdapter` declares (URL, subscribe requests within the connection's limits, the
+client ping, a greeting frame) and subscribes what its `FeedPlan` lists. Per connection two
+tasks run side by side:
 
 - the reader stamps each text frame with its arrival (data clock and monotonic) and puts
   it on the bounded frame queue; when the parser falls behind, `put` waits and TCP pushes
   back on the exchange instead of memory growing;
 - the keeper, about once a second: applies catalog changes (subscribe/unsubscribe without
-  reconnecting), pings (Hyperliquid closes a connection after 60 s without a client
-  message), reports the connection healthy once every subscription is acknowledged and data
-  flows (which resets the reconnect backoff), and runs the stall watchdog on
-  `time.monotonic()`: with no data from any coin for `stream_stall_seconds` the connection
-  is replaced; a single coin that quiet while the others flow is resubscribed.
+  reconnecting), pings as the exchange asks (Hyperliquid closes a connection after 60 s
+  without a client message; Binance pings itself and `websockets` answers), reports the
+  connection healthy once every subscribe request is acknowledged and data flows (which
+  resets the reconnect backoff), and runs the stall watchdog on
+  `time.monotonic()`: with no data from any symbol for `stream_stall_seconds` the connection
+  is replaced; a single symbol that quiet while the others flow is resubscribed.
 
 A lost connection (dropped, refused, stalled) is retried with exponential backoff and jitter
 and every subscription is sent again. Until the next connection is healthy the feed is
 `degraded` and `problem` says why ("cannot reach <host>: <error>", a stall, a close).
 Besides frames, the queue carries `FeedEvent`s in arrival order (connected, feed lost for
-some coins, catalog replaced), so the parser attributes each frame to the right side of a
+some symbols, plan replaced), so the parser attributes each frame to the right side of a
 gap. The feed itself never parses data.
 """
 
@@ -27,24 +30,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from kirby_core.exchanges.hyperliquid_wire import ping_frame, subscribe_frame, unsubscribe_frame
+from kirby_core.exchanges.registry import StreamAdapter
 from kirby_core.settings import Settings
 from kirby_stream.backoff import Backoff, pause
-from kirby_stream.catalog import StreamCatalog, Subscription
+from kirby_stream.catalog import FeedPlan, Subscription
 
 log = logging.getLogger(__name__)
 
-GREETING = "Websocket connection established."
-"""The text frame Hyperliquid sends first on every connection (not JSON)."""
 KEEPER_TICK_SECONDS = 1.0
 """The keeper wakes at least this often (more often if the ping or stall settings are short)."""
 CLOSE_TIMEOUT_SECONDS = 1.0
@@ -61,14 +62,14 @@ class Connected:
 
 @dataclass(frozen=True)
 class FeedLost:
-    coins: frozenset[str]
+    symbols: frozenset[str]
     at: datetime
     reason: str
 
 
 @dataclass(frozen=True)
 class CatalogReplaced:
-    catalog: StreamCatalog
+    plan: FeedPlan
     at: datetime
 
 
@@ -88,11 +89,11 @@ class FeedHealth:
     acks: int = 0
     data_seen: bool = False
     last_data: dict[str, float] = field(default_factory=dict)
-    """coin -> time.monotonic() of its latest data frame."""
+    """symbol -> time.monotonic() of its latest data frame."""
 
 
 class FeedStalled(Exception):
-    """Every subscribed coin went quiet: the connection is replaced."""
+    """Every subscribed symbol went quiet: the connection is replaced."""
 
 
 class Feed:
@@ -102,9 +103,12 @@ class Feed:
         frames: asyncio.Queue[Frame | FeedEvent],
         health: FeedHealth,
         clock: Callable[[], datetime],
-        catalog: StreamCatalog,
+        adapter: StreamAdapter,
+        plan: FeedPlan,
     ) -> None:
-        self.url = settings.hyperliquid_ws_url
+        self.url = plan.url
+        self.exchange = plan.exchange
+        self.adapter = adapter
         self.settings = settings
         self.frames = frames
         self.health = health
@@ -113,18 +117,20 @@ class Feed:
         self.state: Literal["starting", "running", "degraded"] = "starting"
         self.problem: str | None = None
         """Why the feed is degraded (how the last connection ended or failed)."""
-        self._catalog = catalog
-        self._catalog_changed = False
+        self._plan = plan
+        self._plan_changed = False
         self._generation = 0
         self._subscribed: dict[str, list[Subscription]] = {}
         self._watch_from: dict[str, float] = {}
         self._sent = 0
+        self._request_id = 0
+        self._next_send = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
-    def replace_catalog(self, catalog: StreamCatalog) -> None:
+    def replace_plan(self, plan: FeedPlan) -> None:
         """Take effect on the live connection within a keeper tick."""
-        self._catalog = catalog
-        self._catalog_changed = True
+        self._plan = plan
+        self._plan_changed = True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until `stop`; then close and queue `FeedEnded`."""
@@ -145,7 +151,12 @@ class Feed:
                 self.reconnects += 1
             delay = backoff.next_delay()
             log.warning(
-                "event=feed_lost reason=%r coins=%d retry_in_s=%.2f", reason, len(lost), delay
+                "event=feed_lost exchange=%s url=%s reason=%r symbols=%d retry_in_s=%.2f",
+                self.exchange,
+                self.url,
+                reason,
+                len(lost),
+                delay,
             )
             await pause(stop, delay)
 
@@ -155,7 +166,7 @@ class Feed:
             async with asyncio.timeout(self.settings.stream_connect_timeout_seconds):
                 ws = await connect(
                     self.url,
-                    ping_interval=None,  # Hyperliquid wants its own JSON ping, sent by the keeper
+                    ping_interval=None,  # client pings are the exchange's own frames (keeper)
                     open_timeout=None,  # the asyncio.timeout above covers the handshake
                     close_timeout=CLOSE_TIMEOUT_SECONDS,
                     max_size=MAX_FRAME_BYTES,
@@ -174,8 +185,8 @@ class Feed:
         self._generation += 1
         self._sent = 0
         await self.frames.put(Connected(self._generation))
-        self._catalog_changed = False
-        await self.frames.put(CatalogReplaced(self._catalog, self.clock()))
+        self._plan_changed = False
+        await self.frames.put(CatalogReplaced(self._plan, self.clock()))
         reason = ""
         try:
             async with asyncio.TaskGroup() as group:
@@ -202,23 +213,27 @@ class Feed:
                 await frames.put(frame)
 
     async def _keep(self, ws: ClientConnection, stop: asyncio.Event, backoff: Backoff) -> None:
-        await self._subscribe(ws, self._catalog.coins)
+        keep_alive = self.adapter.keep_alive
+        if keep_alive.greeting is not None:
+            await self._send(ws, keep_alive.greeting)
+        await self._subscribe(ws, self._plan.symbols)
         settings = self.settings
         healthy = False
         stall = settings.stream_stall_seconds
-        tick = min(KEEPER_TICK_SECONDS, settings.stream_ping_seconds, stall / 2)
+        ping_every = keep_alive.ping_seconds or settings.stream_ping_seconds
+        tick = min(KEEPER_TICK_SECONDS, ping_every, stall / 2)
         session_start = time.monotonic()
-        next_ping = session_start + settings.stream_ping_seconds
+        next_ping = session_start + ping_every
         while True:
             if await pause(stop, tick):
                 await ws.close()  # the reader then ends with ConnectionClosedOK
                 return
             now = time.monotonic()
-            if self._catalog_changed:
-                await self._apply_catalog(ws)
-            if now >= next_ping:
-                await ws.send(ping_frame())
-                next_ping = now + settings.stream_ping_seconds
+            if self._plan_changed:
+                await self._apply_plan(ws)
+            if now >= next_ping and keep_alive.ping_frame is not None:
+                await self._send(ws, keep_alive.ping_frame)
+                next_ping = now + ping_every
             health = self.health
             if (
                 not healthy
@@ -229,63 +244,107 @@ class Feed:
                 healthy = True
                 self.state, self.problem = "running", None
                 backoff.reset()
-                subscribed = len(self._subscribed)
-                log.info("event=feed_healthy coins=%d subscriptions=%d", subscribed, self._sent)
+                log.info(
+                    "event=feed_healthy exchange=%s url=%s symbols=%d requests=%d",
+                    self.exchange,
+                    self.url,
+                    len(self._subscribed),
+                    self._sent,
+                )
             if self._subscribed and now - self._latest_data(session_start) > stall:
-                raise FeedStalled(f"stall: no data from any coin for {stall:g} s")
+                raise FeedStalled(f"stall: no data from any symbol for {stall:g} s")
             quiet = self._quiet(now, session_start)
             if quiet:
                 reason = f"stall: no data for {stall:g} s"
                 await self.frames.put(FeedLost(quiet, self.clock(), reason))
                 log.warning(
-                    "event=feed_stalled coins=%s action=resubscribe", ",".join(sorted(quiet))
+                    "event=feed_stalled exchange=%s symbols=%s action=resubscribe",
+                    self.exchange,
+                    ",".join(sorted(quiet)),
                 )
                 await self._unsubscribe(ws, quiet)
                 await self._subscribe(ws, quiet)
 
     def _latest_data(self, session_start: float) -> float:
-        """When data of any subscribed coin last arrived on this connection (else its start)."""
+        """When data of any subscribed symbol last arrived on this connection (else its start)."""
         last_data = self.health.last_data
-        return max([session_start, *(last_data.get(coin, 0.0) for coin in self._subscribed)])
+        return max([session_start, *(last_data.get(sym, 0.0) for sym in self._subscribed)])
 
     def _quiet(self, now: float, session_start: float) -> frozenset[str]:
-        """Coins without data for `stream_stall_seconds` while the others are flowing (data
-        within half that time). Coins do not go quiet at the same instant when the whole feed
+        """Symbols without data for `stream_stall_seconds` while the others are flowing (data
+        within half that time). Symbols do not go quiet at the same instant when the whole feed
         stalls: until the others are seen flowing, the whole-feed check decides."""
         stall = self.settings.stream_stall_seconds
         if now - self._latest_data(session_start) > stall / 2:
             return frozenset()
         last_data = self.health.last_data
         return frozenset(
-            coin
-            for coin in self._subscribed
-            if now - max(last_data.get(coin, 0.0), self._watch_from[coin]) > stall
+            symbol
+            for symbol in self._subscribed
+            if now - max(last_data.get(symbol, 0.0), self._watch_from[symbol]) > stall
         )
 
-    async def _apply_catalog(self, ws: ClientConnection) -> None:
-        self._catalog_changed = False
-        catalog = self._catalog
-        await self.frames.put(CatalogReplaced(catalog, self.clock()))
+    async def _apply_plan(self, ws: ClientConnection) -> None:
+        self._plan_changed = False
+        plan = self._plan
+        await self.frames.put(CatalogReplaced(plan, self.clock()))
         changed = {
-            coin
-            for coin in catalog.coins | set(self._subscribed)
-            if catalog.subscriptions(coin) != self._subscribed.get(coin, [])
+            symbol
+            for symbol in plan.symbols | set(self._subscribed)
+            if list(plan.subscriptions.get(symbol, ())) != self._subscribed.get(symbol, [])
         }
         await self._unsubscribe(ws, changed & set(self._subscribed))
-        await self._subscribe(ws, changed & catalog.coins)
-        log.info("event=subscriptions_changed coins=%s", ",".join(sorted(changed)) or "-")
+        await self._subscribe(ws, changed & plan.symbols)
+        log.info(
+            "event=subscriptions_changed exchange=%s symbols=%s",
+            self.exchange,
+            ",".join(sorted(changed)) or "-",
+        )
 
-    async def _subscribe(self, ws: ClientConnection, coins: Iterable[str]) -> None:
+    async def _subscribe(self, ws: ClientConnection, symbols: Iterable[str]) -> None:
         now = time.monotonic()
-        for coin in sorted(coins):
-            subscriptions = self._catalog.subscriptions(coin)
-            for subscription in subscriptions:
-                await ws.send(subscribe_frame(subscription))
-            self._sent += len(subscriptions)
-            self._subscribed[coin] = subscriptions
-            self._watch_from[coin] = now
+        chosen = sorted(symbols)
+        subscriptions = {
+            symbol: list(self._plan.subscriptions.get(symbol, ())) for symbol in chosen
+        }
+        for frame in self._requests(self.adapter.subscribe_frames, subscriptions.values()):
+            await self._send(ws, frame)
+            self._sent += 1
+        for symbol in chosen:
+            self._subscribed[symbol] = subscriptions[symbol]
+            self._watch_from[symbol] = now
 
-    async def _unsubscribe(self, ws: ClientConnection, coins: Iterable[str]) -> None:
-        for coin in sorted(coins):
-            for subscription in self._subscribed.pop(coin, []):
-                await ws.send(unsubscribe_frame(subscription))
+    async def _unsubscribe(self, ws: ClientConnection, symbols: Iterable[str]) -> None:
+        gone = [self._subscribed.pop(symbol, []) for symbol in sorted(symbols)]
+        for frame in self._requests(self.adapter.unsubscribe_frames, gone):
+            await self._send(ws, frame)
+
+    def _requests(
+        self,
+        build: Callable[[str, Sequence[Any], int], list[str]],
+        subscriptions: Iterable[list[Subscription]],
+    ) -> list[str]:
+        """The requests carrying `subscriptions`, per market type, within the exchange's
+        per-request limits (`build` batches them)."""
+        by_market: dict[str, list[Any]] = {}
+        for subs in subscriptions:
+            for market_type, subscription in subs:
+                by_market.setdefault(market_type, []).append(subscription)
+        frames: list[str] = []
+        for market_type, batch in by_market.items():
+            built = build(market_type, batch, self._request_id + 1)
+            self._request_id += len(built)
+            frames += built
+        return frames
+
+    async def _send(self, ws: ClientConnection, frame: str) -> None:
+        """Send within the exchange's client messages per second (beyond, Binance closes
+        the connection)."""
+        rates = [x.messages_per_second for x in self.adapter.limits.values()]
+        rate = min((r for r in rates if r), default=None)
+        if rate:
+            now = time.monotonic()
+            if self._next_send > now:
+                await asyncio.sleep(self._next_send - now)
+            self._next_send = max(now, self._next_send) + 1.0 / rate
+        await ws.send(frame)

@@ -3,7 +3,8 @@
 When it starts and then every `stream_heartbeat_seconds` the collector upserts its row (one
 per collector id): process, start, state (starting, running, degraded with `last_error`,
 stopped), last frame, how far its data is stored (`covered_through`), counters, rows written
-per table, buffer sizes; in the same transaction it claims its predecessors (`succession`).
+per table, buffer sizes, each exchange's state and counters (`feeds`); in the same
+transaction it claims its predecessors (`succession`).
 `heartbeat_at` is the database's `now()`, so the supervisor compares times from one clock
 whatever the hosts' clocks say. A heartbeat that cannot be written (database down) is
 skipped, not retried: the next one follows soon. `read_heartbeats` is what the Dagster
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import msgspec
 
 from kirby_core.errors import StorageError
 from kirby_stream.backoff import pause
@@ -35,8 +37,9 @@ log = logging.getLogger(__name__)
 _UPSERT = """
 INSERT INTO stream_heartbeats AS h (collector_id, hostname, pid, started_at, heartbeat_at,
     last_message_at, messages_received, invalid_messages, dropped_rows, reconnects,
-    rows_written, buffer_sizes, state, last_error, covered_through, refused_rows)
-VALUES ($1, $2, $3, $4, now(), $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12, $13, $14, $15)
+    rows_written, buffer_sizes, state, last_error, covered_through, refused_rows, feeds)
+VALUES ($1, $2, $3, $4, now(), $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12, $13, $14, $15,
+    $16::jsonb)
 ON CONFLICT (collector_id) DO UPDATE SET
     hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
     heartbeat_at = now(), last_message_at = EXCLUDED.last_message_at,
@@ -45,7 +48,7 @@ ON CONFLICT (collector_id) DO UPDATE SET
     reconnects = EXCLUDED.reconnects, rows_written = EXCLUDED.rows_written,
     buffer_sizes = EXCLUDED.buffer_sizes, state = EXCLUDED.state,
     last_error = EXCLUDED.last_error, covered_through = EXCLUDED.covered_through,
-    refused_rows = EXCLUDED.refused_rows
+    refused_rows = EXCLUDED.refused_rows, feeds = EXCLUDED.feeds
 """
 
 
@@ -80,6 +83,9 @@ async def write_heartbeat(conn: asyncpg.Connection, stats: Stats) -> None:
         stats.last_error,
         stats.covered_through,
         stats.refused_rows,
+        msgspec.json.encode(
+            {name: feed.report() for name, feed in sorted(stats.feeds.items())}
+        ).decode(),
     )
 
 

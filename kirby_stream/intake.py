@@ -1,14 +1,17 @@
-"""The collector's parsing stage: queued frames and feed events in, buffered rows out.
+"""The collector's parsing stage of one feed: its queued frames and events in, buffered rows
+out.
 
-One task consumes the frame queue in arrival order. A data frame goes through the shared
-Hyperliquid parser (`parse_ws_message`), is matched to the catalog (coin and interval to a
-starlisting, coin to a trading pair) and lands in the buffers. Anything that is not a
-well-formed frame of a subscribed coin (bad JSON, non-numeric price, high below low, an
-unknown coin or interval) is counted, logged and dropped: never written, never fatal.
+One task per connection consumes that connection's frame queue in arrival order, so a slow,
+flooding or malformed exchange never holds up another's rows. A data frame goes through the
+exchange's own parser (a fresh one per connection, guarded by `FrameGuard`: a malformed
+frame is counted, never raised), is matched to the connection's plan (symbol and interval to
+a starlisting, symbol to a trading pair) and lands in the shared buffers. Anything that is
+not a well-formed frame of a subscribed series (bad JSON, non-numeric price, high below low,
+an unknown symbol or interval) is counted, logged and dropped: never written, never fatal.
 Feed events open outage gaps (feed lost), reset the per-connection health the keeper reads
-(connected), and swap the catalog (gaps of coins no longer collected are closed). The
-buffers learn how far what they hold reaches (`received_through`, `gaps_since`), which a
-flush turns into the heartbeat's `covered_through`.
+(connected), and swap the plan (gaps of symbols no longer collected are closed). The buffers
+learn how far what this feed delivered reaches (`received`, `gaps`), which a flush turns
+into the heartbeat's `covered_through`.
 """
 
 from __future__ import annotations
@@ -18,20 +21,26 @@ import logging
 from datetime import datetime
 from typing import cast
 
-from kirby_core.errors import ExchangeProtocolError
-from kirby_core.exchanges.feeds import ChannelError, SubscriptionAck
-from kirby_core.exchanges.hyperliquid_wire import parse_ws_message
+from kirby_core.exchanges.feeds import (
+    ChannelError,
+    FrameGuard,
+    FundingUpdate,
+    OpenInterestUpdate,
+    SubscriptionAck,
+)
+from kirby_core.exchanges.registry import StreamAdapter
 from kirby_core.models import (
     AssetContextUpdate,
     CandleRow,
     CandleUpdate,
+    FundingRate,
     FundingRateRow,
+    OpenInterest,
     OpenInterestRow,
 )
 from kirby_stream.buffers import Buffers
-from kirby_stream.catalog import StreamCatalog
+from kirby_stream.catalog import FeedKey, FeedPlan
 from kirby_stream.feed import (
-    GREETING,
     CatalogReplaced,
     Connected,
     FeedEnded,
@@ -41,7 +50,7 @@ from kirby_stream.feed import (
     Frame,
 )
 from kirby_stream.outages import FeedGaps, Outage
-from kirby_stream.stats import Stats
+from kirby_stream.stats import FeedStats, Stats
 from kirby_stream.succession import Predecessor
 
 log = logging.getLogger(__name__)
@@ -54,12 +63,24 @@ LOG_EVERY = 1000
 
 
 class Intake:
-    def __init__(self, buffers: Buffers, health: FeedHealth, stats: Stats) -> None:
+    def __init__(
+        self,
+        buffers: Buffers,
+        health: FeedHealth,
+        stats: Stats,
+        adapter: StreamAdapter,
+        plan: FeedPlan,
+    ) -> None:
         self.buffers = buffers
         self.health = health
         self.stats = stats
+        self.feed_stats: FeedStats = stats.feed(plan.exchange)
+        self.adapter = adapter
+        self.key: FeedKey = plan.key
         self.gaps = FeedGaps()
-        self.catalog = StreamCatalog()
+        self.plan = plan
+        """Until the feed's first `CatalogReplaced`: what a predecessor's outages cover."""
+        self._parse = FrameGuard(adapter.parser(), plan.exchange)
         self._retired: frozenset[str] = frozenset()
         self.last_message: float | None = None
         """time.monotonic() of the latest frame."""
@@ -81,91 +102,112 @@ class Intake:
 
     def frame(self, text: str | bytes, received_at: datetime, received: float) -> None:
         self.stats.messages_received += 1
+        self.feed_stats.messages_received += 1
         self.last_message = received
-        self.buffers.received_through = received_at
-        try:
-            message = parse_ws_message(text, received_at)
-        except ExchangeProtocolError as exc:
-            if text != GREETING:
-                self._invalid(str(exc))
+        self.feed_stats.last_message = received
+        self.buffers.received[self.key] = received_at
+        parse = self._parse
+        errors = parse.errors
+        messages = parse(text, received_at)
+        if parse.errors != errors:
+            self._invalid(parse.last_error or "malformed frame")
             return
-        except Exception:  # a frame the parser did not foresee must not end the collector
-            log.exception("event=parser_failed frame=%r", text[:300])
-            self._invalid("the parser failed on this frame")
+        plan, buffers = self.plan, self.buffers
+        for message in messages:
+            if isinstance(message, CandleUpdate):
+                symbol = message.coin
+                starlisting = plan.candles.get((symbol, message.interval))
+                if starlisting is None:
+                    self._unknown(symbol, f"candle {symbol} {message.interval}")
+                    continue
+                buffers.add_candle(CandleRow(starlisting, *message.candle), received)
+                self._data(symbol, received_at, received)
+            elif isinstance(message, AssetContextUpdate):
+                self._pair(
+                    message.coin, message.funding, message.open_interest, received_at, received
+                )
+            elif isinstance(message, FundingUpdate):
+                self._pair(message.symbol, message.funding, None, received_at, received)
+            elif isinstance(message, OpenInterestUpdate):
+                self._pair(message.symbol, None, message.open_interest, received_at, received)
+            elif isinstance(message, SubscriptionAck):
+                if message.method == "subscribe":
+                    self.health.acks += 1
+            elif isinstance(message, ChannelError):
+                self.feed_stats.channel_errors += 1
+                log.warning(
+                    "event=channel_error exchange=%s message=%r",
+                    plan.exchange,
+                    message.message[:300],
+                )
+
+    def _pair(
+        self,
+        symbol: str,
+        funding: FundingRate | None,
+        interest: OpenInterest | None,
+        received_at: datetime,
+        received: float,
+    ) -> None:
+        """A trading pair's funding and/or open interest, stored where the plan says this
+        connection carries them."""
+        plan, buffers = self.plan, self.buffers
+        pair_funding = plan.funding.get(symbol) if funding is not None else None
+        pair_interest = plan.open_interest.get(symbol) if interest is not None else None
+        if pair_funding is None and pair_interest is None:
+            self._unknown(symbol, f"funding/open interest {symbol}")
             return
-        if isinstance(message, CandleUpdate):
-            coin = message.coin
-            starlisting = self.catalog.candles.get((coin, message.interval))
-            if starlisting is None:
-                self._unknown(coin, f"candle {coin} {message.interval}")
-                return
-            self.buffers.add_candle(CandleRow(starlisting, *message.candle), received)
-            self._data(coin, received_at, received)
-        elif isinstance(message, AssetContextUpdate):
-            coin = message.coin
-            pair = self.catalog.pairs.get(coin)
-            if pair is None:
-                self._unknown(coin, f"activeAssetCtx {coin}")
-                return
-            self.buffers.add_context(
-                FundingRateRow(pair, *message.funding),
-                OpenInterestRow(pair, *message.open_interest),
-            )
-            self._data(coin, received_at, received)
-        elif isinstance(message, SubscriptionAck):
-            if message.method == "subscribe":
-                self.health.acks += 1
-        elif isinstance(message, ChannelError):
-            log.warning("event=channel_error message=%r", message.message)
+        if pair_funding is not None and funding is not None:
+            buffers.add_funding(FundingRateRow(pair_funding, *funding))
+        if pair_interest is not None and interest is not None:
+            buffers.add_open_interest(OpenInterestRow(pair_interest, *interest))
+        self._data(symbol, received_at, received)
 
     def event(self, event: FeedEvent) -> None:
         if isinstance(event, Connected):
             self.health.generation = event.generation
             self.health.acks = 0
             self.health.data_seen = False
+            self._parse = FrameGuard(self.adapter.parser(), self.plan.exchange)
         elif isinstance(event, FeedLost):
-            self.gaps.lost(event.coins, event.at, event.reason)
+            self.gaps.lost(event.symbols, event.at, event.reason)
         elif isinstance(event, CatalogReplaced):
-            removed = self.catalog.coins - event.catalog.coins
-            self._retired = (self._retired | removed) - event.catalog.coins
-            self._record(self.gaps.close(removed, event.at, self.catalog, "no longer collected"))
-            self.catalog = event.catalog
-        self.buffers.gaps_since = self.gaps.since
+            removed = self.plan.symbols - event.plan.symbols
+            self._retired = (self._retired | removed) - event.plan.symbols
+            self._record(self.gaps.close(removed, event.at, self.plan, "no longer collected"))
+            self.plan = event.plan
+        self.buffers.gaps[self.key] = self.gaps.since
 
     def close_gaps(self, at: datetime) -> None:
         """The collector stops: gaps still open end now."""
-        self._record(self.gaps.close(self.gaps.open_coins, at, self.catalog, "collector stopped"))
-        self.buffers.gaps_since = self.gaps.since
+        self._record(self.gaps.close(self.gaps.open_coins, at, self.plan, "collector stopped"))
+        self.buffers.gaps[self.key] = self.gaps.since
 
     def inherit(self, predecessors: list[Predecessor]) -> None:
         """Take over from collectors that ended: what they did not store is an outage."""
         for old in predecessors:
-            log.info(
-                "event=predecessor_claimed collector_id=%s state=%s covered_through=%s",
-                old.collector_id,
-                old.state,
-                old.covered_through.isoformat(),
-            )
-            coins = self.catalog.coins
-            self._record(self.gaps.inherit(coins, old.covered_through, self.catalog, old.reason))
-        self.buffers.gaps_since = self.gaps.since
+            symbols = self.plan.symbols
+            self._record(self.gaps.inherit(symbols, old.covered_through, self.plan, old.reason))
+        self.buffers.gaps[self.key] = self.gaps.since
 
-    def _data(self, coin: str, received_at: datetime, received: float) -> None:
+    def _data(self, symbol: str, received_at: datetime, received: float) -> None:
         health = self.health
-        health.last_data[coin] = received
+        health.last_data[symbol] = received
         health.data_seen = True
-        outages = self.gaps.saw_data(coin, received_at, self.catalog)
+        outages = self.gaps.saw_data(symbol, received_at, self.plan)
         if outages:
             self._record(outages)
-            self.buffers.gaps_since = self.gaps.since
+            self.buffers.gaps[self.key] = self.gaps.since
 
     def _record(self, outages: list[Outage]) -> None:
         if not outages:
             return
         self.buffers.outages += outages
+        self.feed_stats.outages += len(outages)
         first = outages[0]
         log.info(
-            "event=outage_recorded series=%d start=%s end=%s seconds=%.3f reason=%r",
+            "event=outage_recorded exchange=%s series=%d start=%s end=%s seconds=%.3f reason=%r",
+            self.plan.exchange,
             len(outages),
             first.start_time.isoformat(),
             first.end_time.isoformat(),
@@ -173,12 +215,18 @@ class Intake:
             first.reason,
         )
 
-    def _unknown(self, coin: str, what: str) -> None:
-        if coin not in self._retired:  # late frames of a coin just unsubscribed are expected
-            self._invalid(f"{what}: not a subscribed coin/interval of the catalog")
+    def _unknown(self, symbol: str, what: str) -> None:
+        if symbol not in self._retired:  # late frames of a symbol just unsubscribed are expected
+            self._invalid(f"{what}: not a subscribed series of the catalog")
 
     def _invalid(self, reason: str) -> None:
         self.stats.invalid_messages += 1
+        self.feed_stats.invalid_messages += 1
         count = self.stats.invalid_messages
         if count <= LOGGED_INVALID or count % LOG_EVERY == 0:
-            log.warning("event=invalid_message count=%d reason=%s", count, reason[:300])
+            log.warning(
+                "event=invalid_message exchange=%s count=%d reason=%s",
+                self.plan.exchange,
+                count,
+                reason[:300],
+            )

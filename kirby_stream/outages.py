@@ -2,10 +2,11 @@
 
 Two things open an outage window:
 
-- a feed gap: the connection dropped, or a coin (or the whole feed) went quiet. The window
-  of each affected coin runs from the last data received for it to the first data received
-  after it came back, and becomes one `collection_outages` row per series of the coin
-  (its candle starlistings, its funding and open-interest pair) when it ends;
+- a feed gap: the connection dropped, a symbol (or the whole feed) went quiet, or a REST
+  poll failed. The window of each affected unit (a symbol on a connection, a polled series)
+  runs from the last data received for it to the first data received after it came back,
+  and becomes one `collection_outages` row per series the unit carries there (its candle
+  starlistings, its funding and open-interest pair) when it ends;
 - a predecessor: the previous collector was killed or stopped; the window of each coin runs
   from the predecessor's last stored data to this collector's first data of the coin
   (see `succession`);
@@ -22,10 +23,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import asyncpg
 
-from kirby_stream.catalog import StreamCatalog
+
+class SeriesOf(Protocol):
+    """A feed's plan: the stored series behind one of its units (a symbol, a poll)."""
+
+    def series(self, unit: str, /) -> list[tuple[str, int]]: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ class FeedGaps:
                 self._open[coin] = _Gap(self.last_data.get(coin, at), reason)
 
     def inherit(
-        self, coins: Iterable[str], since: datetime, catalog: StreamCatalog, reason: str
+        self, coins: Iterable[str], since: datetime, catalog: SeriesOf, reason: str
     ) -> list[Outage]:
         """A predecessor stored data up to `since`: coins seen since get their window now,
         the others a gap from `since` that their first data closes."""
@@ -83,7 +89,7 @@ class FeedGaps:
                 self._open[coin] = _Gap(start, reason if gap is None else gap.reason)
         return outages
 
-    def saw_data(self, coin: str, at: datetime, catalog: StreamCatalog) -> list[Outage]:
+    def saw_data(self, coin: str, at: datetime, catalog: SeriesOf) -> list[Outage]:
         self.last_data[coin] = at
         if coin not in self.first_data:
             self.first_data[coin] = at
@@ -91,7 +97,7 @@ class FeedGaps:
         return [] if gap is None else _rows(catalog, coin, gap, at, gap.reason)
 
     def close(
-        self, coins: Iterable[str], at: datetime, catalog: StreamCatalog, why: str
+        self, coins: Iterable[str], at: datetime, catalog: SeriesOf, why: str
     ) -> list[Outage]:
         """End the gaps of `coins` without data (unsubscribed, collector stopping)."""
         outages: list[Outage] = []
@@ -102,7 +108,7 @@ class FeedGaps:
         return outages
 
 
-def _rows(catalog: StreamCatalog, coin: str, gap: _Gap, end: datetime, reason: str) -> list[Outage]:
+def _rows(catalog: SeriesOf, coin: str, gap: _Gap, end: datetime, reason: str) -> list[Outage]:
     return [
         Outage(dataset, series_id, gap.start, max(end, gap.start), reason)
         for dataset, series_id in catalog.series(coin)

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+import msgspec
+
+from kirby_core.models import FeedReport
 from kirby_stream.buffers import TABLES
 from kirby_stream.latency import BUCKET_SECONDS, BUCKETS, Arrivals
 
@@ -24,6 +27,17 @@ class TableStats:
     """Latest row time (candle open time, funding/OI minute) committed."""
     last_commit_at: datetime | None = None
     """Wall-clock time of the latest commit that held rows of this table."""
+
+
+class FeedStats(FeedReport, kw_only=True):
+    """One exchange's share of the counters: its report, plus when its latest frame or poll
+    answer arrived on `time.monotonic()`."""
+
+    last_message: float | None = None
+
+    def report(self) -> FeedReport:
+        """What the heartbeat row keeps (`stream_heartbeats.feeds`)."""
+        return FeedReport(**{name: getattr(self, name) for name in FeedReport.__struct_fields__})
 
 
 @dataclass
@@ -48,7 +62,12 @@ class Stats:
     """Everything received before this data time is stored (see `succession`)."""
     tables: dict[str, TableStats] = field(default_factory=lambda: {t: TableStats() for t in TABLES})
     buffer_sizes: dict[str, int] = field(default_factory=dict)
+    feeds: dict[str, FeedStats] = field(default_factory=dict)
+    """Exchange -> its feeds' state and counters."""
     latency_histogram: list[int] = field(default_factory=lambda: [0] * BUCKETS, repr=False)
+
+    def feed(self, exchange: str) -> FeedStats:
+        return self.feeds.setdefault(exchange, FeedStats())
 
     def record_latencies(self, committed: float, received: Arrivals) -> None:
         histogram = self.latency_histogram
@@ -72,5 +91,6 @@ class Stats:
             self,
             tables={name: replace(table) for name, table in self.tables.items()},
             buffer_sizes=dict(self.buffer_sizes),
+            feeds={name: msgspec.structs.replace(feed) for name, feed in self.feeds.items()},
             latency_histogram=list(self.latency_histogram),
         )

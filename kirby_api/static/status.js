@@ -26,6 +26,28 @@ function renderService(status) {
   ]);
 }
 
+function renderExchanges(exchanges, checkedAt) {
+  const rows = exchanges.map((x) => el("tr", { "data-exchange": x.exchange },
+    el("td", {}, x.exchange),
+    el("td", { class: `state ${x.state}` }, x.last_error ? `${x.state}: ${x.last_error}` : x.state),
+    el("td", { class: "num" },
+      x.last_message_at ? formatAge((checkedAt - Date.parse(x.last_message_at)) / 1000) : "—"),
+    el("td", { class: "num messages" }, formatCount(x.messages_received)),
+    el("td", { class: "num" }, formatCount(x.invalid_messages)),
+    el("td", { class: "num" }, formatCount(x.channel_errors)),
+    el("td", { class: "num" }, formatCount(x.reconnects)),
+    el("td", { class: "num" }, formatCount(x.outages)),
+    el("td", { class: "num" }, formatCount(x.series)),
+    el("td", { class: "num" }, formatCount(x.fresh)),
+    el("td", { class: `num ${x.lagging ? "stale" : "ok"}` }, formatCount(x.lagging)),
+    el("td", { class: "num" }, formatCount(x.empty)),
+  ));
+  if (!rows.length) {
+    rows.push(el("tr", { class: "empty-row" }, el("td", { colspan: 12 }, "No exchange.")));
+  }
+  document.querySelector("#exchanges tbody").replaceChildren(...rows);
+}
+
 function renderCollectors(stream) {
   const rows = stream.collectors.map((c) => el("tr", { "data-collector": c.collector_id },
     el("td", {}, c.collector_id),
@@ -108,6 +130,7 @@ function render(status) {
   overall.className = `badge ${status.status}`;
   lastChecked = Date.parse(status.checked_at);
   renderService(status);
+  renderExchanges(status.exchanges, lastChecked);
   renderCollectors(status.stream);
   renderClients(status.websocket);
   renderFreshness(status.series);

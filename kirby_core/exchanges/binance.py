@@ -146,6 +146,17 @@ def parse_open_interest(payload: object, symbol: str) -> list[OpenInterest]:
     ]
 
 
+def parse_open_interest_now(payload: object, symbol: str) -> OpenInterest:
+    """A `/fapi/v1/openInterest` response, {"openInterest" (coin), "symbol", "time": ms},
+    stamped with the minute of its `time`."""
+    where = f"Binance openInterest {symbol}"
+    at = parse_ms(field(payload, "time", where), "time", where)
+    return OpenInterest(
+        floor_minute(at),
+        open_interest=parse_decimal(field(payload, "openInterest", where), "openInterest", where),
+    )
+
+
 def replace_hosts(api_urls: Mapping[str, Any], spot_url: str, futures_url: str) -> dict[str, Any]:
     """ccxt's `urls['api']` with every host replaced: USD-M (`fapi.`) hosts by `futures_url`,
     all others by `spot_url`; paths kept."""
@@ -313,6 +324,16 @@ class BinanceHistory(CcxtSession):
                 break
             cursor = self._next(datetime_to_ms(page[-1].time), cursor, symbol)
         return [points[t] for t in sorted(points) if start <= t < end]
+
+    async def fetch_open_interest_now(self, coin: str, quote: str) -> OpenInterest:
+        """The current open interest of USD-M perp `coin`/`quote` (`/fapi/v1/openInterest`,
+        weight 1): what the live collector polls once a minute, as Binance streams none."""
+        symbol = binance_symbol(coin, quote)
+        exchange = self._ccxt
+        call = functools.partial(exchange.fapiPublicGetOpenInterest, {"symbol": symbol})
+        name = f"Binance openInterest {symbol}"
+        payload = await ccxt_call(exchange, name, self._policy, call, (self.budgets["perps"], 1))
+        return parse_open_interest_now(payload, symbol)
 
     async def _page(
         self, method: str, params: dict[str, Any], limit: int, budget: WeightBudget

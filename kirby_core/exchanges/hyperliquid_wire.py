@@ -131,8 +131,15 @@ def unsubscribe_frames(
     return [unsubscribe_frame(s) for s in subscriptions]
 
 
+GREETING = "Websocket connection established."
+"""The text frame Hyperliquid sends first on every connection (not JSON)."""
+
+
 def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[HyperliquidMessage, ...]:
-    """`parse_ws_message` in the shape every exchange's parser has."""
+    """`parse_ws_message` in the shape every exchange's parser has; the greeting is no
+    message."""
+    if raw == GREETING:
+        return ()
     return (parse_ws_message(raw, received_at),)
 
 

@@ -8,13 +8,16 @@
     FundingHistoryClient what a REST funding history client offers (fetch_funding_rates)
     OpenInterestHistoryClient  what a REST open-interest history client offers
                          (fetch_open_interest)
+    OpenInterestNowClient what the live collector polls where the WebSocket carries no open
+                         interest (fetch_open_interest_now)
     RequestWeight        an exchange's REST budget per minute and the weight of a page
                          (`weights`; each history client spends them from its budget)
     StreamAdapter        a live feed: URLs, subscriptions and frames per market type and
                          dataset, a parser per connection, keep-alive rule, connection
                          limits, what is polled from REST instead
-    EXCHANGES            name -> declaration; `declaration(name)` looks one up
-    STREAMED             the exchange the collector (`kirby_stream`) listens to
+    EXCHANGES            name -> declaration; `declaration(name)` looks one up; the
+                         collector (`kirby_stream`) listens to every one that declares a
+                         `stream`
 
 Catalog validation (`kirby_core.catalog`), the backfill's source (`kirby_core.backfill`),
 "unavailable at source" (`kirby_core.db.coverage.source_window`), the collector's catalog
@@ -71,7 +74,7 @@ class StreamAdapter:
     streamed: Mapping[str, tuple[str, ...]]
     """Market type -> the datasets its WebSocket carries."""
     url: Callable[[str, str], str]
-    """(market type, dataset) -> the WebSocket URL that carries it."""
+    """(market type, dataset) -> the exchange's WebSocket URL that carries it."""
     subscription: Callable[[str, str, str, str | None], Any]
     """(market type, dataset, symbol, interval or None) -> the subscription of one series;
     `InvalidRequest` for a dataset or interval the WebSocket does not carry."""
@@ -89,12 +92,27 @@ class StreamAdapter:
     polled_intervals: tuple[str, ...] = ()
     """Candle intervals the collector takes from REST at each minute's close, because the
     WebSocket does not carry them (Coinbase streams 5m only)."""
+    url_setting: Callable[[Settings], str] | None = None
+    """Where a setting gives the whole URL (Hyperliquid's `hyperliquid_ws_url`); None: the
+    exchange's URL with its origin replaced as `ws_origins` says."""
+    wire_symbol: Callable[[str, str, str], str] | None = None
+    """(coin, quote, market type) -> the symbol frames carry; None: the declaration's
+    `symbol`."""
 
-    @property
-    def market_type(self) -> str:
-        """The one market type of a single-market feed (Hyperliquid's perps)."""
-        (only,) = self.market_types
-        return only
+    def ws_url(self, settings: Settings, market_type: str, dataset: str) -> str:
+        """The URL to dial for `dataset` of `market_type` under `settings`."""
+        if self.url_setting is not None:
+            return self.url_setting(settings)
+        url = self.url(market_type, dataset)
+        scheme, rest = url.split("://", 1)
+        origin = f"{scheme}://{rest.split('/', 1)[0]}"
+        replaced = settings.ws_origins.get(origin)
+        return url if replaced is None else replaced.rstrip("/") + url[len(origin) :]
+
+    def symbol(self, exchange: ExchangeDeclaration, coin: str, quote: str, market_type: str) -> str:
+        if self.wire_symbol is not None:
+            return self.wire_symbol(coin, quote, market_type)
+        return exchange.symbol(coin, quote, market_type)
 
 
 def _stateless(parse: FrameParser) -> Callable[[], FrameParser]:
@@ -107,6 +125,8 @@ def _feed(
     market_types: tuple[str, ...] | None = None,
     parser: Callable[[], FrameParser] | None = None,
     polled_intervals: tuple[str, ...] = (),
+    url_setting: Callable[[Settings], str] | None = None,
+    wire_symbol: Callable[[str, str, str], str] | None = None,
 ) -> StreamAdapter:
     """The `StreamAdapter` of an exchange's `<name>_wire` module, which names its parts alike
     (`STREAMED_DATASETS`, `POLLED_DATASETS`, `url`, `subscription`, `subscribe_frames`,
@@ -117,6 +137,8 @@ def _feed(
         streamed=MappingProxyType(wire.STREAMED_DATASETS),
         polled=MappingProxyType(getattr(wire, "POLLED_DATASETS", {})),
         polled_intervals=polled_intervals,
+        url_setting=url_setting,
+        wire_symbol=wire_symbol,
         url=wire.url,
         subscription=wire.subscription,
         subscribe_frames=wire.subscribe_frames,
@@ -162,6 +184,12 @@ class OpenInterestHistoryClient(_AsyncClient, Protocol):
     ) -> list[OpenInterest]: ...
 
 
+class OpenInterestNowClient(_AsyncClient, Protocol):
+    """An exchange's REST open interest of this moment, used as an async context manager."""
+
+    async def fetch_open_interest_now(self, coin: str, quote: str) -> OpenInterest: ...
+
+
 @dataclass(frozen=True)
 class ExchangeDeclaration:
     name: str
@@ -189,6 +217,9 @@ class ExchangeDeclaration:
     open_interest_history: Callable[[Settings], OpenInterestHistoryClient] | None = None
     """The REST client of its open-interest history; None: it publishes none (Hyperliquid,
     Coinbase)."""
+    open_interest_now: Callable[[Settings], OpenInterestNowClient] | None = None
+    """The REST client the live collector polls once a minute for open interest, where the
+    WebSocket carries none (Binance: its feed's `polled`)."""
     open_interest_interval: str = "5m"
     """How far apart the points of its open-interest history are (5 minutes on Binance,
     Bybit and OKX)."""
@@ -258,7 +289,11 @@ HYPERLIQUID: Final = ExchangeDeclaration(
     funding_history=hyperliquid.HyperliquidHistory,
     candle_coverage=hyperliquid.candle_coverage,
     history_window=_hyperliquid_window,
-    stream=_feed(hyperliquid_wire, market_types=("perps",)),
+    stream=_feed(
+        hyperliquid_wire,
+        url_setting=lambda settings: settings.hyperliquid_ws_url,
+        wire_symbol=lambda coin, quote, market_type: coin,
+    ),
 )
 
 BINANCE: Final = ExchangeDeclaration(
@@ -273,6 +308,7 @@ BINANCE: Final = ExchangeDeclaration(
     funding_interval=binance.FUNDING_INTERVAL,
     funding_history=binance.BinanceHistory,
     open_interest_history=binance.BinanceHistory,
+    open_interest_now=binance.BinanceHistory,
     history_window=_served(
         "Binance",
         {
@@ -368,9 +404,6 @@ EXCHANGES: Final[Mapping[str, ExchangeDeclaration]] = MappingProxyType(
     {d.name: d for d in (HYPERLIQUID, BINANCE, BYBIT, OKX, COINBASE)}
 )
 """Every exchange Kirby knows, by catalog name."""
-
-STREAMED: Final = HYPERLIQUID
-"""The exchange whose live feed `kirby_stream` collects."""
 
 
 def declaration(name: str) -> ExchangeDeclaration | None:

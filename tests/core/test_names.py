@@ -175,7 +175,7 @@ SHARED: dict[str, tuple[frozenset[str], str]] = {
         "each simulated exchange's candle page limit",
     ),
     "GREETING": (
-        frozenset({"kirby_sim.hyperliquid_ws", "kirby_stream.feed"}),
+        frozenset({"kirby_sim.hyperliquid_ws", "kirby_core.exchanges.hyperliquid_wire"}),
         "Hyperliquid's greeting: the simulator states the wire text itself, so a collector "
         "expecting the wrong text fails against it",
     ),

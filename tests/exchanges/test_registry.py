@@ -16,11 +16,11 @@ from kirby_core.exchanges.registry import (
     EXCHANGES,
     HYPERLIQUID,
     OKX,
-    STREAMED,
     declaration,
     feed_of,
 )
 from kirby_core.exchanges.weights import Burst
+from kirby_core.settings import Settings
 from kirby_core.timeutil import INTERVAL_SECONDS
 from kirby_sim import SimulatorConfig
 from kirby_sim import binance as sim_binance
@@ -105,8 +105,8 @@ def test_history_windows() -> None:
     assert source_window("kraken", "candles", "1m", NOW).note.startswith("kraken:")
 
 
-def test_the_streamed_exchange_has_a_feed() -> None:
-    feed = feed_of(STREAMED)
+def test_each_feed_says_what_to_subscribe_where_to_dial_and_which_symbol_frames_carry() -> None:
+    feed = feed_of(HYPERLIQUID)
     assert feed.subscription("perps", "candles", "BTC", "1m") == (
         hyperliquid_wire.candle_subscription("BTC", "1m")
     )
@@ -114,7 +114,18 @@ def test_the_streamed_exchange_has_a_feed() -> None:
         hyperliquid_wire.asset_context_subscription("BTC")
     )
     assert feed.keep_alive.ping_frame == hyperliquid_wire.ping_frame()
-    assert feed.market_type == "perps"
+    settings = Settings(
+        _env_file=None,
+        hyperliquid_ws_url="ws://127.0.0.1:9/ws",
+        ws_origins={"wss://fstream.binance.com": "ws://127.0.0.1:9/fstream/"},
+    )
+    assert feed.ws_url(settings, "perps", "candles") == "ws://127.0.0.1:9/ws"
+    binance = feed_of(BINANCE)
+    assert binance.ws_url(settings, "perps", "candles") == "ws://127.0.0.1:9/fstream/market/stream"
+    assert binance.ws_url(settings, "spot", "candles") == "wss://stream.binance.com:9443/stream"
+    assert feed.symbol(HYPERLIQUID, "BTC", "USD", "perps") == "BTC"
+    assert feed_of(OKX).symbol(OKX, "BTC", "USDT", "perps") == "BTC-USDT-SWAP"
+    assert binance.symbol(BINANCE, "BTC", "USDT", "perps") == "BTCUSDT"
     with pytest.raises(ValueError, match="binance declares no live feed"):
         feed_of(replace(BINANCE, stream=None))
 

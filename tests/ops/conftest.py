@@ -40,22 +40,30 @@ async def plant_heartbeat(
     reconnects: int = 0,
     buffer_sizes: dict[str, int] | None = None,
 ) -> None:
-    """Upsert the collector `test-collector`'s heartbeat row with these values."""
+    """Upsert the collector `test-collector`'s heartbeat row with these values (its one
+    exchange, hyperliquid, in the same state with the same reconnects and last message)."""
+    feed = {
+        "state": state,
+        "reconnects": reconnects,
+        "last_message_at": None if last_message_at is None else last_message_at.isoformat(),
+    }
     await conn.execute(
         """INSERT INTO stream_heartbeats (collector_id, hostname, pid, started_at, heartbeat_at,
                last_message_at, reconnects, buffer_sizes, state, covered_through,
-               dropped_rows, refused_rows)
-           VALUES ('test-collector', 'test-host', 1, $1, $1, $2, $3, $4::jsonb, $5, $6, 2, 3)
+               dropped_rows, refused_rows, feeds)
+           VALUES ('test-collector', 'test-host', 1, $1, $1, $2, $3, $4::jsonb, $5, $6, 2, 3,
+                   $7::jsonb)
            ON CONFLICT (collector_id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at,
                last_message_at = EXCLUDED.last_message_at, reconnects = EXCLUDED.reconnects,
                buffer_sizes = EXCLUDED.buffer_sizes, state = EXCLUDED.state,
-               covered_through = EXCLUDED.covered_through""",
+               covered_through = EXCLUDED.covered_through, feeds = EXCLUDED.feeds""",
         heartbeat_at,
         last_message_at,
         reconnects,
         json.dumps(buffer_sizes or {}),
         state,
         covered_through,
+        json.dumps({"hyperliquid": feed}),
     )
 
 

@@ -35,13 +35,18 @@ def context(pair: int, minute: int, mark: str) -> tuple[FundingRateRow, OpenInte
     )
 
 
+def add_context(buffers: Buffers, funding: FundingRateRow, interest: OpenInterestRow) -> None:
+    buffers.add_funding(funding)
+    buffers.add_open_interest(interest)
+
+
 def test_latest_state_per_key_wins() -> None:
     buffers = Buffers(100)
     buffers.add_candle(candle(1, 0, "10"), 1.0)
     buffers.add_candle(candle(1, 0, "11"), 2.0)
     buffers.add_candle(candle(1, 1, "12"), 3.0)
-    buffers.add_context(*context(7, 0, "5"))
-    buffers.add_context(*context(7, 0, "6"))
+    add_context(buffers, *context(7, 0, "5"))
+    add_context(buffers, *context(7, 0, "6"))
     assert buffers.sizes() == {"candles": 2, "funding_rates": 1, "open_interest": 1}
     batch = buffers.take(T0 + 2 * MINUTE)
     assert [r.close for r in batch.rows["candles"]] == [Decimal("11"), Decimal("12")]
@@ -64,8 +69,8 @@ def test_funding_and_interest_leave_when_their_minute_closes(
     now: datetime, everything: bool, taken_minutes: list[int]
 ) -> None:
     buffers = Buffers(100)
-    buffers.add_context(*context(7, 0, "5"))
-    buffers.add_context(*context(7, 1, "6"))
+    add_context(buffers, *context(7, 0, "5"))
+    add_context(buffers, *context(7, 1, "6"))
     batch = buffers.take(now, everything)
     for table in ("funding_rates", "open_interest"):
         assert [(r.time - T0) // MINUTE for r in batch.rows[table]] == taken_minutes
@@ -75,7 +80,7 @@ def test_funding_and_interest_leave_when_their_minute_closes(
 def test_a_failed_batch_comes_back_without_overwriting_newer_state() -> None:
     buffers = Buffers(100)
     buffers.add_candle(candle(1, 0, "10"), 1.0)
-    buffers.add_context(*context(7, 0, "5"))
+    add_context(buffers, *context(7, 0, "5"))
     buffers.outages.append(Outage("candles", 1, T0, T0, "test"))
     batch = buffers.take(T0 + MINUTE)
     buffers.add_candle(candle(1, 0, "11"), 2.0)  # arrives while the write fails
@@ -90,7 +95,7 @@ def test_a_failed_batch_comes_back_without_overwriting_newer_state() -> None:
 def test_a_batch_being_written_is_held_until_stored() -> None:
     buffers = Buffers(100)
     buffers.add_candle(candle(1, 0, "10"), 1.0)
-    buffers.add_context(*context(7, 0, "5"))
+    add_context(buffers, *context(7, 0, "5"))
     one_each = {"candles": 1, "funding_rates": 1, "open_interest": 1}
     batch = buffers.take(T0 + MINUTE)
     assert buffers.sizes() == dict.fromkeys(one_each, 0)
@@ -105,7 +110,7 @@ def test_the_bound_drops_the_oldest_rows_and_records_them_as_outages() -> None:
     buffers = Buffers(10)
     for minute in range(6):
         buffers.add_candle(candle(1, minute, "10"), float(minute))
-        buffers.add_context(*context(7, minute, "5"))
+        add_context(buffers, *context(7, minute, "5"))
     # 6 candles + 6 funding + 6 OI would be 18; each time 11 is reached, down to 9
     assert buffers.size <= 10
     assert buffers.dropped == 18 - buffers.size

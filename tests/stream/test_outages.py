@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from kirby_stream.catalog import StreamCatalog
+from kirby_stream.catalog import FeedPlan
 from kirby_stream.outages import FeedGaps, Outage
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
-CATALOG = StreamCatalog(
-    candles={("BTC", "1m"): 1, ("BTC", "15m"): 2, ("SOL", "1m"): 3}, pairs={"BTC": 10, "SOL": 11}
+CATALOG = FeedPlan(
+    "hyperliquid",
+    "wss://api.hyperliquid.xyz/ws",
+    candles={("BTC", "1m"): 1, ("BTC", "15m"): 2, ("SOL", "1m"): 3},
+    funding={"BTC": 10, "SOL": 11},
+    open_interest={"BTC": 10, "SOL": 11},
 )
 
 

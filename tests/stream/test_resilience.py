@@ -92,7 +92,7 @@ async def test_stall_of_every_coin_replaces_the_connection(
         catalog, ["BTC", "SOL"]
     )
     for row in rows:
-        assert row["reason"] == "stall: no data from any coin for 1 s"
+        assert row["reason"] == "stall: no data from any symbol for 1 s"
         # the whole stall is inside the window (minus scheduling slack)
         assert row["end_time"] - row["start_time"] >= timedelta(seconds=(stall - 0.3) * SPEED)
 

@@ -45,7 +45,7 @@ async def test_an_unreachable_exchange_is_degraded_with_its_reason(
             return row if row is not None and row["state"] == "degraded" else None
 
         row = await running.until(degraded)
-        assert row["last_error"].startswith("cannot reach 127.0.0.1: ")
+        assert row["last_error"].startswith("hyperliquid: cannot reach 127.0.0.1: ")
         assert running.stats.messages_received == 0
     assert await beat(conn, collector_id) == ("stopped", None)
 
@@ -63,7 +63,7 @@ async def test_a_silent_feed_is_degraded_until_data_flows_again(
         await running.until(lambda: _state(conn, collector_id, "running"))
         sim.faults.stall(2.5)
         row = await running.until(lambda: _state(conn, collector_id, "degraded"))
-        assert row["last_error"] == "stall: no data from any coin for 1 s"
+        assert row["last_error"] == "hyperliquid: stall: no data from any symbol for 1 s"
         await running.until(lambda: _state(conn, collector_id, "running"), within=15)
 
 
