@@ -308,14 +308,20 @@ def open_relations(
     lake: Location,
     start: date,
     end: date,
+    optional: Sequence[str] = (),
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection with one view per ref (named as the ref), showing days [start,
-    end] of each date-partitioned one: what a model run reads, for the models' checks too."""
+    end] of each date-partitioned one: what a model run reads, for the models' checks too.
+    A ref in `optional` that has no files gets no view (the others: a `ConfigError`)."""
     days = _days(start, end)
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         for ref in refs:
-            _create_view(con, ref, relations[ref], lake, days)
+            try:
+                _create_view(con, ref, relations[ref], lake, days)
+            except ConfigError:
+                if ref not in optional:
+                    raise
         yield con
 
 

@@ -298,3 +298,17 @@ def test_the_asset_runs_with_its_checks_in_dagster(pipeline_settings, instance, 
         "cross_exchange_minutes_values_match_lake": True,
     }
     assert checks["cross_exchange_minutes_values_match_lake"].metadata["partitions"].value == 2
+
+
+def test_checks_of_a_model_whose_last_day_was_emptied(tmp_path) -> None:
+    root = location(tmp_path / "lake")
+    write_lake(root, {("binance", "BTC", "spot"): {at(0): "100000"}}, {})
+    run_model(MODEL, MODEL_RELATIONS, root, DAY, DAY)
+    for path in Path(root.path("candles")).rglob("*.parquet"):
+        path.unlink()
+    assert run_model(MODEL, MODEL_RELATIONS, root, DAY, DAY).rows == 0
+
+    unique, nulls, values = findings(root, [DAY])[0]
+
+    assert (unique.passed, nulls.passed, values.passed) == (True, True, True)
+    assert values.figures == {"model_values": 0, "lake_rows": 0, "venues_differing": "-"}

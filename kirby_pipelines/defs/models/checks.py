@@ -79,10 +79,12 @@ def findings(lake: Location, days: list[date]) -> list[tuple[Finding, Finding, F
     """(unique, nulls follow legs, values match lake) for each of `days`."""
     start, end = days[0], days[-1]
     columns = _columns(MODEL)
-    built = lake.fs.exists(lake.path(MODEL_RELATIONS[MODEL.name].directory))
-    refs = [*MODEL.refs, *([MODEL.name] if built else [])]
-    with open_relations(refs, MODEL_RELATIONS, lake, start, end) as con:
+    refs = [*MODEL.refs, MODEL.name]
+    with open_relations(refs, MODEL_RELATIONS, lake, start, end, optional=[MODEL.name]) as con:
         params = {"start": start, "end": end}
+        built = con.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE view_name = $name", {"name": MODEL.name}
+        ).fetchall() == [(1,)]
         in_lake: dict[tuple[date, str], int] = {
             (day, figure): n for day, figure, n in con.execute(LAKE_COUNTS, params).fetchall()
         }
