@@ -85,8 +85,9 @@ class SqlModel:
         return _split(self.header["key"])
 
     def render(self) -> str:
-        """The SELECT with each ref replaced by the (quoted) name of its DuckDB view, and
-        each `columns(...)` by the column list it names."""
+        """The SELECT with each ref replaced by the (quoted) name of its DuckDB view, each
+        `columns(...)` by the column list it names, `venues(...)` and `venue_table()` by the
+        registry's venues and `header(...)` by the header's value."""
         body = _COLUMNS.sub(lambda m: _column_list(m.group(1), m.group(2)), self.body)
         body = _VENUES.sub(lambda m: _venue_list(_QUOTED.findall(m.group(1))), body)
         body = _VENUE_TABLE.sub(lambda _: _venue_table(), body)
