@@ -8,17 +8,23 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from kirby_core.catalog import load_catalog
+from kirby_core.db import catalog_store
+from kirby_core.db.writer import upsert_candles, upsert_funding_rates
 from kirby_core.errors import ConfigError
 from kirby_core.locations import Location, location
+from kirby_core.models import CandleRow, FundingRateRow
+from kirby_pipelines.defs.lake.assets import lake_candles, lake_funding_rates, lake_series
 from kirby_pipelines.defs.models.assets import MODEL_RELATIONS, MODELS, model_assets
 from kirby_pipelines.defs.models.checks import cross_exchange_minutes_checks, findings
 from kirby_pipelines.sql_models import _parse, run_model, venue_names
-from tests.pipelines.conftest import check_results, day_tags, materialize
+from tests.pipelines.conftest import check_results, day_tags, materialize, run_async
 from tests.pipelines.cross_exchange_lake import DAY, at, write_lake
 
 DAY2 = date(2025, 1, 6)
@@ -312,3 +318,107 @@ def test_checks_of_a_model_whose_last_day_was_emptied(tmp_path) -> None:
 
     assert (unique.passed, nulls.passed, values.passed) == (True, True, True)
     assert values.figures == {"model_values": 0, "lake_rows": 0, "venues_differing": "-"}
+
+
+CATALOG = """
+exchanges:
+  - {name: hyperliquid, display_name: Hyperliquid}
+  - {name: binance, display_name: Binance}
+  - {name: coinbase, display_name: Coinbase}
+coins:
+  - {symbol: BTC, name: Bitcoin}
+quote_currencies:
+  - {symbol: USD, name: US Dollar}
+  - {symbol: USDT, name: Tether}
+market_types:
+  - {name: perps, display_name: Perpetuals}
+  - {name: spot, display_name: Spot}
+starlistings:
+  - {exchange: hyperliquid, coin: BTC, quote: USD, market_type: perps, intervals: [1m]}
+  - {exchange: binance, coin: BTC, quote: USDT, market_type: perps, intervals: [1m]}
+  - {exchange: binance, coin: BTC, quote: USDT, market_type: spot, intervals: [1m]}
+  - {exchange: coinbase, coin: BTC, quote: USD, market_type: spot, intervals: [1m]}
+"""
+
+
+def test_from_the_database_through_the_lake_exports(
+    catalogs, pipeline_settings, instance, resources, tmp_path
+) -> None:
+    """The lineage for real: rows written by the upsert writer, exported by the lake assets
+    (their series file and hive paths), then the model and its checks in one run."""
+    (tmp_path / "venues.yaml").write_text(CATALOG)
+    url = catalogs.realtime
+
+    async def write() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await catalog_store.sync_catalog(conn, load_catalog(tmp_path / "venues.yaml"))
+            ids = {
+                (r["exchange"], r["market_type"]): (r["id"], r["trading_pair_id"])
+                for r in await conn.fetch(
+                    "SELECT s.id, s.trading_pair_id, e.name AS exchange, m.name AS market_type"
+                    " FROM starlistings s JOIN exchanges e ON e.id = s.exchange_id"
+                    " JOIN market_types m ON m.id = s.market_type_id"
+                    " JOIN coins c ON c.id = s.coin_id JOIN intervals i ON i.id = s.interval_id"
+                    " WHERE c.symbol = 'BTC' AND i.name = '1m'"
+                )
+            }
+            prices = {  # minute 1: no Binance spot candle
+                ("binance", "spot"): {0: "100000.5", 2: "100002"},
+                ("binance", "perps"): {0: "100050.25", 1: "100051", 2: "100001"},
+                ("hyperliquid", "perps"): {0: "100040", 1: "100041"},
+                ("coinbase", "spot"): {1: "100003.07"},
+            }
+            await upsert_candles(
+                conn,
+                [
+                    CandleRow(ids[leg][0], at(m), D(p), D(p), D(p), D(p), D(1), 1)
+                    for leg, by_minute in prices.items()
+                    for m, p in by_minute.items()
+                ],
+            )
+            await upsert_funding_rates(
+                conn,
+                [
+                    FundingRateRow(
+                        ids[("binance", "perps")][1], at(0), settled_funding_rate=D("0.0001")
+                    ),
+                    FundingRateRow(
+                        ids[("hyperliquid", "perps")][1], at(0), settled_funding_rate=D("0.00002")
+                    ),
+                ],
+            )
+        finally:
+            await conn.close()
+
+    run_async(write())
+    model = next(a for a in model_assets if a.key.to_user_string() == MODEL.name)
+
+    result = materialize(
+        [lake_series, lake_candles, lake_funding_rates, model, cross_exchange_minutes_checks],
+        instance,
+        resources,
+        day_tags(DAY, DAY),
+    )
+
+    assert result.success
+    assert all(c.passed for c in check_results(result).values())
+    rows = _output(location(pipeline_settings.lake_dir)).fetchall()
+    found = {r[1]: dict(zip(COLUMNS, r, strict=True)) for r in rows}
+    assert sorted(found) == [at(0), at(1), at(2)]
+    assert {c: v for c, v in found[at(0)].items() if v is not None and "_" in c} == {
+        "binance_spot_close": D("100000.5"),
+        "binance_perps_close": D("100050.25"),
+        "hyperliquid_perps_close": D("100040"),
+        "binance_basis": D("0.000497497513"),
+        "binance_funding_per_hour": D("0.0000125"),
+        "binance_funding_spread": D(0),
+        "hyperliquid_funding_per_hour": D("0.00002"),
+        "hyperliquid_funding_spread": D("0.0000075"),
+    }
+    assert {c: v for c, v in found[at(1)].items() if v is not None and "_" in c} == {
+        "binance_perps_close": D("100051"),
+        "hyperliquid_perps_close": D("100041"),
+        "coinbase_spot_close": D("100003.07"),
+    }
+    assert found[at(2)]["binance_basis"] == D("-0.000009999800")  # -1 / 100002 = -0.00000999980000
