@@ -4,7 +4,14 @@ A model is one `.sql` file in `dbt_like_sql/models/`: a header comment, then one
 `{{ ref('name') }}` names another model or a lake table (`lake_candles`, ...); the refs
 are the model's dependencies (and its Dagster asset's deps). `{{ columns('lake_candles') }}`
 (or `{{ columns('lake_candles', 'c') }}`, each name prefixed `c.`) is the lake table's value
-columns, from their one declaration in `kirby_core.datasets`. The header must say::
+columns, from their one declaration in `kirby_core.datasets`. Venues come from the exchange
+registry (`kirby_core.exchanges.registry`), never from a list in the SQL:
+`{{ venues('spot') }}` is the exchanges declaring that market type (`venues('spot', 'perps')`:
+declaring all of them) as quoted names, sorted, for an `IN (...)` or a `PIVOT ... IN (...)`;
+`{{ venue_table() }}` is a table of every declared (exchange, market_type) with
+`settlements_per_hour`, how many of its funding settlements fall in an hour (exact DECIMAL:
+0.125 for 8-hourly funding); `{{ header('field') }}` is a header line's value as an SQL
+string (a lowercase name: `-- reference_venue: binance`). The header must say::
 
     -- <name>: what the model is, in one line
     -- grain: what one row is
@@ -18,16 +25,19 @@ run only those days' files, so a run costs the same in a lake of a month or of t
 (refs without `date=` directories, like `lake_series`, are read whole). The output replaces
 those days under `<lake>/models/<name>/` (hive-partitioned Parquet, one file per
 partition). Nothing here builds SQL from values: refs become view names, days are bind
-parameters.
+parameters, and the only literals written in are the registry's and the header's names,
+each checked to be a lowercase identifier.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -36,8 +46,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from kirby_core.errors import ConfigError
+from kirby_core.exchanges.registry import EXCHANGES
 from kirby_core.lake import LAKE_DATASETS, read_files, remove_directory
 from kirby_core.locations import Location
+from kirby_core.timeutil import INTERVAL_SECONDS
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "dbt_like_sql" / "models"
 REQUIRED_HEADER = ("grain", "key", "upstreams", "partition_by")
@@ -46,6 +58,11 @@ _COLUMNS = re.compile(
     r"\{\{\s*columns\(\s*['\"]([A-Za-z_][A-Za-z0-9_]*)['\"]"
     r"(?:\s*,\s*['\"]([A-Za-z_][A-Za-z0-9_]*)['\"])?\s*\)\s*\}\}"
 )
+_VENUES = re.compile(r"\{\{\s*venues\(\s*((?:['\"][A-Za-z_]+['\"]\s*,?\s*)+)\)\s*\}\}")
+_VENUE_TABLE = re.compile(r"\{\{\s*venue_table\(\s*\)\s*\}\}")
+_HEADER_VALUE = re.compile(r"\{\{\s*header\(\s*['\"]([a-z_]+)['\"]\s*\)\s*\}\}")
+_QUOTED = re.compile(r"['\"]([A-Za-z_]+)['\"]")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*)$")
 MAX_PARTITIONS = 100_000
 
@@ -68,9 +85,15 @@ class SqlModel:
         return _split(self.header["key"])
 
     def render(self) -> str:
-        """The SELECT with each ref replaced by the (quoted) name of its DuckDB view, and
-        each `columns(...)` by the column list it names."""
+        """The SELECT with each ref replaced by the (quoted) name of its DuckDB view, each
+        `columns(...)` by the column list it names, `venues(...)` and `venue_table()` by the
+        registry's venues and `header(...)` by the header's value."""
         body = _COLUMNS.sub(lambda m: _column_list(m.group(1), m.group(2)), self.body)
+        body = _VENUES.sub(lambda m: _venue_list(_QUOTED.findall(m.group(1))), body)
+        body = _VENUE_TABLE.sub(lambda _: _venue_table(), body)
+        body = _HEADER_VALUE.sub(
+            lambda m: _header_literal(self.path, self.header, m.group(1)), body
+        )
         return _REF.sub(lambda m: f'"{m.group(1)}"', body)
 
 
@@ -82,6 +105,68 @@ def _column_list(ref: str, alias: str | None) -> str:
         raise ConfigError(f"columns({ref!r}): not a lake table (known: {known})")
     prefix = f"{alias}." if alias else ""
     return ", ".join(f"{prefix}{name}" for name in dataset.source.column_names)
+
+
+def declared_venues() -> list[tuple[str, str, Decimal]]:
+    """(exchange, market type, funding settlements per hour) of every declared venue, sorted.
+    The names become SQL literals: each must be a plain lowercase identifier."""
+    venues = []
+    for name, declaration in sorted(EXCHANGES.items()):
+        seconds = Decimal(INTERVAL_SECONDS[declaration.funding_interval])
+        per_hour = (Decimal(3600) / seconds).quantize(Decimal("0.000001"))
+        if per_hour * seconds != 3600:
+            raise ConfigError(
+                f"{name}: funding every {declaration.funding_interval} is not a whole number "
+                "of millionths of settlements per hour"
+            )
+        for market_type in sorted(declaration.market_types):
+            for value in (name, market_type):
+                if not _NAME.match(value):
+                    raise ConfigError(f"venue name {value!r} is not a lowercase identifier")
+            venues.append((name, market_type, per_hour))
+    return venues
+
+
+def venue_names(market_types: Sequence[str]) -> list[str]:
+    """The exchanges declaring every one of `market_types`, sorted."""
+    venues = declared_venues()
+    known = sorted({m for _, m, _ in venues})
+    unknown = [m for m in market_types if m not in known]
+    if unknown:
+        raise ConfigError(
+            f"venues({', '.join(map(repr, market_types))}): unknown market type "
+            f"{unknown[0]!r} (declared: {', '.join(known)})"
+        )
+    by_exchange: dict[str, set[str]] = {}
+    for exchange, market_type, _ in venues:
+        by_exchange.setdefault(exchange, set()).add(market_type)
+    names = [e for e, declared in by_exchange.items() if declared.issuperset(market_types)]
+    if not names:
+        raise ConfigError(f"venues({', '.join(map(repr, market_types))}): no exchange has all")
+    return names
+
+
+def _venue_list(market_types: Sequence[str]) -> str:
+    return ", ".join(f"'{name}'" for name in venue_names(market_types))
+
+
+def _venue_table() -> str:
+    rows = ", ".join(
+        f"('{exchange}', '{market_type}', CAST('{per_hour}' AS DECIMAL(18, 6)))"
+        for exchange, market_type, per_hour in declared_venues()
+    )
+    columns = "venue(exchange, market_type, settlements_per_hour)"
+    return f"(SELECT * FROM (VALUES {rows}) AS {columns})"  # noqa: S608  # registry names
+
+
+def _header_literal(path: Path, header: Mapping[str, str], field: str) -> str:
+    value = header.get(field)
+    if value is None or not _NAME.match(value):
+        raise ConfigError(
+            f"{path}: header({field!r}) needs a header line '-- {field}: <lowercase name>'"
+            f" (found {value!r})"
+        )
+    return f"'{value}'"
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -152,6 +237,10 @@ def _parse(path: Path) -> SqlModel:
             raise ConfigError(f"{path}: the query must filter on {parameter}")
     for ref, _ in _COLUMNS.findall(text):
         _column_list(ref, None)  # an unknown table fails the load, not the run
+    for market_types in _VENUES.findall(text):
+        _venue_list(_QUOTED.findall(market_types))  # so does an unknown market type
+    for field in _HEADER_VALUE.findall(text):
+        _header_literal(path, header, field)  # and a header value it lacks
     return SqlModel(path.stem, path, description, header, text, refs)
 
 
@@ -180,11 +269,8 @@ def run_model(
     end: date,
 ) -> ModelRun:
     """Run `model` for days [start, end] and replace those days of its output."""
-    days = {(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)}
-    with duckdb.connect() as con:
-        con.execute("SET TimeZone = 'UTC'")
-        for ref in model.refs:
-            _create_view(con, ref, relations[ref], lake, days)
+    days = _days(start, end)
+    with open_relations(model.refs, relations, lake, start, end) as con:
         table = con.sql(
             model.render(), params={"start_date": start, "end_date": end}
         ).to_arrow_table()
@@ -210,6 +296,34 @@ def run_model(
     rows_by_date = {c["values"]: c["counts"] for c in counts}
     files = table.group_by(list(model.partition_by)).aggregate([]).num_rows
     return ModelRun(table.num_rows, rows_by_date, files)
+
+
+def _days(start: date, end: date) -> set[str]:
+    return {(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)}
+
+
+@contextmanager
+def open_relations(
+    refs: Sequence[str],
+    relations: Mapping[str, Relation],
+    lake: Location,
+    start: date,
+    end: date,
+    optional: Sequence[str] = (),
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection with one view per ref (named as the ref), showing days [start,
+    end] of each date-partitioned one: what a model run reads, for the models' checks too.
+    A ref in `optional` that has no files gets no view (the others: a `ConfigError`)."""
+    days = _days(start, end)
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        for ref in refs:
+            try:
+                _create_view(con, ref, relations[ref], lake, days)
+            except ConfigError:
+                if ref not in optional:
+                    raise
+        yield con
 
 
 def _create_view(

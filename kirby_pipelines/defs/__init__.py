@@ -6,7 +6,7 @@
     backfills/ candles, funding_rates, training_candles (day x series), their checks and
               daily schedules
     lake/     Parquet exports per table and day, reference files, lake checks
-    models/   the dbt_like_sql models as DuckDB assets
+    models/   the dbt_like_sql models as DuckDB assets, and the checks of cross_exchange_minutes
     repair/   gap_repair: outages and failed completeness checks -> backfill runs
     resources.py  `kirby` and `progress` resources, the in-process executor
 

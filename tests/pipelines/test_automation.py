@@ -212,10 +212,16 @@ def test_lake_and_models_follow_rewritten_days(instance) -> None:
     # the rewritten day's export, and the models built on it, in the same tick
     requested = {
         key: second.get_requested_partitions(dg.AssetKey(key))
-        for key in ("lake_candles", "lake_coverage", "merged_training_dataset", "daily_coverage")
+        for key in (
+            "lake_candles",
+            "lake_coverage",
+            "merged_training_dataset",
+            "daily_coverage",
+            "cross_exchange_minutes",
+        )
     }
     assert requested == {key: {day.isoformat()} for key in requested}
-    assert second.total_requested == 4
+    assert second.total_requested == 5
     for key in requested:
         instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=day.isoformat()))
     third = dg.evaluate_automation_conditions(definitions, instance, cursor=second.cursor)

@@ -38,6 +38,7 @@ GRAPH = {  # asset -> its upstream assets
         "training_candles",
     ],
     "daily_coverage": ["lake_coverage", "lake_series"],
+    "cross_exchange_minutes": ["lake_candles", "lake_funding_rates", "lake_series"],
     "realtime_backup": [],
     "training_backup": [],
 }
@@ -56,6 +57,11 @@ CHECKS = {
     ],
     "realtime_backup": ["realtime_backup_restores"],
     "training_backup": ["training_backup_restores"],
+    "cross_exchange_minutes": [
+        "cross_exchange_minutes_nulls_follow_legs",
+        "cross_exchange_minutes_unique",
+        "cross_exchange_minutes_values_match_lake",
+    ],
     **{
         lake: [f"{lake}_rows_match", f"{lake}_unique"]
         for lake in (
