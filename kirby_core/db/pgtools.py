@@ -127,3 +127,20 @@ async def run_tool(
         message = redact(err.decode(errors="replace").strip())
         raise StorageError(f"{program.name} failed (exit {process.returncode}): {message}")
     return out.decode(errors="replace")
+
+
+async def contents(pg_restore: Path, dump_file: Path) -> list[str]:
+    """The table of contents of a custom-format dump (`pg_restore --list`), one entry a
+    line; edited, it goes back in as `--use-list` to restore only some entries."""
+    process = await asyncio.create_subprocess_exec(
+        str(pg_restore),
+        "--list",
+        str(dump_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        message = err.decode(errors="replace").strip()
+        raise StorageError(f"pg_restore --list failed (exit {process.returncode}): {message}")
+    return out.decode(errors="replace").splitlines()

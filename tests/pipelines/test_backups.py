@@ -9,6 +9,8 @@ over HTTP through s3fs, as a deployment talks to S3.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
@@ -324,3 +326,122 @@ def test_a_location_is_a_path_or_a_known_filesystem_url(tmp_path: Path) -> None:
     assert local.is_local and local.uri("candles") == f"{tmp_path}/lake/candles"
     with pytest.raises(ConfigError, match="nosuch://bucket/lake: not a filesystem URL"):
         location("nosuch://bucket/lake")
+
+
+CANDLES_OVER_200_DAYS = """
+INSERT INTO candles (starlisting_id, time, open, high, low, close, volume)
+SELECT (SELECT min(id) FROM starlistings), t, 10, 11, 9, 10, 1
+FROM generate_series(date_trunc('hour', now()) - interval '200 days', now(), interval '1 hour') t
+"""
+CHUNKS = """
+SELECT hypertable_name, count(*) FROM timescaledb_information.chunks GROUP BY 1 ORDER BY 1
+"""
+POLICIES = """
+SELECT hypertable_name, proc_name, config FROM timescaledb_information.jobs
+WHERE hypertable_name IS NOT NULL ORDER BY 1, 2
+"""
+
+
+async def _fill_hypertables(conn: asyncpg.Connection) -> None:
+    """Candles over 200 days (several 30-day chunks), the older chunks compressed."""
+    await conn.execute(CANDLES_OVER_200_DAYS)
+    compressed = await conn.fetchval(
+        "SELECT count(compress_chunk(c)) FROM show_chunks('candles', older_than => interval"
+        " '60 days') c"
+    )
+    assert compressed >= 4
+
+
+def _timescaledb_state(url: str) -> tuple[dict[str, str], list[tuple], list[tuple], str]:
+    """Hypertables with chunk intervals, chunks per hypertable, their policies, and whether
+    a new session is still in restoring mode. (Which chunks are compressed is not compared:
+    the 7-day compression policy, running again after the restore, compresses more.)"""
+
+    async def read(conn: asyncpg.Connection):
+        return (
+            await backups.hypertables(conn),
+            [tuple(row) for row in await conn.fetch(CHUNKS)],
+            [tuple(row) for row in await conn.fetch(POLICIES)],
+            await conn.fetchval("SELECT current_setting('timescaledb.restoring')"),
+        )
+
+    return asyncio.run(_on(url, read))
+
+
+@pytest.mark.usefixtures("needs_timescaledb")
+def test_timescaledb_hypertables_back_up_restore_and_check_as_hypertables(
+    backup_settings: Settings, database_urls: DatabaseUrls, synced, empty_database: str
+) -> None:
+    source = database_urls.realtime
+    asyncio.run(_on(source, _fill_hypertables))
+    hypertables, chunks, policies, _ = _timescaledb_state(source)
+    assert hypertables["candles"] == "30 days"
+    assert ("candles", "policy_compression", "7 days") in [
+        (name, proc, json.loads(config).get("compress_after")) for name, proc, config in policies
+    ]
+    version = asyncio.run(_on(source, backups.timescaledb_version))
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [realtime_backup, realtime_backup_restores],
+            partition_key=DAY.isoformat(),
+            resources={"kirby": KirbyResource.of(backup_settings)},
+            instance=instance,
+        )
+    assert result.success
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed, check.metadata
+    assert check.metadata["hypertables"].value == len(hypertables)
+    store = backups.BackupStore(location(backup_settings.backup_url))
+    manifest = store.manifest(store.find("realtime"))
+    assert manifest.timescaledb == version
+    assert manifest.hypertables == hypertables
+    assert manifest.tables["candles"] == source_counts(source)["candles"] > 4000
+
+    runner, env = CliRunner(), _env(backup_settings)
+    target = ["db", "restore", "--database", "realtime", "--target-url", empty_database]
+    restored = runner.invoke(cli, target, env=env)
+    assert restored.exit_code == 0, restored.output
+    assert f"({len(hypertables)} hypertables)" in restored.output
+    assert source_counts(empty_database) == source_counts(source)
+    assert _timescaledb_state(empty_database) == (hypertables, chunks, policies, "off")
+
+    # the restored database works as TimescaleDB: a row a year ahead gets a chunk of its own
+    asyncio.run(
+        _on(
+            empty_database,
+            lambda conn: conn.execute(
+                "INSERT INTO candles (starlisting_id, time, open, high, low, close, volume)"
+                " SELECT min(id), date_trunc('hour', now()) + interval '1 year', 1, 1, 1, 1, 1"
+                " FROM starlistings"
+            ),
+        )
+    )
+    # --force replaces the hypertables, the chunk the backup never had included
+    again = runner.invoke(cli, [*target, "--force"], env=env)
+    assert again.exit_code == 0, again.output
+    assert source_counts(empty_database) == source_counts(source)
+    assert _timescaledb_state(empty_database) == (hypertables, chunks, policies, "off")
+
+
+@pytest.mark.usefixtures("needs_timescaledb")
+def test_a_timescaledb_backup_needs_its_version_on_the_target(
+    backup_settings: Settings, database_urls: DatabaseUrls, synced, empty_database: str
+) -> None:
+    store = backups.BackupStore(location(backup_settings.backup_url))
+    asyncio.run(backups.take_backup(database_urls.realtime, "realtime", DAY, store))
+    backup = store.find("realtime")
+    manifest = store.manifest(backup)
+    older = dataclasses.asdict(manifest) | {"timescaledb": "2.0.0"}
+    (Path(backup_settings.backup_url) / backup.manifest_name).write_text(json.dumps(older))
+
+    result = CliRunner().invoke(
+        cli,
+        ["db", "restore", "--database", "realtime", "--target-url", empty_database],
+        env=_env(backup_settings),
+    )
+    assert result.exit_code == 1
+    assert "realtime-2026-03-01.dump was taken with TimescaleDB 2.0.0" in result.output
+    assert f"offers only {manifest.timescaledb}" in result.output
+    assert "Traceback" not in result.output
+    assert asyncio.run(_on(empty_database, backups.timescaledb_version)) is None
