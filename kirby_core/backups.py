@@ -334,7 +334,7 @@ async def take_backup(
     return manifest
 
 
-async def _user_relations(conn: asyncpg.Connection) -> list[str]:
+async def user_relations(conn: asyncpg.Connection) -> list[str]:
     return [r["relname"] for r in await conn.fetch(_USER_RELATIONS)]
 
 
@@ -411,7 +411,7 @@ async def restore(
     target = redact(url)
     conn = await connect(url, application_name="kirby-restore")
     try:
-        existing = await _user_relations(conn)
+        existing = await user_relations(conn)
         if existing and not force:
             shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")
             raise InvalidRequest(

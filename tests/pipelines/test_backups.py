@@ -424,16 +424,20 @@ def test_timescaledb_hypertables_back_up_restore_and_check_as_hypertables(
     assert _timescaledb_state(empty_database) == (hypertables, chunks, policies, "off")
 
 
-@pytest.mark.usefixtures("needs_timescaledb")
-def test_a_timescaledb_backup_needs_its_version_on_the_target(
-    backup_settings: Settings, database_urls: DatabaseUrls, synced, empty_database: str
+def test_a_timescaledb_backup_needs_its_version_on_the_target_server(
+    backup_settings: Settings,
+    database_urls: DatabaseUrls,
+    synced,
+    empty_database: str,
+    timescaledb: bool,
 ) -> None:
+    """On TimescaleDB: a backup claiming another version; on plain PostgreSQL (CI): a
+    backup claiming TimescaleDB at all. Both are refused before anything is restored."""
     store = backups.BackupStore(location(backup_settings.backup_url))
-    asyncio.run(backups.take_backup(database_urls.realtime, "realtime", DAY, store))
-    backup = store.find("realtime")
-    manifest = store.manifest(backup)
-    older = dataclasses.asdict(manifest) | {"timescaledb": "2.0.0"}
-    (Path(backup_settings.backup_url) / backup.manifest_name).write_text(json.dumps(older))
+    manifest = asyncio.run(backups.take_backup(database_urls.realtime, "realtime", DAY, store))
+    claimed = "2.0.0" if timescaledb else "2.28.3"
+    edited = dataclasses.asdict(manifest) | {"timescaledb": claimed}
+    (Path(backup_settings.backup_url) / "realtime-2026-03-01.json").write_text(json.dumps(edited))
 
     result = CliRunner().invoke(
         cli,
@@ -441,7 +445,9 @@ def test_a_timescaledb_backup_needs_its_version_on_the_target(
         env=_env(backup_settings),
     )
     assert result.exit_code == 1
-    assert "realtime-2026-03-01.dump was taken with TimescaleDB 2.0.0" in result.output
-    assert f"offers only {manifest.timescaledb}" in result.output
+    assert f"realtime-2026-03-01.dump was taken with TimescaleDB {claimed}" in result.output
+    offers = f"offers only {manifest.timescaledb}" if timescaledb else "offers no timescaledb"
+    assert offers in result.output
     assert "Traceback" not in result.output
     assert asyncio.run(_on(empty_database, backups.timescaledb_version)) is None
+    assert not asyncio.run(_on(empty_database, backups.user_relations))
