@@ -451,3 +451,37 @@ def test_a_timescaledb_backup_needs_its_version_on_the_target_server(
     assert "Traceback" not in result.output
     assert asyncio.run(_on(empty_database, backups.timescaledb_version)) is None
     assert not asyncio.run(_on(empty_database, backups.user_relations))
+
+
+def test_a_hypertable_restored_plain_or_with_other_chunks_does_not_match() -> None:
+    rows = {"candles": 5, "coins": 2}
+    chunked = {"candles": "30 days", "funding_rates": "30 days"}
+    assert backups.Comparison(rows, rows, chunked, dict(chunked)).matches
+    comparison = backups.Comparison(rows, rows, chunked, {"candles": "1 day"})
+    assert not comparison.matches and not comparison.differences
+    assert comparison.hypertable_differences == {
+        "candles": ("30 days", "1 day"),
+        "funding_rates": ("30 days", None),
+    }
+    assert backups.Comparison(rows, rows).matches  # plain PostgreSQL: rows only
+
+
+def test_restore_cli_reports_a_hypertable_that_came_back_plain(
+    backup_settings: Settings, database_urls: DatabaseUrls, synced, empty_database: str
+) -> None:
+    """A manifest saying `coins` was a hypertable (it never is): the restore succeeds, the
+    comparison names the table and the command fails."""
+    store = backups.BackupStore(location(backup_settings.backup_url))
+    manifest = asyncio.run(backups.take_backup(database_urls.realtime, "realtime", DAY, store))
+    edited = dataclasses.asdict(manifest) | {"hypertables": {"coins": "30 days"}}
+    (Path(backup_settings.backup_url) / "realtime-2026-03-01.json").write_text(json.dumps(edited))
+
+    result = CliRunner().invoke(
+        cli,
+        ["db", "restore", "--database", "realtime", "--target-url", empty_database],
+        env=_env(backup_settings),
+    )
+    assert result.exit_code == 1
+    assert "coins: backup a hypertable of 30 days chunks, restored a plain table" in result.output
+    assert "the restored database differs from realtime-2026-03-01.json" in result.output
+    assert source_counts(empty_database) == source_counts(database_urls.realtime)
