@@ -376,16 +376,40 @@ async def _create_timescaledb(
     await conn.execute(f"CREATE EXTENSION timescaledb VERSION {quoted_version}")
 
 
-async def _drop_for_timescaledb(conn: asyncpg.Connection, tables: list[str], *, jobs: bool) -> None:
-    """Drop `tables` (CASCADE) with the extension active, so TimescaleDB forgets their
-    chunks, policies and catalog rows, and (`jobs`: the backup brings its own) every user
-    job; `pg_restore --clean` then finds only plain objects to drop."""
-    async with conn.transaction():
-        await conn.execute(f"DROP TABLE {await _quoted(conn, tables)} CASCADE")
-        if jobs:
-            await conn.execute(
-                "SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE job_id >= 1000"
-            )
+async def _restore_timescaledb(
+    conn: asyncpg.Connection,
+    tools: pgtools.PgTools,
+    options: list[str],
+    dump_file: Path,
+    *,
+    replaced: list[str],
+    manifest: Manifest,
+    target_timescaledb: str | None,
+    url: str,
+) -> None:
+    """The restore when the backup or the target has TimescaleDB (see `restore`)."""
+    prelude = []
+    if replaced:  # dropped with the extension active: their chunks and catalog rows go too
+        prelude.append(f"DROP TABLE {await _quoted(conn, replaced)} CASCADE")
+    if manifest.timescaledb is None:
+        await pgtools.restore_in_one_transaction(tools, [*options, str(dump_file)], prelude, url)
+        return
+    if target_timescaledb is not None:  # the dump brings its own jobs, with their ids
+        prelude.append(
+            "SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE job_id >= 1000"
+        )
+    # timescaledb.restoring on for the session (and the database), its jobs stopped
+    prelude.append("SELECT timescaledb_pre_restore()")
+    # the extension exists already at its version: never dropped nor re-created
+    listing = dump_file.parent / "contents.list"
+    entries = await pgtools.contents(tools.pg_restore, dump_file)
+    listing.write_text("\n".join(e for e in entries if not _EXTENSION.search(e)))
+    try:
+        await pgtools.restore_in_one_transaction(
+            tools, [*options, f"--use-list={listing}", str(dump_file)], prelude, url
+        )
+    finally:
+        await conn.execute("SELECT timescaledb_post_restore()")
 
 
 async def restore(
@@ -400,12 +424,11 @@ async def restore(
 
     A database that holds tables is refused unless `force`, which replaces the tables the
     backup holds (`pg_restore --clean`). One transaction: a failed restore leaves the
-    database as it was. With TimescaleDB in the backup or the target, `--clean` cannot drop
+    database as it was (but for the extension, created at the backup's version when the
+    target lacks it). With TimescaleDB in the backup or the target, `--clean` cannot drop
     hypertables (it alters them `ONLY` and misses chunks newer than the dump) nor replace
-    TimescaleDB's catalog rows, so a forced restore first drops the backup's tables
-    (CASCADE) and the target's jobs in a transaction of its own: if the restore then
-    fails, those are gone and the restore is to be run again. The extension, created at
-    the backup's version when the target lacks it, also stays.
+    TimescaleDB's catalog rows and jobs, so the same transaction first drops the backup's
+    tables (CASCADE) and the target's jobs (`pgtools.restore_in_one_transaction`).
     """
     manifest = store.manifest(backup)
     target = redact(url)
@@ -425,29 +448,25 @@ async def restore(
             await _create_timescaledb(
                 conn, backup, manifest.timescaledb, target_timescaledb, target
             )
-        args = ["--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction"]
+        options = ["--no-owner", "--no-privileges"]
         if existing:
-            args += ["--clean", "--if-exists"]
-        replaced = [name for name in manifest.tables if name in existing]
-        if replaced and (manifest.timescaledb or target_timescaledb):
-            await _drop_for_timescaledb(conn, replaced, jobs=manifest.timescaledb is not None)
+            options += ["--clean", "--if-exists"]
         with tempfile.TemporaryDirectory(prefix="kirby-restore-") as work:
             dump_file = store.fetch(backup, Path(work))
-            if manifest.timescaledb is None:
-                await pgtools.run_tool(tools.pg_restore, [*args, str(dump_file)], url)
+            if manifest.timescaledb is None and target_timescaledb is None:
+                args = [*options, "--exit-on-error", "--single-transaction", str(dump_file)]
+                await pgtools.run_tool(tools.pg_restore, args, url)
             else:
-                # the extension exists already at its version: never dropped nor re-created
-                entries = await pgtools.contents(tools.pg_restore, dump_file)
-                listing = Path(work) / "contents.list"
-                listing.write_text("\n".join(e for e in entries if not _EXTENSION.search(e)))
-                args.append(f"--use-list={listing}")
-                # sets timescaledb.restoring for the database (pg_restore's session included)
-                # and stops its background jobs until post_restore
-                await conn.execute("SELECT timescaledb_pre_restore()")
-                try:
-                    await pgtools.run_tool(tools.pg_restore, [*args, str(dump_file)], url)
-                finally:
-                    await conn.execute("SELECT timescaledb_post_restore()")
+                await _restore_timescaledb(
+                    conn,
+                    tools,
+                    options,
+                    dump_file,
+                    replaced=[name for name in manifest.tables if name in existing],
+                    manifest=manifest,
+                    target_timescaledb=target_timescaledb,
+                    url=url,
+                )
     finally:
         await conn.close()
     conn = await connect(url, application_name="kirby-restore")  # a session out of restoring

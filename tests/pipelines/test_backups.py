@@ -277,7 +277,7 @@ def test_client_programs_match_the_server_or_are_refused() -> None:
     tools = pgtools.find_tools(15)
     assert tools.major >= 15
     assert pgtools.major_version(tools.pg_dump) == tools.major
-    with pytest.raises(ConfigError, match="no pg_dump/pg_restore of PostgreSQL 99 or newer"):
+    with pytest.raises(ConfigError, match="no pg_dump/pg_restore/psql of PostgreSQL 99 or newer"):
         pgtools.find_tools(99)
 
 
@@ -339,6 +339,13 @@ SELECT hypertable_name, count(*) FROM timescaledb_information.chunks GROUP BY 1 
 POLICIES = """
 SELECT hypertable_name, proc_name, config FROM timescaledb_information.jobs
 WHERE hypertable_name IS NOT NULL ORDER BY 1, 2
+"""
+
+REFUSE_INDEXES = """
+CREATE FUNCTION public.refuse_indexes() RETURNS event_trigger LANGUAGE plpgsql AS
+$$ BEGIN RAISE EXCEPTION 'no index today'; END $$;
+CREATE EVENT TRIGGER refuse_indexes ON ddl_command_end WHEN TAG IN ('CREATE INDEX')
+EXECUTE FUNCTION public.refuse_indexes();
 """
 
 
@@ -423,6 +430,17 @@ def test_timescaledb_hypertables_back_up_restore_and_check_as_hypertables(
     assert source_counts(empty_database) == source_counts(source)
     assert _timescaledb_state(empty_database) == (hypertables, chunks, policies, "off")
 
+    # a forced restore that fails half-way (an event trigger of the target's refuses the
+    # dump's first CREATE INDEX) leaves everything as it was: nothing dropped, no job lost
+    asyncio.run(_on(empty_database, lambda conn: conn.execute(REFUSE_INDEXES)))
+    failed = runner.invoke(cli, [*target, "--force"], env=env)
+    assert failed.exit_code == 1
+    assert "psql failed (exit 3), nothing restored" in failed.output
+    assert "no index today" in failed.output
+    assert "Traceback" not in failed.output
+    assert source_counts(empty_database) == source_counts(source)
+    assert _timescaledb_state(empty_database) == (hypertables, chunks, policies, "off")
+
 
 def test_a_timescaledb_backup_needs_its_version_on_the_target_server(
     backup_settings: Settings,
@@ -485,3 +503,24 @@ def test_restore_cli_reports_a_hypertable_that_came_back_plain(
     assert "coins: backup a hypertable of 30 days chunks, restored a plain table" in result.output
     assert "the restored database differs from realtime-2026-03-01.json" in result.output
     assert source_counts(empty_database) == source_counts(database_urls.realtime)
+
+
+def test_a_cut_off_dump_restores_nothing(
+    backup_settings: Settings, database_urls: DatabaseUrls, synced, empty_database: str
+) -> None:
+    """pg_restore fails on the dump's last bytes: the target stays empty (on TimescaleDB,
+    where the SQL goes through psql, no COMMIT is sent)."""
+    store = backups.BackupStore(location(backup_settings.backup_url))
+    asyncio.run(backups.take_backup(database_urls.realtime, "realtime", DAY, store))
+    dump = Path(backup_settings.backup_url) / "realtime-2026-03-01.dump"
+    dump.write_bytes(dump.read_bytes()[:-100])
+
+    result = CliRunner().invoke(
+        cli,
+        ["db", "restore", "--database", "realtime", "--target-url", empty_database],
+        env=_env(backup_settings),
+    )
+    assert result.exit_code == 1
+    assert "pg_restore failed" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not asyncio.run(_on(empty_database, backups.user_relations))
