@@ -25,6 +25,10 @@ table of the public schema, so a hypertable's count is that of all its chunks (c
 ones included); chunk tables are never counted on their own.
 
 What this module does not do: schedule anything (Dagster does).
+
+It stays whole past 400 lines because the manifest is one contract: what `take_backup`
+writes into it is exactly what `restore` reads back and compares, and split apart the
+writer and the reader of one file format would drift.
 """
 
 from __future__ import annotations
