@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from kirby_cli.main import cli
 from kirby_core import backups
 from kirby_core.catalog import load_catalog
-from kirby_core.db import catalog_store, pgtools
+from kirby_core.db import catalog_store, migrate, pgtools
 from kirby_core.db.urls import DatabaseUrls, with_database
 from kirby_core.errors import ConfigError
 from kirby_core.locations import location
@@ -524,3 +524,36 @@ def test_a_cut_off_dump_restores_nothing(
     assert "pg_restore failed" in result.output, result.output
     assert "Traceback" not in result.output
     assert not asyncio.run(_on(empty_database, backups.user_relations))
+
+
+@pytest.mark.usefixtures("needs_timescaledb")
+def test_a_plain_backup_replaces_hypertables_on_force(
+    backup_settings: Settings, pg_server: str, empty_database: str
+) -> None:
+    """A backup of plain tables, forced into a database of hypertables (the prelude drops
+    them; --clean alone is refused on a hypertable): plain tables, as backed up."""
+    plain = f"kirby_plain_{uuid.uuid4().hex[:8]}"
+    admin = with_database(pg_server, "postgres")
+    asyncio.run(_on(admin, lambda conn: conn.execute(f'CREATE DATABASE "{plain}"')))
+    try:
+        source = with_database(pg_server, plain)
+        migrate.upgrade(source, timescaledb="off")
+        catalog = load_catalog(REPO / "config/starlistings.yaml")
+        asyncio.run(_on(source, lambda conn: catalog_store.sync_catalog(conn, catalog)))
+        store = backups.BackupStore(location(backup_settings.backup_url))
+        manifest = asyncio.run(backups.take_backup(source, "realtime", DAY, store))
+        assert manifest.timescaledb is None and not manifest.hypertables
+        migrate.upgrade(empty_database)
+        assert _timescaledb_state(empty_database)[0]  # hypertables before
+
+        result = CliRunner().invoke(
+            cli,
+            ["db", "restore", "--database", "realtime", "--target-url", empty_database, "--force"],
+            env=_env(backup_settings),
+        )
+        assert result.exit_code == 0, result.output
+        assert source_counts(empty_database) == source_counts(source)
+        assert source_counts(source)["starlistings"] > 0
+        assert _timescaledb_state(empty_database)[:2] == ({}, [])
+    finally:
+        asyncio.run(_on(admin, lambda conn: conn.execute(f'DROP DATABASE "{plain}" WITH (FORCE)')))
