@@ -145,8 +145,8 @@ def restore_command(
     that already holds tables is refused unless --force. The restore is one transaction,
     and the restored rows per table are compared with the counts taken at backup time.
     A TimescaleDB backup needs timescaledb of the same version on the target's server: the
-    extension is created at that version and pg_restore runs between
-    timescaledb_pre_restore() and timescaledb_post_restore().
+    extension is created at that version, and the restore runs between
+    timescaledb_pre_restore() and timescaledb_post_restore(), still in one transaction.
     """
     import asyncio
 

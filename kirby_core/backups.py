@@ -18,8 +18,9 @@ the last 12 months. It is a pure function of the days present, so it is tested b
 TimescaleDB is detected, never configured: a database with the extension has its version
 and its hypertables' chunk intervals in the manifest. Restoring such a backup creates the
 extension at that version in the target first (a server without it, or a target holding
-another version, is refused by name), runs `pg_restore` between `timescaledb_pre_restore()`
-and `timescaledb_post_restore()` (the latter whatever happened), and compares the restored
+another version, is refused by name), restores between `timescaledb_pre_restore()` and
+`timescaledb_post_restore()` (the latter whatever happened) in one transaction through
+`psql` (so `--force` can drop the hypertables first, in it), and compares the restored
 hypertables and their chunk intervals as well as the rows. Rows are counted through each
 table of the public schema, so a hypertable's count is that of all its chunks (compressed
 ones included); chunk tables are never counted on their own.
