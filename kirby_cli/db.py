@@ -144,6 +144,9 @@ def restore_command(
     Backups are read from KIRBY_BACKUP_URL (a directory or s3://bucket/prefix). A database
     that already holds tables is refused unless --force. The restore is one transaction,
     and the restored rows per table are compared with the counts taken at backup time.
+    A TimescaleDB backup needs timescaledb of the same version on the target's server: the
+    extension is created at that version, and the restore runs between
+    timescaledb_pre_restore() and timescaledb_post_restore(), still in one transaction.
     """
     import asyncio
 
@@ -171,9 +174,17 @@ def restore_command(
     rows = sum(comparison.expected.values())
     if comparison.extra:
         click.echo(f"kept tables the backup does not have: {', '.join(comparison.extra)}")
+    chunked = comparison.expected_hypertables
+    shown = f" ({len(chunked)} hypertables)" if chunked else ""
     if comparison.matches:
-        click.echo(f"restored {len(comparison.expected)} tables, {rows} rows (as backed up)")
+        click.echo(f"restored {len(comparison.expected)} tables{shown}, {rows} rows (as backed up)")
         return
     for table, (expected, restored) in comparison.differences.items():
         click.echo(f"  {table}: backup {expected}, restored {restored}", err=True)
-    raise click.ClickException(f"restored rows differ from {backup.manifest_name}")
+    for table, (interval, now) in comparison.hypertable_differences.items():
+        click.echo(
+            f"  {table}: backup a hypertable of {interval} chunks, restored "
+            + (f"{now} chunks" if now else "a plain table"),
+            err=True,
+        )
+    raise click.ClickException(f"the restored database differs from {backup.manifest_name}")

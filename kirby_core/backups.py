@@ -15,8 +15,21 @@ Retention (`keep`) follows restic's `--keep-daily 7 --keep-weekly 4 --keep-month
 the newest backup of each of the last 7 days that have one, of the last 4 ISO weeks, and of
 the last 12 months. It is a pure function of the days present, so it is tested by table.
 
-What this module does not do: schedule anything (Dagster does), or restore TimescaleDB
-hypertables (their catalog needs `timescaledb_pre_restore()` around `pg_restore`).
+TimescaleDB is detected, never configured: a database with the extension has its version
+and its hypertables' chunk intervals in the manifest. Restoring such a backup creates the
+extension at that version in the target first (a server without it, or a target holding
+another version, is refused by name), restores between `timescaledb_pre_restore()` and
+`timescaledb_post_restore()` (the latter whatever happened) in one transaction through
+`psql` (so `--force` can drop the hypertables first, in it), and compares the restored
+hypertables and their chunk intervals as well as the rows. Rows are counted through each
+table of the public schema, so a hypertable's count is that of all its chunks (compressed
+ones included); chunk tables are never counted on their own.
+
+What this module does not do: schedule anything (Dagster does).
+
+It stays whole past 400 lines because the manifest is one contract: what `take_backup`
+writes into it is exactly what `restore` reads back and compares, and split apart the
+writer and the reader of one file format would drift.
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ import re
 import tempfile
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import get_args
@@ -46,6 +59,13 @@ log = logging.getLogger(__name__)
 DAILY, WEEKLY, MONTHLY = 7, 4, 12
 """Retention: newest backup of each of this many most recent days / ISO weeks / months."""
 _NAME = re.compile(r"^(?P<database>realtime|training)-(?P<day>\d{4}-\d{2}-\d{2})\.(dump|json)$")
+_HYPERTABLES = """
+    SELECT hypertable_name, time_interval::text FROM timescaledb_information.dimensions
+    WHERE hypertable_schema = 'public' AND dimension_number = 1 ORDER BY hypertable_name
+"""
+_EXTENSION = re.compile(r" (EXTENSION|COMMENT) - (EXTENSION )?timescaledb\b")
+"""The dump's entries that create (or comment) the extension: restore creates it itself."""
+_TIMESCALEDB_VERSION = "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
 _USER_RELATIONS = """
     SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY c.relname
@@ -84,6 +104,10 @@ class Manifest:
     dump_bytes: int
     tables: dict[str, int]
     """Rows per table of the public schema, counted in the dumped snapshot."""
+    timescaledb: str | None = None
+    """The TimescaleDB extension's version in the dumped database (None: plain PostgreSQL)."""
+    hypertables: dict[str, str] = field(default_factory=dict)
+    """Hypertable -> its chunk interval (`30 days`), as dumped."""
 
     @property
     def total_rows(self) -> int:
@@ -92,10 +116,13 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Rows per table of a restored database against its backup's manifest."""
+    """Rows per table (and hypertables with their chunk intervals) of a restored database
+    against its backup's manifest."""
 
     expected: dict[str, int]
     restored: dict[str, int]
+    expected_hypertables: dict[str, str] = field(default_factory=dict)
+    restored_hypertables: dict[str, str] = field(default_factory=dict)
 
     @property
     def differences(self) -> dict[str, tuple[int, int | None]]:
@@ -112,8 +139,18 @@ class Comparison:
         return sorted(set(self.restored) - set(self.expected))
 
     @property
+    def hypertable_differences(self) -> dict[str, tuple[str, str | None]]:
+        """Hypertables of the backup restored with another chunk interval (None: not a
+        hypertable after the restore)."""
+        return {
+            name: (interval, self.restored_hypertables.get(name))
+            for name, interval in sorted(self.expected_hypertables.items())
+            if self.restored_hypertables.get(name) != interval
+        }
+
+    @property
     def matches(self) -> bool:
-        return not self.differences
+        return not self.differences and not self.hypertable_differences
 
 
 def keep(
@@ -237,6 +274,19 @@ async def count_rows(conn: asyncpg.Connection) -> dict[str, int]:
     return counts
 
 
+async def timescaledb_version(conn: asyncpg.Connection) -> str | None:
+    """The TimescaleDB extension's version in this database (None: not created)."""
+    version = await conn.fetchval(_TIMESCALEDB_VERSION)
+    return None if version is None else str(version)
+
+
+async def hypertables(conn: asyncpg.Connection) -> dict[str, str]:
+    """Hypertables of the public schema -> chunk interval (empty without TimescaleDB)."""
+    if await timescaledb_version(conn) is None:
+        return {}
+    return {row[0]: row[1] for row in await conn.fetch(_HYPERTABLES)}
+
+
 async def take_backup(
     url: str, database: Database, day: date, store: BackupStore, *, bin_dir: Path | None = None
 ) -> Manifest:
@@ -252,6 +302,8 @@ async def take_backup(
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
                 tables = await count_rows(conn)
+                timescaledb = await timescaledb_version(conn)
+                chunked = await hypertables(conn)
                 # the exporting transaction stays open until pg_dump has imported it
                 await pgtools.run_tool(
                     tools.pg_dump,
@@ -266,28 +318,103 @@ async def take_backup(
                 pg_dump_major=tools.major,
                 dump_bytes=dump_file.stat().st_size,
                 tables=tables,
+                timescaledb=timescaledb,
+                hypertables=chunked,
             )
             store.put(dump_file, backup, manifest)
     finally:
         await conn.close()
     log.info(
-        "event=backup_taken database=%s day=%s bytes=%d tables=%d rows=%d location=%s",
+        "event=backup_taken database=%s day=%s bytes=%d tables=%d rows=%d timescaledb=%s"
+        " hypertables=%d location=%s",
         database,
         day,
         manifest.dump_bytes,
         len(tables),
         manifest.total_rows,
+        manifest.timescaledb or "none",
+        len(manifest.hypertables),
         store.location.url,
     )
     return manifest
 
 
-async def relation_names(url: str) -> list[str]:
-    conn = await connect(url, application_name="kirby-restore")
+async def user_relations(conn: asyncpg.Connection) -> list[str]:
+    return [r["relname"] for r in await conn.fetch(_USER_RELATIONS)]
+
+
+async def _quoted(conn: asyncpg.Connection, names: Iterable[str]) -> str:
+    quoted = [await conn.fetchval("SELECT quote_ident($1)", name) for name in names]
+    return ", ".join(f"public.{name}" for name in quoted)
+
+
+async def _create_timescaledb(
+    conn: asyncpg.Connection, backup: Backup, wanted: str, have: str | None, target: str
+) -> None:
+    """The extension at the backup's version in the target, or InvalidRequest saying why
+    it cannot be (pg_restore of a TimescaleDB dump needs the very same version)."""
+    taken = f"{backup.dump_name} was taken with TimescaleDB {wanted}"
+    if have is not None:
+        if have != wanted:
+            raise InvalidRequest(
+                f"{taken}, but {target} has TimescaleDB {have}: restore into an empty "
+                f"database on a server with timescaledb {wanted}"
+            )
+        return
+    offered = await conn.fetchval(
+        "SELECT array_agg(version ORDER BY version) FROM pg_available_extension_versions"
+        " WHERE name = 'timescaledb'"
+    )
+    if wanted not in (offered or []):
+        found = f"only {', '.join(offered)}" if offered else "no timescaledb"
+        raise InvalidRequest(
+            f"{taken}, but the server of {target} offers {found}: install timescaledb "
+            f"{wanted} there (and add it to shared_preload_libraries)"
+        )
+    preloaded = str(await conn.fetchval("SELECT current_setting('shared_preload_libraries')"))
+    if "timescaledb" not in preloaded:
+        raise InvalidRequest(
+            f"{taken}, but the server of {target} does not preload it: add timescaledb to "
+            "shared_preload_libraries and restart it"
+        )
+    quoted_version = await conn.fetchval("SELECT quote_literal($1)", wanted)
+    await conn.execute(f"CREATE EXTENSION timescaledb VERSION {quoted_version}")
+
+
+async def _restore_timescaledb(
+    conn: asyncpg.Connection,
+    tools: pgtools.PgTools,
+    options: list[str],
+    dump_file: Path,
+    *,
+    replaced: list[str],
+    manifest: Manifest,
+    target_timescaledb: str | None,
+    url: str,
+) -> None:
+    """The restore when the backup or the target has TimescaleDB (see `restore`)."""
+    prelude = []
+    if replaced:  # dropped with the extension active: their chunks and catalog rows go too
+        prelude.append(f"DROP TABLE {await _quoted(conn, replaced)} CASCADE")
+    if manifest.timescaledb is None:
+        await pgtools.restore_in_one_transaction(tools, [*options, str(dump_file)], prelude, url)
+        return
+    if target_timescaledb is not None:  # the dump brings its own jobs, with their ids
+        prelude.append(
+            "SELECT delete_job(job_id) FROM timescaledb_information.jobs WHERE job_id >= 1000"
+        )
+    # timescaledb.restoring on for the session (and the database), its jobs stopped
+    prelude.append("SELECT timescaledb_pre_restore()")
+    # the extension exists already at its version: never dropped nor re-created
+    listing = dump_file.parent / "contents.list"
+    entries = await pgtools.contents(tools.pg_restore, dump_file)
+    listing.write_text("\n".join(e for e in entries if not _EXTENSION.search(e)))
     try:
-        return [r["relname"] for r in await conn.fetch(_USER_RELATIONS)]
+        await pgtools.restore_in_one_transaction(
+            tools, [*options, f"--use-list={listing}", str(dump_file)], prelude, url
+        )
     finally:
-        await conn.close()
+        await conn.execute("SELECT timescaledb_post_restore()")
 
 
 async def restore(
@@ -298,42 +425,68 @@ async def restore(
     force: bool = False,
     bin_dir: Path | None = None,
 ) -> Comparison:
-    """Restore `backup` into the database at `url` and compare its rows with the manifest.
+    """Restore `backup` into the database at `url` and compare it with the manifest.
 
-    A database that holds tables is refused unless `force`, which replaces what the backup
-    holds (`pg_restore --clean`). One transaction: a failed restore leaves the database as
-    it was.
+    A database that holds tables is refused unless `force`, which replaces the tables the
+    backup holds (`pg_restore --clean`). One transaction: a failed restore leaves the
+    database as it was (but for the extension, created at the backup's version when the
+    target lacks it). With TimescaleDB in the backup or the target, `--clean` cannot drop
+    hypertables (it alters them `ONLY` and misses chunks newer than the dump) nor replace
+    TimescaleDB's catalog rows and jobs, so the same transaction first drops the backup's
+    tables (CASCADE) and the target's jobs (`pgtools.restore_in_one_transaction`).
     """
-    existing = await relation_names(url)
-    if existing and not force:
-        shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")
-        raise InvalidRequest(
-            f"{redact(url)} is not empty ({len(existing)} tables: {shown}); restoring would "
-            "overwrite it: pass --force to replace its tables with the backup's"
-        )
+    manifest = store.manifest(backup)
+    target = redact(url)
     conn = await connect(url, application_name="kirby-restore")
     try:
+        existing = await user_relations(conn)
+        if existing and not force:
+            shown = ", ".join(existing[:5]) + (", ..." if len(existing) > 5 else "")
+            raise InvalidRequest(
+                f"{target} is not empty ({len(existing)} tables: {shown}); restoring would "
+                "overwrite it: pass --force to replace its tables with the backup's"
+            )
         major, _ = await server_major(conn)
+        tools = pgtools.find_tools(major, bin_dir)
+        target_timescaledb = await timescaledb_version(conn)
+        if manifest.timescaledb is not None:
+            await _create_timescaledb(
+                conn, backup, manifest.timescaledb, target_timescaledb, target
+            )
+        options = ["--no-owner", "--no-privileges"]
+        if existing:
+            options += ["--clean", "--if-exists"]
+        with tempfile.TemporaryDirectory(prefix="kirby-restore-") as work:
+            dump_file = store.fetch(backup, Path(work))
+            if manifest.timescaledb is None and target_timescaledb is None:
+                args = [*options, "--exit-on-error", "--single-transaction", str(dump_file)]
+                await pgtools.run_tool(tools.pg_restore, args, url)
+            else:
+                await _restore_timescaledb(
+                    conn,
+                    tools,
+                    options,
+                    dump_file,
+                    replaced=[name for name in manifest.tables if name in existing],
+                    manifest=manifest,
+                    target_timescaledb=target_timescaledb,
+                    url=url,
+                )
     finally:
         await conn.close()
-    tools = pgtools.find_tools(major, bin_dir)
-    args = ["--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction"]
-    if existing:
-        args += ["--clean", "--if-exists"]
-    with tempfile.TemporaryDirectory(prefix="kirby-restore-") as work:
-        dump_file = store.fetch(backup, Path(work))
-        await pgtools.run_tool(tools.pg_restore, [*args, str(dump_file)], url)
-    conn = await connect(url, application_name="kirby-restore")
+    conn = await connect(url, application_name="kirby-restore")  # a session out of restoring
     try:
         restored = await count_rows(conn)
+        restored_hypertables = await hypertables(conn)
     finally:
         await conn.close()
-    comparison = Comparison(store.manifest(backup).tables, restored)
+    comparison = Comparison(manifest.tables, restored, manifest.hypertables, restored_hypertables)
     log.info(
-        "event=backup_restored backup=%s target=%s tables=%d matches=%s",
+        "event=backup_restored backup=%s target=%s tables=%d hypertables=%d matches=%s",
         backup.dump_name,
-        redact(url),
+        target,
         len(restored),
+        len(restored_hypertables),
         comparison.matches,
     )
     return comparison

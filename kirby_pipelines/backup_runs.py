@@ -4,7 +4,8 @@ A backup partition is one UTC day: the run taken after that day ends dumps the d
 it is then (so it holds the whole day), replacing an earlier backup of the same day, and
 then applies retention to that database's backups. The check restores the newest backup
 into a scratch database on the same server, compares its rows per table with the counts
-taken in the dumped snapshot, and drops the scratch database.
+taken in the dumped snapshot (and, on TimescaleDB, its hypertables and chunk intervals),
+and drops the scratch database.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def back_up(
             "rows": manifest.total_rows,
             "taken_at": manifest.taken_at,
             "server_version": manifest.server_version,
+            "timescaledb": manifest.timescaledb or "none",
+            "hypertables": len(manifest.hypertables),
             "retention_kept": kept,
             "retention_deleted": len(deleted),
         }
@@ -70,6 +73,9 @@ def restores(kirby: KirbyResource, database: Database) -> dg.AssetCheckResult:
     differences = {
         name: f"backup {expected}, restored {restored}"
         for name, (expected, restored) in comparison.differences.items()
+    } | {
+        f"{name} (chunk interval)": f"backup {expected}, restored {restored or 'no hypertable'}"
+        for name, (expected, restored) in comparison.hypertable_differences.items()
     }
     return dg.AssetCheckResult(
         passed=comparison.matches,
@@ -77,6 +83,7 @@ def restores(kirby: KirbyResource, database: Database) -> dg.AssetCheckResult:
             "backup": newest.dump_name,
             "tables": len(comparison.expected),
             "rows": sum(comparison.expected.values()),
+            "hypertables": len(comparison.expected_hypertables),
             "differences": dg.MetadataValue.json(differences),
         },
     )

@@ -1,4 +1,5 @@
-"""PostgreSQL's client programs (`pg_dump`, `pg_restore`) matched to a server, and run safely.
+"""PostgreSQL's client programs (`pg_dump`, `pg_restore`, `psql`) matched to a server, and
+run safely.
 
 A custom-format dump is read only by a `pg_restore` at least as new as the `pg_dump` that
 wrote it, and `pg_dump` refuses a server newer than itself; a newer client may also write
@@ -26,7 +27,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from kirby_core.errors import ConfigError, StorageError
 from kirby_core.logs import redact
 
-PROGRAMS = ("pg_dump", "pg_restore")
+PROGRAMS = ("pg_dump", "pg_restore", "psql")
 _VERSION = re.compile(r"\(PostgreSQL\) (\d+)")
 
 
@@ -44,6 +45,10 @@ class PgTools:
     @property
     def pg_restore(self) -> Path:
         return self.bin_dir / "pg_restore"
+
+    @property
+    def psql(self) -> Path:
+        return self.bin_dir / "psql"
 
 
 def candidate_dirs(bin_dir: Path | None = None) -> list[Path]:
@@ -88,7 +93,7 @@ def find_tools(server_major: int, bin_dir: Path | None = None) -> PgTools:
     if not fitting:
         seen = ", ".join(f"{m} in {d}" for m, d in sorted(available.items())) or "none"
         raise ConfigError(
-            f"no pg_dump/pg_restore of PostgreSQL {server_major} or newer was found (found: "
+            f"no pg_dump/pg_restore/psql of PostgreSQL {server_major} or newer was found (found: "
             f"{seen}); install PostgreSQL {server_major}'s client programs or point "
             "KIRBY_PG_BIN_DIR at them"
         )
@@ -127,3 +132,79 @@ async def run_tool(
         message = redact(err.decode(errors="replace").strip())
         raise StorageError(f"{program.name} failed (exit {process.returncode}): {message}")
     return out.decode(errors="replace")
+
+
+async def contents(pg_restore: Path, dump_file: Path) -> list[str]:
+    """The table of contents of a custom-format dump (`pg_restore --list`), one entry a
+    line; edited, it goes back in as `--use-list` to restore only some entries."""
+    process = await asyncio.create_subprocess_exec(
+        str(pg_restore),
+        "--list",
+        str(dump_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        message = err.decode(errors="replace").strip()
+        raise StorageError(f"pg_restore --list failed (exit {process.returncode}): {message}")
+    return out.decode(errors="replace").splitlines()
+
+
+async def restore_in_one_transaction(
+    tools: PgTools, restore_args: list[str], prelude: list[str], url: str
+) -> None:
+    """`prelude` (SQL statements) and then a dump, in one transaction on `url`.
+
+    `pg_restore --single-transaction` cannot run statements of the caller's inside its
+    transaction, so the dump goes through `pg_restore --file=-` (SQL) into `psql`
+    (`ON_ERROR_STOP`) after `BEGIN` and the prelude; `COMMIT` is sent only once
+    `pg_restore` has ended well. An error in either leaves the database as it was.
+    """
+    target, env = libpq_target(url)
+    psql = await asyncio.create_subprocess_exec(
+        str(tools.psql),
+        "--no-psqlrc",
+        "--quiet",
+        "--set=ON_ERROR_STOP=1",
+        "--file=-",
+        f"--dbname={target}",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    restore = await asyncio.create_subprocess_exec(
+        str(tools.pg_restore),
+        *restore_args,
+        "--file=-",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert psql.stdin and psql.stderr and restore.stdout and restore.stderr
+    psql_errors = asyncio.create_task(psql.stderr.read())
+    restore_errors = asyncio.create_task(restore.stderr.read())
+    try:
+        psql.stdin.write("".join(f"{sql};\n" for sql in ["BEGIN", *prelude]).encode())
+        while chunk := await restore.stdout.read(1 << 16):
+            psql.stdin.write(chunk)
+            await psql.stdin.drain()
+        if await restore.wait() == 0:
+            psql.stdin.write(b"COMMIT;\n")
+            await psql.stdin.drain()
+        psql.stdin.close()  # without COMMIT: psql ends and the transaction rolls back
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # psql stopped at an error; its message says which
+    finally:
+        if restore.returncode is None:
+            restore.kill()
+            await restore.wait()
+    psql_exit = await psql.wait()
+    psql_message = redact((await psql_errors).decode(errors="replace").strip())
+    restore_message = (await restore_errors).decode(errors="replace").strip()
+    if psql_exit != 0:
+        raise StorageError(f"psql failed (exit {psql_exit}), nothing restored: {psql_message}")
+    if restore.returncode != 0:
+        raise StorageError(
+            f"pg_restore failed (exit {restore.returncode}), nothing restored: {restore_message}"
+        )

@@ -9,6 +9,8 @@ over HTTP through s3fs, as a deployment talks to S3.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
@@ -21,7 +23,7 @@ from click.testing import CliRunner
 from kirby_cli.main import cli
 from kirby_core import backups
 from kirby_core.catalog import load_catalog
-from kirby_core.db import catalog_store, pgtools
+from kirby_core.db import catalog_store, migrate, pgtools
 from kirby_core.db.urls import DatabaseUrls, with_database
 from kirby_core.errors import ConfigError
 from kirby_core.locations import location
@@ -275,7 +277,7 @@ def test_client_programs_match_the_server_or_are_refused() -> None:
     tools = pgtools.find_tools(15)
     assert tools.major >= 15
     assert pgtools.major_version(tools.pg_dump) == tools.major
-    with pytest.raises(ConfigError, match="no pg_dump/pg_restore of PostgreSQL 99 or newer"):
+    with pytest.raises(ConfigError, match="no pg_dump/pg_restore/psql of PostgreSQL 99 or newer"):
         pgtools.find_tools(99)
 
 
@@ -324,3 +326,234 @@ def test_a_location_is_a_path_or_a_known_filesystem_url(tmp_path: Path) -> None:
     assert local.is_local and local.uri("candles") == f"{tmp_path}/lake/candles"
     with pytest.raises(ConfigError, match="nosuch://bucket/lake: not a filesystem URL"):
         location("nosuch://bucket/lake")
+
+
+CANDLES_OVER_200_DAYS = """
+INSERT INTO candles (starlisting_id, time, open, high, low, close, volume)
+SELECT (SELECT min(id) FROM starlistings), t, 10, 11, 9, 10, 1
+FROM generate_series(date_trunc('hour', now()) - interval '200 days', now(), interval '1 hour') t
+"""
+CHUNKS = """
+SELECT hypertable_name, count(*) FROM timescaledb_information.chunks GROUP BY 1 ORDER BY 1
+"""
+POLICIES = """
+SELECT hypertable_name, proc_name, config FROM timescaledb_information.jobs
+WHERE hypertable_name IS NOT NULL ORDER BY 1, 2
+"""
+
+REFUSE_INDEXES = """
+CREATE FUNCTION public.refuse_indexes() RETURNS event_trigger LANGUAGE plpgsql AS
+$$ BEGIN RAISE EXCEPTION 'no index today'; END $$;
+CREATE EVENT TRIGGER refuse_indexes ON ddl_command_end WHEN TAG IN ('CREATE INDEX')
+EXECUTE FUNCTION public.refuse_indexes();
+"""
+
+
+async def _fill_hypertables(conn: asyncpg.Connection) -> None:
+    """Candles over 200 days (several 30-day chunks), the older chunks compressed."""
+    await conn.execute(CANDLES_OVER_200_DAYS)
+    compressed = await conn.fetchval(
+        "SELECT count(compress_chunk(c)) FROM show_chunks('candles', older_than => interval"
+        " '60 days') c"
+    )
+    assert compressed >= 4
+
+
+def _timescaledb_state(url: str) -> tuple[dict[str, str], list[tuple], list[tuple], str]:
+    """Hypertables with chunk intervals, chunks per hypertable, their policies, and whether
+    a new session is still in restoring mode. (Which chunks are compressed is not compared:
+    the 7-day compression policy, running again after the restore, compresses more.)"""
+
+    async def read(conn: asyncpg.Connection):
+        return (
+            await backups.hypertables(conn),
+            [tuple(row) for row in await conn.fetch(CHUNKS)],
+            [tuple(row) for row in await conn.fetch(POLICIES)],
+            await conn.fetchval("SELECT current_setting('timescaledb.restoring')"),
+        )
+
+    return asyncio.run(_on(url, read))
+
+
+@pytest.mark.usefixtures("needs_timescaledb")
+def test_timescaledb_hypertables_back_up_restore_and_check_as_hypertables(
+    backup_settings: Settings, database_urls: DatabaseUrls, synced, empty_database: str
+) -> None:
+    source = database_urls.realtime
+    asyncio.run(_on(source, _fill_hypertables))
+    hypertables, chunks, policies, _ = _timescaledb_state(source)
+    assert hypertables["candles"] == "30 days"
+    assert ("candles", "policy_compression", "7 days") in [
+        (name, proc, json.loads(config).get("compress_after")) for name, proc, config in policies
+    ]
+    version = asyncio.run(_on(source, backups.timescaledb_version))
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [realtime_backup, realtime_backup_restores],
+            partition_key=DAY.isoformat(),
+            resources={"kirby": KirbyResource.of(backup_settings)},
+            instance=instance,
+        )
+    assert result.success
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed, check.metadata
+    assert check.metadata["hypertables"].value == len(hypertables)
+    store = backups.BackupStore(location(backup_settings.backup_url))
+    manifest = store.manifest(store.find("realtime"))
+    assert manifest.timescaledb == version
+    assert manifest.hypertables == hypertables
+    assert manifest.tables["candles"] == source_counts(source)["candles"] > 4000
+
+    runner, env = CliRunner(), _env(backup_settings)
+    target = ["db", "restore", "--database", "realtime", "--target-url", empty_database]
+    restored = runner.invoke(cli, target, env=env)
+    assert restored.exit_code == 0, restored.output
+    assert f"({len(hypertables)} hypertables)" in restored.output
+    assert source_counts(empty_database) == source_counts(source)
+    assert _timescaledb_state(empty_database) == (hypertables, chunks, policies, "off")
+
+    # the restored database works as TimescaleDB: a row a year ahead gets a chunk of its own
+    asyncio.run(
+        _on(
+            empty_database,
+            lambda conn: conn.execute(
+                "INSERT INTO candles (starlisting_id, time, open, high, low, close, volume)"
+                " SELECT min(id), date_trunc('hour', now()) + interval '1 year', 1, 1, 1, 1, 1"
+                " FROM starlistings"
+            ),
+        )
+    )
+    # --force replaces the hypertables, the chunk the backup never had included
+    again = runner.invoke(cli, [*target, "--force"], env=env)
+    assert again.exit_code == 0, again.output
+    assert source_counts(empty_database) == source_counts(source)
+    assert _timescaledb_state(empty_database) == (hypertables, chunks, policies, "off")
+
+    # a forced restore that fails half-way (an event trigger of the target's refuses the
+    # dump's first CREATE INDEX) leaves everything as it was: nothing dropped, no job lost
+    asyncio.run(_on(empty_database, lambda conn: conn.execute(REFUSE_INDEXES)))
+    failed = runner.invoke(cli, [*target, "--force"], env=env)
+    assert failed.exit_code == 1
+    assert "psql failed (exit 3), nothing restored" in failed.output
+    assert "no index today" in failed.output
+    assert "Traceback" not in failed.output
+    assert source_counts(empty_database) == source_counts(source)
+    assert _timescaledb_state(empty_database) == (hypertables, chunks, policies, "off")
+
+
+def test_a_timescaledb_backup_needs_its_version_on_the_target_server(
+    backup_settings: Settings,
+    database_urls: DatabaseUrls,
+    synced,
+    empty_database: str,
+    timescaledb: bool,
+) -> None:
+    """On TimescaleDB: a backup claiming another version; on plain PostgreSQL (CI): a
+    backup claiming TimescaleDB at all. Both are refused before anything is restored."""
+    store = backups.BackupStore(location(backup_settings.backup_url))
+    manifest = asyncio.run(backups.take_backup(database_urls.realtime, "realtime", DAY, store))
+    claimed = "2.0.0" if timescaledb else "2.28.3"
+    edited = dataclasses.asdict(manifest) | {"timescaledb": claimed}
+    (Path(backup_settings.backup_url) / "realtime-2026-03-01.json").write_text(json.dumps(edited))
+
+    result = CliRunner().invoke(
+        cli,
+        ["db", "restore", "--database", "realtime", "--target-url", empty_database],
+        env=_env(backup_settings),
+    )
+    assert result.exit_code == 1
+    assert f"realtime-2026-03-01.dump was taken with TimescaleDB {claimed}" in result.output
+    offers = f"offers only {manifest.timescaledb}" if timescaledb else "offers no timescaledb"
+    assert offers in result.output
+    assert "Traceback" not in result.output
+    assert asyncio.run(_on(empty_database, backups.timescaledb_version)) is None
+    assert not asyncio.run(_on(empty_database, backups.user_relations))
+
+
+def test_a_hypertable_restored_plain_or_with_other_chunks_does_not_match() -> None:
+    rows = {"candles": 5, "coins": 2}
+    chunked = {"candles": "30 days", "funding_rates": "30 days"}
+    assert backups.Comparison(rows, rows, chunked, dict(chunked)).matches
+    comparison = backups.Comparison(rows, rows, chunked, {"candles": "1 day"})
+    assert not comparison.matches and not comparison.differences
+    assert comparison.hypertable_differences == {
+        "candles": ("30 days", "1 day"),
+        "funding_rates": ("30 days", None),
+    }
+    assert backups.Comparison(rows, rows).matches  # plain PostgreSQL: rows only
+
+
+def test_restore_cli_reports_a_hypertable_that_came_back_plain(
+    backup_settings: Settings, database_urls: DatabaseUrls, synced, empty_database: str
+) -> None:
+    """A manifest saying `coins` was a hypertable (it never is): the restore succeeds, the
+    comparison names the table and the command fails."""
+    store = backups.BackupStore(location(backup_settings.backup_url))
+    manifest = asyncio.run(backups.take_backup(database_urls.realtime, "realtime", DAY, store))
+    edited = dataclasses.asdict(manifest) | {"hypertables": {"coins": "30 days"}}
+    (Path(backup_settings.backup_url) / "realtime-2026-03-01.json").write_text(json.dumps(edited))
+
+    result = CliRunner().invoke(
+        cli,
+        ["db", "restore", "--database", "realtime", "--target-url", empty_database],
+        env=_env(backup_settings),
+    )
+    assert result.exit_code == 1
+    assert "coins: backup a hypertable of 30 days chunks, restored a plain table" in result.output
+    assert "the restored database differs from realtime-2026-03-01.json" in result.output
+    assert source_counts(empty_database) == source_counts(database_urls.realtime)
+
+
+def test_a_cut_off_dump_restores_nothing(
+    backup_settings: Settings, database_urls: DatabaseUrls, synced, empty_database: str
+) -> None:
+    """pg_restore fails on the dump's last bytes: the target stays empty (on TimescaleDB,
+    where the SQL goes through psql, no COMMIT is sent)."""
+    store = backups.BackupStore(location(backup_settings.backup_url))
+    asyncio.run(backups.take_backup(database_urls.realtime, "realtime", DAY, store))
+    dump = Path(backup_settings.backup_url) / "realtime-2026-03-01.dump"
+    dump.write_bytes(dump.read_bytes()[:-100])
+
+    result = CliRunner().invoke(
+        cli,
+        ["db", "restore", "--database", "realtime", "--target-url", empty_database],
+        env=_env(backup_settings),
+    )
+    assert result.exit_code == 1
+    assert "pg_restore failed" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not asyncio.run(_on(empty_database, backups.user_relations))
+
+
+@pytest.mark.usefixtures("needs_timescaledb")
+def test_a_plain_backup_replaces_hypertables_on_force(
+    backup_settings: Settings, pg_server: str, empty_database: str
+) -> None:
+    """A backup of plain tables, forced into a database of hypertables (the prelude drops
+    them; --clean alone is refused on a hypertable): plain tables, as backed up."""
+    plain = f"kirby_plain_{uuid.uuid4().hex[:8]}"
+    admin = with_database(pg_server, "postgres")
+    asyncio.run(_on(admin, lambda conn: conn.execute(f'CREATE DATABASE "{plain}"')))
+    try:
+        source = with_database(pg_server, plain)
+        migrate.upgrade(source, timescaledb="off")
+        catalog = load_catalog(REPO / "config/starlistings.yaml")
+        asyncio.run(_on(source, lambda conn: catalog_store.sync_catalog(conn, catalog)))
+        store = backups.BackupStore(location(backup_settings.backup_url))
+        manifest = asyncio.run(backups.take_backup(source, "realtime", DAY, store))
+        assert manifest.timescaledb is None and not manifest.hypertables
+        migrate.upgrade(empty_database)
+        assert _timescaledb_state(empty_database)[0]  # hypertables before
+
+        result = CliRunner().invoke(
+            cli,
+            ["db", "restore", "--database", "realtime", "--target-url", empty_database, "--force"],
+            env=_env(backup_settings),
+        )
+        assert result.exit_code == 0, result.output
+        assert source_counts(empty_database) == source_counts(source)
+        assert source_counts(source)["starlistings"] > 0
+        assert _timescaledb_state(empty_database)[:2] == ({}, [])
+    finally:
+        asyncio.run(_on(admin, lambda conn: conn.execute(f'DROP DATABASE "{plain}" WITH (FORCE)')))
