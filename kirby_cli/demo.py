@@ -100,7 +100,9 @@ def demo(
         history_days=days,
         owns_postgres=True,
     )
-    _serve(config, "Kirby demo: simulated Hyperliquid and Binance")
+    _serve(
+        config, "Kirby demo: five simulated exchanges (Hyperliquid, Binance, Bybit, OKX, Coinbase)"
+    )
 
 
 @click.command("run")
@@ -116,7 +118,10 @@ def run_stack(settings: Settings, dagster_port: int, api_port: int, days: int) -
     config = StackConfig(
         settings=settings, dagster_port=dagster_port, api_port=api_port, history_days=days
     )
-    _serve(config, "Kirby: live Hyperliquid, Binance history")
+    _serve(
+        config,
+        "Kirby: live Hyperliquid, Binance, Bybit, OKX and Coinbase; Binance training history",
+    )
 
 
 def _serve(config: StackConfig, title: str) -> None:

@@ -17,6 +17,7 @@ stopped when this stack started it.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import socket
 import sys
@@ -40,6 +41,7 @@ from kirby_core.db.connection import connect
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Database, Settings
 from kirby_pipelines.backfill_plans import BACKFILL_ASSETS
+from kirby_sim.server import ws_origins
 
 HOST = "127.0.0.1"
 SUPERVISOR = "stream_supervisor"
@@ -94,8 +96,12 @@ def simulated(settings: Settings, sim_port: int) -> Settings:
         update={
             "hyperliquid_rest_url": base,
             "hyperliquid_ws_url": f"ws://{HOST}:{sim_port}/ws",
+            "ws_origins": ws_origins(HOST, sim_port),
             "binance_spot_url": base,
             "binance_futures_url": base,
+            "bybit_rest_url": base,
+            "okx_rest_url": base,
+            "coinbase_rest_url": base,
         }
     )
 
@@ -114,6 +120,10 @@ def child_environment(config: StackConfig, base: dict[str, str]) -> dict[str, st
         "KIRBY_HYPERLIQUID_WS_URL": s.hyperliquid_ws_url,
         "KIRBY_BINANCE_SPOT_URL": s.binance_spot_url,
         "KIRBY_BINANCE_FUTURES_URL": s.binance_futures_url,
+        "KIRBY_BYBIT_REST_URL": s.bybit_rest_url,
+        "KIRBY_OKX_REST_URL": s.okx_rest_url,
+        "KIRBY_COINBASE_REST_URL": s.coinbase_rest_url,
+        "KIRBY_WS_ORIGINS": json.dumps(s.ws_origins),
         # empty = unset for Settings (a value in .env must not point the stack elsewhere)
         "KIRBY_DATABASE_URL": s.database_url or "",
         "KIRBY_TRAINING_DATABASE_URL": s.training_database_url or "",

@@ -13,10 +13,12 @@ from datetime import datetime
 from pathlib import Path
 
 import asyncpg
+import msgspec
 
 from kirby_cli.stack import Stack
 from kirby_core.datasets import DATASETS
 from kirby_core.db.connection import connect
+from kirby_core.models import FeedReport
 
 STATUS_QUERY_TIMEOUT_SECONDS = 3.0
 REALTIME_TABLES = tuple(DATASETS)
@@ -34,6 +36,8 @@ class StackSnapshot:
     collector_error: str | None = None
     """Why the collector is degraded (it cannot reach the exchange, or receives nothing)."""
     last_candle: datetime | None = None
+    exchanges: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)
+    """Exchange -> (its feed's state in the newest heartbeat, why degraded, candles stored)."""
     backfills: dict[str, str] = field(default_factory=dict)
     backfill_failures: dict[str, str] = field(default_factory=dict)
     """Title -> root cause of a failed backfill."""
@@ -66,12 +70,14 @@ async def _read(stack: Stack, snap: StackSnapshot) -> None:
                 snap.counts[table] = await conn.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608
             beat = await conn.fetchrow(
                 "SELECT collector_id, extract(epoch FROM now() - heartbeat_at)::float AS age,"
-                " state, last_error FROM stream_heartbeats ORDER BY heartbeat_at DESC LIMIT 1"
+                " state, last_error, feeds FROM stream_heartbeats"
+                " ORDER BY heartbeat_at DESC LIMIT 1"
             )
             if beat is not None:
                 snap.collector, snap.heartbeat_age = beat["collector_id"], beat["age"]
                 snap.collector_state, snap.collector_error = beat["state"], beat["last_error"]
             snap.last_candle = await conn.fetchval("SELECT max(time) FROM candles")
+            snap.exchanges = await _exchanges(conn, beat["feeds"] if beat is not None else None)
         finally:
             await conn.close()
         conn = await connect(stack.databases.training)
@@ -79,6 +85,24 @@ async def _read(stack: Stack, snap: StackSnapshot) -> None:
             snap.counts["training_candles"] = await conn.fetchval("SELECT count(*) FROM candles")
         finally:
             await conn.close()
+
+
+async def _exchanges(
+    conn: asyncpg.Connection, feeds: str | None
+) -> dict[str, tuple[str, str | None, int]]:
+    """Per exchange of the catalog: its feed's state and the candles stored for it."""
+    reports = msgspec.json.decode(feeds or "{}", type=dict[str, FeedReport])
+    rows = await conn.fetch(
+        """SELECT e.name, (SELECT count(*) FROM candles c JOIN starlistings s
+                             ON s.id = c.starlisting_id WHERE s.exchange_id = e.id) AS candles
+           FROM exchanges e ORDER BY e.name"""
+    )
+    found: dict[str, tuple[str, str | None, int]] = {}
+    for row in rows:
+        report = reports.get(row["name"])
+        state = "not collected" if report is None else report.state
+        found[row["name"]] = (state, None if report is None else report.last_error, row["candles"])
+    return found
 
 
 def render(snap: StackSnapshot, now: datetime, refresh_seconds: float, lake_dir: Path) -> str:
@@ -103,6 +127,11 @@ def render(snap: StackSnapshot, now: datetime, refresh_seconds: float, lake_dir:
         f"  open interest {count('open_interest')}",
         f"  training   candles {count('training_candles')}",
     ]
+    for i, (name, (state, error, candles)) in enumerate(snap.exchanges.items()):
+        why = f": {error}" if error else ""
+        lines.append(
+            f"  {'exchanges' if i == 0 else '':<9}  {name:<12} {state}{why}, {candles:,} candles"
+        )
     for i, (title, status) in enumerate(snap.backfills.items()):
         lines.append(f"  {'backfills' if i == 0 else '':<9}  {status:<17} {title}")
         if title in snap.backfill_failures:

@@ -125,6 +125,8 @@ class FeedReport(msgspec.Struct, kw_only=True):
     last_error: str | None = None
     """Why it is degraded (cannot reach it, a stall, a failed poll)."""
     reconnects: int = 0
+    hand_overs: int = 0
+    """Connections replaced before the exchange's scheduled disconnect, nothing lost."""
     messages_received: int = 0
     invalid_messages: int = 0
     channel_errors: int = 0

@@ -72,6 +72,19 @@ _BINANCE_PREFIXES = ("/api/", "/fapi/", "/dapi/", "/futures/data/")
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def ws_origins(host: str, port: int) -> dict[str, str]:
+    """`Settings.ws_origins` for a simulator on `host:port`: each exchange's WebSocket origin
+    -> where this server serves its paths."""
+    base = f"ws://{host}:{port}"
+    return {
+        "wss://stream.binance.com:9443": base,
+        "wss://fstream.binance.com": f"{base}/fstream",
+        "wss://stream.bybit.com": base,
+        "wss://ws.okx.com:8443": base,
+        "wss://advanced-trade-ws.coinbase.com": f"{base}/advanced-trade-ws",
+    }
+
+
 class SimulatorServer:
     def __init__(
         self,
@@ -137,14 +150,7 @@ class SimulatorServer:
     def ws_origins(self) -> dict[str, str]:
         """`Settings.ws_origins` pointing every exchange's WebSocket (but Hyperliquid's, see
         `ws_url`) at this simulator."""
-        base = f"ws://{self.config.host}:{self.port}"
-        return {
-            "wss://stream.binance.com:9443": base,
-            "wss://fstream.binance.com": f"{base}/fstream",
-            "wss://stream.bybit.com": base,
-            "wss://ws.okx.com:8443": base,
-            "wss://advanced-trade-ws.coinbase.com": f"{base}/advanced-trade-ws",
-        }
+        return ws_origins(self.config.host, self.port or 0)
 
     async def start(self) -> None:
         config = self.config

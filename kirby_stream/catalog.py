@@ -171,11 +171,11 @@ def build_catalog(
         if found is None:
             return
         exchange, stream = found
-        polled = stream.polled.get(pair.market_type, ())
-        if dataset in polled or (dataset == "candles" and interval in stream.polled_intervals):
+        how = stream.collection(pair.market_type, dataset, interval)
+        if how == "polled":
             polls[exchange.name, dataset].append(PollTarget(pair, interval, series))
             return
-        if dataset not in stream.streamed.get(pair.market_type, ()):
+        if how == "none":
             return
         symbol = stream.symbol(exchange, pair.coin, pair.quote, pair.market_type)
         url = stream.ws_url(settings, pair.market_type, dataset)

@@ -278,6 +278,9 @@ class Collector:
             feed.state = "stopped" if self._stopped else worst[1]
             feed.last_error = None if self._stopped else worst[2]
             feed.reconnects = sum(part[3] for part in mine)
+            feed.hand_overs = sum(
+                lane.feed.hand_overs for key, lane in self.lanes.items() if key[0] == exchange
+            )
             if feed.last_message is not None:
                 feed.last_message_at = wall_time_of(feed.last_message)
         if self._stopped:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -50,6 +50,11 @@ KEEPER_TICK_SECONDS = 1.0
 """The keeper wakes at least this often (more often if the ping or stall settings are short)."""
 CLOSE_TIMEOUT_SECONDS = 1.0
 MAX_FRAME_BYTES = 4 * 2**20
+HAND_OVER_MARGIN_SECONDS = 600.0
+"""How long before an exchange's scheduled disconnect (Binance, Bybit, OKX: 24 h) the next
+connection is opened (on the data clock; a tenth of the limit when that is shorter)."""
+HAND_OVER_OVERLAP_SECONDS = 2.0
+"""How long both connections are read before the old one closes."""
 
 Frame = tuple[str | bytes, datetime, float]
 """(text (bytes for a binary frame), received_at on the data clock, received on time.monotonic())"""
@@ -92,6 +97,20 @@ class FeedHealth:
     """symbol -> time.monotonic() of its latest data frame."""
 
 
+class HandOver(Exception):
+    """The keeper opened and subscribed the next connection: switch to it."""
+
+    def __init__(self, ws: ClientConnection, reader: asyncio.Task[None], opened_at: datetime):
+        super().__init__("hand over to the next connection")
+        self.ws, self.reader, self.opened_at = ws, reader, opened_at
+
+
+async def _close(ws: ClientConnection) -> None:
+    with contextlib.suppress(OSError, TimeoutError, WebSocketException):
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await ws.close()
+
+
 class FeedStalled(Exception):
     """Every subscribed symbol went quiet: the connection is replaced."""
 
@@ -126,6 +145,11 @@ class Feed:
         self._request_id = 0
         self._next_send = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self.hand_overs = 0
+        """Connections replaced before the exchange's scheduled disconnect, nothing lost."""
+        self._opened_at = clock()
+        limits = [x.max_connection_seconds for x in adapter.limits.values()]
+        self._max_connection_seconds = min((x for x in limits if x), default=None)
 
     def replace_plan(self, plan: FeedPlan) -> None:
         """Take effect on the live connection within a keeper tick."""
@@ -160,39 +184,61 @@ class Feed:
             )
             await pause(stop, delay)
 
+    async def _open(self) -> ClientConnection:
+        async with asyncio.timeout(self.settings.stream_connect_timeout_seconds):
+            return await connect(
+                self.url,
+                ping_interval=None,  # client pings are the exchange's own frames (keeper)
+                open_timeout=None,  # the asyncio.timeout above covers the handshake
+                close_timeout=CLOSE_TIMEOUT_SECONDS,
+                max_size=MAX_FRAME_BYTES,
+            )
+
     async def _connection(self, stop: asyncio.Event, backoff: Backoff) -> str:
-        """Serve one connection; the reason it ended ("" when stopped)."""
+        """Serve one connection (and those it hands over to); the reason it ended ("" when
+        stopped)."""
         try:
-            async with asyncio.timeout(self.settings.stream_connect_timeout_seconds):
-                ws = await connect(
-                    self.url,
-                    ping_interval=None,  # client pings are the exchange's own frames (keeper)
-                    open_timeout=None,  # the asyncio.timeout above covers the handshake
-                    close_timeout=CLOSE_TIMEOUT_SECONDS,
-                    max_size=MAX_FRAME_BYTES,
-                )
+            ws = await self._open()
         except (OSError, TimeoutError, WebSocketException) as exc:
             host = urlsplit(self.url).hostname
             return f"cannot reach {host}: {str(exc) or type(exc).__name__}"
-        try:
-            return await self._serve(ws, stop, backoff)
-        finally:
-            with contextlib.suppress(OSError, TimeoutError, WebSocketException):
-                async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                    await ws.close()
-
-    async def _serve(self, ws: ClientConnection, stop: asyncio.Event, backoff: Backoff) -> str:
         self._generation += 1
         self._sent = 0
         await self.frames.put(Connected(self._generation))
         self._plan_changed = False
         await self.frames.put(CatalogReplaced(self._plan, self.clock()))
+        handed: HandOver | None = None
+        while True:
+            current, handed = handed, None
+            try:
+                reason = await self._serve(ws, stop, backoff, current)
+            except* HandOver as group:
+                handed = cast(HandOver, group.exceptions[0])
+            finally:
+                await _close(ws)
+            if handed is None:
+                return reason
+            ws, reason = handed.ws, ""
+            handed.reader.cancel()  # the successor's own reader takes over (cancel is safe)
+            with contextlib.suppress(asyncio.CancelledError):
+                await handed.reader
+
+    async def _serve(
+        self,
+        ws: ClientConnection,
+        stop: asyncio.Event,
+        backoff: Backoff,
+        handed: HandOver | None,
+    ) -> str:
+        self._opened_at = self.clock() if handed is None else handed.opened_at
         reason = ""
         try:
             async with asyncio.TaskGroup() as group:
                 self._tasks = [
                     group.create_task(self._read(ws), name="feed-reader"),
-                    group.create_task(self._keep(ws, stop, backoff), name="feed-keeper"),
+                    group.create_task(
+                        self._keep(ws, stop, backoff, handed is not None), name="feed-keeper"
+                    ),
                 ]
         except* ConnectionClosed as closed:
             reason = f"connection closed: {closed.exceptions[0]}"
@@ -201,6 +247,52 @@ class Feed:
         except* OSError as broken:
             reason = f"connection failed: {broken.exceptions[0]}"
         return reason
+
+    async def _hand_over(self) -> None:
+        """Open the next connection before the exchange ends this one (its
+        `max_connection_seconds`), subscribe everything there, read both for
+        `HAND_OVER_OVERLAP_SECONDS` (the same frames twice are harmless: rows keep the
+        latest state), then raise `HandOver` so the old one closes. Nothing is lost, no
+        gap is recorded. If the new connection cannot be opened, the next tick tries again;
+        should the exchange close the old one first, it is an ordinary reconnect."""
+        try:
+            ws = await self._open()
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            log.warning(
+                "event=hand_over_failed exchange=%s url=%s cause=%r",
+                self.exchange,
+                self.url,
+                str(exc),
+            )
+            return
+        opened_at = self.clock()
+        reader = asyncio.create_task(self._read(ws), name="feed-reader-next")
+        try:
+            greeting = self.adapter.keep_alive.greeting
+            if greeting is not None:
+                await self._send(ws, greeting)
+            subscriptions = [list(subs) for subs in self._subscribed.values()]
+            for frame in self._requests(self.adapter.subscribe_frames, subscriptions):
+                await self._send(ws, frame)
+            await asyncio.sleep(HAND_OVER_OVERLAP_SECONDS)
+        except BaseException:
+            reader.cancel()
+            await _close(ws)
+            raise
+        if reader.done():  # the new connection failed already: keep the old one
+            log.warning("event=hand_over_failed exchange=%s url=%s", self.exchange, self.url)
+            await _close(ws)
+            return
+        self.hand_overs += 1
+        log.info("event=connection_handed_over exchange=%s url=%s", self.exchange, self.url)
+        raise HandOver(ws, reader, opened_at)
+
+    def _hand_over_due(self) -> bool:
+        limit = self._max_connection_seconds
+        if limit is None:
+            return False
+        margin = min(HAND_OVER_MARGIN_SECONDS, limit / 10)
+        return (self.clock() - self._opened_at).total_seconds() >= limit - margin
 
     async def _read(self, ws: ClientConnection) -> None:
         frames, clock, monotonic = self.frames, self.clock, time.monotonic
@@ -212,13 +304,17 @@ class Feed:
             except asyncio.QueueFull:
                 await frames.put(frame)
 
-    async def _keep(self, ws: ClientConnection, stop: asyncio.Event, backoff: Backoff) -> None:
+    async def _keep(
+        self, ws: ClientConnection, stop: asyncio.Event, backoff: Backoff, handed: bool
+    ) -> None:
+        """`handed`: `ws` took over from the previous connection, already subscribed."""
         keep_alive = self.adapter.keep_alive
-        if keep_alive.greeting is not None:
-            await self._send(ws, keep_alive.greeting)
-        await self._subscribe(ws, self._plan.symbols)
+        if not handed:
+            if keep_alive.greeting is not None:
+                await self._send(ws, keep_alive.greeting)
+            await self._subscribe(ws, self._plan.symbols)
         settings = self.settings
-        healthy = False
+        healthy = handed
         stall = settings.stream_stall_seconds
         ping_every = keep_alive.ping_seconds or settings.stream_ping_seconds
         tick = min(KEEPER_TICK_SECONDS, ping_every, stall / 2)
@@ -229,6 +325,8 @@ class Feed:
                 await ws.close()  # the reader then ends with ConnectionClosedOK
                 return
             now = time.monotonic()
+            if self._hand_over_due():
+                await self._hand_over()
             if self._plan_changed:
                 await self._apply_plan(ws)
             if now >= next_ping and keep_alive.ping_frame is not None:

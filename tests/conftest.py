@@ -125,7 +125,7 @@ def settings(database_urls: DatabaseUrls, tmp_path: Path) -> Settings:
         database_url=database_urls.realtime,
         training_database_url=database_urls.training,
         home=tmp_path / ".kirby",
-        realtime_catalog=REPO / "config" / "starlistings.yaml",
+        realtime_catalog=REPO / "config" / "starlistings.hyperliquid.yaml",
         training_catalog=REPO / "config" / "training_stars.yaml",
         lake_dir=tmp_path / "lake",
     )

@@ -277,7 +277,7 @@ async def main(events: int, updates: int, clients: int, replicas: int, only: str
         try:
             conn = await asyncpg.connect(url)
             try:
-                catalog = load_catalog(REPO / "config" / "starlistings.yaml")
+                catalog = load_catalog(REPO / "config" / "starlistings.hyperliquid.yaml")
                 await catalog_store.sync_catalog(conn, catalog)
             finally:
                 await conn.close()

@@ -127,7 +127,7 @@ async def http(redis_url: str, seconds: float) -> None:
     try:
         conn = await asyncpg.connect(url)
         try:
-            catalog = load_catalog(REPO / "config" / "starlistings.yaml")
+            catalog = load_catalog(REPO / "config" / "starlistings.hyperliquid.yaml")
             await catalog_store.sync_catalog(conn, catalog)
             _, token = await create_key(conn, "bench")
         finally:

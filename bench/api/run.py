@@ -65,7 +65,9 @@ def series_rows(starlisting_id: int, count: int, seed: int) -> list[CandleRow]:
 async def prepare(url: str, rows: int) -> tuple[list, str]:
     conn = await asyncpg.connect(url)
     try:
-        await catalog_store.sync_catalog(conn, load_catalog(REPO / "config" / "starlistings.yaml"))
+        await catalog_store.sync_catalog(
+            conn, load_catalog(REPO / "config" / "starlistings.hyperliquid.yaml")
+        )
         stars = await catalog_store.list_starlistings(conn)
         started = time.perf_counter()
         for star in stars:

@@ -47,7 +47,7 @@ from kirby_core.settings import Settings
 from kirby_core.timeutil import INTERVAL_SECONDS
 
 DATABASE = "kirby_bench_timescale"
-CATALOG = REPO / "config" / "starlistings.yaml"
+CATALOG = REPO / "config" / "starlistings.hyperliquid.yaml"
 
 LOAD_CANDLES = """
 INSERT INTO candles (starlisting_id, time, open, high, low, close, volume, trade_count)

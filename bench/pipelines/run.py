@@ -84,7 +84,7 @@ def settings_for(realtime: str, training: str, lake: Path, sim_url: str = "") ->
         _env_file=None,
         database_url=realtime,
         training_database_url=training,
-        realtime_catalog=REPO / "config" / "starlistings.yaml",
+        realtime_catalog=REPO / "config" / "starlistings.hyperliquid.yaml",
         training_catalog=REPO / "config" / "training_stars.yaml",
         lake_dir=lake,
         **extra,
@@ -163,7 +163,9 @@ def make_candles(starlisting_id: int, first_day: date, days: int) -> list[Candle
 async def prepare(url: str, days: int, first_day: date) -> dict[str, int]:
     conn = await asyncpg.connect(url)
     try:
-        await catalog_store.sync_catalog(conn, load_catalog(REPO / "config" / "starlistings.yaml"))
+        await catalog_store.sync_catalog(
+            conn, load_catalog(REPO / "config" / "starlistings.hyperliquid.yaml")
+        )
         btc = await catalog_store.get_starlisting(
             conn,
             next(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import get
@@ -20,6 +20,7 @@ from kirby_api.window import TIME_ALLOWED, parse_time
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 from kirby_core.db.coverage import source_window
 from kirby_core.db.readers import coverage_interval
+from kirby_core.exchanges.registry import live_collection
 
 Day = Annotated[
     str | None,
@@ -42,6 +43,10 @@ class CoverageMetadata(msgspec.Struct):
     source_available_from: datetime | None
     """Oldest time the exchange still serves; null: all of its history."""
     source_note: str
+    live_collection: Literal["websocket", "polled", "none"]
+    """How the collector takes this series live: pushed on the exchange's WebSocket, polled
+    from its REST API once a minute (what its WebSocket lacks: Binance's open interest,
+    Coinbase's 1m/15m/1d candles), or not at all."""
 
 
 class CoverageResponse(msgspec.Struct):
@@ -97,6 +102,7 @@ async def _coverage(
         end_date=end - timedelta(days=1),
         source_available_from=retention.oldest,
         source_note=retention.note,
+        live_collection=live_collection(exchange, series.key.market_type, dataset.name, own),
     )
     return CoverageResponse(days, metadata)
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType, ModuleType, TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import Any, Final, Literal, Protocol, Self
 
 from kirby_core import datasets
 from kirby_core.db.coverage import SourceWindow
@@ -57,6 +57,8 @@ from kirby_core.exchanges.weights import RequestWeight
 from kirby_core.models import Candle, FundingRate, OpenInterest
 from kirby_core.settings import Settings
 from kirby_core.timeutil import EPOCH
+
+LiveCollection = Literal["websocket", "polled", "none"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,16 @@ class StreamAdapter:
     wire_symbol: Callable[[str, str, str], str] | None = None
     """(coin, quote, market type) -> the symbol frames carry; None: the declaration's
     `symbol`."""
+
+    def collection(self, market_type: str, dataset: str, interval: str | None) -> LiveCollection:
+        """How the collector takes `dataset` (at candle `interval`) of `market_type` live:
+        pushed on the WebSocket, polled from REST once a minute, or not at all."""
+        if market_type not in self.market_types:
+            return "none"
+        polled = self.polled.get(market_type, ())
+        if dataset in polled or (dataset == "candles" and interval in self.polled_intervals):
+            return "polled"
+        return "websocket" if dataset in self.streamed.get(market_type, ()) else "none"
 
     def ws_url(self, settings: Settings, market_type: str, dataset: str) -> str:
         """The URL to dial for `dataset` of `market_type` under `settings`."""
@@ -416,6 +428,17 @@ def funding_interval(name: str) -> str:
     an exchange Kirby does not know is assumed to settle hourly (the declaration's default)."""
     declared = declaration(name)
     return declared.funding_interval if declared else ExchangeDeclaration.funding_interval
+
+
+def live_collection(
+    exchange: str, market_type: str, dataset: str, interval: str | None
+) -> LiveCollection:
+    """How the collector takes a series of `exchange` live (see `StreamAdapter.collection`);
+    "none" for an exchange Kirby does not know or collects no feed of."""
+    declared = declaration(exchange)
+    if declared is None or declared.stream is None:
+        return "none"
+    return declared.stream.collection(market_type, dataset, interval)
 
 
 def feed_of(exchange: ExchangeDeclaration) -> StreamAdapter:

@@ -231,6 +231,7 @@ async def test_coverage_marks_outages_and_unavailable_at_source(client, conn, ca
         "1m",
     )
     assert meta["source_note"] == "Hyperliquid serves only its latest 5000 candles"
+    assert meta["live_collection"] == "websocket"
 
 
 async def test_coverage_today_expects_rows_only_up_to_now(client, catalog) -> None:
@@ -259,6 +260,7 @@ async def test_coverage_of_pairs_and_bad_ranges(client, catalog) -> None:
     ).json()
     assert oi["data"][0]["status"] == "unavailable_at_source"
     assert oi["metadata"]["source_note"] == "Hyperliquid publishes no open-interest history"
+    assert oi["metadata"]["live_collection"] == "websocket"  # activeAssetCtx carries it
     funding = await client.get(
         "/coverage/funding/hyperliquid/BTC/USD/perps",
         params={"start_time": "2024-01-01", "end_time": "2025-06-01"},

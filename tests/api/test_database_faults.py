@@ -44,7 +44,7 @@ def throwaway_url() -> Iterator[str]:
         async def sync() -> None:
             conn = await asyncpg.connect(url)
             try:
-                catalog = load_catalog(REPO / "config" / "starlistings.yaml")
+                catalog = load_catalog(REPO / "config" / "starlistings.hyperliquid.yaml")
                 await catalog_store.sync_catalog(conn, catalog)
             finally:
                 await conn.close()

@@ -62,7 +62,7 @@ def _env(urls: DatabaseUrls) -> dict[str, str]:
     return {
         "KIRBY_DATABASE_URL": urls.realtime,
         "KIRBY_TRAINING_DATABASE_URL": urls.training,
-        "KIRBY_REALTIME_CATALOG": str(REPO / "config" / "starlistings.yaml"),
+        "KIRBY_REALTIME_CATALOG": str(REPO / "config" / "starlistings.hyperliquid.yaml"),
         "KIRBY_TRAINING_CATALOG": str(REPO / "config" / "training_stars.yaml"),
     }
 
@@ -89,8 +89,8 @@ def test_migrate_and_sync_are_repeatable(database_urls: DatabaseUrls, clean) -> 
 def test_broken_catalog_is_refused_and_nothing_written(
     database_urls: DatabaseUrls, clean, tmp_path: Path
 ) -> None:
-    broken = tmp_path / "starlistings.yaml"
-    text = (REPO / "config" / "starlistings.yaml").read_text()
+    broken = tmp_path / "starlistings.hyperliquid.yaml"
+    text = (REPO / "config" / "starlistings.hyperliquid.yaml").read_text()
     broken.write_text(text.replace("intervals: [1m, 15m, 4h, 1d]", "intervals: [1m, 2d]", 1))
     result = CliRunner().invoke(
         cli, ["catalog", "sync", "--file", str(broken)], env=_env(database_urls)

@@ -28,11 +28,15 @@ from tests.conftest import REPO, empty_tables
 KIRBY = Path(sys.executable).with_name("kirby")
 
 
+ONE_EXCHANGE = REPO / "config" / "starlistings.hyperliquid.yaml"
+"""The catalog these tests name values from (Hyperliquid's BTC and SOL perps)."""
+
+
 def kirby(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
     return subprocess.run(
         [str(KIRBY), *args],
-        env={**base, "PYTHONPATH": str(REPO), **env},
+        env={**base, "PYTHONPATH": str(REPO), "KIRBY_REALTIME_CATALOG": str(ONE_EXCHANGE), **env},
         capture_output=True,
         text=True,
         timeout=240,

@@ -15,9 +15,13 @@ import httpx
 from kirby_cli.dagster_client import DagsterClient
 from kirby_cli.stack_backfills import Backfills
 from kirby_cli.stack_status import StackSnapshot, render, snapshot
+from kirby_core.catalog import load_catalog
+from kirby_core.db import catalog_store
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
-from tests.conftest import empty_tables
+from tests.conftest import REPO, empty_tables
+
+HYPERLIQUID_CATALOG = REPO / "config" / "starlistings.hyperliquid.yaml"
 
 REASON = "cannot reach api.hyperliquid.xyz: [Errno -3] Temporary failure in name resolution"
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -27,6 +31,14 @@ async def _execute(url: str, statement: str, *args: object) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(statement, *args)
+    finally:
+        await conn.close()
+
+
+async def _sync(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await catalog_store.sync_catalog(conn, load_catalog(HYPERLIQUID_CATALOG))
     finally:
         await conn.close()
 
@@ -43,13 +55,16 @@ def test_a_degraded_collector_shows_its_reason(
     database_urls: DatabaseUrls, settings: Settings, tmp_path: Path
 ) -> None:
     url = database_urls.realtime
+    asyncio.run(_sync(url))
+    feeds = json.dumps({"hyperliquid": {"state": "degraded", "last_error": REASON}})
     asyncio.run(
         _execute(
             url,
             "INSERT INTO stream_heartbeats (collector_id, hostname, pid, started_at,"
-            " heartbeat_at, state, last_error) VALUES ('hl', 'box', 1, now(), now(),"
-            " 'degraded', $1)",
-            REASON,
+            " heartbeat_at, state, last_error, feeds) VALUES ('hl', 'box', 1, now(), now(),"
+            " 'degraded', $1, $2::jsonb)",
+            f"hyperliquid: {REASON}",
+            feeds,
         )
     )
     try:
@@ -64,7 +79,11 @@ def test_a_degraded_collector_shows_its_reason(
         asyncio.run(_empty(url))
     screen = render(snap, NOW, 2, tmp_path).splitlines()
     [stream] = [line for line in screen if line.startswith("  stream")]
-    assert stream.startswith(f"  stream     DEGRADED: {REASON} (heartbeat 0 s ago (hl))")
+    assert stream.startswith(
+        f"  stream     DEGRADED: hyperliquid: {REASON} (heartbeat 0 s ago (hl))"
+    )
+    exchanges = screen[screen.index(next(x for x in screen if x.startswith("  exchanges"))) :]
+    assert exchanges[0] == f"  exchanges  hyperliquid  degraded: {REASON}, 0 candles"
 
 
 class FakeDagster:

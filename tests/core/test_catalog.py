@@ -9,15 +9,15 @@ from kirby_core.errors import CatalogError
 from kirby_core.exchanges.registry import EXCHANGES
 from tests.conftest import REPO
 
-REALTIME = REPO / "config" / "starlistings.yaml"
+HYPERLIQUID_ONLY = REPO / "config" / "starlistings.hyperliquid.yaml"
 TRAINING = REPO / "config" / "training_stars.yaml"
-FIVE = REPO / "config" / "starlistings.five.yaml"
+REALTIME = REPO / "config" / "starlistings.yaml"
 
 
 def test_five_exchange_catalog() -> None:
     """The five-exchange catalog validates against every exchange's declaration: BTC, ETH and
     SOL on each market type the exchange declares, at 1m/15m/4h/1d where offered."""
-    five = load_catalog(FIVE)
+    five = load_catalog(REALTIME)
     by_exchange: dict[str, set[str]] = {}
     for key in five.starlistings:
         by_exchange.setdefault(key.exchange, set()).add(key.interval)
@@ -42,12 +42,12 @@ def test_five_exchange_catalog() -> None:
         "coinbase/ETH/USD/spot",
         "coinbase/SOL/USD/spot",
     }
-    realtime = load_catalog(REALTIME)
+    realtime = load_catalog(HYPERLIQUID_ONLY)
     assert set(realtime.starlistings) < set(five.starlistings)
 
 
 def test_shipped_catalogs() -> None:
-    realtime = load_catalog(REALTIME)
+    realtime = load_catalog(HYPERLIQUID_ONLY)
     assert len(realtime.starlistings) == 8
     assert [str(p) for p in realtime.trading_pairs] == [
         "hyperliquid/BTC/USD/perps",
@@ -66,19 +66,19 @@ def test_shipped_catalogs() -> None:
 
 
 def _broken(mutate) -> str:
-    raw = yaml.safe_load(REALTIME.read_text())
+    raw = yaml.safe_load(HYPERLIQUID_ONLY.read_text())
     raw = copy.deepcopy(raw)
     mutate(raw)
     with pytest.raises(CatalogError) as caught:
-        parse_catalog(raw, source="config/starlistings.yaml")
+        parse_catalog(raw, source="config/starlistings.hyperliquid.yaml")
     return str(caught.value)
 
 
 def test_unknown_exchange_names_entry_and_allowed_values() -> None:
     message = _broken(lambda r: r["starlistings"][1].update(exchange="binanse"))
     assert message == (
-        "config/starlistings.yaml: starlistings[1] (binanse/SOL/USD/perps): unknown exchange "
-        "'binanse'; allowed: binance, bybit, coinbase, hyperliquid, okx"
+        "config/starlistings.hyperliquid.yaml: starlistings[1] (binanse/SOL/USD/perps): "
+        "unknown exchange 'binanse'; allowed: binance, bybit, coinbase, hyperliquid, okx"
     )
 
 
@@ -107,8 +107,8 @@ def test_duplicate_starlisting() -> None:
 def test_unknown_field() -> None:
     message = _broken(lambda r: r["starlistings"][0].update(colour="red"))
     assert message == (
-        "config/starlistings.yaml: starlistings[0].colour: unknown field; allowed fields: "
-        "active, coin, exchange, intervals, market_type, quote"
+        "config/starlistings.hyperliquid.yaml: starlistings[0].colour: unknown field; "
+        "allowed fields: active, coin, exchange, intervals, market_type, quote"
     )
     assert "top_level: unknown field; allowed fields: coins, exchanges" in _broken(
         lambda r: r.update(top_level=1)
@@ -125,7 +125,7 @@ def test_undeclared_coin_and_missing_field() -> None:
 
 
 def test_inactive_entries_are_left_out() -> None:
-    raw = yaml.safe_load(REALTIME.read_text())
+    raw = yaml.safe_load(HYPERLIQUID_ONLY.read_text())
     raw["starlistings"][1]["active"] = False
     loaded = parse_catalog(raw, source="x")
     assert {s.coin for s in loaded.starlistings} == {"BTC"}

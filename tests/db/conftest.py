@@ -10,7 +10,9 @@ from tests.conftest import REPO
 @pytest.fixture
 async def catalog(conn: asyncpg.Connection) -> dict[str, int]:
     """The realtime catalog synced; maps 'BTC/1m'-style names and 'BTC' (pair) to ids."""
-    await catalog_store.sync_catalog(conn, load_catalog(REPO / "config" / "starlistings.yaml"))
+    await catalog_store.sync_catalog(
+        conn, load_catalog(REPO / "config" / "starlistings.hyperliquid.yaml")
+    )
     ids = {
         f"{s.key.coin}/{s.key.interval}": s.id for s in await catalog_store.list_starlistings(conn)
     }
@@ -20,7 +22,7 @@ async def catalog(conn: asyncpg.Connection) -> dict[str, int]:
 
 def catalog_with_usdt_perp(exchange: str) -> Catalog:
     """The realtime catalog with `exchange`'s BTC/USDT perp added (a test's own catalog)."""
-    raw = yaml.safe_load((REPO / "config" / "starlistings.yaml").read_text())
+    raw = yaml.safe_load((REPO / "config" / "starlistings.hyperliquid.yaml").read_text())
     raw["exchanges"].append({"name": exchange, "display_name": exchange.title()})
     raw["quote_currencies"].append({"symbol": "USDT", "name": "Tether USD"})
     raw["starlistings"].append(

@@ -7,7 +7,7 @@ from kirby_core.db import catalog_store
 from kirby_core.errors import NotFound
 from tests.conftest import REPO
 
-REALTIME = load_catalog(REPO / "config" / "starlistings.yaml")
+REALTIME = load_catalog(REPO / "config" / "starlistings.hyperliquid.yaml")
 TRAINING = load_catalog(REPO / "config" / "training_stars.yaml")
 
 
@@ -45,7 +45,7 @@ async def test_training_catalog(training_conn: asyncpg.Connection) -> None:
 
 async def test_removed_entries_are_deactivated_then_reactivated(conn: asyncpg.Connection) -> None:
     await catalog_store.sync_catalog(conn, REALTIME)
-    raw = yaml.safe_load((REPO / "config" / "starlistings.yaml").read_text())
+    raw = yaml.safe_load((REPO / "config" / "starlistings.hyperliquid.yaml").read_text())
     raw["starlistings"] = [raw["starlistings"][0]]  # only BTC left
     raw["starlistings"][0]["intervals"] = ["1m", "15m"]
     report = await catalog_store.sync_catalog(conn, parse_catalog(raw, "edited"))

@@ -94,7 +94,7 @@ def stack(home: Path, database_urls: dict[str, str | None]) -> Iterator[Stack]:
         _env_file=None,
         home=home,
         lake_dir=home / "lake",
-        realtime_catalog=REPO / "config" / "starlistings.yaml",
+        realtime_catalog=REPO / "config" / "starlistings.hyperliquid.yaml",
         training_catalog=REPO / "config" / "training_stars.yaml",
         **database_urls,
     )

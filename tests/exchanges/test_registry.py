@@ -18,6 +18,7 @@ from kirby_core.exchanges.registry import (
     OKX,
     declaration,
     feed_of,
+    live_collection,
 )
 from kirby_core.exchanges.weights import Burst
 from kirby_core.settings import Settings
@@ -126,6 +127,14 @@ def test_each_feed_says_what_to_subscribe_where_to_dial_and_which_symbol_frames_
     assert feed.symbol(HYPERLIQUID, "BTC", "USD", "perps") == "BTC"
     assert feed_of(OKX).symbol(OKX, "BTC", "USDT", "perps") == "BTC-USDT-SWAP"
     assert binance.symbol(BINANCE, "BTC", "USDT", "perps") == "BTCUSDT"
+    # What each feed carries live: pushed, polled from REST, or not at all.
+    assert live_collection("binance", "perps", "open_interest", None) == "polled"
+    assert live_collection("binance", "perps", "funding_rates", None) == "websocket"
+    assert live_collection("coinbase", "spot", "candles", "1m") == "polled"
+    assert live_collection("coinbase", "spot", "candles", "5m") == "websocket"
+    assert live_collection("okx", "perps", "open_interest", None) == "websocket"
+    assert live_collection("binance", "spot", "funding_rates", None) == "none"
+    assert live_collection("kraken", "spot", "candles", "1m") == "none"
     with pytest.raises(ValueError, match="binance declares no live feed"):
         feed_of(replace(BINANCE, stream=None))
 

@@ -98,7 +98,7 @@ def catalogs_synced(urls: DatabaseUrls, instance: dg.DagsterInstance) -> None:
 
     async def sync() -> None:
         for url, name in (
-            (urls.realtime, "starlistings.yaml"),
+            (urls.realtime, "starlistings.hyperliquid.yaml"),
             (urls.training, "training_stars.yaml"),
         ):
             conn = await asyncpg.connect(url)

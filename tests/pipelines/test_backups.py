@@ -109,7 +109,9 @@ def synced(database_urls: DatabaseUrls):
     async def sync() -> None:
         conn = await asyncpg.connect(database_urls.realtime)
         try:
-            await catalog_store.sync_catalog(conn, load_catalog(REPO / "config/starlistings.yaml"))
+            await catalog_store.sync_catalog(
+                conn, load_catalog(REPO / "config/starlistings.hyperliquid.yaml")
+            )
         finally:
             await conn.close()
 

@@ -91,7 +91,7 @@ def world(
             database_url=database_urls.realtime,
             training_database_url=database_urls.training,
             home=home / ".kirby",
-            realtime_catalog=REPO / "config" / "starlistings.yaml",
+            realtime_catalog=REPO / "config" / "starlistings.hyperliquid.yaml",
             training_catalog=REPO / "config" / "training_stars.yaml",
             lake_dir=home / "lake",
             hyperliquid_rest_url=sim.base_url,

@@ -163,7 +163,7 @@ def realtime_catalog(database_urls: DatabaseUrls) -> Iterator[str]:
         conn = await asyncpg.connect(database_urls.realtime)
         try:
             await catalog_store.sync_catalog(
-                conn, load_catalog(REPO / "config" / "starlistings.yaml")
+                conn, load_catalog(REPO / "config" / "starlistings.hyperliquid.yaml")
             )
         finally:
             await conn.close()

@@ -24,7 +24,9 @@ SPEED = 60
 @pytest.fixture
 async def catalog(conn: asyncpg.Connection) -> dict[str, int]:
     """The realtime catalog (BTC, SOL x 1m/15m/4h/1d) synced; 'BTC/1m' and 'BTC' -> ids."""
-    await catalog_store.sync_catalog(conn, load_catalog(REPO / "config" / "starlistings.yaml"))
+    await catalog_store.sync_catalog(
+        conn, load_catalog(REPO / "config" / "starlistings.hyperliquid.yaml")
+    )
     ids = {
         f"{s.key.coin}/{s.key.interval}": s.id for s in await catalog_store.list_starlistings(conn)
     }

@@ -18,7 +18,7 @@ from tests.stream.helpers import collecting
 
 
 def catalog_of(coins: list[str]):
-    raw = yaml.safe_load((REPO / "config" / "starlistings.yaml").read_text())
+    raw = yaml.safe_load((REPO / "config" / "starlistings.hyperliquid.yaml").read_text())
     raw["coins"] = [{"symbol": coin} for coin in coins]
     template = raw["starlistings"][0]
     raw["starlistings"] = [{**template, "coin": coin} for coin in coins]

@@ -16,7 +16,7 @@ from tests.conftest import REPO
 async def test_the_five_exchange_catalog_splits_into_connections_and_polls(
     conn: asyncpg.Connection, settings: Settings
 ) -> None:
-    await catalog_store.sync_catalog(conn, load_catalog(REPO / "config" / "starlistings.five.yaml"))
+    await catalog_store.sync_catalog(conn, load_catalog(REPO / "config" / "starlistings.yaml"))
     settings = Settings(_env_file=None, **{**settings.model_dump(), "ws_origins": {}})
     catalog = await load_stream_catalog(conn, settings)
     ids = {str(s.key): s.id for s in await catalog_store.list_starlistings(conn)}

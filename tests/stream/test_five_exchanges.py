@@ -1,7 +1,7 @@
 """One collector, five exchanges, on the simulator: every series lands exactly, and an
 exchange that goes down costs only its own series.
 
-The five-exchange catalog (`config/starlistings.five.yaml`): Hyperliquid perps; Binance,
+The five-exchange catalog (`config/starlistings.yaml`): Hyperliquid perps; Binance,
 Bybit and OKX spot and perps; Coinbase spot. Candles come from each exchange's WebSocket
 (Coinbase's 1m/15m/1d from its REST candles at each minute's close), funding from each
 perp feed, open interest from Bybit's tickers, OKX's open-interest channel, Hyperliquid's
@@ -39,7 +39,7 @@ SPEED = 20
 @pytest.fixture
 async def five(conn: asyncpg.Connection) -> list[catalog_store.Starlisting]:
     """The five-exchange catalog synced; its active starlistings."""
-    await catalog_store.sync_catalog(conn, load_catalog(REPO / "config" / "starlistings.five.yaml"))
+    await catalog_store.sync_catalog(conn, load_catalog(REPO / "config" / "starlistings.yaml"))
     return await catalog_store.list_starlistings(conn)
 
 
