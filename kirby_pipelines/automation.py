@@ -7,7 +7,8 @@
   exactly the (series, day) partitions they touch, except days the coverage classifier
   (`kirby_core.db.coverage`, which the checks also use) finds nothing repairable in. A day
   that is not a partition yet (today) waits in the cursor until it is; a day the exchange no
-  longer serves is dropped.
+  longer serves is dropped. Each request covers series of one exchange and carries its
+  `kirby/exchange` tag (`runs.backfill_requests`).
 
 Cursors are JSON, so a sensor restarted from its cursor neither forgets nor repeats work.
 """
@@ -32,19 +33,26 @@ from kirby_pipelines.partitions import (
     parse_series,
     series_key,
 )
-from kirby_pipelines.runs import backfill_requests, recent_days, still_served
+from kirby_pipelines.runs import backfill_requests, recent_days, serves_none, still_served
 
 PARTITIONS_OF = {
     "candles": name_of(STARLISTINGS),
     "funding_rates": name_of(TRADING_PAIRS),
+    "open_interest": name_of(TRADING_PAIRS),
     "training_candles": name_of(TRAINING_STARLISTINGS),
 }
 """Backfill asset -> the dynamic partitions of its series."""
-OUTAGE_ASSETS = {"candles": "candles", "funding_rates": "funding_rates"}
-"""collection_outages.dataset -> the asset that repairs it (open interest has no history)."""
+OUTAGE_ASSETS = {
+    "candles": "candles",
+    "funding_rates": "funding_rates",
+    "open_interest": "open_interest",
+}
+"""collection_outages.dataset -> the asset that repairs it, for series of every exchange
+(an exchange that publishes no history of the dataset: its days are not served, dropped)."""
 REPAIRED_CHECKS = {
     "candles": "candles_complete",
     "funding_rates": "funding_rates_settled_hourly",
+    "open_interest": "open_interest_complete",
     "training_candles": "training_candles_complete",
 }
 
@@ -171,6 +179,9 @@ def repairs(
         asset = OUTAGE_ASSETS.get(outage.dataset)
         if asset is None:
             notes.append(f"outage {outage.id}: {outage.dataset} has no history to backfill")
+            continue
+        if why := serves_none(asset, outage.series, now):
+            notes.append(f"outage {outage.id} of {outage.series}: not repairable, {why}")
             continue
         day = outage.start_time.date()
         while day <= outage.end_time.date():

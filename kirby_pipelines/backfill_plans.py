@@ -27,7 +27,7 @@ from kirby_pipelines.catalogs import DatabaseSeries
 from kirby_pipelines.in_process import RunFailed, materialize, raise_on_failure
 from kirby_pipelines.lake_export import LAKE_ASSETS
 from kirby_pipelines.partitions import MAX_DAYS_PER_RUN, day_ranges, parse_series, partition_key
-from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG, still_served
+from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG, exchange_tags, still_served
 
 BACKFILL_ASSETS: Mapping[tuple[Database, str], str] = {
     ("realtime", DATASETS["candles"].name): "candles",
@@ -170,6 +170,7 @@ def run_backfill(
             tags = {
                 RANGE_START_TAG: partition_key(first, planned.series),
                 RANGE_END_TAG: partition_key(last, planned.series),
+                **exchange_tags([planned.series]),
             }
             job = [getattr(assets, planned.asset), *checks_of(planned.asset)]
             result = materialize(job, instance, resources, tags)

@@ -165,7 +165,7 @@ class OpenInterestHistoryClient(_AsyncClient, Protocol):
 @dataclass(frozen=True)
 class ExchangeDeclaration:
     name: str
-    """The catalog's exchange name; also the Dagster concurrency pool of its backfills."""
+    """The catalog's exchange name; also its backfills' pool name (`pool`)."""
     market_types: tuple[str, ...]
     """Market types Kirby collects from it."""
     intervals: Mapping[str, str]
@@ -201,7 +201,8 @@ class ExchangeDeclaration:
 
     @property
     def pool(self) -> str:
-        """Dagster concurrency pool of its backfills (dagster.yaml: one run at a time)."""
+        """The name its backfill runs are queued under: their `kirby/exchange` tag
+        (dagster.yaml: one run in progress per exchange)."""
         return self.name
 
     def source_window(self, dataset: str, interval: str, now: datetime) -> SourceWindow:
@@ -383,6 +384,17 @@ def funding_interval(name: str) -> str:
     an exchange Kirby does not know is assumed to settle hourly (the declaration's default)."""
     declared = declaration(name)
     return declared.funding_interval if declared else ExchangeDeclaration.funding_interval
+
+
+def open_interest_interval(name: str) -> str:
+    """The interval coverage counts exchange `name`'s open interest in: its declared
+    `open_interest_interval` where it publishes an open-interest history (what a backfill
+    can fill: a day of 5-minute history is whole), the live feed's minute where it publishes
+    none or Kirby does not know it."""
+    declared = declaration(name)
+    if declared is None or declared.open_interest_history is None:
+        return "1m"
+    return declared.open_interest_interval
 
 
 def feed_of(exchange: ExchangeDeclaration) -> StreamAdapter:
