@@ -1,6 +1,7 @@
 """One backfill run at a time per exchange, through the repository's dagster.yaml and Dagster's
 own run queue: runs Kirby requests carry `kirby/exchange`, runs Dagster builds (a UI backfill)
-get it from the coordinator, and a run over several exchanges' series is failed, not queued."""
+get it from the coordinator, a run over several exchanges' series is failed, not queued, and
+`kirby backfill`'s in-process runs wait for their exchange."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
     QueuedRunCoordinatorDaemon,
 )
 
+from kirby_pipelines.backfill_plans import wait_for_exchange
 from kirby_pipelines.partitions import TRADING_PAIRS, name_of
 from kirby_pipelines.run_queue import KirbyRunCoordinator
 from kirby_pipelines.runs import EXCHANGE_TAG, RANGE_END_TAG, RANGE_START_TAG
@@ -117,3 +119,23 @@ def test_runs_without_series_partitions_are_left_alone(queue_instance) -> None:
     lake = submitted(queue_instance, "lake_candles", {RANGE_START_TAG: "2026-12-01"})
     assert lake.status == dg.DagsterRunStatus.QUEUED
     assert EXCHANGE_TAG not in lake.tags
+
+
+def test_kirby_backfill_waits_while_a_run_of_its_exchange_is_in_progress(instance) -> None:
+    """`kirby backfill` runs in process, outside the queue: it waits as the queue would."""
+    bybit = instance.add_run(
+        dg.DagsterRun(
+            job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED, tags={EXCHANGE_TAG: "bybit"}
+        )
+    )
+    waited: list[str] = []
+
+    def wait(exchange: str) -> None:
+        waited.append(exchange)
+        instance.report_run_canceled(bybit)  # the run in progress ends
+
+    wait_for_exchange(instance, "okx", wait)
+    assert waited == []
+    wait_for_exchange(instance, "bybit", wait)
+    assert waited == ["bybit"]
+    assert instance.get_run_by_id(bybit.run_id).status == dg.DagsterRunStatus.CANCELED
