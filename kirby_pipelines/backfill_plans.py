@@ -43,8 +43,8 @@ BACKFILL_ASSETS: Mapping[tuple[Database, str], str] = {
     ("realtime", DATASETS["funding_rates"].name): "funding_rates",
     ("training", DATASETS["candles"].name): "training_candles",
 }
-"""(database, dataset) -> the asset that backfills it (no exchange serves open interest
-history)."""
+"""(database, dataset) -> the asset that backfills it from the CLI and the stack (open
+interest not yet: its asset is run by the gap-repair sensor and from the UI)."""
 LAKE_REFRESH_ASSETS = (*LAKE_ASSETS, "merged_training_dataset")
 """What the stack runs once its history is in: every lake export, then the merged dataset."""
 
