@@ -110,6 +110,10 @@ def new_series(
     return requests, updated
 
 
+UNKNOWN_SERIES = "unknown-"
+"""How `read_outages` names the series of an outage whose series id the catalog lacks."""
+
+
 @dataclass(frozen=True)
 class RecordedOutage:
     id: int
@@ -180,6 +184,9 @@ def repairs(
         if asset is None:
             notes.append(f"outage {outage.id}: {outage.dataset} has no history to backfill")
             continue
+        if outage.series.startswith(UNKNOWN_SERIES):
+            notes.append(f"outage {outage.id}: series id {outage.series_id} is not in the catalog")
+            continue
         if why := serves_none(asset, outage.series, now):
             notes.append(f"outage {outage.id} of {outage.series}: not repairable, {why}")
             continue
@@ -237,7 +244,11 @@ async def settled_days(
             for outage in outages:
                 asset = OUTAGE_ASSETS.get(outage.dataset)
                 last = min(outage.end_time.date(), now.date() - timedelta(days=1))
-                if asset is None or outage.start_time.date() > last:
+                if (
+                    asset is None
+                    or outage.start_time.date() > last
+                    or outage.series.startswith(UNKNOWN_SERIES)
+                ):
                     continue
                 key = parse_series(outage.series)
                 interval = getattr(key, "interval", "1m")
@@ -290,7 +301,7 @@ async def read_outages(url: str, after_id: int, limit: int = 500) -> list[Record
     outages = []
     for row in rows:
         names = stars if row["dataset"] == "candles" else pairs
-        series = names.get(row["series_id"], f"unknown-{row['series_id']}")
+        series = names.get(row["series_id"], f"{UNKNOWN_SERIES}{row['series_id']}")
         outages.append(
             RecordedOutage(
                 row["id"],

@@ -60,7 +60,11 @@ def test_failed_checks_of_several_exchanges_become_one_run_per_exchange() -> Non
         ),
     ]
 
-    requests, cursor, _ = automation.repairs(automation.RepairCursor(), [], failed, order, now)
+    lost = automation.RecordedOutage(3, "candles", "unknown-77", now, now, series_id=77)
+
+    requests, cursor, notes = automation.repairs(
+        automation.RepairCursor(), [lost], failed, order, now
+    )
 
     assert requested(requests) == [
         ("funding_rates", "hyperliquid", f"{day}|{HYPERLIQUID_BTC}", f"{day}|{HYPERLIQUID_BTC}"),
@@ -69,6 +73,7 @@ def test_failed_checks_of_several_exchanges_become_one_run_per_exchange() -> Non
         ("open_interest", "okx", f"{day}|{OKX_BTC}", f"{day}|{OKX_BTC}"),
     ]
     assert cursor.check_records == {"open_interest_complete": 5, "funding_rates_settled_hourly": 6}
+    assert notes == ["outage 3: series id 77 is not in the catalog"]
 
 
 def test_a_block_of_neighbouring_series_is_cut_at_each_exchange() -> None:
