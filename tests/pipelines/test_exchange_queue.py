@@ -139,3 +139,32 @@ def test_kirby_backfill_waits_while_a_run_of_its_exchange_is_in_progress(instanc
     wait_for_exchange(instance, "bybit", wait)
     assert waited == ["bybit"]
     assert instance.get_run_by_id(bybit.run_id).status == dg.DagsterRunStatus.CANCELED
+
+
+def test_dagster_cuts_a_backfill_of_one_exchange_into_runs_of_that_exchange(instance) -> None:
+    """How Dagster's multi-run backfill policy cuts a UI selection (the reason for the above):
+    fewer days than series gives a run per day over a range of series, which spans exchanges
+    unless the backfill holds one exchange's series (what the stack launches)."""
+    from dagster._core.definitions.automation_tick_evaluation_context import (
+        build_run_requests_with_backfill_policies,
+    )
+    from dagster._core.definitions.events import AssetKeyPartitionKey
+    from dagster._core.definitions.partitions.context import partition_loading_context
+
+    from kirby_pipelines.definitions import defs
+    from kirby_pipelines.runs import by_exchange, exchange_of, run_series
+
+    instance.add_dynamic_partitions(name_of(TRADING_PAIRS), PAIRS)
+    graph = defs().resolve_asset_graph()
+    days = ["2026-12-01", "2026-12-02"]
+
+    def runs(keys: list[str]) -> list[set[str]]:
+        wanted = [AssetKeyPartitionKey(dg.AssetKey("open_interest"), key) for key in keys]
+        with partition_loading_context(dynamic_partitions_store=instance):
+            requests = build_run_requests_with_backfill_policies(wanted, graph, instance)
+        return [{exchange_of(s) for s in run_series(r.tags, PAIRS)} for r in requests]
+
+    every = [f"{day}|{pair}" for day in days for pair in PAIRS]
+    assert sorted(map(sorted, runs(every))) == [["bybit", "hyperliquid", "okx"]] * 2
+    for exchange, keys in by_exchange(every).items():
+        assert runs(keys) and all(found == {exchange} for found in runs(keys))
