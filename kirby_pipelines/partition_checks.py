@@ -179,7 +179,7 @@ def candles_complete(
     )
 
 
-def open_interest_complete(
+def open_interest_points(
     context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: BackfilledAsset
 ) -> dg.AssetCheckResult:
     partitions = target_partitions(context, kirby, dataset)

@@ -73,9 +73,7 @@ def funding_rates_settled_hourly(
 def open_interest_complete(
     context: dg.AssetCheckExecutionContext, kirby: KirbyResource
 ) -> dg.AssetCheckResult:
-    return partition_checks.open_interest_complete(
-        context, kirby, backfills.BACKFILLED_OPEN_INTEREST
-    )
+    return partition_checks.open_interest_points(context, kirby, backfills.BACKFILLED_OPEN_INTEREST)
 
 
 @dg.asset_check(asset=training_candles, description="Every expected candle present.")
