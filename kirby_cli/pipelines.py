@@ -21,7 +21,7 @@ the original's `--start-time/--end-time`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -109,6 +109,23 @@ def _instance() -> Iterator[Any]:
         instance.dispose()
 
 
+def _waiting() -> Callable[[str], None]:
+    """Says once per exchange that a run of it is in progress, then waits a poll."""
+    import time
+
+    from kirby_pipelines.backfill_plans import EXCHANGE_POLL_SECONDS
+
+    said: set[str] = set()
+
+    def wait(exchange: str) -> None:
+        if exchange not in said:
+            said.add(exchange)
+            click.echo(f"\nwaiting: a {exchange} backfill run is in progress (one at a time)")
+        time.sleep(EXCHANGE_POLL_SECONDS)
+
+    return wait
+
+
 def _resources(settings: Settings, progress: Any = None) -> dict[str, Any]:
     from kirby_pipelines.resources import KirbyResource
 
@@ -168,7 +185,9 @@ def backfill(
         failed: dict[tuple[str, ...], list[str]] = {}
         fetched = written = missing = 0
         with click.progressbar(length=plan.series_days, label="backfill", show_pos=True) as bar:
-            for outcome in run_backfill(plan, instance, _resources(settings, _Bar(bar))):
+            for outcome in run_backfill(
+                plan, instance, _resources(settings, _Bar(bar)), _waiting()
+            ):
                 where = f"{outcome.series} {outcome.first}..{outcome.last}"
                 if outcome.failure is not None:
                     exc = outcome.failure

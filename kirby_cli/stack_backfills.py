@@ -1,7 +1,9 @@
 """The short backfill a starting stack launches, through Dagster's GraphQL API.
 
 First the history: one asset backfill per backfill asset (their series partitions differ,
-and one backfill takes one partitioning), for the last `days` whole days. Once all of them
+and one backfill takes one partitioning) and exchange (a run fetches from one exchange:
+Dagster cuts a backfill of fewer days than series into runs over a day's series, which
+would span exchanges), for the last `days` whole days. Once all of them
 have succeeded, the lake: the same days exported to Parquet and the merged training dataset
 built over them, as one backfill. The lake's own automation would do the same, but like
 every Kirby sensor it starts stopped; asking for it explicitly keeps the demo
@@ -16,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from kirby_cli.dagster_client import BACKFILL_DONE, BACKFILL_FAILED, DagsterClient
 from kirby_pipelines.backfill_plans import LAKE_REFRESH_ASSETS, history_partitions
 from kirby_pipelines.catalogs import DatabaseSeries
-from kirby_pipelines.runs import recent_days
+from kirby_pipelines.runs import by_exchange, recent_days
 
 
 class Backfills:
@@ -48,9 +50,11 @@ class Backfills:
     def launch_history(self) -> None:
         for asset in self.assets:
             keys = history_partitions(asset, self.realtime, self.training, self.days, self.now)
-            title = f"{asset} {self._span()}"
-            self.history[title] = self.client.launch_backfill([asset], keys, title)
-            self.status[title] = "REQUESTED"
+            # one backfill per exchange: a run fetches from one exchange (see run_queue)
+            for exchange, part in by_exchange(keys).items():
+                title = f"{asset} {exchange} {self._span()}"
+                self.history[title] = self.client.launch_backfill([asset], part, title)
+                self.status[title] = "REQUESTED"
 
     def step(self) -> None:
         """Read the unfinished backfills' status; launch the lake once the history is in."""

@@ -7,7 +7,8 @@
   exactly the (series, day) partitions they touch, except days the coverage classifier
   (`kirby_core.db.coverage`, which the checks also use) finds nothing repairable in. A day
   that is not a partition yet (today) waits in the cursor until it is; a day the exchange no
-  longer serves is dropped.
+  longer serves is dropped. Each request covers series of one exchange and carries its
+  `kirby/exchange` tag (`runs.backfill_requests`).
 
 Cursors are JSON, so a sensor restarted from its cursor neither forgets nor repeats work.
 """
@@ -32,19 +33,26 @@ from kirby_pipelines.partitions import (
     parse_series,
     series_key,
 )
-from kirby_pipelines.runs import backfill_requests, recent_days, still_served
+from kirby_pipelines.runs import backfill_requests, recent_days, serves_none, still_served
 
 PARTITIONS_OF = {
     "candles": name_of(STARLISTINGS),
     "funding_rates": name_of(TRADING_PAIRS),
+    "open_interest": name_of(TRADING_PAIRS),
     "training_candles": name_of(TRAINING_STARLISTINGS),
 }
 """Backfill asset -> the dynamic partitions of its series."""
-OUTAGE_ASSETS = {"candles": "candles", "funding_rates": "funding_rates"}
-"""collection_outages.dataset -> the asset that repairs it (open interest has no history)."""
+OUTAGE_ASSETS = {
+    "candles": "candles",
+    "funding_rates": "funding_rates",
+    "open_interest": "open_interest",
+}
+"""collection_outages.dataset -> the asset that repairs it, for series of every exchange
+(an exchange that publishes no history of the dataset: its days are not served, dropped)."""
 REPAIRED_CHECKS = {
     "candles": "candles_complete",
     "funding_rates": "funding_rates_settled_hourly",
+    "open_interest": "open_interest_complete",
     "training_candles": "training_candles_complete",
 }
 
@@ -100,6 +108,10 @@ def new_series(
             )
     updated = {asset: sorted({*known.get(asset, ()), *series}) for asset, series in active.items()}
     return requests, updated
+
+
+UNKNOWN_SERIES = "unknown-"
+"""How `read_outages` names the series of an outage whose series id the catalog lacks."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,12 @@ def repairs(
         if asset is None:
             notes.append(f"outage {outage.id}: {outage.dataset} has no history to backfill")
             continue
+        if outage.series.startswith(UNKNOWN_SERIES):
+            notes.append(f"outage {outage.id}: series id {outage.series_id} is not in the catalog")
+            continue
+        if why := serves_none(asset, outage.series, now):
+            notes.append(f"outage {outage.id} of {outage.series}: not repairable, {why}")
+            continue
         day = outage.start_time.date()
         while day <= outage.end_time.date():
             if (asset, outage.series, day) in settled:
@@ -226,7 +244,11 @@ async def settled_days(
             for outage in outages:
                 asset = OUTAGE_ASSETS.get(outage.dataset)
                 last = min(outage.end_time.date(), now.date() - timedelta(days=1))
-                if asset is None or outage.start_time.date() > last:
+                if (
+                    asset is None
+                    or outage.start_time.date() > last
+                    or outage.series.startswith(UNKNOWN_SERIES)
+                ):
                     continue
                 key = parse_series(outage.series)
                 interval = getattr(key, "interval", "1m")
@@ -279,7 +301,7 @@ async def read_outages(url: str, after_id: int, limit: int = 500) -> list[Record
     outages = []
     for row in rows:
         names = stars if row["dataset"] == "candles" else pairs
-        series = names.get(row["series_id"], f"unknown-{row['series_id']}")
+        series = names.get(row["series_id"], f"{UNKNOWN_SERIES}{row['series_id']}")
         outages.append(
             RecordedOutage(
                 row["id"],

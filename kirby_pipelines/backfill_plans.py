@@ -6,18 +6,21 @@ dynamic partitions of its series, the days an exchange still serves, and the che
 follow each asset (read from `defs/backfills/checks.py`, never listed again).
 
 `kirby backfill` runs in this process (`plan_backfill`, then `run_backfill`, one run per
-series and block of at most `MAX_DAYS_PER_RUN` days); the stack asks Dagster's webserver
+series and block of at most `MAX_DAYS_PER_RUN` days, tagged with the series' exchange and
+started once no run of that exchange is in progress); the stack asks Dagster's webserver
 for the same partitions (`history_partitions`) and for the lake (`LAKE_REFRESH_ASSETS`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, cast
 
 import dagster as dg
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from kirby_core.datasets import DATASETS
 from kirby_core.errors import InvalidRequest
@@ -27,15 +30,21 @@ from kirby_pipelines.catalogs import DatabaseSeries
 from kirby_pipelines.in_process import RunFailed, materialize, raise_on_failure
 from kirby_pipelines.lake_export import LAKE_ASSETS
 from kirby_pipelines.partitions import MAX_DAYS_PER_RUN, day_ranges, parse_series, partition_key
-from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG, still_served
+from kirby_pipelines.runs import (
+    EXCHANGE_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    exchange_tags,
+    still_served,
+)
 
 BACKFILL_ASSETS: Mapping[tuple[Database, str], str] = {
     ("realtime", DATASETS["candles"].name): "candles",
     ("realtime", DATASETS["funding_rates"].name): "funding_rates",
     ("training", DATASETS["candles"].name): "training_candles",
 }
-"""(database, dataset) -> the asset that backfills it (no exchange serves open interest
-history)."""
+"""(database, dataset) -> the asset that backfills it from the CLI and the stack (open
+interest not yet: its asset is run by the gap-repair sensor and from the UI)."""
 LAKE_REFRESH_ASSETS = (*LAKE_ASSETS, "merged_training_dataset")
 """What the stack runs once its history is in: every lake export, then the merged dataset."""
 
@@ -160,17 +169,25 @@ def plan_backfill(
 
 
 def run_backfill(
-    plan: BackfillPlan, instance: dg.DagsterInstance, resources: Mapping[str, Any]
+    plan: BackfillPlan,
+    instance: dg.DagsterInstance,
+    resources: Mapping[str, Any],
+    wait: Callable[[str], None] = lambda _: time.sleep(EXCHANGE_POLL_SECONDS),
 ) -> Iterator[RangeOutcome]:
-    """Run the plan, one in-process run (asset and its checks) per series and day block."""
+    """Run the plan, one in-process run (asset and its checks) per series and day block.
+    In-process runs bypass the queue: each first waits (`wait(exchange)`) while a run of
+    its exchange is in progress, as the queue would make it."""
     from kirby_pipelines.defs.backfills import assets
 
     for planned in plan.series:
         for first, last in day_ranges(planned.days, MAX_DAYS_PER_RUN):
+            exchange = exchange_tags([planned.series])
             tags = {
                 RANGE_START_TAG: partition_key(first, planned.series),
                 RANGE_END_TAG: partition_key(last, planned.series),
+                **exchange,
             }
+            wait_for_exchange(instance, exchange[EXCHANGE_TAG], wait)
             job = [getattr(assets, planned.asset), *checks_of(planned.asset)]
             result = materialize(job, instance, resources, tags)
             try:
@@ -179,6 +196,19 @@ def run_backfill(
                 yield RangeOutcome(planned.series, first, last, failure=exc)
                 continue
             yield _outcome(planned, first, last, result)
+
+
+EXCHANGE_POLL_SECONDS = 5.0
+"""How often `kirby backfill` looks whether the exchange's run in progress has ended."""
+
+
+def wait_for_exchange(
+    instance: dg.DagsterInstance, exchange: str, wait: Callable[[str], None]
+) -> None:
+    """Return once no run of `exchange` (its `EXCHANGE_TAG`) is in progress."""
+    busy = dg.RunsFilter(tags={EXCHANGE_TAG: exchange}, statuses=list(IN_PROGRESS_RUN_STATUSES))
+    while instance.get_runs_count(busy) > 0:
+        wait(exchange)
 
 
 def _outcome(

@@ -32,18 +32,19 @@ from kirby_pipelines.partitions import (
     CANDLE_PARTITIONS,
     DAILY,
     FUNDING_PARTITIONS,
+    OPEN_INTEREST_PARTITIONS,
     TRAINING_CANDLE_PARTITIONS,
     days_by_series,
     partition_key,
     series_key,
 )
 from kirby_pipelines.resources import KirbyResource
-from kirby_pipelines.runs import RANGE_END_TAG, RANGE_START_TAG
+from kirby_pipelines.runs import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 
-PARTITION_TAG = "dagster/partition"
 PARTITIONS = {
     "candles": CANDLE_PARTITIONS,
     "funding_rates": FUNDING_PARTITIONS,
+    "open_interest": OPEN_INTEREST_PARTITIONS,
     "training_candles": TRAINING_CANDLE_PARTITIONS,
 }
 
@@ -85,7 +86,7 @@ def target_partitions(
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     names = (
         [series_key(p.key) for p in series.trading_pairs]
-        if dataset.kind == "funding_rates"
+        if dataset.kind in ("funding_rates", "open_interest")
         else [series_key(s.key) for s in series.starlistings]
     )
     return [partition_key(yesterday, name) for name in names]
@@ -175,6 +176,36 @@ def candles_complete(
         findings,
         "expected candles present, or missing for a known reason (no trades, "
         "unavailable at source); missing in a collector outage or unexplained fails",
+    )
+
+
+def open_interest_points(
+    context: dg.AssetCheckExecutionContext, kirby: KirbyResource, dataset: BackfilledAsset
+) -> dg.AssetCheckResult:
+    partitions = target_partitions(context, kirby, dataset)
+    now = datetime.now(UTC)
+
+    async def check(conn: asyncpg.Connection, series: str, day: date) -> Finding:
+        key = trading_pair_key(series)
+        pair = await catalog_store.get_trading_pair(conn, key)
+        found = await _classified(conn, "open_interest", pair.id, key.exchange, "1m", day, now)
+        return Finding(
+            partition_key(day, series),
+            not found.repairable,
+            {
+                "expected": found.expected,
+                "present": found.present,
+                "unavailable_at_source": found.unavailable_at_source,
+                "collector_outage": found.collector_outage,
+                "unexplained": found.unexplained,
+            },
+        )
+
+    findings = run_checks(kirby.url(dataset.database), partitions, check)
+    return result(
+        findings,
+        "a point per the exchange's open_interest_interval present, or unavailable at "
+        "source; missing in a collector outage or unexplained fails",
     )
 
 

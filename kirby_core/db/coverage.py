@@ -3,9 +3,10 @@ one reason, and every surface counts the same classes.
 
 `classify_days` is the one classifier. For each UTC day it counts the rows the dataset
 expects (`readers.expected_rows`: candles per the series' interval, open interest per
-minute, funding per settlement of the exchange's declared `funding_interval`), the rows
-stored that count, and sorts every expected time without a row into exactly one class,
-first match wins:
+point of the exchange's declared open-interest history, funding per settlement of its
+declared `funding_interval`), the expected times with a stored row that counts (for open
+interest, any row inside the point's interval), and sorts every expected time without a row
+into exactly one class, first match wins:
 
 1. unavailable at source: older than the exchange serves today (`source_window`), or
    inside the window the day's last backfill found gone (`backfill_reports`);
@@ -62,7 +63,8 @@ class ClassifiedDay:
     expected: int
     """Rows `expected_rows` wants for the day as of `now`."""
     present: int
-    """Stored rows of the day that count (`Expected.counted`)."""
+    """Expected times of the day with a stored row that counts (`Expected.counted`); for
+    open interest, any row inside the point's interval."""
     outage_minutes: int
     """Minutes of that day covered by a recorded collection outage."""
     unavailable_at_source: int = 0
@@ -89,7 +91,10 @@ WITH days AS (
                          make_interval(secs => $7)) t
     WHERE $6::timestamptz > $5::timestamptz
 ), stored AS (
-    SELECT time FROM {table}
+    -- the slot each row counts for: its own time for candles and funding (on the grid), the
+    -- history point's interval for open interest (a live minute row counts for its 5 minutes)
+    SELECT DISTINCT date_bin(make_interval(secs => $7), time, $5::timestamptz) AS time
+    FROM {table}
     WHERE {series} = $1 AND time >= $2::date::timestamp AT TIME ZONE 'UTC'
       AND time < $3::date::timestamp AT TIME ZONE 'UTC' AND {counted}
 ), reports AS (
@@ -110,7 +115,7 @@ WITH days AS (
             THEN 'outage'
         ELSE 'unexplained' END AS class
     FROM slots s LEFT JOIN reports r ON r.day = s.day
-         LEFT JOIN stored p ON p.time = s.t  -- (series, time) is the key: one row at most
+         LEFT JOIN stored p ON p.time = s.t  -- distinct slots: one row at most
          LEFT JOIN absent a ON a.t = s.t
 ), counts AS (
     SELECT day, count(*) FILTER (WHERE class = 'unavailable') AS unavailable,

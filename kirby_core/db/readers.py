@@ -2,13 +2,15 @@
 
 What "expected" means is declared once per dataset (`EXPECTED`) and computed by one
 function, `expected_rows`; the classifier `kirby_core.db.coverage.classify_days` (which
-every coverage surface calls) and the funding asset check ask it. Candles and open
-interest expect one row per interval once it has closed; funding expects one *settled*
-rate per settlement of the series' exchange (its declared `funding_interval`: hourly on
-Hyperliquid, every 8 h on Binance, Bybit and OKX; the rows the funding history backfills and
-the only ones any source can re-fetch), counted once the settlement is a minute old, so a
-day of backfilled Hyperliquid funding reads 24 of 24 and of Binance funding 3 of 3, not
-24 of 1440 minutes.
+every coverage surface calls) and the funding asset check ask it. Candles expect one row per
+interval once it has closed; open interest one per point of the exchange's history
+(`open_interest_interval`: 5 minutes on Binance, Bybit and OKX, so a backfilled day reads
+288 of 288 and a live one too; a minute where no history exists), any row inside the
+interval counting for it; funding expects one *settled* rate per settlement of the series'
+exchange (its declared `funding_interval`: hourly on Hyperliquid, every 8 h on Binance, Bybit
+and OKX; the rows the funding history backfills and the only ones any source can re-fetch),
+counted once the settlement is a minute old, so a day of backfilled Hyperliquid funding
+reads 24 of 24 and of Binance funding 3 of 3, not 24 of 1440 minutes.
 
 Pages of rows are read where they are served: the API's `kirby_api.market_data` (prepared
 statements that build JSON in the database) and the exports' `kirby_core.db.copy_reader` (COPY).
@@ -35,6 +37,9 @@ class Expected:
     """How long after its time a row can exist; None: one interval (the row has closed)."""
     per_settlement: bool = False
     """One row per settlement of the series' exchange (`funding_interval`)."""
+    per_history_point: bool = False
+    """One row per point of the exchange's open-interest history (`open_interest_interval`
+    where it publishes one, else a minute): any row inside the interval counts for it."""
 
 
 EXPECTED = {
@@ -42,7 +47,7 @@ EXPECTED = {
     "funding_rates": Expected(
         None, "settled_funding_rate IS NOT NULL", timedelta(minutes=1), per_settlement=True
     ),
-    "open_interest": Expected("1m", "true", None),
+    "open_interest": Expected(None, "true", None, per_history_point=True),
 }
 
 
@@ -55,6 +60,10 @@ def coverage_interval(dataset: str, interval: str, exchange: str) -> str:
         from kirby_core.exchanges.registry import funding_interval
 
         return funding_interval(exchange)
+    if rule.per_history_point:
+        from kirby_core.exchanges.registry import open_interest_interval
+
+        return open_interest_interval(exchange)
     return rule.interval or interval
 
 

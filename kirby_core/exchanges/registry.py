@@ -205,7 +205,7 @@ class OpenInterestNowClient(_AsyncClient, Protocol):
 @dataclass(frozen=True)
 class ExchangeDeclaration:
     name: str
-    """The catalog's exchange name; also the Dagster concurrency pool of its backfills."""
+    """The catalog's exchange name; also its backfills' pool name (`pool`)."""
     market_types: tuple[str, ...]
     """Market types Kirby collects from it."""
     intervals: Mapping[str, str]
@@ -244,7 +244,8 @@ class ExchangeDeclaration:
 
     @property
     def pool(self) -> str:
-        """Dagster concurrency pool of its backfills (dagster.yaml: one run at a time)."""
+        """The name its backfill runs are queued under: their `kirby/exchange` tag
+        (dagster.yaml: one run in progress per exchange)."""
         return self.name
 
     def source_window(self, dataset: str, interval: str, now: datetime) -> SourceWindow:
@@ -439,6 +440,17 @@ def live_collection(
     if declared is None or declared.stream is None:
         return "none"
     return declared.stream.collection(market_type, dataset, interval)
+
+
+def open_interest_interval(name: str) -> str:
+    """The interval coverage counts exchange `name`'s open interest in: its declared
+    `open_interest_interval` where it publishes an open-interest history (what a backfill
+    can fill: a day of 5-minute history is whole), the live feed's minute where it publishes
+    none or Kirby does not know it."""
+    declared = declaration(name)
+    if declared is None or declared.open_interest_history is None:
+        return "1m"
+    return declared.open_interest_interval
 
 
 def feed_of(exchange: ExchangeDeclaration) -> StreamAdapter:

@@ -185,7 +185,7 @@ def test_repairs_wait_for_a_day_to_be_complete_and_skip_what_the_exchange_lost()
     ]
     assert cursor.pending == [("candles", BTC_1M, today().isoformat())]
     assert (cursor.outage_id, cursor.check_records) == (9, {"funding_rates_settled_hourly": 41})
-    assert any("open_interest has no history" in n for n in notes)
+    assert any("Hyperliquid publishes no open-interest history" in n for n in notes)
     assert any("no longer served" in n for n in notes)
 
     tomorrow = now + timedelta(days=1)

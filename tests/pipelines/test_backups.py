@@ -540,7 +540,7 @@ def test_a_plain_backup_replaces_hypertables_on_force(
     try:
         source = with_database(pg_server, plain)
         migrate.upgrade(source, timescaledb="off")
-        catalog = load_catalog(REPO / "config/starlistings.yaml")
+        catalog = load_catalog(REPO / "config/starlistings.hyperliquid.yaml")
         asyncio.run(_on(source, lambda conn: catalog_store.sync_catalog(conn, catalog)))
         store = backups.BackupStore(location(backup_settings.backup_url))
         manifest = asyncio.run(backups.take_backup(source, "realtime", DAY, store))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import dagster as dg
 from click.testing import CliRunner
 
 from kirby_cli.pipelines import backfill
+from kirby_pipelines.runs import EXCHANGE_TAG, RANGE_START_TAG
 from tests.pipelines.conftest import empty_databases, query, yesterday
 
 
 def test_backfill_a_coin_for_some_days_with_the_same_assets(
-    database_urls, pipeline_settings, monkeypatch
+    database_urls, pipeline_settings, monkeypatch, tmp_path
 ) -> None:
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # a default instance, read after
     try:
         result = CliRunner().invoke(
             backfill, ["--coin", "SOL", "--days", "2", "--dataset", "all"], obj=pipeline_settings
@@ -38,6 +40,11 @@ def test_backfill_a_coin_for_some_days_with_the_same_assets(
             yesterday() - timedelta(days=1),
         )[0][0]
         assert settled == 48
+        with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+            backfills = [r for r in instance.get_runs() if RANGE_START_TAG in r.tags]
+        # one run per series (four candle intervals, one pair), each under its exchange
+        assert len(backfills) == 5
+        assert {r.tags[EXCHANGE_TAG] for r in backfills} == {"hyperliquid"}
 
         again = CliRunner().invoke(
             backfill, ["--coin", "SOL", "--days", "2"], obj=pipeline_settings

@@ -50,6 +50,7 @@ CHECKS = {
         "candles_timestamps_aligned",
     ],
     "funding_rates": ["funding_rates_settled_hourly"],
+    "open_interest": ["open_interest_complete"],
     "training_candles": [
         "training_candles_complete",
         "training_candles_ohlc_sane",

@@ -1,6 +1,7 @@
 """The `open_interest` backfill asset against the simulator: a Bybit pair's day of 5-minute
 open-interest history written through the writer (twice: the second run writes nothing),
-and an exchange that publishes none (Hyperliquid) reported unavailable at source."""
+an exchange that publishes none (Hyperliquid) reported unavailable at source, and a
+backfilled day complete by the coverage count, its gaps repaired by the gap-repair sensor."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from kirby_core.db import catalog_store
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.timeutil import DAY
 from kirby_pipelines.catalogs import read_series, register
+from kirby_pipelines.defs.backfills import checks
 from kirby_pipelines.defs.backfills.assets import open_interest
+from kirby_pipelines.defs.repair.sensors import gap_repair
+from kirby_pipelines.runs import EXCHANGE_TAG, RANGE_END_TAG, RANGE_START_TAG
 from tests.db.conftest import catalog_with_usdt_perp
 from tests.pipelines.conftest import (
     BTC_PAIR,
@@ -23,6 +27,7 @@ from tests.pipelines.conftest import (
     query,
     range_tags,
     run_async,
+    tick,
     yesterday,
 )
 
@@ -155,3 +160,56 @@ def test_binance_days_older_than_its_30_days_are_unavailable_at_source(
         start + timedelta(days=2),
     )[0][0]
     assert later == 29 * 288
+
+
+def test_a_backfilled_day_is_complete_and_a_gap_in_it_is_repaired_on_its_exchange(
+    catalogs: DatabaseUrls, instance: dg.DagsterInstance, resources: dict
+) -> None:
+    with_pair(catalogs, instance, "bybit")
+    tags = range_tags(yesterday(), yesterday(), BYBIT_PAIR)
+    first = materialize([open_interest, checks.open_interest_complete], instance, resources, tags)
+    assert first.success
+    [evaluation] = first.get_asset_check_evaluations()
+    figures = metadata_values(evaluation.metadata)
+    # 288 points of 5-minute history: the day is whole, not 288 of 1440 minutes
+    assert evaluation.passed, figures
+    assert (figures["expected"], figures["present"], figures["unexplained"]) == (288, 288, 0)
+
+    # the collector lost 15 minutes (three points) and recorded the outage
+    start = datetime.combine(yesterday(), time(12), UTC)
+    end = start + timedelta(minutes=15)
+    query(catalogs.realtime, "DELETE FROM open_interest WHERE time >= $1 AND time < $2", start, end)
+    query(
+        catalogs.realtime,
+        "INSERT INTO collection_outages (dataset, series_id, start_time, end_time, reason)"
+        " SELECT 'open_interest', p.id, $1, $2, 'planted' FROM trading_pairs p"
+        " JOIN exchanges e ON e.id = p.exchange_id WHERE e.name = 'bybit'",
+        start,
+        end,
+    )
+    gap = materialize(
+        [open_interest, checks.open_interest_complete],
+        instance,
+        resources,
+        tags,
+        selection=dg.AssetSelection.checks_for_assets(open_interest),
+    )
+    [evaluation] = gap.get_asset_check_evaluations()
+    figures = metadata_values(evaluation.metadata)
+    assert not evaluation.passed
+    assert (figures["collector_outage"], figures["failed_partitions"]) == (
+        3,
+        [f"{yesterday()}|{BYBIT_PAIR}"],
+    )
+
+    [request] = tick(gap_repair, instance, resources).run_requests
+    partition = f"{yesterday()}|{BYBIT_PAIR}"
+    assert request.asset_selection == [dg.AssetKey("open_interest")]
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (partition, partition)
+    assert request.tags[EXCHANGE_TAG] == "bybit"
+
+    repair = materialize(
+        [open_interest, checks.open_interest_complete], instance, resources, request.tags
+    )
+    assert repair.success
+    assert all(e.passed for e in repair.get_asset_check_evaluations())

@@ -1,15 +1,15 @@
 """Backfill assets: exchange history into the databases, partitioned by day x series.
 
 Multi-run backfills of up to 100 days of one series per run (a year is four runs), executed
-in process. Each exchange is a concurrency pool (dagster.yaml: one run at a time), so
-backfills never add up past its REST weight limit. Every run records, per partition, what
-the exchange served and what is missing and why (observations), and its totals as
-materialization metadata.
+in process. A run covers series of one exchange and carries its `kirby/exchange` tag
+(`runs.EXCHANGE_TAG`, the declaration's pool name; dagster.yaml: one run at a time per
+exchange), so backfills never add up past its REST weight limit. Every run records, per
+partition, what the exchange served and what is missing and why (observations), and its
+totals as materialization metadata.
 """
 
 import dagster as dg
 
-from kirby_core.exchanges.registry import BINANCE, BYBIT, HYPERLIQUID
 from kirby_pipelines import backfills
 from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
 from kirby_pipelines.partitions import (
@@ -28,13 +28,13 @@ from kirby_pipelines.resources import KirbyResource, ProgressParam
     group_name="backfills",
     kinds={"postgres", "python"},
     tags={"kirby/database": "realtime"},
-    pool=HYPERLIQUID.pool,
 )
 def candles(
     context: dg.AssetExecutionContext, kirby: KirbyResource, progress: ProgressParam
 ) -> dg.MaterializeResult:
-    """Hyperliquid candles over REST (ccxt's raw candleSnapshot, paginated over its 5000-candle
-    window) upserted into the realtime database. Days older than Hyperliquid keeps are
+    """Candles over REST from each series' exchange (its declared history client: ccxt's raw
+    klines with the exchange's page limit; Hyperliquid's candleSnapshot over its 5000-candle
+    window) upserted into the realtime database. Days older than the exchange keeps are
     reported unavailable at source."""
     return backfills.run(context, kirby, progress, backfills.BACKFILLED_CANDLES)
 
@@ -45,13 +45,13 @@ def candles(
     group_name="backfills",
     kinds={"postgres", "python"},
     tags={"kirby/database": "realtime"},
-    pool=HYPERLIQUID.pool,
 )
 def funding_rates(
     context: dg.AssetExecutionContext, kirby: KirbyResource, progress: ProgressParam
 ) -> dg.MaterializeResult:
-    """Settled hourly funding from Hyperliquid's funding history (SDK, 500 rows a page), into
-    the `settled_*` columns only: the live feed's predicted rate is never overwritten."""
+    """Settled funding from each pair's exchange (its declared `funding_history`, one rate per
+    `funding_interval`), into the `settled_*` columns only: the live feed's predicted rate is
+    never overwritten."""
     return backfills.run(context, kirby, progress, backfills.BACKFILLED_FUNDING_RATES)
 
 
@@ -61,7 +61,6 @@ def funding_rates(
     group_name="backfills",
     kinds={"postgres", "python"},
     tags={"kirby/database": "realtime"},
-    pool=BYBIT.pool,
 )
 def open_interest(
     context: dg.AssetExecutionContext, kirby: KirbyResource, progress: ProgressParam
@@ -79,7 +78,6 @@ def open_interest(
     group_name="backfills",
     kinds={"postgres", "python"},
     tags={"kirby/database": "training"},
-    pool=BINANCE.pool,
 )
 def training_candles(
     context: dg.AssetExecutionContext, kirby: KirbyResource, progress: ProgressParam

@@ -9,7 +9,12 @@ live values by the exchange's, the check says how good the live collector was.
 import dagster as dg
 
 from kirby_pipelines import backfills, partition_checks
-from kirby_pipelines.defs.backfills.assets import candles, funding_rates, training_candles
+from kirby_pipelines.defs.backfills.assets import (
+    candles,
+    funding_rates,
+    open_interest,
+    training_candles,
+)
 from kirby_pipelines.resources import KirbyResource
 
 
@@ -59,6 +64,16 @@ def funding_rates_settled_hourly(
     context: dg.AssetCheckExecutionContext, kirby: KirbyResource
 ) -> dg.AssetCheckResult:
     return partition_checks.funding_settled(context, kirby, backfills.BACKFILLED_FUNDING_RATES)
+
+
+@dg.asset_check(
+    asset=open_interest,
+    description="A point per open-interest interval of the exchange, or a known reason.",
+)
+def open_interest_complete(
+    context: dg.AssetCheckExecutionContext, kirby: KirbyResource
+) -> dg.AssetCheckResult:
+    return partition_checks.open_interest_points(context, kirby, backfills.BACKFILLED_OPEN_INTEREST)
 
 
 @dg.asset_check(asset=training_candles, description="Every expected candle present.")
