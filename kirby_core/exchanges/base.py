@@ -137,6 +137,8 @@ def parse_retry_after(headers: Mapping[str, Any] | None) -> float | None:
 
 _WEIGHT: ContextVar[tuple[WeightBudget, int] | None] = ContextVar("kirby_weight", default=None)
 """The budget and weight of the HTTP requests the current ccxt call sends (`CcxtHooks`)."""
+_LIMITED: ContextVar[list[int] | None] = ContextVar("kirby_limited", default=None)
+"""The rate-limit statuses the current ccxt call's HTTP requests were answered with."""
 
 
 # --- payload values -----------------------------------------------------------------------
@@ -291,12 +293,17 @@ class CcxtHooks:
 
     - Every HTTP request ccxt sends first spends the weight `ccxt_call` declared for the call
       (a call such as `load_markets` sends several, each spends).
-    - Remembers the longest `Retry-After` of the 429/418 responses since the last reset.
+    - Remembers the longest `Retry-After` of the rate-limit responses since the last reset.
       ccxt's `last_response_headers` is not enough: `load_markets` runs requests
       concurrently and a later success overwrites them.
+    - Notes each rate-limit status the current call got (`ccxt_attempt` retries on it
+      whatever error ccxt made of the body: ccxt maps Coinbase's 429 RATE_LIMIT_EXCEEDED
+      to a plain ExchangeError, and Kirby maps 403 to a refusal).
     """
 
     kirby_retry_after: float | None = None
+    kirby_rate_limit_statuses: tuple[int, ...] = (418, 429)
+    """HTTP statuses the exchange answers a client over its limits with (Bybit adds 403)."""
 
     async def fetch(
         self, url: str, method: str = "GET", headers: Any = None, body: Any = None
@@ -318,10 +325,13 @@ class CcxtHooks:
         request_headers: Mapping[str, Any],
         request_body: Any,
     ) -> Any:
-        if code in (418, 429):
+        if code in self.kirby_rate_limit_statuses:
             seen = parse_retry_after(response_headers)
             if seen is not None:
                 self.kirby_retry_after = max(seen, self.kirby_retry_after or 0.0)
+            limited = _LIMITED.get()
+            if limited is not None:
+                limited.append(code)
         return super().on_rest_response(  # type: ignore[misc]  # the ccxt class after the mixin
             code,
             reason,
@@ -354,7 +364,8 @@ async def ccxt_attempt(
     the `Retry-After` of the response), an unknown symbol `NotFound`, anything else the
     exchange refuses `ExchangeProtocolError`."""
     exchange.kirby_retry_after = None
-    token = _WEIGHT.set(spend)
+    limited: list[int] = []
+    token, limited_token = _WEIGHT.set(spend), _LIMITED.set(limited)
     try:
         return await call()
     except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:  # 429 / 418 (siblings)
@@ -364,9 +375,13 @@ async def ccxt_attempt(
     except ccxt.BadSymbol as exc:
         raise NotFound(f"{name}: unknown symbol ({exc})") from exc
     except ccxt.BaseError as exc:
+        if limited:  # a rate limit whatever ccxt made of its body
+            message = f"rate limited (HTTP {limited[-1]}): {exc}"
+            raise TransientError(message, exchange.kirby_retry_after) from exc
         raise ExchangeProtocolError(f"{name}: exchange refused the request: {exc}") from exc
     finally:
         _WEIGHT.reset(token)
+        _LIMITED.reset(limited_token)
 
 
 async def ccxt_call(

@@ -131,7 +131,9 @@ def parse_open_interest(payload: object, where: str) -> tuple[list[OpenInterest]
 
 
 class _CcxtBybit(CcxtHooks, ccxt_async.bybit):  # type: ignore[misc]  # ccxt is untyped
-    pass
+    kirby_rate_limit_statuses = (403, 418, 429)
+    """Bybit answers an IP over its limit with 403 "access too frequent" (and bans it for a
+    while): a rate limit to wait out, not a refusal."""
 
 
 class BybitHistory(CcxtSession):

@@ -310,3 +310,28 @@ async def test_request_limits_are_respected_without_a_refusal(
     assert candles.spent == 12 and candles.waits >= 1
     retries = [r for r in caplog.records if "event=exchange_retry" in r.getMessage()]
     assert retries == []
+
+
+@pytest.mark.parametrize("client", ["bybit", "okx", "coinbase"])
+async def test_rate_limits_answered_the_exchanges_way_are_retried(
+    sim: SimulatorServer, settings: Settings, client: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each exchange says "too many requests" its own way (Bybit 403, OKX 429 code 50011,
+    Coinbase 429 RATE_LIMIT_EXCEEDED, which ccxt maps to no rate-limit error): all of them
+    are rate limits, waited out and retried, never a refusal."""
+    end = floor_minute(sim.clock.now())
+    sim.faults.fail_next(2, 429, retry_after=None)
+    with caplog.at_level(logging.WARNING, logger="kirby_core.exchanges.base"):
+        async with CLIENTS[client](settings, retry=FAST_RETRIES) as history:
+            candles = await history.fetch_candles(
+                "BTC",
+                "USD" if client == "coinbase" else "USDT",
+                "spot",
+                "1m",
+                end - 10 * MINUTE,
+                end,
+            )
+    assert [c.time for c in candles] == [end - (10 - i) * MINUTE for i in range(10)]
+    assert sim.faults.injected["http_429"] == 2
+    retries = [r.getMessage() for r in caplog.records if "event=exchange_retry" in r.getMessage()]
+    assert len(retries) == 2, retries
