@@ -5,8 +5,9 @@ the Dagster webserver and daemon as real subprocesses on free ports, in a tempor
 Its databases are its own embedded PostgreSQL in that home, as in the demo (that start-up
 is part of what is tested); with `KIRBY_TEST_DATABASE_URL` set, fresh databases on that
 server instead (realtime, training and Dagster's), which exercises the external-URL path
-of `kirby run`. The backfill is one day of candles (one run); the lake export is left to
-the demo (tests/pipelines covers it).
+of `kirby run`. The catalog is the default, five-exchange one: the backfill is one day of
+candles (one run per exchange), the stream run collects all five; the lake export is left
+to the demo (tests/pipelines covers it).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ SERVER_URL = os.environ.get("KIRBY_TEST_DATABASE_URL")
 SERIES = "hyperliquid/BTC/USD/perps/1m"
 T = TypeVar("T")
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def free_port() -> int:
@@ -94,7 +95,7 @@ def stack(home: Path, database_urls: dict[str, str | None]) -> Iterator[Stack]:
         _env_file=None,
         home=home,
         lake_dir=home / "lake",
-        realtime_catalog=REPO / "config" / "starlistings.hyperliquid.yaml",
+        realtime_catalog=REPO / "config" / "starlistings.yaml",
         training_catalog=REPO / "config" / "training_stars.yaml",
         **database_urls,
     )
@@ -130,7 +131,7 @@ def test_the_stack_backfills_streams_serves_and_stops_leaving_nothing(
         stack.backfills.step()
         return stack.backfills.done()
 
-    wait_for("the candles backfill", backfill_done, timeout=240)
+    wait_for("the candles backfills", backfill_done, timeout=420)
     assert set(stack.backfills.status.values()) == {"COMPLETED_SUCCESS"}
 
     # the supervisor sensor launched the stream run through the daemon; it writes candles
@@ -155,6 +156,31 @@ def test_the_stack_backfills_streams_serves_and_stops_leaving_nothing(
         return rows if beat else 0
 
     wait_for("live candles from the stream run", lambda: asyncio.run(live_rows()), timeout=120)
+
+    # one collector, five exchanges: each has live candles and its state in the heartbeat
+    async def live_exchanges() -> set[str]:
+        conn = await asyncpg.connect(stack.databases.realtime)
+        try:
+            rows = await conn.fetch(
+                """SELECT DISTINCT e.name FROM candles c
+                   JOIN starlistings s ON s.id = c.starlisting_id
+                   JOIN exchanges e ON e.id = s.exchange_id WHERE c.time >= $1""",
+                today,
+            )
+            feeds = await conn.fetchval(
+                "SELECT feeds FROM stream_heartbeats WHERE collector_id = $1", collector
+            )
+        finally:
+            await conn.close()
+        running = {name for name, feed in json.loads(feeds or "{}").items()}
+        return {r["name"] for r in rows} & running
+
+    five = {"hyperliquid", "binance", "bybit", "okx", "coinbase"}
+    wait_for(
+        "live candles of all five exchanges",
+        lambda: asyncio.run(live_exchanges()) == five,
+        timeout=120,
+    )
 
     # the API serves the backfilled history and the live rows
     yesterday = today - timedelta(days=1)
