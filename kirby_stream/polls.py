@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from kirby_core.errors import ExchangeError, InvalidRequest
+from kirby_core.errors import InvalidRequest, KirbyError
 from kirby_core.exchanges.registry import EXCHANGES
 from kirby_core.models import CandleRow, OpenInterestRow
 from kirby_core.settings import Settings
@@ -76,8 +76,7 @@ class Poller:
             raise InvalidRequest(f"{declared.name} declares no REST client for {self.plan.dataset}")
         delay = timedelta(seconds=self.settings.stream_poll_delay_seconds)
         async with opener(self.settings) as client:
-            due = floor_minute(self.clock()) + delay  # the minute already open: poll it now
-            while not stop.is_set():
+            while not stop.is_set():  # the first poll at once, then after each minute's close
                 await self._poll(client)
                 due = floor_minute(self.clock() - delay) + timedelta(minutes=1) + delay
                 while self.clock() < due:
@@ -93,7 +92,7 @@ class Poller:
         )
         missed: list[tuple[PollTarget, str]] = []
         for target, answer in zip(targets, answers, strict=True):
-            if isinstance(answer, ExchangeError):
+            if isinstance(answer, KirbyError):  # down, refused, malformed, unknown symbol
                 missed.append((target, str(answer)[:300]))
                 continue
             if isinstance(answer, BaseException):

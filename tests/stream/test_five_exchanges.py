@@ -178,3 +178,44 @@ async def test_an_exchange_cut_off_costs_only_its_own_series(
     assert outages, "the cut was not recorded"
     assert {(row["dataset"], row["series_id"]) for row in outages} <= okx_series
     assert all(row["end_time"] - row["start_time"] >= 2 * MINUTE for row in outages)
+
+
+async def test_a_failed_poll_is_an_outage_of_the_polled_series_only(
+    conn: asyncpg.Connection,
+    database_urls: DatabaseUrls,
+    settings: Settings,
+    sim: SimulatorServer,
+    five: list[catalog_store.Starlisting],
+) -> None:
+    """REST failures past the retries (here: none allowed) open a gap for the series polled
+    there (Binance's open interest, Coinbase's candles); the next good poll closes it into
+    outage rows. The WebSocket series are untouched."""
+    settings = on_sim(settings, sim, http_max_retries=0)
+    async with collecting(settings, database_urls.realtime, sim) as running:
+        await running.until(
+            lambda: (
+                all(f.state == "running" for f in running.stats.feeds.values())
+                and len(running.stats.feeds) == len(EXCHANGES)
+            ),
+            within=30,
+        )
+        sim.faults.fail_next(40, 500)
+        await running.until(lambda: running.stats.feeds["binance"].state == "degraded")
+        assert "poll failed" in (running.stats.feeds["binance"].last_error or "")
+        await running.until(
+            lambda: (
+                running.stats.feeds["binance"].outages > 0
+                and running.stats.feeds["coinbase"].outages > 0
+            ),
+            within=30,
+        )
+    rows = await conn.fetch("SELECT dataset, series_id, reason FROM collection_outages")
+    polled = {("candles", s.id) for s in five if s.key.exchange == "coinbase"}
+    polled |= {
+        ("open_interest", p.id)
+        for p in await catalog_store.list_trading_pairs(conn)
+        if p.key.exchange == "binance" and p.key.market_type == "perps"
+    }
+    assert rows
+    assert {(r["dataset"], r["series_id"]) for r in rows} <= polled
+    assert all(r["reason"].startswith("poll failed") for r in rows)
