@@ -280,7 +280,13 @@ class Feed:
             await _close(ws)
             raise
         if reader.done():  # the new connection failed already: keep the old one
-            log.warning("event=hand_over_failed exchange=%s url=%s", self.exchange, self.url)
+            failure = reader.exception() if not reader.cancelled() else None
+            log.warning(
+                "event=hand_over_failed exchange=%s url=%s cause=%r",
+                self.exchange,
+                self.url,
+                str(failure),
+            )
             await _close(ws)
             return
         self.hand_overs += 1
