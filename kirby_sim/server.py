@@ -72,6 +72,18 @@ _BINANCE_PREFIXES = ("/api/", "/fapi/", "/dapi/", "/futures/data/")
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def ws_origins(base: str) -> dict[str, str]:
+    """`Settings.ws_origins` pointing every exchange's WebSocket (but Hyperliquid's) at a
+    simulator whose WebSocket base is `base` (ws://host:port, or a proxy in front of it)."""
+    return {
+        "wss://stream.binance.com:9443": base,
+        "wss://fstream.binance.com": f"{base}/fstream",
+        "wss://stream.bybit.com": base,
+        "wss://ws.okx.com:8443": base,
+        "wss://advanced-trade-ws.coinbase.com": f"{base}/advanced-trade-ws",
+    }
+
+
 class SimulatorServer:
     def __init__(
         self,
@@ -116,6 +128,10 @@ class SimulatorServer:
                 self.market, self.clock, self.faults, config.rate_limits, futures=True
             ),
         }
+        if config.ws_max_age_ms is not None:
+            for socket in self.sockets.values():
+                if socket.max_age_ms is not None:
+                    socket.max_age_ms = config.ws_max_age_ms
         self.port: int | None = None
         self.http_requests = 0
         self._runner: web.AppRunner | None = None
@@ -137,14 +153,7 @@ class SimulatorServer:
     def ws_origins(self) -> dict[str, str]:
         """`Settings.ws_origins` pointing every exchange's WebSocket (but Hyperliquid's, see
         `ws_url`) at this simulator."""
-        base = f"ws://{self.config.host}:{self.port}"
-        return {
-            "wss://stream.binance.com:9443": base,
-            "wss://fstream.binance.com": f"{base}/fstream",
-            "wss://stream.bybit.com": base,
-            "wss://ws.okx.com:8443": base,
-            "wss://advanced-trade-ws.coinbase.com": f"{base}/advanced-trade-ws",
-        }
+        return ws_origins(f"ws://{self.config.host}:{self.port}")
 
     async def start(self) -> None:
         config = self.config
