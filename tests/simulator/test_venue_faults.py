@@ -188,3 +188,17 @@ async def test_a_shorter_connection_lifetime_ends_binance_sockets_only() -> None
         assert binance.close_reason == "connection lifetime reached"
         assert await frames(bybit, 1.0), "Bybit keeps streaming"
         await bybit.close()
+
+
+async def test_a_ticker_snapshot_held_back_by_a_stall_comes_once_it_ends(
+    sim: SimulatorServer,
+) -> None:
+    """A client that subscribes during a stall gets the snapshot first when data flows
+    again, never deltas it cannot apply."""
+    sim.faults.stall(1.0)
+    ws = await bybit_linear(sim, "tickers.BTCUSDT")
+    assert await frames(ws, 0.8) == []
+    first = json.loads((await frames(ws, 1.5))[0])
+    assert first["type"] == "snapshot"
+    assert {"fundingRate", "openInterest"} <= set(first["data"])
+    await ws.close()
