@@ -96,7 +96,7 @@ def simulated(settings: Settings, sim_port: int) -> Settings:
         update={
             "hyperliquid_rest_url": base,
             "hyperliquid_ws_url": f"ws://{HOST}:{sim_port}/ws",
-            "ws_origins": ws_origins(HOST, sim_port),
+            "ws_origins": ws_origins(f"ws://{HOST}:{sim_port}"),
             "binance_spot_url": base,
             "binance_futures_url": base,
             "bybit_rest_url": base,

@@ -8,7 +8,8 @@ Topics: kline.{1,3,5,15,30,60,120,240,360,720,D,W,M}.SYMBOL (every second the fo
 candle with "confirm":false; at a close, the final candle with "confirm":true first),
 publicTrade.SYMBOL (the trades since the previous push, consistent with the 1m candles),
 tickers.SYMBOL (spot: a snapshot every push; linear: a snapshot, then deltas carrying only
-the fields that changed, fundingRate and openInterest among them). An unknown topic fails
+the fields that changed since the last push that went out, fundingRate and openInterest
+among them: a snapshot a stall held back comes once the stall ends). An unknown topic fails
 the whole request ("success":false, "error:handler not found,topic:..."); spot takes at
 most 10 args per request, and the args of one request may not exceed 21,000 characters.
 Pushes every `PUSH_MS` simulated ms; clients should ping every 20 s and a connection
@@ -168,8 +169,8 @@ class BybitStream(VenueSocket):
                     kind = "delta"
                     data = {k: v for k, v in full.items() if sent.get(k) != v}
                     data["symbol"] = inst.symbol
-                sub["sent"] = full
                 document: dict[str, Any] = {"topic": topic, "ts": now, "type": kind, "data": data}
                 if venue == BYBIT_LINEAR_VENUE:
                     document["cs"] = now
-                self.publish(session, inst.coin, document)
+                if self.publish(session, inst.coin, document):
+                    sub["sent"] = full  # deltas follow what the client got

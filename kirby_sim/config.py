@@ -34,6 +34,10 @@ class SimulatorConfig:
     ws_connections_per_ip: int = 100
     ws_subscriptions_per_ip: int = 1000
     ws_messages_per_minute: int = 2000
+    ws_max_age_ms: int | None = None
+    """Simulated ms after which a venue ends every WebSocket connection where the venue
+    does so (Binance's 24 h); None keeps the venue's own. A soak shortens it to meet the
+    scheduled disconnect within minutes."""
     context_interval_ms: int = 1000
     """Simulated ms between activeAssetCtx / l2Book / allMids pushes (+-10% jitter)."""
     schedule: FaultSchedule = field(default_factory=FaultSchedule)

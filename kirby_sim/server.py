@@ -72,10 +72,9 @@ _BINANCE_PREFIXES = ("/api/", "/fapi/", "/dapi/", "/futures/data/")
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def ws_origins(host: str, port: int) -> dict[str, str]:
-    """`Settings.ws_origins` for a simulator on `host:port`: each exchange's WebSocket origin
-    -> where this server serves its paths."""
-    base = f"ws://{host}:{port}"
+def ws_origins(base: str) -> dict[str, str]:
+    """`Settings.ws_origins` pointing every exchange's WebSocket (but Hyperliquid's) at a
+    simulator whose WebSocket base is `base` (ws://host:port, or a proxy in front of it)."""
     return {
         "wss://stream.binance.com:9443": base,
         "wss://fstream.binance.com": f"{base}/fstream",
@@ -129,6 +128,10 @@ class SimulatorServer:
                 self.market, self.clock, self.faults, config.rate_limits, futures=True
             ),
         }
+        if config.ws_max_age_ms is not None:
+            for socket in self.sockets.values():
+                if socket.max_age_ms is not None:
+                    socket.max_age_ms = config.ws_max_age_ms
         self.port: int | None = None
         self.http_requests = 0
         self._runner: web.AppRunner | None = None
@@ -150,7 +153,7 @@ class SimulatorServer:
     def ws_origins(self) -> dict[str, str]:
         """`Settings.ws_origins` pointing every exchange's WebSocket (but Hyperliquid's, see
         `ws_url`) at this simulator."""
-        return ws_origins(self.config.host, self.port or 0)
+        return ws_origins(f"ws://{self.config.host}:{self.port}")
 
     async def start(self) -> None:
         config = self.config

@@ -106,16 +106,19 @@ class VenueSocket:
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         raise NotImplementedError
 
-    def publish(self, session: VenueSession, coin: str, document: Any) -> None:
-        """Send a data push unless the coin is stalled; a pending bad_json fault cuts it."""
+    def publish(self, session: VenueSession, coin: str, document: Any) -> bool:
+        """Send a data push unless the coin is stalled (then False: the venue must not
+        count it as sent, e.g. a snapshot its deltas build on); a pending bad_json fault
+        cuts it."""
         if self.faults.is_stalled(coin):
-            return
+            return False
         text = encode(document)
         if self.faults.take_malformation("ws", lambda variant: variant == "bad_json"):
             text = cut(text)
         self.pushed += 1
         session.sequence += 1
         session.send(text)
+        return True
 
     # --- connections ------------------------------------------------------------------
 

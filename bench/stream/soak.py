@@ -1,20 +1,37 @@
-"""Soak: `kirby stream` against `kirby sim` with faults on, then an audit of every minute.
+"""Soak: the collector on the five-exchange catalog against the simulator with faults on
+every exchange, then an audit of every minute of every series, and a backfill of the outages.
 
-    python -m bench.stream.soak [--minutes 10] [--db-stop-at 240] [--db-stop-for 30]
+    python -m bench.stream.soak [--minutes 10] [--down okx --down-at 120 --down-for 90]
+                                [--db-stop-at 300 --db-stop-for 30] [--max-age 100]
 
-Three real processes: a private embedded PostgreSQL (its own directory, so it can really be
-stopped), `kirby sim` at real speed with scheduled faults (connections dropped every 150 s,
-the whole feed stalled for 20 s every 210 s, a malformed frame every 45 s) and `kirby
-stream` with default settings on a 10-coin catalog (x 1m/15m/4h/1d). The database is
-stopped for `--db-stop-for` seconds in the middle. After `--minutes` the collector gets
-SIGTERM, and the audit compares the tables with what the simulated exchange serves:
+Four real processes: a private embedded PostgreSQL (its own directory, so it can really be
+stopped), the simulator at real speed, the collector (the one `kirby stream` runs, with
+`config/starlistings.yaml` synced: Hyperliquid, Binance, Bybit, OKX, Coinbase) and this
+script, which drives the faults:
 
-- every closed 1m and 15m candle of the exchange is stored with exactly its values, or its
-  period overlaps an outage row of its starlisting;
-- every minute has a funding-rate and an open-interest row per pair, or an outage row;
-- no stored candle the exchange does not have, no duplicate outage row, exit code 0.
+- in the simulator, on every exchange's sockets: every connection dropped every 170 s, the
+  whole feed stalled for 20 s every 230 s, a malformed frame every 45 s, and the scheduled
+  disconnect (Binance's 24 h lifetime shortened to `--max-age` simulated seconds, the
+  simulator's `ws_max_age_ms`: Bybit, OKX and Coinbase end no connection by age);
+- three HTTP 429s every 60 s (posted to the simulator's admin endpoint): they hit the
+  collector's REST polls (Binance open interest, Coinbase 1m/15m/1d candles);
+- `--down` taken down entirely for `--down-for` s: its WebSocket origins and REST base go
+  through a TCP proxy that is cut (connections reset, new ones refused), then restored;
+- the database stopped for `--db-stop-for` s.
 
-Prints the figures and "SOAK PASSED" or the violations. Exit status 1 on violations.
+After `--minutes` the collector gets SIGTERM. The audit compares, per exchange and dataset,
+every period closed in the run with what the simulator's REST serves (each exchange's
+declared `history_client` pointed at it): a candle is stored exactly, or its period
+overlaps an outage row of its starlisting, or it is UNACCOUNTED; funding and open interest
+need a row per minute or an outage row (values not compared: the exchanges serve no
+per-minute history). Message-to-commit p99 of candles is measured per exchange (the
+collector's own histogram, split by exchange and by 5 s of commit time) in the quiet
+stretches and while `--down` is down. Then what `gap_repair` would request for the outages,
+and the outages' candle and funding partitions backfilled with `kirby backfill` (the
+public entry point of the backfill assets); the candle audit runs again without outage
+rows. Prints the figures and "SOAK PASSED" (no UNACCOUNTED period, every candle equal to
+the exchange's after the backfill, exit 0) or the violations (exit status 1). Funding and
+open-interest minutes of outages stay missing after it: no exchange serves them per minute.
 """
 
 from __future__ import annotations
@@ -23,57 +40,184 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
 import sys
 import tempfile
 import time
-from collections import Counter
-from datetime import datetime, timedelta
-from decimal import Decimal
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import aiohttp
 import asyncpg
 
-from kirby_core.catalog import parse_catalog
+from kirby_core.catalog import load_catalog
 from kirby_core.db import catalog_store, embedded, migrate
-from kirby_core.db.urls import with_database
-from kirby_core.timeutil import (
-    datetime_to_ms,
-    floor_minute,
-    floor_time,
-    interval_delta,
-    ms_to_datetime,
-)
+from kirby_core.db.urls import resolve, with_database
+from kirby_core.exchanges.registry import EXCHANGES
+from kirby_core.models import CandleRow
+from kirby_core.settings import Settings
+from kirby_core.timeutil import floor_minute, floor_time, interval_delta
+from kirby_stream.buffers import Batch, Buffers
+from kirby_stream.collector import Collector
+from kirby_stream.latency import BUCKET_SECONDS, Arrivals
+from kirby_stream.runner import _until_signalled
+from kirby_stream.stats import Stats
+from tests.stream.proxy import PostgresProxy
 
-COINS = ["BTC", "ETH", "SOL", "AVAX", "BNB", "OP", "LTC", "ARB", "DOGE", "INJ"]
-INTERVALS = ["1m", "15m", "4h", "1d"]
-AUDITED_INTERVALS = ["1m", "15m"]
-SIM_FAULTS = ["--drop-every", "150", "--stall-every", "210", "--stall-for", "20",
-              "--malformed-every", "45"]  # fmt: skip
-KIRBY = (  # `kirby stream`, registered here if kirby_cli/main.py does not yet
-    "from kirby_cli import main; "
-    "main.COMMANDS.setdefault('stream', 'kirby_cli.stream:stream'); main.cli()"
-)
+REPO = Path(__file__).resolve().parents[2]
+CATALOG = REPO / "config" / "starlistings.yaml"
+AUDITED_INTERVALS = ("1m", "15m")
+DROP_EVERY, STALL_EVERY, STALL_FOR, MALFORMED_EVERY = 170.0, 230.0, 20.0, 45.0
+HTTP_429_EVERY, HTTP_429_COUNT = 60.0, 3
+SLICE_SECONDS = 5
+"""Latency histograms are kept per exchange and per this many seconds of commit time."""
+REST_URLS = {
+    "hyperliquid": ("hyperliquid_rest_url",),
+    "binance": ("binance_spot_url", "binance_futures_url"),
+    "bybit": ("bybit_rest_url",),
+    "okx": ("okx_rest_url",),
+    "coinbase": ("coinbase_rest_url",),
+}
+"""Each exchange's REST base settings (what the proxy replaces when it is taken down)."""
+MINUTE = timedelta(minutes=1)
 
 
-def catalog():
-    return parse_catalog(
-        {
-            "exchanges": [{"name": "hyperliquid"}],
-            "coins": [{"symbol": coin} for coin in COINS],
-            "quote_currencies": [{"symbol": "USD"}],
-            "market_types": [{"name": "perps"}],
-            "starlistings": [
-                {"exchange": "hyperliquid", "coin": c, "quote": "USD", "market_type": "perps",
-                 "intervals": INTERVALS}
-                for c in COINS
-            ],
-        },
-        source="soak",
-    )  # fmt: skip
+# --- the simulator's process -------------------------------------------------------------
+
+
+def serve_simulator(max_age_seconds: float) -> None:
+    """The simulator at real speed with the soak's scheduled faults, until SIGTERM; prints
+    its port on stdout."""
+    from kirby_sim import FaultSchedule, SimulatorConfig, SimulatorServer
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    config = SimulatorConfig(
+        ws_max_age_ms=round(max_age_seconds * 1000),
+        schedule=FaultSchedule(
+            drop_every=DROP_EVERY,
+            stall_every=STALL_EVERY,
+            stall_for=STALL_FOR,
+            malformed_every=MALFORMED_EVERY,
+        ),
+    )
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(number, stop.set)
+        async with SimulatorServer(config) as server:
+            print(json.dumps({"port": server.port}), flush=True)
+            await stop.wait()
+
+    asyncio.run(serve())
+
+
+# --- the collector's process, its candle latency split by exchange -----------------------
+
+
+class ArrivalsByExchange(Arrivals):
+    """The candle messages of a batch, also per exchange."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_exchange: dict[str, Arrivals] = defaultdict(Arrivals)
+
+    def merge(self, other: Arrivals) -> None:
+        super().merge(other)
+        for exchange, arrivals in getattr(other, "by_exchange", {}).items():
+            self.by_exchange[exchange].merge(arrivals)
+
+
+class BuffersByExchange(Buffers):
+    """The collector's buffers, keeping each candle message's exchange for its latency."""
+
+    def __init__(self, max_rows: int, exchange_of: dict[int, str]) -> None:
+        super().__init__(max_rows)
+        self.exchange_of = exchange_of
+        self._candle_received = ArrivalsByExchange()
+
+    def add_candle(self, row: CandleRow, received: float) -> None:
+        super().add_candle(row, received)
+        arrivals = cast(ArrivalsByExchange, self._candle_received)
+        arrivals.by_exchange[self.exchange_of.get(row.starlisting_id, "?")].add(received)
+
+    def take(self, now: datetime, everything: bool = False) -> Batch:
+        batch = super().take(now, everything)
+        self._candle_received = ArrivalsByExchange()
+        return batch
+
+
+class StatsByExchange(Stats):
+    """The collector's counters, with a latency histogram per (exchange, commit slice)."""
+
+    windows: dict[tuple[str, int], Counter[int]]
+
+    def record_latencies(self, committed: float, received: Arrivals) -> None:
+        super().record_latencies(committed, received)
+        windows = self.__dict__.setdefault("windows", {})
+        moment = int(time.time()) // SLICE_SECONDS * SLICE_SECONDS
+        for exchange, arrivals in getattr(received, "by_exchange", {}).items():
+            histogram = windows.setdefault((exchange, moment), Counter())
+            for bucket, count in arrivals.latencies(committed):
+                histogram[bucket] += count
+
+
+def run_collector(latency_file: str) -> None:
+    """The collector `kirby stream` runs (settings from the environment), until SIGTERM;
+    then its per-exchange latency histograms go to `latency_file`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = Settings()
+    url = resolve(settings).realtime
+
+    async def exchanges() -> dict[int, str]:
+        conn = await asyncpg.connect(url)
+        try:
+            stars = await catalog_store.list_starlistings(conn)
+        finally:
+            await conn.close()
+        return {star.id: star.key.exchange for star in stars}
+
+    collector = Collector(settings, url)
+    collector.buffers = BuffersByExchange(
+        settings.stream_max_buffered_rows, asyncio.run(exchanges())
+    )
+    stats = collector.stats
+    collector.stats = StatsByExchange(stats.collector_id, stats.started_at)
+    asyncio.run(_until_signalled(collector))
+    windows = collector.stats.__dict__.get("windows", {})
+    Path(latency_file).write_text(
+        json.dumps(
+            [
+                [exchange, moment, dict(histogram)]
+                for (exchange, moment), histogram in windows.items()
+            ]
+        )
+    )
+
+
+def p99(histograms: Iterable[Counter[int]]) -> tuple[float | None, int]:
+    """(p99 seconds, messages) of the merged histograms."""
+    merged: Counter[int] = Counter()
+    for histogram in histograms:
+        merged.update(histogram)
+    total = sum(merged.values())
+    if not total:
+        return None, 0
+    seen = 0
+    for bucket in sorted(merged):
+        seen += merged[bucket]
+        if seen >= 0.99 * total:
+            return (bucket + 1) * BUCKET_SECONDS, total
+    raise AssertionError("unreachable")
+
+
+# --- this process: database, proxy, faults, audit, backfill ------------------------------
 
 
 async def postgres(action: str, home: Path) -> None:
@@ -93,31 +237,62 @@ async def prepare_database(home: Path) -> str:
     migrate.upgrade(url)
     conn = await asyncpg.connect(url)
     try:
-        await catalog_store.sync_catalog(conn, catalog())
+        await catalog_store.sync_catalog(conn, load_catalog(CATALOG))
     finally:
         await conn.close()
     return url
 
 
-async def start_simulator(log: Path) -> tuple[asyncio.subprocess.Process, str, str]:
-    command = [sys.executable, "-c", "from kirby_cli.main import cli; cli()", "sim",
-               "--port", "0", *SIM_FAULTS]  # fmt: skip
-    process = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.PIPE)
-    assert process.stderr is not None
-    with log.open("w") as out:
-        while True:
-            line = (await process.stderr.readline()).decode()
-            out.write(line)
-            if found := re.search(r"hyperliquid_rest=(\S+) hyperliquid_ws=(\S+)", line):
-                return process, found.group(1), found.group(2)
+async def start_simulator(log: Path, max_age: float) -> tuple[asyncio.subprocess.Process, int]:
+    code = f"from bench.stream.soak import serve_simulator; serve_simulator({max_age!r})"
+    with log.open("w") as err:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=err
+        )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 60)
+    return process, json.loads(line)["port"]
 
 
-async def candle_snapshot(base: str, coin: str, interval: str, start: datetime, end: datetime):
-    body = {"type": "candleSnapshot", "req": {"coin": coin, "interval": interval,
-            "startTime": datetime_to_ms(start), "endTime": datetime_to_ms(end)}}  # fmt: skip
-    async with aiohttp.ClientSession() as session, session.post(f"{base}/info", json=body) as r:
-        rows = await r.json()
-    return {ms_to_datetime(c["t"]): (*(Decimal(c[k]) for k in "ohlcv"), c["n"]) for c in rows}
+def urls(sim: str, down: str | None, proxy: str | None) -> dict[str, Any]:
+    """Settings pointing every exchange at the simulator (`sim`: host:port), `down`'s
+    through the proxy (`proxy`: host:port)."""
+    from kirby_sim.server import ws_origins
+
+    def via(exchange: str) -> str:
+        return proxy if exchange == down and proxy else sim
+
+    origins = {
+        origin: ws_origins(f"ws://{via(exchange)}")[origin]
+        for exchange in EXCHANGES
+        for origin in ws_origins("ws://-")
+        if f".{exchange}.com" in origin
+    }
+    found: dict[str, Any] = {
+        "ws_origins": origins,
+        "hyperliquid_ws_url": f"ws://{via('hyperliquid')}/ws",
+    }
+    for exchange, names in REST_URLS.items():
+        found |= {name: f"http://{via(exchange)}" for name in names}
+    return found
+
+
+def environment(url: str, home: Path, settings: dict[str, Any]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIRBY_")}
+    env |= {f"KIRBY_{name.upper()}": v if isinstance(v, str) else json.dumps(v)
+            for name, v in settings.items()}  # fmt: skip
+    env |= {"KIRBY_DATABASE_URL": url, "KIRBY_HOME": str(home / "kirby"),
+            "KIRBY_REALTIME_CATALOG": str(CATALOG), "PYTHONPATH": str(REPO)}  # fmt: skip
+    return env
+
+
+async def sim_admin(base: str, method: str, body: Any = None) -> dict:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"{base}/_sim/{'state' if method == 'GET' else 'faults'}",
+                        json=body) as response,
+    ):  # fmt: skip
+        return await response.json()
 
 
 def covered(outages: list, dataset: str, series: int, start: datetime, end: datetime) -> bool:
@@ -129,142 +304,269 @@ def covered(outages: list, dataset: str, series: int, start: datetime, end: date
     )  # fmt: skip
 
 
-async def audit(url: str, rest: str, first: datetime, last: datetime) -> dict:
-    """Check [first, last) minute by minute; returns figures and violations."""
+async def audit(url: str, settings: Settings, first: datetime, last: datetime,
+                use_outages: bool = True) -> dict:  # fmt: skip
+    """Every period closed in [first, last), per (exchange, dataset): expected, stored
+    exactly, covered by an outage row, not served (no trade), UNACCOUNTED."""
     conn = await asyncpg.connect(url)
     try:
-        outages = await conn.fetch("SELECT * FROM collection_outages")
+        outages = list(await conn.fetch("SELECT * FROM collection_outages"))
+        if not use_outages:
+            outages = []
         stars = await catalog_store.list_starlistings(conn)
         pairs = await catalog_store.list_trading_pairs(conn)
-        figures: Counter[str] = Counter()
+        table: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         violations: list[str] = []
+        by_exchange: dict[str, list] = defaultdict(list)
         for star in stars:
-            interval = star.key.interval
-            if interval not in AUDITED_INTERVALS:
-                continue
-            step = interval_delta(interval)
-            start = floor_time(first, interval)
-            if start < first:  # the first one fully observed
-                start += step
-            end = floor_time(last, interval)  # those opening before it closed by `last`
-            served = await candle_snapshot(rest, star.key.coin, interval, start, end)
-            served = {t: v for t, v in served.items() if start <= t < end}
-            stored = {
-                r["time"]: tuple(r)[2:]
-                for r in await conn.fetch(
-                    "SELECT * FROM candles WHERE starlisting_id = $1 AND time >= $2 AND time < $3",
-                    star.id, start, end,
-                )
-            }  # fmt: skip
-            for moment in sorted(set(served) | set(stored)):
-                is_covered = covered(outages, "candles", star.id, moment, moment + step)
-                if stored.get(moment) == served.get(moment):
-                    figures[f"candles {interval} stored as served"] += 1
-                elif is_covered:
-                    figures[f"candles {interval} covered by an outage"] += 1
-                elif moment not in served:
-                    violations.append(f"{star.key} {moment}: stored but the exchange has none")
-                else:
-                    what = "missing" if moment not in stored else "differs from the exchange"
-                    violations.append(f"{star.key} {moment}: {what}, no outage")
-        minute = timedelta(minutes=1)
+            if star.key.interval in AUDITED_INTERVALS:
+                by_exchange[star.key.exchange].append(star)
+        for exchange, listings in sorted(by_exchange.items()):
+            async with EXCHANGES[exchange].history_client(settings) as client:
+                for star in listings:
+                    key, interval = star.key, star.key.interval
+                    step = interval_delta(interval)
+                    start = floor_time(first, interval)
+                    if start < first:  # the first one fully observed
+                        start += step
+                    end = floor_time(last, interval)  # those opening before `last`
+                    if end <= start:
+                        continue
+                    candles = await client.fetch_candles(
+                        key.coin, key.quote, key.market_type, interval, start, end
+                    )
+                    served = {c.time: tuple(c)[1:6] for c in candles if start <= c.time < end}
+                    stored = {
+                        r["time"]: tuple(r)[1:]
+                        for r in await conn.fetch(
+                            "SELECT time, open, high, low, close, volume FROM candles"
+                            " WHERE starlisting_id = $1 AND time >= $2 AND time < $3",
+                            star.id, start, end,
+                        )
+                    }  # fmt: skip
+                    counts = table[exchange, f"candles {interval}"]
+                    counts["expected"] += (end - start) // step
+                    counts["not served (no trade)"] += (end - start) // step - len(
+                        set(served) | set(stored)
+                    )
+                    for moment in sorted(set(served) | set(stored)):
+                        if stored.get(moment) == served.get(moment):
+                            counts["stored exactly"] += 1
+                        elif covered(outages, "candles", star.id, moment, moment + step):
+                            counts["covered by outage"] += 1
+                        else:
+                            counts["UNACCOUNTED"] += 1
+                            what = (
+                                "stored but the exchange has none" if moment not in served
+                                else "missing" if moment not in stored
+                                else f"differs: stored {stored[moment]} served {served[moment]}"
+                            )  # fmt: skip
+                            violations.append(f"{key} {moment:%H:%M}: {what}")
         for pair in pairs:
-            for table in ("funding_rates", "open_interest"):
+            if pair.key.market_type != "perps":
+                continue
+            for dataset in ("funding_rates", "open_interest"):
                 times = {
                     r["time"]
                     for r in await conn.fetch(
-                        f"SELECT time FROM {table} WHERE trading_pair_id = $1",
-                        pair.id,
+                        f"SELECT time FROM {dataset} WHERE trading_pair_id = $1", pair.id
                     )
                 }
+                counts = table[pair.key.exchange, dataset]
                 moment = first
                 while moment < last:
+                    counts["expected"] += 1
                     if moment in times:
-                        figures[f"{table} minutes stored"] += 1
-                    elif covered(outages, table, pair.id, moment, moment + minute):
-                        figures[f"{table} minutes covered by an outage"] += 1
+                        counts["stored exactly"] += 1
+                    elif covered(outages, dataset, pair.id, moment, moment + MINUTE):
+                        counts["covered by outage"] += 1
                     else:
-                        violations.append(f"{pair.key} {table} {moment}: missing, no outage")
-                    moment += minute
+                        counts["UNACCOUNTED"] += 1
+                        violations.append(f"{pair.key} {dataset} {moment:%H:%M}: missing")
+                    moment += MINUTE
         duplicates = await conn.fetchval(
             """SELECT count(*) FROM (SELECT 1 FROM collection_outages
                GROUP BY dataset, series_id, start_time, end_time HAVING count(*) > 1) d"""
         )
         if duplicates:
             violations.append(f"{duplicates} duplicated outage rows")
-        reasons = Counter(re.sub(r"\d+(\.\d+)? ", "N ", o["reason"]) for o in outages)
+        reasons = Counter(
+            (o["dataset"], re.sub(r"\d+(\.\d+)?", "N", o["reason"])[:90]) for o in outages
+        )
         beat = await conn.fetchrow("SELECT * FROM stream_heartbeats")
-        return {"figures": figures, "violations": violations, "reasons": reasons, "beat": beat}
+        return {"table": table, "violations": violations, "reasons": reasons, "beat": beat,
+                "outages": outages}  # fmt: skip
     finally:
         await conn.close()
 
 
-async def soak(minutes: float, db_stop_at: float, db_stop_for: float) -> bool:
+async def gap_repair_plan(url: str) -> str:
+    """What the `gap_repair` sensor's logic asks for, given every outage row now."""
+    from kirby_pipelines import automation
+
+    outages = await automation.read_outages(url, 0)
+    now = datetime.now(UTC)
+    settled = await automation.settled_days(url, outages, now)
+    requests, cursor, notes = automation.repairs(
+        automation.RepairCursor(), outages, [], {}, now, settled
+    )
+    return (
+        f"{len(outages)} outage rows: {len(requests)} run requests now, "
+        f"{len(cursor.pending)} (asset, series, day) pending until the day is complete, "
+        f"{len(notes)} notes{': ' + notes[0] if notes else ''}"
+    )
+
+
+async def backfill_cli(env: dict[str, str], exchange: str, days: list[date]) -> str:
+    """`kirby backfill` of `exchange`'s realtime candles over `days`: its last lines."""
+    code = "from kirby_cli.main import cli; cli()"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, "backfill", "--database", "realtime",
+        "--dataset", "candles", "--exchange", exchange,
+        "--start", f"{min(days)}", "--end", f"{max(days) + timedelta(days=1)}",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    text = out.decode().replace("\r", "\n")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("backfill ", "Usage:", "Try "))]
+    return f"exit {process.returncode}: " + " | ".join(lines[-3:])
+
+
+async def backfill_today(url: str, settings: Settings, outages: list) -> dict[str, str]:
+    """The candle backfill asset's own function (`kirby_core.backfill.backfill_candles`,
+    what `backfills.run` calls per partition) over the days the candle outages touch, up to
+    now: per exchange, what it fetched, wrote and compared, or why it failed."""
+    from kirby_core.backfill import backfill_candles, candle_source
+
+    conn = await asyncpg.connect(url)
+    found: dict[str, str] = {}
+    try:
+        stars = {s.id: s for s in await catalog_store.list_starlistings(conn)}
+        touched: dict[str, dict[int, set[date]]] = defaultdict(lambda: defaultdict(set))
+        for o in outages:
+            if o["dataset"] == "candles":
+                star = stars[o["series_id"]]
+                day = o["start_time"].date()
+                while day <= o["end_time"].date():
+                    touched[star.key.exchange][star.id].add(day)
+                    day += timedelta(days=1)
+        for exchange, series in sorted(touched.items()):
+            totals: Counter[str] = Counter()
+            declared = EXCHANGES[exchange]
+            try:
+                async with declared.history_client(settings) as client:
+                    source = candle_source(declared, client)
+                    for star_id, days in sorted(series.items()):
+                        result = await backfill_candles(
+                            conn, source, stars[star_id], sorted(days), datetime.now(UTC)
+                        )
+                        totals["series"] += 1
+                        totals["rows written"] += result.write.written
+                        for day in result.days:
+                            totals["fetched"] += day.fetched
+                            totals["disagreeing with stored"] += day.disagreeing
+                            totals["missing"] += day.missing
+                found[exchange] = ", ".join(f"{v} {k}" for k, v in totals.items())
+            except Exception as exc:  # report why, and go on with the next exchange
+                found[exchange] = f"FAILED: {type(exc).__name__}: {exc}"
+    finally:
+        await conn.close()
+    return found
+
+
+def print_table(title: str, table: dict[tuple[str, str], Counter[str]]) -> None:
+    columns = ["expected", "stored exactly", "covered by outage", "not served (no trade)",
+               "UNACCOUNTED"]  # fmt: skip
+    print(f"{title}\n  {'exchange':<12}{'dataset':<15}" + "".join(f"{c:>22}" for c in columns))
+    for (exchange, dataset), counts in sorted(table.items()):
+        cells = "".join(f"{counts[c]:>22}" for c in columns)
+        print(f"  {exchange:<12}{dataset:<15}{cells}")
+
+
+async def soak(arguments: argparse.Namespace) -> bool:
+    minutes, down = arguments.minutes, arguments.down
     with tempfile.TemporaryDirectory(prefix="kirby-soak-") as tmp:
         home = Path(tmp)
         url = await prepare_database(home)
-        sim, rest, ws = await start_simulator(home / "sim.log")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KIRBY_")}
-        env |= {"KIRBY_DATABASE_URL": url, "KIRBY_HYPERLIQUID_WS_URL": ws,
-                "KIRBY_HOME": str(home / "kirby")}  # fmt: skip
-        with (home / "stream.log").open("w") as log:
-            collector = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", KIRBY, "stream", env=env, stderr=log
+        sim, port = await start_simulator(home / "sim.log", arguments.max_age)
+        base = f"http://127.0.0.1:{port}"
+        async with PostgresProxy(f"postgresql://127.0.0.1:{port}/{down}") as proxy:
+            proxied = urls(f"127.0.0.1:{port}", down, proxy.url.split("@")[1].split("/")[0])
+            env = environment(url, home, proxied)
+            latency_file = home / "latency.json"
+            code = (
+                f"from bench.stream.soak import run_collector; run_collector({str(latency_file)!r})"
             )
-        started_at = datetime.now().astimezone()
-        began = time.monotonic()
-        print(f"soak: {minutes:g} min from {started_at:%H:%M:%S}; logs in {home} (kept on failure)")
-        try:
-            await asyncio.sleep(db_stop_at)
-            await postgres("stop", home)
-            print(f"  t={time.monotonic() - began:.0f}s database stopped")
-            await asyncio.sleep(db_stop_for)
-            await postgres("start", home)
-            print(f"  t={time.monotonic() - began:.0f}s database started again")
-            await asyncio.sleep(max(0.0, minutes * 60 - (time.monotonic() - began)))
-            alive = collector.returncode is None
-            collector.send_signal(signal.SIGTERM)
-            signalled = time.monotonic()
-            code = await asyncio.wait_for(collector.wait(), 30)
-            stop_seconds = time.monotonic() - signalled
-            stopped_at = datetime.now().astimezone()
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"{rest}/_sim/state") as response,
-            ):
-                faults = (await response.json())["faults"]["injected"]
-            first = floor_minute(started_at) + timedelta(minutes=1)
-            last = floor_minute(stopped_at) - timedelta(minutes=1)
-            result = await audit(url, rest, first, last)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                collector.kill()
-            sim.terminate()
-            await sim.wait()
-            await postgres("stop", home)
-        beat = result["beat"]
-        print(f"faults injected by the simulator: {json.dumps(faults)}")
-        print(f"database stopped for {db_stop_for:g} s at t={db_stop_at:g} s")
-        print(
-            f"collector alive until SIGTERM: {alive}; exit code {code} after {stop_seconds:.1f} s"
-        )
-        print(
-            f"heartbeat: {beat['messages_received']} messages, {beat['invalid_messages']} "
-            f"invalid, {beat['reconnects']} reconnects, {beat['dropped_rows']} dropped rows, "
-            f"rows written {beat['rows_written']}"
-        )
-        print(
-            f"audited {first:%H:%M} to {last:%H:%M} ({(last - first) // timedelta(minutes=1)} min)"
-        )
-        for name, count in sorted(result["figures"].items()):
-            print(f"  {name}: {count}")
-        print("outage rows by reason:")
-        for reason, count in result["reasons"].most_common():
-            print(f"  {count:>4}  {reason}")
-        ok = alive and code == 0 and not result["violations"]
-        for violation in result["violations"][:50]:
-            print(f"VIOLATION {violation}")
-        print("SOAK PASSED" if ok else f"SOAK FAILED ({len(result['violations'])} violations)")
+            with (home / "stream.log").open("w") as log:
+                collector = await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", code, env=env, stderr=log
+                )
+            started_at = datetime.now(UTC)
+            began = time.monotonic()
+            print(f"soak: {minutes:g} min from {started_at:%H:%M:%S} UTC; logs in {home}")
+            plan: list[tuple[float, str]] = [
+                (arguments.down_at, "down"),
+                (arguments.down_at + arguments.down_for, "up"),
+                (arguments.db_stop_at, "db stop"),
+                (arguments.db_stop_at + arguments.db_stop_for, "db start"),
+            ]
+            plan += [(t, "429") for t in range(int(HTTP_429_EVERY), int(minutes * 60), 60)]
+            plan.sort()
+            moments: dict[str, float] = {}
+            try:
+                for at, what in plan:
+                    await asyncio.sleep(max(0.0, at - (time.monotonic() - began)))
+                    moments[what] = time.time()
+                    if what == "down":
+                        proxy.cut()
+                    elif what == "up":
+                        proxy.restore()
+                    elif what == "db stop":
+                        await postgres("stop", home)
+                    elif what == "db start":
+                        await postgres("start", home)
+                    else:
+                        spec = {"kind": "http_429", "count": HTTP_429_COUNT, "retry_after": 1}
+                        await sim_admin(base, "POST", spec)
+                    if what != "429":
+                        print(f"  t={time.monotonic() - began:.0f}s {what}")
+                await asyncio.sleep(max(0.0, minutes * 60 - (time.monotonic() - began)))
+                alive = collector.returncode is None
+                collector.send_signal(signal.SIGTERM)
+                signalled = time.monotonic()
+                code_ = await asyncio.wait_for(collector.wait(), 60)
+                stop_seconds = time.monotonic() - signalled
+                stopped_at = datetime.now(UTC)
+                faults = (await sim_admin(base, "DELETE"))["faults"]["injected"]
+                first = floor_minute(started_at) + MINUTE
+                last = floor_minute(stopped_at) - MINUTE
+                direct = urls(f"127.0.0.1:{port}", None, None)
+                settings = Settings(database_url=url, **direct)
+                result = await audit(url, settings, first, last)
+                latency = json.loads(latency_file.read_text()) if latency_file.exists() else []
+                repair = await gap_repair_plan(url)
+                today = [datetime.now(UTC).date()]
+                direct_env = environment(url, home, direct)
+                backfills = {
+                    exchange: await backfill_cli(direct_env, exchange, today)
+                    for exchange in sorted(EXCHANGES)
+                }
+                repaired = await backfill_today(url, settings, result["outages"])
+                after = await audit(url, settings, first, last, use_outages=False)
+                run = {
+                    "result": result, "after": after, "moments": moments, "faults": faults,
+                    "alive": alive, "code_": code_, "stop_seconds": stop_seconds,
+                    "first": first, "last": last, "latency": latency, "repair": repair,
+                    "backfills": backfills, "repaired": repaired,
+                }  # fmt: skip
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    collector.kill()
+                sim.terminate()
+                await sim.wait()
+                await postgres("stop", home)
+        ok = report(arguments, run)
         if not ok:
             keep = Path(tempfile.mkdtemp(prefix="kirby-soak-logs-"))
             for name in ("sim.log", "stream.log"):
@@ -273,14 +575,103 @@ async def soak(minutes: float, db_stop_at: float, db_stop_for: float) -> bool:
         return ok
 
 
+async def series_exchanges(url: str) -> dict[tuple[bool, int], str]:
+    """(is a starlisting, series id) -> exchange."""
+    conn = await asyncpg.connect(url)
+    try:
+        stars = await catalog_store.list_starlistings(conn)
+        pairs = await catalog_store.list_trading_pairs(conn)
+    finally:
+        await conn.close()
+    return {(True, s.id): s.key.exchange for s in stars} | {
+        (False, p.id): p.key.exchange for p in pairs
+    }
+
+
+def report(arguments: argparse.Namespace, run: dict[str, Any]) -> bool:
+    result, after, beat = run["result"], run["after"], run["result"]["beat"]
+    down, moments = arguments.down, run["moments"]
+    print(f"faults injected by the simulator: {json.dumps(run['faults'], sort_keys=True)}")
+    print(
+        f"{down} down {arguments.down_for:g} s from t={arguments.down_at:g} s; database stopped "
+        f"{arguments.db_stop_for:g} s from t={arguments.db_stop_at:g} s; Binance connection "
+        f"lifetime {arguments.max_age:g} s"
+    )
+    print(
+        f"collector alive until SIGTERM: {run['alive']}; exit code {run['code_']} after "
+        f"{run['stop_seconds']:.1f} s"
+    )
+    feeds = json.loads(beat["feeds"]) if isinstance(beat["feeds"], str) else beat["feeds"]
+    print(
+        f"heartbeat: {beat['messages_received']} messages, {beat['invalid_messages']} invalid, "
+        f"{beat['reconnects']} reconnects, {beat['dropped_rows']} dropped rows, "
+        f"{beat['rows_written']} rows written"
+    )
+    for name, feed in sorted(feeds.items()):
+        print(
+            f"  {name:<12}{feed.get('messages_received')} messages, "
+            f"{feed.get('invalid_messages')} invalid, {feed.get('reconnects')} reconnects, "
+            f"{feed.get('outages')} outage rows, channel errors {feed.get('channel_errors')}"
+        )
+    first, last = run["first"], run["last"]
+    print(f"audited {first:%H:%M} to {last:%H:%M} UTC ({(last - first) // MINUTE} min)")
+    print_table("after the run (outage rows count as covered):", result["table"])
+    print("outage rows by dataset and reason:")
+    for (dataset, reason), count in result["reasons"].most_common():
+        print(f"  {count:>4}  {dataset:<14} {reason}")
+    # candle message-to-commit p99 per exchange, in the quiet stretches and while down
+    windows = [(e, m, Counter({int(b): n for b, n in h.items()})) for e, m, h in run["latency"]]
+    down_from, down_to = moments.get("down", 0) + 5, moments.get("up", 0)
+    db_from, db_to = moments.get("db stop", 0) - SLICE_SECONDS, moments.get("db start", 0) + 30
+    print(f"candle message->commit p99 per exchange (s): quiet | while {down} is down | all")
+    for exchange in sorted({e for e, _, _ in windows}):
+        mine = [(m, h) for e, m, h in windows if e == exchange]
+        quiet = p99(h for m, h in mine if not (down_from - SLICE_SECONDS <= m < down_to + 30)
+                    and not db_from <= m < db_to)  # fmt: skip
+        during = p99(h for m, h in mine if down_from <= m and m + SLICE_SECONDS <= down_to)
+        whole = p99(h for _, h in mine)
+        cells = [
+            f"{p:.2f} ({n})" if p is not None else f"- ({n})" for p, n in (quiet, during, whole)
+        ]
+        print(f"  {exchange:<12}" + " | ".join(cells))
+    print(f"gap_repair's logic: {run['repair']}")
+    for exchange, line in sorted(run["backfills"].items()):
+        print(f"kirby backfill --dataset candles --exchange {exchange} (today): {line}")
+    for exchange, line in sorted(run["repaired"].items()):
+        print(f"backfill_candles over the outages' days, {exchange}: {line}")
+    print_table("after the backfill (outage rows ignored):", after["table"])
+    violations = result["violations"]
+    unrepaired = sum(
+        counts["UNACCOUNTED"]
+        for (_, dataset), counts in after["table"].items()
+        if dataset.startswith("candles")
+    )
+    ok = run["alive"] and run["code_"] == 0 and not violations and not unrepaired
+    for violation in violations[:40]:
+        print(f"VIOLATION {violation}")
+    for violation in after["violations"][:20]:
+        print(f"NOT CLOSED BY THE BACKFILL {violation}")
+    print(
+        "SOAK PASSED"
+        if ok
+        else f"SOAK FAILED ({len(violations)} unaccounted, {unrepaired} candles not repaired)"
+    )
+    return ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--db-stop-at", type=float, default=240.0, help="seconds after start")
+    parser.add_argument("--down", choices=sorted(EXCHANGES), default="okx",
+                        help="the exchange taken down entirely")  # fmt: skip
+    parser.add_argument("--down-at", type=float, default=120.0, help="seconds after start")
+    parser.add_argument("--down-for", type=float, default=90.0)
+    parser.add_argument("--db-stop-at", type=float, default=300.0, help="seconds after start")
     parser.add_argument("--db-stop-for", type=float, default=30.0)
+    parser.add_argument("--max-age", type=float, default=100.0,
+                        help="Binance's connection lifetime, simulated s (real: 24 h)")  # fmt: skip
     arguments = parser.parse_args()
-    ok = asyncio.run(soak(arguments.minutes, arguments.db_stop_at, arguments.db_stop_for))
-    sys.exit(0 if ok else 1)
+    sys.exit(0 if asyncio.run(soak(arguments)) else 1)
 
 
 if __name__ == "__main__":

@@ -171,3 +171,34 @@ async def test_bybit_refuses_args_longer_than_21000_characters(sim: SimulatorSer
         await ws.send(json.dumps({"op": "subscribe", "req_id": "1", "args": topics}))
         reply = json.loads(await ws.recv())
     assert reply["success"] is False and "21000" in reply["ret_msg"]
+
+
+async def test_a_shorter_connection_lifetime_ends_binance_sockets_only() -> None:
+    """`ws_max_age_ms` brings Binance's 24 h disconnect within a soak's minutes; venues
+    without a lifetime (Bybit) keep their connections."""
+    config = SimulatorConfig(speed=60, start=START, ws_max_age_ms=2 * MINUTE)
+    async with SimulatorServer(config) as sim:
+        binance = await connect(f"{host(sim)}/ws/btcusdt@kline_1m")
+        bybit = await bybit_linear(sim, "kline.1.BTCUSDT")
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(10):
+                while True:
+                    await binance.recv()
+        assert binance.close_code == 1000
+        assert binance.close_reason == "connection lifetime reached"
+        assert await frames(bybit, 1.0), "Bybit keeps streaming"
+        await bybit.close()
+
+
+async def test_a_ticker_snapshot_held_back_by_a_stall_comes_once_it_ends(
+    sim: SimulatorServer,
+) -> None:
+    """A client that subscribes during a stall gets the snapshot first when data flows
+    again, never deltas it cannot apply."""
+    sim.faults.stall(1.0)
+    ws = await bybit_linear(sim, "tickers.BTCUSDT")
+    assert await frames(ws, 0.8) == []
+    first = json.loads((await frames(ws, 1.5))[0])
+    assert first["type"] == "snapshot"
+    assert {"fundingRate", "openInterest"} <= set(first["data"])
+    await ws.close()
