@@ -280,7 +280,7 @@ async def timescaledb_version(conn: asyncpg.Connection) -> str | None:
     return None if version is None else str(version)
 
 
-async def hypertables(conn: asyncpg.Connection) -> dict[str, str]:
+async def chunk_intervals(conn: asyncpg.Connection) -> dict[str, str]:
     """Hypertables of the public schema -> chunk interval (empty without TimescaleDB)."""
     if await timescaledb_version(conn) is None:
         return {}
@@ -303,7 +303,7 @@ async def take_backup(
                 snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
                 tables = await count_rows(conn)
                 timescaledb = await timescaledb_version(conn)
-                chunked = await hypertables(conn)
+                chunked = await chunk_intervals(conn)
                 # the exporting transaction stays open until pg_dump has imported it
                 await pgtools.run_tool(
                     tools.pg_dump,
@@ -477,7 +477,7 @@ async def restore(
     conn = await connect(url, application_name="kirby-restore")  # a session out of restoring
     try:
         restored = await count_rows(conn)
-        restored_hypertables = await hypertables(conn)
+        restored_hypertables = await chunk_intervals(conn)
     finally:
         await conn.close()
     comparison = Comparison(manifest.tables, restored, manifest.hypertables, restored_hypertables)

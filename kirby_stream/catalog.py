@@ -59,8 +59,10 @@ class FeedPlan:
     def symbols(self) -> frozenset[str]:
         return frozenset(self.subscriptions)
 
-    def series(self, symbol: str) -> list[tuple[str, int]]:
-        """(dataset, series id) of everything this connection carries for `symbol`."""
+    def series(self, unit: str) -> list[tuple[str, int]]:
+        """(dataset, series id) of what a gap unit covers: `"<symbol> <dataset>"` (see
+        `units`), or every dataset this connection carries for a bare `"<symbol>"`."""
+        symbol, _, dataset = unit.partition(" ")
         found = [
             ("candles", sid) for (name, _), sid in sorted(self.candles.items()) if name == symbol
         ]
@@ -68,7 +70,15 @@ class FeedPlan:
             found.append(("funding_rates", self.funding[symbol]))
         if symbol in self.open_interest:
             found.append(("open_interest", self.open_interest[symbol]))
-        return found
+        return [item for item in found if not dataset or item[0] == dataset]
+
+    def units(self, symbols: Iterable[str]) -> list[str]:
+        """The gap units of `symbols`: one per dataset this connection carries for each
+        (`"BTCUSDT funding_rates"`), so a channel that comes back without another (tickers
+        refused while candles flow) keeps its own gap open."""
+        return sorted(
+            {f"{symbol} {dataset}" for symbol in symbols for dataset, _ in self.series(symbol)}
+        )
 
 
 @dataclass(frozen=True)

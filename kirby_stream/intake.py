@@ -121,7 +121,7 @@ class Intake:
                     self._unknown(symbol, f"candle {symbol} {message.interval}")
                     continue
                 buffers.add_candle(CandleRow(starlisting, *message.candle), received)
-                self._data(symbol, received_at, received)
+                self._data(symbol, "candles", received_at, received)
             elif isinstance(message, AssetContextUpdate):
                 self._pair(
                     message.coin, message.funding, message.open_interest, received_at, received
@@ -159,9 +159,10 @@ class Intake:
             return
         if pair_funding is not None and funding is not None:
             buffers.add_funding(FundingRateRow(pair_funding, *funding))
+            self._data(symbol, "funding_rates", received_at, received)
         if pair_interest is not None and interest is not None:
             buffers.add_open_interest(OpenInterestRow(pair_interest, *interest))
-        self._data(symbol, received_at, received)
+            self._data(symbol, "open_interest", received_at, received)
 
     def event(self, event: FeedEvent) -> None:
         if isinstance(event, Connected):
@@ -170,11 +171,14 @@ class Intake:
             self.health.data_seen = False
             self._parse = FrameGuard(self.adapter.parser(), self.plan.exchange)
         elif isinstance(event, FeedLost):
-            self.gaps.lost(event.symbols, event.at, event.reason)
+            self.gaps.lost(self.plan.units(event.symbols), event.at, event.reason)
         elif isinstance(event, CatalogReplaced):
             removed = self.plan.symbols - event.plan.symbols
             self._retired = (self._retired | removed) - event.plan.symbols
-            self._record(self.gaps.close(removed, event.at, self.plan, "no longer collected"))
+            gone = set(self.plan.units(self.plan.symbols)) - set(
+                event.plan.units(event.plan.symbols)
+            )
+            self._record(self.gaps.close(gone, event.at, self.plan, "no longer collected"))
             self.plan = event.plan
         self.buffers.gaps[self.key] = self.gaps.since
 
@@ -186,15 +190,15 @@ class Intake:
     def inherit(self, predecessors: list[Predecessor]) -> None:
         """Take over from collectors that ended: what they did not store is an outage."""
         for old in predecessors:
-            symbols = self.plan.symbols
-            self._record(self.gaps.inherit(symbols, old.covered_through, self.plan, old.reason))
+            units = self.plan.units(self.plan.symbols)
+            self._record(self.gaps.inherit(units, old.covered_through, self.plan, old.reason))
         self.buffers.gaps[self.key] = self.gaps.since
 
-    def _data(self, symbol: str, received_at: datetime, received: float) -> None:
+    def _data(self, symbol: str, dataset: str, received_at: datetime, received: float) -> None:
         health = self.health
         health.last_data[symbol] = received
         health.data_seen = True
-        outages = self.gaps.saw_data(symbol, received_at, self.plan)
+        outages = self.gaps.saw_data(f"{symbol} {dataset}", received_at, self.plan)
         if outages:
             self._record(outages)
             self.buffers.gaps[self.key] = self.gaps.since

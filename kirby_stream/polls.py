@@ -119,7 +119,9 @@ class Poller:
         self.buffers.gaps[self.key] = self.gaps.since
 
     async def _fetch(self, client: Any, target: PollTarget, now: datetime) -> None:
-        pair, received = target.pair, time.monotonic()
+        """Rows of `target` into the buffers; their message-to-row latency starts when the
+        answer arrived (the request's spacing and retries are the exchange's, not Kirby's)."""
+        pair = target.pair
         if target.interval is None:
             point = await client.fetch_open_interest_now(pair.coin, pair.quote)
             self.buffers.add_open_interest(OpenInterestRow(target.series_id, *point))
@@ -129,6 +131,7 @@ class Poller:
         candles = await client.fetch_candles(
             pair.coin, pair.quote, pair.market_type, target.interval, start, now
         )
+        received = time.monotonic()
         for candle in candles:
             self.buffers.add_candle(CandleRow(target.series_id, *candle), received)
 

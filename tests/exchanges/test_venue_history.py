@@ -294,9 +294,10 @@ async def test_request_limits_are_respected_without_a_refusal(
     coinbase: CoinbaseHistory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """OKX's statistics endpoint allows 5 requests per 2 s, Coinbase 10 a second: more
-    pages than that wait on the budget, and the simulator (which answers 429 beyond the
-    limits) never refuses one."""
+    """OKX's statistics endpoint allows 5 requests per 2 s, Coinbase 10 a second: pages that
+    come faster wait on the budget (whether they do depends on how fast this machine sends
+    them, so the waits are not counted here), and the simulator, which answers 429 beyond
+    the limits, never refuses one: no request is retried."""
     caplog.set_level(logging.DEBUG, logger="kirby_core.exchanges")
     now = floor_time(sim.clock.now(), "1h")
     statistics = okx.budgets["rubik/stat/contracts/open-interest-history"]
@@ -306,8 +307,7 @@ async def test_request_limits_are_respected_without_a_refusal(
     minutes = await coinbase.fetch_candles("BTC", "USD", "spot", "1m", now - 60 * 60 * MINUTE, now)
 
     assert len(points) == 4 * 288 and len(minutes) == 3600
-    assert statistics.spent == 12 and statistics.waits >= 1
-    assert candles.spent == 12 and candles.waits >= 1
+    assert statistics.spent == 12 and candles.spent == 12
     retries = [r for r in caplog.records if "event=exchange_retry" in r.getMessage()]
     assert retries == []
 

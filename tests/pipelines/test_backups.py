@@ -368,7 +368,7 @@ def _timescaledb_state(url: str) -> tuple[dict[str, str], list[tuple], list[tupl
 
     async def read(conn: asyncpg.Connection):
         return (
-            await backups.hypertables(conn),
+            await backups.chunk_intervals(conn),
             [tuple(row) for row in await conn.fetch(CHUNKS)],
             [tuple(row) for row in await conn.fetch(POLICIES)],
             await conn.fetchval("SELECT current_setting('timescaledb.restoring')"),

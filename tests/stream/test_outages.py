@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+from kirby_core.exchanges.registry import HYPERLIQUID, feed_of
+from kirby_stream.buffers import Buffers
 from kirby_stream.catalog import FeedPlan
+from kirby_stream.feed import CatalogReplaced, FeedHealth, FeedLost
+from kirby_stream.intake import Intake
 from kirby_stream.outages import FeedGaps, Outage
+from kirby_stream.stats import Stats
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -80,3 +86,30 @@ def test_a_predecessor_that_stored_past_our_first_data_leaves_no_window() -> Non
     gaps = FeedGaps()
     gaps.saw_data("BTC", T0, CATALOG)
     assert gaps.inherit({"BTC"}, T0 + S, CATALOG, "collector x stopped") == []
+
+
+def test_a_channel_that_does_not_come_back_keeps_its_own_gap() -> None:
+    """After a reconnect, candles of BTC flow again but its asset context does not (the
+    exchange refuses that channel): the candle gap closes at the first candle, the funding
+    and open-interest gap stays open until the collector stops, and becomes their outage."""
+    adapter = feed_of(HYPERLIQUID)
+    buffers, health = Buffers(1000), FeedHealth()
+    intake = Intake(buffers, health, Stats("test", T0), adapter, CATALOG)
+    intake.event(CatalogReplaced(CATALOG, T0))
+    intake.event(FeedLost(frozenset({"BTC"}), T0, "connection closed"))
+    candle = {
+        "t": 1736164800000, "T": 1736164859999, "s": "BTC", "i": "1m", "o": "1", "c": "1",
+        "h": "1", "l": "1", "v": "1", "n": 1,
+    }  # fmt: skip
+    intake.frame(json.dumps({"channel": "candle", "data": candle}), T0 + 5 * S, 0.0)
+    assert sorted((o.dataset, o.series_id, o.end_time) for o in buffers.outages) == [
+        ("candles", 1, T0 + 5 * S),
+        ("candles", 2, T0 + 5 * S),
+    ]
+    intake.close_gaps(T0 + 60 * S)
+    assert sorted(
+        (o.dataset, o.series_id, o.start_time, o.end_time) for o in buffers.outages[2:]
+    ) == [
+        ("funding_rates", 10, T0, T0 + 60 * S),
+        ("open_interest", 10, T0, T0 + 60 * S),
+    ]
