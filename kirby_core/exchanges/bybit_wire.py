@@ -22,8 +22,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from kirby_core.books.book import BookUpdate, parse_levels
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
-from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_ms
+from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.bybit import WIRE_INTERVALS as INTERVALS  # one home: the REST module
 from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
@@ -235,3 +236,40 @@ def _trades(symbol: str, rows: list[Any]) -> TradesUpdate:
             )
         )
     return TradesUpdate(symbol, tuple(trades))
+
+
+# --- depth (order books: kirby_core.books) ------------------------------------------------
+
+
+def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
+    """An `orderbook.{depth}.{symbol}` push (Kirby reads depth 50: spot and linear both
+    push it every 20 ms)::
+
+        {"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1736165581000,
+         "data":{"s":"BTCUSDT","b":[["97000.10","0.5"]],"a":[["97001.00","1.2"]],
+         "u":18521288,"seq":7961638724},"cts":1736165580998}
+
+    then `"type":"delta"` pushes whose sizes are absolute ("0" deletes the level)."""
+    where = "Bybit WS orderbook"
+    message = load_frame(raw, where)
+    topic = text(field(message, "topic", where), "topic", where)
+    if not topic.startswith("orderbook."):
+        raise ExchangeProtocolError(f"{where}: not an orderbook topic: {topic!r:.80}")
+    kind = field(message, "type", where)
+    if kind not in ("snapshot", "delta"):
+        raise ExchangeProtocolError(f"{where}: type must be snapshot or delta, got {kind!r:.40}")
+    data = field(message, "data", where)
+    symbol = text(field(data, "s", where), "s", where)
+    where = f"{where} {symbol}"
+    return (
+        BookUpdate(
+            symbol=symbol,
+            snapshot=kind == "snapshot",
+            bids=parse_levels(field(data, "b", where), "b", where),
+            asks=parse_levels(field(data, "a", where), "a", where),
+            sequence=parse_int(field(data, "u", where), "u", where),
+            previous=None,
+            first=None,
+            time=parse_ms(field(message, "ts", where), "ts", where),
+        ),
+    )

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from kirby_core.books.book import BookUpdate, Level, parse_levels
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
     check_candle,
@@ -311,3 +312,49 @@ def parse_funding_history(payload: object, coin: str) -> list[tuple[int, Funding
         )
         rows.append((ms, row))
     return rows
+
+
+# --- depth (order books: kirby_core.books) ------------------------------------------------
+
+
+def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
+    """An `l2Book` push: the whole book every time (at most 20 levels a side), no sequence
+    number (its `time` in ms stands in, for ordering)::
+
+        {"channel":"l2Book","data":{"coin":"BTC","time":1736165581000,"levels":[
+         [{"px":"97000.0","sz":"1.5","n":3}],[{"px":"97001.0","sz":"0.2","n":1}]]}}"""
+    where = "Hyperliquid WS l2Book"
+    try:
+        message = json.loads(raw, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ExchangeProtocolError(f"{where}: frame is not JSON ({exc}): {raw!r:.200}") from exc
+    if field(message, "channel", where) != "l2Book":
+        raise ExchangeProtocolError(f"{where}: not an l2Book frame: {message!r:.200}")
+    data = field(message, "data", where)
+    coin = field(data, "coin", where)
+    if not isinstance(coin, str) or not coin:
+        raise ExchangeProtocolError(f"{where}: field 'coin' must be a string, got {coin!r:.80}")
+    where = f"{where} {coin}"
+    levels = field(data, "levels", where)
+    if not isinstance(levels, list) or len(levels) != 2:
+        raise ExchangeProtocolError(f"{where}: levels must be [bids, asks], got {levels!r:.200}")
+    time_ms = parse_int(field(data, "time", where), "time", where)
+    return (
+        BookUpdate(
+            symbol=coin,
+            snapshot=True,
+            bids=_book_side(levels[0], "bids", where),
+            asks=_book_side(levels[1], "asks", where),
+            sequence=time_ms,
+            previous=None,
+            first=None,
+            time=parse_ms(time_ms, "time", where),
+        ),
+    )
+
+
+def _book_side(rows: object, name: str, where: str) -> tuple[Level, ...]:
+    if not isinstance(rows, list):
+        raise ExchangeProtocolError(f"{where}: {name} must be a list, got {rows!r:.200}")
+    pairs = [[field(row, "px", where), field(row, "sz", where)] for row in rows]
+    return parse_levels(pairs, name, where)

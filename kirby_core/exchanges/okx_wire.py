@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from kirby_core.books.book import BookUpdate, parse_levels
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
-from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_ms
+from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
     ChannelError,
@@ -224,4 +225,41 @@ def _trade(row: object, symbol: str) -> Trade:
         price=parse_decimal(field(row, "px", where), "px", where),
         size=parse_decimal(field(row, "sz", where), "sz", where),
         side=side,
+    )
+
+
+# --- depth (order books: kirby_core.books) ------------------------------------------------
+
+
+def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
+    """A `books` push (400 levels; the channel whose messages chain by `prevSeqId`)::
+
+        {"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{
+         "asks":[["97001.0","1.2","0","3"]],"bids":[["97000.1","0.5","0","1"]],
+         "ts":"1736165581000","checksum":0,"prevSeqId":-1,"seqId":123456}]}
+
+    then `"action":"update"` pushes (absolute sizes, "0" deletes; columns 3 and 4 are
+    order counts, ignored). A swap's sizes count contracts."""
+    where = "OKX WS books"
+    message = load_frame(raw, where)
+    arg = field(message, "arg", where)
+    symbol = text(field(arg, "instId", where), "instId", where)
+    where = f"{where} {symbol}"
+    action = field(message, "action", where)
+    if action not in ("snapshot", "update"):
+        raise ExchangeProtocolError(
+            f"{where}: action must be snapshot or update, got {action!r:.40}"
+        )
+    return tuple(
+        BookUpdate(
+            symbol=symbol,
+            snapshot=action == "snapshot",
+            bids=parse_levels(field(row, "bids", where), "bids", where),
+            asks=parse_levels(field(row, "asks", where), "asks", where),
+            sequence=parse_int(field(row, "seqId", where), "seqId", where),
+            previous=parse_int(field(row, "prevSeqId", where), "prevSeqId", where),
+            first=None,
+            time=_ms(field(row, "ts", where), "ts", where),
+        )
+        for row in items(field(message, "data", where), where)
     )
