@@ -5,6 +5,7 @@
     BookUpdate    one exchange depth message as the wire modules parse it (a full snapshot
                   or a delta of absolute sizes) with the exchange's sequence numbers
     parse_levels  [[price, size, ...], ...] -> exact (price, size) pairs, checked
+    load_frame    a depth frame's JSON, exact (the wire modules' depth parsers use both)
 
 Each side is a dict (price -> size) plus the sorted list of its prices, kept sorted by
 `bisect` on the insertion or removal of a level only; a size change of an existing level
@@ -21,6 +22,7 @@ rules of each exchange (kirby_core.books.integrity) decide what reaches it.
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 from datetime import datetime
@@ -31,6 +33,35 @@ from kirby_core.errors import ExchangeProtocolError
 
 Level = tuple[Decimal, Decimal]
 """(price, size); size in the exchange's own unit (base coin, or contracts on OKX swaps)."""
+
+_LIMIT = Decimal("1e30")
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
+class _Exact(dict[Any, Decimal]):
+    """The checked Decimal of each price (or size) text seen. Books repeat the same levels,
+    and a dict hit costs a fraction of `Decimal(text)` and its checks, so each text is
+    converted and checked once. Bounded: emptied at `SIZE` entries."""
+
+    SIZE = 100_000
+
+    def __init__(self, zero_allowed: bool) -> None:
+        super().__init__()
+        self.zero_allowed = zero_allowed
+
+    def __missing__(self, text: Any) -> Decimal:
+        value = Decimal(text)  # InvalidOperation, TypeError for what is no number
+        low = value >= 0 if self.zero_allowed else value > 0  # NaN: InvalidOperation
+        if not (low and value < _LIMIT):
+            raise ValueError(text)
+        if len(self) >= self.SIZE:
+            self.clear()
+        self[text] = value
+        return value
+
+
+_PRICES = _Exact(zero_allowed=False)
+_SIZES = _Exact(zero_allowed=True)
 
 DEFAULT_DEPTH = 20
 """Levels a side a sampled snapshot keeps (issue 15: top-N, default 20)."""
@@ -67,17 +98,6 @@ class _Side:
         self.levels = {price: size for price, size in levels if size}
         self.prices = sorted(self.levels)
 
-    def set(self, price: Decimal, size: Decimal) -> None:
-        levels = self.levels
-        if size:
-            if price not in levels:
-                insort(self.prices, price)
-            levels[price] = size
-        elif price in levels:
-            del levels[price]
-            prices = self.prices
-            del prices[bisect_left(prices, price)]
-
 
 class L2Book:
     """The book of one series. Not thread-safe; one owner feeds it."""
@@ -95,12 +115,17 @@ class L2Book:
 
     def apply_delta(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Each level's absolute size set; size 0 deletes the level."""
-        side = self._bids
-        for price, size in bids:
-            side.set(price, size)
-        side = self._asks
-        for price, size in asks:
-            side.set(price, size)
+        # `_Side.set` inlined: a method call per level costs as much as the level's work
+        for side, changes in ((self._bids, bids), (self._asks, asks)):
+            levels, prices = side.levels, side.prices
+            for price, size in changes:
+                if size:
+                    if price not in levels:
+                        insort(prices, price)
+                    levels[price] = size
+                elif price in levels:
+                    del levels[price]
+                    del prices[bisect_left(prices, price)]
 
     def clear(self) -> None:
         self._bids = _Side()
@@ -148,32 +173,35 @@ class L2Book:
 
 def parse_levels(rows: object, name: str, where: str) -> tuple[Level, ...]:
     """`[["97000.10", "1.5", ...], ...]` -> exact (price, size) pairs; extra columns (OKX's
-    order counts) are ignored. A price must be finite and > 0, a size finite and >= 0."""
-    if not isinstance(rows, list):
-        raise ExchangeProtocolError(f"{where}: field {name!r} must be a list, got {rows!r:.200}")
+    order counts) are ignored. A price must be > 0, a size >= 0, both below 10^30 (so
+    finite; NaN fails every comparison)."""
     try:
-        levels = tuple((Decimal(row[0]), Decimal(row[1])) for row in rows)
-        for price, size in levels:
-            if not (price > 0 and size >= 0 and price.is_finite() and size.is_finite()):
-                break
-        else:
+        prices, sizes = _PRICES, _SIZES
+        levels = tuple([(prices[row[0]], sizes[row[1]]) for row in rows])  # type: ignore[attr-defined]
+        if levels or isinstance(rows, list):
             return levels
     except (InvalidOperation, TypeError, ValueError, IndexError, KeyError):
         pass
+    if not isinstance(rows, list):
+        raise ExchangeProtocolError(f"{where}: field {name!r} must be a list, got {rows!r:.200}")
     return _explain(rows, name, where)
 
 
-def check_level(price: Any, size: Any, name: str, where: str) -> Level:
-    """One level given as two fields (Hyperliquid's px/sz, Coinbase's price_level and
-    new_quantity), checked as `parse_levels` checks a row."""
-    return parse_levels([[price, size]], name, where)[0]
+def load_frame(raw: str | bytes, where: str) -> Any:
+    """A JSON depth frame, non-integer numbers as exact Decimals (`feeds.load_frame`'s rule)
+    through one shared decoder: `json.loads(raw, parse_float=...)` builds a decoder per
+    call, which costs as much as decoding a small frame."""
+    try:
+        return _DECODER.decode(raw if isinstance(raw, str) else raw.decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ExchangeProtocolError(f"{where}: frame is not JSON ({exc}): {raw!r:.200}") from exc
 
 
 def _explain(rows: list[Any], name: str, where: str) -> tuple[Level, ...]:
     for row in rows:
         try:
             price, size = Decimal(row[0]), Decimal(row[1])
-            good = price > 0 and size >= 0 and price.is_finite() and size.is_finite()
+            good = 0 < price < _LIMIT and 0 <= size < _LIMIT
         except (InvalidOperation, TypeError, ValueError, IndexError, KeyError):
             good = False
         if not good:

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from kirby_core.books.book import BookUpdate, parse_levels
+from kirby_core.books.book import load_frame as load_depth_frame
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.binance import INTERVALS
@@ -42,7 +43,7 @@ from kirby_core.exchanges.feeds import (
     text,
 )
 from kirby_core.models import Candle, CandleUpdate, FundingRate
-from kirby_core.timeutil import floor_minute
+from kirby_core.timeutil import floor_minute, ms_to_datetime
 
 STREAMED_DATASETS = {
     "spot": ("candles", "trades"),
@@ -206,7 +207,31 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
     USD-M futures add `"T"` (transaction time) and `"pu"` (the previous event's `u`).
     Sizes are absolute; "0" deletes the level."""
     where = "Binance WS depthUpdate"
-    message = load_frame(raw, where)
+    message = load_depth_frame(raw, where)
+    try:  # the fast path; anything unexpected goes the checked way, which names it
+        event = message.get("data", message)
+        symbol, first, last, ms = event["s"], event["U"], event["u"], event["E"]
+        previous = event.get("pu")
+        if (
+            event["e"] == "depthUpdate"
+            and type(symbol) is str
+            and symbol
+            and type(first) is type(last) is type(ms) is int
+            and ms >= 0
+            and (previous is None or type(previous) is int)
+        ):
+            bids = parse_levels(event["b"], "b", where)
+            asks = parse_levels(event["a"], "a", where)
+            return (
+                BookUpdate(symbol, False, bids, asks, last, previous, first, ms_to_datetime(ms)),
+            )
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return _checked_depth(message)
+
+
+def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:
+    where = "Binance WS depthUpdate"
     event = message.get("data", message) if isinstance(message, dict) else message
     if field(event, "e", where) != "depthUpdate":
         raise ExchangeProtocolError(f"{where}: not a depthUpdate: {event!r:.200}")

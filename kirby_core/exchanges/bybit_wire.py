@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from kirby_core.books.book import BookUpdate, parse_levels
+from kirby_core.books.book import load_frame as load_depth_frame
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.bybit import WIRE_INTERVALS as INTERVALS  # one home: the REST module
@@ -43,7 +44,7 @@ from kirby_core.exchanges.feeds import (
     text,
 )
 from kirby_core.models import AssetContextUpdate, Candle, CandleUpdate, FundingRate, OpenInterest
-from kirby_core.timeutil import floor_minute
+from kirby_core.timeutil import floor_minute, ms_to_datetime
 
 _BY_CODE = {code: interval for interval, code in INTERVALS.items()}
 
@@ -251,7 +252,32 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
 
     then `"type":"delta"` pushes whose sizes are absolute ("0" deletes the level)."""
     where = "Bybit WS orderbook"
-    message = load_frame(raw, where)
+    message = load_depth_frame(raw, where)
+    try:  # the fast path; anything unexpected goes the checked way, which names it
+        data, kind, ms = message["data"], message["type"], message["ts"]
+        symbol, last = data["s"], data["u"]
+        if (
+            message["topic"].startswith("orderbook.")
+            and kind in _BOOK_TYPES
+            and type(symbol) is str
+            and symbol
+            and type(last) is type(ms) is int
+            and ms >= 0
+        ):
+            bids = parse_levels(data["b"], "b", where)
+            asks = parse_levels(data["a"], "a", where)
+            snapshot = kind == "snapshot"
+            return (BookUpdate(symbol, snapshot, bids, asks, last, None, None, ms_to_datetime(ms)),)
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return _checked_depth(message)
+
+
+_BOOK_TYPES = ("snapshot", "delta")
+
+
+def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:
+    where = "Bybit WS orderbook"
     topic = text(field(message, "topic", where), "topic", where)
     if not topic.startswith("orderbook."):
         raise ExchangeProtocolError(f"{where}: not an orderbook topic: {topic!r:.80}")

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kirby_core.books.book import BookUpdate, parse_levels
+from kirby_core.books.book import load_frame as load_depth_frame
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int
 from kirby_core.exchanges.feeds import (
@@ -229,7 +230,7 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
     then `"type":"update"` events (new_quantity is absolute, "0" deletes). Every update of
     the frame carries the frame's `sequence_num`: the connection's count."""
     where = "Coinbase WS level2"
-    message = load_frame(raw, where)
+    message = load_depth_frame(raw, where)
     if field(message, "channel", where) != "l2_data":
         raise ExchangeProtocolError(f"{where}: not an l2_data frame: {message!r:.200}")
     sequence = parse_int(field(message, "sequence_num", where), "sequence_num", where)
@@ -239,7 +240,35 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
     )
 
 
-def _book_event(event: object, sequence: int, at: datetime) -> BookUpdate:
+def _book_event(event: Any, sequence: int, at: datetime) -> BookUpdate:
+    where = "Coinbase WS level2"
+    try:  # the fast path; anything unexpected goes the checked way, which names it
+        kind, symbol, rows = event["type"], event["product_id"], event["updates"]
+        if kind in _BOOK_TYPES and type(symbol) is str and symbol:
+            bid_rows, ask_rows = [], []
+            for row in rows:
+                side = row["side"]
+                level = [row["price_level"], row["new_quantity"]]
+                if side == "bid":
+                    bid_rows.append(level)
+                elif side == "offer":
+                    ask_rows.append(level)
+                else:
+                    break
+            else:
+                bids = parse_levels(bid_rows, "bid", where)
+                asks = parse_levels(ask_rows, "offer", where)
+                snapshot = kind == "snapshot"
+                return BookUpdate(symbol, snapshot, bids, asks, sequence, None, None, at)
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return _checked_event(event, sequence, at)
+
+
+_BOOK_TYPES = ("snapshot", "update")
+
+
+def _checked_event(event: object, sequence: int, at: datetime) -> BookUpdate:
     where = "Coinbase WS level2"
     kind = field(event, "type", where)
     if kind not in ("snapshot", "update"):
@@ -251,7 +280,12 @@ def _book_event(event: object, sequence: int, at: datetime) -> BookUpdate:
         side = field(row, "side", where)
         if side not in _BOOK_SIDES:
             raise ExchangeProtocolError(f"{where}: side must be bid or offer, got {side!r:.40}")
-        sides[side].append([field(row, "price_level", where), field(row, "new_quantity", where)])
+        try:
+            sides[side].append([row["price_level"], row["new_quantity"]])
+        except KeyError:
+            sides[side].append(
+                [field(row, "price_level", where), field(row, "new_quantity", where)]
+            )
     return BookUpdate(
         symbol=symbol,
         snapshot=kind == "snapshot",

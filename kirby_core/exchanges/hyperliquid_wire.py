@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from kirby_core.books.book import BookUpdate, Level, parse_levels
+from kirby_core.books.book import load_frame as load_depth_frame
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
     check_candle,
@@ -37,7 +38,13 @@ from kirby_core.exchanges.feeds import (
     SubscriptionAck,
 )
 from kirby_core.models import AssetContextUpdate, Candle, CandleUpdate, FundingRate, OpenInterest
-from kirby_core.timeutil import INTERVAL_SECONDS, ensure_utc, floor_minute, floor_time
+from kirby_core.timeutil import (
+    INTERVAL_SECONDS,
+    ensure_utc,
+    floor_minute,
+    floor_time,
+    ms_to_datetime,
+)
 
 INTERVALS: tuple[str, ...] = tuple(
     i
@@ -324,10 +331,22 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
         {"channel":"l2Book","data":{"coin":"BTC","time":1736165581000,"levels":[
          [{"px":"97000.0","sz":"1.5","n":3}],[{"px":"97001.0","sz":"0.2","n":1}]]}}"""
     where = "Hyperliquid WS l2Book"
-    try:
-        message = json.loads(raw, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ExchangeProtocolError(f"{where}: frame is not JSON ({exc}): {raw!r:.200}") from exc
+    message = load_depth_frame(raw, where)
+    try:  # the fast path; anything unexpected goes the checked way, which names it
+        data = message["data"]
+        coin, ms, (bid_rows, ask_rows) = data["coin"], data["time"], data["levels"]
+        if message["channel"] == "l2Book" and type(coin) is str and coin and type(ms) is int:
+            bids = parse_levels([[r["px"], r["sz"]] for r in bid_rows], "bids", where)
+            asks = parse_levels([[r["px"], r["sz"]] for r in ask_rows], "asks", where)
+            if ms >= 0:
+                return (BookUpdate(coin, True, bids, asks, ms, None, None, ms_to_datetime(ms)),)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        pass
+    return _checked_depth(message)
+
+
+def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:
+    where = "Hyperliquid WS l2Book"
     if field(message, "channel", where) != "l2Book":
         raise ExchangeProtocolError(f"{where}: not an l2Book frame: {message!r:.200}")
     data = field(message, "data", where)

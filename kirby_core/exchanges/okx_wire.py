@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from kirby_core.books.book import BookUpdate, parse_levels
+from kirby_core.books.book import load_frame as load_depth_frame
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.feeds import (
@@ -48,7 +49,7 @@ from kirby_core.exchanges.feeds import (
 )
 from kirby_core.exchanges.okx import WIRE_INTERVALS as INTERVALS  # one home: the REST module
 from kirby_core.models import Candle, CandleUpdate, FundingRate, OpenInterest
-from kirby_core.timeutil import floor_minute
+from kirby_core.timeutil import floor_minute, ms_to_datetime
 
 _BY_BAR = {bar: interval for interval, bar in INTERVALS.items()}
 
@@ -241,7 +242,32 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
     then `"action":"update"` pushes (absolute sizes, "0" deletes; columns 3 and 4 are
     order counts, ignored). A swap's sizes count contracts."""
     where = "OKX WS books"
-    message = load_frame(raw, where)
+    message = load_depth_frame(raw, where)
+    try:  # the fast path; anything unexpected goes the checked way, which names it
+        symbol, action, rows = message["arg"]["instId"], message["action"], message["data"]
+        if action in _BOOK_ACTIONS and type(symbol) is str and symbol and type(rows) is list:
+            snapshot = action == "snapshot"
+            updates = []
+            for row in rows:
+                seq, prev, ms = row["seqId"], row["prevSeqId"], row["ts"]
+                if not (type(seq) is type(prev) is int and type(ms) is str and ms.isdigit()):
+                    break
+                bids = parse_levels(row["bids"], "bids", where)
+                asks = parse_levels(row["asks"], "asks", where)
+                time = ms_to_datetime(int(ms))
+                updates.append(BookUpdate(symbol, snapshot, bids, asks, seq, prev, None, time))
+            else:
+                return tuple(updates)
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return _checked_depth(message)
+
+
+_BOOK_ACTIONS = ("snapshot", "update")
+
+
+def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:
+    where = "OKX WS books"
     arg = field(message, "arg", where)
     symbol = text(field(arg, "instId", where), "instId", where)
     where = f"{where} {symbol}"
