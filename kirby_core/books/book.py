@@ -5,14 +5,13 @@
     BookUpdate    one exchange depth message as the wire modules parse it (a full snapshot
                   or a delta of absolute sizes) with the exchange's sequence numbers
     parse_levels  [[price, size, ...], ...] -> exact (price, size) pairs, checked
-    load_frame    a depth frame's JSON, exact (the wire modules' depth parsers use both)
+    load_depth_frame  a depth frame's JSON, exact (the wire modules' depth parsers use both)
 
 Each side is a dict (price -> size) plus the sorted list of its prices, kept sorted by
 `bisect` on the insertion or removal of a level only; a size change of an existing level
-(most deltas) is one dict store. Measured on this machine against `sortedcontainers`'
-SortedDict and against a dict sorted on demand (bench/README.md, "Issue 15: order
-books"): at the depths exchanges send (20 to 1000 levels a side) the bisected list is the
-fastest of the three for apply + best + crossed on every update.
+(most deltas) is one dict store. Measured (`python -m bench.books.sides`, bench/README.md
+"Issue 15: order books") on a 1000-level book with best/crossed read after every delta:
+1.6x `sortedcontainers.SortedDict`, 2.4x a dict sorted only for every 10th top-N read.
 
 Invariants: every stored size is > 0 (a delta's size 0 deletes the level; deleting a level
 the book does not hold is normal, Binance says so); prices of a side are unique (Decimal
@@ -187,7 +186,7 @@ def parse_levels(rows: object, name: str, where: str) -> tuple[Level, ...]:
     return _explain(rows, name, where)
 
 
-def load_frame(raw: str | bytes, where: str) -> Any:
+def load_depth_frame(raw: str | bytes, where: str) -> Any:
     """A JSON depth frame, non-integer numbers as exact Decimals (`feeds.load_frame`'s rule)
     through one shared decoder: `json.loads(raw, parse_float=...)` builds a decoder per
     call, which costs as much as decoding a small frame."""

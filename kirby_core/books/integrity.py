@@ -222,8 +222,9 @@ class BybitBook(SeriesBook):
     exchange = "bybit"
 
     def feed(self, update: BookUpdate) -> Outcome:
-        if update.sequence == 1 and self.last_sequence is not None:
-            self.counters.restarts += 1
+        if update.sequence == 1:  # the exchange restarted: its data is a snapshot
+            if self.last_sequence is not None:
+                self.counters.restarts += 1
             return self._replace(update)
         if update.snapshot:
             return self._replace(update)

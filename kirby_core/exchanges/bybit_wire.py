@@ -22,8 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from kirby_core.books.book import BookUpdate, parse_levels
-from kirby_core.books.book import load_frame as load_depth_frame
+from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.bybit import WIRE_INTERVALS as INTERVALS  # one home: the REST module

@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kirby_core.books.book import BookUpdate, parse_levels
-from kirby_core.books.book import load_frame as load_depth_frame
+from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int
 from kirby_core.exchanges.feeds import (

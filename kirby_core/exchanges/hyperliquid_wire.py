@@ -18,8 +18,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from kirby_core.books.book import BookUpdate, Level, parse_levels
-from kirby_core.books.book import load_frame as load_depth_frame
+from kirby_core.books.book import BookUpdate, Level, load_depth_frame, parse_levels
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
     check_candle,

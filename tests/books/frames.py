@@ -81,18 +81,6 @@ def coinbase(seq: int, *events: tuple[str, str, Rows, Rows]) -> str:
     )
 
 
-def coinbase_heartbeat(seq: int) -> str:
-    return json.dumps(
-        {
-            "channel": "heartbeats",
-            "client_id": "",
-            "timestamp": "2025-01-06T12:12:30.1Z",
-            "sequence_num": seq,
-            "events": [{"current_time": "2025-01-06 12:12:30", "heartbeat_counter": 3}],
-        }
-    )
-
-
 def hyperliquid(time_ms: int, bids: Rows, asks: Rows) -> str:
     def side(rows: Rows) -> list[dict[str, Any]]:
         return [{"px": p, "sz": q, "n": 1} for p, q in rows]

@@ -8,6 +8,7 @@ from decimal import Decimal as D
 import pytest
 
 from kirby_core.books import L2Book, parse_levels
+from kirby_core.books import book as book_module
 from kirby_core.errors import ExchangeProtocolError
 
 
@@ -93,3 +94,19 @@ def test_parse_levels_is_exact_and_ignores_extra_columns() -> None:
 def test_parse_levels_refuses_bad_levels_naming_them(rows: object) -> None:
     with pytest.raises(ExchangeProtocolError, match=r"here: .*'bids'"):
         parse_levels(rows, "bids", "here")
+
+
+def test_parse_levels_refuses_beyond_the_limit_and_a_zero_price_after_a_zero_size() -> None:
+    assert parse_levels([["1", "0"]], "bids", "here") == ((D(1), D(0)),)
+    for rows in ([["0", "0"]], [["1e30", "1"]], [["1", "1e30"]]):
+        with pytest.raises(ExchangeProtocolError, match="is not \\[price > 0, size >= 0\\]"):
+            parse_levels(rows, "bids", "here")
+
+
+def test_the_decimal_cache_stays_bounded_and_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(book_module._PRICES, "SIZE", 2)
+    prices = [f"{n}.5" for n in range(1, 6)]
+    assert parse_levels([[p, "1"] for p in prices], "bids", "here") == tuple(
+        (D(p), D(1)) for p in prices
+    )
+    assert len(book_module._PRICES) <= 2

@@ -161,6 +161,16 @@ def test_hyperliquid_l2book() -> None:
         (binance_wire.parse_depth, "not json", "not JSON"),
         (
             binance_wire.parse_depth,
+            '{"e":"depthUpdate","E":"soon","s":"X","U":1,"u":2,"b":[],"a":[]}',
+            "'E' must be an integer",
+        ),
+        (
+            binance_wire.parse_depth,
+            '{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":{},"a":[]}',
+            "'b' must be a list",
+        ),
+        (
+            binance_wire.parse_depth,
             '{"e":"depthUpdate","E":1,"s":"X","U":1,"u":"2","b":[],"a":[]}',
             "'u' must be an integer",
         ),
@@ -212,3 +222,8 @@ def test_malformed_depth_frames_are_refused(
 ) -> None:
     with pytest.raises(ExchangeProtocolError, match=message):
         parse(raw, AT)
+
+
+def test_bytes_frames_parse_like_text() -> None:
+    raw = '{"e":"depthUpdate","E":1736165581000,"s":"BTCUSDT","U":1,"u":2,"b":[],"a":[]}'
+    assert binance_wire.parse_depth(raw.encode(), AT) == binance_wire.parse_depth(raw, AT)

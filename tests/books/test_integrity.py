@@ -181,6 +181,7 @@ def test_coinbase_sequence_gap_drops_every_book_of_the_connection() -> None:
         ("snapshot", "ETH-USD", [["10", "1"]], [["11", "1"]]),
     )
     assert feed(conn, parse(snap, AT)) == [Outcome.APPLIED, Outcome.APPLIED]
+    btc, eth = conn.books["BTC-USD"], conn.books["ETH-USD"]
     conn.note(2, AT)  # a heartbeats frame on the same connection
     assert feed(conn, parse(frames.coinbase(3, ("update", "BTC-USD", [["100", "0"]], [])), AT)) == [
         Outcome.APPLIED
@@ -188,15 +189,19 @@ def test_coinbase_sequence_gap_drops_every_book_of_the_connection() -> None:
     assert feed(conn, parse(frames.coinbase(2, ("update", "BTC-USD", [], [])), AT)) == [
         Outcome.STALE
     ]
+    both = frames.coinbase(
+        3, ("update", "BTC-USD", [["99", "2"]], []), ("update", "BTC-USD", [["99", "3"]], [])
+    )  # two events of one frame share its number
+    assert feed(conn, parse(both, AT)) == [Outcome.APPLIED, Outcome.APPLIED]
+    assert btc.book.best_bid == (D(99), D(3))
     # frame 4 is lost
     assert feed(conn, parse(frames.coinbase(5, ("update", "ETH-USD", [], [])), AT)) == [Outcome.GAP]
-    btc, eth = conn.books["BTC-USD"], conn.books["ETH-USD"]
     assert btc.needs_resync and eth.needs_resync and btc.counters.gaps == eth.counters.gaps == 1
     assert eth.gaps[-1].expected == "sequence_num == 4"
     resub = frames.coinbase(6, ("snapshot", "ETH-USD", [["10", "2"]], []))
     assert feed(conn, parse(resub, AT)) == [Outcome.APPLIED]
     assert not eth.needs_resync and eth.counters.resyncs == 1 and btc.needs_resync
-    assert counters(btc) == (2, 1, 0, 1)
+    assert counters(btc) == (4, 1, 0, 1)
 
 
 # --- Hyperliquid ----------------------------------------------------------------------------
