@@ -73,8 +73,6 @@ GAPS_KEPT = 100
 class SeriesBook:
     """The book of one series and its exchange's rules; feed it that series' messages."""
 
-    exchange = ""
-
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
         self.book = L2Book()
@@ -90,7 +88,8 @@ class SeriesBook:
 
     @property
     def needs_resync(self) -> bool:
-        """A gap dropped the book and no snapshot has replaced it yet."""
+        """A gap dropped the book and no snapshot has replaced it yet (before the first
+        snapshot `synced` is False too, but that is no resync)."""
         return self._after_gap
 
     def stale_for(self, now: datetime) -> timedelta | None:
@@ -136,7 +135,6 @@ class _BinanceBook(SeriesBook):
     before the snapshot are buffered and replayed on it; a `BookUpdate` with `snapshot`
     True is the parsed REST snapshot."""
 
-    exchange = "binance"
     BUFFER = 10_000
 
     def __init__(self, symbol: str) -> None:
@@ -219,8 +217,6 @@ class BybitBook(SeriesBook):
     public/orderbook): a snapshot replaces the book; each delta's `u` is the previous
     `u + 1`; `u = 1` is a snapshot after a service restart: overwrite the book."""
 
-    exchange = "bybit"
-
     def feed(self, update: BookUpdate) -> Outcome:
         if update.sequence == 1:  # the exchange restarted: its data is a snapshot
             if self.last_sequence is not None:
@@ -244,8 +240,6 @@ class OkxBook(SeriesBook):
     -1; each update's `prevSeqId` is the previous message's `seqId` (steps are not 1, and
     equal ids mean no change). The CRC32 `checksum` is not checked: it arrives as 0."""
 
-    exchange = "okx"
-
     def feed(self, update: BookUpdate) -> Outcome:
         if update.snapshot:
             return self._replace(update)
@@ -260,8 +254,6 @@ class OkxBook(SeriesBook):
 
 class CoinbaseBook(SeriesBook):
     """One product's level2 book; its connection (`CoinbaseConnection`) checks sequences."""
-
-    exchange = "coinbase"
 
     def feed(self, update: BookUpdate) -> Outcome:
         if update.snapshot:
@@ -313,8 +305,6 @@ class HyperliquidBook(SeriesBook):
     """Hyperliquid `l2Book` (hyperliquid.gitbook.io, WebSocket subscriptions): every push is
     the whole book (up to 20 levels a side) with no sequence number: no gap is possible,
     only a push older than the book (ignored) and silence (`stale_for`)."""
-
-    exchange = "hyperliquid"
 
     def feed(self, update: BookUpdate) -> Outcome:
         if self.last_sequence is not None and update.sequence < self.last_sequence:

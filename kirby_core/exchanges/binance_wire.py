@@ -14,6 +14,10 @@ markPrice on `/market`, trade on `/public`.
 Rules: the server pings (every 20 s spot, 3 min futures) and the client's library answers;
 at most 1024 streams a connection, 5 (spot) / 10 (futures) client messages a second, 300
 new connections per 5 minutes per IP, and every connection ends after 24 h.
+
+Depth (`parse_depth`: `<symbol>@depth@100ms` diffs; `parse_depth_snapshot`: the REST depth
+snapshot) parses into `kirby_core.books.BookUpdate`s for the book rules there; no feed
+subscribes to depth yet.
 """
 
 from __future__ import annotations

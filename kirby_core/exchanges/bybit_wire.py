@@ -13,6 +13,9 @@ Rules: the client pings every 20 s (the server drops a silent connection; ccxt g
 after ~36 s without a pong); spot takes at most 10 args a subscribe and the args of one
 request may not exceed 21,000 characters (Kirby keeps both rules on linear too); 500 new
 connections per 5 minutes per IP.
+
+Depth (`parse_depth`: `orderbook.50.<symbol>` frames) parses into
+`kirby_core.books.BookUpdate`s for the book rules there; no feed subscribes to depth yet.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ takes it from REST candles at each minute's close and marks it polled.
 Rules: a subscription to `heartbeats` (sent once, on connect: `KEEP_ALIVE.greeting`) keeps
 quiet channels open (Coinbase closes them after 60-90 s without one); about 8 connections
 and 8 unauthenticated messages a second per IP.
+
+Depth (`parse_depth`: `level2` frames) parses into `kirby_core.books.BookUpdate`s for the
+book rules there; no feed subscribes to depth yet.
 """
 
 from __future__ import annotations

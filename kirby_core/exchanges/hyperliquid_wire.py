@@ -8,6 +8,9 @@ documented shape raises `ExchangeProtocolError` naming the field and the bad val
 Live funding (`activeAssetCtx.funding`) is the current hour's running, *predicted* rate and
 lands in `FundingRate.predicted_funding_rate`; `fundingHistory` gives the rate *settled* for
 each past hour and lands in `settled_funding_rate`. They are never mixed.
+
+Depth (`parse_depth`: `l2Book` frames) parses into `kirby_core.books.BookUpdate`s for the
+book rules there; no feed subscribes to depth yet.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ wire does not carry: Kirby streams OKX trades on spot only.
 Rules: the client sends text `ping` when it has sent nothing for 25 s (OKX drops a
 connection after 30 s without data); at most 480 subscribe/unsubscribe requests an hour a
 connection; the args of one request may not exceed 64 KB; 3 new connections a second per IP.
+
+Depth (`parse_depth`: `books` frames) parses into `kirby_core.books.BookUpdate`s for the
+book rules there; no feed subscribes to depth yet.
 """
 
 from __future__ import annotations
