@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal as D
+from typing import Any
 
 import pytest
 
@@ -227,3 +228,44 @@ def test_malformed_depth_frames_are_refused(
 def test_bytes_frames_parse_like_text() -> None:
     raw = '{"e":"depthUpdate","E":1736165581000,"s":"BTCUSDT","U":1,"u":2,"b":[],"a":[]}'
     assert binance_wire.parse_depth(raw.encode(), AT) == binance_wire.parse_depth(raw, AT)
+
+
+@pytest.mark.parametrize(
+    ("module", "raw"),
+    [
+        (
+            binance_wire,
+            '{"e":"depthUpdate","E":5,"s":"X","U":1,"u":2,"pu":0,"b":[["1","2"]],"a":[]}',
+        ),
+        (
+            bybit_wire,
+            '{"topic":"orderbook.50.X","type":"delta","ts":5,"data":{"s":"X","b":[],'
+            '"a":[["2","0"]],"u":9,"seq":1}}',
+        ),
+        (
+            okx_wire,
+            '{"arg":{"channel":"books","instId":"X"},"action":"update","data":[{"asks":[],'
+            '"bids":[["1","2","0","1"]],"ts":"5","checksum":0,"prevSeqId":3,"seqId":4}]}',
+        ),
+        (
+            hyperliquid_wire,
+            '{"channel":"l2Book","data":{"coin":"X","time":5,"levels":[[{"px":"1","sz":"2",'
+            '"n":1}],[]]}}',
+        ),
+    ],
+)
+def test_the_checked_path_reads_a_good_frame_as_the_fast_path_does(module: Any, raw: str) -> None:
+    """The checked path only runs on frames the fast path refused; it must not differ."""
+    assert module._checked_depth(json.loads(raw)) == module.parse_depth(raw, AT)
+
+
+def test_coinbase_checked_event_reads_as_the_fast_path() -> None:
+    event = {
+        "type": "update",
+        "product_id": "X",
+        "updates": [
+            {"side": "offer", "price_level": "2", "new_quantity": "0"},
+            {"side": "bid", "price_level": "1", "new_quantity": "3"},
+        ],
+    }
+    assert coinbase_wire._checked_event(event, 4, AT) == coinbase_wire._book_event(event, 4, AT)
