@@ -14,6 +14,10 @@ markPrice on `/market`, trade on `/public`.
 Rules: the server pings (every 20 s spot, 3 min futures) and the client's library answers;
 at most 1024 streams a connection, 5 (spot) / 10 (futures) client messages a second, 300
 new connections per 5 minutes per IP, and every connection ends after 24 h.
+
+Depth (`parse_depth`: `<symbol>@depth@100ms` diffs; `parse_depth_snapshot`: the REST depth
+snapshot) parses into `kirby_core.books.BookUpdate`s for the book rules there; no feed
+subscribes to depth yet.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.binance import INTERVALS
@@ -41,7 +46,7 @@ from kirby_core.exchanges.feeds import (
     text,
 )
 from kirby_core.models import Candle, CandleUpdate, FundingRate
-from kirby_core.timeutil import floor_minute
+from kirby_core.timeutil import floor_minute, ms_to_datetime
 
 STREAMED_DATASETS = {
     "spot": ("candles", "trades"),
@@ -191,3 +196,80 @@ def _trade(event: dict[str, Any]) -> tuple[WsMessage, ...]:
 
 
 _EVENTS = {"kline": _kline, "markPriceUpdate": _mark_price, "trade": _trade}
+
+
+# --- depth (order books: kirby_core.books) ------------------------------------------------
+
+
+def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
+    """A `<symbol>@depth@100ms` diff, bare or in its combined-stream wrapper::
+
+        {"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1736165581000,
+         "s":"BTCUSDT","U":157,"u":160,"b":[["97000.10","0.5"]],"a":[["97001.00","0"]]}}
+
+    USD-M futures add `"T"` (transaction time) and `"pu"` (the previous event's `u`).
+    Sizes are absolute; "0" deletes the level."""
+    where = "Binance WS depthUpdate"
+    message = load_depth_frame(raw, where)
+    try:  # the fast path; anything unexpected goes the checked way, which names it
+        event = message.get("data", message)
+        symbol, first, last, ms = event["s"], event["U"], event["u"], event["E"]
+        previous = event.get("pu")
+        if (
+            event["e"] == "depthUpdate"
+            and type(symbol) is str
+            and symbol
+            and type(first) is type(last) is type(ms) is int
+            and ms >= 0
+            and (previous is None or type(previous) is int)
+        ):
+            bids = parse_levels(event["b"], "b", where)
+            asks = parse_levels(event["a"], "a", where)
+            return (
+                BookUpdate(symbol, False, bids, asks, last, previous, first, ms_to_datetime(ms)),
+            )
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return _checked_depth(message)
+
+
+def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:
+    where = "Binance WS depthUpdate"
+    event = message.get("data", message) if isinstance(message, dict) else message
+    if field(event, "e", where) != "depthUpdate":
+        raise ExchangeProtocolError(f"{where}: not a depthUpdate: {event!r:.200}")
+    symbol = text(field(event, "s", where), "s", where)
+    where = f"{where} {symbol}"
+    previous = event.get("pu")
+    return (
+        BookUpdate(
+            symbol=symbol,
+            snapshot=False,
+            bids=parse_levels(field(event, "b", where), "b", where),
+            asks=parse_levels(field(event, "a", where), "a", where),
+            sequence=parse_int(field(event, "u", where), "u", where),
+            previous=None if previous is None else parse_int(previous, "pu", where),
+            first=parse_int(field(event, "U", where), "U", where),
+            time=parse_ms(field(event, "E", where), "E", where),
+        ),
+    )
+
+
+def parse_depth_snapshot(payload: object, symbol: str, received_at: datetime) -> BookUpdate:
+    """REST `GET /api/v3/depth` (spot) or `/fapi/v1/depth` (futures, adds "E" and "T")::
+
+        {"lastUpdateId":160,"bids":[["97000.10","0.5"]],"asks":[["97001.00","1.2"]]}
+
+    Stamped with the exchange's "E" where it sends one, else `received_at`."""
+    where = f"Binance REST depth {symbol}"
+    event_ms = payload.get("E") if isinstance(payload, dict) else None
+    return BookUpdate(
+        symbol=symbol,
+        snapshot=True,
+        bids=parse_levels(field(payload, "bids", where), "bids", where),
+        asks=parse_levels(field(payload, "asks", where), "asks", where),
+        sequence=parse_int(field(payload, "lastUpdateId", where), "lastUpdateId", where),
+        previous=None,
+        first=None,
+        time=received_at if event_ms is None else parse_ms(event_ms, "E", where),
+    )

@@ -13,6 +13,9 @@ Rules: the client pings every 20 s (the server drops a silent connection; ccxt g
 after ~36 s without a pong); spot takes at most 10 args a subscribe and the args of one
 request may not exceed 21,000 characters (Kirby keeps both rules on linear too); 500 new
 connections per 5 minutes per IP.
+
+Depth (`parse_depth`: `orderbook.50.<symbol>` frames) parses into
+`kirby_core.books.BookUpdate`s for the book rules there; no feed subscribes to depth yet.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
-from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_ms
+from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.bybit import WIRE_INTERVALS as INTERVALS  # one home: the REST module
 from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
@@ -42,7 +46,7 @@ from kirby_core.exchanges.feeds import (
     text,
 )
 from kirby_core.models import AssetContextUpdate, Candle, CandleUpdate, FundingRate, OpenInterest
-from kirby_core.timeutil import floor_minute
+from kirby_core.timeutil import floor_minute, ms_to_datetime
 
 _BY_CODE = {code: interval for interval, code in INTERVALS.items()}
 
@@ -235,3 +239,65 @@ def _trades(symbol: str, rows: list[Any]) -> TradesUpdate:
             )
         )
     return TradesUpdate(symbol, tuple(trades))
+
+
+# --- depth (order books: kirby_core.books) ------------------------------------------------
+
+
+def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
+    """An `orderbook.{depth}.{symbol}` push (Kirby reads depth 50: spot and linear both
+    push it every 20 ms)::
+
+        {"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1736165581000,
+         "data":{"s":"BTCUSDT","b":[["97000.10","0.5"]],"a":[["97001.00","1.2"]],
+         "u":18521288,"seq":7961638724},"cts":1736165580998}
+
+    then `"type":"delta"` pushes whose sizes are absolute ("0" deletes the level)."""
+    where = "Bybit WS orderbook"
+    message = load_depth_frame(raw, where)
+    try:  # the fast path; anything unexpected goes the checked way, which names it
+        data, kind, ms = message["data"], message["type"], message["ts"]
+        symbol, last = data["s"], data["u"]
+        if (
+            message["topic"].startswith("orderbook.")
+            and kind in _BOOK_TYPES
+            and type(symbol) is str
+            and symbol
+            and type(last) is type(ms) is int
+            and ms >= 0
+        ):
+            bids = parse_levels(data["b"], "b", where)
+            asks = parse_levels(data["a"], "a", where)
+            snapshot = kind == "snapshot"
+            return (BookUpdate(symbol, snapshot, bids, asks, last, None, None, ms_to_datetime(ms)),)
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return _checked_depth(message)
+
+
+_BOOK_TYPES = ("snapshot", "delta")
+
+
+def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:
+    where = "Bybit WS orderbook"
+    topic = text(field(message, "topic", where), "topic", where)
+    if not topic.startswith("orderbook."):
+        raise ExchangeProtocolError(f"{where}: not an orderbook topic: {topic!r:.80}")
+    kind = field(message, "type", where)
+    if kind not in ("snapshot", "delta"):
+        raise ExchangeProtocolError(f"{where}: type must be snapshot or delta, got {kind!r:.40}")
+    data = field(message, "data", where)
+    symbol = text(field(data, "s", where), "s", where)
+    where = f"{where} {symbol}"
+    return (
+        BookUpdate(
+            symbol=symbol,
+            snapshot=kind == "snapshot",
+            bids=parse_levels(field(data, "b", where), "b", where),
+            asks=parse_levels(field(data, "a", where), "a", where),
+            sequence=parse_int(field(data, "u", where), "u", where),
+            previous=None,
+            first=None,
+            time=parse_ms(field(message, "ts", where), "ts", where),
+        ),
+    )

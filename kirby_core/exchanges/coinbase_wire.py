@@ -16,6 +16,9 @@ takes it from REST candles at each minute's close and marks it polled.
 Rules: a subscription to `heartbeats` (sent once, on connect: `KEEP_ALIVE.greeting`) keeps
 quiet channels open (Coinbase closes them after 60-90 s without one); about 8 connections
 and 8 unauthenticated messages a second per IP.
+
+Depth (`parse_depth`: `level2` frames) parses into `kirby_core.books.BookUpdate`s for the
+book rules there; no feed subscribes to depth yet.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
-from kirby_core.exchanges.base import check_candle, field, parse_decimal
+from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int
 from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
     ChannelError,
@@ -209,4 +213,88 @@ def _trades(events: list[Any]) -> tuple[WsMessage, ...]:
     return tuple(
         TradesUpdate(symbol, tuple(sorted(trades, key=lambda t: t.time)))
         for symbol, trades in by_product.items()
+    )
+
+
+# --- depth (order books: kirby_core.books) ------------------------------------------------
+
+_BOOK_SIDES = ("bid", "offer")
+
+
+def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
+    """A `level2` frame (its envelope says channel "l2_data"), one update per event::
+
+        {"channel":"l2_data","client_id":"","timestamp":"2025-01-06T12:12:30.123456789Z",
+         "sequence_num":7,"events":[{"type":"snapshot","product_id":"BTC-USD","updates":[
+         {"side":"bid","event_time":"2025-01-06T12:12:30.1Z","price_level":"97000.10",
+          "new_quantity":"0.5"},{"side":"offer",...}]}]}
+
+    then `"type":"update"` events (new_quantity is absolute, "0" deletes). Every update of
+    the frame carries the frame's `sequence_num`: the connection's count."""
+    where = "Coinbase WS level2"
+    message = load_depth_frame(raw, where)
+    if field(message, "channel", where) != "l2_data":
+        raise ExchangeProtocolError(f"{where}: not an l2_data frame: {message!r:.200}")
+    sequence = parse_int(field(message, "sequence_num", where), "sequence_num", where)
+    at = parse_timestamp(field(message, "timestamp", where), where)
+    return tuple(
+        _book_event(event, sequence, at) for event in items(field(message, "events", where), where)
+    )
+
+
+def _book_event(event: Any, sequence: int, at: datetime) -> BookUpdate:
+    where = "Coinbase WS level2"
+    try:  # the fast path; anything unexpected goes the checked way, which names it
+        kind, symbol, rows = event["type"], event["product_id"], event["updates"]
+        if kind in _BOOK_TYPES and type(symbol) is str and symbol:
+            bid_rows, ask_rows = [], []
+            for row in rows:
+                side = row["side"]
+                level = [row["price_level"], row["new_quantity"]]
+                if side == "bid":
+                    bid_rows.append(level)
+                elif side == "offer":
+                    ask_rows.append(level)
+                else:
+                    break
+            else:
+                bids = parse_levels(bid_rows, "bid", where)
+                asks = parse_levels(ask_rows, "offer", where)
+                snapshot = kind == "snapshot"
+                return BookUpdate(symbol, snapshot, bids, asks, sequence, None, None, at)
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return _checked_event(event, sequence, at)
+
+
+_BOOK_TYPES = ("snapshot", "update")
+
+
+def _checked_event(event: object, sequence: int, at: datetime) -> BookUpdate:
+    where = "Coinbase WS level2"
+    kind = field(event, "type", where)
+    if kind not in ("snapshot", "update"):
+        raise ExchangeProtocolError(f"{where}: type must be snapshot or update, got {kind!r:.40}")
+    symbol = text(field(event, "product_id", where), "product_id", where)
+    where = f"{where} {symbol}"
+    sides: dict[str, list[list[Any]]] = {"bid": [], "offer": []}
+    for row in items(field(event, "updates", where), where):
+        side = field(row, "side", where)
+        if side not in _BOOK_SIDES:
+            raise ExchangeProtocolError(f"{where}: side must be bid or offer, got {side!r:.40}")
+        try:
+            sides[side].append([row["price_level"], row["new_quantity"]])
+        except KeyError:
+            sides[side].append(
+                [field(row, "price_level", where), field(row, "new_quantity", where)]
+            )
+    return BookUpdate(
+        symbol=symbol,
+        snapshot=kind == "snapshot",
+        bids=parse_levels(sides["bid"], "bid", where),
+        asks=parse_levels(sides["offer"], "offer", where),
+        sequence=sequence,
+        previous=None,
+        first=None,
+        time=at,
     )

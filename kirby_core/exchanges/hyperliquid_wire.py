@@ -8,6 +8,9 @@ documented shape raises `ExchangeProtocolError` naming the field and the bad val
 Live funding (`activeAssetCtx.funding`) is the current hour's running, *predicted* rate and
 lands in `FundingRate.predicted_funding_rate`; `fundingHistory` gives the rate *settled* for
 each past hour and lands in `settled_funding_rate`. They are never mixed.
+
+Depth (`parse_depth`: `l2Book` frames) parses into `kirby_core.books.BookUpdate`s for the
+book rules there; no feed subscribes to depth yet.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from kirby_core.books.book import BookUpdate, Level, load_depth_frame, parse_levels
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
     check_candle,
@@ -36,7 +40,13 @@ from kirby_core.exchanges.feeds import (
     SubscriptionAck,
 )
 from kirby_core.models import AssetContextUpdate, Candle, CandleUpdate, FundingRate, OpenInterest
-from kirby_core.timeutil import INTERVAL_SECONDS, ensure_utc, floor_minute, floor_time
+from kirby_core.timeutil import (
+    INTERVAL_SECONDS,
+    ensure_utc,
+    floor_minute,
+    floor_time,
+    ms_to_datetime,
+)
 
 INTERVALS: tuple[str, ...] = tuple(
     i
@@ -311,3 +321,61 @@ def parse_funding_history(payload: object, coin: str) -> list[tuple[int, Funding
         )
         rows.append((ms, row))
     return rows
+
+
+# --- depth (order books: kirby_core.books) ------------------------------------------------
+
+
+def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
+    """An `l2Book` push: the whole book every time (at most 20 levels a side), no sequence
+    number (its `time` in ms stands in, for ordering)::
+
+        {"channel":"l2Book","data":{"coin":"BTC","time":1736165581000,"levels":[
+         [{"px":"97000.0","sz":"1.5","n":3}],[{"px":"97001.0","sz":"0.2","n":1}]]}}"""
+    where = "Hyperliquid WS l2Book"
+    message = load_depth_frame(raw, where)
+    try:  # the fast path; anything unexpected goes the checked way, which names it
+        data = message["data"]
+        coin, ms, (bid_rows, ask_rows) = data["coin"], data["time"], data["levels"]
+        if message["channel"] == "l2Book" and type(coin) is str and coin and type(ms) is int:
+            bids = parse_levels([[r["px"], r["sz"]] for r in bid_rows], "bids", where)
+            asks = parse_levels([[r["px"], r["sz"]] for r in ask_rows], "asks", where)
+            if ms >= 0:
+                return (BookUpdate(coin, True, bids, asks, ms, None, None, ms_to_datetime(ms)),)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        pass
+    return _checked_depth(message)
+
+
+def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:
+    where = "Hyperliquid WS l2Book"
+    if field(message, "channel", where) != "l2Book":
+        raise ExchangeProtocolError(f"{where}: not an l2Book frame: {message!r:.200}")
+    data = field(message, "data", where)
+    coin = field(data, "coin", where)
+    if not isinstance(coin, str) or not coin:
+        raise ExchangeProtocolError(f"{where}: field 'coin' must be a string, got {coin!r:.80}")
+    where = f"{where} {coin}"
+    levels = field(data, "levels", where)
+    if not isinstance(levels, list) or len(levels) != 2:
+        raise ExchangeProtocolError(f"{where}: levels must be [bids, asks], got {levels!r:.200}")
+    time_ms = parse_int(field(data, "time", where), "time", where)
+    return (
+        BookUpdate(
+            symbol=coin,
+            snapshot=True,
+            bids=_book_side(levels[0], "bids", where),
+            asks=_book_side(levels[1], "asks", where),
+            sequence=time_ms,
+            previous=None,
+            first=None,
+            time=parse_ms(time_ms, "time", where),
+        ),
+    )
+
+
+def _book_side(rows: object, name: str, where: str) -> tuple[Level, ...]:
+    if not isinstance(rows, list):
+        raise ExchangeProtocolError(f"{where}: {name} must be a list, got {rows!r:.200}")
+    pairs = [[field(row, "px", where), field(row, "sz", where)] for row in rows]
+    return parse_levels(pairs, name, where)

@@ -17,6 +17,9 @@ wire does not carry: Kirby streams OKX trades on spot only.
 Rules: the client sends text `ping` when it has sent nothing for 25 s (OKX drops a
 connection after 30 s without data); at most 480 subscribe/unsubscribe requests an hour a
 connection; the args of one request may not exceed 64 KB; 3 new connections a second per IP.
+
+Depth (`parse_depth`: `books` frames) parses into `kirby_core.books.BookUpdate`s for the
+book rules there; no feed subscribes to depth yet.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
-from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_ms
+from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
     ChannelError,
@@ -47,7 +51,7 @@ from kirby_core.exchanges.feeds import (
 )
 from kirby_core.exchanges.okx import WIRE_INTERVALS as INTERVALS  # one home: the REST module
 from kirby_core.models import Candle, CandleUpdate, FundingRate, OpenInterest
-from kirby_core.timeutil import floor_minute
+from kirby_core.timeutil import floor_minute, ms_to_datetime
 
 _BY_BAR = {bar: interval for interval, bar in INTERVALS.items()}
 
@@ -224,4 +228,66 @@ def _trade(row: object, symbol: str) -> Trade:
         price=parse_decimal(field(row, "px", where), "px", where),
         size=parse_decimal(field(row, "sz", where), "sz", where),
         side=side,
+    )
+
+
+# --- depth (order books: kirby_core.books) ------------------------------------------------
+
+
+def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
+    """A `books` push (400 levels; the channel whose messages chain by `prevSeqId`)::
+
+        {"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{
+         "asks":[["97001.0","1.2","0","3"]],"bids":[["97000.1","0.5","0","1"]],
+         "ts":"1736165581000","checksum":0,"prevSeqId":-1,"seqId":123456}]}
+
+    then `"action":"update"` pushes (absolute sizes, "0" deletes; columns 3 and 4 are
+    order counts, ignored). A swap's sizes count contracts."""
+    where = "OKX WS books"
+    message = load_depth_frame(raw, where)
+    try:  # the fast path; anything unexpected goes the checked way, which names it
+        symbol, action, rows = message["arg"]["instId"], message["action"], message["data"]
+        if action in _BOOK_ACTIONS and type(symbol) is str and symbol and type(rows) is list:
+            snapshot = action == "snapshot"
+            updates = []
+            for row in rows:
+                seq, prev, ms = row["seqId"], row["prevSeqId"], row["ts"]
+                if not (type(seq) is type(prev) is int and type(ms) is str and ms.isdigit()):
+                    break
+                bids = parse_levels(row["bids"], "bids", where)
+                asks = parse_levels(row["asks"], "asks", where)
+                time = ms_to_datetime(int(ms))
+                updates.append(BookUpdate(symbol, snapshot, bids, asks, seq, prev, None, time))
+            else:
+                return tuple(updates)
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return _checked_depth(message)
+
+
+_BOOK_ACTIONS = ("snapshot", "update")
+
+
+def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:
+    where = "OKX WS books"
+    arg = field(message, "arg", where)
+    symbol = text(field(arg, "instId", where), "instId", where)
+    where = f"{where} {symbol}"
+    action = field(message, "action", where)
+    if action not in ("snapshot", "update"):
+        raise ExchangeProtocolError(
+            f"{where}: action must be snapshot or update, got {action!r:.40}"
+        )
+    return tuple(
+        BookUpdate(
+            symbol=symbol,
+            snapshot=action == "snapshot",
+            bids=parse_levels(field(row, "bids", where), "bids", where),
+            asks=parse_levels(field(row, "asks", where), "asks", where),
+            sequence=parse_int(field(row, "seqId", where), "seqId", where),
+            previous=parse_int(field(row, "prevSeqId", where), "prevSeqId", where),
+            first=None,
+            time=_ms(field(row, "ts", where), "ts", where),
+        )
+        for row in items(field(message, "data", where), where)
     )

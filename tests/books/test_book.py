@@ -1,0 +1,112 @@
+"""The L2 book: snapshots, deltas (size 0 deletes), best levels, exact top-N, crossed
+detection, and the level parser's refusals."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from kirby_core.books import L2Book, parse_levels
+from kirby_core.books import book as book_module
+from kirby_core.errors import ExchangeProtocolError
+
+
+def book(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> L2Book:
+    b = L2Book()
+    b.apply_snapshot([(D(p), D(q)) for p, q in bids], [(D(p), D(q)) for p, q in asks])
+    return b
+
+
+def test_snapshot_keeps_positive_levels_sorted_best_first() -> None:
+    b = book([("99", "1"), ("100", "2"), ("98", "0")], [("102", "1"), ("101", "3")])
+    assert b.best_bid == (D("100"), D("2"))
+    assert b.best_ask == (D("101"), D("3"))
+    assert b.top(5) == (
+        ((D("100"), D("2")), (D("99"), D("1"))),
+        ((D("101"), D("3")), (D("102"), D("1"))),
+    )
+    assert len(b) == 4
+
+
+def test_delta_sets_inserts_and_deletes() -> None:
+    b = book([("100", "1"), ("99", "1")], [("101", "1")])
+    b.apply_delta(
+        [(D("100"), D("0")), (D("99.5"), D("4.25")), (D("99"), D("7"))],
+        [(D("100.5"), D("0.001")), (D("105"), D("0"))],  # 105: absent, deleting it is normal
+    )
+    assert b.top(10) == (
+        ((D("99.5"), D("4.25")), (D("99"), D("7"))),
+        ((D("100.5"), D("0.001")), (D("101"), D("1"))),
+    )
+
+
+def test_equal_decimals_are_one_level() -> None:
+    b = book([("100.10", "1")], [])
+    b.apply_delta([(D("100.1"), D("0"))], [])
+    assert b.top(1) == ((), ()) and b.best_bid is None and b.best_ask is None
+
+
+def test_top_n_is_exact_and_bounded() -> None:
+    b = book(
+        [(str(100 - i), str(i + 1)) for i in range(30)], [(str(200 + i), "1") for i in range(3)]
+    )
+    bids, asks = b.top(20)
+    assert [p for p, _ in bids] == [D(100 - i) for i in range(20)]
+    assert [q for _, q in bids] == [D(i + 1) for i in range(20)]
+    assert [p for p, _ in asks] == [D(200), D(201), D(202)]
+    with pytest.raises(ValueError, match="at least 1, got 0"):
+        b.top(0)
+
+
+def test_crossed_detection() -> None:
+    b = book([("100", "1")], [("101", "1")])
+    assert not b.crossed
+    b.apply_delta([(D("101"), D("1"))], [])
+    assert b.crossed
+    b.apply_delta([(D("101"), D("0"))], [])
+    assert not b.crossed
+    b.apply_delta([], [(D("99"), D("1"))])
+    assert b.crossed
+    b.clear()
+    assert not b.crossed and len(b) == 0
+
+
+def test_parse_levels_is_exact_and_ignores_extra_columns() -> None:
+    assert parse_levels([["97000.10", "0.500", "0", "3"]], "bids", "here") == (
+        (D("97000.10"), D("0.500")),
+    )
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [["abc", "1"]],
+        [["100", "-1"]],
+        [["0", "1"]],
+        [["NaN", "1"]],
+        [["100", "Infinity"]],
+        [["100"]],
+        [None],
+        "100",
+    ],
+)
+def test_parse_levels_refuses_bad_levels_naming_them(rows: object) -> None:
+    with pytest.raises(ExchangeProtocolError, match=r"here: .*'bids'"):
+        parse_levels(rows, "bids", "here")
+
+
+def test_parse_levels_refuses_beyond_the_limit_and_a_zero_price_after_a_zero_size() -> None:
+    assert parse_levels([["1", "0"]], "bids", "here") == ((D(1), D(0)),)
+    for rows in ([["0", "0"]], [["1e30", "1"]], [["1", "1e30"]]):
+        with pytest.raises(ExchangeProtocolError, match="is not \\[price > 0, size >= 0\\]"):
+            parse_levels(rows, "bids", "here")
+
+
+def test_the_decimal_cache_stays_bounded_and_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(book_module._PRICES, "SIZE", 2)
+    prices = [f"{n}.5" for n in range(1, 6)]
+    assert parse_levels([[p, "1"] for p in prices], "bids", "here") == tuple(
+        (D(p), D(1)) for p in prices
+    )
+    assert len(book_module._PRICES) <= 2
