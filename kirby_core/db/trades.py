@@ -1,0 +1,242 @@
+"""The trade tape's storage: the `trades` writer, its daily partitions and their retention.
+
+The table (migration 0008) is partitioned by UTC day on plain PostgreSQL and a hypertable
+with TimescaleDB. Rows are deduplicated by (trading pair, exchange trade id): the key is
+(trading_pair_id, time, trade_id), and a trade's time never changes.
+
+`write_trades` COPYs a batch into a temporary staging table, then one
+`INSERT ... SELECT ... ON CONFLICT DO NOTHING` moves the new ones in: trades already stored
+(a reconnect's overlap, a re-run backfill) and trades repeated within the batch are counted
+as duplicates, never written twice and never an error. Measured against the server's own
+`COPY trades FROM '<file>'` by `bench/trades/ingest.py` (bench/README.md). Prices and sizes
+are `Decimal`s sent as their exact text. A row the table would refuse (unknown side, price
+or size not positive, no trade id, naive time, unknown trading pair) is set aside with its
+reason and logged, so one bad row never fails a batch.
+
+Partitions: the writer makes the days its batch needs (`kirby_create_trade_partitions`, a
+function of migration 0008, so one definition serves the writer and `kirby db migrate`),
+and `kirby db migrate` makes today's and the next `PARTITIONS_AHEAD` days'. Retention of
+`trades` (`KIRBY_RETENTION=trades=30d`, see `kirby_core.db.retention`) drops the daily
+partitions whose every possible row is older than the rule, and nothing else.
+
+`trades` is deliberately not in `kirby_core.datasets.DATASETS`: that tuple drives the
+collector's buffers, the API's routes, the lake's exports and the coverage checks, all of
+which assume one row per series and minute-aligned time (upserted, not deduplicated by an
+id). Adding trades there is the next increment's work (collector, REST, lake), not storage's.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import NamedTuple
+
+import asyncpg
+from sqlalchemy import Connection
+
+log = logging.getLogger(__name__)
+
+TABLE = "trades"
+COLUMNS = ("trading_pair_id", "time", "trade_id", "price", "size", "side")
+SIDES = ("buy", "sell")
+PARTITION_PREFIX = "trades_p"
+PARTITIONS_AHEAD = 3
+"""Days after today whose partitions `kirby db migrate` makes, so live writes rarely wait on
+a partition's creation (the writer makes any other day it needs)."""
+COPY_CHUNK_ROWS = 5000
+MAX_LOGGED_REJECTS = 20
+
+_STAGE = "kirby_stage_trades"
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (trading_pair_id integer, time timestamptz,"
+    " trade_id text, price numeric, size numeric, side text) ON COMMIT DELETE ROWS"
+)
+_MOVE = f"""
+INSERT INTO {TABLE} ({", ".join(COLUMNS)})
+SELECT {", ".join(COLUMNS)} FROM {_STAGE} st
+WHERE EXISTS (SELECT 1 FROM trading_pairs p WHERE p.id = st.trading_pair_id)
+ON CONFLICT DO NOTHING
+"""  # noqa: S608
+_UNKNOWN_PAIRS = f"""
+SELECT DISTINCT trading_pair_id FROM {_STAGE} st
+WHERE NOT EXISTS (SELECT 1 FROM trading_pairs p WHERE p.id = st.trading_pair_id)
+"""  # noqa: S608
+_PARTITION_NAME = re.compile(rf"{PARTITION_PREFIX}(\d{{8}})")
+
+
+class TradeRow(NamedTuple):
+    trading_pair_id: int
+    time: datetime
+    """Timezone-aware."""
+    trade_id: str
+    price: Decimal
+    size: Decimal
+    side: str
+    """The taker's side: 'buy' or 'sell'."""
+
+
+@dataclass(frozen=True)
+class RejectedTrade:
+    row: TradeRow
+    reason: str
+
+
+@dataclass
+class TradeWriteResult:
+    received: int = 0
+    written: int = 0
+    duplicates: int = 0
+    """Rows already stored, or repeated within the batch."""
+    rejected: list[RejectedTrade] = field(default_factory=list)
+
+
+def _reason(row: TradeRow) -> str | None:
+    """Why the table would refuse `row` (its CHECK constraints and types), or None."""
+    if row.side not in SIDES:
+        return f"side {row.side!r} is not one of {', '.join(SIDES)}"
+    if not row.trade_id:
+        return "no trade id"
+    if not (row.price > 0):
+        return f"price {row.price} is not positive"
+    if not (row.size > 0):
+        return f"size {row.size} is not positive"
+    if row.time.tzinfo is None:
+        return f"time {row.time} has no timezone"
+    return None
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value: object) -> str:
+    return str(value).translate(_COPY_ESCAPES)
+
+
+async def _copy_stream(rows: Sequence[TradeRow]) -> AsyncIterator[bytes]:
+    """COPY text format; only trade ids are free text and need escaping."""
+    for start in range(0, len(rows), COPY_CHUNK_ROWS):
+        lines = [
+            f"{r.trading_pair_id}\t{r.time}\t{_copy_value(r.trade_id)}\t{r.price}\t{r.size}\t{r.side}"
+            for r in rows[start : start + COPY_CHUNK_ROWS]
+        ]
+        yield ("\n".join(lines) + "\n").encode()
+
+
+def utc_day(time: datetime) -> date:
+    return time.astimezone(UTC).date()
+
+
+async def create_partitions(conn: asyncpg.Connection, first: date, last: date) -> int:
+    """Make the daily partitions from `first` to `last` (inclusive) that are missing; returns
+    how many were made (0 on a hypertable)."""
+    created: int = await conn.fetchval(
+        "SELECT kirby_create_trade_partitions($1::date, $2::date)", first, last
+    )
+    return created
+
+
+async def write_trades(conn: asyncpg.Connection, rows: Sequence[TradeRow]) -> TradeWriteResult:
+    """Store the new trades of `rows`; count the duplicates; set aside (and log) bad rows."""
+    if not rows:
+        return TradeWriteResult()
+    good: list[TradeRow] = []
+    rejected: list[RejectedTrade] = []
+    for row in rows:
+        reason = _reason(row)
+        if reason is None:
+            good.append(row)
+        else:
+            rejected.append(RejectedTrade(row, reason))
+    written = 0
+    if good:
+        days = [utc_day(min(r.time for r in good)), utc_day(max(r.time for r in good))]
+        async with conn.transaction():
+            await create_partitions(conn, days[0], days[1])
+            await conn.execute(_CREATE_STAGE)
+            await conn.copy_to_table(_STAGE, source=_copy_stream(good), columns=list(COLUMNS))
+            status = await conn.execute(_MOVE)
+            written = int(status.rsplit(" ", 1)[1])
+            if written < len(good):
+                unknown = {r["trading_pair_id"] for r in await conn.fetch(_UNKNOWN_PAIRS)}
+                if unknown:
+                    kept = []
+                    for row in good:
+                        if row.trading_pair_id in unknown:
+                            rejected.append(RejectedTrade(row, "unknown trading_pair_id"))
+                        else:
+                            kept.append(row)
+                    good = kept
+    for item in rejected[:MAX_LOGGED_REJECTS]:
+        log.warning("trade rejected reason=%r row=%s", item.reason, item.row)
+    if rejected:
+        log.warning("trades rejected rejected=%d of=%d", len(rejected), len(rows))
+    return TradeWriteResult(
+        received=len(rows),
+        written=written,
+        duplicates=len(good) - written,
+        rejected=rejected,
+    )
+
+
+# --- partitions and retention, from `kirby db migrate` (SQLAlchemy connection) ---
+
+
+def is_partitioned(connection: Connection) -> bool:
+    """Whether `trades` is a partitioned table (plain PostgreSQL) rather than a hypertable;
+    False where the table does not exist yet (an older revision)."""
+    kind = connection.exec_driver_sql(
+        "SELECT relkind::text FROM pg_class WHERE oid = to_regclass('public.trades')"
+    ).scalar_one_or_none()
+    return kind == "p"
+
+
+def create_partitions_ahead(connection: Connection) -> int:
+    """Today's partition (UTC) and the next `PARTITIONS_AHEAD` days'; returns how many were
+    made."""
+    created: int = connection.exec_driver_sql(
+        "SELECT kirby_create_trade_partitions(d, d + %(ahead)s)"
+        " FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS d) today",
+        {"ahead": PARTITIONS_AHEAD},
+    ).scalar_one()
+    return created
+
+
+def partitions(connection: Connection) -> dict[date, str]:
+    """The daily partitions of `trades` (UTC day -> table name); others are not Kirby's."""
+    rows = connection.exec_driver_sql(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'public.trades'::regclass"
+    )
+    days: dict[date, str] = {}
+    for (name,) in rows:
+        match = _PARTITION_NAME.fullmatch(name)
+        if match:
+            days[datetime.strptime(match[1], "%Y%m%d").date()] = name
+    return days
+
+
+def expired_partitions(days: dict[date, str], now: datetime, keep_days: int) -> list[str]:
+    """The partitions whose every possible row is older than `keep_days` before `now`: day D
+    holds [D, D+1), so it goes once D+1 <= now - keep_days."""
+    cutoff = now - timedelta(days=keep_days)
+    return [
+        name
+        for day, name in sorted(days.items())
+        if datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) <= cutoff
+    ]
+
+
+def drop_expired_partitions(connection: Connection, keep_days: int) -> list[str]:
+    """Drop the expired daily partitions; returns the statements run."""
+    now: datetime = connection.exec_driver_sql("SELECT now()").scalar_one()
+    statements = [
+        f'DROP TABLE public."{name}"'
+        for name in expired_partitions(partitions(connection), now, keep_days)
+    ]
+    for statement in statements:
+        connection.exec_driver_sql(statement)
+    return statements
