@@ -4,7 +4,10 @@ The table (migration 0008) is partitioned by UTC day on plain PostgreSQL and a h
 with TimescaleDB. Rows are deduplicated by (trading pair, exchange trade id): the key is
 (trading_pair_id, time, trade_id), and a trade's time never changes.
 
-`write_trades` COPYs a batch into a temporary staging table, then one
+`write_trades` has two paths. When no stored trade of a pair falls within the batch's time
+range of that pair (a live flush after the previous one, a first backfill), the batch is
+COPYed straight into the table inside a savepoint. Otherwise (or when that copy meets a
+repeated trade or an unknown pair) it is COPYed into a temporary staging table and one
 `INSERT ... SELECT ... ON CONFLICT DO NOTHING` moves the new ones in: trades already stored
 (a reconnect's overlap, a re-run backfill) and trades repeated within the batch are counted
 as duplicates, never written twice and never an error. Measured against the server's own
@@ -65,6 +68,12 @@ _UNKNOWN_PAIRS = f"""
 SELECT DISTINCT trading_pair_id FROM {_STAGE} st
 WHERE NOT EXISTS (SELECT 1 FROM trading_pairs p WHERE p.id = st.trading_pair_id)
 """  # noqa: S608
+_OVERLAP_PROBE = f"""SELECT EXISTS (
+    SELECT 1 FROM unnest($1::integer[], $2::timestamptz[], $3::timestamptz[])
+        AS r(id, first_time, last_time)
+    WHERE EXISTS (SELECT 1 FROM {TABLE} t WHERE t.trading_pair_id = r.id
+                  AND t.time BETWEEN r.first_time AND r.last_time))"""  # noqa: S608
+_FAILED_COPY = (asyncpg.UniqueViolationError, asyncpg.ForeignKeyViolationError)
 _PARTITION_NAME = re.compile(rf"{PARTITION_PREFIX}(\d{{8}})")
 
 
@@ -139,6 +148,47 @@ async def create_partitions(conn: asyncpg.Connection, first: date, last: date) -
     return created
 
 
+async def _overlaps(conn: asyncpg.Connection, rows: Sequence[TradeRow]) -> bool:
+    """Whether any stored trade of a pair falls within the batch's time range of that pair."""
+    ranges: dict[int, list[datetime]] = {}
+    for row in rows:
+        span = ranges.get(row.trading_pair_id)
+        if span is None:
+            ranges[row.trading_pair_id] = [row.time, row.time]
+        elif row.time < span[0]:
+            span[0] = row.time
+        elif row.time > span[1]:
+            span[1] = row.time
+    firsts, lasts = zip(*ranges.values(), strict=True)
+    overlaps: bool = await conn.fetchval(_OVERLAP_PROBE, list(ranges), list(firsts), list(lasts))
+    return overlaps
+
+
+async def _copied(conn: asyncpg.Connection, rows: Sequence[TradeRow]) -> bool:
+    """COPY `rows` straight into the table; False (and nothing written) when one repeats a
+    stored or batch trade or names an unknown pair."""
+    try:
+        async with conn.transaction():  # a savepoint: a failed copy leaves no trace
+            await conn.copy_to_table(TABLE, source=_copy_stream(rows), columns=list(COLUMNS))
+    except _FAILED_COPY as exc:
+        log.debug("fresh trade copy fell back to staging cause=%s", exc)
+        return False
+    return True
+
+
+async def _stage_and_move(
+    conn: asyncpg.Connection, rows: Sequence[TradeRow]
+) -> tuple[int, set[int]]:
+    """(rows written, the batch's unknown trading pairs) through the staging table."""
+    await conn.execute(_CREATE_STAGE)
+    await conn.copy_to_table(_STAGE, source=_copy_stream(rows), columns=list(COLUMNS))
+    status = await conn.execute(_MOVE)
+    written = int(status.rsplit(" ", 1)[1])
+    if written == len(rows):
+        return written, set()
+    return written, {r["trading_pair_id"] for r in await conn.fetch(_UNKNOWN_PAIRS)}
+
+
 async def write_trades(conn: asyncpg.Connection, rows: Sequence[TradeRow]) -> TradeWriteResult:
     """Store the new trades of `rows`; count the duplicates; set aside (and log) bad rows."""
     if not rows:
@@ -153,23 +203,20 @@ async def write_trades(conn: asyncpg.Connection, rows: Sequence[TradeRow]) -> Tr
             rejected.append(RejectedTrade(row, reason))
     written = 0
     if good:
-        days = [utc_day(min(r.time for r in good)), utc_day(max(r.time for r in good))]
         async with conn.transaction():
-            await create_partitions(conn, days[0], days[1])
-            await conn.execute(_CREATE_STAGE)
-            await conn.copy_to_table(_STAGE, source=_copy_stream(good), columns=list(COLUMNS))
-            status = await conn.execute(_MOVE)
-            written = int(status.rsplit(" ", 1)[1])
-            if written < len(good):
-                unknown = {r["trading_pair_id"] for r in await conn.fetch(_UNKNOWN_PAIRS)}
+            times = [r.time for r in good]
+            await create_partitions(conn, utc_day(min(times)), utc_day(max(times)))
+            if not await _overlaps(conn, good) and await _copied(conn, good):
+                written = len(good)
+            else:
+                written, unknown = await _stage_and_move(conn, good)
                 if unknown:
-                    kept = []
-                    for row in good:
-                        if row.trading_pair_id in unknown:
-                            rejected.append(RejectedTrade(row, "unknown trading_pair_id"))
-                        else:
-                            kept.append(row)
-                    good = kept
+                    rejected += [
+                        RejectedTrade(r, "unknown trading_pair_id")
+                        for r in good
+                        if r.trading_pair_id in unknown
+                    ]
+                    good = [r for r in good if r.trading_pair_id not in unknown]
     for item in rejected[:MAX_LOGGED_REJECTS]:
         log.warning("trade rejected reason=%r row=%s", item.reason, item.row)
     if rejected:

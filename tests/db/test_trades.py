@@ -92,6 +92,18 @@ async def test_writer_stores_exact_decimals_and_counts_duplicates(
     assert await conn.fetchval("SELECT count(*) FROM trades") == 4
 
 
+async def test_a_trade_repeated_within_a_fresh_batch_is_written_once(
+    conn: asyncpg.Connection,
+) -> None:
+    later = NOW + timedelta(seconds=1)
+    result = await write_trades(conn, [trade("1"), trade("2", later), trade("1")])
+    assert (result.received, result.written, result.duplicates) == (3, 2, 1)
+    # a batch after the stored ones (no overlap): written as is
+    result = await write_trades(conn, [trade("3", later + timedelta(seconds=1))])
+    assert (result.written, result.duplicates) == (1, 0)
+    assert await conn.fetchval("SELECT count(*) FROM trades") == 3
+
+
 async def test_bad_rows_are_set_aside_with_their_reason_and_the_rest_written(
     conn: asyncpg.Connection,
 ) -> None:
