@@ -81,12 +81,12 @@ def make_rows(count: int, seed: int = 15) -> list[TradeRow]:
 
 
 async def bytes_of(conn: asyncpg.Connection, table: str) -> int:
-    size: int = await conn.fetchval(
+    size = await conn.fetchval(
         "SELECT coalesce((SELECT sum(pg_total_relation_size(relid))"
         " FROM pg_partition_tree($1::regclass)), pg_total_relation_size($1::regclass))",
         table,
     )
-    return size
+    return int(size)
 
 
 async def copy_of(conn: asyncpg.Connection, table: str, ddl_tail: str = "") -> None:

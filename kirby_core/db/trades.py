@@ -119,20 +119,35 @@ def _reason(row: TradeRow) -> str | None:
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 
 
-def _copy_value(value: object) -> str:
-    return str(value).translate(_COPY_ESCAPES)
+def _copy_lines(rows: Sequence[TradeRow]) -> list[str]:
+    """COPY text lines. Formatting is most of the writer's client time, so: a UTC minute's
+    text is made once (`str(datetime)` costs ~4 us, the seconds alone ~1 us), and only trade
+    ids (the one free-text column) are escaped, and only when they need it."""
+    minutes: dict[tuple[int, int, int, int, int], str] = {}
+    lines = []
+    for pair, time, trade_id, price, size, side in rows:
+        if time.tzinfo is not UTC:
+            time = time.astimezone(UTC)
+        key = (time.year, time.month, time.day, time.hour, time.minute)
+        minute = minutes.get(key)
+        if minute is None:
+            minute = minutes[key] = f"{time:%Y-%m-%d %H:%M:}"
+        if _NEEDS_ESCAPE.search(trade_id):
+            trade_id = trade_id.translate(_COPY_ESCAPES)
+        lines.append(
+            f"{pair}\t{minute}{time.second:02}.{time.microsecond:06}+00\t{trade_id}"
+            f"\t{price}\t{size}\t{side}\n"
+        )
+    return lines
 
 
 async def _copy_stream(rows: Sequence[TradeRow]) -> AsyncIterator[bytes]:
-    """COPY text format; only trade ids are free text and need escaping."""
+    """Streamed: the server parses one chunk while the next is formatted."""
     for start in range(0, len(rows), COPY_CHUNK_ROWS):
-        lines = [
-            f"{r.trading_pair_id}\t{r.time}\t{_copy_value(r.trade_id)}\t{r.price}\t{r.size}\t{r.side}"
-            for r in rows[start : start + COPY_CHUNK_ROWS]
-        ]
-        yield ("\n".join(lines) + "\n").encode()
+        yield "".join(_copy_lines(rows[start : start + COPY_CHUNK_ROWS])).encode()
 
 
 def utc_day(time: datetime) -> date:

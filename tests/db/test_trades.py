@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import asyncpg
@@ -79,9 +79,10 @@ async def test_writer_stores_exact_decimals_and_counts_duplicates(
         trade("1"),
         trade("2", price=Decimal("0.000000012345678901234567890"), side="sell"),
         trade("tab\there\\", size=Decimal("123456789012345678901234567890.5")),
+        trade("4", NOW.astimezone(timezone(timedelta(hours=5, minutes=30)))),
     ]
     result = await write_trades(conn, rows)
-    assert (result.received, result.written, result.duplicates) == (3, 3, 0)
+    assert (result.received, result.written, result.duplicates) == (4, 4, 0)
     stored = await conn.fetch(
         "SELECT trading_pair_id, time, trade_id, price, size, side FROM trades ORDER BY trade_id"
     )
@@ -89,7 +90,7 @@ async def test_writer_stores_exact_decimals_and_counts_duplicates(
 
     again = await write_trades(conn, [*rows[:2], trade("3"), trade("3")])
     assert (again.received, again.written, again.duplicates) == (4, 1, 3)
-    assert await conn.fetchval("SELECT count(*) FROM trades") == 4
+    assert await conn.fetchval("SELECT count(*) FROM trades") == 5
 
 
 async def test_a_trade_repeated_within_a_fresh_batch_is_written_once(
