@@ -3,12 +3,18 @@
 Columns: trading pair, time, the exchange's trade id (text: ids are numbers on some
 exchanges, UUIDs on Coinbase), price and size (exact NUMERIC), the taker's side.
 
-Key: PRIMARY KEY (trading_pair_id, time, trade_id). A unique key on a partitioned table (or a
+Key: unique (trading_pair_id, time, trade_id). A unique key on a partitioned table (or a
 hypertable) must include the partition column, so (pair, trade id) alone cannot be one. It
 still deduplicates by (pair, trade id): an exchange's trade ids are unique per pair and a
 trade's time never changes, so a repeated trade repeats all three columns. The order serves
 both reads (one pair over a time range) and the writer's conflict checks (new trades land at
-the right edge of each pair's part of the index).
+the right edge of each pair's part of the index). On a hypertable it is the unique index
+`trades_key` (TimescaleDB makes each chunk's). On a partitioned table it is a unique index
+per partition (`trades_pYYYYMMDD_key`, made with the partition), not one on the parent:
+`pg_restore --clean` (`kirby db restore --force`) drops each partition's copy of a parent's
+primary key or index before the parent's, which PostgreSQL refuses ("cannot drop inherited
+constraint", "... because index trades_key requires it"). `INSERT ... ON CONFLICT DO
+NOTHING` without a conflict target checks the partition's unique indexes.
 
 Where the market tables are hypertables (as created by 0001; read here, like 0005 does),
 `trades` is one too: 1-day chunks, compressed after 2 days, segmented by trading pair, ordered
@@ -38,12 +44,14 @@ COLUMNS = """
     price numeric NOT NULL,
     size numeric NOT NULL,
     side text NOT NULL,
-    PRIMARY KEY (trading_pair_id, time, trade_id),
     CONSTRAINT trades_price_positive CHECK (price > 0),
     CONSTRAINT trades_size_positive CHECK (size > 0),
     CONSTRAINT trades_side_known CHECK (side IN ('buy', 'sell')),
     CONSTRAINT trades_trade_id_present CHECK (trade_id <> '')
 """
+
+KEY = "CREATE UNIQUE INDEX trades_key ON trades (trading_pair_id, time, trade_id)"
+"""The hypertable's key; a partitioned table's partitions each get their own (above)."""
 
 CREATE_PARTITIONS = """
 CREATE FUNCTION kirby_create_trade_partitions(first_day date, last_day date)
@@ -69,6 +77,9 @@ BEGIN
         EXECUTE format(
             'CREATE TABLE public.%I PARTITION OF public.trades FOR VALUES FROM (%L) TO (%L)',
             name, day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
+        EXECUTE format(
+            'CREATE UNIQUE INDEX %I ON public.%I (trading_pair_id, time, trade_id)',
+            name || '_key', name);
         created := created + 1;
     END LOOP;
     RETURN created;
@@ -99,8 +110,10 @@ def _hypertables() -> bool:
 def upgrade() -> None:
     if _hypertables():
         op.execute(f"CREATE TABLE trades ({COLUMNS})")
+        op.execute(KEY)
         op.execute(
-            "SELECT create_hypertable('trades', 'time', chunk_time_interval => interval '1 day')"
+            "SELECT create_hypertable('trades', 'time', chunk_time_interval => interval '1 day',"
+            " create_default_indexes => false)"  # trades_key serves reads by pair and time
         )
         op.execute(
             "ALTER TABLE trades SET (timescaledb.compress,"
