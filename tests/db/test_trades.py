@@ -155,6 +155,14 @@ async def test_migrate_makes_the_coming_days_and_the_writer_the_days_it_needs(
     }
     migrate.upgrade(scratch)  # repeated: nothing new, nothing fails
     assert _partition_days(scratch) == made + ahead
+    # every partition has its own unique key (the parent has none: see migration 0008)
+    keys = await conn.fetch(
+        "SELECT tablename, indexname FROM pg_indexes WHERE tablename LIKE 'trades%'"
+        " AND indexdef LIKE 'CREATE UNIQUE INDEX % (trading_pair_id, \"time\", trade_id)'"
+    )
+    assert sorted((r["tablename"], r["indexname"]) for r in keys) == [
+        (f"trades_p{day:%Y%m%d}", f"trades_p{day:%Y%m%d}_key") for day in made + ahead
+    ]
 
 
 def test_expired_partitions_are_the_days_wholly_older_than_the_rule() -> None:
