@@ -1,23 +1,28 @@
-"""Retention of market data, per database, dataset and candle interval (TimescaleDB only).
+"""Retention of market data, per database, dataset and candle interval.
 
 Two settings, one per database: `KIRBY_RETENTION` (realtime) and `KIRBY_TRAINING_RETENTION`
 (training; unset keeps all of its history). Each is a comma-separated list of
-`<dataset>[:<interval>]=<days>d`, e.g. `candles:1m=30d,candles=365d,funding_rates=90d`:
+`<dataset>[:<interval>]=<days>d`, e.g. `candles:1m=30d,candles=365d,trades=30d`:
 
-- `<dataset>=<N>d` (any of `candles`, `funding_rates`, `open_interest`) is TimescaleDB's own
-  retention policy on that table: it drops whole chunks once their newest possible row is
-  older than N days;
+- `<dataset>=<N>d` (any of `candles`, `funding_rates`, `open_interest`, `trades`) is
+  TimescaleDB's own retention policy on that table: it drops whole chunks once their newest
+  possible row is older than N days;
 - `candles:<interval>=<N>d` keeps that candle interval N days. One candles table holds every
   interval, so a chunk cannot be dropped for one of them: a TimescaleDB job
   (`kirby_drop_expired_candles`, created by migration 0005) deletes that interval's rows
   older than N days, hourly. An interval kept longer than the table's own rule would be
   dropped with its chunks anyway, so that is refused.
+- `trades=<N>d` also works without TimescaleDB: `trades` is then partitioned by day
+  (`kirby_core.db.trades`), and the daily partitions whose every row is older than N days
+  are dropped, nothing else. With TimescaleDB its expired chunks are dropped at once too
+  (`drop_chunks`), besides the policy, so either way a migrate leaves none behind.
 
 `kirby db migrate` reconciles the server with the setting every time (`apply`): policies
 and the job are added, changed or removed to match, so unsetting a rule removes it. On a
 database whose market tables are plain PostgreSQL tables (no TimescaleDB) a configured
-retention is refused with a clear error rather than silently ignored; delete old rows
-yourself there. `plan` is the pure part (what to change, from what is installed).
+retention of candles, funding rates or open interest is refused with a clear error rather
+than silently ignored; delete old rows yourself there. `plan` is the pure part (what to
+change, from what is installed).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from kirby_core.datasets import DATASETS
+from kirby_core.db import trades
 from kirby_core.errors import ConfigError
 from kirby_core.settings import Database, Settings
 from kirby_core.timeutil import INTERVAL_SECONDS
@@ -38,6 +44,8 @@ DELETE_PROCEDURE = "kirby_drop_expired_candles"
 DELETE_SCHEDULE = "1 hour"
 _RULE = re.compile(r"(?P<dataset>[a-z_]+)(?::(?P<interval>\w+))?=(?P<days>\d+)d")
 _FORMAT = "<dataset>[:<interval>]=<days>d, comma-separated, e.g. candles:1m=30d,funding_rates=90d"
+TABLES = (*DATASETS, trades.TABLE)
+"""The tables a `<dataset>=<N>d` rule may name."""
 
 
 @dataclass(frozen=True)
@@ -73,10 +81,9 @@ def parse_retention(text: str | None, setting: str) -> Retention:
         if match is None:
             raise ConfigError(f"{setting}: {part!r} is not a retention rule; expected {_FORMAT}")
         dataset, interval, days = match["dataset"], match["interval"], int(match["days"])
-        if dataset not in DATASETS:
+        if dataset not in TABLES:
             raise ConfigError(
-                f"{setting}: unknown dataset {dataset!r} in {part!r};"
-                f" allowed: {', '.join(DATASETS)}"
+                f"{setting}: unknown dataset {dataset!r} in {part!r}; allowed: {', '.join(TABLES)}"
             )
         if days <= 0:
             raise ConfigError(f"{setting}: {part!r} keeps nothing; use at least 1d")
@@ -119,7 +126,7 @@ def for_database(settings: Settings, database: Database, shared: bool = False) -
 def plan_statements(wanted: Retention, installed: Installed) -> list[str]:
     """Statements that make `installed` match `wanted` (none when it already does)."""
     statements: list[str] = []
-    for table in DATASETS:  # identifiers from the declarations only, days are ints
+    for table in TABLES:  # identifiers from the declarations only, days are ints
         have, want = installed.tables.get(table), wanted.tables.get(table)
         if have == want:
             continue
@@ -155,7 +162,7 @@ def hypertables(connection: Connection) -> set[str]:
         "SELECT hypertable_name FROM timescaledb_information.hypertables"
         " WHERE hypertable_schema = 'public'"
     )
-    return {name for (name,) in rows} & DATASETS.keys()
+    return {name for (name,) in rows} & set(TABLES)
 
 
 def installed(connection: Connection) -> Installed:
@@ -187,14 +194,26 @@ def apply(connection: Connection, wanted: Retention, setting: str) -> list[str]:
     """Reconcile the server with `wanted`; returns the statements run."""
     tables = hypertables(connection)
     if not tables:
-        if wanted:
+        # plain PostgreSQL: only the day-partitioned trades table can drop old data whole
+        beyond_trades = set(wanted.tables) - {trades.TABLE} or wanted.candle_intervals
+        if beyond_trades:
             raise ConfigError(
                 f"{setting} is set but this database's market tables are plain PostgreSQL"
-                " tables: retention needs TimescaleDB hypertables (install timescaledb, add it"
-                f" to shared_preload_libraries, migrate a new database), or unset {setting}"
+                " tables: retention of candles, funding_rates and open_interest needs"
+                " TimescaleDB hypertables (install timescaledb, add it to"
+                " shared_preload_libraries, migrate a new database); only trades=<N>d works"
+                f" without it. Remove the other rules from {setting}"
             )
-        return []
+        days = wanted.tables.get(trades.TABLE)
+        if days is None or not trades.is_partitioned(connection):
+            return []
+        return trades.drop_expired_partitions(connection, days)
     statements = plan_statements(wanted, installed(connection))
+    days = wanted.tables.get(trades.TABLE)
+    if days is not None and trades.TABLE in tables:
+        statements.append(
+            f"SELECT drop_chunks('{trades.TABLE}', older_than => interval '{days} days')"
+        )
     for statement in statements:
         connection.exec_driver_sql(statement)
     return statements

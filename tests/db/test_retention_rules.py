@@ -26,6 +26,7 @@ NOTHING = Installed({}, {})
         ),
         ("candles:1m=30d,candles:15m=90d", {}, {"1m": 30, "15m": 90}),
         ("candles:1m=30d,candles=30d", {"candles": 30}, {"1m": 30}),
+        ("trades=30d,candles=365d", {"trades": 30, "candles": 365}, {}),
     ],
 )
 def test_parse(text, tables, intervals) -> None:
@@ -37,7 +38,11 @@ def test_parse(text, tables, intervals) -> None:
     [
         ("candles=30", "'candles=30' is not a retention rule; expected <dataset>"),
         ("candles=1w", "'candles=1w' is not a retention rule"),
-        ("trades=30d", "unknown dataset 'trades' in 'trades=30d'; allowed: candles, funding_rates"),
+        (
+            "books=30d",
+            "unknown dataset 'books' in 'books=30d';"
+            " allowed: candles, funding_rates, open_interest, trades",
+        ),
         ("funding=30d", "unknown dataset 'funding'"),
         ("candles:2m=3d", "unknown interval '2m' in 'candles:2m=3d'; allowed: 1m, 3m"),
         ("funding_rates:1m=3d", "only candles have intervals; write funding_rates=<days>d"),
