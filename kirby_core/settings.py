@@ -75,9 +75,11 @@ class Settings(BaseSettings):
     http_max_retries: int = Field(default=5, ge=0)
     """Retries of a rate-limited (429) or failing (5xx, network) exchange call."""
     retention: str | None = None
-    """Realtime database, TimescaleDB only: how long market data is kept, e.g.
-    `candles:1m=30d,candles=365d,funding_rates=90d` (see `kirby_core.db.retention`); applied
-    on every `kirby db migrate`. Unset: keep all."""
+    """Realtime database: how long market data is kept, e.g.
+    `candles:1m=30d,candles=365d,funding_rates=90d,trades=30d` (see
+    `kirby_core.db.retention`); applied on every `kirby db migrate`. Candle, funding and
+    open-interest rules need TimescaleDB; `trades` also works on plain PostgreSQL (its daily
+    partitions are dropped). Unset: keep all."""
     training_retention: str | None = None
     """The same for the training database. Unset: keep all of its history."""
     timescaledb: Literal["auto", "on", "off"] = "auto"

@@ -44,7 +44,7 @@ DELETE_PROCEDURE = "kirby_drop_expired_candles"
 DELETE_SCHEDULE = "1 hour"
 _RULE = re.compile(r"(?P<dataset>[a-z_]+)(?::(?P<interval>\w+))?=(?P<days>\d+)d")
 _FORMAT = "<dataset>[:<interval>]=<days>d, comma-separated, e.g. candles:1m=30d,funding_rates=90d"
-TABLES = (*DATASETS, trades.TABLE)
+RETAINED_TABLES = (*DATASETS, trades.TABLE)
 """The tables a `<dataset>=<N>d` rule may name."""
 
 
@@ -81,9 +81,10 @@ def parse_retention(text: str | None, setting: str) -> Retention:
         if match is None:
             raise ConfigError(f"{setting}: {part!r} is not a retention rule; expected {_FORMAT}")
         dataset, interval, days = match["dataset"], match["interval"], int(match["days"])
-        if dataset not in TABLES:
+        if dataset not in RETAINED_TABLES:
+            allowed = ", ".join(RETAINED_TABLES)
             raise ConfigError(
-                f"{setting}: unknown dataset {dataset!r} in {part!r}; allowed: {', '.join(TABLES)}"
+                f"{setting}: unknown dataset {dataset!r} in {part!r}; allowed: {allowed}"
             )
         if days <= 0:
             raise ConfigError(f"{setting}: {part!r} keeps nothing; use at least 1d")
@@ -126,7 +127,7 @@ def for_database(settings: Settings, database: Database, shared: bool = False) -
 def plan_statements(wanted: Retention, installed: Installed) -> list[str]:
     """Statements that make `installed` match `wanted` (none when it already does)."""
     statements: list[str] = []
-    for table in TABLES:  # identifiers from the declarations only, days are ints
+    for table in RETAINED_TABLES:  # identifiers from the declarations only, days are ints
         have, want = installed.tables.get(table), wanted.tables.get(table)
         if have == want:
             continue
@@ -162,7 +163,7 @@ def hypertables(connection: Connection) -> set[str]:
         "SELECT hypertable_name FROM timescaledb_information.hypertables"
         " WHERE hypertable_schema = 'public'"
     )
-    return {name for (name,) in rows} & set(TABLES)
+    return {name for (name,) in rows} & set(RETAINED_TABLES)
 
 
 def installed(connection: Connection) -> Installed:

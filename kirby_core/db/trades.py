@@ -41,6 +41,8 @@ from typing import NamedTuple
 import asyncpg
 from sqlalchemy import Connection
 
+from kirby_core.db.writer import MAX_LOGGED_REJECTS
+
 log = logging.getLogger(__name__)
 
 TABLE = "trades"
@@ -50,8 +52,7 @@ PARTITION_PREFIX = "trades_p"
 PARTITIONS_AHEAD = 3
 """Days after today whose partitions `kirby db migrate` makes, so live writes rarely wait on
 a partition's creation (the writer makes any other day it needs)."""
-COPY_CHUNK_ROWS = 5000
-MAX_LOGGED_REJECTS = 20
+TRADE_COPY_CHUNK_ROWS = 5000
 
 _STAGE = "kirby_stage_trades"
 _CREATE_STAGE = (
@@ -146,8 +147,8 @@ def _copy_lines(rows: Sequence[TradeRow]) -> list[str]:
 
 async def _copy_stream(rows: Sequence[TradeRow]) -> AsyncIterator[bytes]:
     """Streamed: the server parses one chunk while the next is formatted."""
-    for start in range(0, len(rows), COPY_CHUNK_ROWS):
-        yield "".join(_copy_lines(rows[start : start + COPY_CHUNK_ROWS])).encode()
+    for start in range(0, len(rows), TRADE_COPY_CHUNK_ROWS):
+        yield "".join(_copy_lines(rows[start : start + TRADE_COPY_CHUNK_ROWS])).encode()
 
 
 def utc_day(time: datetime) -> date:
