@@ -1,8 +1,8 @@
 """Live collector throughput and latency on five exchanges' simulated firehose, against
 per-message writers and a single exchange's firehose, in one run.
 
-    python -m bench.stream.run [--coins 50] [--frames 40000] [--repeat 2]
-                               [--baseline-frames 1000] [--latency-seconds 65]
+    python -m bench.stream.run [--coins 50] [--frames 30000] [--repeat 2]
+                               [--baseline-frames 500] [--latency-seconds 62]
                                [--single hyperliquid]
 
 Setup: the five-exchange catalog (`config/starlistings.five.yaml`: Hyperliquid perps,
@@ -81,7 +81,8 @@ from kirby_stream.latency import BUCKETS, Arrivals
 from kirby_stream.stats import Stats, percentile
 
 DATABASE = "kirby_bench_stream"
-FIVE = Path(__file__).resolve().parents[2] / "config" / "starlistings.five.yaml"
+REPO = Path(__file__).resolve().parents[2]
+FIVE = REPO / "config" / "starlistings.five.yaml"
 RECORD_SPEED = 60
 """Simulated seconds per real second while recording: every interval moves."""
 DATA = (CandleUpdate, AssetContextUpdate, FundingUpdate, OpenInterestUpdate)
@@ -236,7 +237,7 @@ async def record_firehose(plans: StreamCatalog, count: int) -> dict[str, list[st
 async def process(module: str, *arguments: str) -> AsyncIterator[str]:
     """`python -m module arguments` in its own process; yields its first stdout line."""
     command = [sys.executable, "-m", module, *arguments]
-    child = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
+    child = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, cwd=REPO)
     try:
         assert child.stdout is not None
         yield (await child.stdout.readline()).decode().strip()
@@ -379,6 +380,7 @@ async def throughput(
         cpu = cpu_seconds() - cpu_started
         by_exchange = {name: feed.messages_received for name, feed in sorted(stats.feeds.items())}
         return {
+            "percentiles": stats.percentiles(),
             "messages": stats.messages_received,
             "seconds": seconds,
             "rate": stats.messages_received / seconds,
@@ -664,10 +666,15 @@ async def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--coins", type=int, default=50, help="coins per exchange")
-    parser.add_argument("--frames", type=int, default=40_000, help="frames recorded")
+    parser.add_argument("--frames", type=int, default=30_000, help="frames recorded")
     parser.add_argument("--repeat", type=int, default=2, help="replays of them in (a5)")
-    parser.add_argument("--baseline-frames", type=int, default=1_000, help="messages in (b)")
-    parser.add_argument("--latency-seconds", type=float, default=65.0, help="duration of (c1)")
+    parser.add_argument("--baseline-frames", type=int, default=500, help="messages in (b)")
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=62.0,
+        help="duration of (c1), (c2) half of it; (c1) spans a minute's polls",
+    )
     streamed = sorted(name for name, declared in EXCHANGES.items() if declared.stream)
     parser.add_argument(
         "--single", default="hyperliquid", choices=streamed, help="exchange of (a1)"
