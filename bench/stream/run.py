@@ -1,7 +1,7 @@
 """Live collector throughput and latency on five exchanges' simulated firehose, against
 per-message writers and a single exchange's firehose, in one run.
 
-    python -m bench.stream.run [--coins 50] [--frames 30000] [--repeat 2]
+    python -m bench.stream.run [--coins 50] [--frames 30000] [--repeat 3]
                                [--baseline-frames 500] [--latency-seconds 62]
                                [--single hyperliquid]
 
@@ -56,7 +56,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import yaml
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from bench.common import drop_database, scratch_database
 from bench.stream import simulator
@@ -205,32 +205,42 @@ async def record_firehose(plans: StreamCatalog, count: int) -> dict[str, list[st
     total = 0
     done = asyncio.Event()
 
-    async def listen(plan: FeedPlan) -> None:
+    async def listen(ws: ClientConnection, plan: FeedPlan) -> None:
         nonlocal total
         adapter = feed_of(EXCHANGES[plan.exchange])
         parse, frames = adapter.parser(), recorded[path_of(plan.url)]
-        async with connect(plan.url, max_size=None) as ws:
-            if adapter.keep_alive.greeting is not None:
-                await ws.send(adapter.keep_alive.greeting)
-            for request in subscribe_requests(plan):
-                await ws.send(request)
-            async for text in ws:
-                if done.is_set():
-                    return
-                if any(isinstance(m, DATA) for m in parse(text, datetime.now(UTC))):
-                    frames.append(str(text))
-                    total += 1
-                    if total >= count:
-                        done.set()
+        if adapter.keep_alive.greeting is not None:
+            await ws.send(adapter.keep_alive.greeting)
+        for request in subscribe_requests(plan):
+            await ws.send(request)
+        async for text in ws:
+            if any(isinstance(m, DATA) for m in parse(text, datetime.now(UTC))):
+                frames.append(str(text))
+                total += 1
+                if total >= count:
+                    done.set()
 
-    tasks = [asyncio.create_task(listen(plan)) for plan in plans.feeds.values()]
-    try:
-        await asyncio.wait_for(done.wait(), 600)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async with connections(plans) as opened:
+        tasks = [asyncio.create_task(listen(ws, plan)) for ws, plan in opened]
+        try:
+            await asyncio.wait_for(done.wait(), 600)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
     return recorded
+
+
+@contextlib.asynccontextmanager
+async def connections(
+    plans: StreamCatalog,
+) -> AsyncIterator[list[tuple[ClientConnection, FeedPlan]]]:
+    """A WebSocket connection per connection of `plans`, closed (handshake and all) after."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield [
+            (await stack.enter_async_context(connect(plan.url, max_size=None)), plan)
+            for plan in plans.feeds.values()
+        ]
 
 
 @contextlib.asynccontextmanager
@@ -492,32 +502,32 @@ async def baseline(
             plans = await load_plans(url, recorded.rebased(base).settings(settings))
             queue: asyncio.Queue[tuple[FeedPlan, Any, str | bytes]] = asyncio.Queue(1000)
 
-            async def read(plan: FeedPlan) -> None:
+            async def read(ws: ClientConnection, plan: FeedPlan) -> None:
                 parse = feed_of(EXCHANGES[plan.exchange]).parser()
-                async with connect(plan.url, max_size=None) as ws:
-                    for request in subscribe_requests(plan):
-                        await ws.send(request)
-                    async for text in ws:
-                        await queue.put((plan, parse, text))
+                for request in subscribe_requests(plan):
+                    await ws.send(request)
+                async for text in ws:
+                    await queue.put((plan, parse, text))
 
-            readers = [asyncio.create_task(read(plan)) for plan in plans.feeds.values()]
-            try:
-                handled, started = 0, 0.0
-                while handled < count:
-                    plan, parse, text = await queue.get()
-                    rows = rows_of(plan, parse(text, datetime.now(UTC)))
-                    for table, row in rows:
-                        await write(conn, table, [row])
-                    if not rows:
-                        continue
-                    if handled == 0:
-                        started = time.monotonic()
-                    handled += 1
-                return count / (time.monotonic() - started)
-            finally:
-                for task in readers:
-                    task.cancel()
-                await asyncio.gather(*readers, return_exceptions=True)
+            async with connections(plans) as opened:
+                readers = [asyncio.create_task(read(ws, plan)) for ws, plan in opened]
+                try:
+                    handled, started = 0, 0.0
+                    while handled < count:
+                        plan, parse, text = await queue.get()
+                        rows = rows_of(plan, parse(text, datetime.now(UTC)))
+                        for table, row in rows:
+                            await write(conn, table, [row])
+                        if not rows:
+                            continue
+                        if handled == 0:
+                            started = time.monotonic()
+                        handled += 1
+                    return count / (time.monotonic() - started)
+                finally:
+                    for task in readers:
+                        task.cancel()
+                    await asyncio.gather(*readers, return_exceptions=True)
     finally:
         await conn.close()
 
@@ -667,7 +677,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--coins", type=int, default=50, help="coins per exchange")
     parser.add_argument("--frames", type=int, default=30_000, help="frames recorded")
-    parser.add_argument("--repeat", type=int, default=2, help="replays of them in (a5)")
+    parser.add_argument("--repeat", type=int, default=3, help="replays of them in (a5)")
     parser.add_argument("--baseline-frames", type=int, default=500, help="messages in (b)")
     parser.add_argument(
         "--latency-seconds",
