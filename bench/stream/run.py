@@ -1,7 +1,7 @@
 """Live collector throughput and latency on five exchanges' simulated firehose, against
 per-message writers and a single exchange's firehose, in one run.
 
-    python -m bench.stream.run [--coins 50] [--frames 30000] [--repeat 3]
+    python -m bench.stream.run [--coins 50] [--frames 15000] [--repeat 5]
                                [--baseline-frames 500] [--latency-seconds 62]
                                [--single hyperliquid]
 
@@ -9,7 +9,7 @@ Setup: the five-exchange catalog (`config/starlistings.five.yaml`: Hyperliquid p
 Binance, Bybit and OKX spot and perps, Coinbase spot) scaled to `--coins` coins per
 exchange (its real coins plus synthetic SYN001..., with the same market types, quotes and
 intervals), synced into a scratch database. The simulator (with the same synthetic coins on
-every venue) at 60x is recorded once on every WebSocket connection the collector would
+every venue) at 120x is recorded once on every WebSocket connection the collector would
 open (`--frames` data frames in all, side by side, so each connection keeps its share),
 and replayed by `bench.stream.replay` in another process on the same URL paths; the
 collector is pointed at the replay with `Settings.ws_origins` and `hyperliquid_ws_url`.
@@ -83,7 +83,7 @@ from kirby_stream.stats import Stats, percentile
 DATABASE = "kirby_bench_stream"
 REPO = Path(__file__).resolve().parents[2]
 FIVE = REPO / "config" / "starlistings.five.yaml"
-RECORD_SPEED = 60
+RECORD_SPEED = 120
 """Simulated seconds per real second while recording: every interval moves."""
 DATA = (CandleUpdate, AssetContextUpdate, FundingUpdate, OpenInterestUpdate)
 
@@ -214,6 +214,8 @@ async def record_firehose(plans: StreamCatalog, count: int) -> dict[str, list[st
         for request in subscribe_requests(plan):
             await ws.send(request)
         async for text in ws:
+            if done.is_set():  # frames already buffered when the count was reached
+                return
             if any(isinstance(m, DATA) for m in parse(text, datetime.now(UTC))):
                 frames.append(str(text))
                 total += 1
@@ -381,9 +383,9 @@ async def throughput(
         await until(lambda: stats.messages_received > 0)
         started, cpu_started = datetime.now(UTC), cpu_seconds()
         await until(lambda: stats.messages_received >= total)
-        await until(lambda: running.buffers.sizes()["candles"] == 0)
-        # the flush holding the last candles may still be writing: its commit ends (a)
-        await asyncio.sleep(settings.stream_flush_seconds + 0.5)
+        # the commit of the flush holding the last candles ends (a): none buffered nor in
+        # the batch being written (a failed write puts its batch back)
+        await until(lambda: running.buffers.held()["candles"] == 0)
         committed = stats.tables["candles"].last_commit_at
         assert committed is not None
         seconds = (committed - started).total_seconds()
@@ -648,10 +650,10 @@ async def run(
                 print_latency(f"(c1) live simulator, {coins} coins per exchange, real speed", c1)
                 await empty(url)
                 paced = a5["rate"] / 2
-                repeats = max(1, int(paced * (latency_seconds / 2 + 15) / total) + 1)
+                repeats = max(1, int(paced * (latency_seconds / 3 + 15) / total) + 1)
                 async with replay(frames_file, repeats, paced) as base:
                     pointed = on_replay(polled, recorded, base)
-                    c2 = await latency(pointed, url, exchange_of, latency_seconds / 2)
+                    c2 = await latency(pointed, url, exchange_of, latency_seconds / 3)
                 print_latency(f"(c2) replay paced at {paced:,.0f} msg/s", c2)
     finally:
         await drop_database(url, DATABASE)
@@ -676,14 +678,14 @@ async def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--coins", type=int, default=50, help="coins per exchange")
-    parser.add_argument("--frames", type=int, default=30_000, help="frames recorded")
-    parser.add_argument("--repeat", type=int, default=3, help="replays of them in (a5)")
+    parser.add_argument("--frames", type=int, default=15_000, help="frames recorded")
+    parser.add_argument("--repeat", type=int, default=5, help="replays of them in (a5)")
     parser.add_argument("--baseline-frames", type=int, default=500, help="messages in (b)")
     parser.add_argument(
         "--latency-seconds",
         type=float,
         default=62.0,
-        help="duration of (c1), (c2) half of it; (c1) spans a minute's polls",
+        help="duration of (c1), (c2) a third of it; (c1) spans a minute's polls",
     )
     streamed = sorted(name for name, declared in EXCHANGES.items() if declared.stream)
     parser.add_argument(
