@@ -215,7 +215,7 @@ class Coinbase:
             "quote_max_size": "150000000",
             "base_min_size": plain_decimal(1, inst.size_decimals),
             "base_max_size": "3400",
-            "base_name": _CRYPTO_NAMES[inst.coin],
+            "base_name": _CRYPTO_NAMES.get(inst.coin, inst.coin),
             "quote_name": "US Dollar",
             "watched": False,
             "is_disabled": False,
@@ -291,7 +291,7 @@ class Coinbase:
                 {
                     "asset_id": f"sim-{inst.coin.lower()}",
                     "code": inst.coin,
-                    "name": _CRYPTO_NAMES[inst.coin],
+                    "name": _CRYPTO_NAMES.get(inst.coin, inst.coin),
                     "color": "#000000",
                     "sort_index": 100 + number,
                     "exponent": 8,

@@ -23,6 +23,9 @@ class SimulatorConfig:
     """Simulated time at startup; None = the real time now."""
     extra_coins: int = 0
     """Synthetic Hyperliquid perps (SYN001...) added after the 28 real ones."""
+    venue_extra_coins: int = 0
+    """Synthetic coins (SYN001...) listed on every other venue too: Binance spot and USD-M,
+    Bybit spot and linear, OKX spot and swap, Coinbase (load tests; off by default)."""
     quiet_probability: Mapping[str, float] = field(default_factory=dict)
     """Share of minutes without any trade, by coin (default: by liquidity tier)."""
     rate_limits: bool = True

@@ -22,11 +22,13 @@ from kirby_sim.universe import (
     HYPERLIQUID_VENUE,
     LISTED_VENUES,
     PERP_VENUES,
+    SYMBOL_FORMATS,
     Instrument,
     binance_spot,
     binance_usdm,
     hyperliquid_perps,
     listings,
+    synthetic_listings,
 )
 
 
@@ -36,9 +38,12 @@ class Market:
         seed: int,
         *,
         extra_coins: int = 0,
+        venue_extra_coins: int = 0,
         quiet_probability: Mapping[str, float] | None = None,
     ) -> None:
-        """`quiet_probability` overrides the share of minutes without trades, by coin."""
+        """`extra_coins`: synthetic Hyperliquid perps; `venue_extra_coins`: synthetic coins
+        listed on every other venue (both SYN001, ...: see `universe`); `quiet_probability`
+        overrides the share of minutes without trades, by coin."""
         self.seed = seed
         overrides = dict(quiet_probability or {})
         self._cache = BarCache()
@@ -50,6 +55,8 @@ class Market:
             BINANCE_USDM_VENUE: binance_usdm(),
             **{venue: listings(venue) for venue in LISTED_VENUES},
         }
+        for venue in SYMBOL_FORMATS:
+            listed[venue] = listed[venue] + synthetic_listings(venue, venue_extra_coins)
         self.instruments: dict[str, list[Instrument]] = {}
         for venue, instruments in listed.items():
             adjusted = [_with_quiet(inst, overrides.get(inst.coin)) for inst in instruments]

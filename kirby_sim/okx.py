@@ -63,7 +63,7 @@ CONTRACT_VALUE_DECIMALS: dict[str, int] = {
     "ETH-USDT-SWAP": 1,
     "SOL-USDT-SWAP": 0,
 }
-"""ctVal = 10**-n coin per contract."""
+"""ctVal = 10**-n coin per contract (1 coin for other swaps: the synthetic ones)."""
 INST_TYPES = {"SPOT": OKX_SPOT_VENUE, "SWAP": OKX_SWAP_VENUE}
 EMPTY_INST_TYPES = ("FUTURES", "OPTION", "MARGIN")
 
@@ -107,7 +107,7 @@ def coin_size(inst: Instrument, lots: int) -> str:
 def size(inst: Instrument, lots: int) -> str:
     """A size as OKX counts it: contracts on swaps, the coin on spot."""
     if inst.venue == OKX_SWAP_VENUE:
-        return plain_decimal(lots, inst.size_decimals - CONTRACT_VALUE_DECIMALS[inst.symbol])
+        return plain_decimal(lots, inst.size_decimals - CONTRACT_VALUE_DECIMALS.get(inst.symbol, 0))
     return coin_size(inst, lots)
 
 

@@ -98,7 +98,10 @@ class SimulatorServer:
         self.clock = VirtualClock(config.start, config.speed)
         self.faults = FaultInjector()
         self.market = Market(
-            config.seed, extra_coins=config.extra_coins, quiet_probability=config.quiet_probability
+            config.seed,
+            extra_coins=config.extra_coins,
+            venue_extra_coins=config.venue_extra_coins,
+            quiet_probability=config.quiet_probability,
         )
         self.stream = HyperliquidStream(
             self.market,

@@ -1,10 +1,12 @@
-"""What the simulated exchanges list: Hyperliquid perps and Binance spot / USD-M perps.
+"""What the simulated exchanges list: Hyperliquid perps, Binance spot / USD-M perps, Bybit,
+OKX and Coinbase.
 
 An `Instrument` holds everything the data generator and the venue formatters need: price
 and size precision as the venue publishes them, the liquidity tier (how often it trades,
 how often a minute passes without any trade) and the listing time (no candles before it).
 Hyperliquid's universe is the 28 coins of the recorded `meta` response, in the same order
-(the index is the asset id), plus optional synthetic coins for load tests. Binance lists a
+(the index is the asset id), plus optional synthetic coins for load tests (SYN001, ...;
+off by default, the same coins on every other venue with `synthetic_listings`). Binance lists a
 handful of majors against USDT on spot and USD-M perps; COIN-M perps appear in
 exchangeInfo only (no klines), enough for ccxt's `load_markets`.
 
@@ -14,6 +16,7 @@ additionally rounds to 5 significant figures (integers always allowed), Binance 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -108,6 +111,18 @@ _HYPERLIQUID_COINS: tuple[tuple[str, int, float, float, Tier], ...] = (
 )
 
 
+def _synthetic(number: int) -> tuple[str, float, float, Tier, int]:
+    """Synthetic coin `number` (SYN001, ...): coin, base price, daily volatility, tier and
+    size decimals, the same on every venue that lists it."""
+    return (
+        f"SYN{number:03d}",
+        round(10.0 ** (number % 7 - 2) * (1.0 + number % 9), 6),
+        0.04 + 0.005 * (number % 5),
+        MID if number % 3 == 0 else SMALL,
+        number % 4,
+    )
+
+
 def hyperliquid_perps(extra_coins: int = 0) -> list[Instrument]:
     """The Hyperliquid perp universe in meta order, then `extra_coins` synthetic coins
     (SYN001, SYN002, ...) with varied prices and liquidity."""
@@ -127,17 +142,17 @@ def hyperliquid_perps(extra_coins: int = 0) -> list[Instrument]:
         for name, sz_decimals, price, vol, tier in _HYPERLIQUID_COINS
     ]
     for number in range(1, extra_coins + 1):
-        sz_decimals = number % 4
+        coin, price, vol, tier, sz_decimals = _synthetic(number)
         perps.append(
             Instrument(
                 venue=HYPERLIQUID_VENUE,
-                symbol=f"SYN{number:03d}",
-                coin=f"SYN{number:03d}",
-                base_price=round(10.0 ** (number % 7 - 2) * (1.0 + number % 9), 6),
-                daily_vol=0.04 + 0.005 * (number % 5),
+                symbol=coin,
+                coin=coin,
+                base_price=price,
+                daily_vol=vol,
                 price_decimals=6 - sz_decimals,
                 size_decimals=sz_decimals,
-                tier=MID if number % 3 == 0 else SMALL,
+                tier=tier,
                 listed_ms=SYNTHETIC_LISTED_MS,
                 sig_figs=5,
             )
@@ -294,3 +309,41 @@ def listings(venue: str) -> list[Instrument]:
 LISTED_VENUES: tuple[str, ...] = tuple(_LISTINGS)
 PERP_VENUES: tuple[str, ...] = (BINANCE_USDM_VENUE, BYBIT_LINEAR_VENUE, OKX_SWAP_VENUE)
 """Venues whose instruments are perpetual swaps with 8-hourly funding (`PerpStats`)."""
+
+
+SYMBOL_FORMATS: dict[str, str] = {
+    BINANCE_SPOT_VENUE: "{coin}USDT",
+    BINANCE_USDM_VENUE: "{coin}USDT",
+    BYBIT_SPOT_VENUE: "{coin}USDT",
+    BYBIT_LINEAR_VENUE: "{coin}USDT",
+    OKX_SPOT_VENUE: "{coin}-USDT",
+    OKX_SWAP_VENUE: "{coin}-USDT-SWAP",
+    COINBASE_VENUE: "{coin}-USD",
+}
+"""How each venue but Hyperliquid names a coin's instrument (against USDT, Coinbase USD)."""
+
+
+def synthetic_listings(venue: str, extra_coins: int) -> list[Instrument]:
+    """`extra_coins` synthetic coins (SYN001, ...) on `venue` (any venue of
+    `SYMBOL_FORMATS`), for load tests: the profile of Hyperliquid's synthetic perps, prices
+    with five significant figures at the base price."""
+    if venue not in SYMBOL_FORMATS:
+        raise ValueError(f"no synthetic listings on {venue!r}; venues: {', '.join(SYMBOL_FORMATS)}")
+    instruments = []
+    for number in range(1, extra_coins + 1):
+        coin, price, vol, tier, sz_decimals = _synthetic(number)
+        instruments.append(
+            Instrument(
+                venue=venue,
+                symbol=SYMBOL_FORMATS[venue].format(coin=coin),
+                coin=coin,
+                base_price=price,
+                daily_vol=vol,
+                price_decimals=max(0, 4 - math.floor(math.log10(price))),
+                size_decimals=sz_decimals,
+                tier=tier,
+                listed_ms=SYNTHETIC_LISTED_MS,
+                max_leverage=50,
+            )
+        )
+    return instruments

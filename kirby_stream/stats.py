@@ -76,15 +76,7 @@ class Stats:
 
     def latency_percentile(self, fraction: float) -> float | None:
         """Seconds within which `fraction` of the candle messages were committed."""
-        total = sum(self.latency_histogram)
-        if not total:
-            return None
-        threshold, seen = fraction * total, 0
-        for bucket, count in enumerate(self.latency_histogram):
-            seen += count
-            if seen >= threshold:
-                return (bucket + 1) * BUCKET_SECONDS
-        return BUCKETS * BUCKET_SECONDS
+        return percentile(self.latency_histogram, fraction)
 
     def snapshot(self) -> Stats:
         return replace(
@@ -94,3 +86,17 @@ class Stats:
             feeds={name: msgspec.structs.replace(feed) for name, feed in self.feeds.items()},
             latency_histogram=list(self.latency_histogram),
         )
+
+
+def percentile(histogram: list[int], fraction: float) -> float | None:
+    """Seconds within which `fraction` of a latency histogram's messages were committed
+    (None when it holds none)."""
+    total = sum(histogram)
+    if not total:
+        return None
+    threshold, seen = fraction * total, 0
+    for bucket, count in enumerate(histogram):
+        seen += count
+        if seen >= threshold:
+            return (bucket + 1) * BUCKET_SECONDS
+    return BUCKETS * BUCKET_SECONDS

@@ -13,7 +13,14 @@ from kirby_core.timeutil import datetime_to_ms
 from kirby_sim import Market
 from kirby_sim.candles import Bar, merge
 from kirby_sim.intervals import floor_open, next_open, shift_open
-from kirby_sim.universe import BINANCE_SPOT_VENUE, BINANCE_USDM_VENUE, HYPERLIQUID_VENUE
+from kirby_sim.universe import (
+    BINANCE_SPOT_VENUE,
+    BINANCE_USDM_VENUE,
+    HYPERLIQUID_VENUE,
+    OKX_SWAP_VENUE,
+    SYMBOL_FORMATS,
+    synthetic_listings,
+)
 from kirby_sim.wire import fixed_decimal, hl_decimal
 
 NOW = datetime_to_ms(datetime(2025, 1, 6, 12, 0, 30, tzinfo=UTC))
@@ -180,3 +187,24 @@ def test_hyperliquid_number_format(units: int, decimals: int, text: str) -> None
 )
 def test_binance_number_format(units: int, decimals: int, shown: int, text: str) -> None:
     assert fixed_decimal(units, decimals, shown) == text
+
+
+def test_synthetic_coins_are_listed_on_every_venue_only_when_asked() -> None:
+    plain = Market(7)
+    loaded, again = Market(7, venue_extra_coins=2), Market(7, venue_extra_coins=2)
+    for venue, symbol in SYMBOL_FORMATS.items():
+        assert not any(i.coin.startswith("SYN") for i in plain.instruments[venue])
+        listed = [i.symbol for i in loaded.instruments[venue]]
+        names = [symbol.format(coin=coin) for coin in ("SYN001", "SYN002")]
+        assert listed[-2:] == names and listed[:-2] == [i.symbol for i in plain.instruments[venue]]
+        bars = loaded.book(venue, names[1]).bars("1m", NOW - 3_600_000, NOW, NOW)
+        assert bars == again.book(venue, names[1]).bars("1m", NOW - 3_600_000, NOW, NOW)
+        assert bars and all(bar.low <= bar.close <= bar.high for bar in bars)
+    # the same profile as Hyperliquid's synthetic perps; perps have funding and open interest
+    (perp,) = [i for i in Market(7, extra_coins=1).perps if i.coin == "SYN001"]
+    (swap,) = [i for i in loaded.instruments[OKX_SWAP_VENUE] if i.coin == "SYN001"]
+    profile = (perp.base_price, perp.daily_vol, perp.tier)
+    assert (swap.base_price, swap.daily_vol, swap.tier) == profile
+    assert loaded.perp(OKX_SWAP_VENUE, "SYN001-USDT-SWAP") is not None
+    with pytest.raises(ValueError, match="no synthetic listings on 'hyperliquid'"):
+        synthetic_listings(HYPERLIQUID_VENUE, 1)
