@@ -5,7 +5,7 @@ per-message writers and a single exchange's firehose, in one run.
                                [--baseline-frames 500] [--latency-seconds 62]
                                [--single hyperliquid]
 
-Setup: the five-exchange catalog (`config/starlistings.five.yaml`: Hyperliquid perps,
+Setup: the five-exchange catalog (`config/starlistings.yaml`: Hyperliquid perps,
 Binance, Bybit and OKX spot and perps, Coinbase spot) scaled to `--coins` coins per
 exchange (its real coins plus synthetic SYN001..., with the same market types, quotes and
 intervals), synced into a scratch database. The simulator (with the same synthetic coins on
@@ -82,7 +82,7 @@ from kirby_stream.stats import Stats, percentile
 
 DATABASE = "kirby_bench_stream"
 REPO = Path(__file__).resolve().parents[2]
-FIVE = REPO / "config" / "starlistings.five.yaml"
+FIVE = REPO / "config" / "starlistings.yaml"
 RECORD_SPEED = 120
 """Simulated seconds per real second while recording: every interval moves."""
 DATA = (CandleUpdate, AssetContextUpdate, FundingUpdate, OpenInterestUpdate)

@@ -26,7 +26,7 @@ NOW = datetime.now(UTC)
 
 
 def test_the_catalog_scales_every_exchange_to_the_same_number_of_coins() -> None:
-    five = load_catalog(REPO / "config" / "starlistings.five.yaml")
+    five = load_catalog(REPO / "config" / "starlistings.yaml")
     scaled = run.firehose_catalog(COINS)
     per_exchange: dict[str, set[str]] = {}
     for listing in scaled.starlistings:
