@@ -28,7 +28,7 @@ the simulator at real speed in a process of its own (`bench.stream.simulator`).
     called per row (upsert + NOTIFY in its own transaction), (b2) a hand-written
     single-row INSERT ... ON CONFLICT per row, autocommit;
 (c) message-to-committed-row latency of candles at the default 1 s flush, per exchange
-    (Coinbase's: from the poll's request to the commit): (c1) the live simulator at real
+    (Coinbase's: from the poll's answer to the commit): (c1) the live simulator at real
     speed, all five exchanges; (c2) the replay paced at half of (a5)'s rate.
 Targets (issue 14): (a5) >= 25x (b1) messages/s; (a5) >= 80% of (a1); p99 <= 1.5 s per
 exchange. Figures only, never asserted. The load average is printed before and after.
@@ -670,7 +670,7 @@ async def run(
         f"\n(a5)/(a1) = {a5['rate'] / a1['rate']:.0%} wall, {per_core / single_core:.0%} per core "
         "(target >= 80%)"
         f"\ncandle p99 per exchange, worse of (c1) and (c2): {worst} (target <= 1.5 s; "
-        "polled series: from the poll's request)"
+        "polled series: from the poll's answer)"
         f"\nmachine: {load()}"
     )
 
