@@ -21,10 +21,11 @@ import msgspec
 from kirby_api.database import ConnectionPool
 from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST
 from kirby_api.market_data import MarketData
-from kirby_api.observability import Freshness, heartbeat_feeds
+from kirby_api.observability import Freshness
 from kirby_api.series import SeriesCatalog
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 from kirby_core.errors import StorageError
+from kirby_core.models import feed_reports
 
 
 class DatabaseHealth(msgspec.Struct):
@@ -128,7 +129,7 @@ async def probe(
                 name: ExchangeHealth(
                     "stopped" if r["state"] == "stopped" else feed.state, feed.last_error
                 )
-                for name, feed in heartbeat_feeds(r["feeds"]).items()
+                for name, feed in feed_reports(r["feeds"]).items()
             },
         )
         for r in heartbeats

@@ -51,14 +51,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kirby_core.models import FeedReport
+from kirby_core.models import feed_reports
 from kirby_core.timeutil import floor_time
 
 access_log = logging.getLogger("kirby_api.access")
@@ -254,7 +253,7 @@ class Operations(Collector):
         beat = self._heartbeat
         if beat is not None:
             now = self._read_at
-            for name, feed in heartbeat_feeds(beat["feeds"]).items():
+            for name, feed in feed_reports(beat["feeds"]).items():
                 # One collector serves every exchange: its heartbeat, lag and buffers are
                 # each exchange's; state, reconnects and the last message are the feed's own.
                 exchange = [name]
@@ -273,14 +272,6 @@ class Operations(Collector):
                 for buffer, size in sorted(jsonb_counts(beat["buffer_sizes"]).items()):
                     buffered.add_metric([name, buffer], float(size))
         yield from (age, last_message, lag, state, reconnects, dropped, refused, buffered)
-
-
-def heartbeat_feeds(raw: str | bytes | Mapping[str, Any] | None) -> dict[str, FeedReport]:
-    """A heartbeat row's `feeds`: exchange -> its feeds' state and counters."""
-    if raw is None:
-        return {}
-    encoded = raw if isinstance(raw, str | bytes) else json.dumps(raw)
-    return msgspec.json.decode(encoded, type=dict[str, FeedReport])
 
 
 def jsonb_counts(raw: str | bytes | Mapping[str, Any] | None) -> dict[str, int]:

@@ -32,12 +32,13 @@ from kirby_api.database import ConnectionPool
 from kirby_api.datasets import SERVED_DATASETS
 from kirby_api.health import DatabaseHealth, Health, SeriesFreshness, probe
 from kirby_api.market_data import MarketData
-from kirby_api.observability import Metrics, heartbeat_feeds, jsonb_counts
+from kirby_api.observability import Metrics, jsonb_counts
 from kirby_api.series import SeriesCatalog
 from kirby_api.ws.hub import Hub
 from kirby_api.ws.listener import ChangeListener
 from kirby_core.db.coverage import source_window
 from kirby_core.db.readers import coverage_interval
+from kirby_core.models import feed_reports
 from kirby_core.timeutil import floor_time, interval_seconds
 
 DEFAULT_STATUS_DAYS = 3
@@ -245,7 +246,7 @@ class StatusBoard:
     def _exchanges(
         self, rows: list[asyncpg.Record], series: list[SeriesStatus]
     ) -> list[ExchangeStatus]:
-        feeds = heartbeat_feeds(rows[0]["feeds"]) if rows else {}
+        feeds = feed_reports(rows[0]["feeds"]) if rows else {}
         stopped = bool(rows) and rows[0]["state"] == "stopped"
         by_exchange: dict[str, list[SeriesStatus]] = {}
         for item in series:

@@ -13,12 +13,11 @@ from datetime import datetime
 from pathlib import Path
 
 import asyncpg
-import msgspec
 
 from kirby_cli.stack import Stack
 from kirby_core.datasets import DATASETS
 from kirby_core.db.connection import connect
-from kirby_core.models import FeedReport
+from kirby_core.models import feed_reports
 
 STATUS_QUERY_TIMEOUT_SECONDS = 3.0
 REALTIME_TABLES = tuple(DATASETS)
@@ -91,7 +90,7 @@ async def _exchanges(
     conn: asyncpg.Connection, feeds: str | None
 ) -> dict[str, tuple[str, str | None, int]]:
     """Per exchange of the catalog: its feed's state and the candles stored for it."""
-    reports = msgspec.json.decode(feeds or "{}", type=dict[str, FeedReport])
+    reports = feed_reports(feeds)
     rows = await conn.fetch(
         """SELECT e.name, (SELECT count(*) FROM candles c JOIN starlistings s
                              ON s.id = c.starlisting_id WHERE s.exchange_id = e.id) AS candles

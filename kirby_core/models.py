@@ -134,3 +134,9 @@ class FeedReport(msgspec.Struct, kw_only=True):
     outages: int = 0
     """Outage rows recorded for its series."""
     last_message_at: datetime | None = None
+
+
+def feed_reports(raw: str | bytes | None) -> dict[str, FeedReport]:
+    """A heartbeat row's `feeds` (jsonb, as asyncpg hands it over: text): exchange -> its
+    report."""
+    return msgspec.json.decode(raw or "{}", type=dict[str, FeedReport])

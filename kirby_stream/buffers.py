@@ -126,6 +126,22 @@ class Buffers:
         if len(self._candles) + len(self._funding) + len(self._interest) > self.max_rows:
             self._shed()
 
+    def record_outages(self, exchange: str, outages: list[Outage]) -> None:
+        """Outage rows of `exchange`'s series, written with the next flush; logged."""
+        if not outages:
+            return
+        self.outages += outages
+        first = outages[0]
+        log.info(
+            "event=outage_recorded exchange=%s series=%d start=%s end=%s seconds=%.3f reason=%r",
+            exchange,
+            len(outages),
+            first.start_time.isoformat(),
+            first.end_time.isoformat(),
+            (first.end_time - first.start_time).total_seconds(),
+            first.reason,
+        )
+
     def take(self, now: datetime, everything: bool = False) -> Batch:
         """Everything due for a flush at `now`: all candles, funding/OI of closed minutes
         (of every minute when `everything`), pending outages."""

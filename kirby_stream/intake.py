@@ -204,20 +204,8 @@ class Intake:
             self.buffers.gaps[self.key] = self.gaps.since
 
     def _record(self, outages: list[Outage]) -> None:
-        if not outages:
-            return
-        self.buffers.outages += outages
+        self.buffers.record_outages(self.plan.exchange, outages)
         self.feed_stats.outages += len(outages)
-        first = outages[0]
-        log.info(
-            "event=outage_recorded exchange=%s series=%d start=%s end=%s seconds=%.3f reason=%r",
-            self.plan.exchange,
-            len(outages),
-            first.start_time.isoformat(),
-            first.end_time.isoformat(),
-            (first.end_time - first.start_time).total_seconds(),
-            first.reason,
-        )
 
     def _unknown(self, symbol: str, what: str) -> None:
         if symbol not in self._retired:  # late frames of a symbol just unsubscribed are expected

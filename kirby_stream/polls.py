@@ -147,14 +147,5 @@ class Poller:
         self.buffers.gaps[self.key] = self.gaps.since
 
     def _record(self, outages: list[Outage]) -> None:
-        if outages:
-            self.buffers.outages += outages
-            self.feed_stats.outages += len(outages)
-            log.info(
-                "event=outage_recorded exchange=%s series=%d start=%s end=%s reason=%r",
-                self.plan.exchange,
-                len(outages),
-                outages[0].start_time.isoformat(),
-                outages[0].end_time.isoformat(),
-                outages[0].reason,
-            )
+        self.buffers.record_outages(self.plan.exchange, outages)
+        self.feed_stats.outages += len(outages)
