@@ -27,7 +27,7 @@ from kirby_core.timeutil import floor_minute
 from kirby_sim import SimulatorConfig, SimulatorServer
 from tests.conftest import REPO
 from tests.stream.conftest import START
-from tests.stream.helpers import collecting, fast
+from tests.stream.helpers import Running, collecting, fast
 from tests.stream.proxy import PostgresProxy
 
 MINUTE = timedelta(minutes=1)
@@ -66,6 +66,11 @@ def on_sim(settings: Settings, sim: SimulatorServer, **overrides: object) -> Set
     return fast(settings, **{**on, **overrides})
 
 
+def every_feed_running(running: Running) -> bool:
+    feeds = running.stats.feeds
+    return len(feeds) == len(EXCHANGES) and all(f.state == "running" for f in feeds.values())
+
+
 async def stored_candles(
     conn: asyncpg.Connection, starlisting: int, before: datetime
 ) -> dict[datetime, tuple]:
@@ -92,10 +97,7 @@ async def test_one_collector_stores_every_series_of_five_exchanges_exactly(
     settings = on_sim(settings, sim)
     pairs = await catalog_store.list_trading_pairs(conn)
     async with collecting(settings, database_urls.realtime, sim) as running:
-        await running.until(lambda: len(running.stats.feeds) == len(EXCHANGES), within=20)
-        await running.until(
-            lambda: all(f.state == "running" for f in running.stats.feeds.values()), within=30
-        )
+        await running.until(lambda: every_feed_running(running), within=50)
         started = floor_minute(sim.clock.now())
         await running.until(lambda: sim.clock.now() >= started + 4 * MINUTE, within=30)
         stats = running.stats
@@ -145,13 +147,7 @@ async def test_an_exchange_cut_off_costs_only_its_own_series(
         origins = {**sim.ws_origins, "wss://ws.okx.com:8443": okx_origin}
         settings = on_sim(settings, sim, ws_origins=origins)
         async with collecting(settings, database_urls.realtime, sim) as running:
-            await running.until(
-                lambda: (
-                    len(running.stats.feeds) == len(EXCHANGES)
-                    and all(f.state == "running" for f in running.stats.feeds.values())
-                ),
-                within=30,
-            )
+            await running.until(lambda: every_feed_running(running), within=30)
             proxy.cut()
             await running.until(lambda: running.stats.feeds["okx"].state == "degraded")
             assert "okx" in (running.stats.last_error or "")
@@ -192,13 +188,7 @@ async def test_a_failed_poll_is_an_outage_of_the_polled_series_only(
     outage rows. The WebSocket series are untouched."""
     settings = on_sim(settings, sim, http_max_retries=0)
     async with collecting(settings, database_urls.realtime, sim) as running:
-        await running.until(
-            lambda: (
-                all(f.state == "running" for f in running.stats.feeds.values())
-                and len(running.stats.feeds) == len(EXCHANGES)
-            ),
-            within=30,
-        )
+        await running.until(lambda: every_feed_running(running), within=30)
         sim.faults.fail_next(40, 500)
         await running.until(lambda: running.stats.feeds["binance"].state == "degraded")
         assert "poll failed" in (running.stats.feeds["binance"].last_error or "")
