@@ -148,8 +148,13 @@ class Feed:
         self.hand_overs = 0
         """Connections replaced before the exchange's scheduled disconnect, nothing lost."""
         self._opened_at = clock()
-        limits = [x.max_connection_seconds for x in adapter.limits.values()]
-        self._max_connection_seconds = min((x for x in limits if x), default=None)
+        declared = adapter.limits.values()
+        self._max_connection_seconds = min(
+            (x.max_connection_seconds for x in declared if x.max_connection_seconds), default=None
+        )
+        self._messages_per_second = min(
+            (x.messages_per_second for x in declared if x.messages_per_second), default=None
+        )
 
     def replace_plan(self, plan: FeedPlan) -> None:
         """Take effect on the live connection within a keeper tick."""
@@ -444,8 +449,7 @@ class Feed:
     async def _send(self, ws: ClientConnection, frame: str) -> None:
         """Send within the exchange's client messages per second (beyond, Binance closes
         the connection)."""
-        rates = [x.messages_per_second for x in self.adapter.limits.values()]
-        rate = min((r for r in rates if r), default=None)
+        rate = self._messages_per_second
         if rate:
             now = time.monotonic()
             if self._next_send > now:
