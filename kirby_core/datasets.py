@@ -228,6 +228,11 @@ OPEN_INTEREST = Dataset(
 DATASETS: dict[str, Dataset] = {d.name: d for d in (CANDLES, FUNDING_RATES, OPEN_INTEREST)}
 """Every market dataset by name (= table name), in a fixed order."""
 
+RECORDED_DATASETS: tuple[str, ...] = (*DATASETS, "trades", "books")
+"""What an outage, a backfill report or a change event may name: the minute datasets above,
+the trade tape (`trades`) and the order-book samples (`books`), which are not minute-keyed and
+so not `Dataset`s. The database's checks hold the same list (migration 0009)."""
+
 
 def spellings(names: Iterable[str] = DATASETS) -> list[str]:
     """What the CLI accepts for the datasets `names`: each name, then its aliases."""

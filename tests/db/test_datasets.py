@@ -15,7 +15,15 @@ import asyncpg
 import pytest
 
 from kirby_core import models
-from kirby_core.datasets import CANDLES, DATASETS, FUNDING_RATES, OPEN_INTEREST, Check, Dataset
+from kirby_core.datasets import (
+    CANDLES,
+    DATASETS,
+    FUNDING_RATES,
+    OPEN_INTEREST,
+    RECORDED_DATASETS,
+    Check,
+    Dataset,
+)
 
 
 def _conjuncts(definition: str) -> frozenset[str]:
@@ -155,10 +163,13 @@ def test_row_types_use_the_declared_names(dataset, row_type):
     assert row_type._fields == dataset.all_columns
 
 
-async def test_outage_records_name_exactly_the_declared_datasets(conn):
+@pytest.mark.parametrize("table", ["collection_outages", "backfill_reports", "change_events"])
+async def test_records_name_exactly_the_declared_datasets(conn, table):
     definition = await conn.fetchval(
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
-        " WHERE conrelid = 'collection_outages'::regclass AND contype = 'c'"
-        " AND pg_get_constraintdef(oid) LIKE '%dataset%'"
+        " WHERE conrelid = $1::regclass AND contype = 'c'"
+        " AND pg_get_constraintdef(oid) LIKE '%dataset%'",
+        table,
     )
-    assert set(re.findall(r"'(\w+)'::text", definition)) == set(DATASETS)
+    assert set(re.findall(r"'(\w+)'::text", definition)) == set(RECORDED_DATASETS)
+    assert set(DATASETS) < set(RECORDED_DATASETS)
