@@ -50,6 +50,7 @@ from kirby_sim import (
 from kirby_sim.admin import PREFIX, admin_routes
 from kirby_sim.binance import Binance
 from kirby_sim.binance_bans import BinanceBans
+from kirby_sim.binance_depth import BinanceDepth
 from kirby_sim.binance_futures import BinanceFutures
 from kirby_sim.binance_ws import BinanceStream
 from kirby_sim.bybit import Bybit
@@ -102,6 +103,7 @@ class SimulatorServer:
             extra_coins=config.extra_coins,
             venue_extra_coins=config.venue_extra_coins,
             quiet_probability=config.quiet_probability,
+            depth_update_ms=config.depth_update_ms,
         )
         self.stream = HyperliquidStream(
             self.market,
@@ -176,6 +178,7 @@ class SimulatorServer:
                 web.get("/ws", self.stream.handle),
                 *exchange.routes(),
                 *BinanceFutures(self.market, exchange).routes(),
+                *BinanceDepth(self.market, exchange).routes(),
                 *Bybit(self.market, self.clock, config.rate_limits).routes(),
                 *Okx(self.market, self.clock, config.rate_limits).routes(),
                 *Coinbase(self.market, self.clock, config.rate_limits).routes(),
