@@ -14,6 +14,7 @@ Fault specs (see `faults.FaultInjector`):
      "variant": "bad_json" | "non_numeric_price" | "high_below_low" | "unknown_coin"}
     {"kind": "book_gap", "count": 1, "exchange": "binance" | "bybit" | "okx" | "coinbase"}
                                                                exchange optional (any)
+    {"kind": "book_restart"}                                   Bybit books restart (u = 1)
 A bad spec answers 400 {"error": "..."} and injects nothing. These paths never get
 injected faults themselves.
 """

@@ -13,6 +13,8 @@ from any thread) or through the admin endpoint (`prepare` validates a JSON spec)
                 bad_json, non_numeric_price, high_below_low, unknown_coin
     book_gap    the next N order-book updates (of one exchange, or any) are not sent, so
                 the update after each does not chain: a sequence gap to detect
+    book_restart  Bybit's service restart: each order-book subscription's next push is a
+                snapshot with u = 1
 
 Durations are real seconds (a stall is about the client's watchdog, not simulated time).
 A malformed variant that does not fit a message (high_below_low on a funding row) waits
@@ -32,7 +34,7 @@ from typing import Any
 
 MALFORMED_VARIANTS = ("bad_json", "non_numeric_price", "high_below_low", "unknown_coin")
 TARGETS = ("ws", "http")
-KINDS = ("drop_ws", "stall", "http_429", "http_5xx", "malformed", "book_gap")
+KINDS = ("drop_ws", "stall", "http_429", "http_5xx", "malformed", "book_gap", "book_restart")
 BOOK_EXCHANGES = ("binance", "bybit", "okx", "coinbase")
 """Exchanges whose order-book streams a `book_gap` fault can break."""
 
@@ -63,6 +65,8 @@ class FaultInjector:
         self._stalls: list[tuple[float, frozenset[str] | None]] = []
         self._drop_listeners: list[Callable[[], None]] = []
         self._book_gaps: list[str | None] = []
+        self._restarts = 0
+        """Bumped by each book_restart; subscriptions compare it with the one they saw."""
         self.injected: Counter[str] = Counter()
 
     # --- requesting faults ------------------------------------------------------------
@@ -107,6 +111,16 @@ class FaultInjector:
         with self._lock:
             self._book_gaps.extend([exchange] * count)
 
+    def restart_books(self) -> None:
+        """Bybit restarts: every order-book subscription starts over with u = 1."""
+        with self._lock:
+            self._restarts += 1
+            self.injected["book_restart"] += 1
+
+    @property
+    def book_restarts(self) -> int:
+        return self._restarts
+
     def clear(self) -> None:
         """Forget pending faults and end stalls (the counters stay)."""
         with self._lock:
@@ -141,6 +155,8 @@ class FaultInjector:
                 if not 500 <= status <= 599:
                     raise ValueError(f"status must be 5xx, got {status}")
                 return lambda: self.fail_next(count, status)
+            if kind == "book_restart":
+                return self.restart_books
             if kind == "book_gap":
                 exchange = spec.get("exchange")
                 if exchange is not None and exchange not in BOOK_EXCHANGES:

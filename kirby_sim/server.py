@@ -54,6 +54,7 @@ from kirby_sim.binance_depth import BinanceDepth
 from kirby_sim.binance_futures import BinanceFutures
 from kirby_sim.binance_ws import BinanceStream
 from kirby_sim.bybit import Bybit
+from kirby_sim.bybit_depth import BybitDepth
 from kirby_sim.bybit_ws import BybitStream
 from kirby_sim.clock import VirtualClock
 from kirby_sim.coinbase import Coinbase
@@ -169,6 +170,7 @@ class SimulatorServer:
         exchange = Binance(
             self.market, self.clock, self.faults, config.rate_limits, self._rate_clock
         )
+        bybit_rest = Bybit(self.market, self.clock, config.rate_limits)
         others = (okx.PREFIX, coinbase.PREFIX)
         bans = BinanceBans(_BINANCE_PREFIXES, others).middleware(self.clock.now_ms)
         app = web.Application(middlewares=[self._inject_http_faults, bans])
@@ -179,7 +181,8 @@ class SimulatorServer:
                 *exchange.routes(),
                 *BinanceFutures(self.market, exchange).routes(),
                 *BinanceDepth(self.market, exchange).routes(),
-                *Bybit(self.market, self.clock, config.rate_limits).routes(),
+                *bybit_rest.routes(),
+                *BybitDepth(self.market, bybit_rest).routes(),
                 *Okx(self.market, self.clock, config.rate_limits).routes(),
                 *Coinbase(self.market, self.clock, config.rate_limits).routes(),
                 *(
