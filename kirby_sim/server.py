@@ -66,6 +66,7 @@ from kirby_sim.hyperliquid_feed import HyperliquidFeed
 from kirby_sim.hyperliquid_ws import HyperliquidStream, StreamLimits
 from kirby_sim.market import Market
 from kirby_sim.okx import Okx
+from kirby_sim.okx_depth import OkxDepth
 from kirby_sim.okx_ws import OkxStream
 from kirby_sim.ratelimit import WeightLimiter
 from kirby_sim.venue_ws import VenueSocket, routes_for
@@ -184,6 +185,7 @@ class SimulatorServer:
                 *bybit_rest.routes(),
                 *BybitDepth(self.market, bybit_rest).routes(),
                 *Okx(self.market, self.clock, config.rate_limits).routes(),
+                *OkxDepth(self.market, self.clock, config.rate_limits).routes(),
                 *Coinbase(self.market, self.clock, config.rate_limits).routes(),
                 *(
                     route
