@@ -58,6 +58,7 @@ from kirby_sim.bybit_depth import BybitDepth
 from kirby_sim.bybit_ws import BybitStream
 from kirby_sim.clock import VirtualClock
 from kirby_sim.coinbase import Coinbase
+from kirby_sim.coinbase_depth import CoinbaseDepth
 from kirby_sim.coinbase_ws import CoinbaseStream
 from kirby_sim.config import SimulatorConfig
 from kirby_sim.faults import FaultInjector, run_schedule
@@ -172,6 +173,7 @@ class SimulatorServer:
             self.market, self.clock, self.faults, config.rate_limits, self._rate_clock
         )
         bybit_rest = Bybit(self.market, self.clock, config.rate_limits)
+        coinbase_rest = Coinbase(self.market, self.clock, config.rate_limits)
         others = (okx.PREFIX, coinbase.PREFIX)
         bans = BinanceBans(_BINANCE_PREFIXES, others).middleware(self.clock.now_ms)
         app = web.Application(middlewares=[self._inject_http_faults, bans])
@@ -186,7 +188,8 @@ class SimulatorServer:
                 *BybitDepth(self.market, bybit_rest).routes(),
                 *Okx(self.market, self.clock, config.rate_limits).routes(),
                 *OkxDepth(self.market, self.clock, config.rate_limits).routes(),
-                *Coinbase(self.market, self.clock, config.rate_limits).routes(),
+                *coinbase_rest.routes(),
+                *CoinbaseDepth(self.market, coinbase_rest).routes(),
                 *(
                     route
                     for paths, socket in self.sockets.items()
