@@ -6,7 +6,9 @@ Through ccxt, but with the raw `publicGetKlines` / `fapiPublicGetKlines` /
 drops the trade count (kline field 8) and turns prices into floats. Kirby pages over
 [start, end) by `startTime` itself. Funding pages hold 1000 settlements; open interest
 (`/futures/data/openInterestHist`, 5-minute points, 500 a page) reaches back 30 days only
-(`OPEN_INTEREST_SPAN`): older requests are refused. Every host in ccxt's `urls['api']` is
+(`OPEN_INTEREST_SPAN`): older requests are refused. Spot trades come from
+`publicGetHistoricalTrades` (1000 a page, by id), the first id of a range from
+`publicGetAggTrades` (an hour window at a time). Every host in ccxt's `urls['api']` is
 replaced by the configured one (paths such as `/api/v3` and `/fapi/v1` kept), so no call can
 leave for an unconfigured host. Every call runs under the retry policy of `base` and first
 spends its declared weight (`WEIGHTS`) from the client's budget for the market type.
@@ -44,6 +46,7 @@ from kirby_core.exchanges.weights import (
     WeightBudget,
     shared_budget,
 )
+from kirby_core.exchanges.feeds import Trade
 from kirby_core.models import Candle, FundingRate, OpenInterest
 from kirby_core.settings import Settings
 from kirby_core.timeutil import INTERVAL_SECONDS, datetime_to_ms, floor_minute
@@ -77,6 +80,18 @@ OPEN_INTEREST_SPAN: Final = timedelta(days=30)
 """openInterestHist serves the last 30 days only."""
 OPEN_INTEREST_PER_MINUTE: Final = 200
 """/futures/data allows 1000 requests per 5 min per IP: 200 a minute never exceeds it."""
+TRADE_LIMIT: Final = 1000
+"""Most trades per /api/v3/historicalTrades and aggregates per /api/v3/aggTrades request."""
+AGG_TRADES_WEIGHT: Final = {"spot": 4, "perps": 20}
+HISTORICAL_TRADES_WEIGHT: Final = 25
+"""Request weights of the trade endpoints (spot /api/v3, USD-M /fapi/v1)."""
+AGG_TRADES_WINDOW: Final = timedelta(hours=1)
+"""aggTrades refuses a startTime and endTime an hour or more apart."""
+TRADE_HISTORY_MARKET_TYPES: Final = ("spot",)
+"""Where Kirby fetches trade history: spot's `historicalTrades` needs no API key and
+numbers trades as the live `trade` stream does. USD-M's `historicalTrades` needs an API key,
+and its `aggTrades` merge a taker's fills into one row that the live trades cannot be
+deduplicated against."""
 
 
 def binance_symbol(coin: str, quote: str) -> str:
@@ -155,6 +170,33 @@ def parse_open_interest_now(payload: object, symbol: str) -> OpenInterest:
         floor_minute(at),
         open_interest=parse_decimal(field(payload, "openInterest", where), "openInterest", where),
     )
+
+
+def parse_historical_trades(payload: object, symbol: str) -> list[Trade]:
+    """A historicalTrades response, ascending by id::
+
+    [{"id":28457,"price":"4.00000100","qty":"12.00000000","quoteQty":"48.000012",
+      "time":1499865549590,"isBuyerMaker":true,"isBestMatch":true}]
+
+    The taker sold when the buyer was the maker."""
+    where = f"Binance historicalTrades {symbol}"
+    if not isinstance(payload, list):
+        raise ExchangeProtocolError(f"{where}: expected a list, got {payload!r:.200}")
+    trades = []
+    for row in payload:
+        maker = field(row, "isBuyerMaker", where)
+        if not isinstance(maker, bool):
+            raise ExchangeProtocolError(f"{where}: isBuyerMaker must be a boolean: {maker!r:.80}")
+        trades.append(
+            Trade(
+                time=parse_ms(field(row, "time", where), "time", where),
+                trade_id=str(parse_int(field(row, "id", where), "id", where)),
+                price=parse_decimal(field(row, "price", where), "price", where),
+                size=parse_decimal(field(row, "qty", where), "qty", where),
+                side="sell" if maker else "buy",
+            )
+        )
+    return trades
 
 
 def replace_hosts(api_urls: Mapping[str, Any], spot_url: str, futures_url: str) -> dict[str, Any]:
@@ -343,6 +385,55 @@ class BinanceHistory(CcxtSession):
         name = f"Binance {method} {params['symbol']} from {params['startTime']}"
         call = functools.partial(getattr(exchange, method), {**params, "limit": limit})
         return await ccxt_call(exchange, name, self._policy, call, (budget, 1))
+
+    async def fetch_trades(
+        self, coin: str, quote: str, market_type: str, start: datetime, end: datetime
+    ) -> list[Trade]:
+        """Spot trades of `coin`/`quote` in [start, end), ascending by id, exact, with the
+        ids of the live `trade` stream. historicalTrades pages by id only: the first id is
+        the `f` of the first aggregate at or after `start` (aggTrades, an hour at a time)."""
+        if market_type not in TRADE_HISTORY_MARKET_TYPES:
+            raise InvalidRequest(
+                f"Kirby fetches no Binance {market_type} trade history; it does for: "
+                + ", ".join(TRADE_HISTORY_MARKET_TYPES)
+            )
+        start, end = check_range(start, end)
+        symbol = binance_symbol(coin, quote)
+        exchange = self._ccxt
+        budget = self.budgets["spot"]
+        end_ms = datetime_to_ms(end)
+        cursor: int | None = None
+        hour = datetime_to_ms(start)
+        while cursor is None and hour < end_ms:
+            until = min(hour + int(AGG_TRADES_WINDOW.total_seconds() * 1000), end_ms)
+            params = {"symbol": symbol, "startTime": hour, "endTime": until - 1, "limit": 1}
+            name = f"Binance spot aggTrades {symbol} from {hour}"
+            call = functools.partial(exchange.publicGetAggTrades, params)
+            page = await ccxt_call(
+                exchange, name, self._policy, call, (budget, AGG_TRADES_WEIGHT["spot"])
+            )
+            if not isinstance(page, list):
+                raise ExchangeProtocolError(f"{name}: expected a list, got {page!r:.200}")
+            if page:
+                cursor = parse_int(field(page[0], "f", name), "f", name)
+            hour = until
+        trades: list[Trade] = []
+        while cursor is not None:
+            params = {"symbol": symbol, "fromId": cursor, "limit": TRADE_LIMIT}
+            name = f"Binance spot historicalTrades {symbol} from id {cursor}"
+            call = functools.partial(exchange.publicGetHistoricalTrades, params)
+            payload = await ccxt_call(
+                exchange, name, self._policy, call, (budget, HISTORICAL_TRADES_WEIGHT)
+            )
+            page = parse_historical_trades(payload, symbol)
+            trades += [t for t in page if start <= t.time < end]
+            if len(page) < TRADE_LIMIT or page[-1].time >= end:
+                break
+            last = int(page[-1].trade_id)
+            if last < cursor:
+                raise ExchangeProtocolError(f"{name}: page ends at id {last}, before its start")
+            cursor = last + 1
+        return trades
 
     @staticmethod
     def _next(last_ms: int, cursor: int, symbol: str) -> int:
