@@ -11,7 +11,7 @@ the first `limit` candles opening at or after it (up to endTime); with only endT
 last `limit` opening at or before it; with neither the latest `limit`, forming one
 included. Errors are Binance's JSON ({"code": -1121, "msg": "Invalid symbol."}) with
 HTTP 400; weight is counted per IP in X-MBX-USED-WEIGHT-1M and enforced with 429/-1003.
-Trade history (aggTrades on both families, historicalTrades on spot): `binance_trades`.
+Trade history (aggTrades, spot and USD-M): `binance_trades`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
+from kirby_core.exchanges import binance as binance_rest
 from kirby_core.exchanges.registry import BINANCE as DECLARATION
-from kirby_sim import binance_trades as trades
 from kirby_sim.binance_markets import exchange_info
 from kirby_sim.candles import Bar, CandleBook
 from kirby_sim.clock import VirtualClock
@@ -168,8 +168,6 @@ class Binance:
             if family.venue is not None:
                 handlers["klines"] = self._klines
                 handlers["aggTrades"] = self._agg_trades
-            if family is SPOT:
-                handlers["historicalTrades"] = self._historical_trades
             for name, handler in handlers.items():
                 routes.append(web.get(f"{family.prefix}/{name}", self._wrap(family, handler)))
         return routes
@@ -206,9 +204,7 @@ class Binance:
         if name == "exchangeInfo" and family is SPOT:
             return 20
         if name == "aggTrades":
-            return trades.AGG_TRADES_WEIGHT["spot" if family is SPOT else "perps"]
-        if name == "historicalTrades":
-            return trades.HISTORICAL_TRADES_WEIGHT
+            return binance_rest.AGG_TRADES_WEIGHT["spot" if family is SPOT else "perps"]
         return 1
 
     # --- klines -----------------------------------------------------------------------
@@ -239,6 +235,8 @@ class Binance:
     # --- trades -----------------------------------------------------------------------
 
     def _trade_query(self, request: web.Request, family: Family) -> tuple[CandleBook, int]:
+        from kirby_sim import binance_trades as trades  # it formats as binance_futures does
+
         query = request.query
         symbol = _required(query, "symbol")
         assert family.venue is not None
@@ -252,6 +250,8 @@ class Binance:
         return book, limit
 
     def _agg_trades(self, request: web.Request, now_ms: int, family: Family) -> list[Any]:
+        from kirby_sim import binance_trades as trades
+
         book, limit = self._trade_query(request, family)
         from_id = _integer(request.query, "fromId")
         start_ms = _integer(request.query, "startTime")
@@ -262,11 +262,6 @@ class Binance:
             if end_ms - start_ms >= trades.HOUR_MS:
                 raise BinanceError(-1127, "More than 1 hours between startTime and endTime.")
         return trades.agg_trades(book, from_id, start_ms, end_ms, limit, now_ms)
-
-    def _historical_trades(self, request: web.Request, now_ms: int, family: Family) -> list[Any]:
-        book, limit = self._trade_query(request, family)
-        from_id = _integer(request.query, "fromId")
-        return trades.historical_trades(book, from_id, limit, now_ms)
 
     def _exchange_info(self, request: web.Request, now_ms: int, family: Family) -> dict[str, Any]:
         instruments = self.market.instruments.get(family.venue or "", [])

@@ -6,9 +6,9 @@ Through ccxt, but with the raw `publicGetKlines` / `fapiPublicGetKlines` /
 drops the trade count (kline field 8) and turns prices into floats. Kirby pages over
 [start, end) by `startTime` itself. Funding pages hold 1000 settlements; open interest
 (`/futures/data/openInterestHist`, 5-minute points, 500 a page) reaches back 30 days only
-(`OPEN_INTEREST_SPAN`): older requests are refused. Spot trades come from
-`publicGetHistoricalTrades` (1000 a page, by id), the first id of a range from
-`publicGetAggTrades` (an hour window at a time). Every host in ccxt's `urls['api']` is
+(`OPEN_INTEREST_SPAN`): older requests are refused. Trades come from
+`publicGetAggTrades` / `fapiPublicGetAggTrades` (1000 aggregates a page; historicalTrades
+needs an API key, which ccxt insists on). Every host in ccxt's `urls['api']` is
 replaced by the configured one (paths such as `/api/v3` and `/fapi/v1` kept), so no call can
 leave for an unconfigured host. Every call runs under the retry policy of `base` and first
 spends its declared weight (`WEIGHTS`) from the client's budget for the market type.
@@ -26,6 +26,7 @@ import ccxt.async_support as ccxt_async
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
+    aggregate_id,
     CcxtHooks,
     CcxtSession,
     RetryPolicy,
@@ -81,17 +82,11 @@ OPEN_INTEREST_SPAN: Final = timedelta(days=30)
 OPEN_INTEREST_PER_MINUTE: Final = 200
 """/futures/data allows 1000 requests per 5 min per IP: 200 a minute never exceeds it."""
 TRADE_LIMIT: Final = 1000
-"""Most trades per /api/v3/historicalTrades and aggregates per /api/v3/aggTrades request."""
+"""Most aggregates per aggTrades request (/api/v3 and /fapi/v1)."""
 AGG_TRADES_WEIGHT: Final = {"spot": 4, "perps": 20}
-HISTORICAL_TRADES_WEIGHT: Final = 25
-"""Request weights of the trade endpoints (spot /api/v3, USD-M /fapi/v1)."""
+"""Request weight of aggTrades, per market type."""
 AGG_TRADES_WINDOW: Final = timedelta(hours=1)
 """aggTrades refuses a startTime and endTime an hour or more apart."""
-TRADE_HISTORY_MARKET_TYPES: Final = ("spot",)
-"""Where Kirby fetches trade history: spot's `historicalTrades` needs no API key and
-numbers trades as the live `trade` stream does. USD-M's `historicalTrades` needs an API key,
-and its `aggTrades` merge a taker's fills into one row that the live trades cannot be
-deduplicated against."""
 
 
 def binance_symbol(coin: str, quote: str) -> str:
@@ -172,31 +167,35 @@ def parse_open_interest_now(payload: object, symbol: str) -> OpenInterest:
     )
 
 
-def parse_historical_trades(payload: object, symbol: str) -> list[Trade]:
-    """A historicalTrades response, ascending by id::
+def parse_agg_trades(payload: object, symbol: str) -> list[tuple[int, Trade]]:
+    """An aggTrades response, ascending: (aggregate id, the aggregate as one trade)::
 
-    [{"id":28457,"price":"4.00000100","qty":"12.00000000","quoteQty":"48.000012",
-      "time":1499865549590,"isBuyerMaker":true,"isBestMatch":true}]
+    [{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,
+      "m":true,"M":true}]
 
-    The taker sold when the buyer was the maker."""
-    where = f"Binance historicalTrades {symbol}"
+    `f`..`l` are the trade ids it merges (one taker order's fills at one price); the taker
+    sold when the buyer was the maker (`m`)."""
+    where = f"Binance aggTrades {symbol}"
     if not isinstance(payload, list):
         raise ExchangeProtocolError(f"{where}: expected a list, got {payload!r:.200}")
-    trades = []
+    rows = []
     for row in payload:
-        maker = field(row, "isBuyerMaker", where)
+        maker = field(row, "m", where)
         if not isinstance(maker, bool):
-            raise ExchangeProtocolError(f"{where}: isBuyerMaker must be a boolean: {maker!r:.80}")
-        trades.append(
-            Trade(
-                time=parse_ms(field(row, "time", where), "time", where),
-                trade_id=str(parse_int(field(row, "id", where), "id", where)),
-                price=parse_decimal(field(row, "price", where), "price", where),
-                size=parse_decimal(field(row, "qty", where), "qty", where),
-                side="sell" if maker else "buy",
-            )
+            raise ExchangeProtocolError(f"{where}: field 'm' must be a boolean: {maker!r:.80}")
+        first = parse_int(field(row, "f", where), "f", where)
+        last = parse_int(field(row, "l", where), "l", where)
+        if last < first:
+            raise ExchangeProtocolError(f"{where}: last trade id {last} before first {first}")
+        trade = Trade(
+            time=parse_ms(field(row, "T", where), "T", where),
+            trade_id=aggregate_id(first, last),
+            price=parse_decimal(field(row, "p", where), "p", where),
+            size=parse_decimal(field(row, "q", where), "q", where),
+            side="sell" if maker else "buy",
         )
-    return trades
+        rows.append((parse_int(field(row, "a", where), "a", where), trade))
+    return rows
 
 
 def replace_hosts(api_urls: Mapping[str, Any], spot_url: str, futures_url: str) -> dict[str, Any]:
@@ -389,50 +388,42 @@ class BinanceHistory(CcxtSession):
     async def fetch_trades(
         self, coin: str, quote: str, market_type: str, start: datetime, end: datetime
     ) -> list[Trade]:
-        """Spot trades of `coin`/`quote` in [start, end), ascending by id, exact, with the
-        ids of the live `trade` stream. historicalTrades pages by id only: the first id is
-        the `f` of the first aggregate at or after `start` (aggTrades, an hour at a time)."""
-        if market_type not in TRADE_HISTORY_MARKET_TYPES:
-            raise InvalidRequest(
-                f"Kirby fetches no Binance {market_type} trade history; it does for: "
-                + ", ".join(TRADE_HISTORY_MARKET_TYPES)
-            )
+        """Trades of `coin`/`quote` in [start, end), ascending, exact, from aggTrades (the
+        one keyless trade history of both families): an aggregate of one trade keeps that
+        trade's id, one of several fills becomes one row `first-last` (`aggregate_id`).
+        The first page of an hour is asked by time (aggTrades takes windows under an hour),
+        the next ones from the aggregate id after the last one seen."""
+        if market_type not in AGG_TRADES_WEIGHT or market_type not in self.budgets:
+            allowed = ", ".join(MARKET_TYPES)
+            raise InvalidRequest(f"unknown market type {market_type!r}; allowed: {allowed}")
         start, end = check_range(start, end)
         symbol = binance_symbol(coin, quote)
         exchange = self._ccxt
-        budget = self.budgets["spot"]
-        end_ms = datetime_to_ms(end)
-        cursor: int | None = None
-        hour = datetime_to_ms(start)
-        while cursor is None and hour < end_ms:
-            until = min(hour + int(AGG_TRADES_WINDOW.total_seconds() * 1000), end_ms)
-            params = {"symbol": symbol, "startTime": hour, "endTime": until - 1, "limit": 1}
-            name = f"Binance spot aggTrades {symbol} from {hour}"
-            call = functools.partial(exchange.publicGetAggTrades, params)
-            page = await ccxt_call(
-                exchange, name, self._policy, call, (budget, AGG_TRADES_WEIGHT["spot"])
-            )
-            if not isinstance(page, list):
-                raise ExchangeProtocolError(f"{name}: expected a list, got {page!r:.200}")
-            if page:
-                cursor = parse_int(field(page[0], "f", name), "f", name)
-            hour = until
+        endpoint = (
+            exchange.publicGetAggTrades if market_type == "spot" else exchange.fapiPublicGetAggTrades
+        )
+        spend = (self.budgets[market_type], AGG_TRADES_WEIGHT[market_type])
+        end_ms, window = datetime_to_ms(end), int(AGG_TRADES_WINDOW.total_seconds() * 1000)
+        cursor = datetime_to_ms(start)
         trades: list[Trade] = []
-        while cursor is not None:
-            params = {"symbol": symbol, "fromId": cursor, "limit": TRADE_LIMIT}
-            name = f"Binance spot historicalTrades {symbol} from id {cursor}"
-            call = functools.partial(exchange.publicGetHistoricalTrades, params)
-            payload = await ccxt_call(
-                exchange, name, self._policy, call, (budget, HISTORICAL_TRADES_WEIGHT)
-            )
-            page = parse_historical_trades(payload, symbol)
-            trades += [t for t in page if start <= t.time < end]
-            if len(page) < TRADE_LIMIT or page[-1].time >= end:
-                break
-            last = int(page[-1].trade_id)
-            if last < cursor:
-                raise ExchangeProtocolError(f"{name}: page ends at id {last}, before its start")
-            cursor = last + 1
+
+        async def page(params: dict[str, Any]) -> list[tuple[int, Trade]]:
+            query = {"symbol": symbol, **params, "limit": TRADE_LIMIT}
+            name = f"Binance {market_type} aggTrades {symbol} {params}"
+            call = functools.partial(endpoint, query)
+            rows = parse_agg_trades(await ccxt_call(exchange, name, self._policy, call, spend), symbol)
+            trades.extend(t for _, t in rows if start <= t.time < end)
+            return rows
+
+        while cursor < end_ms:
+            until = min(cursor + window, end_ms)
+            rows = await page({"startTime": cursor, "endTime": until - 1})
+            cursor = until
+            if len(rows) < TRADE_LIMIT:
+                continue  # the whole window
+            while len(rows) == TRADE_LIMIT and rows[-1][1].time < end:
+                rows = await page({"fromId": rows[-1][0] + 1})
+            break  # from ids: up to `end`, or to the latest trade
         return trades
 
     @staticmethod

@@ -41,6 +41,7 @@ from types import MappingProxyType, ModuleType, TracebackType
 from typing import Any, Final, Literal, Protocol, Self
 
 from kirby_core import datasets
+from kirby_core.db import trades as trade_store
 from kirby_core.db.coverage import SourceWindow
 from kirby_core.exchanges import (
     binance,
@@ -62,8 +63,8 @@ from kirby_core.settings import Settings
 from kirby_core.timeutil import EPOCH
 
 LiveCollection = Literal["websocket", "polled", "none"]
-TRADES: Final = "trades"
-"""The trade tape's dataset name (`kirby_core.db.trades.TABLE`)."""
+TRADES: Final = trade_store.TABLE
+"""The trade tape's dataset name."""
 
 
 @dataclass(frozen=True)
@@ -385,10 +386,9 @@ BINANCE: Final = ExchangeDeclaration(
     ),
     stream=_feed(binance_wire, market_types=binance.MARKET_TYPES),
     trade_history=TradeHistory(
-        "Binance spot serves every trade back to the listing (historicalTrades by id, "
-        "located with aggTrades); USD-M trades are unavailable at source to Kirby "
-        "(historicalTrades needs an API key, aggTrades merge fills)",
-        market_types=binance.TRADE_HISTORY_MARKET_TYPES,
+        "Binance serves every trade back to the listing as aggregate trades (aggTrades, "
+        "spot and USD-M; a taker's fills at one price are one row `first-last`)",
+        market_types=binance.MARKET_TYPES,
         client=binance.BinanceHistory,
         sequential_ids=binance.MARKET_TYPES,
     ),
