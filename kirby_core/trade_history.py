@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 import asyncpg
@@ -211,34 +211,37 @@ def rebuild_minutes(
     return bars
 
 
-def rounding_unit(value: Decimal) -> Decimal:
-    """One unit of the last decimal place `value` was given with: how far an exchange's
-    rounded figure may be from the exact sum."""
-    return Decimal(1).scaleb(min(value.as_tuple().exponent, 0))  # type: ignore[arg-type]
+def rounding(value: Decimal) -> Decimal:
+    """How far an exchange's figure, given with `value`'s decimal places, may be from the
+    exact sum it rounds: half a unit of its last place."""
+    exponent = value.as_tuple().exponent
+    places = exponent if isinstance(exponent, int) else 0
+    return Decimal(5).scaleb(min(places, 0) - 1)
 
 
 def compare_minutes(
     rebuilt: dict[datetime, MinuteBar], candles: dict[datetime, MinuteBar]
 ) -> CandleComparison:
     """Rebuilt candles against the exchange's: prices exactly (trades carry the exchange's
-    own prices), volume within the candle's rounding unit, trade count where the candle
-    has one."""
+    own prices), volume within the candle's rounding (half a unit of its last decimal
+    place), trade count where the candle has one."""
     result = CandleComparison()
     for minute, candle in candles.items():
         if minute not in rebuilt and candle.volume > 0:
             result.candles_without_trades += 1
     for minute, bar in sorted(rebuilt.items()):
-        candle = candles.get(minute)
-        if candle is None:
+        found = candles.get(minute)
+        if found is None:
             result.trades_without_candle += 1
             continue
+        candle = found
         result.minutes_compared += 1
         wrong = [
             f"{name} {getattr(bar, name)} vs {getattr(candle, name)}"
             for name in ("open", "high", "low", "close")
             if getattr(bar, name) != getattr(candle, name)
         ]
-        if abs(bar.volume - candle.volume) > rounding_unit(candle.volume):
+        if abs(bar.volume - candle.volume) > rounding(candle.volume):
             wrong.append(f"volume {bar.volume} vs {candle.volume}")
         if candle.trade_count is not None and bar.trade_count != candle.trade_count:
             wrong.append(f"trade count {bar.trade_count} vs {candle.trade_count}")
@@ -346,7 +349,3 @@ async def outage_minutes(conn: asyncpg.Connection, pair_id: int, day: date) -> i
         TRADES,
     )
     return minutes
-
-
-def expected_days(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]

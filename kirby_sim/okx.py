@@ -13,9 +13,10 @@ contracts (ctVal BTC 0.01, ETH 0.1, SOL 1), `volCcy` in the coin. `market/candle
 the latest 1440 candles at most 300 a call; `history-candles` everything, 100 a call.
 Bars 1m..4H, and 6H and longer only UTC-aligned (6Hutc, 12Hutc, 1Dutc, 1Wutc, 1Mutc):
 the simulator does not serve OKX's Hong Kong-aligned 6H/12H/1D/1W/1M bars.
-Trades (market/history-trades) newest first, 100 a call, the last 3 months. Funding history 100 a call; the statistics endpoint serves the latest 1440 periods,
-100 a call. Rate limits per endpoint and IP (requests per 2 s, OKX's numbers); beyond
-them HTTP 429 with code 50011.
+Trades (market/history-trades) newest first, 100 a call, the last 3 months (`type` 1: `after`
+a trade id, 2: epoch ms; `before` is not served). Funding history 100 a call; the statistics
+endpoint serves the latest 1440 periods, 100 a call. Rate limits per endpoint and IP
+(requests per 2 s, OKX's numbers); beyond them HTTP 429 with code 50011.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from kirby_sim.clock import VirtualClock
 from kirby_sim.derivatives import RATE_DECIMALS
 from kirby_sim.intervals import MINUTE_MS, floor_open, next_open, shift_open
 from kirby_sim.market import Market
-from kirby_sim.prints import IDS_PER_MINUTE, minute_prints
 from kirby_sim.perp_stats import PerpStats, day_stats
 from kirby_sim.prices import QUOTE_DECIMALS
+from kirby_sim.prints import IDS_PER_MINUTE, minute_prints
 from kirby_sim.universe import OKX_SPOT_VENUE, OKX_SWAP_VENUE, Instrument
 from kirby_sim.venue_limits import RequestWindow
 from kirby_sim.wire import encode, plain_decimal
@@ -395,7 +396,9 @@ class Okx:
         minute = upper_ms // MINUTE_MS
         while len(rows) < limit and minute >= floor_minute:
             for trade in reversed(minute_prints(book, minute)):
-                if trade.time_ms > upper_ms or (below_id is not None and trade.trade_id >= below_id):
+                if trade.time_ms > upper_ms or (
+                    below_id is not None and trade.trade_id >= below_id
+                ):
                     continue
                 rows.append(
                     {

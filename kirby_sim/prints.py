@@ -3,7 +3,9 @@
 Each trade event of a minute (`PriceSeries.events_of`) becomes that event's share of the
 minute's trade count, all at the event's price, sharing its volume; so the prints of a
 closed minute add up to exactly the candle's trade count and volume, and their prices
-span its high and low with the last one at its close.
+span its high and low with the last one at its close. The first trade prints the open (an
+exchange's candle opens at its first trade), unless it is the only print of its event's
+price (then the minute's open has no trade: it happens only in minutes of very few trades).
 
 Trade ids, the same on every replay, in one of two numberings:
 - by minute (`ids="minute"`): minute x 10000 plus the trade's position in the minute;
@@ -22,6 +24,7 @@ from typing import Literal, NamedTuple
 
 from kirby_sim.candles import CandleBook
 from kirby_sim.intervals import MINUTE_MS
+from kirby_sim.prices import MinuteEvents
 
 IDS_PER_MINUTE = 10_000
 IDS_PER_DAY = 1_000_000_000
@@ -84,12 +87,19 @@ def minute_prints(book: CandleBook, minute: int, ids: Numbering = "minute") -> l
                     events.buy_side[step],
                 )
             )
+    if rows and rows[0].price != events.open and _spare(rows[0].price, events):
+        rows[0] = rows[0]._replace(price=events.open)
     return rows
 
 
-def prints(
-    book: CandleBook, after_ms: int, upto_ms: int, ids: Numbering = "minute"
-) -> list[Print]:
+def _spare(price: int, events: MinuteEvents) -> bool:
+    """Whether the first trade's price is printed by another trade of the minute too (so the
+    first trade may print the open instead)."""
+    first_count = events.cum_trades[0]
+    return first_count >= 2 or price in events.prices[1:]
+
+
+def prints(book: CandleBook, after_ms: int, upto_ms: int, ids: Numbering = "minute") -> list[Print]:
     """Trades with time in (after_ms, upto_ms], oldest first, of the last
     `MAX_REPLAY_MINUTES` minutes at most (a live feed's replay)."""
     first_minute = max(after_ms // MINUTE_MS, upto_ms // MINUTE_MS - MAX_REPLAY_MINUTES)

@@ -26,10 +26,10 @@ import ccxt.async_support as ccxt_async
 
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
-    aggregate_id,
     CcxtHooks,
     CcxtSession,
     RetryPolicy,
+    aggregate_id,
     ccxt_call,
     ccxt_config,
     check_candle,
@@ -40,6 +40,7 @@ from kirby_core.exchanges.base import (
     parse_ms,
     select_candles,
 )
+from kirby_core.exchanges.feeds import Trade
 from kirby_core.exchanges.weights import (
     REAL_TIME,
     Clock,
@@ -47,7 +48,6 @@ from kirby_core.exchanges.weights import (
     WeightBudget,
     shared_budget,
 )
-from kirby_core.exchanges.feeds import Trade
 from kirby_core.models import Candle, FundingRate, OpenInterest
 from kirby_core.settings import Settings
 from kirby_core.timeutil import INTERVAL_SECONDS, datetime_to_ms, floor_minute
@@ -400,7 +400,9 @@ class BinanceHistory(CcxtSession):
         symbol = binance_symbol(coin, quote)
         exchange = self._ccxt
         endpoint = (
-            exchange.publicGetAggTrades if market_type == "spot" else exchange.fapiPublicGetAggTrades
+            exchange.publicGetAggTrades
+            if market_type == "spot"
+            else exchange.fapiPublicGetAggTrades
         )
         spend = (self.budgets[market_type], AGG_TRADES_WEIGHT[market_type])
         end_ms, window = datetime_to_ms(end), int(AGG_TRADES_WINDOW.total_seconds() * 1000)
@@ -411,7 +413,9 @@ class BinanceHistory(CcxtSession):
             query = {"symbol": symbol, **params, "limit": TRADE_LIMIT}
             name = f"Binance {market_type} aggTrades {symbol} {params}"
             call = functools.partial(endpoint, query)
-            rows = parse_agg_trades(await ccxt_call(exchange, name, self._policy, call, spend), symbol)
+            rows = parse_agg_trades(
+                await ccxt_call(exchange, name, self._policy, call, spend), symbol
+            )
             trades.extend(t for _, t in rows if start <= t.time < end)
             return rows
 

@@ -40,6 +40,7 @@ from kirby_core.exchanges.base import (
     parse_decimal,
     select_candles,
 )
+from kirby_core.exchanges.feeds import TAKER_SIDES, Trade, text
 from kirby_core.exchanges.weights import (
     REAL_TIME,
     Burst,
@@ -48,7 +49,6 @@ from kirby_core.exchanges.weights import (
     WeightBudget,
     shared_budget,
 )
-from kirby_core.exchanges.feeds import TAKER_SIDES, Trade, text
 from kirby_core.models import Candle, FundingRate, OpenInterest
 from kirby_core.settings import Settings
 from kirby_core.timeutil import INTERVAL_SECONDS, datetime_to_ms, floor_minute, ms_to_datetime

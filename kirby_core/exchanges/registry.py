@@ -229,8 +229,10 @@ class TradeHistory:
     def window(self, market_type: str | None, now: datetime) -> SourceWindow:
         """What it still serves of a series' trades at `now` (`market_type` None: of the
         exchange's best-served market type)."""
-        served = self.market_types if market_type is None else (
-            (market_type,) if market_type in self.market_types else ()
+        served = (
+            self.market_types
+            if market_type is None
+            else ((market_type,) if market_type in self.market_types else ())
         )
         if not served or self.client is None:
             return SourceWindow(now, self.note)

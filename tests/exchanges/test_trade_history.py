@@ -18,8 +18,8 @@ from kirby_core.exchanges.feeds import Trade
 from kirby_core.exchanges.okx import OkxHistory, parse_trade
 from kirby_core.exchanges.registry import EXCHANGES, TRADES
 from kirby_core.settings import Settings
-from kirby_core.trade_history import id_gaps, trades_in
 from kirby_core.timeutil import floor_minute
+from kirby_core.trade_history import id_gaps, trades_in
 from tests.exchanges.conftest import FAST_RETRIES, SIM_START
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
