@@ -27,16 +27,14 @@ from decimal import Decimal
 
 import asyncpg
 
+from kirby_core.backfill import OK, PARTIAL, UNAVAILABLE
+from kirby_core.datasets import CANDLES
 from kirby_core.db import trades as trade_store
 from kirby_core.db.catalog_store import TradingPair
 from kirby_core.exchanges.base import trade_id_span
 from kirby_core.exchanges.feeds import Trade
 from kirby_core.exchanges.registry import TRADES, ExchangeDeclaration, TradeHistoryClient
 from kirby_core.timeutil import DAY, floor_minute
-
-OK = "ok"
-PARTIAL = "partially_unavailable_at_source"
-UNAVAILABLE = "unavailable_at_source"
 
 
 @dataclass
@@ -164,6 +162,15 @@ def _overlaps(trade_id: str, stored: dict[int, int]) -> bool:
 # --- checks of a stored day ---------------------------------------------------------------
 
 
+_BAR_COLUMNS = CANDLES.column_names
+"""`MinuteBar`'s fields are the candle table's value columns, in the declared order."""
+_CANDLES_OF_PAIR = f"""
+SELECT c.time, {", ".join(f"c.{name}" for name in _BAR_COLUMNS)} FROM candles c
+JOIN starlistings s ON s.id = c.starlisting_id JOIN intervals i ON i.id = s.interval_id
+WHERE s.trading_pair_id = $1 AND i.name = '1m' AND c.time >= $2 AND c.time < $3
+"""  # noqa: S608  # identifiers from the dataset declaration only
+
+
 @dataclass(frozen=True)
 class MinuteBar:
     """A 1m candle, from the exchange or rebuilt from trades."""
@@ -263,23 +270,11 @@ async def trades_vs_candles(
         start,
         end,
     )
-    candles = await conn.fetch(
-        "SELECT c.time, c.open, c.high, c.low, c.close, c.volume, c.trade_count FROM candles c"
-        " JOIN starlistings s ON s.id = c.starlisting_id JOIN intervals i ON i.id = s.interval_id"
-        " WHERE s.trading_pair_id = $1 AND i.name = '1m' AND c.time >= $2 AND c.time < $3",
-        pair_id,
-        start,
-        end,
-    )
+    candles = await conn.fetch(_CANDLES_OF_PAIR, pair_id, start, end)
     rebuilt = rebuild_minutes(
         ((r["time"], r["trade_id"], r["price"], r["size"]) for r in trades), sequential
     )
-    stored = {
-        r["time"]: MinuteBar(
-            r["open"], r["high"], r["low"], r["close"], r["volume"], r["trade_count"]
-        )
-        for r in candles
-    }
+    stored = {r["time"]: MinuteBar(*(r[name] for name in _BAR_COLUMNS)) for r in candles}
     return compare_minutes(rebuilt, stored)
 
 

@@ -20,6 +20,7 @@ import asyncpg
 import dagster as dg
 
 from kirby_core import trade_history
+from kirby_core.backfill import UNAVAILABLE
 from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
 from kirby_core.exchanges.registry import TRADES, TradeHistoryClient, declaration
@@ -32,7 +33,7 @@ from kirby_pipelines.resources import KirbyResource, Progress, report_progress
 Reports = dict[str, list[trade_history.TradeDayReport]]
 
 
-def run(
+def materialize_trades(
     context: dg.AssetExecutionContext, kirby: KirbyResource, progress: Progress | None
 ) -> dg.MaterializeResult:
     plan = days_by_series(context.partition_keys)
@@ -51,7 +52,7 @@ def run(
                 f" {report.written} written, {report.duplicates} already stored,"
                 f" {report.overlapping} overlapping stored trades; {report.status}"
             )
-            if report.status == trade_history.UNAVAILABLE:
+            if report.status == UNAVAILABLE:
                 unavailable.append(key)
             else:
                 served.append((key, report))

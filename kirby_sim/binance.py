@@ -235,8 +235,6 @@ class Binance:
     # --- trades -----------------------------------------------------------------------
 
     def _trade_query(self, request: web.Request, family: Family) -> tuple[CandleBook, int]:
-        from kirby_sim import binance_trades as trades  # it formats as binance_futures does
-
         query = request.query
         symbol = _required(query, "symbol")
         assert family.venue is not None
@@ -244,13 +242,13 @@ class Binance:
         if book is None:
             raise BinanceError(-1121, "Invalid symbol.")
         limit = _integer(query, "limit")
-        limit = trades.DEFAULT_LIMIT if limit is None else limit
-        if not 1 <= limit <= trades.MAX_LIMIT:
+        limit = DEFAULT_LIMIT if limit is None else limit
+        if not 1 <= limit <= binance_rest.TRADE_LIMIT:
             raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
         return book, limit
 
     def _agg_trades(self, request: web.Request, now_ms: int, family: Family) -> list[Any]:
-        from kirby_sim import binance_trades as trades
+        from kirby_sim import binance_trades as trades  # it formats as binance_futures does
 
         book, limit = self._trade_query(request, family)
         from_id = _integer(request.query, "fromId")
@@ -259,7 +257,7 @@ class Binance:
         if start_ms is not None and end_ms is not None:
             if start_ms > end_ms:
                 raise BinanceError(-1023, "Start time is greater than end time.")
-            if end_ms - start_ms >= trades.HOUR_MS:
+            if end_ms - start_ms >= trades.WINDOW_MS:
                 raise BinanceError(-1127, "More than 1 hours between startTime and endTime.")
         return trades.agg_trades(book, from_id, start_ms, end_ms, limit, now_ms)
 

@@ -19,9 +19,8 @@ from kirby_sim.candles import CandleBook
 from kirby_sim.intervals import MINUTE_MS
 from kirby_sim.prints import IDS_PER_DAY, MINUTES_PER_DAY, Print, minute_prints, prints_between
 
-DEFAULT_LIMIT = 500
-MAX_LIMIT = binance.TRADE_LIMIT
-HOUR_MS = int(binance.AGG_TRADES_WINDOW.total_seconds() * 1000)
+WINDOW_MS = int(binance.AGG_TRADES_WINDOW.total_seconds() * 1000)
+"""startTime and endTime must be less than this apart."""
 SEARCH_DAYS = 2
 """How many days past `fromId`'s a lookup walks before answering what it found."""
 
@@ -85,8 +84,8 @@ def agg_trades(
     if from_id is not None:
         groups = _from_id(book, from_id, limit, now_ms)
     elif start_ms is not None or end_ms is not None:
-        start = start_ms if start_ms is not None else end_ms - HOUR_MS + 1  # type: ignore[operator]
-        end = end_ms if end_ms is not None else start + HOUR_MS - 1
+        start = start_ms if start_ms is not None else end_ms - WINDOW_MS + 1  # type: ignore[operator]
+        end = end_ms if end_ms is not None else start + WINDOW_MS - 1
         rows = prints_between(book, start - 1, start - 1, min(end, now_ms), "sequential")
         groups = _groups(rows)[:limit]
     else:

@@ -4,12 +4,14 @@ what each exchange's declaration says it serves; the parsers on recorded payload
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import ccxt
 import pytest
 
+from kirby_core.datasets import CANDLES
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges import BinanceHistory
 from kirby_core.exchanges.base import aggregate_id, trade_id_span
@@ -19,7 +21,7 @@ from kirby_core.exchanges.okx import OkxHistory, parse_trade
 from kirby_core.exchanges.registry import EXCHANGES, TRADES
 from kirby_core.settings import Settings
 from kirby_core.timeutil import floor_minute
-from kirby_core.trade_history import id_gaps, trades_in
+from kirby_core.trade_history import MinuteBar, compare_minutes, id_gaps, rebuild_minutes, trades_in
 from tests.exchanges.conftest import FAST_RETRIES, SIM_START
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -176,3 +178,39 @@ def test_id_gaps_names_the_missing_runs_and_repeats() -> None:
     gaps = id_gaps(["10", "11-13", "16", "17-18", "18", "x"])
     assert (gaps.first_id, gaps.last_id, gaps.trades) == (10, 18, 8)
     assert (gaps.missing, gaps.repeated, gaps.gaps) == (2, 1, ((14, 15),))
+
+
+def test_a_rebuilt_minute_has_the_candle_tables_columns() -> None:
+    assert tuple(f.name for f in dataclasses.fields(MinuteBar)) == CANDLES.column_names
+
+
+def bar(o: str, h: str, lo: str, c: str, v: str, n: int | None) -> MinuteBar:
+    return MinuteBar(Decimal(o), Decimal(h), Decimal(lo), Decimal(c), Decimal(v), n)
+
+
+@pytest.mark.parametrize(
+    ("candle", "differs"),
+    [
+        (bar("10", "12", "9", "11", "3.0004", 5), None),
+        (bar("10.00", "12.0", "9", "11", "3.000", 5), None),  # volume rounded by the exchange
+        (bar("10", "12", "9", "11", "3.001", 5), "volume 3.0004 vs 3.001"),
+        (bar("10", "12", "9", "11", "3.000", None), None),  # no trade count published
+        (bar("10", "12", "9", "11", "3.000", 6), "trade count 5 vs 6"),
+        (bar("10", "12.5", "9", "11", "3.000", 5), "high 12 vs 12.5"),
+        (bar("9.5", "12", "9", "11", "3.000", 5), "open 10 vs 9.5"),
+    ],
+)
+def test_minutes_rebuilt_from_trades_against_the_exchanges(
+    candle: MinuteBar, differs: str | None
+) -> None:
+    minute = datetime(2026, 12, 6, 9, tzinfo=UTC)
+    rows = [
+        (minute + timedelta(seconds=1), "100", Decimal("10"), Decimal("1.000")),
+        (minute + timedelta(seconds=2), "101-102", Decimal("12"), Decimal("1.500")),
+        (minute + timedelta(seconds=3), "103", Decimal("9"), Decimal("0.250")),
+        (minute + timedelta(seconds=59), "104", Decimal("11"), Decimal("0.2504")),
+    ]
+    rebuilt = rebuild_minutes(rows, sequential=True)
+    compared = compare_minutes(rebuilt, {minute: candle})
+    assert compared.minutes_compared == 1
+    assert compared.disagreeing == ([] if differs is None else [(minute, differs)])

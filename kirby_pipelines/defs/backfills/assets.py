@@ -103,4 +103,4 @@ def trades(
     months), written to the realtime database's `trades` beside the live tape (deduplicated
     by trade id). Exchanges that keep no trade history (Hyperliquid, Bybit, Coinbase: recent
     trades only) and days older than the exchange keeps are reported unavailable at source."""
-    return trade_backfills.run(context, kirby, progress)
+    return trade_backfills.materialize_trades(context, kirby, progress)
