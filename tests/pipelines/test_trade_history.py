@@ -231,3 +231,19 @@ def test_an_exchange_without_trade_history_is_unavailable_at_source(
         start,
         start + timedelta(days=1),
     )
+
+
+def test_a_trades_outage_where_the_exchange_keeps_no_history_asks_for_nothing(
+    catalogs: DatabaseUrls, instance: dg.DagsterInstance, resources: dict
+) -> None:
+    start = datetime.combine(yesterday(), time(3), UTC)
+    query(
+        catalogs.realtime,
+        "INSERT INTO collection_outages (dataset, series_id, start_time, end_time, reason)"
+        " SELECT 'trades', p.id, $1, $2, 'planted' FROM trading_pairs p"
+        " JOIN exchanges e ON e.id = p.exchange_id WHERE e.name = 'hyperliquid'",
+        start,
+        start + timedelta(minutes=5),
+    )
+    sensed = tick(gap_repair, instance, resources)
+    assert not [r for r in sensed.run_requests if r.asset_selection == [dg.AssetKey("trades")]]
