@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from kirby_core.exchanges import okx as okx_rest
 from kirby_sim.candles import Bar, CandleBook
 from kirby_sim.clock import VirtualClock
 from kirby_sim.derivatives import RATE_DECIMALS
@@ -46,9 +47,9 @@ HISTORY_CANDLES_LIMIT = 100
 FUNDING_LIMIT = 100
 STATISTICS_LIMIT = 100
 STATISTICS_PERIODS = 1440
-TRADES_LIMIT = 100
-TRADES_SPAN_MS = 90 * 86_400_000
-"""history-trades serves the last 3 months."""
+TRADES_LIMIT = okx_rest.TRADE_LIMIT
+TRADES_SPAN_MS = int(okx_rest.TRADE_SPAN.total_seconds() * 1000)
+"""history-trades serves the last 3 months (the declaration's)."""
 REQUESTS_PER_2_SECONDS: dict[str, int] = {
     "public/time": 10, "public/instruments": 20, "market/candles": 40,
     "market/history-candles": 20, "public/funding-rate-history": 10,
