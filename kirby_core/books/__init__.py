@@ -10,6 +10,7 @@ from kirby_core.books.book import (
     parse_levels,
     text_levels,
     text_rows,
+    text_sides,
 )
 from kirby_core.books.integrity import (
     BinanceFuturesBook,
@@ -45,4 +46,5 @@ __all__ = [
     "series_book",
     "text_levels",
     "text_rows",
+    "text_sides",
 ]

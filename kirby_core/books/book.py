@@ -6,8 +6,8 @@
                   or a delta of absolute sizes) with the exchange's sequence numbers
     TextLevels    one side of a parsed message on the fast path: exact Decimal prices and
                   the exchange's checked size texts; reads as exact (price, size) Levels
-    text_levels, text_rows  price and size texts as a typed decoder returns them ->
-                  TextLevels, or None (the caller's checked path names the culprit)
+    text_levels, text_sides, text_rows  price and size texts as a typed decoder returns
+                  them -> TextLevels, or None (the caller's checked path names the culprit)
     parse_levels  [[price, size, ...], ...] -> exact (price, size) pairs, checked
     load_depth_frame  a depth frame's JSON, exact (the wire modules' checked depth parsers)
 
@@ -133,28 +133,43 @@ class TextLevels(Sequence[Level]):
 def text_levels(prices: Sequence[str], sizes: list[str]) -> TextLevels | None:
     """Price texts and size texts (one each a level) -> `TextLevels`, or None if a price is
     no decimal > 0 below 10^30, a size no `SIZE_TEXT`, or the counts differ."""
-    if len(prices) != len(sizes):
+    sides = text_sides(prices, sizes, (), [])
+    return None if sides is None else sides[0]
+
+
+def text_sides(
+    bid_prices: Sequence[str], bid_sizes: list[str], ask_prices: Sequence[str], ask_sizes: list[str]
+) -> tuple[TextLevels, TextLevels] | None:
+    """Both sides of a message at once (one check of all its sizes: a call and a regular
+    expression cost more than a side's levels): `text_levels` of each, or None."""
+    count = len(bid_sizes) + len(ask_sizes)
+    if len(bid_prices) != len(bid_sizes) or len(ask_prices) != len(ask_sizes):
         return None
-    if not sizes:
-        return TextLevels([], [])
     try:
-        joined = ",".join(sizes)
-        if _SIZE_TEXTS.fullmatch(joined) is None or joined.count(",") != len(sizes) - 1:
-            return None  # the count: a size text holding a comma would read as two
-        return TextLevels(list(map(_PRICE, prices)), sizes)
+        if count:
+            joined = ",".join(bid_sizes + ask_sizes)
+            # the count: a size text holding a comma would read as two
+            if _SIZE_TEXTS.fullmatch(joined) is None or joined.count(",") != count - 1:
+                return None
+        return (
+            TextLevels(list(map(_PRICE, bid_prices)), bid_sizes),
+            TextLevels(list(map(_PRICE, ask_prices)), ask_sizes),
+        )
     except (InvalidOperation, TypeError, ValueError):
         return None
 
 
-def text_rows(rows: Sequence[Sequence[str]]) -> TextLevels | None:
-    """`[[price, size, ...], ...]` texts (extra columns ignored) -> `text_levels`."""
-    if not rows:
-        return TextLevels([], [])
+def text_rows(
+    bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]
+) -> tuple[TextLevels, TextLevels] | None:
+    """`[[price, size, ...], ...]` texts of each side (extra columns ignored) ->
+    `text_sides`."""
     try:
-        prices, sizes, *_ = zip(*rows, strict=False)
+        bid_prices, bid_sizes, *_ = zip(*bids, strict=False) if bids else ((), ())
+        ask_prices, ask_sizes, *_ = zip(*asks, strict=False) if asks else ((), ())
     except ValueError:  # a row of fewer than two columns: zip stops at the shortest
         return None
-    return text_levels(prices, list(sizes))
+    return text_sides(bid_prices, list(bid_sizes), ask_prices, list(ask_sizes))
 
 
 DEFAULT_DEPTH = 20

@@ -218,7 +218,8 @@ class _DepthStream(msgspec.Struct):
     data: _DepthEvent
 
 
-_DEPTH_STREAM = msgspec.json.Decoder(_DepthStream)
+DEPTH_DECODER = msgspec.json.Decoder(_DepthStream)
+"""The typed decoder of depth frames (`bench.books` times it alone: the engine's limit)."""
 _DEPTH_EVENT = msgspec.json.Decoder(_DepthEvent)
 
 
@@ -232,11 +233,12 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
     Sizes are absolute; "0" deletes the level."""
     try:  # the fast path; anything unexpected goes the checked way, which names it
         try:
-            event = _DEPTH_STREAM.decode(raw).data
+            event = DEPTH_DECODER.decode(raw).data
         except msgspec.ValidationError:
             event = _DEPTH_EVENT.decode(raw)
-        bids, asks, symbol, ms = text_rows(event.b), text_rows(event.a), event.s, event.E
-        if bids is not None and asks is not None and symbol and ms >= 0:
+        sides, symbol, ms = text_rows(event.b, event.a), event.s, event.E
+        if sides is not None and symbol and ms >= 0:
+            bids, asks = sides
             update = BookUpdate(
                 symbol, False, bids, asks, event.u, event.pu, event.U, ms_to_datetime(ms)
             )

@@ -260,7 +260,8 @@ class _BookFrame(msgspec.Struct):
     data: _BookData
 
 
-_BOOK_FRAME = msgspec.json.Decoder(_BookFrame)
+DEPTH_DECODER = msgspec.json.Decoder(_BookFrame)
+"""The typed decoder of depth frames (`bench.books` times it alone: the engine's limit)."""
 
 
 def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
@@ -273,16 +274,11 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
 
     then `"type":"delta"` pushes whose sizes are absolute ("0" deletes the level)."""
     try:  # the fast path; anything unexpected goes the checked way, which names it
-        frame = _BOOK_FRAME.decode(raw)
+        frame = DEPTH_DECODER.decode(raw)
         data, ms = frame.data, frame.ts
-        bids, asks = text_rows(data.b), text_rows(data.a)
-        if (
-            bids is not None
-            and asks is not None
-            and frame.topic.startswith("orderbook.")
-            and data.s
-            and ms >= 0
-        ):
+        sides = text_rows(data.b, data.a)
+        if sides is not None and frame.topic.startswith("orderbook.") and data.s and ms >= 0:
+            bids, asks = sides
             snapshot = frame.type == "snapshot"
             return (
                 BookUpdate(data.s, snapshot, bids, asks, data.u, None, None, ms_to_datetime(ms)),

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels, text_levels
+from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels, text_sides
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int
 from kirby_core.exchanges.feeds import (
@@ -242,7 +242,8 @@ class _Level2Frame(msgspec.Struct):
     events: list[_Level2Event]
 
 
-_LEVEL2_FRAME = msgspec.json.Decoder(_Level2Frame)
+DEPTH_DECODER = msgspec.json.Decoder(_Level2Frame)
+"""The typed decoder of depth frames (`bench.books` times it alone: the engine's limit)."""
 
 
 def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
@@ -256,7 +257,7 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
     then `"type":"update"` events (new_quantity is absolute, "0" deletes). Every update of
     the frame carries the frame's `sequence_num`: the connection's count."""
     try:  # the fast path; anything unexpected goes the checked way, which names it
-        frame = _LEVEL2_FRAME.decode(raw)
+        frame = DEPTH_DECODER.decode(raw)
         at = parse_timestamp(frame.timestamp, "Coinbase WS level2")
         updates = [_book_event(event, frame.sequence_num, at) for event in frame.events]
         if None not in updates:
@@ -291,9 +292,10 @@ def _book_event(event: _Level2Event, sequence: int, at: datetime) -> BookUpdate 
             ask_sizes.append(row.new_quantity)
         else:
             return None
-    bids, asks = text_levels(bid_prices, bid_sizes), text_levels(ask_prices, ask_sizes)
-    if bids is None or asks is None or not event.product_id:
+    sides = text_sides(bid_prices, bid_sizes, ask_prices, ask_sizes)
+    if sides is None or not event.product_id:
         return None
+    bids, asks = sides
     snapshot = event.type == "snapshot"
     return BookUpdate(event.product_id, snapshot, bids, asks, sequence, None, None, at)
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from kirby_core.books.book import BookUpdate, Level, load_depth_frame, parse_levels, text_levels
+from kirby_core.books.book import BookUpdate, Level, load_depth_frame, parse_levels, text_sides
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
     check_candle,
@@ -345,7 +345,8 @@ class _BookFrame(msgspec.Struct):
     data: _BookData
 
 
-_BOOK_FRAME = msgspec.json.Decoder(_BookFrame)
+DEPTH_DECODER = msgspec.json.Decoder(_BookFrame)
+"""The typed decoder of depth frames (`bench.books` times it alone: the engine's limit)."""
 _PX, _SZ = attrgetter("px"), attrgetter("sz")
 
 
@@ -356,11 +357,16 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
         {"channel":"l2Book","data":{"coin":"BTC","time":1736165581000,"levels":[
          [{"px":"97000.0","sz":"1.5","n":3}],[{"px":"97001.0","sz":"0.2","n":1}]]}}"""
     try:  # the fast path; anything unexpected goes the checked way, which names it
-        data = _BOOK_FRAME.decode(raw).data
+        data = DEPTH_DECODER.decode(raw).data
         (bid_rows, ask_rows), coin, ms = data.levels, data.coin, data.time
-        bids = text_levels(list(map(_PX, bid_rows)), list(map(_SZ, bid_rows)))
-        asks = text_levels(list(map(_PX, ask_rows)), list(map(_SZ, ask_rows)))
-        if bids is not None and asks is not None and coin and ms >= 0:
+        sides = text_sides(
+            list(map(_PX, bid_rows)),
+            list(map(_SZ, bid_rows)),
+            list(map(_PX, ask_rows)),
+            list(map(_SZ, ask_rows)),
+        )
+        if sides is not None and coin and ms >= 0:
+            bids, asks = sides
             return (BookUpdate(coin, True, bids, asks, ms, None, None, ms_to_datetime(ms)),)
     except msgspec.DecodeError:
         pass

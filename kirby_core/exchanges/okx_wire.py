@@ -254,7 +254,8 @@ class _BooksFrame(msgspec.Struct):
     data: list[_BooksRow]
 
 
-_BOOKS_FRAME = msgspec.json.Decoder(_BooksFrame)
+DEPTH_DECODER = msgspec.json.Decoder(_BooksFrame)
+"""The typed decoder of depth frames (`bench.books` times it alone: the engine's limit)."""
 
 
 def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
@@ -267,13 +268,14 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
     then `"action":"update"` pushes (absolute sizes, "0" deletes; columns 3 and 4 are
     order counts, ignored). A swap's sizes count contracts."""
     try:  # the fast path; anything unexpected goes the checked way, which names it
-        frame = _BOOKS_FRAME.decode(raw)
+        frame = DEPTH_DECODER.decode(raw)
         symbol, snapshot = frame.arg.instId, frame.action == "snapshot"
         updates = []
         for row in frame.data:
-            bids, asks, ms = text_rows(row.bids), text_rows(row.asks), row.ts
-            if bids is None or asks is None or not ms.isdigit():
+            sides, ms = text_rows(row.bids, row.asks), row.ts
+            if sides is None or not ms.isdigit():
                 break
+            bids, asks = sides
             time = ms_to_datetime(int(ms))
             updates.append(
                 BookUpdate(symbol, snapshot, bids, asks, row.seqId, row.prevSeqId, None, time)
