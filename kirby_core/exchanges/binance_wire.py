@@ -203,7 +203,7 @@ _EVENTS = {"kline": _kline, "markPriceUpdate": _mark_price, "trade": _trade}
 # --- depth (order books: kirby_core.books) ------------------------------------------------
 
 
-class _DepthEvent(msgspec.Struct):
+class _DepthEvent(msgspec.Struct, gc=False):
     e: Literal["depthUpdate"]
     E: int
     s: str
@@ -214,7 +214,7 @@ class _DepthEvent(msgspec.Struct):
     pu: int | None = None
 
 
-class _DepthStream(msgspec.Struct):
+class _DepthStream(msgspec.Struct, gc=False):
     data: _DepthEvent
 
 

@@ -246,14 +246,14 @@ def _trades(symbol: str, rows: list[Any]) -> TradesUpdate:
 # --- depth (order books: kirby_core.books) ------------------------------------------------
 
 
-class _BookData(msgspec.Struct):
+class _BookData(msgspec.Struct, gc=False):
     s: str
     b: list[tuple[str, str]]
     a: list[tuple[str, str]]
     u: int
 
 
-class _BookFrame(msgspec.Struct):
+class _BookFrame(msgspec.Struct, gc=False):
     topic: str
     type: Literal["snapshot", "delta"]
     ts: int

@@ -223,19 +223,19 @@ def _trades(events: list[Any]) -> tuple[WsMessage, ...]:
 _BOOK_SIDES = ("bid", "offer")
 
 
-class _Level2Row(msgspec.Struct):
+class _Level2Row(msgspec.Struct, gc=False):
     side: str
     price_level: str
     new_quantity: str
 
 
-class _Level2Event(msgspec.Struct):
+class _Level2Event(msgspec.Struct, gc=False):
     type: Literal["snapshot", "update"]
     product_id: str
     updates: list[_Level2Row]
 
 
-class _Level2Frame(msgspec.Struct):
+class _Level2Frame(msgspec.Struct, gc=False):
     channel: Literal["l2_data"]
     timestamp: str
     sequence_num: int

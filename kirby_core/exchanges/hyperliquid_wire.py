@@ -329,18 +329,18 @@ def parse_funding_history(payload: object, coin: str) -> list[tuple[int, Funding
 # --- depth (order books: kirby_core.books) ------------------------------------------------
 
 
-class _BookLevel(msgspec.Struct):
+class _BookLevel(msgspec.Struct, gc=False):
     px: str
     sz: str
 
 
-class _BookData(msgspec.Struct):
+class _BookData(msgspec.Struct, gc=False):
     coin: str
     time: int
     levels: tuple[list[_BookLevel], list[_BookLevel]]
 
 
-class _BookFrame(msgspec.Struct):
+class _BookFrame(msgspec.Struct, gc=False):
     channel: Literal["l2Book"]
     data: _BookData
 

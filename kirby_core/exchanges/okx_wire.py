@@ -236,11 +236,11 @@ def _trade(row: object, symbol: str) -> Trade:
 # --- depth (order books: kirby_core.books) ------------------------------------------------
 
 
-class _BooksArg(msgspec.Struct):
+class _BooksArg(msgspec.Struct, gc=False):
     instId: str
 
 
-class _BooksRow(msgspec.Struct):
+class _BooksRow(msgspec.Struct, gc=False):
     asks: list[list[str]]
     bids: list[list[str]]
     ts: str
@@ -248,7 +248,7 @@ class _BooksRow(msgspec.Struct):
     seqId: int
 
 
-class _BooksFrame(msgspec.Struct):
+class _BooksFrame(msgspec.Struct, gc=False):
     arg: _BooksArg
     action: Literal["snapshot", "update"]
     data: list[_BooksRow]
