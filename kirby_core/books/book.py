@@ -45,6 +45,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Any, NamedTuple, overload
 
 from kirby_core.errors import ExchangeProtocolError
@@ -81,6 +82,7 @@ class _Exact(dict[Any, Decimal]):
 _PRICES = _Exact(zero_allowed=False)
 _SIZES = _Exact(zero_allowed=True)
 _PRICE = _PRICES.__getitem__
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 # possessive: the engine keeps no backtracking state (measured ~2x faster a side)
 _NUMBER = r"(?:0|[1-9][0-9]{0,29}+)(?:\.[0-9]{1,30}+)?"
@@ -166,12 +168,15 @@ def text_rows(
 ) -> tuple[TextLevels, TextLevels] | None:
     """`[[price, size, ...], ...]` texts of each side (extra columns ignored) ->
     `text_sides`."""
-    try:
-        bid_prices, bid_sizes, *_ = zip(*bids, strict=False) if bids else ((), ())
-        ask_prices, ask_sizes, *_ = zip(*asks, strict=False) if asks else ((), ())
-    except ValueError:  # a row of fewer than two columns: zip stops at the shortest
+    try:  # itemgetter over the rows: measured a little ahead of zip(*rows)
+        return text_sides(
+            list(map(_FIRST, bids)),
+            list(map(_SECOND, bids)),
+            list(map(_FIRST, asks)),
+            list(map(_SECOND, asks)),
+        )
+    except IndexError:  # a row of fewer than two columns
         return None
-    return text_sides(bid_prices, list(bid_sizes), ask_prices, list(ask_sizes))
 
 
 DEFAULT_DEPTH = 20
