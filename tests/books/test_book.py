@@ -4,6 +4,7 @@ their texts, read as exact Decimals)."""
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal as D
 
 import pytest
@@ -191,3 +192,25 @@ def test_a_snapshot_of_the_same_prices_keeps_the_order_and_a_new_one_sorts() -> 
     )
     b.apply_snapshot(text([("98", "1"), ("100", "2")]), text([("101", "0"), ("103", "1")]))
     assert b.top() == (((D("100"), D("2")), (D("98"), D("1"))), ((D("103"), D("1")),))
+
+
+def test_text_levels_and_decimal_levels_build_the_same_book() -> None:
+    """Seeded deltas (a quarter of them deletes, sizes written with and without trailing
+    zeros) applied as texts to one book and as Decimals to another: equal after each."""
+    rng = random.Random(15)
+    by_text, by_decimal = L2Book(), L2Book()
+    for step in range(300):
+        sides: list[list[tuple[str, str]]] = [[], []]
+        for _ in range(rng.randint(1, 8)):
+            bid = rng.random() < 0.5
+            price = f"{100 - rng.randint(1, 40) / 10 if bid else 100 + rng.randint(1, 40) / 10:.1f}"
+            size = rng.choice(["0", "0.000", f"{rng.random() * 3:.4f}", f"{rng.randint(1, 9)}.50"])
+            sides[0 if bid else 1].append((price, size))
+        if step % 100 == 0:
+            by_text.apply_snapshot(text(sides[0]), text(sides[1]))
+            by_decimal.apply_snapshot(*([(D(p), D(q)) for p, q in s] for s in sides))
+        else:
+            by_text.apply_delta(text(sides[0]), text(sides[1]))
+            by_decimal.apply_delta(*([(D(p), D(q)) for p, q in s] for s in sides))
+        assert by_text.top(50) == by_decimal.top(50) and len(by_text) == len(by_decimal)
+        assert by_text.crossed == by_decimal.crossed
