@@ -50,6 +50,9 @@ class Stats:
     dropped_rows: int = 0
     refused_rows: int = 0
     """Rows the database refused (bad value, constraint): rejected and logged, not retried."""
+    duplicate_trades: int = 0
+    """Trades the feed delivered again after they were stored (a reconnect's replay):
+    counted and logged, not written twice."""
     flushes: int = 0
     failed_flushes: int = 0
     outages_recorded: int = 0
