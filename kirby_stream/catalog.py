@@ -24,6 +24,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -55,6 +56,9 @@ class FeedPlan:
     """symbol -> trading pair id, where this connection carries its open interest."""
     trades: Mapping[str, int] = field(default_factory=dict)
     """symbol -> trading pair id, where this connection carries its trade tape."""
+    contract_values: Mapping[str, Decimal] = field(default_factory=dict)
+    """symbol -> base coin per contract, where its trade sizes count contracts (OKX swaps;
+    set by `kirby_stream.contracts`)."""
 
     @property
     def key(self) -> FeedKey:

@@ -152,13 +152,33 @@ class Intake:
         if pair is None:
             self._unknown(symbol, f"trades {symbol}")
             return
-        if not update.trades:
+        trades = update.trades
+        if not trades:
             return
+        times = [trade.time for trade in trades]
+        if update.contracts:
+            value = self.plan.contract_values.get(symbol)
+            if value is None:
+                self._no_contract_value(symbol, min(times))
+                return
+            trades = tuple(trade._replace(size=trade.size * value) for trade in trades)
         self.feed_stats.trades += self.buffers.add_trades(
-            [TradeRow(pair, *trade) for trade in update.trades]
+            [TradeRow(pair, *trade) for trade in trades]
         )
-        times = [trade.time for trade in update.trades]
         self._data(symbol, "trades", min(times), received, max(times))
+
+    def _no_contract_value(self, symbol: str, at: datetime) -> None:
+        """Trades counted in contracts of unknown value cannot be stored: a gap until the
+        value is known (`kirby_stream.contracts`) and the next trade arrives."""
+        unit = f"{symbol} trades"
+        if unit not in self.gaps.open_coins:
+            log.warning(
+                "event=trades_skipped exchange=%s symbol=%s reason=no contract value",
+                self.plan.exchange,
+                symbol,
+            )
+            self.gaps.lost([unit], at, "no contract value for its trade sizes")
+            self.buffers.gaps[self.key] = self.gaps.since
 
     def _pair(
         self,

@@ -79,7 +79,7 @@ class Trade(NamedTuple):
     trade_id: str
     price: Decimal
     size: Decimal
-    """In the base coin."""
+    """In the base coin (in contracts where the update says `contracts`)."""
     side: str
     """The taker's side: "buy" or "sell"."""
 
@@ -87,6 +87,9 @@ class Trade(NamedTuple):
 class TradesUpdate(NamedTuple):
     symbol: str
     trades: tuple[Trade, ...]
+    contracts: bool = False
+    """Sizes count contracts (OKX swaps): the caller multiplies them by the contract's value
+    in the base coin, which the wire does not carry."""
 
 
 WsMessage = (

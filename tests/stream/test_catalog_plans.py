@@ -53,6 +53,7 @@ async def test_the_five_exchange_catalog_splits_into_connections_and_polls(
     assert public.series("BTC-USDT-SWAP") == [
         ("funding_rates", pairs["okx/BTC/USDT/perps"]),
         ("open_interest", pairs["okx/BTC/USDT/perps"]),
+        ("trades", pairs["okx/BTC/USDT/perps"]),
     ]
     # What no WebSocket carries is polled: Binance's OI, Coinbase's candles but 5m.
     polled = {
@@ -74,3 +75,5 @@ async def test_the_five_exchange_catalog_splits_into_connections_and_polls(
         symbol: subs for symbol, subs in futures.subscriptions.items() if symbol != "BTCUSDT"
     }
     assert futures.units(["BTCUSDT"]) == ["BTCUSDT trades"]
+    # OKX swaps' trades ride /public with their funding and open interest.
+    assert public.series("BTC-USDT-SWAP")[-1] == ("trades", pairs["okx/BTC/USDT/perps"])

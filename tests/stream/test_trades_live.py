@@ -91,6 +91,8 @@ async def test_every_trade_of_five_exchanges_is_stored_once_and_rebuilds_the_can
         sim.faults.drop_connections()
         await running.until(lambda: running.stats.reconnects >= 7, within=20)
         after = await until_minutes_pass(running, sim, 2)
+        # one more minute: the candles polled after a minute's close (Coinbase) are final
+        await running.until(lambda: sim.clock.now() >= after + 3 * MINUTE, within=20)
         await running.until(lambda: running.stats.duplicate_trades > 0, within=20)
         stats = running.stats
     assert stats.invalid_messages == 0, stats
