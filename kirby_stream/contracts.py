@@ -2,50 +2,41 @@
 
 OKX's swap trades give `sz` in contracts and the wire carries no coin size (its candles
 do: `volCcy`). The collector reads each such exchange's contract values from its REST API
-(`SOURCES`) when the catalog first names a symbol that needs one, and hands them to the
-connections in their plans (`FeedPlan.contract_values`); the intake multiplies. A symbol
-whose value could not be read (the exchange unreachable) is asked for again at the next
-catalog poll; until then its trades are not stored and its trades gap stays open, so what
-is lost is recorded as an outage, like any other gap.
+(where its wire module's `CONTRACT_VALUES` says) when the catalog first names a symbol
+that needs one, and hands them to the connections in their plans
+(`FeedPlan.contract_values`); the intake multiplies. A symbol whose value could not be
+read (the exchange unreachable) is asked for again at the next catalog poll; until then
+its trades are not stored and its trades gap stays open, so what is lost is recorded as an
+outage, like any other gap.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
 
 import aiohttp
 
 from kirby_core.errors import ExchangeProtocolError
-from kirby_core.exchanges import okx_wire
+from kirby_core.exchanges.feeds import ContractValueSource
 from kirby_core.settings import Settings
 from kirby_stream.catalog import FeedPlan, StreamCatalog
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ContractSource:
-    market_types: tuple[str, ...]
-    """The market types whose trade sizes count contracts."""
-    url: Callable[[Settings], str]
-    """The REST request listing every contract value."""
-    parse: Callable[[object], dict[str, Decimal]]
-    """Its answer -> wire symbol -> base coin per contract."""
-
-
-SOURCES = {
-    "okx": ContractSource(
-        okx_wire.CONTRACT_SIZED_TRADES,
-        lambda settings: settings.okx_rest_url.rstrip("/") + okx_wire.CONTRACT_VALUES_PATH,
-        okx_wire.parse_contract_values,
-    )
-}
-"""Exchange -> where its contract values are read (the exchanges whose trade pushes say
-`contracts`)."""
+def source(exchange: str) -> ContractValueSource | None:
+    """What `exchange`'s wire module (`<name>_wire`, as `StreamAdapter`s are built from)
+    declares about contract-sized trades, if anything."""
+    try:
+        wire = importlib.import_module(f"kirby_core.exchanges.{exchange}_wire")
+    except ImportError:
+        return None
+    found = getattr(wire, "CONTRACT_VALUES", None)
+    return found if isinstance(found, ContractValueSource) else None
 
 
 class ContractValues:
@@ -75,8 +66,10 @@ class ContractValues:
         return {symbol: known[symbol] for symbol in sorted(symbols) if symbol in known}
 
     async def _read(self, exchange: str) -> None:
-        source = SOURCES[exchange]
-        url = source.url(self.settings)
+        found = source(exchange)
+        assert found is not None  # only exchanges with a source need values
+        host = str(getattr(self.settings, found.url_setting)).rstrip("/")
+        url = host + found.path
         timeout = aiohttp.ClientTimeout(total=self.settings.stream_connect_timeout_seconds)
         try:
             async with (
@@ -85,7 +78,7 @@ class ContractValues:
             ):
                 response.raise_for_status()
                 text = await response.text()
-            values = source.parse(json.loads(text, parse_float=Decimal))
+            values = found.parse(json.loads(text, parse_float=Decimal))
         except (aiohttp.ClientError, TimeoutError, ValueError, ExchangeProtocolError) as exc:
             log.warning(
                 "event=contract_values_failed exchange=%s url=%s cause=%s", exchange, url, exc
@@ -97,11 +90,11 @@ class ContractValues:
 
 def _needs(plan: FeedPlan) -> frozenset[str]:
     """The symbols of `plan` whose trade sizes count contracts."""
-    source = SOURCES.get(plan.exchange)
-    if source is None:
+    declared = source(plan.exchange)
+    if declared is None:
         return frozenset()
     return frozenset(
         symbol
         for symbol in plan.trades
-        if any(market_type in source.market_types for market_type, _ in plan.subscriptions[symbol])
+        if any(market in declared.market_types for market, _ in plan.subscriptions[symbol])
     )

@@ -92,6 +92,21 @@ class TradesUpdate(NamedTuple):
     in the base coin, which the wire does not carry."""
 
 
+@dataclass(frozen=True)
+class ContractValueSource:
+    """Where a wire module whose trade sizes count contracts (`TradesUpdate.contracts`)
+    declares their value: `<name>_wire.CONTRACT_VALUES`."""
+
+    market_types: tuple[str, ...]
+    """The market types whose trade sizes count contracts."""
+    url_setting: str
+    """The `Settings` field holding the exchange's REST host."""
+    path: str
+    """The REST request listing every contract."""
+    parse: Callable[[object], dict[str, Decimal]]
+    """Its JSON answer (decimals exact) -> wire symbol -> base coin per contract."""
+
+
 WsMessage = (
     CandleUpdate
     | AssetContextUpdate

@@ -37,6 +37,7 @@ from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
     ChannelError,
     ConnectionLimits,
+    ContractValueSource,
     FundingUpdate,
     KeepAlive,
     OpenInterestUpdate,
@@ -61,10 +62,6 @@ STREAMED_DATASETS = {
     "spot": ("candles", "trades"),
     "perps": ("candles", "funding_rates", "open_interest", "trades"),
 }
-CONTRACT_SIZED_TRADES = ("perps",)
-"""Market types whose trade sizes count contracts."""
-CONTRACT_VALUES_PATH = "/api/v5/public/instruments?instType=SWAP"
-"""REST: every swap with its contract value (see `parse_contract_values`)."""
 POLLED_DATASETS: dict[str, tuple[str, ...]] = {}
 _CHANNELS = {"funding_rates": "funding-rate", "open_interest": "open-interest", "trades": "trades"}
 _HOST = "wss://ws.okx.com:8443"
@@ -257,6 +254,15 @@ def parse_contract_values(payload: object) -> dict[str, Decimal]:
             raise ExchangeProtocolError(f"{where} {symbol}: contract value must be positive")
         values[symbol] = value * multiplier
     return values
+
+
+CONTRACT_VALUES = ContractValueSource(
+    market_types=("perps",),
+    url_setting="okx_rest_url",
+    path="/api/v5/public/instruments?instType=SWAP",
+    parse=parse_contract_values,
+)
+"""Swap trades count contracts; REST `public/instruments` says what one is worth."""
 
 
 # --- depth (order books: kirby_core.books) ------------------------------------------------
