@@ -170,7 +170,7 @@ class Flusher:
             stats.covered_through = batch.covered_through or stats.covered_through
         stats.outages_recorded += len(batch.outages)
         for table, result in results.items():
-            table_stats = stats.tables[table]
+            table_stats = stats.table(table)
             table_stats.rows_written += result.written
             table_stats.rows_flushed += result.received
             newest = max(row[1] for row in batch.rows[table])

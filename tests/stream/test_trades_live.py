@@ -98,10 +98,14 @@ async def test_every_trade_of_five_exchanges_is_stored_once_and_rebuilds_the_can
     assert stats.invalid_messages == 0, stats
     assert stats.refused_rows == 0, stats
     assert all(feed.trades > 0 for feed in stats.feeds.values()), stats.feeds
-    heartbeat = await conn.fetchval(
-        "SELECT feeds FROM stream_heartbeats WHERE collector_id = $1", stats.collector_id
+    heartbeat = await conn.fetchrow(
+        "SELECT feeds, rows_written FROM stream_heartbeats WHERE collector_id = $1",
+        stats.collector_id,
     )
-    assert '"trades"' in heartbeat
+    feeds = json.loads(heartbeat["feeds"])
+    assert all(feeds[name]["trades"] > 0 for name in feeds), feeds
+    stored = await conn.fetchval("SELECT count(*) FROM trades")
+    assert json.loads(heartbeat["rows_written"])["trades"] == stats.trades.rows_written == stored
 
     # Every closed minute from `first` on, for every pair: the stored trades rebuild
     # exactly the 1m candle stored from the exchange's candle feed, or a trades outage of
