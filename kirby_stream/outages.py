@@ -96,14 +96,18 @@ class FeedGaps:
         self, coin: str, at: datetime, catalog: SeriesOf, through: datetime | None = None
     ) -> list[Outage]:
         """Data of `coin` from `at` through `through` (a push of trades: its first and last
-        trade time; default: `at` alone) arrived: an open gap ends at `at`."""
+        trade time; default: `at` alone) arrived: an open gap ends at `at`. Trades that reach
+        back to the gap's start (a replay of recent trades on resubscribing) close it with
+        nothing missing: no outage."""
         latest = at if through is None else through
         last = self.last_data.get(coin)
         self.last_data[coin] = latest if last is None or latest > last else last
         if coin not in self.first_data:
             self.first_data[coin] = at
         gap = self._open.pop(coin, None) if self._open else None
-        return [] if gap is None else _rows(catalog, coin, gap, at, gap.reason)
+        if gap is None or (through is not None and at <= gap.start):
+            return []
+        return _rows(catalog, coin, gap, at, gap.reason)
 
     def close(
         self, coins: Iterable[str], at: datetime, catalog: SeriesOf, why: str

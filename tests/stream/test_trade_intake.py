@@ -79,3 +79,11 @@ def test_a_lost_feed_is_a_trades_gap_from_the_last_trade_to_the_next_trade() -> 
     assert (outage.dataset, outage.series_id) == ("trades", PAIR)
     # trade times, not receive times: exactly the trades that may be missing fall inside
     assert (outage.start_time, outage.end_time) == (T0 + SECOND, T0 + 30 * SECOND)
+
+
+def test_a_replay_reaching_back_to_the_gap_closes_it_with_nothing_missing() -> None:
+    feed, buffers, _ = intake(replace(PLAN, contract_values={SWAP: Decimal("1")}))
+    feed.frame(push(1, T0 + 5 * SECOND), T0 + 5 * SECOND, 1.0)
+    feed.event(FeedLost(frozenset({SWAP}), T0 + 6 * SECOND, "connection closed"))
+    feed.frame(push(1, T0 + 5 * SECOND), T0 + 9 * SECOND, 2.0)  # the replay starts here
+    assert buffers.outages == [] and feed.gaps.open_coins == frozenset()
