@@ -1,6 +1,7 @@
 """A connection's trade pushes through the intake, without a network: trade ids buffered
 once, OKX swap sizes in contracts turned into coins, and trades of a contract whose value is
-unknown held back as a gap that ends in a `trades` outage once the value is known."""
+unknown held back as a gap that ends in a `trades` outage once the value is known; the
+contract values read from the exchange's REST API (the simulator's)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from kirby_core.exchanges.registry import OKX_STREAM
+from kirby_core.settings import Settings
+from kirby_sim import SimulatorConfig, SimulatorServer
 from kirby_stream.buffers import Buffers
-from kirby_stream.catalog import FeedPlan
+from kirby_stream.catalog import FeedPlan, StreamCatalog
+from kirby_stream.contracts import ContractValues
 from kirby_stream.feed import CatalogReplaced, FeedHealth, FeedLost
 from kirby_stream.intake import Intake
 from kirby_stream.stats import Stats
+from tests.stream.helpers import fast
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -87,3 +92,17 @@ def test_a_replay_reaching_back_to_the_gap_closes_it_with_nothing_missing() -> N
     feed.event(FeedLost(frozenset({SWAP}), T0 + 6 * SECOND, "connection closed"))
     feed.frame(push(1, T0 + 5 * SECOND), T0 + 9 * SECOND, 2.0)  # the replay starts here
     assert buffers.outages == [] and feed.gaps.open_coins == frozenset()
+
+
+async def test_contract_values_are_read_from_the_exchange_and_retried_when_it_fails(
+    settings: Settings,
+) -> None:
+    catalog = StreamCatalog(feeds={PLAN.key: PLAN})
+    down = ContractValues(fast(settings, okx_rest_url="http://127.0.0.1:9"))
+    assert (await down.attach(catalog)).feeds[PLAN.key].contract_values == {}
+    async with SimulatorServer(SimulatorConfig(speed=60, start=T0)) as sim:
+        values = ContractValues(fast(settings, okx_rest_url=sim.base_url))
+        attached = await values.attach(catalog)
+    # the simulator's BTC swap: 0.01 BTC a contract, as OKX's
+    assert attached.feeds[PLAN.key].contract_values == {SWAP: Decimal("0.01")}
+    assert await values.attach(catalog) == attached  # known: not read again, same plans
