@@ -162,9 +162,9 @@ class Intake:
                 self._no_contract_value(symbol, min(times))
                 return
             trades = tuple(trade._replace(size=trade.size * value) for trade in trades)
-        self.feed_stats.trades += self.buffers.add_trades(
-            [TradeRow(pair, *trade) for trade in trades]
-        )
+        added = self.buffers.add_trades([TradeRow(pair, *trade) for trade in trades])
+        self.feed_stats.trades += added
+        self.stats.duplicate_trades += len(trades) - added  # repeats of trades buffered
         self._data(symbol, "trades", min(times), received, max(times))
 
     def _no_contract_value(self, symbol: str, at: datetime) -> None:

@@ -52,8 +52,8 @@ class Stats:
     refused_rows: int = 0
     """Rows the database refused (bad value, constraint): rejected and logged, not retried."""
     duplicate_trades: int = 0
-    """Trades the feed delivered again after they were stored (a reconnect's replay):
-    counted and logged, not written twice."""
+    """Trades the feed delivered again (a reconnect's replay), whether still buffered or
+    already stored: counted, not written twice."""
     flushes: int = 0
     failed_flushes: int = 0
     outages_recorded: int = 0

@@ -55,6 +55,7 @@ def test_swap_sizes_become_coins_and_a_repeated_trade_is_buffered_once() -> None
         (PAIR, "2", Decimal("2.50")),
     ]
     assert stats.feeds["okx"].trades == 2
+    assert stats.duplicate_trades == 1
     assert stats.invalid_messages == 0
 
 

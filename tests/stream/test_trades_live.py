@@ -66,8 +66,10 @@ async def stored_minutes(
 
 def on_tape(settings: Settings, sim: SimulatorServer, **overrides: object) -> Settings:
     """The trade tape on; a stall after 5 s (100 simulated seconds): a connection carrying
-    trades alone (Binance futures' /public, Coinbase) is quiet while nobody trades."""
-    return on_sim(settings, sim, stream_trades=True, stream_stall_seconds=5.0, **overrides)
+    trades alone (Binance futures' /public, Coinbase) is quiet while nobody trades; the
+    database's answers may take a while on a loaded machine."""
+    timings = {"stream_stall_seconds": 5.0, "stream_database_timeout_seconds": 10.0}
+    return on_sim(settings, sim, stream_trades=True, **{**timings, **overrides})
 
 
 async def until_minutes_pass(running: Running, sim: SimulatorServer, count: int) -> datetime:
@@ -105,7 +107,7 @@ async def test_every_trade_of_five_exchanges_is_stored_once_and_rebuilds_the_can
     feeds = json.loads(heartbeat["feeds"])
     assert all(feeds[name]["trades"] > 0 for name in feeds), feeds
     stored = await conn.fetchval("SELECT count(*) FROM trades")
-    assert json.loads(heartbeat["rows_written"])["trades"] == stats.trades.rows_written == stored
+    assert json.loads(heartbeat["rows_written"])["trades"] == stored  # the last beat: all
 
     # Every closed minute from `first` on, for every pair: the stored trades rebuild
     # exactly the 1m candle stored from the exchange's candle feed, or a trades outage of
