@@ -5,6 +5,7 @@ contract values read from the exchange's REST API (the simulator's)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from kirby_sim import SimulatorConfig, SimulatorServer
 from kirby_stream.buffers import Buffers
 from kirby_stream.catalog import FeedPlan, StreamCatalog
 from kirby_stream.contracts import ContractValues
-from kirby_stream.feed import CatalogReplaced, FeedHealth, FeedLost
+from kirby_stream.feed import CatalogReplaced, Feed, FeedHealth, FeedLost
 from kirby_stream.intake import Intake
 from kirby_stream.stats import Stats
 from tests.stream.helpers import fast
@@ -107,3 +108,21 @@ async def test_contract_values_are_read_from_the_exchange_and_retried_when_it_fa
     # the simulator's BTC swap: 0.01 BTC a contract, as OKX's
     assert attached.feeds[PLAN.key].contract_values == {SWAP: Decimal("0.01")}
     assert await values.attach(catalog) == attached  # known: not read again, same plans
+
+
+def test_the_stall_watchdog_watches_symbols_with_a_steady_channel_only(settings: Settings) -> None:
+    """A tape is quiet whenever nobody trades: on OKX /public a spot symbol carries trades
+    alone and is not watched; a swap carries funding too. A connection of trades alone is
+    watched as a whole."""
+    spot = "BTC-USDT"
+    plan = replace(
+        PLAN,
+        subscriptions={**PLAN.subscriptions, spot: (("spot", {"channel": "trades"}),)},
+        trades={SWAP: PAIR, spot: 7},
+        funding={SWAP: PAIR},
+    )
+    feed = Feed(fast(settings), asyncio.Queue(), FeedHealth(), lambda: T0, OKX_STREAM, plan)
+    feed._subscribed = {SWAP: [], spot: []}
+    assert feed._steady() == [SWAP]
+    feed.replace_plan(replace(plan, funding={}))
+    assert feed._steady() == []  # trades alone: the whole-feed check watches every symbol
