@@ -36,11 +36,14 @@ from kirby_core.exchanges.base import (
     parse_optional_decimal,
 )
 from kirby_core.exchanges.feeds import (
+    TAKER_SIDES,
     ChannelError,
     ConnectionLimits,
     KeepAlive,
     Pong,
     SubscriptionAck,
+    Trade,
+    TradesUpdate,
 )
 from kirby_core.models import AssetContextUpdate, Candle, CandleUpdate, FundingRate, OpenInterest
 from kirby_core.timeutil import (
@@ -78,6 +81,10 @@ def asset_context_subscription(coin: str) -> dict[str, str]:
     return {"type": "activeAssetCtx", "coin": coin}
 
 
+def trades_subscription(coin: str) -> dict[str, str]:
+    return {"type": "trades", "coin": coin}
+
+
 def subscribe_frame(subscription: dict[str, str]) -> str:
     return _compact({"method": "subscribe", "subscription": subscription})
 
@@ -97,7 +104,7 @@ def _compact(frame: dict[str, Any]) -> str:
 # --- the feed's declaration (`registry.StreamAdapter`) -------------------------------------
 
 _URL = "wss://api.hyperliquid.xyz/ws"
-STREAMED_DATASETS = {"perps": ("candles", "funding_rates", "open_interest")}
+STREAMED_DATASETS = {"perps": ("candles", "funding_rates", "open_interest", "trades")}
 """activeAssetCtx carries funding and open interest together."""
 KEEP_ALIVE = KeepAlive(ping_frame=ping_frame(), ping_seconds=None, idle_close_seconds=60)
 LIMITS = {
@@ -124,6 +131,8 @@ def subscription(
 ) -> dict[str, str]:
     if dataset == "candles":
         return candle_subscription(coin, interval or "")
+    if dataset == "trades":
+        return trades_subscription(coin)
     if dataset in STREAMED_DATASETS["perps"]:
         return asset_context_subscription(coin)
     raise InvalidRequest(
@@ -159,7 +168,9 @@ def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[HyperliquidMes
 # --- WebSocket frames we receive ----------------------------------------------------------
 
 
-HyperliquidMessage = CandleUpdate | AssetContextUpdate | Pong | SubscriptionAck | ChannelError
+HyperliquidMessage = (
+    CandleUpdate | AssetContextUpdate | TradesUpdate | Pong | SubscriptionAck | ChannelError
+)
 """What Hyperliquid's frames parse into (a part of `feeds.WsMessage`)."""
 
 
@@ -260,6 +271,45 @@ def parse_asset_context(data: object, received_at: datetime) -> AssetContextUpda
     return AssetContextUpdate(coin, received_at, funding, interest)
 
 
+_SIDES = {"B": "buy", "A": "sell"}
+"""A trade's `side` is the taker's: B (bid) bought, A (ask) sold."""
+
+
+def parse_trades(data: object, received_at: datetime) -> TradesUpdate:
+    """A `trades` push: the trades of one coin, oldest first (on subscribing, the recent
+    ones again)::
+
+    [{"coin":"BTC","side":"B","px":"97001.0","sz":"0.01","time":1736165580998,
+      "hash":"0x...","tid":123456789,"users":["0x...","0x..."]}]
+    """
+    where = "Hyperliquid WS trades"
+    rows = data if isinstance(data, list) else None
+    if not rows:
+        raise ExchangeProtocolError(f"{where}: data must be a non-empty list, got {data!r:.200}")
+    coin = field(rows[0], "coin", where)
+    if not isinstance(coin, str) or not coin:
+        raise ExchangeProtocolError(f"{where}: field 'coin' must be a string, got {coin!r:.80}")
+    where = f"{where} {coin}"
+    trades = []
+    for row in rows:
+        if field(row, "coin", where) != coin:
+            raise ExchangeProtocolError(f"{where}: one push mixes coins: {row!r:.200}")
+        raw_side = field(row, "side", where)
+        side = _SIDES.get(raw_side) if isinstance(raw_side, str) else None
+        if side not in TAKER_SIDES:
+            raise ExchangeProtocolError(f"{where}: side must be B or A, got {raw_side!r:.40}")
+        trades.append(
+            Trade(
+                time=parse_ms(field(row, "time", where), "time", where),
+                trade_id=str(parse_int(field(row, "tid", where), "tid", where)),
+                price=parse_decimal(field(row, "px", where), "px", where),
+                size=parse_decimal(field(row, "sz", where), "sz", where),
+                side=side,
+            )
+        )
+    return TradesUpdate(coin, tuple(trades))
+
+
 def _parse_ack(data: object, received_at: datetime) -> SubscriptionAck:
     where = "Hyperliquid WS subscriptionResponse"
     method = field(data, "method", where)
@@ -276,6 +326,7 @@ def _parse_error(data: object, received_at: datetime) -> ChannelError:
 _CHANNELS: dict[str, Callable[[object, datetime], HyperliquidMessage]] = {
     "candle": _parse_candle_push,
     "activeAssetCtx": parse_asset_context,
+    "trades": parse_trades,
     "subscriptionResponse": _parse_ack,
     "error": _parse_error,
 }
