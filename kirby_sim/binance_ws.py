@@ -299,7 +299,7 @@ class BinanceStream(VenueSocket):
                     session, coin, {"stream": name, "data": event} if combined else event
                 ):
                     return  # stalled: the next push carries these steps
-            feed.commit(last, after)
+            feed.commit(after)
 
     @staticmethod
     def _kline(book: CandleBook, interval: str, bar: Bar, closed: bool, now: int) -> dict[str, Any]:

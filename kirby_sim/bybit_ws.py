@@ -147,7 +147,7 @@ class BybitStream(VenueSocket):
             state["restarts"] = self.faults.book_restarts
             state["u"], state["fresh"] = 1, True
         if state["fresh"]:
-            feed.commit(feed.book.step(now), feed.book.view(feed.book.step(now), feed.depth))
+            feed.resync(now)
             message = bybit_depth.snapshot_message(topic, feed, state["u"], now)
             state["fresh"] = not self.publish(session, coin, message)
             return
@@ -160,7 +160,7 @@ class BybitStream(VenueSocket):
                 if not self.publish(session, coin, message):
                     state["u"] -= 1
                     return  # stalled: the next push carries these steps
-            feed.commit(last, after)
+            feed.commit(after)
 
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         venue = PATHS[session.path]

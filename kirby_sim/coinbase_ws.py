@@ -125,11 +125,9 @@ class CoinbaseStream(VenueSocket):
         feed: DepthFeed = state["feed"]
         coin = feed.book.instrument.coin
         if state["fresh"]:
-            step = feed.book.step(now)
-            feed.commit(step, feed.book.view(step))
-            event = coinbase_depth.l2_event(
-                feed.book, "snapshot", feed.view.bids, feed.view.asks, step
-            )
+            feed.resync(now)
+            view = feed.view
+            event = coinbase_depth.l2_event(feed.book, "snapshot", view.bids, view.asks, feed.step)
             frame = self._envelope(session, coinbase_depth.DATA_CHANNEL, [event], now)
             state["fresh"] = not self.publish(session, coin, frame)
             session.state["last_data"] = now
@@ -143,7 +141,7 @@ class CoinbaseStream(VenueSocket):
                 if not self.publish(session, coin, frame):
                     return  # stalled: the next push carries these steps
                 session.state["last_data"] = now
-            feed.commit(last, after)
+            feed.commit(after)
 
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         heartbeats = ("heartbeats", None) in session.subscriptions

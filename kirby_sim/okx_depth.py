@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from kirby_sim import okx
-from kirby_sim.depth import DepthBook, DepthFeed, Levels
+from kirby_sim.depth import BookState, DepthBook, DepthFeed
 from kirby_sim.market import Market
 from kirby_sim.universe import OKX_SPOT_VENUE, OKX_SWAP_VENUE, Instrument
 from kirby_sim.venue_limits import RequestWindow
@@ -60,10 +60,10 @@ def checksum(bids: list[Row], asks: list[Row]) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def book_data(book: DepthBook, view: Levels, bids: Any, asks: Any, step: int, prev: int) -> Any:
-    """One `books` data row: `bids`/`asks` the levels sent, `view` the book after them."""
+def book_data(book: DepthBook, after: BookState, bids: Any, asks: Any, step: int, prev: int) -> Any:
+    """One `books` data row: `bids`/`asks` the levels sent, `after` the book after them."""
     inst = book.instrument
-    top = Levels(view.bids[:CHECKSUM_LEVELS], view.asks[:CHECKSUM_LEVELS])
+    top = book.levels_of(after, CHECKSUM_LEVELS)
     return {
         "asks": levels(inst, asks),
         "bids": levels(inst, bids),
@@ -76,7 +76,7 @@ def book_data(book: DepthBook, view: Levels, bids: Any, asks: Any, step: int, pr
 
 def snapshot_row(feed: DepthFeed) -> Any:
     view = feed.view
-    return book_data(feed.book, view, view.bids, view.asks, feed.step, -1)
+    return book_data(feed.book, feed.state, view.bids, view.asks, feed.step, -1)
 
 
 def books5_row(book: DepthBook, step: int) -> Any:

@@ -138,8 +138,7 @@ class OkxStream(VenueSocket):
         feed: DepthFeed = state["feed"]
         coin = feed.book.instrument.coin
         if state["fresh"]:
-            step = feed.book.step(now)
-            feed.commit(step, feed.book.view(step, feed.depth))
+            feed.resync(now)
             message = {"arg": arg, "action": "snapshot", "data": [okx_depth.snapshot_row(feed)]}
             state["fresh"] = not self.publish(session, coin, message)
             return
@@ -151,7 +150,7 @@ class OkxStream(VenueSocket):
                 )
                 if not self.publish(session, coin, {"arg": arg, "action": "update", "data": [row]}):
                     return  # stalled: the next push carries these steps
-            feed.commit(last, after)
+            feed.commit(after)
 
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         candles_due = now // CANDLE_PUSH_MS != before // CANDLE_PUSH_MS
