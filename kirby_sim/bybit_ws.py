@@ -13,7 +13,7 @@ the fields that changed since the last push that went out, fundingRate and openI
 among them: a snapshot a stall held back comes once the stall ends). An unknown topic fails
 the whole request ("success":false, "error:handler not found,topic:..."); spot takes at
 most 10 args per request, and the args of one request may not exceed 21,000 characters.
-Klines and tickers push every `CANDLE_PUSH_MS` simulated ms, trades and books every
+Klines and tickers push every `KLINE_PUSH_MS` simulated ms, trades and books every
 `PUSH_MS`; clients should ping every 20 s and a connection
 without any client message for 10 minutes is closed. At most 500 new connections per
 5 minutes per IP.
@@ -37,7 +37,7 @@ from kirby_sim.universe import BYBIT_LINEAR_VENUE, BYBIT_SPOT_VENUE
 from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
 PATHS = {"/v5/public/spot": BYBIT_SPOT_VENUE, "/v5/public/linear": BYBIT_LINEAR_VENUE}
-CANDLE_PUSH_MS = 1000
+KLINE_PUSH_MS = 1000
 """Simulated ms between kline and ticker pushes."""
 PUSH_MS = 100
 """The pump's period: a book step (orderbook.50 pushes every 20 ms on Bybit, but the
@@ -154,7 +154,9 @@ class BybitStream(VenueSocket):
         for _, last, after, change in feed.pending(now):
             state["u"] += 1
             if not self.faults.take_book_gap("bybit"):
-                data = bybit_depth.book_data(feed.book, change.bids, change.asks, state["u"], last)
+                data = bybit_depth.orderbook_data(
+                    feed.book, change.bids, change.asks, state["u"], last
+                )
                 message = {"topic": topic, "type": "delta", "ts": now, "data": data,
                            "cts": feed.book.step_time(last)}  # fmt: skip
                 if not self.publish(session, coin, message):
@@ -164,7 +166,7 @@ class BybitStream(VenueSocket):
 
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         venue = PATHS[session.path]
-        candles_due = now // CANDLE_PUSH_MS != before // CANDLE_PUSH_MS
+        candles_due = now // KLINE_PUSH_MS != before // KLINE_PUSH_MS
         for topic, sub in list(session.subscriptions.items()):
             book: CandleBook = sub["book"]
             inst = book.instrument

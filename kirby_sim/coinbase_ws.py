@@ -13,7 +13,7 @@ after it closes; no closed flag, as on Coinbase), `market_trades` (a snapshot of
 latest 50 trades, then updates newest first, consistent with the 1m candles), `ticker`,
 `level2` (frames of channel "l2_data": the whole book, then the levels that changed at each
 book step: `coinbase_depth`). Heartbeats, candles and tickers go out every
-`CANDLE_PUSH_MS`, trades and books every `PUSH_MS`.
+`TICKER_PUSH_MS`, trades and books every `PUSH_MS`.
 Without a `heartbeats` subscription a connection that got no data for `CHANNEL_IDLE_MS`
 simulated ms is closed, as Coinbase closes quiet channels after 60-90 s.
 """
@@ -34,7 +34,7 @@ from kirby_sim.universe import COINBASE_VENUE
 from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
 PATHS = ("/advanced-trade-ws",)
-CANDLE_PUSH_MS = 1000
+TICKER_PUSH_MS = 1000
 """Simulated ms between heartbeat, candle and ticker pushes."""
 PUSH_MS = 100
 """The pump's period: level2 updates go out at each book step."""
@@ -148,7 +148,7 @@ class CoinbaseStream(VenueSocket):
         if not heartbeats and now - session.state.get("last_data", now) >= CHANNEL_IDLE_MS:
             session.abort()
             return
-        slow_due = now // CANDLE_PUSH_MS != before // CANDLE_PUSH_MS
+        slow_due = now // TICKER_PUSH_MS != before // TICKER_PUSH_MS
         for (channel, symbol), sub in list(session.subscriptions.items()):
             if channel == "level2":
                 self._level2(session, sub, now)

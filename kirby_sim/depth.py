@@ -18,8 +18,8 @@ Update ids: step k ends at update id `update_id(k)`, several ids per step (Binan
 OKX's `seqId`: increasing, not by one); a diff from the book of step a to that of step b
 (`DepthBook.diff`) carries the levels whose size changed, size 0 for removed ones; a
 subscriber is sent nothing for a step that changed nothing it sees. The venues format
-them; this module knows no wire format. `chunks` splits a lagging subscriber's backlog into
-at most `MAX_EVENTS_PER_TICK` diffs.
+them; this module knows no wire format. `step_ranges` splits a lagging subscriber's
+backlog into at most `MAX_EVENTS_PER_TICK` diffs.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
 from kirby_sim import hashing
 from kirby_sim.candles import CandleBook
+from kirby_sim.prices import I64
 
 DEFAULT_UPDATE_MS = 100
 """Simulated ms between two book states (Binance's @depth@100ms)."""
@@ -48,8 +48,6 @@ IDS_PER_STEP = 8
 MAX_EVENTS_PER_TICK = 50
 """Diffs sent at most per push to a lagging subscriber: beyond, steps are merged."""
 _CACHED_STEPS = 8
-
-I64 = npt.NDArray[np.int64]
 
 
 class BookState(NamedTuple):
@@ -204,7 +202,7 @@ class DepthBook:
         return list(zip(prices, new[changed].tolist(), strict=True))
 
 
-def chunks(last_step: int, step: int, every: int = 1) -> list[tuple[int, int]]:
+def step_ranges(last_step: int, step: int, every: int = 1) -> list[tuple[int, int]]:
     """Step ranges (first, last), inclusive, to send a subscriber whose book is at
     `last_step` now that `step` is current: each range ends on a multiple of `every` (a
     stream slower than the book merges steps), and when more than MAX_EVENTS_PER_TICK
@@ -251,7 +249,7 @@ class DepthFeed:
     def pending(self, now_ms: int) -> Iterator[tuple[int, int, BookState, Diff]]:
         """(first step, last step, the book after, the diff) of every update due; the
         caller `commit`s each one it sent (or skipped on purpose: a planted gap)."""
-        for _, last in chunks(self.state.step, self.book.step(now_ms), self.every):
+        for _, last in step_ranges(self.state.step, self.book.step(now_ms), self.every):
             after = self.book.state(last)
             change = self.book.diff(self.state, after, self.depth)
             if change.bids or change.asks:

@@ -35,7 +35,7 @@ BOOKS_DEPTH = 400
 BOOKS5_DEPTH = 5
 CHECKSUM_LEVELS = 25
 REST_MAX = 400
-REQUESTS_PER_2_SECONDS = 40
+BOOKS_REQUESTS_PER_2_SECONDS = 40
 """GET /api/v5/market/books per IP."""
 Row = list[str]
 
@@ -60,7 +60,7 @@ def checksum(bids: list[Row], asks: list[Row]) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def book_data(book: DepthBook, after: BookState, bids: Any, asks: Any, step: int, prev: int) -> Any:
+def books_row(book: DepthBook, after: BookState, bids: Any, asks: Any, step: int, prev: int) -> Any:
     """One `books` data row: `bids`/`asks` the levels sent, `after` the book after them."""
     inst = book.instrument
     top = book.levels_of(after, CHECKSUM_LEVELS)
@@ -76,7 +76,7 @@ def book_data(book: DepthBook, after: BookState, bids: Any, asks: Any, step: int
 
 def snapshot_row(feed: DepthFeed) -> Any:
     view = feed.view
-    return book_data(feed.book, feed.state, view.bids, view.asks, feed.step, -1)
+    return books_row(feed.book, feed.state, view.bids, view.asks, feed.step, -1)
 
 
 def books5_row(book: DepthBook, step: int) -> Any:
@@ -102,7 +102,7 @@ class OkxDepth:
     def __init__(self, market: Market, clock: Any, rate_limits: bool) -> None:
         self.market = market
         self.clock = clock
-        self._window = RequestWindow(REQUESTS_PER_2_SECONDS if rate_limits else None, 2.0)
+        self._window = RequestWindow(BOOKS_REQUESTS_PER_2_SECONDS if rate_limits else None, 2.0)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get(f"{okx.PREFIX}market/books", self._books)]

@@ -145,7 +145,7 @@ class OkxStream(VenueSocket):
         for first, last, after, change in feed.pending(now):
             if not self.faults.take_book_gap("okx"):
                 previous = feed.book.update_id(first - 1)
-                row = okx_depth.book_data(
+                row = okx_depth.books_row(
                     feed.book, after, change.bids, change.asks, last, previous
                 )
                 if not self.publish(session, coin, {"arg": arg, "action": "update", "data": [row]}):

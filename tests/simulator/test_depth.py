@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from kirby_sim import SimulatorConfig, run_simulator_in_thread
-from kirby_sim.depth import IDS_PER_STEP, MAX_EVENTS_PER_TICK, DepthFeed, Levels, chunks
+from kirby_sim.depth import IDS_PER_STEP, MAX_EVENTS_PER_TICK, DepthFeed, Levels, step_ranges
 from kirby_sim.market import Market
 from kirby_sim.universe import (
     BINANCE_SPOT_VENUE,
@@ -87,10 +87,10 @@ def test_update_ids_increase_and_chain() -> None:
 
 
 def test_chunks_split_steps_and_merge_a_backlog() -> None:
-    assert chunks(10, 13) == [(11, 11), (12, 12), (13, 13)]
-    assert chunks(10, 29, every=10) == [(11, 20)], "a 1000 ms stream of a 100 ms book"
-    assert chunks(10, 19, every=10) == []
-    backlog = chunks(0, 1000)
+    assert step_ranges(10, 13) == [(11, 11), (12, 12), (13, 13)]
+    assert step_ranges(10, 29, every=10) == [(11, 20)], "a 1000 ms stream of a 100 ms book"
+    assert step_ranges(10, 19, every=10) == []
+    backlog = step_ranges(0, 1000)
     assert len(backlog) == MAX_EVENTS_PER_TICK and backlog[0] == (1, 951)
     assert backlog[-1] == (1000, 1000)
 
