@@ -4,6 +4,7 @@ book exactly; the `book_gap` and `book_restart` faults through the admin endpoin
 
 from __future__ import annotations
 
+import asyncio
 from itertools import pairwise
 
 import pytest
@@ -11,6 +12,7 @@ import requests
 
 from kirby_sim import SimulatorConfig, run_simulator_in_thread
 from kirby_sim.depth import IDS_PER_STEP, MAX_EVENTS_PER_TICK, DepthFeed, Levels, step_ranges
+from kirby_sim.faults import FaultInjector, FaultSchedule, run_schedule
 from kirby_sim.market import Market
 from kirby_sim.universe import (
     BINANCE_SPOT_VENUE,
@@ -106,3 +108,20 @@ def test_book_faults_through_the_admin_endpoint() -> None:
         assert sim.faults.take_book_gap("okx") and not sim.faults.take_book_gap("okx")
         assert sim.faults.book_restarts == 1
         assert sim.faults.injected["book_gap"] == 1
+
+
+async def test_scheduled_book_gaps() -> None:
+    planted = asyncio.Event()
+
+    class Faults(FaultInjector):
+        def skip_book_updates(self, count: int = 1, exchange: str | None = None) -> None:
+            super().skip_book_updates(count, exchange)
+            planted.set()
+
+    faults = Faults()
+    task = asyncio.create_task(run_schedule(FaultSchedule(book_gap_every=0.01), faults))
+    try:
+        await asyncio.wait_for(planted.wait(), 5)
+    finally:
+        task.cancel()
+    assert faults.take_book_gap("bybit") and faults.injected["book_gap"] == 1
