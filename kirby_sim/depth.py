@@ -9,10 +9,11 @@ The book of step k: price levels on a grid of `spacing` price units (a round num
 ticks, about a basis point of the instrument's base price); the best bid is the grid level
 at or below the last trade price at the step's time (`CandleBook.forming_minute(t).close`),
 the best ask the next grid level up, so the book is never crossed and the last price lies
-between them. `levels` grid slots a side; each slot draws its size afresh every `period`
-steps at its own phase (so a few levels change each step), and is empty in about one draw
-out of eight. Sizes are lots of the instrument (10**-size_decimals of the coin), about a
-twentieth of a minute's volume, more away from the top.
+between them. `levels` grid slots a side; each slot draws its size afresh every
+`REFRESH_STEPS` steps at its own phase (so about 1% of the levels change each step), and
+is empty in about one draw out of eight. Sizes are lots of the instrument
+(10**-size_decimals of the coin), about a twentieth of a minute's volume, more away from
+the top.
 
 Update ids: step k ends at update id `update_id(k)`, several ids per step (Binance's `U`/`u`,
 OKX's `seqId`: increasing, not by one); a diff from the book of step a to that of step b
@@ -40,8 +41,9 @@ DEFAULT_UPDATE_MS = 100
 """Simulated ms between two book states (Binance's @depth@100ms)."""
 DEFAULT_LEVELS = 1000
 """Grid slots a side (some empty): the deepest view any venue serves."""
-REFRESH_MS = 20_000
-"""Simulated ms after which every level has drawn a new size."""
+REFRESH_STEPS = 200
+"""Steps after which every level has drawn a new size (20 s at 100 ms a step): a faster
+book (a smaller `update_ms`) changes more levels a second."""
 EMPTY_SHARE = 0.125
 IDS_PER_STEP = 8
 """Update ids step k uses at most (Binance's `u` grows by 1..8 a step)."""
@@ -101,7 +103,7 @@ class DepthBook:
         tick_value = tick * 10.0**-inst.price_decimals
         self.spacing = tick * _nice(inst.base_price * 1e-4 / tick_value)
         """Price units between two grid levels."""
-        self.period = max(1, REFRESH_MS // update_ms)
+        self.period = REFRESH_STEPS
         typical = inst.volume_per_minute * 10**inst.size_decimals / 20.0
         self._typical = max(1.0, typical)
         self._phase_key = hashing.stream_key(seed, "depth-phase", inst.venue, inst.symbol)
