@@ -159,7 +159,7 @@ class CandleBook:
 
     def _compute(self, interval: str, opens: list[int]) -> list[Bar]:
         """Aggregate the candles opening at `opens` (ascending): hourly and longer ones from
-        cached 1h candles, shorter ones from minutes in step_ranges."""
+        cached 1h candles, shorter ones from minutes in chunks."""
         if not opens:
             return []
         if interval != "1h" and next_open(interval, opens[0]) - opens[0] >= _HOUR_MS:
