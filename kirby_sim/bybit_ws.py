@@ -128,7 +128,7 @@ class BybitStream(VenueSocket):
                 kind, book, interval = target
                 session.subscriptions[topic] = {
                     "kind": kind, "book": book, "interval": interval, "last_open": None,
-                    "sent": None, "feed": self._feed(venue, book, interval) if kind == "orderbook"
+                    "sent": None, "depth": self._feed(venue, book, interval) if kind == "orderbook"
                     else None,
                 }  # fmt: skip
         session.send_json(reply)
@@ -171,7 +171,7 @@ class BybitStream(VenueSocket):
             book: CandleBook = sub["book"]
             inst = book.instrument
             if sub["kind"] == "orderbook":
-                self._orderbook(session, topic, sub["feed"], now)
+                self._orderbook(session, topic, sub["depth"], now)
                 continue
             if sub["kind"] != "publicTrade" and not candles_due:
                 continue
