@@ -19,10 +19,11 @@ query parameter (names joined by "/") subscribe at connect; anything else there 
 dials `.../ws/0`) is ignored. Streams: <symbol>@kline_<interval> (spot every
 `SPOT_PUSH_MS`, futures every `FUTURES_PUSH_MS`, "x": true on the final push of a candle),
 @trade, @aggTrade (one per trade, consistent with the 1m candles), @ticker and
-@miniTicker (24 h), @bookTicker (best bid/ask a tick around the last price; no depth),
-@markPrice and @markPrice@1s (futures: funding rate "r", next funding time "T"; every 3 s
-or 1 s), @depth / @depth@100ms (diffs of the order book, `binance_depth`: one event
-per 100 ms / 250 ms / 1000 ms step as named; the pump runs every `DEPTH_PUSH_MS`).
+@miniTicker (24 h), @bookTicker (a bid and an ask a tick around the last price, not the
+depth book's best levels), @markPrice and @markPrice@1s (futures: funding rate "r", next
+funding time "T"; every 3 s or 1 s), @depth / @depth@100ms (diffs of the order book,
+`binance_depth`: one event per 100 ms / 250 ms / 1000 ms as named; the pump runs every
+`DEPTH_PUSH_MS`).
 Unknown streams answer {"error":{"code":2,"msg":"Invalid request: ..."},"id":N}.
 Rules: 300 new connections per 5 minutes per IP, at most 1024 streams a connection, at
 most 5 (spot) / 10 (futures) client messages a second (beyond: the connection is closed),
@@ -299,7 +300,7 @@ class BinanceStream(VenueSocket):
                     session, coin, {"stream": name, "data": event} if combined else event
                 ):
                     return  # stalled: the next push carries these steps
-            feed.commit(last, after)
+            feed.commit(after)
 
     @staticmethod
     def _kline(book: CandleBook, interval: str, bar: Bar, closed: bool, now: int) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def _levels(inst: Instrument, rows: list[tuple[int, int]]) -> list[list[str]]:
     return [[bybit.price(inst, price), bybit.size(inst, lots)] for price, lots in rows]
 
 
-def book_data(book: DepthBook, bids: Any, asks: Any, u: int, step: int) -> dict[str, Any]:
+def orderbook_data(book: DepthBook, bids: Any, asks: Any, u: int, step: int) -> dict[str, Any]:
     inst = book.instrument
     return {
         "s": inst.symbol,
@@ -62,7 +62,7 @@ def snapshot_message(topic: str, feed: DepthFeed, u: int, now: int) -> dict[str,
         "topic": topic,
         "type": "snapshot",
         "ts": now,
-        "data": book_data(feed.book, view.bids, view.asks, u, feed.step),
+        "data": orderbook_data(feed.book, view.bids, view.asks, u, feed.step),
         "cts": feed.book.step_time(feed.step),
     }
 
@@ -91,7 +91,7 @@ class BybitDepth:
         step = book.step(now)
         view = book.view(step, limit)
         return {
-            **book_data(book, view.bids, view.asks, step, step),
+            **orderbook_data(book, view.bids, view.asks, step, step),
             "ts": now,
             "cts": book.step_time(step),
         }

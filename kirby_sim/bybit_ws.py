@@ -13,7 +13,7 @@ the fields that changed since the last push that went out, fundingRate and openI
 among them: a snapshot a stall held back comes once the stall ends). An unknown topic fails
 the whole request ("success":false, "error:handler not found,topic:..."); spot takes at
 most 10 args per request, and the args of one request may not exceed 21,000 characters.
-Klines and tickers push every `CANDLE_PUSH_MS` simulated ms, trades and books every
+Klines and tickers push every `KLINE_PUSH_MS` simulated ms, trades and books every
 `PUSH_MS`; clients should ping every 20 s and a connection
 without any client message for 10 minutes is closed. At most 500 new connections per
 5 minutes per IP.
@@ -34,9 +34,10 @@ from kirby_sim.intervals import next_open
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
 from kirby_sim.universe import BYBIT_LINEAR_VENUE, BYBIT_SPOT_VENUE
-from kirby_sim.venue_ws import CANDLE_PUSH_MS, VenueSession, VenueSocket, candle_updates
+from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
 PATHS = {"/v5/public/spot": BYBIT_SPOT_VENUE, "/v5/public/linear": BYBIT_LINEAR_VENUE}
+KLINE_PUSH_MS = 1000
 """Simulated ms between kline and ticker pushes."""
 PUSH_MS = 100
 """The pump's period: a book step (orderbook.50 pushes every 20 ms on Bybit, but the
@@ -127,7 +128,7 @@ class BybitStream(VenueSocket):
                 kind, book, interval = target
                 session.subscriptions[topic] = {
                     "kind": kind, "book": book, "interval": interval, "last_open": None,
-                    "sent": None, "feed": self._feed(venue, book, interval) if kind == "orderbook"
+                    "sent": None, "depth": self._feed(venue, book, interval) if kind == "orderbook"
                     else None,
                 }  # fmt: skip
         session.send_json(reply)
@@ -146,29 +147,31 @@ class BybitStream(VenueSocket):
             state["restarts"] = self.faults.book_restarts
             state["u"], state["fresh"] = 1, True
         if state["fresh"]:
-            feed.commit(feed.book.step(now), feed.book.view(feed.book.step(now), feed.depth))
+            feed.resync(now)
             message = bybit_depth.snapshot_message(topic, feed, state["u"], now)
             state["fresh"] = not self.publish(session, coin, message)
             return
         for _, last, after, change in feed.pending(now):
             state["u"] += 1
             if not self.faults.take_book_gap("bybit"):
-                data = bybit_depth.book_data(feed.book, change.bids, change.asks, state["u"], last)
+                data = bybit_depth.orderbook_data(
+                    feed.book, change.bids, change.asks, state["u"], last
+                )
                 message = {"topic": topic, "type": "delta", "ts": now, "data": data,
                            "cts": feed.book.step_time(last)}  # fmt: skip
                 if not self.publish(session, coin, message):
                     state["u"] -= 1
                     return  # stalled: the next push carries these steps
-            feed.commit(last, after)
+            feed.commit(after)
 
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         venue = PATHS[session.path]
-        candles_due = now // CANDLE_PUSH_MS != before // CANDLE_PUSH_MS
+        candles_due = now // KLINE_PUSH_MS != before // KLINE_PUSH_MS
         for topic, sub in list(session.subscriptions.items()):
             book: CandleBook = sub["book"]
             inst = book.instrument
             if sub["kind"] == "orderbook":
-                self._orderbook(session, topic, sub["feed"], now)
+                self._orderbook(session, topic, sub["depth"], now)
                 continue
             if sub["kind"] != "publicTrade" and not candles_due:
                 continue

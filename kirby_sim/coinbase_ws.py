@@ -13,7 +13,7 @@ after it closes; no closed flag, as on Coinbase), `market_trades` (a snapshot of
 latest 50 trades, then updates newest first, consistent with the 1m candles), `ticker`,
 `level2` (frames of channel "l2_data": the whole book, then the levels that changed at each
 book step: `coinbase_depth`). Heartbeats, candles and tickers go out every
-`CANDLE_PUSH_MS`, trades and books every `PUSH_MS`.
+`TICKER_PUSH_MS`, trades and books every `PUSH_MS`.
 Without a `heartbeats` subscription a connection that got no data for `CHANNEL_IDLE_MS`
 simulated ms is closed, as Coinbase closes quiet channels after 60-90 s.
 """
@@ -31,9 +31,10 @@ from kirby_sim.faults import FaultInjector
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
 from kirby_sim.universe import COINBASE_VENUE
-from kirby_sim.venue_ws import CANDLE_PUSH_MS, VenueSession, VenueSocket, candle_updates
+from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
 PATHS = ("/advanced-trade-ws",)
+TICKER_PUSH_MS = 1000
 """Simulated ms between heartbeat, candle and ticker pushes."""
 PUSH_MS = 100
 """The pump's period: level2 updates go out at each book step."""
@@ -124,11 +125,9 @@ class CoinbaseStream(VenueSocket):
         feed: DepthFeed = state["feed"]
         coin = feed.book.instrument.coin
         if state["fresh"]:
-            step = feed.book.step(now)
-            feed.commit(step, feed.book.view(step))
-            event = coinbase_depth.l2_event(
-                feed.book, "snapshot", feed.view.bids, feed.view.asks, step
-            )
+            feed.resync(now)
+            view = feed.view
+            event = coinbase_depth.l2_event(feed.book, "snapshot", view.bids, view.asks, feed.step)
             frame = self._envelope(session, coinbase_depth.DATA_CHANNEL, [event], now)
             state["fresh"] = not self.publish(session, coin, frame)
             session.state["last_data"] = now
@@ -142,14 +141,14 @@ class CoinbaseStream(VenueSocket):
                 if not self.publish(session, coin, frame):
                     return  # stalled: the next push carries these steps
                 session.state["last_data"] = now
-            feed.commit(last, after)
+            feed.commit(after)
 
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         heartbeats = ("heartbeats", None) in session.subscriptions
         if not heartbeats and now - session.state.get("last_data", now) >= CHANNEL_IDLE_MS:
             session.abort()
             return
-        slow_due = now // CANDLE_PUSH_MS != before // CANDLE_PUSH_MS
+        slow_due = now // TICKER_PUSH_MS != before // TICKER_PUSH_MS
         for (channel, symbol), sub in list(session.subscriptions.items()):
             if channel == "level2":
                 self._level2(session, sub, now)

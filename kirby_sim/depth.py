@@ -9,16 +9,18 @@ The book of step k: price levels on a grid of `spacing` price units (a round num
 ticks, about a basis point of the instrument's base price); the best bid is the grid level
 at or below the last trade price at the step's time (`CandleBook.forming_minute(t).close`),
 the best ask the next grid level up, so the book is never crossed and the last price lies
-between them. `levels` grid slots a side; each slot draws its size afresh every `period`
-steps at its own phase (so a few levels change each step), and is empty in about one draw
-out of eight. Sizes are lots of the instrument (10**-size_decimals of the coin), about a
-twentieth of a minute's volume, more away from the top.
+between them. `levels` grid slots a side; each slot draws its size afresh every
+`REFRESH_STEPS` steps at its own phase (so about 1% of the levels change each step), and
+is empty in about one draw out of eight. Sizes are lots of the instrument
+(10**-size_decimals of the coin), about a twentieth of a minute's volume, more away from
+the top.
 
 Update ids: step k ends at update id `update_id(k)`, several ids per step (Binance's `U`/`u`,
 OKX's `seqId`: increasing, not by one); a diff from the book of step a to that of step b
-(`diff`) carries the levels whose size changed, size 0 for removed ones. The venues format
-them; this module knows no wire format. `step_chunks` splits a lagging subscriber's backlog into
-at most `MAX_EVENTS_PER_TICK` diffs.
+(`DepthBook.diff`) carries the levels whose size changed, size 0 for removed ones; a
+subscriber is sent nothing for a step that changed nothing it sees. The venues format
+them; this module knows no wire format. `step_ranges` splits a lagging subscriber's
+backlog into at most `MAX_EVENTS_PER_TICK` diffs.
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ import numpy as np
 
 from kirby_sim import hashing
 from kirby_sim.candles import CandleBook
+from kirby_sim.prices import I64
 
 DEFAULT_UPDATE_MS = 100
 """Simulated ms between two book states (Binance's @depth@100ms)."""
 DEFAULT_LEVELS = 1000
 """Grid slots a side (some empty): the deepest view any venue serves."""
-REFRESH_MS = 20_000
-"""Simulated ms after which every level has drawn a new size."""
+REFRESH_STEPS = 200
+"""Steps after which every level has drawn a new size (20 s at 100 ms a step): a faster
+book (a smaller `update_ms`) changes more levels a second."""
 EMPTY_SHARE = 0.125
 IDS_PER_STEP = 8
 """Update ids step k uses at most (Binance's `u` grows by 1..8 a step)."""
@@ -47,8 +51,14 @@ MAX_EVENTS_PER_TICK = 50
 """Diffs sent at most per push to a lagging subscriber: beyond, steps are merged."""
 _CACHED_STEPS = 8
 
-Side = dict[int, int]
-"""price units -> lots."""
+
+class BookState(NamedTuple):
+    """The whole book of one step: lots of each grid slot from `low` on (0: empty); the
+    first `levels` slots are bids, the rest asks."""
+
+    step: int
+    low: int
+    lots: I64
 
 
 class Levels(NamedTuple):
@@ -93,13 +103,13 @@ class DepthBook:
         tick_value = tick * 10.0**-inst.price_decimals
         self.spacing = tick * _nice(inst.base_price * 1e-4 / tick_value)
         """Price units between two grid levels."""
-        self.period = max(1, REFRESH_MS // update_ms)
+        self.period = REFRESH_STEPS
         typical = inst.volume_per_minute * 10**inst.size_decimals / 20.0
         self._typical = max(1.0, typical)
         self._phase_key = hashing.stream_key(seed, "depth-phase", inst.venue, inst.symbol)
         self._size_key = hashing.stream_key(seed, "depth-size", inst.venue, inst.symbol)
         self._id_key = hashing.stream_key(seed, "depth-ids", inst.venue, inst.symbol)
-        self._cache: OrderedDict[int, tuple[Side, Side]] = OrderedDict()
+        self._cache: OrderedDict[int, BookState] = OrderedDict()
 
     # --- steps and ids ----------------------------------------------------------------
 
@@ -118,20 +128,19 @@ class DepthBook:
 
     # --- books ------------------------------------------------------------------------
 
-    def sides(self, step: int) -> tuple[Side, Side]:
-        """The whole book of `step`: (bids, asks), price units -> lots."""
+    def state(self, step: int) -> BookState:
+        """The whole book of `step` (cached for the last few steps)."""
         found = self._cache.get(step)
         if found is not None:
             self._cache.move_to_end(step)
             return found
         last = self.candles.forming_minute(self.step_time(step)).close
         best_bid = last // self.spacing
-        slots = np.arange(best_bid - self.levels + 1, best_bid + self.levels + 1, dtype=np.int64)
+        low = best_bid - self.levels + 1
+        slots = np.arange(low, best_bid + self.levels + 1, dtype=np.int64)
         level_hash = hashing.hash_indices(self._size_key, slots)
-        phase = (hashing.hash_indices(self._phase_key, slots) % np.uint64(self.period)).astype(
-            np.int64
-        )
-        epoch = (step + phase) // self.period
+        phase = hashing.hash_indices(self._phase_key, slots) % np.uint64(self.period)
+        epoch = (step + phase.astype(np.int64)) // self.period
         drawn = hashing.mix(level_hash ^ epoch.astype(np.uint64))
         present = (drawn & np.uint64(0xFFFF)).astype(np.float64) / 65536.0 >= EMPTY_SHARE
         uniform = (drawn >> np.uint64(11)).astype(np.float64) * 2.0**-53
@@ -139,49 +148,63 @@ class DepthBook:
         lots = np.maximum(
             1, np.rint(self._typical * -np.log1p(-0.999 * uniform) * np.sqrt(distance))
         ).astype(np.int64)
-        prices = (slots * self.spacing).tolist()
-        sizes = lots.tolist()
-        shown = present.tolist()
-        bids: Side = {}
-        asks: Side = {}
-        for position in range(self.levels - 1, -1, -1):  # best bid first
-            if shown[position]:
-                bids[prices[position]] = sizes[position]
-        for position in range(self.levels, 2 * self.levels):
-            if shown[position]:
-                asks[prices[position]] = sizes[position]
-        self._cache[step] = (bids, asks)
+        lots[~present] = 0
+        found = BookState(step, low, lots)
+        self._cache[step] = found
         if len(self._cache) > _CACHED_STEPS:
             self._cache.popitem(last=False)
-        return bids, asks
+        return found
+
+    def shown(self, state: BookState, depth: int | None) -> tuple[I64, I64, I64, I64]:
+        """(bid slots, bid lots, ask slots, ask lots) of the best `depth` levels a side
+        (all when None), best first."""
+        bid_at = np.flatnonzero(state.lots[: self.levels])[::-1][:depth]
+        ask_at = np.flatnonzero(state.lots[self.levels :])[:depth] + self.levels
+        return bid_at + state.low, state.lots[bid_at], ask_at + state.low, state.lots[ask_at]
+
+    def levels_of(self, state: BookState, depth: int | None = None) -> Levels:
+        bid_slots, bid_lots, ask_slots, ask_lots = self.shown(state, depth)
+        spacing = self.spacing
+        return Levels(
+            list(zip((bid_slots * spacing).tolist(), bid_lots.tolist(), strict=True)),
+            list(zip((ask_slots * spacing).tolist(), ask_lots.tolist(), strict=True)),
+        )
 
     def view(self, step: int, depth: int | None = None) -> Levels:
-        """The best `depth` levels a side (all when None)."""
-        bids, asks = self.sides(step)
-        return Levels(list(bids.items())[:depth], list(asks.items())[:depth])
+        """The best `depth` levels a side (all when None) of `step`'s book."""
+        return self.levels_of(self.state(step), depth)
+
+    def diff(self, before: BookState, after: BookState, depth: int | None = None) -> Diff:
+        """What turns the best `depth` levels of `before` into those of `after`: changed
+        and new levels with their size, removed ones (also those pushed out of the best
+        `depth`) with size 0."""
+        old = self.shown(before, depth)
+        new = self.shown(after, depth)
+        return Diff(
+            self._side_diff(old[0], old[1], new[0], new[1], reverse=True),
+            self._side_diff(old[2], old[3], new[2], new[3], reverse=False),
+        )
+
+    def _side_diff(
+        self, old_slots: I64, old_lots: I64, new_slots: I64, new_lots: I64, *, reverse: bool
+    ) -> list[tuple[int, int]]:
+        slots = np.concatenate((old_slots, new_slots))
+        if not len(slots):
+            return []
+        low = int(slots.min())
+        width = int(slots.max()) - low + 1
+        old = np.zeros(width, dtype=np.int64)
+        new = np.zeros(width, dtype=np.int64)
+        old[old_slots - low] = old_lots
+        new[new_slots - low] = new_lots
+        changed = np.flatnonzero(old != new)
+        if reverse:
+            changed = changed[::-1]
+        prices = ((changed + low) * self.spacing).tolist()
+        return list(zip(prices, new[changed].tolist(), strict=True))
 
 
-def diff(before: Levels, after: Levels) -> Diff:
-    """What turns the book `before` into `after`: changed and new levels with their size,
-    removed ones with size 0."""
-    return Diff(
-        _side_diff(before.bids, after.bids, reverse=True),
-        _side_diff(before.asks, after.asks, reverse=False),
-    )
-
-
-def _side_diff(
-    before: list[tuple[int, int]], after: list[tuple[int, int]], *, reverse: bool
-) -> list[tuple[int, int]]:
-    old = dict(before)
-    new = dict(after)
-    changed = [(price, lots) for price, lots in new.items() if old.get(price) != lots]
-    changed.extend((price, 0) for price in old if price not in new)
-    changed.sort(reverse=reverse)
-    return changed
-
-
-def step_chunks(last_step: int, step: int, every: int = 1) -> list[tuple[int, int]]:
+def step_ranges(last_step: int, step: int, every: int = 1) -> list[tuple[int, int]]:
     """Step ranges (first, last), inclusive, to send a subscriber whose book is at
     `last_step` now that `step` is current: each range ends on a multiple of `every` (a
     stream slower than the book merges steps), and when more than MAX_EVENTS_PER_TICK
@@ -199,28 +222,47 @@ def step_chunks(last_step: int, step: int, every: int = 1) -> list[tuple[int, in
 
 @dataclass
 class DepthFeed:
-    """One subscriber's view of a book: the step and levels it was last sent."""
+    """One subscriber's view of a book: how deep it sees (the best `depth` levels a side;
+    all when None), the book it has (`state`) and the last step whose update ids it was
+    sent (`covered`: a step that changed nothing it sees sends nothing, and its ids go
+    with the next update, as an exchange's do)."""
 
     book: DepthBook
     depth: int | None
-    step: int
-    view: Levels
+    state: BookState
+    covered: int
     every: int = 1
 
     @classmethod
     def start(
         cls, book: DepthBook, now_ms: int, depth: int | None = None, every: int = 1
     ) -> DepthFeed:
-        step = book.step(now_ms)
-        return cls(book, depth, step, book.view(step, depth), every)
+        state = book.state(book.step(now_ms))
+        return cls(book, depth, state, state.step, every)
 
-    def pending(self, now_ms: int) -> Iterator[tuple[int, int, Levels, Diff]]:
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    @property
+    def view(self) -> Levels:
+        return self.book.levels_of(self.state, self.depth)
+
+    def pending(self, now_ms: int) -> Iterator[tuple[int, int, BookState, Diff]]:
         """(first step, last step, the book after, the diff) of every update due; the
         caller `commit`s each one it sent (or skipped on purpose: a planted gap)."""
-        for first, last in step_chunks(self.step, self.book.step(now_ms), self.every):
-            after = self.book.view(last, self.depth)
-            yield first, last, after, diff(self.view, after)
+        for _, last in step_ranges(self.state.step, self.book.step(now_ms), self.every):
+            after = self.book.state(last)
+            change = self.book.diff(self.state, after, self.depth)
+            if change.bids or change.asks:
+                yield self.covered + 1, last, after, change
+            else:
+                self.state = after  # the same levels: nothing to send
 
-    def commit(self, step: int, after: Levels) -> None:
-        self.step = step
-        self.view = after
+    def commit(self, after: BookState) -> None:
+        self.state = after
+        self.covered = after.step
+
+    def resync(self, now_ms: int) -> None:
+        """Jump to the book at `now_ms` (a snapshot of it is being sent)."""
+        self.commit(self.book.state(self.book.step(now_ms)))

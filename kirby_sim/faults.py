@@ -55,6 +55,8 @@ class FaultSchedule:
     error_every: float | None = None
     error_count: int = 3
     malformed_every: float | None = None
+    book_gap_every: float | None = None
+    """Leave one order-book update of any exchange out (a sequence gap to detect)."""
 
 
 class FaultInjector:
@@ -257,6 +259,8 @@ async def run_schedule(schedule: FaultSchedule, faults: FaultInjector) -> None:
         plan.append(
             (schedule.malformed_every, lambda: faults.malform_next(1, "ws", next(variants)))
         )
+    if schedule.book_gap_every:
+        plan.append((schedule.book_gap_every, faults.skip_book_updates))
     if not plan:
         return
     due = [time.monotonic() + period for period, _ in plan]

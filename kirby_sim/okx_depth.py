@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from kirby_sim import okx
-from kirby_sim.depth import DepthBook, DepthFeed, Levels
+from kirby_sim.depth import BookState, DepthBook, DepthFeed
 from kirby_sim.market import Market
 from kirby_sim.universe import OKX_SPOT_VENUE, OKX_SWAP_VENUE, Instrument
 from kirby_sim.venue_limits import RequestWindow
@@ -35,6 +35,7 @@ BOOKS_DEPTH = 400
 BOOKS5_DEPTH = 5
 CHECKSUM_LEVELS = 25
 REST_MAX = 400
+BOOKS_REQUESTS_PER_2_SECONDS = 40
 """GET /api/v5/market/books per IP."""
 Row = list[str]
 
@@ -59,10 +60,10 @@ def checksum(bids: list[Row], asks: list[Row]) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def book_data(book: DepthBook, view: Levels, bids: Any, asks: Any, step: int, prev: int) -> Any:
-    """One `books` data row: `bids`/`asks` the levels sent, `view` the book after them."""
+def books_row(book: DepthBook, after: BookState, bids: Any, asks: Any, step: int, prev: int) -> Any:
+    """One `books` data row: `bids`/`asks` the levels sent, `after` the book after them."""
     inst = book.instrument
-    top = Levels(view.bids[:CHECKSUM_LEVELS], view.asks[:CHECKSUM_LEVELS])
+    top = book.levels_of(after, CHECKSUM_LEVELS)
     return {
         "asks": levels(inst, asks),
         "bids": levels(inst, bids),
@@ -75,7 +76,7 @@ def book_data(book: DepthBook, view: Levels, bids: Any, asks: Any, step: int, pr
 
 def snapshot_row(feed: DepthFeed) -> Any:
     view = feed.view
-    return book_data(feed.book, view, view.bids, view.asks, feed.step, -1)
+    return books_row(feed.book, feed.state, view.bids, view.asks, feed.step, -1)
 
 
 def books5_row(book: DepthBook, step: int) -> Any:
@@ -101,9 +102,7 @@ class OkxDepth:
     def __init__(self, market: Market, clock: Any, rate_limits: bool) -> None:
         self.market = market
         self.clock = clock
-        self._window = RequestWindow(
-            okx.REQUESTS_PER_2_SECONDS["market/books"] if rate_limits else None, 2.0
-        )
+        self._window = RequestWindow(BOOKS_REQUESTS_PER_2_SECONDS if rate_limits else None, 2.0)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get(f"{okx.PREFIX}market/books", self._books)]

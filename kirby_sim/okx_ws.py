@@ -29,11 +29,12 @@ from kirby_sim.faults import FaultInjector
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
 from kirby_sim.universe import OKX_SPOT_VENUE, OKX_SWAP_VENUE
-from kirby_sim.venue_ws import CANDLE_PUSH_MS, VenueSession, VenueSocket, candle_updates
+from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
 PUBLIC_PATH = "/ws/v5/public"
 BUSINESS_PATH = "/ws/v5/business"
 PATHS = (PUBLIC_PATH, BUSINESS_PATH)
+CANDLE_PUSH_MS = 1000
 """Simulated ms between candle and ticker pushes."""
 PUSH_MS = 100
 """The pump's period: `books` pushes updates every 100 ms."""
@@ -137,20 +138,19 @@ class OkxStream(VenueSocket):
         feed: DepthFeed = state["feed"]
         coin = feed.book.instrument.coin
         if state["fresh"]:
-            step = feed.book.step(now)
-            feed.commit(step, feed.book.view(step, feed.depth))
+            feed.resync(now)
             message = {"arg": arg, "action": "snapshot", "data": [okx_depth.snapshot_row(feed)]}
             state["fresh"] = not self.publish(session, coin, message)
             return
         for first, last, after, change in feed.pending(now):
             if not self.faults.take_book_gap("okx"):
                 previous = feed.book.update_id(first - 1)
-                row = okx_depth.book_data(
+                row = okx_depth.books_row(
                     feed.book, after, change.bids, change.asks, last, previous
                 )
                 if not self.publish(session, coin, {"arg": arg, "action": "update", "data": [row]}):
                     return  # stalled: the next push carries these steps
-            feed.commit(last, after)
+            feed.commit(after)
 
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         candles_due = now // CANDLE_PUSH_MS != before // CANDLE_PUSH_MS

@@ -84,10 +84,6 @@ SHARED: dict[str, tuple[frozenset[str], str]] = {
         ),
         "each wire module decodes its own exchange's depth frames",
     ),
-    "book_data": (
-        frozenset({"kirby_sim.bybit_depth", "kirby_sim.okx_depth"}),
-        "each simulated venue formats its own book push",
-    ),
     "CANDLE_LIMIT": (
         frozenset({f"kirby_core.exchanges.{name}" for name in ("coinbase", "hyperliquid", "okx")}),
         "each exchange module declares its own candle page limit",

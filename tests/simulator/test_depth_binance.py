@@ -111,10 +111,11 @@ async def _kirby_feed(
         for update in binance_wire.parse_depth(first, received):
             outcomes.append(book.feed(update))
         outcomes.append(book.feed(binance_wire.parse_depth_snapshot(payload, symbol, received)))
-        while book.counters.updates < frames:
-            if book.counters.updates == gap_after:
+        planted = False
+        while book.counters.updates < frames or (planted and Outcome.GAP not in outcomes):
+            if book.counters.updates == gap_after and not planted:
                 sim.faults.skip_book_updates(1, "binance")
-                gap_after = None
+                planted = True
             raw = await asyncio.wait_for(ws.recv(), 5)
             for update in binance_wire.parse_depth(raw, received):
                 outcomes.append(book.feed(update))

@@ -54,6 +54,15 @@ def test_rest_order_book_limits(fast_sim: SimulatorServer) -> None:
     assert requests.get(url, params=too_many).json()["retCode"] == 10001
 
 
+def _seen(fault: str | None, book: SeriesBook, messages: list[dict]) -> bool:
+    """Whether the planted fault has shown (a gap; a restart and a delta after it)."""
+    if fault == "gap":
+        return book.counters.gaps > 0
+    if fault == "restart":
+        return book.counters.restarts > 0 and messages[-1]["type"] == "delta"
+    return True
+
+
 async def _kirby_feed(
     sim: SimulatorServer, path: str, topic: str, pushes: int, fault: str | None = None
 ) -> tuple[list[Outcome], SeriesBook, list[dict]]:
@@ -66,7 +75,7 @@ async def _kirby_feed(
     async with connect(f"{host}{path}") as ws:
         await ws.send(json.dumps({"op": "subscribe", "req_id": "1", "args": [topic]}))
         assert json.loads(await ws.recv())["success"] is True
-        while len(messages) < pushes:
+        while len(messages) < pushes or not _seen(fault, book, messages):
             raw = await asyncio.wait_for(ws.recv(), 5)
             messages.append(json.loads(raw))
             for update in bybit_wire.parse_depth(raw, datetime.now(UTC)):

@@ -50,7 +50,8 @@ def test_rest_product_book(fast_sim: SimulatorServer) -> None:
 
 
 async def _frames(sim: SimulatorServer, count: int, gap_at: int | None = None) -> list[dict]:
-    """level2 of two products and market_trades of one, on one connection."""
+    """level2 of two products and market_trades of one, on one connection: `count` frames
+    (with a gap planted after `gap_at` frames: `count` frames after it was made)."""
     frames: list[dict] = []
     async with connect(ws_url(sim)) as ws:
         for channel, products in (
@@ -59,10 +60,13 @@ async def _frames(sim: SimulatorServer, count: int, gap_at: int | None = None) -
         ):
             message = {"type": "subscribe", "product_ids": products, "channel": channel}
             await ws.send(json.dumps(message))
-        while len(frames) < count:
+        made_at = None if gap_at is not None else 0
+        while made_at is None or len(frames) < made_at + count:
             frames.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
             if len(frames) == gap_at:
                 sim.faults.skip_book_updates(1, "coinbase")
+            if made_at is None and sim.faults.injected["book_gap"]:
+                made_at = len(frames)
     return frames
 
 
@@ -93,7 +97,7 @@ async def test_kirby_rules_see_no_gap_on_a_clean_stream(fast_sim: SimulatorServe
 
 
 async def test_a_planted_gap_is_detected(fast_sim: SimulatorServer) -> None:
-    frames = await _frames(fast_sim, 20, gap_at=8)
+    frames = await _frames(fast_sim, 8, gap_at=8)
     outcomes, connection = _kirby(frames)
     assert connection.book("BTC-USD").counters.gaps == 1
     assert connection.book("SOL-USD").counters.gaps == 1, "a lost frame drops every book"

@@ -75,10 +75,13 @@ async def _raw_books(
         arg = {"channel": channel, "instId": inst_id}
         await ws.send(json.dumps({"op": "subscribe", "args": [arg]}))
         assert json.loads(await ws.recv())["event"] == "subscribe"
-        while len(raws) < pushes:
+        made_at = None if gap_at is not None else 0
+        while made_at is None or len(raws) < made_at + pushes:
             raws.append(await asyncio.wait_for(ws.recv(), 5))
             if len(raws) == gap_at:
                 sim.faults.skip_book_updates(1, "okx")
+            if made_at is None and sim.faults.injected["book_gap"]:
+                made_at = len(raws)  # `pushes` more, the update after the gap among them
     return raws
 
 
@@ -130,6 +133,6 @@ async def test_kirby_rules_see_no_gap_on_a_clean_stream(fast_sim: SimulatorServe
 
 
 async def test_a_planted_gap_is_detected(fast_sim: SimulatorServer) -> None:
-    raws = await _raw_books(fast_sim, "books", "BTC-USDT", 8, gap_at=3)
+    raws = await _raw_books(fast_sim, "books", "BTC-USDT", 3, gap_at=3)
     outcomes, book = _kirby(raws, "BTC-USDT")
     assert Outcome.GAP in outcomes and book.counters.gaps == 1
