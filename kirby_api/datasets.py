@@ -1,6 +1,7 @@
-"""The three datasets as the API serves them, derived from `kirby_core.datasets`.
+"""The datasets as the API serves them, derived from `kirby_core.datasets` and, for the
+trade tape, from `kirby_core.db.trades`.
 
-Candles belong to a starlisting; funding rates and open interest to a trading pair. Each
+Candles belong to a starlisting; funding rates, open interest and trades to a trading pair. Each
 one says which table and series column hold it, which columns it serves (decimals
 are read as their exact text, `numeric::text`, and never become Python Decimals), the
 msgspec row type of JSON responses (field order = column order, so a database record
@@ -19,8 +20,10 @@ import msgspec
 from msgspec import Meta
 
 from kirby_core import datasets as core
+from kirby_core.db import trades as trade_table
 
-Kind = Literal["time", "decimal", "int"]
+Kind = Literal["time", "instant", "decimal", "int", "text"]
+"""`time`: a minute-aligned key; `instant`: a time with microseconds (a trade's)."""
 
 _DECIMAL = "exact decimal as a string, as the exchange sent it"
 Decimal = Annotated[str, Meta(description=_DECIMAL, examples=["64213.5"])]
@@ -74,6 +77,19 @@ class OpenInterestData(msgspec.Struct):
     day_notional_volume: OptionalDecimal
 
 
+class TradeData(msgspec.Struct):
+    """One exchange trade."""
+
+    time: Annotated[
+        datetime,
+        Meta(description="the exchange's trade time, ISO-8601 UTC (microseconds when any)"),
+    ]
+    trade_id: Annotated[str, Meta(description="the exchange's trade id (unique per pair)")]
+    price: Decimal
+    size: Annotated[str, Meta(description="base-asset quantity, " + _DECIMAL)]
+    side: Annotated[str, Meta(description="the taker's side: buy or sell")]
+
+
 @dataclass(frozen=True)
 class ServedDataset:
     name: str
@@ -88,6 +104,9 @@ class ServedDataset:
     """What the less obvious columns mean; sent in metadata and Parquet key-value metadata."""
     required: frozenset[str] = frozenset()
     """Value columns the schema declares NOT NULL (`time` always is)."""
+    tiebreak: str | None = None
+    """The column that orders rows of one time (trades: `trade_id`); None when the key is
+    (series, time), one row per time. Pages and cursors then walk (time, tiebreak)."""
 
     @property
     def per_starlisting(self) -> bool:
@@ -127,7 +146,7 @@ class ServedDataset:
         for i, (name, column, kind) in enumerate(self.columns):
             text += f'{"," if i else ""}"{name}":'
             if column in self.required or column == "time":  # `time` is the NOT NULL key
-                quote = '"' if kind != "int" else ""
+                quote = '"' if kind in ("time", "instant", "decimal") else ""
                 pieces += [text + quote, _REQUIRED[kind].format(c=column)]
                 text = quote
             else:
@@ -151,16 +170,22 @@ _REQUIRED: dict[Kind, str] = {
     "time": """to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')""",
     "decimal": "{c}",
     "int": "{c}",
+    "instant": _TIME,
+    "text": "to_json({c})::text",  # free text (a trade id): escaped as JSON does
 }
 _CSV: dict[Kind, str] = {
     "time": _TIME,  # NULL in, NULL out: COPY writes an empty field
     "decimal": "{c}",  # numeric's text output, exactly as stored
     "int": "{c}",
+    "instant": _TIME,
+    "text": "{c}",  # COPY's CSV quoting escapes it
 }
 _NULLABLE: dict[Kind, str] = {
     "time": f"""coalesce('"' || {_TIME} || '"', 'null')""",
     "decimal": """coalesce('"' || {c}::text || '"', 'null')""",
     "int": "coalesce({c}::text, 'null')",
+    "instant": f"""coalesce('"' || {_TIME} || '"', 'null')""",
+    "text": "coalesce(to_json({c})::text, 'null')",
 }
 
 
@@ -201,5 +226,33 @@ SERVED_OPEN_INTEREST = _serving(
     },
 )
 
-SERVED_DATASETS = {d.name: d for d in (SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST)}
-BY_CHANNEL = {d.channel: d for d in (SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST)}
+
+def _trades() -> ServedDataset:
+    """The trade tape (`kirby_core.db.trades`, migration 0008): not a minute-keyed
+    `kirby_core.datasets.Dataset`; its columns are the table's (`trades.COLUMNS`), every
+    one NOT NULL, ordered by (time, trade_id)."""
+    kinds: dict[str, Kind] = {"time": "instant", "price": "decimal", "size": "decimal"}
+    columns = tuple((c, c, kinds.get(c, "text")) for c in trade_table.COLUMNS[1:])
+    if TradeData.__struct_fields__ != tuple(name for name, _, _ in columns):
+        raise TypeError("TradeData fields differ from kirby_core.db.trades.COLUMNS")
+    return ServedDataset(
+        name=trade_table.TABLE,
+        channel=trade_table.TABLE,
+        series_column=trade_table.COLUMNS[0],
+        columns=columns,
+        row=TradeData,
+        notes={
+            "time": "the exchange's trade time (UTC)",
+            "side": "the taker's side (buy: the taker bought)",
+        },
+        required=frozenset(c for _, c, _ in columns[1:]),
+        tiebreak="trade_id",
+    )
+
+
+SERVED_TRADES = _trades()
+
+MINUTE_DATASETS = (SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST)
+"""The datasets of `kirby_core.datasets`: one row per series and minute."""
+SERVED_DATASETS = {d.name: d for d in (*MINUTE_DATASETS, SERVED_TRADES)}
+BY_CHANNEL = {d.channel: d for d in SERVED_DATASETS.values()}
