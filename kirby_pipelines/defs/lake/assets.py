@@ -74,6 +74,21 @@ def lake_open_interest(
     return lake_export.export(context, kirby, progress, config)
 
 
+@_lake_asset(
+    [realtime_catalog],
+    AFTER_MIDNIGHT,
+    "The trade tape: every trade of a trading pair and day, one zstd Parquet file each "
+    "(time in microseconds, trade_id, price, size, taker side; by time then trade id).",
+)
+def lake_trades(
+    context: dg.AssetExecutionContext,
+    kirby: KirbyResource,
+    progress: ProgressParam,
+    config: lake_export.LakeConfig,
+) -> dg.MaterializeResult:
+    return lake_export.export(context, kirby, progress, config)
+
+
 @_lake_asset([training_candles], REWRITTEN, "Training candles, one file per series and day.")
 def lake_training_candles(
     context: dg.AssetExecutionContext,
