@@ -68,7 +68,8 @@ def _page_sql(dataset: ServedDataset, columns: str, newest: bool, *values: str) 
     (SQL text)."""
     if newest:
         rows = window_rows(dataset, "*", True, values)
-        return f"SELECT {columns} FROM ({rows}) page ORDER BY {order_by(dataset)}"  # noqa: S608
+        # qualified: the select list names its formatted text `time`, which must not sort
+        return f"SELECT {columns} FROM ({rows}) page ORDER BY {order_by(dataset, prefix='page.')}"  # noqa: S608
     return window_rows(dataset, columns, False, values)
 
 

@@ -97,7 +97,9 @@ def window_rows(
         )
     return (
         f"SELECT {columns} FROM {dataset.name} WHERE {dataset.series_column} = {series_id}"  # noqa: S608
-        f" AND {bounds} ORDER BY {order_by(dataset, newest)} LIMIT {limit}"
+        # qualified: a select list may name a formatted column `time` (CSV's text)
+        f" AND {bounds} ORDER BY {order_by(dataset, newest, prefix=dataset.name + '.')}"
+        f" LIMIT {limit}"
     )
 
 

@@ -18,7 +18,7 @@ TRADES = "/trades/hyperliquid/BTC/USD/perps"
 
 
 def tape(pair: int) -> list[TradeRow]:
-    """12 trades: 8 in one millisecond (ids chosen so that text order is not insertion
+    """13 trades: 8 in one millisecond (ids chosen so that text order is not insertion
     order), then 4 with microseconds; one id needs JSON and CSV escaping."""
     same_ms = T0 + timedelta(milliseconds=1)
     rows = [
@@ -36,6 +36,10 @@ def tape(pair: int) -> list[TradeRow]:
         ),
         TradeRow(
             pair, T0 + timedelta(seconds=2), 'q"1,x', Decimal("64002.5"), Decimal("0.10000"), "buy"
+        ),
+        # after the whole second in time, before it as text ("...02.500000Z" < "...02Z")
+        TradeRow(
+            pair, T0 + timedelta(seconds=2.5), "u2", Decimal("64002.75"), Decimal("1"), "sell"
         ),
         TradeRow(pair, T0 + timedelta(seconds=3), "u3", Decimal("64003"), Decimal("2"), "sell"),
         TradeRow(pair, T0 + timedelta(days=1), "u4", Decimal("64004"), Decimal("3"), "buy"),
@@ -138,7 +142,11 @@ async def test_csv_and_parquet_hold_the_same_exact_rows(client, conn, catalog) -
     assert table.column("price").to_pylist() == [r["price"] for r in expected[-5:]]
     assert table.column("size").to_pylist() == [r["size"] for r in expected[-5:]]
     times = [t.isoformat().replace("+00:00", "") for t in table.column("time").to_pylist()]
-    assert times[:2] == ["2024-05-01T00:00:00.001000", "2024-05-01T00:00:01.123456"]
+    assert times[:3] == [
+        "2024-05-01T00:00:01.123456",
+        "2024-05-01T00:00:02",
+        "2024-05-01T00:00:02.500000",
+    ]
     assert response.headers["Kirby-Prev-Cursor"] == json_page["prev_cursor"]
 
 
