@@ -107,6 +107,13 @@ class ServedDataset:
     tiebreak: str | None = None
     """The column that orders rows of one time (trades: `trade_id`); None when the key is
     (series, time), one row per time. Pages and cursors then walk (time, tiebreak)."""
+    ranged: bool = False
+    """Its change events name each series' [first, last] time of a flush (trades, books), not
+    each changed time: the hub reads every row between, and each WebSocket client gets each
+    row once, in order (it keeps the position of the last one it was sent)."""
+    step_seconds: int | None = None
+    """Seconds between a series' rows that a bounded read assumes (`market_data.narrowed`);
+    None: a starlisting's interval."""
 
     @property
     def per_starlisting(self) -> bool:
@@ -189,6 +196,9 @@ _NULLABLE: dict[Kind, str] = {
 }
 
 
+_MINUTE_SECONDS = 60
+"""Funding and open interest: at most one row a minute (the minute-aligned key)."""
+
 _KINDS: dict[str, Kind] = {"numeric": "decimal", "integer": "int", "timestamptz": "time"}
 
 
@@ -208,6 +218,7 @@ def _serving(
         row=row,
         notes=notes,
         required=frozenset(column.name for column in dataset.required),
+        step_seconds=None if dataset.per_starlisting else _MINUTE_SECONDS,
     )
 
 
@@ -247,6 +258,9 @@ def _trades() -> ServedDataset:
         },
         required=frozenset(c for _, c, _ in columns[1:]),
         tiebreak="trade_id",
+        ranged=True,
+        # bursts put many trades in a second: a page of 1000 first looks back 2000 s
+        step_seconds=1,
     )
 
 

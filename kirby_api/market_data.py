@@ -170,11 +170,8 @@ GROUP BY e.key
 
 SPAN_SLACK = 2
 """A bounded read's span is this many times the span its rows take without gaps."""
-MINUTE = 60
-"""Step of funding and open interest series: at most one row a minute (minute-aligned key)."""
-KEYED_STEP = 1
-"""Step a keyed series (trades) is first read at: a page of 1000 trades first looks back
-2000 s; a quieter pair costs a second, unbounded read."""
+_UNKNOWN_STEP = 60
+"""The step of a starlisting not in the catalog (it has no rows: any step will do)."""
 LATEST_TIME_SPAN = timedelta(days=1)
 """Span of a freshness read (`latest_times`) before it looks further back."""
 _STEPS = (
@@ -227,16 +224,16 @@ class MarketData:
 
     async def _step(self, dataset: ServedDataset, series_ids: Sequence[int]) -> int:
         """The longest step (seconds between rows) of these series."""
-        if dataset.tiebreak is not None:
-            return KEYED_STEP
-        if not dataset.per_starlisting:
-            return MINUTE
+        if dataset.step_seconds is not None:
+            return dataset.step_seconds
         missing = [i for i in series_ids if i not in self._intervals]
         if missing:
             for series_id, seconds in await self._db.fetch(_STEPS, missing):
                 self._intervals[series_id] = seconds
         # an id not in the catalog has no rows: any step will do
-        return max((self._intervals.get(i, MINUTE) for i in series_ids), default=MINUTE)
+        return max(
+            (self._intervals.get(i, _UNKNOWN_STEP) for i in series_ids), default=_UNKNOWN_STEP
+        )
 
     async def _bounded(self, dataset: ServedDataset, series_id: int, window: Window) -> Window:
         step = await self._step(dataset, (series_id,))

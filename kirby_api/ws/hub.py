@@ -181,10 +181,10 @@ _LIVE: dict[str, type[msgspec.Struct]] = {
 
 
 def position_of(dataset: ServedDataset, record: asyncpg.Record) -> Position | None:
-    """A keyed dataset's row position (time, tiebreak); None for a minute dataset."""
-    if dataset.tiebreak is None:
+    """A ranged dataset's row position (time, tiebreak or ""); None for the others."""
+    if not dataset.ranged:
         return None
-    return (record["time"], record[dataset.tiebreak])
+    return (record["time"], record[dataset.tiebreak] if dataset.tiebreak else "")
 
 
 def _ranges(
@@ -342,9 +342,10 @@ class Hub:
                     latest = found.get(series_id)
                     count, rows = (0, b"") if latest is None else latest[:2]
                     client.offer(None, self.historical_message(dataset, series_id, count, rows))
-                    if latest is not None and latest.last_id is not None:
-                        # live trades at or before the history's last one are not sent again
-                        client.positions[name, series_id] = (latest.last, latest.last_id)
+                    if latest is not None and dataset.ranged:
+                        # live rows at or before the history's last one are not sent again
+                        position = (latest.last, latest.last_id or "")
+                        client.positions[name, series_id] = position
         finally:
             client.release(keys)
 
@@ -373,7 +374,7 @@ class Hub:
             tapes: dict[SubscriptionKey, _Tape] = {}
             for dataset in SERVED_DATASETS.values():
                 mine = [e for e in events if e.table == dataset.name]
-                if dataset.tiebreak is not None:
+                if dataset.ranged:
                     tapes |= await self._tapes(client, dataset, mine, keys, resume_from)
                     continue
                 wanted = {
@@ -388,10 +389,8 @@ class Hub:
                         rows[dataset.name, record[0], record["time"]] = record
             for event in events:  # in id order, whatever the dataset
                 dataset = SERVED_DATASETS[event.table]
-                if dataset.tiebreak is None:
-                    named = _event_rows(event, rows)
-                else:
-                    named = _tape_rows(event, tapes)
+                ranged = dataset.ranged
+                named = _tape_rows(event, tapes) if ranged else _event_rows(event, rows)
                 for series_id, record in named:
                     text = self.live_message(dataset, series_id, record[1:], event.id)
                     key = (dataset.name, series_id)
@@ -448,8 +447,8 @@ class Hub:
         if dataset is None:  # a dataset this API does not serve (yet): nobody can want it
             self.last_event_id = event.id
             return
-        if dataset.tiebreak is not None:
-            # a keyed event names each series' [first, last] time: read every row between
+        if dataset.ranged:
+            # a ranged event names each series' [first, last] time: read every row between
             ranges = _ranges(event, lambda i: (event.table, i) in self._subscribers)
             if ranges:
                 await self._fan_out(dataset, await self._market.ranged(dataset, ranges), event.id)
