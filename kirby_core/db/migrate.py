@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
-from kirby_core.db import trades
+from kirby_core.db import books, trades
 from kirby_core.db.retention import Retention
 from kirby_core.db.retention import apply as apply_retention
 from kirby_core.db.urls import sqlalchemy_url
@@ -44,9 +44,9 @@ def upgrade(
     retention: Retention = NO_RETENTION,
     retention_setting: str = "KIRBY_RETENTION",
 ) -> str | None:
-    """Migrate `url` to `revision`, then (at head) make the coming days' trade partitions and
-    reconcile its retention with `retention` (`retention_setting` names where it came from);
-    returns a warning line, if any."""
+    """Migrate `url` to `revision`, then (at head) make the coming days' trade and book
+    partitions and reconcile its retention with `retention` (`retention_setting` names where it
+    came from); returns a warning line, if any."""
     hypertables, warning = timescaledb_plan(*probe_timescaledb(url), timescaledb)
     command.upgrade(_config(url, hypertables), revision)
     if revision in ("head", head_revision()):
@@ -55,6 +55,8 @@ def upgrade(
             with engine.begin() as connection:
                 if trades.is_partitioned(connection):
                     trades.create_partitions_ahead(connection)
+                if books.is_partitioned(connection):
+                    books.create_partitions_ahead(connection)
                 apply_retention(connection, retention, retention_setting)
         finally:
             engine.dispose()

@@ -4,7 +4,7 @@ Two settings, one per database: `KIRBY_RETENTION` (realtime) and `KIRBY_TRAINING
 (training; unset keeps all of its history). Each is a comma-separated list of
 `<dataset>[:<interval>]=<days>d`, e.g. `candles:1m=30d,candles=365d,trades=30d`:
 
-- `<dataset>=<N>d` (any of `candles`, `funding_rates`, `open_interest`, `trades`) is
+- `<dataset>=<N>d` (any of `candles`, `funding_rates`, `open_interest`, `trades`, `books`) is
   TimescaleDB's own retention policy on that table: it drops whole chunks once their newest
   possible row is older than N days;
 - `candles:<interval>=<N>d` keeps that candle interval N days. One candles table holds every
@@ -16,6 +16,9 @@ Two settings, one per database: `KIRBY_RETENTION` (realtime) and `KIRBY_TRAINING
   (`kirby_core.db.trades`), and the daily partitions whose every row is older than N days
   are dropped, nothing else. With TimescaleDB its expired chunks are dropped at once too
   (`drop_chunks`), besides the policy, so either way a migrate leaves none behind.
+- `books=<N>d` likewise: `books` (order-book samples, `kirby_core.db.books`) is partitioned
+  by day without TimescaleDB and a hypertable with it; the same two paths drop its expired
+  days. `book_integrity` (the counters per minute) is not retained by it.
 
 `kirby db migrate` reconciles the server with the setting every time (`apply`): policies
 and the job are added, changed or removed to match, so unsetting a rule removes it. On a
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from kirby_core.datasets import DATASETS
-from kirby_core.db import trades
+from kirby_core.db import books, trades
 from kirby_core.errors import ConfigError
 from kirby_core.settings import Database, Settings
 from kirby_core.timeutil import INTERVAL_SECONDS
@@ -44,8 +47,11 @@ DELETE_PROCEDURE = "kirby_drop_expired_candles"
 DELETE_SCHEDULE = "1 hour"
 _RULE = re.compile(r"(?P<dataset>[a-z_]+)(?::(?P<interval>\w+))?=(?P<days>\d+)d")
 _FORMAT = "<dataset>[:<interval>]=<days>d, comma-separated, e.g. candles:1m=30d,funding_rates=90d"
-RETAINED_TABLES = (*DATASETS, trades.TABLE)
+RETAINED_TABLES = (*DATASETS, trades.TABLE, books.TABLE)
 """The tables a `<dataset>=<N>d` rule may name."""
+PARTITIONED = {trades.TABLE: trades, books.TABLE: books}
+"""Tables partitioned by day on plain PostgreSQL (retention drops their expired days there;
+with TimescaleDB `drop_chunks` drops them at once besides the policy)."""
 
 
 @dataclass(frozen=True)
@@ -195,26 +201,29 @@ def apply(connection: Connection, wanted: Retention, setting: str) -> list[str]:
     """Reconcile the server with `wanted`; returns the statements run."""
     tables = hypertables(connection)
     if not tables:
-        # plain PostgreSQL: only the day-partitioned trades table can drop old data whole
-        beyond_trades = set(wanted.tables) - {trades.TABLE} or wanted.candle_intervals
-        if beyond_trades:
+        # plain PostgreSQL: only the day-partitioned tables can drop old data whole
+        beyond_partitioned = set(wanted.tables) - set(PARTITIONED) or wanted.candle_intervals
+        if beyond_partitioned:
             raise ConfigError(
                 f"{setting} is set but this database's market tables are plain PostgreSQL"
                 " tables: retention of candles, funding_rates and open_interest needs"
                 " TimescaleDB hypertables (install timescaledb, add it to"
                 " shared_preload_libraries, migrate a new database); only trades=<N>d works"
-                f" without it. Remove the other rules from {setting}"
+                f" without it (books=<N>d too). Remove the other rules from {setting}"
             )
-        days = wanted.tables.get(trades.TABLE)
-        if days is None or not trades.is_partitioned(connection):
-            return []
-        return trades.drop_expired_partitions(connection, days)
+        dropped: list[str] = []
+        for table, module in PARTITIONED.items():
+            days = wanted.tables.get(table)
+            if days is not None and module.is_partitioned(connection):
+                dropped += module.drop_expired_partitions(connection, days)
+        return dropped
     statements = plan_statements(wanted, installed(connection))
-    days = wanted.tables.get(trades.TABLE)
-    if days is not None and trades.TABLE in tables:
-        statements.append(
-            f"SELECT drop_chunks('{trades.TABLE}', older_than => interval '{days} days')"
-        )
+    for table in PARTITIONED:
+        days = wanted.tables.get(table)
+        if days is not None and table in tables:
+            statements.append(
+                f"SELECT drop_chunks('{table}', older_than => interval '{days} days')"
+            )
     for statement in statements:
         connection.exec_driver_sql(statement)
     return statements

@@ -39,9 +39,9 @@ def test_parse(text, tables, intervals) -> None:
         ("candles=30", "'candles=30' is not a retention rule; expected <dataset>"),
         ("candles=1w", "'candles=1w' is not a retention rule"),
         (
-            "books=30d",
-            "unknown dataset 'books' in 'books=30d';"
-            " allowed: candles, funding_rates, open_interest, trades",
+            "book_integrity=30d",
+            "unknown dataset 'book_integrity' in 'book_integrity=30d';"
+            " allowed: candles, funding_rates, open_interest, trades, books",
         ),
         ("funding=30d", "unknown dataset 'funding'"),
         ("candles:2m=3d", "unknown interval '2m' in 'candles:2m=3d'; allowed: 1m, 3m"),

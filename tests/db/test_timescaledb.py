@@ -80,7 +80,9 @@ async def test_chunk_intervals_are_the_measured_ones(conn: asyncpg.Connection) -
         )
     )
     assert intervals == {table: timedelta(days=30) for table in retention.DATASETS} | {
-        "trades": timedelta(days=1)  # a day of trades is millions of rows; retention by day
+        # a day of trades is millions of rows; retention by day (books: likewise)
+        "trades": timedelta(days=1),
+        "books": timedelta(days=1),
     }
 
 

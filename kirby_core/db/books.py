@@ -1,0 +1,303 @@
+"""Order-book storage: the `books` writer (sampled top-N levels), the `book_integrity`
+writer (counters per pair and minute), `books`' daily partitions and their retention.
+
+The tables are migration 0010's. `books` is partitioned by UTC day on plain PostgreSQL and a
+hypertable with TimescaleDB, keyed by (trading_pair_id, time): one sample per pair and
+second. `book_integrity` is a plain table keyed by (trading_pair_id, minute).
+
+`write_books` COPYs the batch into a temporary staging table and moves it with one
+`INSERT ... SELECT ... ON CONFLICT DO NOTHING`: a sample already stored (a retried flush) is
+counted as a duplicate, never an error. A few dozen rows a second (one per pair and second)
+need no faster path than that. Prices and sizes are `Decimal`s sent as their exact text in
+`numeric[]` literals. A sample the table would refuse (naive or fractional time, a side's
+prices not strictly best first, a level not positive, a crossed book, more than
+`MAX_LEVELS` levels a side, an unknown pair) is set aside with its reason and logged.
+
+`write_book_integrity` upserts each (pair, minute)'s counters as the collector's running
+totals of that minute: a later flush of the same minute replaces the row, so writing the
+same totals twice changes nothing.
+
+Partitions: the writer makes the days its batch needs (`kirby_create_book_partitions`, from
+migration 0010) and `kirby db migrate` makes today's and the next `PARTITIONS_AHEAD` days'.
+Retention `books=<N>d` (`kirby_core.db.retention`) drops the daily partitions whose every
+possible row is older than N days, and nothing else (`book_integrity` stays).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import NamedTuple
+
+import asyncpg
+from sqlalchemy import Connection
+
+from kirby_core.db.trades import PARTITIONS_AHEAD, expired_partitions, utc_day
+from kirby_core.db.writer import MAX_LOGGED_REJECTS
+
+log = logging.getLogger(__name__)
+
+TABLE = "books"
+INTEGRITY_TABLE = "book_integrity"
+COLUMNS = ("trading_pair_id", "time", "sequence", "bid_prices", "bid_sizes", "ask_prices",
+           "ask_sizes")  # fmt: skip
+INTEGRITY_COUNTERS = ("updates", "gaps", "resyncs", "stale_ms", "crossed")
+MAX_LEVELS = 1000
+"""Levels a side a stored sample may hold (migration 0010's CHECK)."""
+PARTITION_PREFIX = "books_p"
+
+Level = tuple[Decimal, Decimal]
+
+_STAGE = "kirby_stage_books"
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (trading_pair_id integer, time timestamptz,"
+    " sequence bigint, bid_prices numeric[], bid_sizes numeric[], ask_prices numeric[],"
+    " ask_sizes numeric[]) ON COMMIT DELETE ROWS"
+)
+_MOVE = f"""
+INSERT INTO {TABLE} ({", ".join(COLUMNS)})
+SELECT {", ".join(COLUMNS)} FROM {_STAGE} st
+WHERE EXISTS (SELECT 1 FROM trading_pairs p WHERE p.id = st.trading_pair_id)
+ON CONFLICT DO NOTHING
+"""  # noqa: S608
+_UNKNOWN_PAIRS = f"""
+SELECT DISTINCT trading_pair_id FROM {_STAGE} st
+WHERE NOT EXISTS (SELECT 1 FROM trading_pairs p WHERE p.id = st.trading_pair_id)
+"""  # noqa: S608
+_UPSERT_INTEGRITY = f"""
+INSERT INTO {INTEGRITY_TABLE} (trading_pair_id, time, {", ".join(INTEGRITY_COUNTERS)})
+SELECT * FROM unnest($1::integer[], $2::timestamptz[], $3::integer[], $4::integer[],
+                     $5::integer[], $6::integer[], $7::integer[])
+    AS r(trading_pair_id, time, {", ".join(INTEGRITY_COUNTERS)})
+WHERE EXISTS (SELECT 1 FROM trading_pairs p WHERE p.id = r.trading_pair_id)
+ON CONFLICT (trading_pair_id, time) DO UPDATE SET
+{", ".join(f"{c} = EXCLUDED.{c}" for c in INTEGRITY_COUNTERS)}
+"""  # noqa: S608
+_PARTITION_NAME = re.compile(rf"{PARTITION_PREFIX}(\d{{8}})")
+
+
+class BookRow(NamedTuple):
+    """One sample of one pair's book."""
+
+    trading_pair_id: int
+    time: datetime
+    """The sample instant: a whole second, timezone-aware."""
+    sequence: int | None
+    """The exchange's update id the book had reached; None where it has none."""
+    bids: tuple[Level, ...]
+    """Best (highest) first."""
+    asks: tuple[Level, ...]
+    """Best (lowest) first."""
+
+
+class IntegrityRow(NamedTuple):
+    """One pair's book integrity over one minute (running totals while the minute lasts)."""
+
+    trading_pair_id: int
+    time: datetime
+    """The minute's start, timezone-aware."""
+    updates: int
+    gaps: int
+    resyncs: int
+    stale_ms: int
+    """Milliseconds of the minute the book was not trustworthy (0..60000)."""
+    crossed: int
+
+
+@dataclass(frozen=True)
+class RejectedBook:
+    row: BookRow
+    reason: str
+
+
+@dataclass
+class BookWriteResult:
+    received: int = 0
+    written: int = 0
+    duplicates: int = 0
+    """Samples already stored, or repeated within the batch."""
+    rejected: list[RejectedBook] = field(default_factory=list)
+
+
+def _side_reason(levels: tuple[Level, ...], name: str, better: str) -> str | None:
+    if len(levels) > MAX_LEVELS:
+        return f"{len(levels)} {name} levels; at most {MAX_LEVELS}"
+    previous: Decimal | None = None
+    for price, size in levels:
+        if not (price.is_finite() and price > 0):
+            return f"{name} price {price} is not positive"
+        if not (size.is_finite() and size > 0):
+            return f"{name} size {size} at {price} is not positive"
+        if previous is not None and not (price < previous if better == "<" else price > previous):
+            return f"{name} price {price} after {previous}: {name} must be best first"
+        previous = price
+    return None
+
+
+def book_reason(row: BookRow) -> str | None:
+    """Why the table would refuse `row` (or a sample that is not a book), or None."""
+    if row.time.tzinfo is None:
+        return f"time {row.time} has no timezone"
+    if row.time.microsecond:
+        return f"time {row.time} is not a whole second"
+    reason = _side_reason(row.bids, "bid", "<") or _side_reason(row.asks, "ask", ">")
+    if reason is not None:
+        return reason
+    if row.bids and row.asks and row.bids[0][0] >= row.asks[0][0]:
+        return f"crossed: best bid {row.bids[0][0]} >= best ask {row.asks[0][0]}"
+    return None
+
+
+def _array(values: Sequence[Decimal]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _copy_line(row: BookRow) -> str:
+    time = row.time.astimezone(UTC)
+    sequence = r"\N" if row.sequence is None else str(row.sequence)
+    bids, asks = row.bids, row.asks
+    return (
+        f"{row.trading_pair_id}\t{time:%Y-%m-%d %H:%M:%S}+00\t{sequence}"
+        f"\t{_array([p for p, _ in bids])}\t{_array([s for _, s in bids])}"
+        f"\t{_array([p for p, _ in asks])}\t{_array([s for _, s in asks])}\n"
+    )
+
+
+async def create_partitions(conn: asyncpg.Connection, first: date, last: date) -> int:
+    """Make the missing daily partitions from `first` to `last` (inclusive); returns how many
+    were made (0 on a hypertable)."""
+    created: int = await conn.fetchval(
+        "SELECT kirby_create_book_partitions($1::date, $2::date)", first, last
+    )
+    return created
+
+
+async def write_books(conn: asyncpg.Connection, rows: Sequence[BookRow]) -> BookWriteResult:
+    """Store the new samples of `rows`; count the duplicates; set aside (and log) bad rows."""
+    if not rows:
+        return BookWriteResult()
+    good: list[BookRow] = []
+    rejected: list[RejectedBook] = []
+    for row in rows:
+        reason = book_reason(row)
+        if reason is None:
+            good.append(row)
+        else:
+            rejected.append(RejectedBook(row, reason))
+    written = 0
+    if good:
+        async with conn.transaction():
+            times = [r.time for r in good]
+            await create_partitions(conn, utc_day(min(times)), utc_day(max(times)))
+            await conn.execute(_CREATE_STAGE)
+            data = io.BytesIO("".join(_copy_line(r) for r in good).encode())
+            await conn.copy_to_table(_STAGE, source=data, columns=list(COLUMNS))
+            status = await conn.execute(_MOVE)
+            written = int(status.rsplit(" ", 1)[1])
+            if written < len(good):
+                unknown = {r["trading_pair_id"] for r in await conn.fetch(_UNKNOWN_PAIRS)}
+                rejected += [
+                    RejectedBook(r, "unknown trading_pair_id")
+                    for r in good
+                    if r.trading_pair_id in unknown
+                ]
+                good = [r for r in good if r.trading_pair_id not in unknown]
+    for item in rejected[:MAX_LOGGED_REJECTS]:
+        log.warning(
+            "book sample rejected reason=%r pair=%s time=%s",
+            item.reason,
+            item.row.trading_pair_id,
+            item.row.time,
+        )
+    if rejected:
+        log.warning("book samples rejected rejected=%d of=%d", len(rejected), len(rows))
+    return BookWriteResult(
+        received=len(rows), written=written, duplicates=len(good) - written, rejected=rejected
+    )
+
+
+def integrity_reason(row: IntegrityRow) -> str | None:
+    if row.time.tzinfo is None:
+        return f"time {row.time} has no timezone"
+    if row.time.second or row.time.microsecond:
+        return f"time {row.time} is not a minute's start"
+    for name in INTEGRITY_COUNTERS:
+        if getattr(row, name) < 0:
+            return f"{name} {getattr(row, name)} is negative"
+    if row.stale_ms > 60000:
+        return f"stale_ms {row.stale_ms} is more than a minute"
+    return None
+
+
+async def write_book_integrity(conn: asyncpg.Connection, rows: Sequence[IntegrityRow]) -> int:
+    """Upsert each (pair, minute)'s counters (the latest totals win); returns the rows
+    written. Rows of unknown pairs or with impossible counters are logged and skipped."""
+    good = []
+    for row in rows:
+        reason = integrity_reason(row)
+        if reason is None:
+            good.append(row)
+        else:
+            log.warning("book integrity rejected reason=%r row=%s", reason, row)
+    if not good:
+        return 0
+    columns = list(zip(*good, strict=True))
+    status = await conn.execute(_UPSERT_INTEGRITY, *(list(c) for c in columns))
+    written = int(status.rsplit(" ", 1)[1])
+    if written < len(good):
+        log.warning("book integrity rows of unknown pairs skipped=%d", len(good) - written)
+    return written
+
+
+# --- partitions and retention, from `kirby db migrate` (SQLAlchemy connection) ---
+
+
+def is_partitioned(connection: Connection) -> bool:
+    """Whether `books` is a partitioned table (plain PostgreSQL) rather than a hypertable;
+    False where the table does not exist yet (an older revision)."""
+    kind = connection.exec_driver_sql(
+        "SELECT relkind::text FROM pg_class WHERE oid = to_regclass('public.books')"
+    ).scalar_one_or_none()
+    return kind == "p"
+
+
+def create_partitions_ahead(connection: Connection) -> int:
+    """Today's partition (UTC) and the next `PARTITIONS_AHEAD` days'; returns how many were
+    made."""
+    created: int = connection.exec_driver_sql(
+        "SELECT kirby_create_book_partitions(d, d + %(ahead)s)"
+        " FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS d) today",
+        {"ahead": PARTITIONS_AHEAD},
+    ).scalar_one()
+    return created
+
+
+def partitions(connection: Connection) -> dict[date, str]:
+    """The daily partitions of `books` (UTC day -> table name); others are not Kirby's."""
+    rows = connection.exec_driver_sql(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'public.books'::regclass"
+    )
+    days: dict[date, str] = {}
+    for (name,) in rows:
+        match = _PARTITION_NAME.fullmatch(name)
+        if match:
+            days[datetime.strptime(match[1], "%Y%m%d").date()] = name
+    return days
+
+
+def drop_expired_partitions(connection: Connection, keep_days: int) -> list[str]:
+    """Drop the daily partitions wholly older than `keep_days`; returns the statements run."""
+    now: datetime = connection.exec_driver_sql("SELECT now()").scalar_one()
+    statements = [
+        f'DROP TABLE public."{name}"'
+        for name in expired_partitions(partitions(connection), now, keep_days)
+    ]
+    for statement in statements:
+        connection.exec_driver_sql(statement)
+    return statements
