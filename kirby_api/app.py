@@ -43,6 +43,7 @@ from kirby_api.routes.coverage import (
 from kirby_api.routes.health import get_health, get_metrics
 from kirby_api.routes.html import get_chart_page, get_status_page, static_router
 from kirby_api.routes.market_data import (
+    get_books,
     get_candles,
     get_funding,
     get_open_interest,
@@ -119,7 +120,7 @@ def _document_bulk_formats(app: Litestar) -> None:
     schema = app.openapi_schema
     for path, item in (schema.paths or {}).items():
         if item.get is None or not path.startswith(
-            ("/candles/", "/funding/", "/open-interest/", "/trades/")
+            ("/candles/", "/funding/", "/open-interest/", "/trades/", "/books/")
         ):
             continue
         ok = (item.get.responses or {})["200"]
@@ -171,6 +172,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_funding,
             get_open_interest,
             get_trades,
+            get_books,
             get_candle_coverage,
             get_funding_coverage,
             get_open_interest_coverage,

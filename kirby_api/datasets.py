@@ -20,10 +20,13 @@ import msgspec
 from msgspec import Meta
 
 from kirby_core import datasets as core
+from kirby_core.db import books as book_table
 from kirby_core.db import trades as trade_table
 
-Kind = Literal["time", "instant", "decimal", "int", "text"]
-"""`time`: a minute-aligned key; `instant`: a time with microseconds (a trade's)."""
+Kind = Literal["time", "instant", "decimal", "int", "text", "bigint", "decimals"]
+"""`time`: a key in whole seconds (minutes, a book sample's second); `instant`: a time with
+microseconds (a trade's); `decimals`: a numeric[] (a book side's prices or sizes), served
+as a list of exact decimal strings (CSV: that list as JSON text)."""
 
 _DECIMAL = "exact decimal as a string, as the exchange sent it"
 Decimal = Annotated[str, Meta(description=_DECIMAL, examples=["64213.5"])]
@@ -90,6 +93,25 @@ class TradeData(msgspec.Struct):
     side: Annotated[str, Meta(description="the taker's side: buy or sell")]
 
 
+Levels = Annotated[
+    list[str], Meta(description="best first; each an exact decimal string", examples=[["64213.5"]])
+]
+
+
+class BookData(msgspec.Struct):
+    """One sampled top-N order book: each side best first."""
+
+    time: Annotated[datetime, Meta(description="the sample's second, ISO-8601 UTC")]
+    sequence: Annotated[
+        int | None,
+        Meta(description="the exchange's update id the book had reached; null on Hyperliquid"),
+    ]
+    bid_prices: Levels
+    bid_sizes: Levels
+    ask_prices: Levels
+    ask_sizes: Levels
+
+
 @dataclass(frozen=True)
 class ServedDataset:
     name: str
@@ -121,9 +143,8 @@ class ServedDataset:
 
     @property
     def select_list(self) -> str:
-        return ", ".join(
-            f"{column}::text" if kind == "decimal" else column for _, column, kind in self.columns
-        )
+        casts = {"decimal": "::text", "decimals": "::text[]"}
+        return ", ".join(f"{column}{casts.get(kind, '')}" for _, column, kind in self.columns)
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -179,6 +200,8 @@ _REQUIRED: dict[Kind, str] = {
     "int": "{c}",
     "instant": _TIME,
     "text": "to_json({c})::text",  # free text (a trade id): escaped as JSON does
+    "bigint": "{c}",
+    "decimals": "array_to_json({c}::text[])::text",
 }
 _CSV: dict[Kind, str] = {
     "time": _TIME,  # NULL in, NULL out: COPY writes an empty field
@@ -186,6 +209,8 @@ _CSV: dict[Kind, str] = {
     "int": "{c}",
     "instant": _TIME,
     "text": "{c}",  # COPY's CSV quoting escapes it
+    "bigint": "{c}",
+    "decimals": "array_to_json({c}::text[])::text",  # ["1.5","2"], quoted by COPY
 }
 _NULLABLE: dict[Kind, str] = {
     "time": f"""coalesce('"' || {_TIME} || '"', 'null')""",
@@ -193,6 +218,8 @@ _NULLABLE: dict[Kind, str] = {
     "int": "coalesce({c}::text, 'null')",
     "instant": f"""coalesce('"' || {_TIME} || '"', 'null')""",
     "text": "coalesce(to_json({c})::text, 'null')",
+    "bigint": "coalesce({c}::text, 'null')",
+    "decimals": "coalesce(array_to_json({c}::text[])::text, 'null')",
 }
 
 
@@ -266,7 +293,35 @@ def _trades() -> ServedDataset:
 
 SERVED_TRADES = _trades()
 
+
+def _books() -> ServedDataset:
+    """The order-book samples (`kirby_core.db.books`, migration 0010): one per pair and
+    second, keyed (pair, time) but not minute-keyed, so not a `kirby_core.datasets.Dataset`;
+    its columns are the table's (`books.COLUMNS`)."""
+    kinds: dict[str, Kind] = {"time": "time", "sequence": "bigint"}
+    columns = tuple((c, c, kinds.get(c, "decimals")) for c in book_table.COLUMNS[1:])
+    if BookData.__struct_fields__ != tuple(name for name, _, _ in columns):
+        raise TypeError("BookData fields differ from kirby_core.db.books.COLUMNS")
+    return ServedDataset(
+        name=book_table.TABLE,
+        channel=book_table.TABLE,
+        series_column=book_table.COLUMNS[0],
+        columns=columns,
+        row=BookData,
+        notes={
+            "time": "the sample's second (UTC): the book as it stood then",
+            "sequence": "the exchange's update id the book had reached (null: none, Hyperliquid)",
+            "bid_prices": "top-N levels, best first; sizes at the same positions",
+        },
+        required=frozenset(c for _, c, kind in columns if kind == "decimals"),
+        ranged=True,
+        step_seconds=1,  # one sample a second
+    )
+
+
+SERVED_BOOKS = _books()
+
 MINUTE_DATASETS = (SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST)
 """The datasets of `kirby_core.datasets`: one row per series and minute."""
-SERVED_DATASETS = {d.name: d for d in (*MINUTE_DATASETS, SERVED_TRADES)}
+SERVED_DATASETS = {d.name: d for d in (*MINUTE_DATASETS, SERVED_TRADES, SERVED_BOOKS)}
 BY_CHANNEL = {d.channel: d for d in SERVED_DATASETS.values()}

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kirby_api.datasets import (
+    BookData,
     CandleData,
     FundingData,
     OpenInterestData,
@@ -89,6 +90,11 @@ class TradesPage(msgspec.Struct):
     metadata: Metadata
 
 
+class BooksPage(msgspec.Struct):
+    data: list[BookData]
+    metadata: Metadata
+
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -102,6 +108,8 @@ _ARROW_TYPES = {
     "decimal": pa.string(),
     "int": pa.int64(),
     "text": pa.string(),
+    "bigint": pa.int64(),
+    "decimals": pa.list_(pa.string()),
 }
 
 

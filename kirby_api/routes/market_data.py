@@ -1,4 +1,5 @@
-"""GET /candles, /funding, /open-interest, /trades: pages of one series in any of three formats.
+"""GET /candles, /funding, /open-interest, /trades, /books: pages of one series in any of three
+formats.
 
 The handlers only resolve the series (in memory), build the window and hand over to
 `kirby_api.pages`; errors are `kirby_api.errors`' business.
@@ -14,12 +15,14 @@ from litestar.openapi.spec import Example
 from litestar.params import QueryParameter
 
 from kirby_api.datasets import (
+    SERVED_BOOKS,
     SERVED_CANDLES,
     SERVED_FUNDING,
     SERVED_OPEN_INTEREST,
     SERVED_TRADES,
 )
 from kirby_api.formats import (
+    BooksPage,
     CandlesPage,
     Format,
     FundingPage,
@@ -177,3 +180,31 @@ async def get_trades(
     window = make_window(start_time, end_time, limit, cursor, keyed=True)
     # the annotation is the body OpenAPI documents; serve returns its Response
     return await pages.serve(SERVED_TRADES, pair, window, format)  # type: ignore[return-value]
+
+
+@get(
+    "/books/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}",
+    summary="Order-book samples of a trading pair (top-N levels, one a second)",
+    description=_DESCRIPTION
+    + " One row per sampled second: each side's prices and sizes best first, as lists of exact"
+    " strings (CSV: each list as JSON text); `sequence` is the exchange's update id the book"
+    " had reached (null on Hyperliquid).",
+    responses=SERIES_ERRORS,
+)
+async def get_books(
+    exchange: Exchange,
+    coin: Coin,
+    quote: Quote,
+    market_type: MarketType,
+    catalog: NamedDependency[SeriesCatalog],
+    pages: NamedDependency[Pages],
+    start_time: StartTime = None,
+    end_time: EndTime = None,
+    limit: Limit = 1000,
+    format: FormatParam = "json",
+    cursor: Cursor = None,
+) -> BooksPage:
+    pair = catalog.trading_pair(exchange, coin, quote, market_type)
+    window = make_window(start_time, end_time, limit, cursor)
+    # the annotation is the body OpenAPI documents; serve returns its Response
+    return await pages.serve(SERVED_BOOKS, pair, window, format)  # type: ignore[return-value]

@@ -40,6 +40,7 @@ import msgspec
 
 from kirby_api.datasets import (
     BY_CHANNEL,
+    SERVED_BOOKS,
     SERVED_CANDLES,
     SERVED_DATASETS,
     SERVED_FUNDING,
@@ -177,6 +178,7 @@ _LIVE: dict[str, type[msgspec.Struct]] = {
     SERVED_FUNDING.name: protocol.FundingMessage,
     SERVED_OPEN_INTEREST.name: protocol.OpenInterestMessage,
     SERVED_TRADES.name: protocol.TradeMessage,
+    SERVED_BOOKS.name: protocol.BookMessage,
 }
 
 
@@ -241,8 +243,8 @@ def _unavailable(resume_from: int, oldest: int | None) -> protocol.ResumeUnavail
         resume_from=resume_from,
         oldest_event_id=oldest,
         message=f"cannot resume from event {resume_from}: {kept}; re-fetch the rows you "
-        "missed over REST (GET /candles/..., /funding/..., /open_interest/..., /trades/...) and "
-        "subscribe without resume_from",
+        "missed over REST (GET /candles/..., /funding/..., /open_interest/..., /trades/..., "
+        "/books/...) and subscribe without resume_from",
     )
 
 
