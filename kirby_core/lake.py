@@ -7,14 +7,17 @@ Layout, one file per series and UTC day (the unit a re-export replaces)::
     <lake>/funding_rates/exchange=hyperliquid/symbol=BTC-USD-perps/date=2025-01-05/...
     <lake>/open_interest/...            (realtime database, like the two above)
     <lake>/trades/exchange=hyperliquid/symbol=BTC-USD-perps/date=2025-01-05/...
+    <lake>/books/...                    (realtime database, per pair like trades)
     <lake>/training_candles/exchange=binance/symbol=BTC-USDT-spot/interval=1m/date=.../...
 
 `symbol` is coin-quote-market type, so Binance spot and perps of one coin stay apart. Files
 hold `time` and the table's value columns; the path holds the rest, as DuckDB's
 `hive_partitioning` reads it. Numbers are float64 unless exact decimals are asked for.
 The trade tape (`trades`: `time` in microseconds, `trade_id`, `price`, `size`, taker
-`side`, ordered by time then trade id in byte order) is written zstd-compressed: it is the
-lake's largest dataset by far (bench/README.md, "Issue 15: trade storage").
+`side`, ordered by time then trade id in byte order) and the book samples (`books`: the
+second, `sequence`, each side's prices and sizes as lists, best first) are written
+zstd-compressed: they are the lake's largest datasets by far (bench/README.md, "Issue 15:
+trade storage").
 
 `export_days` streams each chunk of days out of PostgreSQL with COPY (see
 `kirby_core.db.copy_reader`) on two connections, and parses and writes a chunk in a worker
@@ -35,12 +38,13 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal, cast
 
 import asyncpg
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
@@ -48,6 +52,7 @@ import pyarrow.parquet as pq
 
 from kirby_core.catalog import StarlistingKey, TradingPairKey
 from kirby_core.datasets import CANDLES, FUNDING_RATES, OPEN_INTEREST, Dataset
+from kirby_core.db import books as book_table
 from kirby_core.db import trades as trade_table
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 from kirby_core.db.connection import connect
@@ -71,36 +76,96 @@ _LOCAL = pafs.LocalFileSystem()
 Codec = Literal["snappy", "zstd"]
 
 
-@dataclass(frozen=True)
-class TradeTape:
-    """The trade tape as the lake reads it: table `trades` (`kirby_core.db.trades`), one
-    row per exchange trade, many per time; not a minute-keyed `Dataset`."""
+ValueKind = Literal["text", "int", "number", "numbers"]
+"""How a `RowSource` column lands in a file: string, int64, a number (float64 or exact
+decimal128(38, 18)), or a list of numbers (a numeric[]: a book side)."""
 
-    name: str = trade_table.TABLE
-    series_column: str = trade_table.COLUMNS[0]
+
+@dataclass(frozen=True)
+class RowSource:
+    """A table the lake exports that is not a minute-keyed `Dataset`: the trade tape (many
+    rows per time) and the book samples (one a second, with numeric[] columns)."""
+
+    name: str
+    series_column: str
+    column_names: tuple[str, ...]
+    """Value columns after `time`, in table order."""
+    kinds: tuple[ValueKind, ...]
+    order: str = ""
+    """What orders rows of one time after (series, time), SQL; "" when time is unique."""
     per_starlisting: bool = False
-    column_names: tuple[str, ...] = trade_table.COLUMNS[2:]
-    """Value columns after `time`: trade_id, price, size, side."""
 
     def schema(self, exact_decimals: bool) -> pa.Schema:
         number = DECIMAL if exact_decimals else pa.float64()
-        types = {"price": number, "size": number}
-        return pa.schema(
-            [("time", ARROW_TIME)]
-            + [(name, types.get(name, pa.string())) for name in self.column_names]
-        )
+        types: dict[ValueKind, pa.DataType] = {
+            "text": pa.string(),
+            "int": pa.int64(),
+            "number": number,
+            "numbers": pa.list_(number),
+        }
+        columns = [(n, types[k]) for n, k in zip(self.column_names, self.kinds, strict=True)]
+        return pa.schema([("time", ARROW_TIME), *columns])
 
     def query(self) -> str:
-        columns = ", ".join(("time", *self.column_names))
-        # identifiers from the declaration above; values are bind parameters
+        # a numeric[] travels as its elements' exact text joined by commas (NULL: no levels)
+        values = [
+            f"NULLIF(array_to_string({name}, ','), '')" if kind == "numbers" else name
+            for name, kind in zip(self.column_names, self.kinds, strict=True)
+        ]
+        order = ", ".join(part for part in (self.series_column, "time", self.order) if part)
+        # identifiers from the declarations below; values are bind parameters
         return (
-            f"SELECT {self.series_column}, {columns} FROM {self.name}"  # noqa: S608
+            f"SELECT {self.series_column}, time, {', '.join(values)} FROM {self.name}"  # noqa: S608
             f" WHERE {self.series_column} = ANY($1::integer[]) AND time >= $2 AND time < $3"
-            f' ORDER BY {self.series_column}, time, trade_id COLLATE "C"'
+            f" ORDER BY {order}"
         )
 
+    def parse(self, data: bytes, exact_decimals: bool) -> pa.Table:
+        """`query`'s COPY CSV as an Arrow table: series_id, then the files' columns."""
+        file_schema = self.schema(exact_decimals)
+        lists = {n for n, k in zip(self.column_names, self.kinds, strict=True) if k == "numbers"}
+        names = ["series_id", *file_schema.names]
+        types = {
+            "series_id": pa.int32(),
+            **{f.name: pa.string() if f.name in lists else f.type for f in file_schema},
+        }
+        if not data:
+            return pa.table({n: pa.array([], type=t) for n, t in [("series_id", pa.int32()),
+                            *((f.name, f.type) for f in file_schema)]})  # fmt: skip
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=names),
+            # "" stays a string (a trade id), never a null; only a numeric[]'s NULL is one
+            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False),
+        )
+        for name in lists:  # "1.5,2" -> ["1.5", "2"] -> numbers, no Python loop over rows
+            texts = table.column(name)
+            empty = pc.equal(texts, pa.scalar(""))  # no levels (COPY writes NULL as "")
+            texts = pc.if_else(empty, pa.scalar(None, pa.string()), texts)
+            levels = pc.fill_null(
+                pc.split_pattern(texts, ","), pa.scalar([], type=pa.list_(pa.string()))
+            )
+            numbers = cast("pa.ChunkedArray[Any]", pc.cast(levels, file_schema.field(name).type))
+            table = table.set_column(table.schema.get_field_index(name), name, numbers)
+        return table
 
-TRADE_TAPE = TradeTape()
+
+TRADE_TAPE = RowSource(
+    trade_table.TABLE,
+    trade_table.COLUMNS[0],
+    trade_table.COLUMNS[2:],
+    ("text", "number", "number", "text"),
+    order='trade_id COLLATE "C"',
+)
+"""`trades` (`kirby_core.db.trades`): time in microseconds, trade_id, price, size, side."""
+BOOK_SAMPLES = RowSource(
+    book_table.TABLE,
+    book_table.COLUMNS[0],
+    book_table.COLUMNS[2:],
+    ("int", "numbers", "numbers", "numbers", "numbers"),
+)
+"""`books` (`kirby_core.db.books`): the sample's second, sequence, each side's prices and
+sizes best first as lists."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +175,7 @@ class LakeDataset:
     name: str
     """Directory under the lake root (also the dataset name in reports)."""
     database: Database
-    source: Dataset | TradeTape
+    source: Dataset | RowSource
     """The market table it is exported from (in `database`)."""
     compression: Codec = "snappy"
     """Parquet codec of its files."""
@@ -122,7 +187,7 @@ class LakeDataset:
 
     def schema(self, exact_decimals: bool) -> pa.Schema:
         """Columns of its files: time, then the table's value columns."""
-        if isinstance(self.source, TradeTape):
+        if isinstance(self.source, RowSource):
             return self.source.schema(exact_decimals)
         return schema(self.source, exact_decimals)
 
@@ -130,7 +195,7 @@ class LakeDataset:
         self, conn: asyncpg.Connection, ids: list[int], start: datetime, end: datetime
     ) -> bytes:
         """COPY's CSV of the rows of `ids` in [start, end): series id, time, values."""
-        if not isinstance(self.source, TradeTape):
+        if not isinstance(self.source, RowSource):
             return await copy_csv(conn, self.source, ids, start, end)
         chunks: list[bytes] = []
 
@@ -144,19 +209,9 @@ class LakeDataset:
 
     def parse(self, data: bytes, exact_decimals: bool) -> pa.Table:
         """`copy`'s CSV as an Arrow table: series_id, then the files' columns."""
-        if not isinstance(self.source, TradeTape):
+        if not isinstance(self.source, RowSource):
             return parse_csv(data, self.source, exact_decimals)
-        file_schema = self.schema(exact_decimals)
-        names = ["series_id", *file_schema.names]
-        types = {"series_id": pa.int32(), **{f.name: f.type for f in file_schema}}
-        if not data:
-            return pa.table({name: pa.array([], type=types[name]) for name in names})
-        return pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=names),
-            # a trade id is text: "" stays a string, never a null
-            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False),
-        )
+        return self.source.parse(data, exact_decimals)
 
     @property
     def hive_keys(self) -> tuple[str, ...]:
@@ -168,6 +223,7 @@ LAKE_DATASETS = {
     for dataset in (
         *(LakeDataset(d.name, "realtime", d) for d in (CANDLES, FUNDING_RATES, OPEN_INTEREST)),
         LakeDataset(TRADE_TAPE.name, "realtime", TRADE_TAPE, compression="zstd"),
+        LakeDataset(BOOK_SAMPLES.name, "realtime", BOOK_SAMPLES, compression="zstd"),
         LakeDataset("training_candles", "training", CANDLES),
     )
 }

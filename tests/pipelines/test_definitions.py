@@ -22,6 +22,7 @@ GRAPH = {  # asset -> its upstream assets
     "lake_open_interest": ["live_open_interest"],
     "lake_training_candles": ["training_candles"],
     "lake_trades": ["realtime_catalog"],
+    "lake_books": ["realtime_catalog"],
     "trade_vwap_minutes": ["lake_trades"],
     "trade_volume_profile": ["lake_trades"],
     "lake_series": ["realtime_catalog", "training_catalog"],
@@ -74,6 +75,7 @@ CHECKS = {
             "lake_open_interest",
             "lake_training_candles",
             "lake_trades",
+            "lake_books",
         )
     },
     "trade_vwap_minutes": ["trade_vwap_minutes_matches_lake", "trade_vwap_minutes_unique"],

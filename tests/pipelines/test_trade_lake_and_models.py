@@ -1,5 +1,6 @@
-"""The trade tape in the lake (daily zstd Parquet per pair, exact, checked) and the two trade
-models over it (VWAP per minute, volume profile per minute): every value, and their checks."""
+"""The trade tape and the book samples in the lake (daily zstd Parquet per pair, exact,
+checked) and the two trade models over the tape (VWAP per minute, volume profile per
+minute): every value, and their checks."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from kirby_core.db.books import BookRow, write_books
 from kirby_core.db.trades import TradeRow, write_trades
-from kirby_pipelines.defs.lake.assets import lake_trades
-from kirby_pipelines.defs.lake.checks import lake_trades_checks
+from kirby_pipelines.defs.lake.assets import lake_books, lake_trades
+from kirby_pipelines.defs.lake.checks import lake_books_checks, lake_trades_checks
 from kirby_pipelines.defs.models.assets import model_assets
 from kirby_pipelines.defs.models.trade_checks import (
     trade_volume_profile_checks,
@@ -248,3 +250,56 @@ def test_trade_model_checks_fail_on_a_lost_bucket(trades, instance, resources) -
     assert checks["trade_volume_profile_unique"].passed
     assert not checks["trade_volume_profile_adds_up"].passed
     assert checks["trade_volume_profile_adds_up"].metadata["minutes_differing"].value == 1
+
+
+def test_lake_books_hold_each_side_as_lists_exactly(catalogs, instance, resources) -> None:
+    realtime = catalogs.realtime
+    pair = query(
+        realtime,
+        "SELECT p.id FROM trading_pairs p JOIN coins c ON c.id = p.coin_id WHERE c.symbol = 'BTC'",
+    )[0][0]
+    samples = [
+        BookRow(pair, at(DAY1, 1), 901, ((D("100.5"), D("1.25")), (D("100.4"), D("3"))),
+                ((D("100.6"), D("0.001")),)),
+        BookRow(pair, at(DAY1, 2), None, (), ((D("100.7"), D("2")),)),  # no bids at all
+    ]  # fmt: skip
+
+    async def write() -> None:
+        conn = await asyncpg.connect(realtime)
+        try:
+            assert (await write_books(conn, samples)).written == 2
+        finally:
+            await conn.close()
+
+    run_async(write())
+    lake = resources["kirby"].lake()
+    exact = {"ops": {"lake_books": {"config": {"exact_decimals": True}}}}
+    for run_config, number in ((None, float), (exact, D)):
+        result = materialize(
+            [lake_books, lake_books_checks], instance, resources, day_tags(DAY1, DAY1),
+            run_config=run_config,
+        )  # fmt: skip
+        assert result.success
+        assert all(c.passed for c in check_results(result).values())
+        path = lake.path("books/exchange=hyperliquid/symbol=BTC-USD-perps", f"date={DAY1}")
+        parquet = pq.ParquetFile(f"{path}/part-0.parquet")
+        assert parquet.metadata.row_group(0).column(0).compression == "ZSTD"
+        rows = parquet.read().to_pylist()
+        assert rows == [
+            {
+                "time": at(DAY1, 1),
+                "sequence": 901,
+                "bid_prices": [number("100.5"), number("100.4")],
+                "bid_sizes": [number("1.25"), number("3")],
+                "ask_prices": [number("100.6")],
+                "ask_sizes": [number("0.001")],
+            },
+            {
+                "time": at(DAY1, 2),
+                "sequence": None,
+                "bid_prices": [],
+                "bid_sizes": [],
+                "ask_prices": [number("100.7")],
+                "ask_sizes": [number("2")],
+            },
+        ]

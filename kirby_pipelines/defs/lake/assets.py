@@ -89,6 +89,21 @@ def lake_trades(
     return lake_export.export(context, kirby, progress, config)
 
 
+@_lake_asset(
+    [realtime_catalog],
+    AFTER_MIDNIGHT,
+    "Order-book samples: one row per trading pair and sampled second (sequence, each side's "
+    "prices and sizes best first as lists), one zstd Parquet file per pair and day.",
+)
+def lake_books(
+    context: dg.AssetExecutionContext,
+    kirby: KirbyResource,
+    progress: ProgressParam,
+    config: lake_export.LakeConfig,
+) -> dg.MaterializeResult:
+    return lake_export.export(context, kirby, progress, config)
+
+
 @_lake_asset([training_candles], REWRITTEN, "Training candles, one file per series and day.")
 def lake_training_candles(
     context: dg.AssetExecutionContext,

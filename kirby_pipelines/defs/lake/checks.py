@@ -30,6 +30,7 @@ lake_candles_checks = _lake_check("lake_candles")
 lake_funding_rates_checks = _lake_check("lake_funding_rates")
 lake_open_interest_checks = _lake_check("lake_open_interest")
 lake_training_candles_checks = _lake_check("lake_training_candles")
+lake_books_checks = _lake_check("lake_books")  # one sample per pair and second: times unique
 
 
 @dg.multi_asset_check(
