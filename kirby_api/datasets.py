@@ -93,7 +93,7 @@ class TradeData(msgspec.Struct):
     side: Annotated[str, Meta(description="the taker's side: buy or sell")]
 
 
-Levels = Annotated[
+_Levels = Annotated[
     list[str], Meta(description="best first; each an exact decimal string", examples=[["64213.5"]])
 ]
 
@@ -106,10 +106,10 @@ class BookData(msgspec.Struct):
         int | None,
         Meta(description="the exchange's update id the book had reached; null on Hyperliquid"),
     ]
-    bid_prices: Levels
-    bid_sizes: Levels
-    ask_prices: Levels
-    ask_sizes: Levels
+    bid_prices: _Levels
+    bid_sizes: _Levels
+    ask_prices: _Levels
+    ask_sizes: _Levels
 
 
 @dataclass(frozen=True)
