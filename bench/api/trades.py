@@ -48,7 +48,7 @@ BATCH = 50_000
 
 def tape(pair: int, count: int, seed: int) -> list[TradeRow]:
     """Bursty trades from T0: a burst of 1-40 trades every ~2 s, up to 8 per millisecond
-    (~10 trades a second: 1M trades are ~23 days)."""
+    (~10 trades a second: 1M trades are ~1.2 days)."""
     rng = random.Random(seed)
     price = 60_000.0
     moment = T0
