@@ -68,6 +68,15 @@ SHARED: dict[str, tuple[frozenset[str], str]] = {
         frozenset({f"kirby_core.exchanges.{name}" for name in ("bybit", "coinbase", "okx")}),
         "each exchange module declares its intervals' wire codes",
     ),
+    "TRADE_LIMIT": (
+        frozenset({"kirby_core.exchanges.binance", "kirby_core.exchanges.okx"}),
+        "each exchange module declares its own trade page limit",
+    ),
+    "trades": (
+        frozenset({"kirby_pipelines.defs.backfills.assets", "kirby_sim.hyperliquid_payloads"}),
+        "the `trades` asset is named after its table; the simulator's builds Hyperliquid's "
+        "trades payload",
+    ),
     "CANDLE_LIMIT": (
         frozenset({f"kirby_core.exchanges.{name}" for name in ("coinbase", "hyperliquid", "okx")}),
         "each exchange module declares its own candle page limit",
