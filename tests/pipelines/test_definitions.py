@@ -22,7 +22,7 @@ GRAPH = {  # asset -> its upstream assets
     "lake_funding_rates": ["funding_rates", "live_funding_rates"],
     "lake_open_interest": ["live_open_interest"],
     "lake_training_candles": ["training_candles"],
-    "lake_trades": ["realtime_catalog"],
+    "lake_trades": ["trades"],
     "lake_books": ["realtime_catalog"],
     "trade_vwap_minutes": ["lake_trades"],
     "trade_volume_profile": ["lake_trades"],

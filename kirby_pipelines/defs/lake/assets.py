@@ -10,7 +10,12 @@ half an hour after midnight.
 import dagster as dg
 
 from kirby_pipelines import lake_export
-from kirby_pipelines.defs.backfills.assets import candles, funding_rates, training_candles
+from kirby_pipelines.defs.backfills.assets import (
+    candles,
+    funding_rates,
+    trades,
+    training_candles,
+)
 from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
 from kirby_pipelines.defs.live.assets import live_candles, live_funding_rates, live_open_interest
 from kirby_pipelines.partitions import DAILY, backfill_asset
@@ -75,8 +80,10 @@ def lake_open_interest(
 
 
 @_lake_asset(
-    [realtime_catalog],
-    AFTER_MIDNIGHT,
+    [trades],
+    # the live tape has no asset event: export yesterday after midnight, and again when the
+    # trade backfill (gap repair) rewrote a day
+    AFTER_MIDNIGHT | REWRITTEN,
     "The trade tape: every trade of a trading pair and day, one zstd Parquet file each "
     "(time in microseconds, trade_id, price, size, taker side; by time then trade id).",
 )
