@@ -33,12 +33,10 @@ from kirby_core.datasets import DATASETS, RECORDED_DATASETS
 from kirby_core.errors import InvalidRequest
 from kirby_core.timeutil import datetime_to_ms, ms_to_datetime
 
-NOTIFY_CHANNELS = {
-    **{dataset.name: dataset.notify_channel for dataset in DATASETS.values()},
-    **{name: f"kirby_{name}" for name in RECORDED_DATASETS if name not in DATASETS},
-}
-"""Table -> its NOTIFY channel, from the declarations in `kirby_core.datasets`; the trade tape
-and book samples (`kirby_trades`, `kirby_books`) name each series' [first, last] time."""
+NOTIFY_CHANNELS = {dataset.name: dataset.notify_channel for dataset in DATASETS.values()}
+NOTIFY_CHANNELS |= {name: f"kirby_{name}" for name in RECORDED_DATASETS if name not in DATASETS}
+"""Table -> its NOTIFY channel, from the declarations in `kirby_core.datasets` (the trade
+tape and book samples, which are no `Dataset`s, by the same rule)."""
 _TABLE_OF = {channel: table for table, channel in NOTIFY_CHANNELS.items()}
 MAX_PAYLOAD_BYTES = 7900  # PostgreSQL's limit is 8000 bytes; keep a margin (and the id)
 
