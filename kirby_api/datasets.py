@@ -267,16 +267,16 @@ SERVED_OPEN_INTEREST = _serving(
 
 def _trades() -> ServedDataset:
     """The trade tape (`kirby_core.db.trades`, migration 0008): not a minute-keyed
-    `kirby_core.datasets.Dataset`; its columns are the table's (`trades.COLUMNS`), every
+    `kirby_core.datasets.Dataset`; its columns are the table's (`trades.TRADE_COLUMNS`), every
     one NOT NULL, ordered by (time, trade_id)."""
     kinds: dict[str, Kind] = {"time": "instant", "price": "decimal", "size": "decimal"}
-    columns = tuple((c, c, kinds.get(c, "text")) for c in trade_table.COLUMNS[1:])
+    columns = tuple((c, c, kinds.get(c, "text")) for c in trade_table.TRADE_COLUMNS[1:])
     if TradeData.__struct_fields__ != tuple(name for name, _, _ in columns):
-        raise TypeError("TradeData fields differ from kirby_core.db.trades.COLUMNS")
+        raise TypeError("TradeData fields differ from kirby_core.db.trades.TRADE_COLUMNS")
     return ServedDataset(
-        name=trade_table.TABLE,
-        channel=trade_table.TABLE,
-        series_column=trade_table.COLUMNS[0],
+        name=trade_table.TRADES_TABLE,
+        channel=trade_table.TRADES_TABLE,
+        series_column=trade_table.TRADE_COLUMNS[0],
         columns=columns,
         row=TradeData,
         notes={
@@ -297,15 +297,15 @@ SERVED_TRADES = _trades()
 def _books() -> ServedDataset:
     """The order-book samples (`kirby_core.db.books`, migration 0010): one per pair and
     second, keyed (pair, time) but not minute-keyed, so not a `kirby_core.datasets.Dataset`;
-    its columns are the table's (`books.COLUMNS`)."""
+    its columns are the table's (`books.BOOK_COLUMNS`)."""
     kinds: dict[str, Kind] = {"time": "time", "sequence": "bigint"}
-    columns = tuple((c, c, kinds.get(c, "decimals")) for c in book_table.COLUMNS[1:])
+    columns = tuple((c, c, kinds.get(c, "decimals")) for c in book_table.BOOK_COLUMNS[1:])
     if BookData.__struct_fields__ != tuple(name for name, _, _ in columns):
-        raise TypeError("BookData fields differ from kirby_core.db.books.COLUMNS")
+        raise TypeError("BookData fields differ from kirby_core.db.books.BOOK_COLUMNS")
     return ServedDataset(
-        name=book_table.TABLE,
-        channel=book_table.TABLE,
-        series_column=book_table.COLUMNS[0],
+        name=book_table.BOOKS_TABLE,
+        channel=book_table.BOOKS_TABLE,
+        series_column=book_table.BOOK_COLUMNS[0],
         columns=columns,
         row=BookData,
         notes={

@@ -151,17 +151,17 @@ class RowSource:
 
 
 TRADE_TAPE = RowSource(
-    trade_table.TABLE,
-    trade_table.COLUMNS[0],
-    trade_table.COLUMNS[2:],
+    trade_table.TRADES_TABLE,
+    trade_table.TRADE_COLUMNS[0],
+    trade_table.TRADE_COLUMNS[2:],
     ("text", "number", "number", "text"),
     order='trade_id COLLATE "C"',
 )
 """`trades` (`kirby_core.db.trades`): time in microseconds, trade_id, price, size, side."""
 BOOK_SAMPLES = RowSource(
-    book_table.TABLE,
-    book_table.COLUMNS[0],
-    book_table.COLUMNS[2:],
+    book_table.BOOKS_TABLE,
+    book_table.BOOK_COLUMNS[0],
+    book_table.BOOK_COLUMNS[2:],
     ("int", "numbers", "numbers", "numbers", "numbers"),
 )
 """`books` (`kirby_core.db.books`): the sample's second, sequence, each side's prices and

@@ -133,6 +133,8 @@ class FeedReport(msgspec.Struct, kw_only=True):
     """Errors the exchange itself sent (a refused subscription...)."""
     outages: int = 0
     """Outage rows recorded for its series."""
+    trades: int = 0
+    """Trades received (a repeat of a trade not yet flushed is not counted again)."""
     last_message_at: datetime | None = None
 
 

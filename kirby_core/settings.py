@@ -88,6 +88,8 @@ class Settings(BaseSettings):
 
     stream_flush_seconds: float = Field(default=1.0, gt=0)
     """Live collector: how often buffered candles are written (funding/OI: at minute close)."""
+    stream_trades: bool = True
+    """Live collector: collect every trade of each pair (`KIRBY_STREAM_TRADES=false`: off)."""
     stream_catalog_poll_seconds: float = Field(default=30.0, gt=0)
     """Live collector: how often the catalog is re-read to pick up (de)activated starlistings."""
     stream_heartbeat_seconds: float = Field(default=5.0, gt=0)

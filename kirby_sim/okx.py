@@ -55,6 +55,7 @@ REQUESTS_PER_2_SECONDS: dict[str, int] = {
     "market/history-candles": 20, "public/funding-rate-history": 10,
     "public/funding-rate": 20, "public/open-interest": 20,
     "rubik/stat/contracts/open-interest-history": 5, "market/ticker": 20, "market/tickers": 20,
+    "market/books": 40,
     "market/history-trades": 20,
 }  # fmt: skip
 BARS: dict[str, str] = {

@@ -6,6 +6,8 @@
 - funding rates and open interest: one row per (trading pair, minute) holding the latest
   value received in that minute; a flush takes only the minutes that have closed (all of
   them when the collector stops);
+- trades: one row per (trading pair, time, exchange trade id), so a trade repeated by the
+  feed (a resubscription's replay) is buffered once; every flush takes all of them;
 - outages waiting to be written (see `outages`).
 
 A flush `take`s a `Batch`; if the write fails the batch is `restore`d, newer state winning
@@ -21,9 +23,11 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kirby_core.datasets import DATASETS
+from kirby_core.db.trades import TRADES_TABLE as TRADES
+from kirby_core.db.trades import TradeRow
 from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
 from kirby_core.timeutil import floor_minute
 from kirby_stream.latency import Arrivals
@@ -31,10 +35,17 @@ from kirby_stream.outages import Outage
 
 log = logging.getLogger(__name__)
 
-TABLES = tuple(DATASETS)
+TABLES = (*DATASETS, TRADES)
+"""What a batch holds: the minute datasets (upserted by `kirby_core.db.writer`) and the
+trade tape (`kirby_core.db.trades.write_trades`)."""
 SHED_TO = 0.9
 
-RowKey = tuple[int, datetime]
+RowKey = tuple[Any, ...]
+"""(series id, time) of a minute row; (trading pair id, time, trade id) of a trade."""
+
+
+def row_key(table: str, row: NamedTuple) -> RowKey:
+    return (row[0], row[1], row[2]) if table == TRADES else (row[0], row[1])
 
 
 @dataclass
@@ -59,6 +70,7 @@ class Buffers:
         self._candles = self._tables["candles"]
         self._funding = self._tables["funding_rates"]
         self._interest = self._tables["open_interest"]
+        self._trades = self._tables[TRADES]
         self._candle_received = Arrivals()
         self.outages: list[Outage] = []
         self.dropped = 0
@@ -108,23 +120,35 @@ class Buffers:
 
     @property
     def size(self) -> int:
-        return len(self._candles) + len(self._funding) + len(self._interest)
+        return len(self._candles) + len(self._funding) + len(self._interest) + len(self._trades)
 
     def add_candle(self, row: CandleRow, received: float) -> None:
         self._candles[row.starlisting_id, row.time] = row
         self._candle_received.add(received)
-        if len(self._candles) + len(self._funding) + len(self._interest) > self.max_rows:
+        if self.size > self.max_rows:
             self._shed()
 
     def add_funding(self, funding: FundingRateRow) -> None:
         self._funding[funding.trading_pair_id, funding.time] = funding
-        if len(self._candles) + len(self._funding) + len(self._interest) > self.max_rows:
+        if self.size > self.max_rows:
             self._shed()
 
     def add_open_interest(self, interest: OpenInterestRow) -> None:
         self._interest[interest.trading_pair_id, interest.time] = interest
-        if len(self._candles) + len(self._funding) + len(self._interest) > self.max_rows:
+        if self.size > self.max_rows:
             self._shed()
+
+    def add_trades(self, rows: list[TradeRow]) -> int:
+        """Buffer a push's trades; returns how many were new to the buffer (the others
+        repeat a trade it holds)."""
+        trades = self._trades
+        before = len(trades)
+        for row in rows:
+            trades[row.trading_pair_id, row.time, row.trade_id] = row
+        added = len(trades) - before
+        if self.size > self.max_rows:
+            self._shed()
+        return added
 
     def record_outages(self, exchange: str, outages: list[Outage]) -> None:
         """Outage rows of `exchange`'s series, written with the next flush; logged."""
@@ -143,8 +167,8 @@ class Buffers:
         )
 
     def take(self, now: datetime, everything: bool = False) -> Batch:
-        """Everything due for a flush at `now`: all candles, funding/OI of closed minutes
-        (of every minute when `everything`), pending outages."""
+        """Everything due for a flush at `now`: all candles and trades, funding/OI of closed
+        minutes (of every minute when `everything`), pending outages."""
         current = floor_minute(now)
         batch = Batch(
             outages=self.outages,
@@ -152,8 +176,9 @@ class Buffers:
             covered_through=self._coverage(current, everything),
         )
         self.outages, self._candle_received = [], Arrivals()
-        batch.rows["candles"] = list(self._candles.values())
-        self._candles.clear()
+        for table in ("candles", TRADES):
+            batch.rows[table] = list(self._tables[table].values())
+            self._tables[table].clear()
         for table in ("funding_rates", "open_interest"):
             rows = self._tables[table]
             due = [key for key in rows if everything or key[1] < current]
@@ -174,7 +199,7 @@ class Buffers:
         for table, rows in batch.rows.items():
             buffered = self._tables[table]
             for row in rows:
-                buffered.setdefault((row[0], row[1]), row)
+                buffered.setdefault(row_key(table, row), row)
         self.outages = batch.outages + self.outages
         self._candle_received.merge(batch.candle_received)
         if self.size > self.max_rows:

@@ -6,7 +6,10 @@ collector works:
 
 - `FeedPlan`: one WebSocket connection's share (an exchange's URL: Hyperliquid has one,
   Binance one for spot and two for USD-M futures, OKX `/public` and `/business`...): per
-  wire symbol, the subscriptions to send and the series its frames land in;
+  wire symbol, the subscriptions to send and the series its frames land in (candles by
+  starlisting; funding, open interest and the trade tape by trading pair: every active
+  pair on an exchange whose WebSocket carries `trades` for its market type, unless
+  `stream_trades` is off);
 - `PollPlan`: what an exchange's WebSocket does not carry and the collector polls from REST
   instead (Binance's open interest, Coinbase's 1m/15m/1d candles).
 
@@ -21,6 +24,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -50,6 +54,11 @@ class FeedPlan:
     """symbol -> trading pair id, where this connection carries its funding."""
     open_interest: Mapping[str, int] = field(default_factory=dict)
     """symbol -> trading pair id, where this connection carries its open interest."""
+    trades: Mapping[str, int] = field(default_factory=dict)
+    """symbol -> trading pair id, where this connection carries its trade tape."""
+    contract_values: Mapping[str, Decimal] = field(default_factory=dict)
+    """symbol -> base coin per contract, where its trade sizes count contracts (OKX swaps;
+    set by `kirby_stream.contracts`)."""
 
     @property
     def key(self) -> FeedKey:
@@ -70,6 +79,8 @@ class FeedPlan:
             found.append(("funding_rates", self.funding[symbol]))
         if symbol in self.open_interest:
             found.append(("open_interest", self.open_interest[symbol]))
+        if symbol in self.trades:
+            found.append(("trades", self.trades[symbol]))
         return [item for item in found if not dataset or item[0] == dataset]
 
     def units(self, symbols: Iterable[str]) -> list[str]:
@@ -148,6 +159,7 @@ class _FeedBuilder:
         self.candles: dict[tuple[str, str], int] = {}
         self.funding: dict[str, int] = {}
         self.open_interest: dict[str, int] = {}
+        self.trades: dict[str, int] = {}
 
     def add(self, symbol: str, market_type: str, subscription: Any) -> None:
         # Funding and open interest often share one channel (activeAssetCtx, tickers).
@@ -163,6 +175,7 @@ class _FeedBuilder:
             self.candles,
             self.funding,
             self.open_interest,
+            self.trades,
         )
 
 
@@ -196,13 +209,18 @@ def build_catalog(
             feed.candles[symbol, interval] = series
         elif dataset == "funding_rates":
             feed.funding[symbol] = series
+        elif dataset == "trades":
+            feed.trades[symbol] = series
         else:
             feed.open_interest[symbol] = series
 
     for listing in starlistings:
         collect(listing.key.trading_pair, "candles", listing.key.interval, listing.id)
+    pair_datasets: tuple[str, ...] = ("funding_rates", "open_interest")
+    if settings.stream_trades:
+        pair_datasets += ("trades",)
     for trading_pair in pairs:
-        for dataset in ("funding_rates", "open_interest"):
+        for dataset in pair_datasets:
             collect(trading_pair.key, dataset, None, trading_pair.id)
     return StreamCatalog(
         feeds={key: builder.plan() for key, builder in sorted(feeds.items())},

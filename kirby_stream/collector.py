@@ -48,6 +48,7 @@ from kirby_core.settings import Settings
 from kirby_stream.backoff import Backoff, pause
 from kirby_stream.buffers import Buffers
 from kirby_stream.catalog import FeedKey, FeedPlan, PollPlan, StreamCatalog, load_stream_catalog
+from kirby_stream.contracts import ContractValues
 from kirby_stream.database import SharedConnection
 from kirby_stream.feed import Feed, FeedEvent, FeedHealth, Frame
 from kirby_stream.flusher import Flusher
@@ -97,6 +98,7 @@ class Collector:
         started_at = datetime.now(UTC)
         self.stats = Stats(collector_id or default_collector_id(started_at), started_at)
         self.buffers = Buffers(settings.stream_max_buffered_rows)
+        self.contracts = ContractValues(settings)
         self.lanes: dict[FeedKey, Lane] = {}
         self.pollers: dict[FeedKey, Poller] = {}
         self._stop = asyncio.Event()
@@ -198,6 +200,7 @@ class Collector:
                 log.warning("event=catalog_unavailable cause=%s", exc)
                 await pause(stop, backoff.next_delay())
                 continue
+            catalog = await self.contracts.attach(catalog)
             self._log_catalog("catalog_loaded", catalog)
             return catalog
         return None
@@ -226,6 +229,7 @@ class Collector:
             except StorageError as exc:
                 log.warning("event=catalog_poll_failed cause=%s", exc)
                 continue
+            latest = await self.contracts.attach(latest)
             if latest != catalog:
                 self._log_catalog("catalog_changed", latest)
                 catalog = latest

@@ -14,7 +14,11 @@ tasks run side by side:
   connection healthy once every subscribe request is acknowledged and data flows (which
   resets the reconnect backoff), and runs the stall watchdog on
   `time.monotonic()`: with no data from any symbol for `stream_stall_seconds` the connection
-  is replaced; a single symbol that quiet while the others flow is resubscribed.
+  is replaced; a single symbol that quiet while the others flow is resubscribed. A trade
+  tape is quiet whenever nobody trades, so only symbols that also carry a steady channel
+  here (candles, funding, open interest) are watched; a connection carrying trades alone
+  (Binance futures' `/public`, Coinbase) is replaced when none of its symbols traded for
+  that long.
 
 A lost connection (dropped, refused, stalled) is retried with exponential backoff and jitter
 and every subscription is sent again. Until the next connection is healthy the feed is
@@ -140,6 +144,7 @@ class Feed:
         self._plan_changed = False
         self._generation = 0
         self._subscribed: dict[str, list[Subscription]] = {}
+        self._steady_of: tuple[FeedPlan | None, frozenset[str]] = (None, frozenset())
         self._watch_from: dict[str, float] = {}
         self._sent = 0
         self._request_id = 0
@@ -374,10 +379,23 @@ class Feed:
                 await self._unsubscribe(ws, quiet)
                 await self._subscribe(ws, quiet)
 
+    def _steady(self) -> list[str]:
+        """The subscribed symbols with a steady channel here (not a trade tape alone)."""
+        plan = self._plan
+        if self._steady_of[0] is not plan:
+            candles = {symbol for symbol, _ in plan.candles}
+            self._steady_of = (
+                plan,
+                frozenset(candles | set(plan.funding) | set(plan.open_interest)),
+            )
+        return [symbol for symbol in self._subscribed if symbol in self._steady_of[1]]
+
     def _latest_data(self, session_start: float) -> float:
-        """When data of any subscribed symbol last arrived on this connection (else its start)."""
+        """When data of any symbol the watchdog watches (see `_steady`) last arrived on this
+        connection (else its start)."""
         last_data = self.health.last_data
-        return max([session_start, *(last_data.get(sym, 0.0) for sym in self._subscribed)])
+        watched = self._steady() or self._subscribed  # a connection of trades alone
+        return max([session_start, *(last_data.get(sym, 0.0) for sym in watched)])
 
     def _quiet(self, now: float, session_start: float) -> frozenset[str]:
         """Symbols without data for `stream_stall_seconds` while the others are flowing (data
@@ -389,7 +407,7 @@ class Feed:
         last_data = self.health.last_data
         return frozenset(
             symbol
-            for symbol in self._subscribed
+            for symbol in self._steady()
             if now - max(last_data.get(symbol, 0.0), self._watch_from[symbol]) > stall
         )
 

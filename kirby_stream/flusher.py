@@ -1,10 +1,13 @@
 """Buffered rows to PostgreSQL: one transaction per flush, with its change events.
 
-Every `stream_flush_seconds` the flusher takes what is due from the buffers (all candles,
-funding/OI of closed minutes, pending outages) and writes it in one transaction: the bulk
-writer's upsert per table, then the change events of each table naming the rows it flushed
-(numbered rows plus NOTIFYs delivered by PostgreSQL at commit, together with the rows;
-`kirby_core.db.notify` does the payload format and the 8000-byte split; events older than
+Every `stream_flush_seconds` the flusher takes what is due from the buffers (all candles and
+trades, funding/OI of closed minutes, pending outages) and writes it in one transaction: the
+bulk writer's upsert per minute table and `write_trades` for the trade tape (which skips
+trades already stored: a reconnect's replay is counted as duplicates, logged, never written
+twice), then the change events of each table naming the rows it flushed (numbered rows plus
+NOTIFYs delivered by PostgreSQL at commit, together with the rows; `kirby_core.db.notify`
+does the payload format and the 8000-byte split; a trades event names per pair the first
+and last trade time of the flush, not every trade; events older than
 `api_ws_resume_seconds` are deleted in the same transaction), then the outage rows. If the
 database cannot be reached the batch goes back into the buffers and the flush is retried
 with capped, jittered backoff while the feed keeps being read. If the database refuses the
@@ -28,11 +31,12 @@ import asyncpg
 
 from kirby_core.datasets import DATASETS
 from kirby_core.db import notify
+from kirby_core.db.trades import TradeWriteResult, write_trades
 from kirby_core.db.writer import WriteResult, upsert
 from kirby_core.errors import StorageRefused, StorageUnavailable
 from kirby_core.settings import Settings
 from kirby_stream.backoff import Backoff, pause
-from kirby_stream.buffers import Batch, Buffers
+from kirby_stream.buffers import TRADES, Batch, Buffers
 from kirby_stream.database import SharedConnection
 from kirby_stream.outages import insert_outages
 from kirby_stream.stats import Stats
@@ -40,10 +44,14 @@ from kirby_stream.stats import Stats
 log = logging.getLogger(__name__)
 
 
+Results = dict[str, WriteResult | TradeWriteResult]
+"""Per table, what its write did."""
+
+
 async def write_batch(
     conn: asyncpg.Connection, batch: Batch, keep_events_seconds: float
-) -> dict[str, WriteResult]:
-    results: dict[str, WriteResult] = {}
+) -> Results:
+    results: Results = {}
     async with conn.transaction():
         await notify.prune(conn, keep_events_seconds)
         for table, dataset in DATASETS.items():
@@ -57,8 +65,29 @@ async def write_batch(
                 if id(row) not in rejected:
                     changes[row[0]].append(row[1])
             await notify.notify(conn, table, changes)
+        if batch.rows[TRADES]:
+            results[TRADES] = await _write_trades(conn, batch.rows[TRADES])
         await insert_outages(conn, batch.outages)
     return results
+
+
+async def _write_trades(conn: asyncpg.Connection, rows: list[Any]) -> TradeWriteResult:
+    """The trade tape's rows, and one change event naming per pair the span they cover."""
+    result = await write_trades(conn, rows)
+    rejected = {id(item.row) for item in result.rejected}
+    spans: dict[int, list[datetime]] = {}
+    for row in rows:
+        if id(row) in rejected:
+            continue
+        span = spans.get(row.trading_pair_id)
+        if span is None:
+            spans[row.trading_pair_id] = [row.time, row.time]
+        elif row.time < span[0]:
+            span[0] = row.time
+        elif row.time > span[1]:
+            span[1] = row.time
+    await notify.notify(conn, TRADES, spans)
+    return result
 
 
 class Flusher:
@@ -108,7 +137,7 @@ class Flusher:
         self._backoff.reset()
         return True
 
-    async def _write(self, batch: Batch, within: float | None) -> dict[str, WriteResult]:
+    async def _write(self, batch: Batch, within: float | None) -> Results:
         """Store `batch`; rows the database refuses are isolated by bisection and rejected."""
         keep = self.settings.api_ws_resume_seconds
         try:
@@ -118,11 +147,11 @@ class Flusher:
             if halves is None:
                 self._reject(batch, exc)
                 return {}
-            results: dict[str, WriteResult] = defaultdict(WriteResult)
+            results: Results = {}
             for half in halves:
                 for table, result in (await self._write(half, within)).items():
-                    results[table] += result
-            return dict(results)
+                    results[table] = _sum(results.get(table), result)
+            return results
 
     def _reject(self, batch: Batch, exc: StorageRefused) -> None:
         for table, rows in batch.rows.items():
@@ -132,7 +161,7 @@ class Flusher:
         for outage in batch.outages:
             log.error("event=outage_refused outage=%r cause=%s", outage, exc)
 
-    def _record(self, batch: Batch, results: dict[str, WriteResult]) -> None:
+    def _record(self, batch: Batch, results: Results) -> None:
         stats = self.stats
         committed_at = datetime.now(UTC)
         stats.record_latencies(time.monotonic(), batch.candle_received)
@@ -141,7 +170,7 @@ class Flusher:
             stats.covered_through = batch.covered_through or stats.covered_through
         stats.outages_recorded += len(batch.outages)
         for table, result in results.items():
-            table_stats = stats.tables[table]
+            table_stats = stats.table(table)
             table_stats.rows_written += result.written
             table_stats.rows_flushed += result.received
             newest = max(row[1] for row in batch.rows[table])
@@ -150,6 +179,15 @@ class Flusher:
             table_stats.last_commit_at = committed_at
             # rows the database refused (constraints) came from frames that were not valid
             stats.invalid_messages += len(result.rejected)
+            if isinstance(result, TradeWriteResult) and (result.duplicates or result.rejected):
+                stats.duplicate_trades += result.duplicates
+                log.info(
+                    "event=trades_stored received=%d written=%d duplicates=%d rejected=%d",
+                    result.received,
+                    result.written,
+                    result.duplicates,
+                    len(result.rejected),
+                )
 
     async def _final_flush(self) -> None:
         deadline = time.monotonic() + self.settings.stream_shutdown_seconds
@@ -167,6 +205,23 @@ class Flusher:
                 )
                 return
             await asyncio.sleep(min(self._backoff.next_delay(), remaining))
+
+
+def _sum(
+    total: WriteResult | TradeWriteResult | None, part: WriteResult | TradeWriteResult
+) -> WriteResult | TradeWriteResult:
+    if total is None:
+        return part
+    if isinstance(total, TradeWriteResult) and isinstance(part, TradeWriteResult):
+        return TradeWriteResult(
+            total.received + part.received,
+            total.written + part.written,
+            total.duplicates + part.duplicates,
+            total.rejected + part.rejected,
+        )
+    assert isinstance(total, WriteResult) and isinstance(part, WriteResult)
+    total += part
+    return total
 
 
 def _halves(batch: Batch) -> tuple[Batch, Batch] | None:

@@ -77,7 +77,7 @@ async def write_heartbeat(conn: asyncpg.Connection, stats: Stats) -> None:
         stats.invalid_messages,
         stats.dropped_rows,
         stats.reconnects,
-        json.dumps({name: table.rows_written for name, table in stats.tables.items()}),
+        json.dumps(stats.rows_written),
         json.dumps(stats.buffer_sizes),
         stats.state,
         stats.last_error,

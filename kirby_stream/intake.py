@@ -5,7 +5,8 @@ One task per connection consumes that connection's frame queue in arrival order,
 flooding or malformed exchange never holds up another's rows. A data frame goes through the
 exchange's own parser (a fresh one per connection, guarded by `FrameGuard`: a malformed
 frame is counted, never raised), is matched to the connection's plan (symbol and interval to
-a starlisting, symbol to a trading pair) and lands in the shared buffers. Anything that is
+a starlisting, symbol to a trading pair) and lands in the shared buffers; a push of trades
+lands there whole, each trade keyed by its exchange id. Anything that is
 not a well-formed frame of a subscribed series (bad JSON, non-numeric price, high below low,
 an unknown symbol or interval) is counted, logged and dropped: never written, never fatal.
 Feed events open outage gaps (feed lost), reset the per-connection health the keeper reads
@@ -21,12 +22,14 @@ import logging
 from datetime import datetime
 from typing import cast
 
+from kirby_core.db.trades import TradeRow
 from kirby_core.exchanges.feeds import (
     ChannelError,
     FrameGuard,
     FundingUpdate,
     OpenInterestUpdate,
     SubscriptionAck,
+    TradesUpdate,
 )
 from kirby_core.exchanges.registry import StreamAdapter
 from kirby_core.models import (
@@ -122,6 +125,8 @@ class Intake:
                     continue
                 buffers.add_candle(CandleRow(starlisting, *message.candle), received)
                 self._data(symbol, "candles", received_at, received)
+            elif isinstance(message, TradesUpdate):
+                self._trades(message, received_at, received)
             elif isinstance(message, AssetContextUpdate):
                 self._pair(
                     message.coin, message.funding, message.open_interest, received_at, received
@@ -140,6 +145,40 @@ class Intake:
                     plan.exchange,
                     message.message[:300],
                 )
+
+    def _trades(self, update: TradesUpdate, received_at: datetime, received: float) -> None:
+        symbol = update.symbol
+        pair = self.plan.trades.get(symbol)
+        if pair is None:
+            self._unknown(symbol, f"trades {symbol}")
+            return
+        trades = update.trades
+        if not trades:
+            return
+        times = [trade.time for trade in trades]
+        if update.contracts:
+            value = self.plan.contract_values.get(symbol)
+            if value is None:
+                self._no_contract_value(symbol, min(times))
+                return
+            trades = tuple(trade._replace(size=trade.size * value) for trade in trades)
+        added = self.buffers.add_trades([TradeRow(pair, *trade) for trade in trades])
+        self.feed_stats.trades += added
+        self.stats.duplicate_trades += len(trades) - added  # repeats of trades buffered
+        self._data(symbol, "trades", min(times), received, max(times))
+
+    def _no_contract_value(self, symbol: str, at: datetime) -> None:
+        """Trades counted in contracts of unknown value cannot be stored: a gap until the
+        value is known (`kirby_stream.contracts`) and the next trade arrives."""
+        unit = f"{symbol} trades"
+        if unit not in self.gaps.open_coins:
+            log.warning(
+                "event=trades_skipped exchange=%s symbol=%s reason=no contract value",
+                self.plan.exchange,
+                symbol,
+            )
+            self.gaps.lost([unit], at, "no contract value for its trade sizes")
+            self.buffers.gaps[self.key] = self.gaps.since
 
     def _pair(
         self,
@@ -194,11 +233,20 @@ class Intake:
             self._record(self.gaps.inherit(units, old.covered_through, self.plan, old.reason))
         self.buffers.gaps[self.key] = self.gaps.since
 
-    def _data(self, symbol: str, dataset: str, received_at: datetime, received: float) -> None:
+    def _data(
+        self,
+        symbol: str,
+        dataset: str,
+        at: datetime,
+        received: float,
+        through: datetime | None = None,
+    ) -> None:
+        """Data of `symbol`'s `dataset` arrived: its time (a trade push's times: `at` through
+        `through`) ends an open gap."""
         health = self.health
         health.last_data[symbol] = received
         health.data_seen = True
-        outages = self.gaps.saw_data(f"{symbol} {dataset}", received_at, self.plan)
+        outages = self.gaps.saw_data(f"{symbol} {dataset}", at, self.plan, through)
         if outages:
             self._record(outages)
             self.buffers.gaps[self.key] = self.gaps.since

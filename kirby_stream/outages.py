@@ -4,7 +4,10 @@ Two things open an outage window:
 
 - a feed gap: the connection dropped, a symbol (or the whole feed) went quiet, or a REST
   poll failed. The window of each affected unit (a symbol on a connection, a polled series)
-  runs from the last data received for it to the first data received after it came back,
+  runs from the last data received for it to the first data received after it came back
+  (for a trade tape, `"<symbol> trades"`: from the last trade's time to the time of the
+  first trade after, so exactly the trades that may be missing fall inside; a replay of
+  trades already held ends it where it began),
   and becomes one `collection_outages` row per series the unit carries there (its candle
   starlistings, its funding and open-interest pair) when it ends;
 - a predecessor: the previous collector was killed or stopped; the window of each coin runs
@@ -89,12 +92,22 @@ class FeedGaps:
                 self._open[coin] = _Gap(start, reason if gap is None else gap.reason)
         return outages
 
-    def saw_data(self, coin: str, at: datetime, catalog: SeriesOf) -> list[Outage]:
-        self.last_data[coin] = at
+    def saw_data(
+        self, coin: str, at: datetime, catalog: SeriesOf, through: datetime | None = None
+    ) -> list[Outage]:
+        """Data of `coin` from `at` through `through` (a push of trades: its first and last
+        trade time; default: `at` alone) arrived: an open gap ends at `at`. Trades that reach
+        back to the gap's start (a replay of recent trades on resubscribing) close it with
+        nothing missing: no outage."""
+        latest = at if through is None else through
+        last = self.last_data.get(coin)
+        self.last_data[coin] = latest if last is None or latest > last else last
         if coin not in self.first_data:
             self.first_data[coin] = at
         gap = self._open.pop(coin, None) if self._open else None
-        return [] if gap is None else _rows(catalog, coin, gap, at, gap.reason)
+        if gap is None or (through is not None and at <= gap.start):
+            return []
+        return _rows(catalog, coin, gap, at, gap.reason)
 
     def close(
         self, coins: Iterable[str], at: datetime, catalog: SeriesOf, why: str

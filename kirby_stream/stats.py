@@ -13,8 +13,9 @@ from datetime import datetime
 
 import msgspec
 
+from kirby_core.datasets import DATASETS
 from kirby_core.models import FeedReport
-from kirby_stream.buffers import TABLES
+from kirby_stream.buffers import TRADES
 from kirby_stream.latency import BUCKET_SECONDS, BUCKETS, Arrivals
 
 
@@ -50,6 +51,9 @@ class Stats:
     dropped_rows: int = 0
     refused_rows: int = 0
     """Rows the database refused (bad value, constraint): rejected and logged, not retried."""
+    duplicate_trades: int = 0
+    """Trades the feed delivered again (a reconnect's replay), whether still buffered or
+    already stored: counted, not written twice."""
     flushes: int = 0
     failed_flushes: int = 0
     outages_recorded: int = 0
@@ -60,11 +64,26 @@ class Stats:
     """Why the collector is degraded: the exchange cannot be reached, or sends nothing."""
     covered_through: datetime | None = None
     """Everything received before this data time is stored (see `succession`)."""
-    tables: dict[str, TableStats] = field(default_factory=lambda: {t: TableStats() for t in TABLES})
+    tables: dict[str, TableStats] = field(
+        default_factory=lambda: {t: TableStats() for t in DATASETS}
+    )
+    """The minute tables (each a `live_<table>` asset in Dagster)."""
+    trades: TableStats = field(default_factory=TableStats)
+    """The trade tape."""
     buffer_sizes: dict[str, int] = field(default_factory=dict)
     feeds: dict[str, FeedStats] = field(default_factory=dict)
     """Exchange -> its feeds' state and counters."""
     latency_histogram: list[int] = field(default_factory=lambda: [0] * BUCKETS, repr=False)
+
+    def table(self, name: str) -> TableStats:
+        """The counters of table `name` (a minute table or `trades`)."""
+        return self.trades if name == TRADES else self.tables[name]
+
+    @property
+    def rows_written(self) -> dict[str, int]:
+        """Per table (the trade tape included), rows inserted or changed."""
+        written = {name: table.rows_written for name, table in self.tables.items()}
+        return {**written, TRADES: self.trades.rows_written}
 
     def feed(self, exchange: str) -> FeedStats:
         return self.feeds.setdefault(exchange, FeedStats())
@@ -82,6 +101,7 @@ class Stats:
         return replace(
             self,
             tables={name: replace(table) for name, table in self.tables.items()},
+            trades=replace(self.trades),
             buffer_sizes=dict(self.buffer_sizes),
             feeds={name: msgspec.structs.replace(feed) for name, feed in self.feeds.items()},
             latency_histogram=list(self.latency_histogram),

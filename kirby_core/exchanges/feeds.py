@@ -79,7 +79,7 @@ class Trade(NamedTuple):
     trade_id: str
     price: Decimal
     size: Decimal
-    """In the base coin."""
+    """In the base coin (in contracts where the update says `contracts`)."""
     side: str
     """The taker's side: "buy" or "sell"."""
 
@@ -87,6 +87,24 @@ class Trade(NamedTuple):
 class TradesUpdate(NamedTuple):
     symbol: str
     trades: tuple[Trade, ...]
+    contracts: bool = False
+    """Sizes count contracts (OKX swaps): the caller multiplies them by the contract's value
+    in the base coin, which the wire does not carry."""
+
+
+@dataclass(frozen=True)
+class ContractValueSource:
+    """Where a wire module whose trade sizes count contracts (`TradesUpdate.contracts`)
+    declares their value: `<name>_wire.CONTRACT_VALUES`."""
+
+    market_types: tuple[str, ...]
+    """The market types whose trade sizes count contracts."""
+    url_setting: str
+    """The `Settings` field holding the exchange's REST host."""
+    path: str
+    """The REST request listing every contract."""
+    parse: Callable[[object], dict[str, Decimal]]
+    """Its JSON answer (decimals exact) -> wire symbol -> base coin per contract."""
 
 
 WsMessage = (

@@ -19,9 +19,12 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from operator import attrgetter
+from typing import Any, Literal
 
-from kirby_core.books.book import BookUpdate, Level, load_depth_frame, parse_levels
+import msgspec
+
+from kirby_core.books.book import BookUpdate, Level, load_depth_frame, parse_levels, text_sides
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
     check_candle,
@@ -33,11 +36,14 @@ from kirby_core.exchanges.base import (
     parse_optional_decimal,
 )
 from kirby_core.exchanges.feeds import (
+    TAKER_SIDES,
     ChannelError,
     ConnectionLimits,
     KeepAlive,
     Pong,
     SubscriptionAck,
+    Trade,
+    TradesUpdate,
 )
 from kirby_core.models import AssetContextUpdate, Candle, CandleUpdate, FundingRate, OpenInterest
 from kirby_core.timeutil import (
@@ -75,6 +81,10 @@ def asset_context_subscription(coin: str) -> dict[str, str]:
     return {"type": "activeAssetCtx", "coin": coin}
 
 
+def trades_subscription(coin: str) -> dict[str, str]:
+    return {"type": "trades", "coin": coin}
+
+
 def subscribe_frame(subscription: dict[str, str]) -> str:
     return _compact({"method": "subscribe", "subscription": subscription})
 
@@ -94,7 +104,7 @@ def _compact(frame: dict[str, Any]) -> str:
 # --- the feed's declaration (`registry.StreamAdapter`) -------------------------------------
 
 _URL = "wss://api.hyperliquid.xyz/ws"
-STREAMED_DATASETS = {"perps": ("candles", "funding_rates", "open_interest")}
+STREAMED_DATASETS = {"perps": ("candles", "funding_rates", "open_interest", "trades")}
 """activeAssetCtx carries funding and open interest together."""
 KEEP_ALIVE = KeepAlive(ping_frame=ping_frame(), ping_seconds=None, idle_close_seconds=60)
 LIMITS = {
@@ -121,6 +131,8 @@ def subscription(
 ) -> dict[str, str]:
     if dataset == "candles":
         return candle_subscription(coin, interval or "")
+    if dataset == "trades":
+        return trades_subscription(coin)
     if dataset in STREAMED_DATASETS["perps"]:
         return asset_context_subscription(coin)
     raise InvalidRequest(
@@ -156,7 +168,9 @@ def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[HyperliquidMes
 # --- WebSocket frames we receive ----------------------------------------------------------
 
 
-HyperliquidMessage = CandleUpdate | AssetContextUpdate | Pong | SubscriptionAck | ChannelError
+HyperliquidMessage = (
+    CandleUpdate | AssetContextUpdate | TradesUpdate | Pong | SubscriptionAck | ChannelError
+)
 """What Hyperliquid's frames parse into (a part of `feeds.WsMessage`)."""
 
 
@@ -257,6 +271,45 @@ def parse_asset_context(data: object, received_at: datetime) -> AssetContextUpda
     return AssetContextUpdate(coin, received_at, funding, interest)
 
 
+_SIDES = {"B": "buy", "A": "sell"}
+"""A trade's `side` is the taker's: B (bid) bought, A (ask) sold."""
+
+
+def parse_trades(data: object, received_at: datetime) -> TradesUpdate:
+    """A `trades` push: the trades of one coin, oldest first (on subscribing, the recent
+    ones again)::
+
+    [{"coin":"BTC","side":"B","px":"97001.0","sz":"0.01","time":1736165580998,
+      "hash":"0x...","tid":123456789,"users":["0x...","0x..."]}]
+    """
+    where = "Hyperliquid WS trades"
+    rows = data if isinstance(data, list) else None
+    if not rows:
+        raise ExchangeProtocolError(f"{where}: data must be a non-empty list, got {data!r:.200}")
+    coin = field(rows[0], "coin", where)
+    if not isinstance(coin, str) or not coin:
+        raise ExchangeProtocolError(f"{where}: field 'coin' must be a string, got {coin!r:.80}")
+    where = f"{where} {coin}"
+    trades = []
+    for row in rows:
+        if field(row, "coin", where) != coin:
+            raise ExchangeProtocolError(f"{where}: one push mixes coins: {row!r:.200}")
+        raw_side = field(row, "side", where)
+        side = _SIDES.get(raw_side) if isinstance(raw_side, str) else None
+        if side not in TAKER_SIDES:
+            raise ExchangeProtocolError(f"{where}: side must be B or A, got {raw_side!r:.40}")
+        trades.append(
+            Trade(
+                time=parse_ms(field(row, "time", where), "time", where),
+                trade_id=str(parse_int(field(row, "tid", where), "tid", where)),
+                price=parse_decimal(field(row, "px", where), "px", where),
+                size=parse_decimal(field(row, "sz", where), "sz", where),
+                side=side,
+            )
+        )
+    return TradesUpdate(coin, tuple(trades))
+
+
 def _parse_ack(data: object, received_at: datetime) -> SubscriptionAck:
     where = "Hyperliquid WS subscriptionResponse"
     method = field(data, "method", where)
@@ -273,6 +326,7 @@ def _parse_error(data: object, received_at: datetime) -> ChannelError:
 _CHANNELS: dict[str, Callable[[object, datetime], HyperliquidMessage]] = {
     "candle": _parse_candle_push,
     "activeAssetCtx": parse_asset_context,
+    "trades": parse_trades,
     "subscriptionResponse": _parse_ack,
     "error": _parse_error,
 }
@@ -326,25 +380,48 @@ def parse_funding_history(payload: object, coin: str) -> list[tuple[int, Funding
 # --- depth (order books: kirby_core.books) ------------------------------------------------
 
 
+class _BookLevel(msgspec.Struct, gc=False):
+    px: str
+    sz: str
+
+
+class _BookData(msgspec.Struct, gc=False):
+    coin: str
+    time: int
+    levels: tuple[list[_BookLevel], list[_BookLevel]]
+
+
+class _BookFrame(msgspec.Struct, gc=False):
+    channel: Literal["l2Book"]
+    data: _BookData
+
+
+DEPTH_DECODER = msgspec.json.Decoder(_BookFrame)
+"""The typed decoder of depth frames (`bench.books` times it alone: the engine's limit)."""
+_PX, _SZ = attrgetter("px"), attrgetter("sz")
+
+
 def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
     """An `l2Book` push: the whole book every time (at most 20 levels a side), no sequence
     number (its `time` in ms stands in, for ordering)::
 
         {"channel":"l2Book","data":{"coin":"BTC","time":1736165581000,"levels":[
          [{"px":"97000.0","sz":"1.5","n":3}],[{"px":"97001.0","sz":"0.2","n":1}]]}}"""
-    where = "Hyperliquid WS l2Book"
-    message = load_depth_frame(raw, where)
     try:  # the fast path; anything unexpected goes the checked way, which names it
-        data = message["data"]
-        coin, ms, (bid_rows, ask_rows) = data["coin"], data["time"], data["levels"]
-        if message["channel"] == "l2Book" and type(coin) is str and coin and type(ms) is int:
-            bids = parse_levels([[r["px"], r["sz"]] for r in bid_rows], "bids", where)
-            asks = parse_levels([[r["px"], r["sz"]] for r in ask_rows], "asks", where)
-            if ms >= 0:
-                return (BookUpdate(coin, True, bids, asks, ms, None, None, ms_to_datetime(ms)),)
-    except (AttributeError, KeyError, TypeError, ValueError):
+        data = DEPTH_DECODER.decode(raw).data
+        (bid_rows, ask_rows), coin, ms = data.levels, data.coin, data.time
+        sides = text_sides(
+            list(map(_PX, bid_rows)),
+            list(map(_SZ, bid_rows)),
+            list(map(_PX, ask_rows)),
+            list(map(_SZ, ask_rows)),
+        )
+        if sides is not None and coin and ms >= 0:
+            bids, asks = sides
+            return (BookUpdate(coin, True, bids, asks, ms, None, None, ms_to_datetime(ms)),)
+    except msgspec.DecodeError:
         pass
-    return _checked_depth(message)
+    return _checked_depth(load_depth_frame(raw, "Hyperliquid WS l2Book"))
 
 
 def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:

@@ -11,8 +11,9 @@ Candles (`candle<bar>`, confirm "1" on the final push) are served on `/ws/v5/bus
 `{"event":"notice","code":"64008"}` announces a disconnect for a service upgrade.
 
 Candle volume is the base coin's: a swap's `vol` counts contracts, so its candles take
-`volCcy`. Swap trades (`sz`) count contracts too and need the contract value, which the
-wire does not carry: Kirby streams OKX trades on spot only.
+`volCcy`. Swap trades (`sz`) count contracts too and the wire carries no coin size: their
+`TradesUpdate` says `contracts`, and the caller multiplies by the contract value
+(`ctVal` x `ctMult` of REST `public/instruments`, `parse_contract_values`).
 
 Rules: the client sends text `ping` when it has sent nothing for 25 s (OKX drops a
 connection after 30 s without data); at most 480 subscribe/unsubscribe requests an hour a
@@ -26,15 +27,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
-from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels
+import msgspec
+
+from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels, text_rows
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
     ChannelError,
     ConnectionLimits,
+    ContractValueSource,
     FundingUpdate,
     KeepAlive,
     OpenInterestUpdate,
@@ -57,7 +62,7 @@ _BY_BAR = {bar: interval for interval, bar in INTERVALS.items()}
 
 STREAMED_DATASETS = {
     "spot": ("candles", "trades"),
-    "perps": ("candles", "funding_rates", "open_interest"),
+    "perps": ("candles", "funding_rates", "open_interest", "trades"),
 }
 POLLED_DATASETS: dict[str, tuple[str, ...]] = {}
 _CHANNELS = {"funding_rates": "funding-rate", "open_interest": "open-interest", "trades": "trades"}
@@ -145,9 +150,8 @@ def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...
     if channel == "open-interest":
         return tuple(OpenInterestUpdate(symbol, _open_interest(row, symbol)) for row in rows)
     if channel == "trades":
-        if symbol.endswith("-SWAP"):
-            raise ExchangeProtocolError(f"{where}: swap trades count contracts: {symbol}")
-        return (TradesUpdate(symbol, tuple(_trade(row, symbol) for row in rows)),)
+        trades = tuple(_trade(row, symbol) for row in rows)
+        return (TradesUpdate(symbol, trades, contracts=symbol.endswith("-SWAP")),)
     raise ExchangeProtocolError(
         f"{where}: unknown channel {channel!r}; expected candle*, funding-rate, "
         "open-interest, trades"
@@ -231,7 +235,61 @@ def _trade(row: object, symbol: str) -> Trade:
     )
 
 
+def parse_contract_values(payload: object) -> dict[str, Decimal]:
+    """A `public/instruments` answer -> swap instId -> base coin per contract::
+
+    {"code":"0","msg":"","data":[{"instType":"SWAP","instId":"BTC-USDT-SWAP","ctVal":"0.01",
+     "ctMult":"1","ctValCcy":"BTC","ctType":"linear",...}]}
+
+    Only linear swaps, whose contracts are worth a fixed amount of the coin (`ctValCcy`)."""
+    where = "OKX public/instruments"
+    if field(payload, "code", where) != "0":
+        raise ExchangeProtocolError(f"{where}: OKX refused: {payload!r:.200}")
+    values: dict[str, Decimal] = {}
+    for row in items(field(payload, "data", where), where):
+        symbol = text(field(row, "instId", where), "instId", where)
+        if field(row, "ctType", where) != "linear":
+            continue
+        value = parse_decimal(field(row, "ctVal", f"{where} {symbol}"), "ctVal", where)
+        multiplier = parse_decimal(field(row, "ctMult", f"{where} {symbol}"), "ctMult", where)
+        if value <= 0 or multiplier <= 0:
+            raise ExchangeProtocolError(f"{where} {symbol}: contract value must be positive")
+        values[symbol] = value * multiplier
+    return values
+
+
+CONTRACT_VALUES = ContractValueSource(
+    market_types=("perps",),
+    url_setting="okx_rest_url",
+    path="/api/v5/public/instruments?instType=SWAP",
+    parse=parse_contract_values,
+)
+"""Swap trades count contracts; REST `public/instruments` says what one is worth."""
+
+
 # --- depth (order books: kirby_core.books) ------------------------------------------------
+
+
+class _BooksArg(msgspec.Struct, gc=False):
+    instId: str
+
+
+class _BooksRow(msgspec.Struct, gc=False):
+    asks: list[list[str]]
+    bids: list[list[str]]
+    ts: str
+    prevSeqId: int
+    seqId: int
+
+
+class _BooksFrame(msgspec.Struct, gc=False):
+    arg: _BooksArg
+    action: Literal["snapshot", "update"]
+    data: list[_BooksRow]
+
+
+DEPTH_DECODER = msgspec.json.Decoder(_BooksFrame)
+"""The typed decoder of depth frames (`bench.books` times it alone: the engine's limit)."""
 
 
 def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
@@ -243,29 +301,25 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
 
     then `"action":"update"` pushes (absolute sizes, "0" deletes; columns 3 and 4 are
     order counts, ignored). A swap's sizes count contracts."""
-    where = "OKX WS books"
-    message = load_depth_frame(raw, where)
     try:  # the fast path; anything unexpected goes the checked way, which names it
-        symbol, action, rows = message["arg"]["instId"], message["action"], message["data"]
-        if action in _BOOK_ACTIONS and type(symbol) is str and symbol and type(rows) is list:
-            snapshot = action == "snapshot"
-            updates = []
-            for row in rows:
-                seq, prev, ms = row["seqId"], row["prevSeqId"], row["ts"]
-                if not (type(seq) is type(prev) is int and type(ms) is str and ms.isdigit()):
-                    break
-                bids = parse_levels(row["bids"], "bids", where)
-                asks = parse_levels(row["asks"], "asks", where)
-                time = ms_to_datetime(int(ms))
-                updates.append(BookUpdate(symbol, snapshot, bids, asks, seq, prev, None, time))
-            else:
+        frame = DEPTH_DECODER.decode(raw)
+        symbol, snapshot = frame.arg.instId, frame.action == "snapshot"
+        updates = []
+        for row in frame.data:
+            sides, ms = text_rows(row.bids, row.asks), row.ts
+            if sides is None or not ms.isdigit():
+                break
+            bids, asks = sides
+            time = ms_to_datetime(int(ms))
+            updates.append(
+                BookUpdate(symbol, snapshot, bids, asks, row.seqId, row.prevSeqId, None, time)
+            )
+        else:
+            if symbol:
                 return tuple(updates)
-    except (AttributeError, KeyError, TypeError):
+    except msgspec.DecodeError:
         pass
-    return _checked_depth(message)
-
-
-_BOOK_ACTIONS = ("snapshot", "update")
+    return _checked_depth(load_depth_frame(raw, "OKX WS books"))
 
 
 def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:

@@ -63,7 +63,7 @@ from kirby_core.settings import Settings
 from kirby_core.timeutil import EPOCH
 
 LiveCollection = Literal["websocket", "polled", "none"]
-TRADES: Final = trade_store.TABLE
+TRADES: Final = trade_store.TRADES_TABLE
 """The trade tape's dataset name."""
 
 

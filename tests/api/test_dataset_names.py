@@ -34,12 +34,12 @@ def test_every_declared_dataset_has_a_live_update():
 
 
 def test_trades_are_served_with_the_table_columns():
-    assert ("trading_pair_id", *api.SERVED_TRADES.field_names) == trade_table.COLUMNS
+    assert ("trading_pair_id", *api.SERVED_TRADES.field_names) == trade_table.TRADE_COLUMNS
     assert api.SERVED_TRADES.tiebreak == "trade_id"
 
 
 def test_books_are_served_with_the_table_columns():
-    assert ("trading_pair_id", *api.SERVED_BOOKS.field_names) == book_table.COLUMNS
+    assert ("trading_pair_id", *api.SERVED_BOOKS.field_names) == book_table.BOOK_COLUMNS
     assert api.SERVED_BOOKS.ranged and api.SERVED_BOOKS.tiebreak is None
 
 

@@ -77,6 +77,17 @@ SHARED: dict[str, tuple[frozenset[str], str]] = {
         "the `trades` asset is named after its table; the simulator's builds Hyperliquid's "
         "trades payload",
     ),
+    "DEPTH_DECODER": (
+        frozenset(
+            f"kirby_core.exchanges.{name}_wire"
+            for name in ("binance", "bybit", "coinbase", "hyperliquid", "okx")
+        ),
+        "each wire module decodes its own exchange's depth frames",
+    ),
+    "book_data": (
+        frozenset({"kirby_sim.bybit_depth", "kirby_sim.okx_depth"}),
+        "each simulated venue formats its own book push",
+    ),
     "CANDLE_LIMIT": (
         frozenset({f"kirby_core.exchanges.{name}" for name in ("coinbase", "hyperliquid", "okx")}),
         "each exchange module declares its own candle page limit",

@@ -162,8 +162,8 @@ BAD = [
     pytest.param("[1, 2]", "Hyperliquid WS frame: expected an object, got [1, 2]", id="not-object"),
     pytest.param('{"data": {}}', "missing field 'channel'", id="no-channel"),
     pytest.param(
-        frame("trades", []),
-        "unknown channel 'trades'; expected one of pong, candle, activeAssetCtx",
+        frame("allMids", []),
+        "unknown channel 'allMids'; expected one of pong, candle, activeAssetCtx, trades",
         id="unknown-channel",
     ),
     pytest.param(

@@ -43,6 +43,17 @@ NEXT_FUNDING = datetime(2025, 1, 6, 16, tzinfo=UTC)
 NEXT_FUNDING_MS = 1736179200000
 D = Decimal
 
+HL_TRADE = {
+    "coin": "BTC",
+    "side": "A",
+    "px": "97001.0",
+    "sz": "0.01",
+    "time": T0_MS + 1,
+    "hash": "0xab",
+    "tid": 77,
+    "users": ["0x1", "0x2"],
+}
+
 FEEDS: dict[str, StreamAdapter] = {
     "binance": feed_of(BINANCE),
     "bybit": BYBIT_STREAM,
@@ -135,8 +146,12 @@ def test_okx_args_and_urls() -> None:
     assert feed.url("perps", "funding_rates") == "wss://ws.okx.com:8443/ws/v5/public"
     assert feed.keep_alive.ping_frame == "ping" and feed.keep_alive.idle_close_seconds == 30
     assert feed.limits["perps"].subscribes_per_hour == 480
-    with pytest.raises(InvalidRequest, match=r"OKX perps streams no 'trades'"):
-        feed.subscription("perps", "trades", "BTC-USDT-SWAP", None)
+    assert feed.subscription("perps", "trades", "BTC-USDT-SWAP", None) == {
+        "channel": "trades",
+        "instId": "BTC-USDT-SWAP",
+    }
+    with pytest.raises(InvalidRequest, match=r"OKX spot streams no 'funding_rates'"):
+        feed.subscription("spot", "funding_rates", "BTC-USDT", None)
 
 
 def test_coinbase_streams_5m_only_and_declares_the_polled_intervals() -> None:
@@ -467,6 +482,41 @@ def test_okx_frames() -> None:
     ]
 
 
+def test_okx_swap_trades_count_contracts_and_instruments_give_their_value() -> None:
+    frame = dumps(
+        {
+            "arg": {"channel": "trades", "instId": "BTC-USDT-SWAP"},
+            "data": [
+                {
+                    "instId": "BTC-USDT-SWAP",
+                    "tradeId": "9",
+                    "px": "97001.1",
+                    "sz": "12",
+                    "side": "sell",
+                    "ts": str(T0_MS),
+                    "count": "1",
+                }
+            ],
+        }
+    )
+    assert parse_all("okx", frame) == [
+        TradesUpdate("BTC-USDT-SWAP", (Trade(T0, "9", D("97001.1"), D("12"), "sell"),), True)
+    ]
+    instruments = {
+        "code": "0",
+        "msg": "",
+        "data": [
+            {"instId": "BTC-USDT-SWAP", "ctVal": "0.01", "ctMult": "1", "ctType": "linear"},
+            {"instId": "ETH-USDT-SWAP", "ctVal": "0.1", "ctMult": "10", "ctType": "linear"},
+            {"instId": "BTC-USD-SWAP", "ctVal": "100", "ctMult": "1", "ctType": "inverse"},
+        ],
+    }
+    assert okx_wire.parse_contract_values(instruments) == {
+        "BTC-USDT-SWAP": D("0.01"),
+        "ETH-USDT-SWAP": D("1.0"),
+    }
+
+
 # --- Coinbase ---------------------------------------------------------------------------------
 
 
@@ -584,8 +634,8 @@ MALFORMED = [
     ),
     (
         "okx",
-        dumps({"arg": {"channel": "trades", "instId": "BTC-USDT-SWAP"}, "data": []}),
-        "swap trades count contracts",
+        dumps({"arg": {"channel": "trades", "instId": "BTC-USDT-SWAP"}, "data": [{"px": "1"}]}),
+        "missing field 'side'",
     ),
     ("okx", "pon", "frame is not JSON"),
     (
@@ -596,6 +646,13 @@ MALFORMED = [
     ("coinbase", envelope("level2", []), "unknown channel 'level2'"),
     ("coinbase", envelope("candles", [], "12:00"), "not an RFC 3339 UTC time"),
     ("hyperliquid", '{"channel":"candle","data":[]}', "data must be one object"),
+    ("hyperliquid", '{"channel":"trades","data":[]}', "non-empty list"),
+    (
+        "hyperliquid",
+        dumps({"channel": "trades", "data": [HL_TRADE | {"side": "S"}]}),
+        "side must be B or A",
+    ),
+    ("hyperliquid", dumps({"channel": "trades", "data": [HL_TRADE | {"tid": "7"}]}), "'tid'"),
 ]
 
 
@@ -622,3 +679,21 @@ def test_the_wire_modules_are_the_feeds() -> None:
     assert FEEDS["okx"].streamed == okx_wire.STREAMED_DATASETS
     assert FEEDS["coinbase"].polled_intervals is coinbase_wire.POLLED_INTERVALS
     assert FEEDS["binance"].limits == binance_wire.LIMITS
+
+
+def test_hyperliquid_trades_parse_exactly() -> None:
+    frame = dumps({"channel": "trades", "data": [HL_TRADE, HL_TRADE | {"side": "B", "tid": 78}]})
+    at = datetime(2025, 1, 6, 12, 12, 0, 1000, tzinfo=UTC)
+    assert parse_all("hyperliquid", frame) == [
+        TradesUpdate(
+            "BTC",
+            (
+                Trade(at, "77", D("97001.0"), D("0.01"), "sell"),
+                Trade(at, "78", D("97001.0"), D("0.01"), "buy"),
+            ),
+        )
+    ]
+    assert FEEDS["hyperliquid"].subscription("perps", "trades", "BTC", None) == {
+        "type": "trades",
+        "coin": "BTC",
+    }

@@ -82,6 +82,9 @@ def fast(settings: Settings, **overrides: Any) -> Settings:
         "stream_database_backoff_max_seconds": 0.5,
         "stream_reconnect_backoff_max_seconds": 0.5,
         "stream_shutdown_seconds": 3.0,
+        # The trade tape has its own tests (test_trades_live); the others keep the
+        # subscriptions and series they count free of it.
+        "stream_trades": False,
     }
     return Settings(_env_file=None, **{**settings.model_dump(), **timings, **overrides})
 

@@ -52,6 +52,8 @@ async def test_recorded_frames_replay_into_the_collector_and_the_baseline(
     synced: dict[int, str], database_urls: DatabaseUrls, settings: Settings, tmp_path: Path
 ) -> None:
     url = database_urls.realtime
+    # the candle path the benchmark reports (the trade tape is tested in test_trades_live)
+    settings = settings.model_copy(update={"stream_trades": False})
     # at the real time: the collector polls REST for the minutes of its own (wall) clock
     async with SimulatorServer(simulator.config(COINS - 2, run.RECORD_SPEED)) as sim:
         recorded = run.Endpoints(sim.ws_url, sim.ws_origins)

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from kirby_core.db.trades import TradeRow
 from kirby_core.models import CandleRow, FundingRateRow, OpenInterestRow
 from kirby_stream.buffers import Buffers
 from kirby_stream.latency import BUCKET_SECONDS, BUCKETS
@@ -35,6 +36,10 @@ def context(pair: int, minute: int, mark: str) -> tuple[FundingRateRow, OpenInte
     )
 
 
+def trade(pair: int, second: int, trade_id: str) -> TradeRow:
+    return TradeRow(pair, T0 + second * SECOND, trade_id, Decimal("10.5"), Decimal("0.1"), "buy")
+
+
 def add_context(buffers: Buffers, funding: FundingRateRow, interest: OpenInterestRow) -> None:
     buffers.add_funding(funding)
     buffers.add_open_interest(interest)
@@ -47,7 +52,7 @@ def test_latest_state_per_key_wins() -> None:
     buffers.add_candle(candle(1, 1, "12"), 3.0)
     add_context(buffers, *context(7, 0, "5"))
     add_context(buffers, *context(7, 0, "6"))
-    assert buffers.sizes() == {"candles": 2, "funding_rates": 1, "open_interest": 1}
+    assert buffers.sizes() == {"candles": 2, "funding_rates": 1, "open_interest": 1, "trades": 0}
     batch = buffers.take(T0 + 2 * MINUTE)
     assert [r.close for r in batch.rows["candles"]] == [Decimal("11"), Decimal("12")]
     assert [r.mark_price for r in batch.rows["funding_rates"]] == [Decimal("6")]
@@ -96,7 +101,8 @@ def test_a_batch_being_written_is_held_until_stored() -> None:
     buffers = Buffers(100)
     buffers.add_candle(candle(1, 0, "10"), 1.0)
     add_context(buffers, *context(7, 0, "5"))
-    one_each = {"candles": 1, "funding_rates": 1, "open_interest": 1}
+    buffers.add_trades([trade(7, 1, "a")])
+    one_each = {"candles": 1, "funding_rates": 1, "open_interest": 1, "trades": 1}
     batch = buffers.take(T0 + MINUTE)
     assert buffers.sizes() == dict.fromkeys(one_each, 0)
     assert buffers.held() == one_each  # still only in memory while the write runs
@@ -164,3 +170,26 @@ def test_a_batch_covers_what_was_received_before_open_gaps_and_open_minutes(
     buffers = Buffers(100)
     buffers.received_through, buffers.gaps_since = received, gaps_since
     assert buffers.take(T0 + 100 * SECOND, everything).covered_through == covered
+
+
+def test_trades_are_buffered_once_per_trade_id_and_all_taken() -> None:
+    buffers = Buffers(100)
+    assert buffers.add_trades([trade(7, 1, "a"), trade(7, 2, "b")]) == 2
+    assert buffers.add_trades([trade(7, 2, "b"), trade(7, 3, "c"), trade(8, 2, "b")]) == 2
+    batch = buffers.take(T0)  # trades of the open minute too: they never change
+    assert [(r.trading_pair_id, r.trade_id) for r in batch.rows["trades"]] == [
+        (7, "a"),
+        (7, "b"),
+        (7, "c"),
+        (8, "b"),
+    ]
+    buffers.add_trades([trade(7, 4, "d")])
+    buffers.restore(batch)  # a failed write: buffered again, nothing twice
+    assert buffers.sizes()["trades"] == 5
+
+
+def test_the_bound_drops_the_oldest_trades_as_a_trades_outage() -> None:
+    buffers = Buffers(10)
+    buffers.add_trades([trade(7, second, str(second)) for second in range(12)])
+    assert buffers.size == 9
+    assert buffers.outages == [Outage("trades", 7, T0, T0 + 2 * SECOND, buffers.outages[0].reason)]

@@ -7,7 +7,7 @@ import asyncpg
 
 from kirby_core.catalog import load_catalog
 from kirby_core.db import catalog_store
-from kirby_core.exchanges import binance_wire, bybit_wire, okx_wire
+from kirby_core.exchanges import binance_wire, bybit_wire, coinbase_wire, okx_wire
 from kirby_core.settings import Settings
 from kirby_stream.catalog import load_stream_catalog
 from tests.conftest import REPO
@@ -31,6 +31,8 @@ async def test_the_five_exchange_catalog_splits_into_connections_and_polls(
         ("bybit", bybit_wire.url("perps", "candles")),
         ("okx", okx_wire.url("spot", "candles")),
         ("okx", okx_wire.url("perps", "funding_rates")),
+        ("binance", binance_wire.url("perps", "trades")),  # futures trades: /public
+        ("coinbase", coinbase_wire.url("spot", "trades")),  # market_trades
     }
     # Bybit: funding and open interest share one tickers topic, subscribed once, as perps.
     linear = catalog.feeds["bybit", bybit_wire.url("perps", "candles")]
@@ -51,6 +53,7 @@ async def test_the_five_exchange_catalog_splits_into_connections_and_polls(
     assert public.series("BTC-USDT-SWAP") == [
         ("funding_rates", pairs["okx/BTC/USDT/perps"]),
         ("open_interest", pairs["okx/BTC/USDT/perps"]),
+        ("trades", pairs["okx/BTC/USDT/perps"]),
     ]
     # What no WebSocket carries is polled: Binance's OI, Coinbase's candles but 5m.
     polled = {
@@ -62,3 +65,15 @@ async def test_the_five_exchange_catalog_splits_into_connections_and_polls(
     # Hyperliquid: the wire symbol is the bare coin.
     hyperliquid = catalog.feeds["hyperliquid", settings.hyperliquid_ws_url]
     assert hyperliquid.candles["BTC", "1m"] == ids["hyperliquid/BTC/USD/perps/1m"]
+    # The trade tape of every pair, on the connection its exchange carries trades on.
+    tapes = sorted(pair for plan in catalog.feeds.values() for pair in plan.trades.values())
+    assert tapes == sorted(pairs.values())  # each once
+    assert hyperliquid.trades["BTC"] == pairs["hyperliquid/BTC/USD/perps"]
+    assert hyperliquid.series("BTC trades") == [("trades", pairs["hyperliquid/BTC/USD/perps"])]
+    futures = catalog.feeds["binance", binance_wire.url("perps", "trades")]
+    assert futures.subscriptions == {"BTCUSDT": (("perps", "btcusdt@trade"),)} | {
+        symbol: subs for symbol, subs in futures.subscriptions.items() if symbol != "BTCUSDT"
+    }
+    assert futures.units(["BTCUSDT"]) == ["BTCUSDT trades"]
+    # OKX swaps' trades ride /public with their funding and open interest.
+    assert public.series("BTC-USDT-SWAP")[-1] == ("trades", pairs["okx/BTC/USDT/perps"])
