@@ -42,7 +42,13 @@ from kirby_api.routes.coverage import (
 )
 from kirby_api.routes.health import get_health, get_metrics
 from kirby_api.routes.html import get_chart_page, get_status_page, static_router
-from kirby_api.routes.market_data import get_candles, get_funding, get_open_interest
+from kirby_api.routes.market_data import (
+    get_books,
+    get_candles,
+    get_funding,
+    get_open_interest,
+    get_trades,
+)
 from kirby_api.routes.schema import swagger_assets_router, swagger_plugin
 from kirby_api.routes.starlistings import get_starlisting, list_starlistings
 from kirby_api.routes.status import get_status
@@ -113,7 +119,9 @@ def _document_bulk_formats(app: Litestar) -> None:
     """The data routes also answer format=csv|parquet: say so in their 200 response."""
     schema = app.openapi_schema
     for path, item in (schema.paths or {}).items():
-        if item.get is None or not path.startswith(("/candles/", "/funding/", "/open-interest/")):
+        if item.get is None or not path.startswith(
+            ("/candles/", "/funding/", "/open-interest/", "/trades/", "/books/")
+        ):
             continue
         ok = (item.get.responses or {})["200"]
         assert isinstance(ok, OpenAPIResponse) and ok.content is not None  # a data route's 200
@@ -163,6 +171,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_candles,
             get_funding,
             get_open_interest,
+            get_trades,
+            get_books,
             get_candle_coverage,
             get_funding_coverage,
             get_open_interest_coverage,

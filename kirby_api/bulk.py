@@ -16,7 +16,9 @@ others wait their turn (up to `api_query_timeout_seconds`, then 503), so downloa
 starve the other routes of connections, nor the event loop and the database of CPU.
 
 COPY takes no bind parameters: the page's values (an int and two UTC datetimes built by
-`kirby_api.window`, never request text) are rendered as SQL literals by `_int`/`_time`.
+`kirby_api.window`) are rendered as SQL literals by `_int`/`_time`. The one value that
+comes from a request as text, a keyed cursor's trade id (trades), is rendered by `_text`
+as a standard-conforming string literal (quotes doubled; a cursor never holds a NUL).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from litestar.types import Receive, Scope, Send
 
 from kirby_api.database import ConnectionPool
 from kirby_api.datasets import ServedDataset
-from kirby_api.market_data import PARAMETERS, window_rows
+from kirby_api.market_data import PARAMETERS, order_by, window_rows, window_values
 from kirby_api.window import Window
 from kirby_core.errors import StorageError
 from kirby_core.settings import Settings
@@ -52,24 +54,50 @@ def _time(moment: datetime) -> str:
     return f"'{moment.astimezone(UTC).isoformat()}'::timestamptz"
 
 
+def _text(value: str | None) -> str:
+    if value is None:
+        return "NULL"
+    if "\x00" in value:  # `window.decode_cursor` refuses it before this
+        raise ValueError("a NUL in a text literal")
+    return "'" + value.replace("'", "''") + "'"  # standard_conforming_strings (on since 9.1)
+
+
 def _page_sql(dataset: ServedDataset, columns: str, newest: bool, *values: str) -> str:
-    """The page's rows in ascending time order (`market_data.window_rows`, re-sorted when
-    it walked newest first); values: series id, lower, upper, limit (SQL text)."""
+    """The page's rows in ascending order (`market_data.window_rows`, re-sorted when it
+    walked newest first); values: series id, lower, upper, limit[, lower id, upper id]
+    (SQL text)."""
     if newest:
         rows = window_rows(dataset, "*", True, values)
-        return f"SELECT {columns} FROM ({rows}) page ORDER BY time"  # noqa: S608
+        # qualified: the select list names its formatted text `time`, which must not sort
+        return f"SELECT {columns} FROM ({rows}) page ORDER BY {order_by(dataset, prefix='page.')}"  # noqa: S608
     return window_rows(dataset, columns, False, values)
 
 
 def copy_query(dataset: ServedDataset, series_id: int, window: Window) -> str:
     """The query whose rows `COPY ... TO STDOUT (FORMAT csv, HEADER)` writes as the page."""
-    values = _int(series_id), _time(window.lower), _time(window.upper), _int(window.limit)
+    values: tuple[str, ...] = (
+        _int(series_id),
+        _time(window.lower),
+        _time(window.upper),
+        _int(window.limit),
+    )
+    if dataset.tiebreak is not None:
+        values += (_text(window.lower_id), _text(window.upper_id))
     return _page_sql(dataset, dataset.csv_select_list, window.newest, *values)
 
 
 def _range_query(dataset: ServedDataset, newest: bool) -> str:
-    page = _page_sql(dataset, "time", newest, *PARAMETERS)
-    return f"SELECT count(*)::int, min(time), max(time) FROM ({page}) page"  # noqa: S608
+    """The page's count, first and last time, and a keyed page's first and last id."""
+    if dataset.tiebreak is None:
+        page = _page_sql(dataset, "time", newest, *PARAMETERS)
+        return f"SELECT count(*)::int, min(time), max(time), NULL, NULL FROM ({page}) page"  # noqa: S608
+    tie = dataset.tiebreak
+    page = _page_sql(dataset, f"time, {tie}", newest, *PARAMETERS)
+    return (
+        "SELECT count(*)::int, min(time), max(time),"  # noqa: S608
+        f" (array_agg({tie} ORDER BY {order_by(dataset)}))[1],"
+        f" (array_agg({tie} ORDER BY {order_by(dataset, newest=True)}))[1] FROM ({page}) page"
+    )
 
 
 _SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
@@ -81,6 +109,9 @@ class CsvPage(NamedTuple):
     last: datetime | None
     copy: Callable[[Callable[[bytes], Coroutine[Any, Any, None]]], Coroutine[Any, Any, str]]
     """Run the COPY, handing its output to the given coroutine function piece by piece."""
+    first_id: str | None = None
+    """A keyed page's first and last rows' tiebreaks (trade ids)."""
+    last_id: str | None = None
 
 
 class CsvExport:
@@ -108,11 +139,11 @@ class CsvExport:
                 await conn.execute(_SNAPSHOT, timeout=self._wait)
                 terminated = False
                 try:
-                    args = series_id, window.lower, window.upper, window.limit
+                    args = window_values(dataset, series_id, window)
                     query = _range_query(dataset, window.newest)
                     found = await conn.fetchrow(query, *args, timeout=self._wait)
                     assert found is not None  # an aggregate: always one row
-                    count, first, last = found
+                    count, first, last, first_id, last_id = found
 
                     async def copy(output: Callable[[bytes], Coroutine[Any, Any, None]]) -> str:
                         nonlocal terminated
@@ -129,7 +160,7 @@ class CsvExport:
                             terminated = True
                             raise
 
-                    yield CsvPage(count, first, last, copy)
+                    yield CsvPage(count, first, last, copy, first_id, last_id)
                 finally:
                     if not terminated:
                         await conn.execute("ROLLBACK", timeout=self._wait)  # read only
@@ -184,7 +215,7 @@ class CsvResponse(Response):
         dataset: ServedDataset,
         series_id: int,
         window: Window,
-        headers_for: Callable[[int, datetime | None, datetime | None], dict[str, str]],
+        headers_for: Callable[[CsvPage], dict[str, str]],
     ) -> None:
         super().__init__(None)
         self._export, self._dataset = export, dataset
@@ -197,7 +228,7 @@ class CsvResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         deadline = asyncio.get_running_loop().time() + self._export.timeout
         async with self._export.open(self._dataset, self._series_id, self._window) as page:
-            headers = self._headers_for(page.row_count, page.first, page.last)
+            headers = self._headers_for(page)
             await send(
                 {
                     "type": "http.response.start",

@@ -5,7 +5,8 @@ types here describe them in OpenAPI and match them byte for byte. CSV is written
 PostgreSQL too (`kirby_api.bulk`); Parquet is encoded here by `parquet_file`, one row group
 per `CHUNK_ROWS` rows, in a worker thread. Decimals stay exact in every format: strings in
 JSON and Parquet, the same text in CSV; times are UTC (`...Z` in text, timestamp[ms, UTC]
-in Parquet). Page metadata rides in the JSON body, and in headers for every format.
+in Parquet; a trade's time keeps its microseconds: timestamp[us, UTC]). Page metadata
+rides in the JSON body, and in headers for every format.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kirby_api.datasets import CandleData, FundingData, OpenInterestData, ServedDataset
+from kirby_api.datasets import (
+    BookData,
+    CandleData,
+    FundingData,
+    OpenInterestData,
+    ServedDataset,
+    TradeData,
+)
 
 Format = Literal["json", "csv", "parquet"]
 Rows = Sequence[Sequence[object]] | Sequence[asyncpg.Record]
@@ -77,6 +85,16 @@ class OpenInterestPage(msgspec.Struct):
     metadata: Metadata
 
 
+class TradesPage(msgspec.Struct):
+    data: list[TradeData]
+    metadata: Metadata
+
+
+class BooksPage(msgspec.Struct):
+    data: list[BookData]
+    metadata: Metadata
+
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -84,7 +102,15 @@ def encode_message(message: msgspec.Struct) -> bytes:
     return _encoder.encode(message)
 
 
-_ARROW_TYPES = {"time": pa.timestamp("ms", tz="UTC"), "decimal": pa.string(), "int": pa.int64()}
+_ARROW_TYPES = {
+    "time": pa.timestamp("ms", tz="UTC"),
+    "instant": pa.timestamp("us", tz="UTC"),
+    "decimal": pa.string(),
+    "int": pa.int64(),
+    "text": pa.string(),
+    "bigint": pa.int64(),
+    "decimals": pa.list_(pa.string()),
+}
 
 
 def parquet_schema(dataset: ServedDataset, metadata: Metadata) -> pa.Schema:

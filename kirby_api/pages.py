@@ -76,8 +76,18 @@ class Pages:
                 dataset,
                 series.id,
                 window,
-                lambda count, first, last: _file_headers(
-                    dataset, fmt, *_describe(dataset, series, window, count, first, last)
+                lambda page: _file_headers(
+                    dataset,
+                    fmt,
+                    *_describe(
+                        dataset,
+                        series,
+                        window,
+                        page.row_count,
+                        page.first,
+                        page.last,
+                        (page.first_id, page.last_id),
+                    ),
                 ),
             )
         else:
@@ -86,7 +96,15 @@ class Pages:
 
     async def _json_page(self, dataset: ServedDataset, series: Series, window: Window) -> Page:
         rows = await self._market.page_json(dataset, series.id, window)
-        metadata, headers = _describe(dataset, series, window, rows.count, rows.first, rows.last)
+        metadata, headers = _describe(
+            dataset,
+            series,
+            window,
+            rows.count,
+            rows.first,
+            rows.last,
+            (rows.first_id, rows.last_id),
+        )
         body = b'{"data":[' + rows.body + b'],"metadata":' + encode_message(metadata) + b"}"
         return Page(body, headers)
 
@@ -94,7 +112,11 @@ class Pages:
         records = await self._market.page(dataset, series.id, window)
         first = records[0][0] if records else None
         last = records[-1][0] if records else None
-        metadata, headers = _describe(dataset, series, window, len(records), first, last)
+        ids: tuple[str | None, str | None] = (None, None)
+        if dataset.tiebreak is not None and records:
+            column = dataset.field_names.index(dataset.tiebreak)
+            ids = (records[0][column], records[-1][column])
+        metadata, headers = _describe(dataset, series, window, len(records), first, last, ids)
         headers = _file_headers(dataset, "parquet", metadata, headers)
         async with self._encoders:
             body = await asyncio.to_thread(parquet_file, dataset, records, metadata)
@@ -118,9 +140,12 @@ def _describe(
     count: int,
     first: datetime | None,
     last: datetime | None,
+    ids: tuple[str | None, str | None] = (None, None),
 ) -> tuple[Metadata, dict[str, str]]:
-    """A page's metadata and cursors, in the JSON body's form and as headers."""
-    next_cursor, prev_cursor = page_cursors(window, first, last, count)
+    """A page's metadata and cursors, in the JSON body's form and as headers; `ids`: a
+    keyed page's first and last tiebreaks."""
+    keyed = dataset.tiebreak is not None
+    next_cursor, prev_cursor = page_cursors(window, first, last, count, keyed, *ids)
     metadata = Metadata(
         **_identity(series),
         count=count,

@@ -212,7 +212,11 @@ COVERAGE_SCHEMA = pa.schema(_COVERAGE_FIELDS)
 
 async def _coverage_rows(url: str, database: Database, start: date, end: date) -> list[dict]:
     """Every series of `database` classified over [start, end), by the one classifier."""
-    series = await _series_rows(url, database)
+    series = [  # the classifier's datasets are the minute ones: not trades, not books
+        s
+        for s in await _series_rows(url, database)
+        if not isinstance(LAKE_DATASETS[s["dataset"]].source, lake.RowSource)
+    ]
     now = datetime.now(UTC)
     rows = []
     conn = await connect(url)
@@ -269,6 +273,77 @@ def export_coverage(
             "path": dg.MetadataValue.path(root.uri("coverage")),
         }
     )
+
+
+def trades_lake_matches_database(
+    context: dg.AssetCheckExecutionContext, kirby: KirbyResource, asset: str
+) -> tuple[dg.AssetCheckResult, dg.AssetCheckResult]:
+    """The trade tape's lake checks per day: (every series-day file holds exactly the
+    database's trades, no trade id repeated in a series-day). Many trades share a time, so
+    uniqueness is the trade id's, not the time's as in `lake_matches_database`."""
+    from kirby_pipelines.partition_checks import Finding, result, run_partitions
+    from kirby_pipelines.partitions import DAILY
+
+    dataset = LAKE_DATASETS[LAKE_ASSETS[asset]]
+    keys = run_partitions(context, DAILY)
+    if keys is not None:
+        days = sorted(date.fromisoformat(key) for key in keys)
+    else:
+        days = [datetime.now(UTC).date() - timedelta(days=1)]
+    url = kirby.url(dataset.database)
+    start = datetime.combine(days[0], datetime.min.time(), UTC)
+    counts, series = asyncio.run(_trade_counts(url, dataset, start, days[-1]))
+    rows_found, unique_found = [], []
+    for day in days:
+        in_lake = lake.tape_counts(kirby.lake(), dataset.name, day)
+        database_rows = lake_rows = mismatched = duplicates = 0
+        for s in series:
+            expected = counts.get((s.series_id, day), 0)
+            found_rows, distinct_ids = in_lake.get(s.hive_values(), (0, 0))
+            database_rows += expected
+            lake_rows += found_rows
+            mismatched += int(found_rows != expected)
+            duplicates += found_rows - distinct_ids
+        figures = {"database_rows": database_rows, "lake_rows": lake_rows}
+        rows_found.append(
+            Finding(day.isoformat(), mismatched == 0, {**figures, "series_mismatched": mismatched})
+        )
+        unique_found.append(
+            Finding(
+                day.isoformat(), duplicates == 0, {"lake_rows": lake_rows, "duplicates": duplicates}
+            )
+        )
+    return (
+        result(
+            rows_found,
+            "each series-day file holds exactly the database's trades",
+            check=(asset, f"{asset}_rows_match"),
+        ),
+        result(
+            unique_found,
+            "no trade id repeated in a series-day",
+            check=(asset, f"{asset}_unique"),
+        ),
+    )
+
+
+async def _trade_counts(
+    url: str, dataset: lake.LakeDataset, start: datetime, last_day: date
+) -> tuple[dict[tuple[int, date], int], list[LakeSeries]]:
+    series = await series_of(url, dataset)
+    conn = await connect(url)
+    try:
+        source = dataset.source
+        records = await conn.fetch(
+            f"SELECT {source.series_column} AS series_id,"  # noqa: S608
+            " (time AT TIME ZONE 'UTC')::date AS day, count(*) AS n"
+            f" FROM {source.name} WHERE time >= $1 AND time < $2 GROUP BY 1, 2",
+            start,
+            datetime.combine(last_day, datetime.min.time(), UTC) + timedelta(days=1),
+        )
+    finally:
+        await conn.close()
+    return {(r["series_id"], r["day"]): r["n"] for r in records}, series
 
 
 def _hive_schema(dataset: lake.LakeDataset) -> pa.Schema:

@@ -1,4 +1,5 @@
-"""GET /candles, /funding, /open-interest: pages of one series in any of three formats.
+"""GET /candles, /funding, /open-interest, /trades, /books: pages of one series in any of three
+formats.
 
 The handlers only resolve the series (in memory), build the window and hand over to
 `kirby_api.pages`; errors are `kirby_api.errors`' business.
@@ -13,12 +14,20 @@ from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
 from litestar.params import QueryParameter
 
-from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST
+from kirby_api.datasets import (
+    SERVED_BOOKS,
+    SERVED_CANDLES,
+    SERVED_FUNDING,
+    SERVED_OPEN_INTEREST,
+    SERVED_TRADES,
+)
 from kirby_api.formats import (
+    BooksPage,
     CandlesPage,
     Format,
     FundingPage,
     OpenInterestPage,
+    TradesPage,
 )
 from kirby_api.pages import Pages
 from kirby_api.routes.paths import SERIES_ERRORS, Coin, Exchange, Interval, MarketType, Quote
@@ -141,3 +150,61 @@ async def get_open_interest(
     window = make_window(start_time, end_time, limit, cursor)
     # the annotation is the body OpenAPI documents; serve returns its Response
     return await pages.serve(SERVED_OPEN_INTEREST, pair, window, format)  # type: ignore[return-value]
+
+
+@get(
+    "/trades/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}",
+    summary="Trades of a trading pair (the exchange's trade tape)",
+    description="Rows are always ascending in (time, trade_id). Without start_time (and "
+    "without a cursor) the latest `limit` trades are returned; with it, the first `limit` "
+    "trades from start_time on. Ranges are half-open: start_time <= time < end_time. "
+    "Cursors are keyed on (time, trade_id): many trades in one millisecond are neither "
+    "repeated nor skipped across pages. Times keep the exchange's precision (microseconds); "
+    "prices and sizes are exact strings; `side` is the taker's.",
+    responses=SERIES_ERRORS,
+)
+async def get_trades(
+    exchange: Exchange,
+    coin: Coin,
+    quote: Quote,
+    market_type: MarketType,
+    catalog: NamedDependency[SeriesCatalog],
+    pages: NamedDependency[Pages],
+    start_time: StartTime = None,
+    end_time: EndTime = None,
+    limit: Limit = 1000,
+    format: FormatParam = "json",
+    cursor: Cursor = None,
+) -> TradesPage:
+    pair = catalog.trading_pair(exchange, coin, quote, market_type)
+    window = make_window(start_time, end_time, limit, cursor, keyed=True)
+    # the annotation is the body OpenAPI documents; serve returns its Response
+    return await pages.serve(SERVED_TRADES, pair, window, format)  # type: ignore[return-value]
+
+
+@get(
+    "/books/{exchange:str}/{coin:str}/{quote:str}/{market_type:str}",
+    summary="Order-book samples of a trading pair (top-N levels, one a second)",
+    description=_DESCRIPTION
+    + " One row per sampled second: each side's prices and sizes best first, as lists of exact"
+    " strings (CSV: each list as JSON text); `sequence` is the exchange's update id the book"
+    " had reached (null on Hyperliquid).",
+    responses=SERIES_ERRORS,
+)
+async def get_books(
+    exchange: Exchange,
+    coin: Coin,
+    quote: Quote,
+    market_type: MarketType,
+    catalog: NamedDependency[SeriesCatalog],
+    pages: NamedDependency[Pages],
+    start_time: StartTime = None,
+    end_time: EndTime = None,
+    limit: Limit = 1000,
+    format: FormatParam = "json",
+    cursor: Cursor = None,
+) -> BooksPage:
+    pair = catalog.trading_pair(exchange, coin, quote, market_type)
+    window = make_window(start_time, end_time, limit, cursor)
+    # the annotation is the body OpenAPI documents; serve returns its Response
+    return await pages.serve(SERVED_BOOKS, pair, window, format)  # type: ignore[return-value]

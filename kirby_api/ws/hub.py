@@ -27,21 +27,25 @@ the newest event fanned out, a resume point for clients whose series are quiet.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import asyncpg
 import msgspec
 
 from kirby_api.datasets import (
     BY_CHANNEL,
+    SERVED_BOOKS,
     SERVED_CANDLES,
     SERVED_DATASETS,
     SERVED_FUNDING,
     SERVED_OPEN_INTEREST,
+    SERVED_TRADES,
     ServedDataset,
 )
 from kirby_api.formats import encode_message
@@ -58,6 +62,8 @@ log = logging.getLogger(__name__)
 
 SubscriptionKey = tuple[str, int]
 """(dataset name, series id)."""
+Position = tuple[datetime, str]
+"""Where a trade sits in its pair's order: (time, trade id)."""
 
 RESYNC_ROWS = 1000
 
@@ -71,35 +77,62 @@ class Client:
         self.subscriptions: dict[int, set[str]] = {}
         """starlisting id -> channels."""
         self.overflowed = asyncio.Event()
-        self._held: dict[SubscriptionKey, list[tuple[int | None, str]]] = {}
+        self._held: dict[SubscriptionKey, list[tuple[int | None, str, Position | None]]] = {}
         self._replayed: dict[SubscriptionKey | None, int] = {}
         """Key -> the newest event a resume replayed for it: live copies are dropped."""
+        self.positions: dict[SubscriptionKey, Position] = {}
+        """Keyed datasets (trades): key -> the last row queued (history included)."""
 
-    def offer(self, key: SubscriptionKey | None, text: str, event_id: int | None = None) -> bool:
-        """Queue a message without waiting; False (and overflowed) when the queue is full."""
+    def _sent(self, key: SubscriptionKey | None, position: Position | None) -> bool:
+        """Whether a row at `position` is at or before the last one queued for `key`."""
+        if key is None or position is None:
+            return False
+        last = self.positions.get(key)
+        return last is not None and position <= last
+
+    def offer(
+        self,
+        key: SubscriptionKey | None,
+        text: str,
+        event_id: int | None = None,
+        position: Position | None = None,
+    ) -> bool:
+        """Queue a message without waiting; False (and overflowed) when the queue is full.
+        `position`: a trade's; one at or before the last queued for its key is skipped."""
         if self.overflowed.is_set():
             return False
         if event_id is not None and event_id <= self._replayed.get(key, 0):
             return True  # a resume sent it already (its fan-out was under way meanwhile)
         held = self._held.get(key) if key is not None else None
         if held is not None:
-            held.append((event_id, text))
+            held.append((event_id, text, position))
             if len(held) <= self.queue.maxsize:
                 return True
+        elif self._sent(key, position):
+            return True
         else:
             try:
                 self.queue.put_nowait(text)
-                return True
             except asyncio.QueueFull:
                 pass
+            else:
+                if key is not None and position is not None:
+                    self.positions[key] = position
+                return True
         self.overflowed.set()
         return False
 
-    async def put(self, text: str) -> bool:
+    async def put(
+        self, text: str, key: SubscriptionKey | None = None, position: Position | None = None
+    ) -> bool:
         """Queue a message, waiting for room; False once the client is overflowed."""
         if self.overflowed.is_set():
             return False
+        if self._sent(key, position):
+            return True
         await self.queue.put(text)
+        if key is not None and position is not None:
+            self.positions[key] = position
         return True
 
     @property
@@ -116,8 +149,8 @@ class Client:
         for key in keys:
             if replayed_through is not None:
                 self._replayed[key] = replayed_through
-            for event_id, text in self._held.pop(key, ()):
-                self.offer(key, text, event_id)
+            for event_id, text, position in self._held.pop(key, ()):
+                self.offer(key, text, event_id, position)
 
     def keys(self, catalog: SeriesCatalog) -> set[SubscriptionKey]:
         """The (dataset, series) keys its starlisting subscriptions add up to."""
@@ -144,7 +177,27 @@ _LIVE: dict[str, type[msgspec.Struct]] = {
     SERVED_CANDLES.name: protocol.CandleMessage,
     SERVED_FUNDING.name: protocol.FundingMessage,
     SERVED_OPEN_INTEREST.name: protocol.OpenInterestMessage,
+    SERVED_TRADES.name: protocol.TradeMessage,
+    SERVED_BOOKS.name: protocol.BookMessage,
 }
+
+
+def position_of(dataset: ServedDataset, record: asyncpg.Record) -> Position | None:
+    """A ranged dataset's row position (time, tiebreak or ""); None for the others."""
+    if not dataset.ranged:
+        return None
+    return (record["time"], record[dataset.tiebreak] if dataset.tiebreak else "")
+
+
+def _ranges(
+    event: ChangeEvent, wanted: Callable[[int], bool]
+) -> list[tuple[int, datetime, datetime]]:
+    """A keyed dataset's event: (series id, first time, last time) of the series wanted."""
+    return [
+        (series_id, min(times), max(times))
+        for series_id, times in event.changes.items()
+        if times and wanted(series_id)
+    ]
 
 
 def _event_rows(
@@ -160,14 +213,38 @@ def _event_rows(
             yield series_id, record
 
 
+AFTER_EVERY_ID = "\U0010ffff"
+"""A position's id above every trade id: (t, AFTER_EVERY_ID) is after every row at t."""
+
+
+class _Tape(NamedTuple):
+    """A keyed series' replayed rows, ascending, with their times (for bisecting)."""
+
+    times: list[datetime]
+    records: list[asyncpg.Record]
+
+
+def _tape_rows(
+    event: ChangeEvent, tapes: Mapping[SubscriptionKey, _Tape]
+) -> Iterable[tuple[int, asyncpg.Record]]:
+    """The rows of a keyed event's [first, last] ranges that `tapes` holds."""
+    for series_id, first, last in _ranges(event, lambda _: True):
+        tape = tapes.get((event.table, series_id))
+        if tape is not None:
+            low = bisect.bisect_left(tape.times, first)
+            high = bisect.bisect_right(tape.times, last)
+            for record in tape.records[low:high]:
+                yield series_id, record
+
+
 def _unavailable(resume_from: int, oldest: int | None) -> protocol.ResumeUnavailable:
     kept = "none is kept" if oldest is None else f"the oldest kept is {oldest}"
     return protocol.ResumeUnavailable(
         resume_from=resume_from,
         oldest_event_id=oldest,
         message=f"cannot resume from event {resume_from}: {kept}; re-fetch the rows you "
-        "missed over REST (GET /candles/..., /funding/..., /open_interest/...) and "
-        "subscribe without resume_from",
+        "missed over REST (GET /candles/..., /funding/..., /open_interest/..., /trades/..., "
+        "/books/...) and subscribe without resume_from",
     )
 
 
@@ -264,8 +341,13 @@ class Hub:
                 dataset = SERVED_DATASETS[name]
                 found = await self._market.latest_many_json(dataset, series_ids, rows_per_series)
                 for series_id in series_ids:
-                    count, rows = found.get(series_id, (0, b""))
+                    latest = found.get(series_id)
+                    count, rows = (0, b"") if latest is None else latest[:2]
                     client.offer(None, self.historical_message(dataset, series_id, count, rows))
+                    if latest is not None and dataset.ranged:
+                        # live rows at or before the history's last one are not sent again
+                        position = (latest.last, latest.last_id or "")
+                        client.positions[name, series_id] = position
         finally:
             client.release(keys)
 
@@ -284,14 +366,22 @@ class Hub:
                 oldest = None if bounds is None else bounds[0]
                 client.offer(None, encode_message(_unavailable(resume_from, oldest)).decode())
                 return
-            events = await self._market.events_after(resume_from, bounds[1])
+            events = [
+                event
+                for event in await self._market.events_after(resume_from, bounds[1])
+                if event.table in SERVED_DATASETS  # e.g. books, before they are served
+            ]
             replayed_through = bounds[1]
             rows: dict[tuple[str, int, datetime], asyncpg.Record] = {}
+            tapes: dict[SubscriptionKey, _Tape] = {}
             for dataset in SERVED_DATASETS.values():
+                mine = [e for e in events if e.table == dataset.name]
+                if dataset.ranged:
+                    tapes |= await self._tapes(client, dataset, mine, keys, resume_from)
+                    continue
                 wanted = {
                     (series_id, moment)
-                    for event in events
-                    if event.table == dataset.name
+                    for event in mine
                     for series_id, times in event.changes.items()
                     if (dataset.name, series_id) in keys
                     for moment in times
@@ -301,21 +391,72 @@ class Hub:
                         rows[dataset.name, record[0], record["time"]] = record
             for event in events:  # in id order, whatever the dataset
                 dataset = SERVED_DATASETS[event.table]
-                for series_id, record in _event_rows(event, rows):
+                ranged = dataset.ranged
+                named = _tape_rows(event, tapes) if ranged else _event_rows(event, rows)
+                for series_id, record in named:
                     text = self.live_message(dataset, series_id, record[1:], event.id)
-                    if not await client.put(text):
+                    key = (dataset.name, series_id)
+                    if not await client.put(text, key, position_of(dataset, record)):
                         return
         finally:
             client.release(keys, replayed_through)
 
-    def _deliver(self, key: SubscriptionKey, text: str, event_id: int | None) -> None:
+    async def _tapes(
+        self,
+        client: Client,
+        dataset: ServedDataset,
+        events: list[ChangeEvent],
+        keys: set[SubscriptionKey],
+        resume_from: int,
+    ) -> dict[SubscriptionKey, _Tape]:
+        """A keyed dataset's replay: the rows of every event's ranges for `keys`, by key;
+        the client's position per key starts after the last time an event up to
+        `resume_from` named (those rows were sent before the reconnect)."""
+        spans: dict[int, tuple[datetime, datetime]] = {}
+        for event in events:
+            for series_id, first, last in _ranges(event, lambda i: (dataset.name, i) in keys):
+                low, high = spans.get(series_id, (first, last))
+                spans[series_id] = (min(low, first), max(high, last))
+        if not spans:
+            return {}
+        sent = await self._market.last_times_through(dataset, list(spans), resume_from)
+        for series_id, moment in sent.items():
+            key = (dataset.name, series_id)
+            position = (moment, AFTER_EVERY_ID)
+            client.positions[key] = max(client.positions.get(key, position), position)
+        tapes: dict[SubscriptionKey, _Tape] = {}
+        ranges = [(i, first, last) for i, (first, last) in spans.items()]
+        for record in await self._market.ranged(dataset, ranges):
+            tape = tapes.setdefault((dataset.name, record[0]), _Tape([], []))
+            tape.times.append(record["time"])
+            tape.records.append(record)
+        return tapes
+
+    def _deliver(
+        self,
+        key: SubscriptionKey,
+        text: str,
+        event_id: int | None,
+        position: Position | None = None,
+    ) -> None:
         for client in tuple(self._subscribers.get(key, ())):
-            if not client.offer(key, text, event_id):
+            if not client.offer(key, text, event_id, position):
                 self._metrics.ws_dropped.labels("queue_full").inc()
 
     async def on_change(self, event: ChangeEvent, received: float) -> None:
         """Fan out the rows an event named (`received`: its `time.perf_counter()`)."""
-        dataset = SERVED_DATASETS[event.table]
+        dataset = SERVED_DATASETS.get(event.table)
+        if dataset is None:  # a dataset this API does not serve (yet): nobody can want it
+            self.last_event_id = event.id
+            return
+        if dataset.ranged:
+            # a ranged event names each series' [first, last] time: read every row between
+            ranges = _ranges(event, lambda i: (event.table, i) in self._subscribers)
+            if ranges:
+                await self._fan_out(dataset, await self._market.ranged(dataset, ranges), event.id)
+            self.last_event_id = event.id
+            self._metrics.listen_lag.observe(time.perf_counter() - received)
+            return
         wanted = [
             (series_id, moment)
             for series_id, times in event.changes.items()
@@ -335,7 +476,7 @@ class Hub:
         for record in records:
             series_id = record[0]
             text = self.live_message(dataset, series_id, record[1:], event_id)
-            self._deliver((dataset.name, series_id), text, event_id)
+            self._deliver((dataset.name, series_id), text, event_id, position_of(dataset, record))
 
     def _observe(self, dataset: ServedDataset, series_id: int, latest: datetime) -> None:
         try:

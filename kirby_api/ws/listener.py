@@ -1,12 +1,12 @@
 """The one LISTEN connection of an API process, kept alive across PostgreSQL restarts.
 
-It listens on the three change channels of `kirby_core.db.notify`; asyncpg calls back in
-the event loop, and the callback only puts the payload on a bounded queue. A dispatcher
-task takes payloads in order, drops the cached latest-N pages of the series named, and
-hands them to the hub, which re-reads the rows through the pool. The latest-N cache is only
-used while this connection is up. If the queue ever overflows, payloads are dropped and a
-catch-up is scheduled instead (and the cache cleared), so a stalled database never grows
-memory without bound.
+It listens on the change channels (`kirby_core.db.notify`) of the datasets it serves;
+asyncpg calls back in the event loop, and the callback only puts the payload on a bounded
+queue. A dispatcher task takes payloads in order, drops the cached latest-N pages of the
+series named, and hands them to the hub, which re-reads the rows through the pool. The
+latest-N cache is only used while this connection is up. If the queue ever overflows,
+payloads are dropped and a catch-up is scheduled instead (and the cache cleared), so a
+stalled database never grows memory without bound.
 
 The connection is checked every `CHECK_SECONDS` with a query under a timeout (a dead TCP
 peer sends no FIN); when it is lost it is re-opened with exponential backoff and jitter,
@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from kirby_api.datasets import SERVED_DATASETS
 from kirby_api.latest_cache import LatestCache
 from kirby_api.observability import Metrics
 from kirby_api.ws.hub import Hub
@@ -46,6 +47,8 @@ MIN_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 10.0
 QUEUE_SIZE = 10_000
 _CONNECTION_ERRORS = (StorageError, *DRIVER_ERRORS)
+LISTENED = tuple(notify.NOTIFY_CHANNELS[name] for name in SERVED_DATASETS)
+"""The channels of the datasets this API serves (not every dataset that notifies)."""
 
 
 class ChangeListener:
@@ -102,7 +105,7 @@ class ChangeListener:
     async def _listen(self, conn: asyncpg.Connection, lost_at: datetime | None) -> None:
         closed = asyncio.Event()
         conn.add_termination_listener(lambda _c: closed.set())
-        for channel in notify.NOTIFY_CHANNELS.values():
+        for channel in LISTENED:
             # asyncpg passes the payload as a str; its stubs say object
             await conn.add_listener(channel, self._on_notification)  # type: ignore[arg-type]
         self._alive_at = datetime.now(UTC)
@@ -114,9 +117,7 @@ class ChangeListener:
         self._cache.enabled = True
         self.connected.set()
         self._metrics.listen_connected.set(1)
-        log.info(
-            "listening channels=%s reconnect=%s", len(notify.NOTIFY_CHANNELS), lost_at is not None
-        )
+        log.info("listening channels=%s reconnect=%s", len(LISTENED), lost_at is not None)
         # Events committed before LISTEN took effect came with no notification: catch up
         # from the log (on the first connection too: the hub's position is where it started).
         since = self._alive_at if lost_at is None else lost_at

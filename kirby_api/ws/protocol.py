@@ -1,10 +1,11 @@
 """The `/ws` message protocol: what clients send, what the server answers, error and close codes.
 
 Client -> server (JSON text frames; the `subscribe`/`unsubscribe`/`ping` actions of the
-earlier Kirby, plus `channels` for funding and open interest):
+earlier Kirby, plus `channels` for funding, open interest and trades):
 
     {"action": "subscribe", "starlisting_ids": [1, 2], "history": 100,
-     "channels": ["candles", "funding", "open_interest"]}      channels default ["candles"]
+     "channels": ["candles", "funding", "open_interest", "trades", "books"]}
+                                                                channels default ["candles"]
     {"action": "subscribe", "starlisting_ids": [1], "resume_from": 41}
                                        after a reconnect (to any replica): every update
                                        after event 41, then live; not with `history`
@@ -17,7 +18,8 @@ Server -> client:
     {"type": "error", "code": "...", "message": "..."}    an action was refused (the
                                                           connection stays open)
     {"type": "historical", "channel": "candles", ...}     the latest `history` rows per series
-    {"type": "candle" | "funding" | "open_interest", ..., "event_id": 41}
+    {"type": "candle" | "funding" | "open_interest" | "trade" | "book", ...,
+     "event_id": 41}
                                                           one live row (sent on every update);
                                                           `event_id` numbers the updates
     {"type": "resume_unavailable", "resume_from": 3, "oldest_event_id": 90, "message": ...}
@@ -33,7 +35,12 @@ budget, the one its REST requests spend: a subscribe or unsubscribe costs 1, his
 started 1000 rows (`history` x series). Over budget the server sends an `error`
 (`rate_limited`) and closes with 4429. Funding and open interest belong to
 a trading pair: subscribing a starlisting to them delivers its pair's rows once per
-connection, however many intervals of it are subscribed.
+connection, however many intervals of it are subscribed. So do trades: one `trade` message
+per new trade, in (time, trade_id) order per pair, each trade once per connection (the
+connection keeps the (time, trade_id) of the last trade it sent per pair, history
+included, and never sends one at or before it; a trade the exchange reports late, older
+than one already sent, is therefore only on REST `/trades/...`). Book samples the same way:
+one `book` message per sampled second, each once, in time order.
 
 Resume: remember the newest `event_id` of the live rows and heartbeat pings received (a
 ping's id keeps the position fresh on a quiet series). After a reconnect, subscribe
@@ -54,13 +61,14 @@ from typing import Annotated, Literal, get_args
 import msgspec
 from msgspec import Meta
 
-from kirby_api.datasets import CandleData, FundingData, OpenInterestData
+from kirby_api.datasets import BookData, CandleData, FundingData, OpenInterestData, TradeData
 from kirby_api.errors import InactiveSeries
 from kirby_core.errors import InvalidRequest, KirbyError, NotFound, StorageUnavailable
 
-Channel = Literal["candles", "funding", "open_interest"]
+Channel = Literal["candles", "funding", "open_interest", "trades", "books"]
 CHANNELS: tuple[Channel, ...] = get_args(Channel)
-"""The datasets' `api_name`s (`kirby_core.datasets`); a test holds the two together."""
+"""The datasets' `api_name`s (`kirby_core.datasets`), then the trade tape's; a test holds
+them together with `kirby_api.datasets`."""
 MAX_IDS_PER_MESSAGE = 100
 MAX_HISTORY = 1000
 
@@ -189,7 +197,13 @@ class Historical(
     count: int
     starlisting_id: int | None = None
     trading_pair_id: int | None = None
-    data: list[CandleData] | list[FundingData] | list[OpenInterestData]
+    data: (
+        list[CandleData]
+        | list[FundingData]
+        | list[OpenInterestData]
+        | list[TradeData]
+        | list[BookData]
+    )
     """Last, so the hub can splice in rows the database encoded (`Hub.historical_message`)."""
 
 
@@ -214,6 +228,20 @@ class OpenInterestMessage(
     trading_pair_id: int
     series: str
     data: OpenInterestData
+    event_id: int | None = None
+
+
+class TradeMessage(msgspec.Struct, tag_field="type", tag="trade", omit_defaults=True):
+    trading_pair_id: int
+    series: str
+    data: TradeData
+    event_id: int | None = None
+
+
+class BookMessage(msgspec.Struct, tag_field="type", tag="book", omit_defaults=True):
+    trading_pair_id: int
+    series: str
+    data: BookData
     event_id: int | None = None
 
 

@@ -90,7 +90,7 @@ async def test_multi_series_reads_equal_the_unbounded_read(
     for limit in (1, 100, 4000):
         expected = await conn.fetch(sql.latest_many_json, ids, limit, MIN_TIME)
         found = await market.latest_many_json(SERVED_CANDLES, ids, limit)
-        assert found == {r[0]: (r[1], r[2]) for r in expected}
+        assert found == {r[0]: tuple(r[1:]) for r in expected}
     assert await market.latest_times(SERVED_CANDLES, ids) == {
         catalog["BTC/1m"]: NOW - timedelta(minutes=1),
         catalog["SOL/1m"]: OLD + timedelta(minutes=499),

@@ -191,7 +191,7 @@ async def test_lookup_ignores_case(client, conn, catalog) -> None:
         (
             {"cursor": "bm90LWEtY3Vyc29y"},
             "cursor",
-            "cursor 'bm90LWEtY3Vyc29y' is not a cursor this API issued",
+            "cursor 'bm90LWEtY3Vyc29y' is not a time cursor this API issued for this route",
         ),
     ],
 )

@@ -26,7 +26,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from kirby_api import create_app
+from kirby_core.db.trades import write_trades
 from tests.api.conftest import api_settings, write_candles
+from tests.api.test_trades import tape
 
 EXAMPLES = 30
 CHECKS = [
@@ -59,12 +61,13 @@ def with_real_series(strategy: st.SearchStrategy) -> st.SearchStrategy:
 
 async def test_no_input_breaks_the_api(settings, conn, catalog) -> None:
     await write_candles(conn, catalog["BTC/1m"], range(50))
+    await write_trades(conn, tape(catalog["BTC"]))
     app = create_app(
         api_settings(settings, api_auth_enabled=False, api_rate_limit_per_minute=1_000_000)
     )
     schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 14
+    assert len(operations) == 16  # /trades and /books included
     try:
         for operation in operations:
             has_inputs = any((operation.path_parameters, operation.query, operation.body))

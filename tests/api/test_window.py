@@ -85,10 +85,17 @@ def test_windows() -> None:
 
 
 def test_cursor_round_trip_and_garbage() -> None:
-    assert decode_cursor(encode_cursor("b", T)) == ("b", T)
+    assert decode_cursor(encode_cursor("b", T)) == ("b", T, None)
     for garbage in ("", "!!!", encode_cursor("a", T)[:-3] + "###", "eDEyMw"):
         with pytest.raises(InvalidParameter):
             decode_cursor(garbage)
+    fine = T + timedelta(microseconds=123456)
+    assert decode_cursor(encode_cursor("a", fine, 'x:"1'), keyed=True) == ("a", fine, 'x:"1')
+    for wrong_kind, keyed in ((encode_cursor("a", T), True), (encode_cursor("a", T, "1"), False)):
+        with pytest.raises(InvalidParameter, match="route"):
+            decode_cursor(wrong_kind, keyed=keyed)
+    with pytest.raises(InvalidParameter):
+        decode_cursor(encode_cursor("a", T, "x" * 300), keyed=True)
 
 
 def test_page_cursors() -> None:

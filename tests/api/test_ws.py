@@ -167,9 +167,9 @@ async def test_ping_pong_and_binary_frames(client) -> None:
             "invalid subscribe: Expected `array` of length <= 100 - at `$.starlisting_ids`",
         ),
         (
-            '{"action": "subscribe", "starlisting_ids": [1], "channels": ["trades"]}',
+            '{"action": "subscribe", "starlisting_ids": [1], "channels": ["tickers"]}',
             "validation_error",
-            "invalid subscribe: Invalid enum value 'trades' - at `$.channels[0]`",
+            "invalid subscribe: Invalid enum value 'tickers' - at `$.channels[0]`",
         ),
         (
             '{"action": "subscribe", "starlisting_ids": [1], "histroy": 5}',

@@ -137,7 +137,7 @@ async def test_resume_reaches_back_exactly_as_far_as_the_kept_history(
                 "oldest_event_id": ids[2],
                 "message": f"cannot resume from event {ids[0]}: the oldest kept is {ids[2]}; "
                 "re-fetch the rows you missed over REST (GET /candles/..., /funding/..., "
-                "/open_interest/...) and subscribe without resume_from",
+                "/open_interest/..., /trades/..., /books/...) and subscribe without resume_from",
             }
             # the subscription stands: live rows continue
             await _write_each(conn, sid, range(3, 4))

@@ -79,6 +79,8 @@ def test_the_stack_refreshes_every_lake_table_then_the_merged_dataset() -> None:
         "lake_candles",
         "lake_funding_rates",
         "lake_open_interest",
+        "lake_trades",
+        "lake_books",
         "lake_training_candles",
     }
 

@@ -22,6 +22,10 @@ GRAPH = {  # asset -> its upstream assets
     "lake_funding_rates": ["funding_rates", "live_funding_rates"],
     "lake_open_interest": ["live_open_interest"],
     "lake_training_candles": ["training_candles"],
+    "lake_trades": ["trades"],
+    "lake_books": ["realtime_catalog"],
+    "trade_vwap_minutes": ["lake_trades"],
+    "trade_volume_profile": ["lake_trades"],
     "lake_series": ["realtime_catalog", "training_catalog"],
     "lake_collection_outages": ["live_candles", "live_funding_rates", "live_open_interest"],
     "merged_training_dataset": [
@@ -72,8 +76,12 @@ CHECKS = {
             "lake_funding_rates",
             "lake_open_interest",
             "lake_training_candles",
+            "lake_trades",
+            "lake_books",
         )
     },
+    "trade_vwap_minutes": ["trade_vwap_minutes_matches_lake", "trade_vwap_minutes_unique"],
+    "trade_volume_profile": ["trade_volume_profile_adds_up", "trade_volume_profile_unique"],
 }
 
 

@@ -33,4 +33,4 @@ def test_columns_render_the_declared_list(tmp_path):
 
 def test_an_unknown_table_fails_the_load(tmp_path):
     with pytest.raises(ConfigError, match="not a lake table"):
-        _parse(_model(tmp_path, "{{ columns('lake_trades') }}"))
+        _parse(_model(tmp_path, "{{ columns('lake_tickers') }}"))

@@ -10,7 +10,12 @@ half an hour after midnight.
 import dagster as dg
 
 from kirby_pipelines import lake_export
-from kirby_pipelines.defs.backfills.assets import candles, funding_rates, training_candles
+from kirby_pipelines.defs.backfills.assets import (
+    candles,
+    funding_rates,
+    trades,
+    training_candles,
+)
 from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
 from kirby_pipelines.defs.live.assets import live_candles, live_funding_rates, live_open_interest
 from kirby_pipelines.partitions import DAILY, backfill_asset
@@ -66,6 +71,38 @@ def lake_funding_rates(
     [live_open_interest], AFTER_MIDNIGHT, "Open interest, one file per trading pair and day."
 )
 def lake_open_interest(
+    context: dg.AssetExecutionContext,
+    kirby: KirbyResource,
+    progress: ProgressParam,
+    config: lake_export.LakeConfig,
+) -> dg.MaterializeResult:
+    return lake_export.export(context, kirby, progress, config)
+
+
+@_lake_asset(
+    [trades],
+    # the live tape has no asset event: export yesterday after midnight, and again when the
+    # trade backfill (gap repair) rewrote a day
+    AFTER_MIDNIGHT | REWRITTEN,
+    "The trade tape: every trade of a trading pair and day, one zstd Parquet file each "
+    "(time in microseconds, trade_id, price, size, taker side; by time then trade id).",
+)
+def lake_trades(
+    context: dg.AssetExecutionContext,
+    kirby: KirbyResource,
+    progress: ProgressParam,
+    config: lake_export.LakeConfig,
+) -> dg.MaterializeResult:
+    return lake_export.export(context, kirby, progress, config)
+
+
+@_lake_asset(
+    [realtime_catalog],
+    AFTER_MIDNIGHT,
+    "Order-book samples: one row per trading pair and sampled second (sequence, each side's "
+    "prices and sizes best first as lists), one zstd Parquet file per pair and day.",
+)
+def lake_books(
     context: dg.AssetExecutionContext,
     kirby: KirbyResource,
     progress: ProgressParam,
