@@ -2,7 +2,8 @@
 
 OKX's swap trades give `sz` in contracts and the wire carries no coin size (its candles
 do: `volCcy`). The collector reads each such exchange's contract values from its REST API
-(where its wire module's `CONTRACT_VALUES` says) when the catalog first names a symbol
+(where its `StreamAdapter.contract_values` says, from its wire module's
+`CONTRACT_VALUES`) when the catalog first names a symbol
 that needs one, and hands them to the connections in their plans
 (`FeedPlan.contract_values`); the intake multiplies. A symbol whose value could not be
 read (the exchange unreachable) is asked for again at the next catalog poll; until then
@@ -12,7 +13,6 @@ outage, like any other gap.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from dataclasses import replace
@@ -22,6 +22,7 @@ import aiohttp
 
 from kirby_core.errors import ExchangeProtocolError
 from kirby_core.exchanges.feeds import ContractValueSource
+from kirby_core.exchanges.registry import EXCHANGES
 from kirby_core.settings import Settings
 from kirby_stream.catalog import FeedPlan, StreamCatalog
 
@@ -29,14 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def source(exchange: str) -> ContractValueSource | None:
-    """What `exchange`'s wire module (`<name>_wire`, as `StreamAdapter`s are built from)
-    declares about contract-sized trades, if anything."""
-    try:
-        wire = importlib.import_module(f"kirby_core.exchanges.{exchange}_wire")
-    except ImportError:
-        return None
-    found = getattr(wire, "CONTRACT_VALUES", None)
-    return found if isinstance(found, ContractValueSource) else None
+    """What `exchange`'s live feed declares about contract-sized trades, if anything."""
+    declared = EXCHANGES.get(exchange)
+    stream = declared.stream if declared is not None else None
+    return stream.contract_values if stream is not None else None
 
 
 class ContractValues:

@@ -56,7 +56,13 @@ from kirby_core.exchanges import (
     okx_wire,
 )
 from kirby_core.exchanges.base import SourceCoverage
-from kirby_core.exchanges.feeds import ConnectionLimits, FrameParser, KeepAlive, Trade
+from kirby_core.exchanges.feeds import (
+    ConnectionLimits,
+    ContractValueSource,
+    FrameParser,
+    KeepAlive,
+    Trade,
+)
 from kirby_core.exchanges.weights import RequestWeight
 from kirby_core.models import Candle, FundingRate, OpenInterest
 from kirby_core.settings import Settings
@@ -106,6 +112,9 @@ class StreamAdapter:
     wire_symbol: Callable[[str, str, str], str] | None = None
     """(coin, quote, market type) -> the symbol frames carry; None: the declaration's
     `symbol`."""
+    contract_values: ContractValueSource | None = None
+    """Where trade sizes counted in contracts get their coin value (OKX swaps); None: the
+    WebSocket's trade sizes are in the base coin."""
 
     def collection(self, market_type: str, dataset: str, interval: str | None) -> LiveCollection:
         """How the collector takes `dataset` (at candle `interval`) of `market_type` live:
@@ -148,8 +157,8 @@ def _feed(
 ) -> StreamAdapter:
     """The `StreamAdapter` of an exchange's `<name>_wire` module, which names its parts alike
     (`STREAMED_DATASETS`, `POLLED_DATASETS`, `url`, `subscription`, `subscribe_frames`,
-    `unsubscribe_frames`, `parse_frame`, `KEEP_ALIVE`, `LIMITS`); `parser`: a stateful one,
-    built per connection, instead of `parse_frame`."""
+    `unsubscribe_frames`, `parse_frame`, `KEEP_ALIVE`, `LIMITS`, `CONTRACT_VALUES`); `parser`: a
+    stateful one, built per connection, instead of `parse_frame`."""
     return StreamAdapter(
         market_types=market_types or tuple(wire.STREAMED_DATASETS),
         streamed=MappingProxyType(wire.STREAMED_DATASETS),
@@ -164,6 +173,7 @@ def _feed(
         parser=parser or _stateless(wire.parse_frame),
         keep_alive=wire.KEEP_ALIVE,
         limits=MappingProxyType(wire.LIMITS),
+        contract_values=getattr(wire, "CONTRACT_VALUES", None),
     )
 
 
