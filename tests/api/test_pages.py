@@ -95,7 +95,7 @@ async def test_status_json_reports_collectors_freshness_coverage(client, conn, c
         "dropped_rows": 5,
         "refused_rows": 4,
         "reconnects": 1,
-        "rows_written": {"candles": 900, "funding_rates": 0, "open_interest": 0},
+        "rows_written": {"candles": 900, "funding_rates": 0, "open_interest": 0, "trades": 0},
         "buffer_sizes": {"candles": 3},
         "stale": False,
     }
