@@ -20,6 +20,7 @@ from kirby_core.exchanges import (
     hyperliquid_wire,
     okx_wire,
 )
+from tests.books import frames
 
 AT = datetime(2025, 1, 6, 12, 12, 31, tzinfo=UTC)
 EVENT = datetime(2025, 1, 6, 12, 13, 1, tzinfo=UTC)  # 1736165581000 ms
@@ -215,6 +216,16 @@ def test_hyperliquid_l2book() -> None:
             hyperliquid_wire.parse_depth,
             '{"channel":"l2Book","data":{"coin":"BTC","time":1,"levels":[[]]}}',
             "levels must be",
+        ),
+        (
+            hyperliquid_wire.parse_depth,
+            frames.hyperliquid(1, [["99", "1"], ["100", "1"]], [["101", "1"]]),
+            r"bids must be strictly descending \(best first\), got 99 then 100",
+        ),
+        (
+            hyperliquid_wire.parse_depth,
+            frames.hyperliquid(1, [["100", "1"]], [["101", "1"], ["101.0", "2"]]),
+            r"asks must be strictly ascending \(best first\), got 101 then 101.0",
         ),
     ],
 )
