@@ -359,6 +359,7 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
         data = DEPTH_DECODER.decode(raw).data
         (bid_rows, ask_rows), coin, ms = data.levels, data.coin, data.time
         sides = ordered_sides(  # comprehensions: measured ~2x map(attrgetter) here
+            coin,
             [row.px for row in bid_rows],
             [row.sz for row in bid_rows],
             [row.px for row in ask_rows],

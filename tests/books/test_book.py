@@ -220,7 +220,11 @@ def ordered(
     bids: list[tuple[str, str]], asks: list[tuple[str, str]]
 ) -> tuple[TextLevels, TextLevels]:
     sides = ordered_sides(
-        [p for p, _ in bids], [q for _, q in bids], [p for p, _ in asks], [q for _, q in asks]
+        "BTC",
+        [p for p, _ in bids],
+        [q for _, q in bids],
+        [p for p, _ in asks],
+        [q for _, q in asks],
     )
     assert sides is not None
     return sides
@@ -242,17 +246,21 @@ def test_ordered_sides_refuse_a_side_out_of_order_or_unreadable(
     bids: list[tuple[str, str]], asks: list[tuple[str, str]]
 ) -> None:
     prices = ([p for p, _ in bids], [p for p, _ in asks])
-    assert ordered_sides(prices[0], [q for _, q in bids], prices[1], [q for _, q in asks]) is None
+    sizes = ([q for _, q in bids], [q for _, q in asks])
+    assert ordered_sides("BTC", prices[0], sizes[0], prices[1], sizes[1]) is None
     # refused again: what was refused is not remembered
-    assert ordered_sides(prices[0], [q for _, q in bids], prices[1], [q for _, q in asks]) is None
+    assert ordered_sides("BTC", prices[0], sizes[0], prices[1], sizes[1]) is None
 
 
 def test_ordered_sides_read_best_first_and_share_the_prices_of_a_repeated_side() -> None:
     bids, asks = ordered([("100", "1"), ("99.5", "2")], [("101", "0.5")])
     assert bids.ordered and asks.ordered
     assert bids == ((D("100"), D("1")), (D("99.5"), D("2"))) and asks == ((D("101"), D("0.5")),)
-    again, _ = ordered([("100", "3"), ("99.5", "4")], [("102", "1")])
+    again, moved = ordered([("100", "3"), ("99.5", "4")], [("102", "1")])
     assert again.prices is bids.prices  # the same list: the book keeps its sorted prices
+    assert moved == ((D("102"), D("1")),)
+    other, _ = ordered_sides("ETH", ["100", "99.5"], ["1", "1"], [], []) or (None, None)
+    assert other is not None and other.prices is not bids.prices  # one series at a time
 
 
 def test_ordered_snapshots_deltas_and_reads_agree_with_a_decimal_book() -> None:
