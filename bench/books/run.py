@@ -2,14 +2,15 @@
 rules + L2 book on one core, against the engine's own limit on the same frames: Kirby's
 typed decoder alone, and json.loads alone.
 
-    python -m bench.books.run [--updates 20000] [--repeat 3] [--seed 1]
+    python -m bench.books.run [--updates 20000] [--repeat 3] [--seed 1] [--only NAME ...]
 
 Frames: each exchange's documented depth frame (the shapes of `tests/books/frames.py`),
 generated deterministically: a snapshot (Binance's REST depth of 1000 levels a side,
 Bybit's orderbook.50, OKX's books of 400, Coinbase's level2 of 1000) and then `--updates`
 deltas, each changing `CHANGES[exchange]` levels at exponentially distributed distances
 from a fixed mid (a quarter of them deletes); Hyperliquid pushes its whole 20-level book
-every time. One update = one depth message. Timed in CPU seconds of this process
+every time (`hyperliquid`: at the same prices; `hyperliquid-moving`: prices that move).
+One update = one depth message. Timed in CPU seconds of this process
 (`time.process_time`: the machine is shared, so this is what one core does), best of
 `--repeat`, in one thread:
 (a) `<name>_wire.parse_depth` + `SeriesBook.feed` (sequence check + apply + crossed check)

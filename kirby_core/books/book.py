@@ -32,6 +32,13 @@ Hyperliquid push whose prices did not move) keeps the sorted list. Measured (`py
 bench.books.sides`) on a 1000-level book with best/crossed read after every delta: 1.6x
 `sortedcontainers.SortedDict`, 2.4x a dict sorted only for every 10th top-N read.
 
+A full book sent best first (Hyperliquid's `l2Book`, every half second) goes through
+`ordered_sides`: each side's order is verified while its prices are looked up (a side out
+of order is refused, never sorted), a side whose price texts equal its series' previous
+side reuses that side's price list, and the book takes an `ordered` side as sent: the
+price list reversed or copied, the sizes kept in a list aligned with it, the dict built
+only when a delta or a read of sizes needs it.
+
 Invariants: every stored size is > 0 (a delta's size 0 deletes the level; deleting a level
 the book does not hold is normal, Binance says so); a stored size is a Decimal or a text
 of `SIZE_GRAMMAR` (exact either way); prices of a side are unique (Decimal equality:
