@@ -245,14 +245,17 @@ def text_rows(
 ) -> tuple[TextLevels, TextLevels] | None:
     """`[[price, size, ...], ...]` texts of each side (extra columns ignored) ->
     `text_sides`."""
-    try:  # itemgetter over the rows: measured a little ahead of zip(*rows)
-        return text_sides(
-            list(map(_FIRST, bids)),
-            list(map(_SECOND, bids)),
-            list(map(_FIRST, asks)),
-            list(map(_SECOND, asks)),
+    # itemgetter over the rows: measured a little ahead of zip(*rows); the price texts go
+    # straight to the price cache (no list of them)
+    try:
+        bid_sizes, ask_sizes = list(map(_SECOND, bids)), list(map(_SECOND, asks))
+        if not _plain_sizes(bid_sizes, bid_sizes, ask_sizes, ask_sizes):
+            return None
+        return (
+            TextLevels(list(map(_PRICE, map(_FIRST, bids))), bid_sizes),
+            TextLevels(list(map(_PRICE, map(_FIRST, asks))), ask_sizes),
         )
-    except IndexError:  # a row of fewer than two columns
+    except (IndexError, InvalidOperation, TypeError, ValueError):  # IndexError: a short row
         return None
 
 
