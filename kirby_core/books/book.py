@@ -169,7 +169,10 @@ def text_sides(
 
 
 def _plain_sizes(
-    bid_prices: Sequence[str], bid_sizes: list[str], ask_prices: Sequence[str], ask_sizes: list[str]
+    bid_prices: Sequence[object],
+    bid_sizes: list[str],
+    ask_prices: Sequence[object],
+    ask_sizes: list[str],
 ) -> bool:
     """One price a size on each side, and every size a text of `SIZE_GRAMMAR` (one regular
     expression over all of them: a call costs more than a side's levels)."""
@@ -208,7 +211,7 @@ class _LastSides(dict[str, tuple[Sequence[str], list[Decimal]]]):
             return None  # the caller's checked path names it
         if last is None and len(self) >= self.SIZE:
             self.clear()
-        self[series] = (texts, prices)
+        self[series] = (list(texts), prices)  # a copy: the caller's list may change
         return prices
 
 
@@ -249,7 +252,7 @@ def text_rows(
     # straight to the price cache (no list of them)
     try:
         bid_sizes, ask_sizes = list(map(_SECOND, bids)), list(map(_SECOND, asks))
-        if not _plain_sizes(bid_sizes, bid_sizes, ask_sizes, ask_sizes):
+        if not _plain_sizes(bids, bid_sizes, asks, ask_sizes):
             return None
         return (
             TextLevels(list(map(_PRICE, map(_FIRST, bids))), bid_sizes),
