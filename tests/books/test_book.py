@@ -295,3 +295,10 @@ def test_ordered_snapshots_deltas_and_reads_agree_with_a_decimal_book() -> None:
         if step % 7 == 0:
             assert fast.top(4) == exact.top(4)
     assert fast.top(50) == exact.top(50) and len(fast) == len(exact)
+
+
+def test_a_remembered_side_is_not_changed_by_its_callers_list() -> None:
+    texts = ["100", "99"]
+    assert ordered_sides("SOL", texts, ["1", "1"], [], []) is not None
+    texts[0] = "98.5"  # the caller reuses its list: now out of order
+    assert ordered_sides("SOL", texts, ["1", "1"], [], []) is None
