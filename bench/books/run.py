@@ -2,14 +2,15 @@
 rules + L2 book on one core, against the engine's own limit on the same frames: Kirby's
 typed decoder alone, and json.loads alone.
 
-    python -m bench.books.run [--updates 20000] [--repeat 3] [--seed 1]
+    python -m bench.books.run [--updates 20000] [--repeat 3] [--seed 1] [--only NAME ...]
 
 Frames: each exchange's documented depth frame (the shapes of `tests/books/frames.py`),
 generated deterministically: a snapshot (Binance's REST depth of 1000 levels a side,
 Bybit's orderbook.50, OKX's books of 400, Coinbase's level2 of 1000) and then `--updates`
 deltas, each changing `CHANGES[exchange]` levels at exponentially distributed distances
 from a fixed mid (a quarter of them deletes); Hyperliquid pushes its whole 20-level book
-every time. One update = one depth message. Timed in CPU seconds of this process
+every time (`hyperliquid`: at the same prices; `hyperliquid-moving`: prices that move).
+One update = one depth message. Timed in CPU seconds of this process
 (`time.process_time`: the machine is shared, so this is what one core does), best of
 `--repeat`, in one thread:
 (a) `<name>_wire.parse_depth` + `SeriesBook.feed` (sequence check + apply + crossed check)
@@ -46,9 +47,23 @@ from kirby_core.exchanges import (
 AT = datetime(2025, 1, 6, 12, 12, 31, tzinfo=UTC)
 MID = 97000
 TICK = Decimal("0.1")
-CHANGES = {"binance": 20, "bybit": 5, "okx": 5, "coinbase": 3, "hyperliquid": 40}
+CHANGES = {
+    "binance": 20,
+    "bybit": 5,
+    "okx": 5,
+    "coinbase": 3,
+    "hyperliquid": 40,
+    "hyperliquid-moving": 40,
+}
 """Levels a delta changes (Hyperliquid: the whole book, 20 a side)."""
-SNAPSHOT_LEVELS = {"binance": 1000, "bybit": 50, "okx": 400, "coinbase": 1000, "hyperliquid": 20}
+SNAPSHOT_LEVELS = {
+    "binance": 1000,
+    "bybit": 50,
+    "okx": 400,
+    "coinbase": 1000,
+    "hyperliquid": 20,
+    "hyperliquid-moving": 20,
+}
 
 
 def _price(rng: random.Random, bid: bool) -> str:
@@ -180,6 +195,25 @@ def hyperliquid_frames(rng: random.Random, updates: int) -> tuple[Any, list[str]
     return None, frames
 
 
+def hyperliquid_moving_frames(rng: random.Random, updates: int) -> tuple[Any, list[str]]:
+    """`hyperliquid_frames` whose prices move: each push the mid steps -3..3 ticks and each
+    side skips a level at random (one in five), so a side's prices rarely repeat one seen
+    before: the case where the parser remembers no side and the book sorts afresh."""
+    frames, mid = [], MID * 10
+    n = SNAPSHOT_LEVELS["hyperliquid-moving"]
+    for i in range(updates + 1):
+        mid += rng.randint(-3, 3)
+        sides: list[list[dict[str, Any]]] = [[], []]
+        for side, step in ((sides[0], -1), (sides[1], 1)):
+            tick = mid
+            while len(side) < n:
+                tick += step * (2 if rng.random() < 0.2 else 1)
+                side.append({"px": str(tick * TICK), "sz": _depth(rng), "n": 1})
+        data = {"coin": "BTC", "time": 1736165581000 + 500 * i, "levels": sides}
+        frames.append(json.dumps({"channel": "l2Book", "data": data}))
+    return None, frames
+
+
 Parse = Callable[[str, datetime], tuple[BookUpdate, ...]]
 EXCHANGES: dict[str, tuple[Callable[[random.Random, int], tuple[Any, list[str]]], Any, str]] = {
     "binance": (binance_frames, binance_wire, "spot"),
@@ -187,6 +221,7 @@ EXCHANGES: dict[str, tuple[Callable[[random.Random, int], tuple[Any, list[str]]]
     "okx": (okx_frames, okx_wire, "spot"),
     "coinbase": (coinbase_frames, coinbase_wire, "spot"),
     "hyperliquid": (hyperliquid_frames, hyperliquid_wire, "perps"),
+    "hyperliquid-moving": (hyperliquid_moving_frames, hyperliquid_wire, "perps"),
 }
 
 
@@ -197,7 +232,7 @@ def run_kirby(exchange: str, rest: Any, frames: list[str]) -> tuple[float, Serie
     if exchange == "coinbase":
         feeder = CoinbaseConnection()
     else:
-        feeder = series_book(exchange, market_type, "BTC")
+        feeder = series_book(exchange.split("-")[0], market_type, "BTC")
     feed = feeder.feed
     start = time.process_time()
     if rest is not None:
@@ -243,7 +278,7 @@ def exact_top(
         apply(rest["asks"], sides[1], True)
     for raw in frames:
         message = json.loads(raw)
-        if exchange == "hyperliquid":
+        if exchange.startswith("hyperliquid"):
             bids, asks = ([(r["px"], r["sz"]) for r in s] for s in message["data"]["levels"])
             apply(bids, sides[0], True)
             apply(asks, sides[1], True)
@@ -270,13 +305,17 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--only", nargs="+", choices=list(EXCHANGES), default=list(EXCHANGES), help="exchanges"
+    )
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}")
     print(
         f"{'exchange':<12} {'levels/msg':>10} {'kirby upd/s':>12} {'us/upd':>7} "
         f"{'decoder/s':>10} {'json.loads/s':>13} {'kirby/decoder':>14}  target 50k"
     )
-    for exchange, (generate, wire, _) in EXCHANGES.items():
+    for exchange in args.only:
+        generate, wire, _ = EXCHANGES[exchange]
         rest, frames = generate(random.Random(args.seed), args.updates)
         timings, book = [], None
         for _ in range(args.repeat):

@@ -19,12 +19,12 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from operator import attrgetter
+from itertools import pairwise
 from typing import Any, Literal
 
 import msgspec
 
-from kirby_core.books.book import BookUpdate, Level, load_depth_frame, parse_levels, text_sides
+from kirby_core.books.book import BookUpdate, Level, load_depth_frame, ordered_sides, parse_levels
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import (
     check_candle,
@@ -398,7 +398,6 @@ class _BookFrame(msgspec.Struct, gc=False):
 
 DEPTH_DECODER = msgspec.json.Decoder(_BookFrame)
 """The typed decoder of depth frames (`bench.books` times it alone: the engine's limit)."""
-_PX, _SZ = attrgetter("px"), attrgetter("sz")
 
 
 def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
@@ -410,11 +409,12 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
     try:  # the fast path; anything unexpected goes the checked way, which names it
         data = DEPTH_DECODER.decode(raw).data
         (bid_rows, ask_rows), coin, ms = data.levels, data.coin, data.time
-        sides = text_sides(
-            list(map(_PX, bid_rows)),
-            list(map(_SZ, bid_rows)),
-            list(map(_PX, ask_rows)),
-            list(map(_SZ, ask_rows)),
+        sides = ordered_sides(  # comprehensions: measured ~2x map(attrgetter) here
+            coin,
+            [row.px for row in bid_rows],
+            [row.sz for row in bid_rows],
+            [row.px for row in ask_rows],
+            [row.sz for row in ask_rows],
         )
         if sides is not None and coin and ms >= 0:
             bids, asks = sides
@@ -455,4 +455,13 @@ def _book_side(rows: object, name: str, where: str) -> tuple[Level, ...]:
     if not isinstance(rows, list):
         raise ExchangeProtocolError(f"{where}: {name} must be a list, got {rows!r:.200}")
     pairs = [[field(row, "px", where), field(row, "sz", where)] for row in rows]
-    return parse_levels(pairs, name, where)
+    levels = parse_levels(pairs, name, where)
+    # sent best first; a side out of order is refused (a book is never sorted silently)
+    for (price, _), (next_price, _) in pairwise(levels):
+        if (next_price >= price) if name == "bids" else (next_price <= price):
+            order = "descending" if name == "bids" else "ascending"
+            raise ExchangeProtocolError(
+                f"{where}: {name} must be strictly {order} (best first), got {price} "
+                f"then {next_price}"
+            )
+    return levels

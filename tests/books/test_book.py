@@ -9,7 +9,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from kirby_core.books import L2Book, TextLevels, parse_levels, text_levels
+from kirby_core.books import L2Book, TextLevels, ordered_sides, parse_levels, text_levels
 from kirby_core.books import book as book_module
 from kirby_core.errors import ExchangeProtocolError
 
@@ -214,3 +214,91 @@ def test_text_levels_and_decimal_levels_build_the_same_book() -> None:
             by_decimal.apply_delta(*([(D(p), D(q)) for p, q in s] for s in sides))
         assert by_text.top(50) == by_decimal.top(50) and len(by_text) == len(by_decimal)
         assert by_text.crossed == by_decimal.crossed
+
+
+def ordered(
+    bids: list[tuple[str, str]], asks: list[tuple[str, str]]
+) -> tuple[TextLevels, TextLevels]:
+    sides = ordered_sides(
+        "BTC",
+        [p for p, _ in bids],
+        [q for _, q in bids],
+        [p for p, _ in asks],
+        [q for _, q in asks],
+    )
+    assert sides is not None
+    return sides
+
+
+@pytest.mark.parametrize(
+    ("bids", "asks"),
+    [
+        ([("99", "1"), ("100", "1")], [("101", "1")]),  # bids ascending
+        ([("100", "1"), ("100.0", "1")], [("101", "1")]),  # one price twice
+        ([("100", "1")], [("102", "1"), ("101", "1")]),  # asks descending
+        ([("100", "1")], [("101", "1"), ("101", "2")]),
+        ([("100", "1")], [("101", "1e-3")]),  # no plain size
+        ([("abc", "1")], [("101", "1")]),
+        ([("100", "1"), ("0", "1")], []),
+    ],
+)
+def test_ordered_sides_refuse_a_side_out_of_order_or_unreadable(
+    bids: list[tuple[str, str]], asks: list[tuple[str, str]]
+) -> None:
+    prices = ([p for p, _ in bids], [p for p, _ in asks])
+    sizes = ([q for _, q in bids], [q for _, q in asks])
+    assert ordered_sides("BTC", prices[0], sizes[0], prices[1], sizes[1]) is None
+    # refused again: what was refused is not remembered
+    assert ordered_sides("BTC", prices[0], sizes[0], prices[1], sizes[1]) is None
+
+
+def test_ordered_sides_read_best_first_and_share_the_prices_of_a_repeated_side() -> None:
+    bids, asks = ordered([("100", "1"), ("99.5", "2")], [("101", "0.5")])
+    assert bids.ordered and asks.ordered
+    assert bids == ((D("100"), D("1")), (D("99.5"), D("2"))) and asks == ((D("101"), D("0.5")),)
+    again, moved = ordered([("100", "3"), ("99.5", "4")], [("102", "1")])
+    assert again.prices is bids.prices  # the same list: the book keeps its sorted prices
+    assert moved == ((D("102"), D("1")),)
+    other, _ = ordered_sides("ETH", ["100", "99.5"], ["1", "1"], [], []) or (None, None)
+    assert other is not None and other.prices is not bids.prices  # one series at a time
+
+
+def test_ordered_snapshots_deltas_and_reads_agree_with_a_decimal_book() -> None:
+    """Full-book pushes best first (prices repeated, moved, sizes 0 among them) mixed with
+    deltas and reads in every order: the same book as one fed Decimals."""
+    rng = random.Random(16)
+    fast, exact = L2Book(), L2Book()
+    for step in range(300):
+        mid = 100 + rng.choice([0, 0, 0, 1, -1])
+        depth = rng.randint(0, 6)
+        sides = (
+            [
+                (f"{mid - k - 1}", rng.choice(["1.5", "0", f"{rng.random() * 3:.4f}"]))
+                for k in range(depth)
+            ],
+            [
+                (f"{mid + k + 1}", rng.choice(["2", f"{rng.random() * 3:.4f}"]))
+                for k in range(depth)
+            ],
+        )
+        decimals = [[(D(p), D(q)) for p, q in s] for s in sides]
+        if step % 3:
+            fast.apply_snapshot(*ordered(*sides))
+            exact.apply_snapshot(*decimals)
+        else:
+            fast.apply_delta(text(sides[0]), text(sides[1]))
+            exact.apply_delta(*decimals)
+        if step % 2:
+            assert fast.crossed == exact.crossed and len(fast) == len(exact)
+        if step % 5 == 0:
+            assert fast.best_bid == exact.best_bid and fast.best_ask == exact.best_ask
+        if step % 7 == 0:
+            assert fast.top(4) == exact.top(4)
+    assert fast.top(50) == exact.top(50) and len(fast) == len(exact)
+
+
+def test_a_remembered_side_is_not_changed_by_its_callers_list() -> None:
+    texts = ["100", "99"]
+    assert ordered_sides("SOL", texts, ["1", "1"], [], []) is not None
+    texts[0] = "98.5"  # the caller reuses its list: now out of order
+    assert ordered_sides("SOL", texts, ["1", "1"], [], []) is None

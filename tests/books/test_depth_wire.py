@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kirby_core.books import BookUpdate
+from kirby_core.books import BookUpdate, HyperliquidBook, Outcome, TextLevels
 from kirby_core.errors import ExchangeProtocolError
 from kirby_core.exchanges import (
     binance_wire,
@@ -20,6 +20,8 @@ from kirby_core.exchanges import (
     hyperliquid_wire,
     okx_wire,
 )
+from kirby_sim.market import Market
+from tests.books import frames
 
 AT = datetime(2025, 1, 6, 12, 12, 31, tzinfo=UTC)
 EVENT = datetime(2025, 1, 6, 12, 13, 1, tzinfo=UTC)  # 1736165581000 ms
@@ -216,6 +218,16 @@ def test_hyperliquid_l2book() -> None:
             '{"channel":"l2Book","data":{"coin":"BTC","time":1,"levels":[[]]}}',
             "levels must be",
         ),
+        (
+            hyperliquid_wire.parse_depth,
+            frames.hyperliquid(1, [["99", "1"], ["100", "1"]], [["101", "1"]]),
+            r"bids must be strictly descending \(best first\), got 99 then 100",
+        ),
+        (
+            hyperliquid_wire.parse_depth,
+            frames.hyperliquid(1, [["100", "1"]], [["101", "1"], ["101.0", "2"]]),
+            r"asks must be strictly ascending \(best first\), got 101 then 101.0",
+        ),
     ],
 )
 def test_malformed_depth_frames_are_refused(
@@ -347,3 +359,25 @@ def test_bad_levels_are_refused_naming_them(
 ) -> None:
     with pytest.raises(ExchangeProtocolError, match=message):
         parse(raw, AT)
+
+
+def test_the_simulators_hyperliquid_pushes_are_taken_best_first() -> None:
+    """The simulator's `l2Book` (every perp, a push every 17 s for 10 minutes) parses on the
+    ordered path and feeds a book that is never crossed and reads back the push."""
+    market = Market(7, extra_coins=5)
+    start_ms = 1736164830000
+    for derivatives in market.all_derivatives():
+        book = HyperliquidBook(derivatives.instrument.symbol)
+        for second in range(0, 600, 17):
+            data = derivatives.l2_book(start_ms + second * 1000)
+            (update,) = hyperliquid_wire.parse_depth(
+                json.dumps({"channel": "l2Book", "data": data}), AT
+            )
+            assert isinstance(update.bids, TextLevels) and update.bids.ordered
+            assert book.feed(update) is Outcome.APPLIED
+            bids, asks = data["levels"]  # type: ignore[index]
+            assert book.book.top(20) == (
+                tuple((D(row["px"]), D(row["sz"])) for row in bids),
+                tuple((D(row["px"]), D(row["sz"])) for row in asks),
+            )
+        assert book.counters.crossed == 0
