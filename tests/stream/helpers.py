@@ -82,6 +82,9 @@ def fast(settings: Settings, **overrides: Any) -> Settings:
         "stream_database_backoff_max_seconds": 0.5,
         "stream_reconnect_backoff_max_seconds": 0.5,
         "stream_shutdown_seconds": 3.0,
+        # books keep connections of their own: off unless a test asks (test_books_live.py),
+        # so tests counting connections and subscriptions see the candle ones
+        "books_enabled": False,
     }
     return Settings(_env_file=None, **{**settings.model_dump(), **timings, **overrides})
 

@@ -9,11 +9,17 @@ from __future__ import annotations
 from decimal import Decimal
 
 import asyncpg
+import pytest
 
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
 from kirby_sim import SimulatorServer
-from tests.stream.helpers import Running, collecting
+from tests.stream.helpers import Running, collecting, fast
+
+
+@pytest.fixture
+def stream_settings(settings: Settings, sim: SimulatorServer) -> Settings:
+    return fast(settings, hyperliquid_ws_url=sim.ws_url, books_enabled=True)
 
 
 async def _stored_books(conn: asyncpg.Connection) -> dict[int, int]:
