@@ -12,6 +12,9 @@ Fault specs (see `faults.FaultInjector`):
     {"kind": "http_5xx", "count": 2, "status": 502}
     {"kind": "malformed", "target": "ws" | "http", "count": 1,
      "variant": "bad_json" | "non_numeric_price" | "high_below_low" | "unknown_coin"}
+    {"kind": "book_gap", "count": 1, "exchange": "binance" | "bybit" | "okx" | "coinbase"}
+                                                               exchange optional (any)
+    {"kind": "book_restart"}                                   Bybit books restart (u = 1)
 A bad spec answers 400 {"error": "..."} and injects nothing. These paths never get
 injected faults themselves.
 """

@@ -200,6 +200,13 @@ class Binance:
             return _kline_weight(family, int(limit) if limit.isdigit() else DEFAULT_LIMIT)
         if name == "exchangeInfo" and family is SPOT:
             return 20
+        if name == "depth":  # binance_depth's snapshots, weighed by Binance's limit tables
+            limit = request.query.get("limit", "")
+            if family is SPOT:
+                rows = int(limit) if limit.isdigit() else 100
+                return 5 if rows <= 100 else 25 if rows <= 500 else 50 if rows <= 1000 else 250
+            rows = int(limit) if limit.isdigit() else 500
+            return 2 if rows < 100 else 5 if rows < 500 else 10 if rows < 1000 else 20
         return 1
 
     # --- klines -----------------------------------------------------------------------

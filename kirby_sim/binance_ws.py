@@ -21,7 +21,9 @@ dials `.../ws/0`) is ignored. Streams: <symbol>@kline_<interval> (spot every
 @trade, @aggTrade (one per trade, consistent with the 1m candles), @ticker and
 @miniTicker (24 h), @bookTicker (best bid/ask a tick around the last price; no depth),
 @markPrice and @markPrice@1s (futures: funding rate "r", next funding time "T"; every 3 s
-or 1 s). Unknown streams answer {"error":{"code":2,"msg":"Invalid request: ..."},"id":N}.
+or 1 s), @depth / @depth@100ms (diffs of the order book, `binance_depth`: one event
+per 100 ms / 250 ms / 1000 ms step as named; the pump runs every `DEPTH_PUSH_MS`).
+Unknown streams answer {"error":{"code":2,"msg":"Invalid request: ..."},"id":N}.
 Rules: 300 new connections per 5 minutes per IP, at most 1024 streams a connection, at
 most 5 (spot) / 10 (futures) client messages a second (beyond: the connection is closed),
 a WebSocket ping every 20 s (spot) / 180 s (futures), and a disconnect after 24 h on the
@@ -34,9 +36,11 @@ import json
 import time
 from typing import Any
 
+from kirby_sim import binance_depth
 from kirby_sim import binance_futures as fmt
 from kirby_sim.candles import Bar, CandleBook
 from kirby_sim.clock import VirtualClock
+from kirby_sim.depth import DepthFeed
 from kirby_sim.faults import FaultInjector
 from kirby_sim.intervals import BINANCE_INTERVALS, MINUTE_MS, next_open
 from kirby_sim.market import Market
@@ -52,6 +56,8 @@ FUTURES_PATHS = tuple(
 )
 SPOT_PUSH_MS = 2000
 FUTURES_PUSH_MS = 250
+DEPTH_PUSH_MS = 100
+"""The pump's period: the fastest diff-depth stream; klines and tickers keep their own."""
 STREAMS_PER_CONNECTION = 1024
 SPOT_MESSAGES_PER_SECOND = 5
 FUTURES_MESSAGES_PER_SECOND = 10
@@ -88,7 +94,8 @@ class BinanceStream(VenueSocket):
         self.market = market
         self.futures = futures
         self.venue = BINANCE_USDM_VENUE if futures else BINANCE_SPOT_VENUE
-        self.push_ms = FUTURES_PUSH_MS if futures else SPOT_PUSH_MS
+        self.candle_ms = FUTURES_PUSH_MS if futures else SPOT_PUSH_MS
+        self.push_ms = min(self.candle_ms, DEPTH_PUSH_MS)
         self.heartbeat = FUTURES_PING_SECONDS if futures else SPOT_PING_SECONDS
         self.messages_per_second = (
             FUTURES_MESSAGES_PER_SECOND if futures else SPOT_MESSAGES_PER_SECOND
@@ -108,6 +115,8 @@ class BinanceStream(VenueSocket):
         kind = stream
         if stream.startswith("kline_") and stream.removeprefix("kline_") in BINANCE_INTERVALS:
             kind, interval = "kline", stream.removeprefix("kline_")
+        elif binance_depth.stream_ms(stream, self.futures) is not None:
+            kind, interval = "depth", stream
         elif stream not in (
             "trade",
             "aggTrade",
@@ -182,10 +191,19 @@ class BinanceStream(VenueSocket):
 
     def _add(self, session: VenueSession, name: str, target: tuple[CandleBook, str, str | None]):
         book, kind, interval = target
+        feed = None
+        if kind == "depth":
+            assert interval is not None
+            depth = self.market.depth(self.venue, book.instrument.symbol)
+            every = binance_depth.stream_ms(interval, self.futures)
+            assert depth is not None and every is not None
+            feed = DepthFeed.start(
+                depth, self.clock.now_ms(), every=max(1, every // depth.update_ms)
+            )
         session.subscriptions.setdefault(
             (name,),
             {"book": book, "kind": kind, "interval": interval, "last_open": None,
-             "last_push": None},
+             "last_push": None, "feed": feed},
         )  # fmt: skip
 
     def _send(self, session: VenueSession, name: str, coin: str, event: dict[str, Any]) -> None:
@@ -193,10 +211,13 @@ class BinanceStream(VenueSocket):
         self.publish(session, coin, {"stream": name, "data": event} if combined else event)
 
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
+        candles_due = now // self.candle_ms != before // self.candle_ms
         for (name,), sub in list(session.subscriptions.items()):
             book: CandleBook = sub["book"]
             inst = book.instrument
             kind = sub["kind"]
+            if kind in ("kline", "ticker", "miniTicker", "bookTicker") and not candles_due:
+                continue
             if kind == "kline":
                 interval = sub["interval"]
                 updates, sub["last_open"] = candle_updates(book, interval, sub["last_open"], now)
@@ -204,6 +225,8 @@ class BinanceStream(VenueSocket):
                     event = {"e": "kline", "E": now, "s": inst.symbol,
                              "k": self._kline(book, interval, bar, closed, now)}  # fmt: skip
                     self._send(session, name, inst.coin, event)
+            elif kind == "depth":
+                self._depth(session, name, sub["feed"], now)
             elif kind in ("trade", "aggTrade"):
                 for trade in prints(book, max(before, session.opened_ms), now):
                     event = {
@@ -265,6 +288,18 @@ class BinanceStream(VenueSocket):
                          "P": index["estimatedSettlePrice"], "i": index["indexPrice"],
                          "r": index["lastFundingRate"], "T": index["nextFundingTime"]}  # fmt: skip
                 self._send(session, name, inst.coin, event)
+
+    def _depth(self, session: VenueSession, name: str, feed: DepthFeed, now: int) -> None:
+        coin = feed.book.instrument.coin
+        for first, last, after, change in feed.pending(now):
+            if not self.faults.take_book_gap("binance"):
+                event = binance_depth.diff_event(feed.book, first, last, change, self.futures, now)
+                combined = "/stream" in session.path
+                if not self.publish(
+                    session, coin, {"stream": name, "data": event} if combined else event
+                ):
+                    return  # stalled: the next push carries these steps
+            feed.commit(last, after)
 
     @staticmethod
     def _kline(book: CandleBook, interval: str, bar: Bar, closed: bool, now: int) -> dict[str, Any]:

@@ -7,12 +7,14 @@
 Topics: kline.{1,3,5,15,30,60,120,240,360,720,D,W,M}.SYMBOL (every second the forming
 candle with "confirm":false; at a close, the final candle with "confirm":true first),
 publicTrade.SYMBOL (the trades since the previous push, consistent with the 1m candles),
+orderbook.{1,50,200,1000}.SYMBOL (a snapshot, then deltas: `bybit_depth`),
 tickers.SYMBOL (spot: a snapshot every push; linear: a snapshot, then deltas carrying only
 the fields that changed since the last push that went out, fundingRate and openInterest
 among them: a snapshot a stall held back comes once the stall ends). An unknown topic fails
 the whole request ("success":false, "error:handler not found,topic:..."); spot takes at
 most 10 args per request, and the args of one request may not exceed 21,000 characters.
-Pushes every `PUSH_MS` simulated ms; clients should ping every 20 s and a connection
+Klines and tickers push every `CANDLE_PUSH_MS` simulated ms, trades and books every
+`PUSH_MS`; clients should ping every 20 s and a connection
 without any client message for 10 minutes is closed. At most 500 new connections per
 5 minutes per IP.
 """
@@ -22,10 +24,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kirby_sim import bybit
+from kirby_sim import bybit, bybit_depth
 from kirby_sim.bybit import INTERVALS, kline_row
 from kirby_sim.candles import CandleBook
 from kirby_sim.clock import VirtualClock
+from kirby_sim.depth import DepthFeed
 from kirby_sim.faults import FaultInjector
 from kirby_sim.intervals import next_open
 from kirby_sim.market import Market
@@ -34,12 +37,20 @@ from kirby_sim.universe import BYBIT_LINEAR_VENUE, BYBIT_SPOT_VENUE
 from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
 PATHS = {"/v5/public/spot": BYBIT_SPOT_VENUE, "/v5/public/linear": BYBIT_LINEAR_VENUE}
-PUSH_MS = 1000
+CANDLE_PUSH_MS = 1000
+"""Simulated ms between kline and ticker pushes."""
+PUSH_MS = 100
+"""The pump's period: a book step (orderbook.50 pushes every 20 ms on Bybit, but the
+simulated book changes once a step; a pump tick sends every step due, one push each)."""
 NEW_CONNECTIONS = (500, 300.0)
 """(connections, real seconds) a client IP may open."""
 SPOT_ARGS_PER_REQUEST = 10
 ARGS_MAX_CHARS = 21_000
 IDLE_TIMEOUT = 600.0
+
+
+def _category(venue: str) -> str:
+    return "spot" if venue == BYBIT_SPOT_VENUE else "linear"
 
 
 class BybitStream(VenueSocket):
@@ -61,6 +72,13 @@ class BybitStream(VenueSocket):
             kind, interval, symbol = "kline", INTERVALS[parts[1]], parts[2]
         elif parts[0] in ("publicTrade", "tickers") and len(parts) == 2:
             kind, interval, symbol = parts[0], None, parts[1]
+        elif (
+            parts[0] == "orderbook"
+            and len(parts) == 3
+            and parts[1].isdigit()
+            and int(parts[1]) in bybit_depth.DEPTHS[_category(venue)]
+        ):
+            kind, interval, symbol = "orderbook", parts[1], parts[2]
         else:
             return None
         book = self.market.book(venue, symbol)
@@ -110,15 +128,51 @@ class BybitStream(VenueSocket):
                 kind, book, interval = target
                 session.subscriptions[topic] = {
                     "kind": kind, "book": book, "interval": interval, "last_open": None,
-                    "sent": None,
+                    "sent": None, "feed": self._feed(venue, book, interval) if kind == "orderbook"
+                    else None,
                 }  # fmt: skip
         session.send_json(reply)
 
+    def _feed(self, venue: str, book: CandleBook, depth: str | None) -> dict[str, Any]:
+        assert depth is not None
+        found = self.market.depth(venue, book.instrument.symbol)
+        assert found is not None
+        feed = bybit_depth.start_feed(found, self.clock.now_ms(), int(depth), _category(venue))
+        return {"feed": feed, "u": feed.step, "fresh": True, "restarts": self.faults.book_restarts}
+
+    def _orderbook(self, session: VenueSession, topic: str, state: dict[str, Any], now: int):
+        feed: DepthFeed = state["feed"]
+        coin = feed.book.instrument.coin
+        if state["restarts"] != self.faults.book_restarts:  # Bybit restarted: u starts at 1
+            state["restarts"] = self.faults.book_restarts
+            state["u"], state["fresh"] = 1, True
+        if state["fresh"]:
+            feed.commit(feed.book.step(now), feed.book.view(feed.book.step(now), feed.depth))
+            message = bybit_depth.snapshot_message(topic, feed, state["u"], now)
+            state["fresh"] = not self.publish(session, coin, message)
+            return
+        for _, last, after, change in feed.pending(now):
+            state["u"] += 1
+            if not self.faults.take_book_gap("bybit"):
+                data = bybit_depth.book_data(feed.book, change.bids, change.asks, state["u"], last)
+                message = {"topic": topic, "type": "delta", "ts": now, "data": data,
+                           "cts": feed.book.step_time(last)}  # fmt: skip
+                if not self.publish(session, coin, message):
+                    state["u"] -= 1
+                    return  # stalled: the next push carries these steps
+            feed.commit(last, after)
+
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         venue = PATHS[session.path]
+        candles_due = now // CANDLE_PUSH_MS != before // CANDLE_PUSH_MS
         for topic, sub in list(session.subscriptions.items()):
             book: CandleBook = sub["book"]
             inst = book.instrument
+            if sub["kind"] == "orderbook":
+                self._orderbook(session, topic, sub["feed"], now)
+                continue
+            if sub["kind"] != "publicTrade" and not candles_due:
+                continue
             if sub["kind"] == "kline":
                 interval = sub["interval"]
                 updates, sub["last_open"] = candle_updates(book, interval, sub["last_open"], now)

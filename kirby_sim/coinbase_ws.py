@@ -10,7 +10,10 @@ counts the messages of the connection (not per product). Channels: `heartbeats` 
 second, heartbeat_counter per connection), `candles` (5-minute buckets only: a snapshot of
 the forming bucket, then updates every push; the final state of a bucket is pushed once
 after it closes; no closed flag, as on Coinbase), `market_trades` (a snapshot of the
-latest 50 trades, then updates newest first, consistent with the 1m candles), `ticker`.
+latest 50 trades, then updates newest first, consistent with the 1m candles), `ticker`,
+`level2` (frames of channel "l2_data": the whole book, then the levels that changed at each
+book step: `coinbase_depth`). Heartbeats, candles and tickers go out every
+`CANDLE_PUSH_MS`, trades and books every `PUSH_MS`.
 Without a `heartbeats` subscription a connection that got no data for `CHANNEL_IDLE_MS`
 simulated ms is closed, as Coinbase closes quiet channels after 60-90 s.
 """
@@ -20,9 +23,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kirby_sim import coinbase
+from kirby_sim import coinbase, coinbase_depth
 from kirby_sim.candles import CandleBook
 from kirby_sim.clock import VirtualClock
+from kirby_sim.depth import DepthFeed
 from kirby_sim.faults import FaultInjector
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
@@ -30,13 +34,16 @@ from kirby_sim.universe import COINBASE_VENUE
 from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
 PATHS = ("/advanced-trade-ws",)
-PUSH_MS = 1000
+CANDLE_PUSH_MS = 1000
+"""Simulated ms between heartbeat, candle and ticker pushes."""
+PUSH_MS = 100
+"""The pump's period: level2 updates go out at each book step."""
 NEW_CONNECTIONS = (8, 1.0)
 """(connections, real seconds) a client IP may open."""
 CANDLE_INTERVAL = "5m"
 SNAPSHOT_TRADES = 50
 CHANNEL_IDLE_MS = 75_000
-STREAM_CHANNELS = ("heartbeats", "candles", "market_trades", "ticker")
+STREAM_CHANNELS = ("heartbeats", "candles", "market_trades", "ticker", "level2")
 
 
 class CoinbaseStream(VenueSocket):
@@ -98,7 +105,12 @@ class CoinbaseStream(VenueSocket):
                 continue
             if key in session.subscriptions:
                 continue
-            session.subscriptions[key] = {"book": book, "last_open": None, "fresh": True}
+            state: dict[str, Any] = {"book": book, "last_open": None, "fresh": True}
+            if channel == "level2":
+                depth = self.market.depth(COINBASE_VENUE, book.instrument.symbol)
+                assert depth is not None
+                state["feed"] = DepthFeed.start(depth, now)
+            session.subscriptions[key] = state
         listed: dict[str, list[str]] = {}
         for name, symbol in session.subscriptions:
             listed.setdefault(name, [])
@@ -109,12 +121,42 @@ class CoinbaseStream(VenueSocket):
             self._envelope(session, "subscriptions", [{"subscriptions": listed}], now),
         )
 
+    def _level2(self, session: VenueSession, state: dict[str, Any], now: int) -> None:
+        feed: DepthFeed = state["feed"]
+        coin = feed.book.instrument.coin
+        if state["fresh"]:
+            step = feed.book.step(now)
+            feed.commit(step, feed.book.view(step))
+            event = coinbase_depth.l2_event(
+                feed.book, "snapshot", feed.view.bids, feed.view.asks, step
+            )
+            frame = self._envelope(session, coinbase_depth.DATA_CHANNEL, [event], now)
+            state["fresh"] = not self.publish(session, coin, frame)
+            session.state["last_data"] = now
+            return
+        for _, last, after, change in feed.pending(now):
+            if self.faults.take_book_gap("coinbase"):
+                session.sequence += 1  # the frame is lost: its number is skipped
+            else:
+                event = coinbase_depth.l2_event(feed.book, "update", change.bids, change.asks, last)
+                frame = self._envelope(session, coinbase_depth.DATA_CHANNEL, [event], now)
+                if not self.publish(session, coin, frame):
+                    return  # stalled: the next push carries these steps
+                session.state["last_data"] = now
+            feed.commit(last, after)
+
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         heartbeats = ("heartbeats", None) in session.subscriptions
         if not heartbeats and now - session.state.get("last_data", now) >= CHANNEL_IDLE_MS:
             session.abort()
             return
+        slow_due = now // CANDLE_PUSH_MS != before // CANDLE_PUSH_MS
         for (channel, symbol), sub in list(session.subscriptions.items()):
+            if channel == "level2":
+                self._level2(session, sub, now)
+                continue
+            if channel != "market_trades" and not slow_due:
+                continue
             if channel == "heartbeats":
                 sub["counter"] += 1
                 event = {

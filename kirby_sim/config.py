@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from kirby_core.exchanges.registry import HYPERLIQUID
+from kirby_sim.depth import DEFAULT_UPDATE_MS
 from kirby_sim.faults import FaultSchedule
 
 
@@ -43,5 +44,8 @@ class SimulatorConfig:
     scheduled disconnect within minutes."""
     context_interval_ms: int = 1000
     """Simulated ms between activeAssetCtx / l2Book / allMids pushes (+-10% jitter)."""
+    depth_update_ms: int = DEFAULT_UPDATE_MS
+    """Simulated ms between two states of an order book (Binance, Bybit, OKX, Coinbase):
+    the book update rate; lower it for benchmarks."""
     schedule: FaultSchedule = field(default_factory=FaultSchedule)
     """Periodic faults for long runs."""

@@ -11,6 +11,10 @@ from any thread) or through the admin endpoint (`prepare` validates a JSON spec)
     http_5xx    the next N HTTP requests answer a 5xx status
     malformed   the next N WebSocket data frames or HTTP data bodies are corrupted:
                 bad_json, non_numeric_price, high_below_low, unknown_coin
+    book_gap    the next N order-book updates (of one exchange, or any) are not sent, so
+                the update after each does not chain: a sequence gap to detect
+    book_restart  Bybit's service restart: each order-book subscription's next push is a
+                snapshot with u = 1
 
 Durations are real seconds (a stall is about the client's watchdog, not simulated time).
 A malformed variant that does not fit a message (high_below_low on a funding row) waits
@@ -30,7 +34,9 @@ from typing import Any
 
 MALFORMED_VARIANTS = ("bad_json", "non_numeric_price", "high_below_low", "unknown_coin")
 TARGETS = ("ws", "http")
-KINDS = ("drop_ws", "stall", "http_429", "http_5xx", "malformed")
+KINDS = ("drop_ws", "stall", "http_429", "http_5xx", "malformed", "book_gap", "book_restart")
+BOOK_EXCHANGES = ("binance", "bybit", "okx", "coinbase")
+"""Exchanges whose order-book streams a `book_gap` fault can break."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,9 @@ class FaultInjector:
         self._malformed: dict[str, deque[str]] = {target: deque() for target in TARGETS}
         self._stalls: list[tuple[float, frozenset[str] | None]] = []
         self._drop_listeners: list[Callable[[], None]] = []
+        self._book_gaps: list[str | None] = []
+        self._restarts = 0
+        """Bumped by each book_restart; subscriptions compare it with the one they saw."""
         self.injected: Counter[str] = Counter()
 
     # --- requesting faults ------------------------------------------------------------
@@ -93,6 +102,25 @@ class FaultInjector:
         with self._lock:
             self._malformed[target].extend([variant] * count)
 
+    def skip_book_updates(self, count: int = 1, exchange: str | None = None) -> None:
+        """Leave out the next `count` order-book updates of `exchange` (None: any)."""
+        if exchange is not None and exchange not in BOOK_EXCHANGES:
+            raise ValueError(
+                f"book_gap exchange must be one of {BOOK_EXCHANGES} or absent, got {exchange!r}"
+            )
+        with self._lock:
+            self._book_gaps.extend([exchange] * count)
+
+    def restart_books(self) -> None:
+        """Bybit restarts: every order-book subscription starts over with u = 1."""
+        with self._lock:
+            self._restarts += 1
+            self.injected["book_restart"] += 1
+
+    @property
+    def book_restarts(self) -> int:
+        return self._restarts
+
     def clear(self) -> None:
         """Forget pending faults and end stalls (the counters stay)."""
         with self._lock:
@@ -100,6 +128,7 @@ class FaultInjector:
             for pending in self._malformed.values():
                 pending.clear()
             self._stalls.clear()
+            self._book_gaps.clear()
 
     def prepare(self, spec: dict[str, Any]) -> Callable[[], None]:
         """Validate a JSON fault spec; the returned function injects it."""
@@ -126,6 +155,15 @@ class FaultInjector:
                 if not 500 <= status <= 599:
                     raise ValueError(f"status must be 5xx, got {status}")
                 return lambda: self.fail_next(count, status)
+            if kind == "book_restart":
+                return self.restart_books
+            if kind == "book_gap":
+                exchange = spec.get("exchange")
+                if exchange is not None and exchange not in BOOK_EXCHANGES:
+                    raise ValueError(
+                        f"exchange must be one of {BOOK_EXCHANGES} or absent, got {exchange!r}"
+                    )
+                return lambda: self.skip_book_updates(count, exchange)
             if kind == "malformed":
                 target = str(spec.get("target", "ws"))
                 variant = str(spec.get("variant", "bad_json"))
@@ -176,6 +214,16 @@ class FaultInjector:
                     self.injected[f"malformed_{target}"] += 1
                     return variant
             return None
+
+    def take_book_gap(self, exchange: str) -> bool:
+        """True (once per pending gap) if this update of `exchange` must be left out."""
+        with self._lock:
+            for position, wanted in enumerate(self._book_gaps):
+                if wanted is None or wanted == exchange:
+                    del self._book_gaps[position]
+                    self.injected["book_gap"] += 1
+                    return True
+            return False
 
     def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()

@@ -2,7 +2,8 @@
 
 `Market` is the only object the venue handlers and the live feeds need: it owns one
 `CandleBook` per instrument (sharing one cache of closed candles), one `Derivatives` per
-Hyperliquid perp and one `PerpStats` per 8-hourly-funded perp of the other venues.
+Hyperliquid perp, one `PerpStats` per 8-hourly-funded perp of the other venues, and one
+`DepthBook` (order book) per instrument of those venues, made on first use.
 Everything it returns is a pure function of (seed, instrument, time), so two simulators
 with the same seed serve identical data.
 """
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from kirby_sim.candles import BarCache, CandleBook
+from kirby_sim.depth import DEFAULT_UPDATE_MS, DepthBook
 from kirby_sim.derivatives import Derivatives
 from kirby_sim.perp_stats import PerpStats
 from kirby_sim.prices import PriceSeries
@@ -40,10 +42,12 @@ class Market:
         extra_coins: int = 0,
         venue_extra_coins: int = 0,
         quiet_probability: Mapping[str, float] | None = None,
+        depth_update_ms: int = DEFAULT_UPDATE_MS,
     ) -> None:
         """`extra_coins`: synthetic Hyperliquid perps; `venue_extra_coins`: synthetic coins
         listed on every other venue (both SYN001, ...: see `universe`); `quiet_probability`
-        overrides the share of minutes without trades, by coin."""
+        overrides the share of minutes without trades, by coin; `depth_update_ms`: simulated ms
+        between two states of every order book (`DepthBook`)."""
         self.seed = seed
         overrides = dict(quiet_probability or {})
         self._cache = BarCache()
@@ -67,6 +71,8 @@ class Market:
             self._derivatives[inst.symbol] = Derivatives(
                 self._books[HYPERLIQUID_VENUE, inst.symbol], seed
             )
+        self._depth_update_ms = depth_update_ms
+        self._depths: dict[tuple[str, str], DepthBook] = {}
         self._perps: dict[tuple[str, str], PerpStats] = {
             (venue, inst.symbol): PerpStats(self._books[venue, inst.symbol], seed)
             for venue in PERP_VENUES
@@ -80,6 +86,15 @@ class Market:
 
     def book(self, venue: str, symbol: str) -> CandleBook | None:
         return self._books.get((venue, symbol))
+
+    def depth(self, venue: str, symbol: str) -> DepthBook | None:
+        """The order book of an instrument of any venue but Hyperliquid (built on first use)."""
+        found = self._depths.get((venue, symbol))
+        book = self._books.get((venue, symbol))
+        if found is None and book is not None and venue != HYPERLIQUID_VENUE:
+            found = DepthBook(book, self.seed, update_ms=self._depth_update_ms)
+            self._depths[venue, symbol] = found
+        return found
 
     def derivatives(self, coin: str) -> Derivatives | None:
         return self._derivatives.get(coin)

@@ -6,11 +6,13 @@
 
 Channels: `candle<bar>` (business only: 1m..4H and the UTC bars 6Hutc..1Mutc; the forming
 candle with confirm "0" on every push, the final one with "1" when it closes), `trades`,
-`tickers`, `funding-rate` (about every 30 s), `open-interest` (about every 3 s) on public.
+`tickers`, `funding-rate` (about every 30 s), `open-interest` (about every 3 s), `books`
+(a snapshot, then updates every 100 ms chained by prevSeqId/seqId) and `books5` on public
+(`okx_depth`).
 A channel on the wrong URL or an unknown instrument answers event "error" with code 60018,
 as OKX does. At most 480 subscribe/unsubscribe requests an hour per connection (beyond:
-error 60014). A connection without any client message for 30 s is closed. Pushes every
-`PUSH_MS` simulated ms.
+error 60014). A connection without any client message for 30 s is closed. Candles and
+tickers push every `CANDLE_PUSH_MS` simulated ms, the rest every `PUSH_MS`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import json
 import time
 from typing import Any
 
-from kirby_sim import okx
+from kirby_sim import okx, okx_depth
 from kirby_sim.candles import CandleBook
 from kirby_sim.clock import VirtualClock
+from kirby_sim.depth import DepthFeed
 from kirby_sim.faults import FaultInjector
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
@@ -31,7 +34,10 @@ from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 PUBLIC_PATH = "/ws/v5/public"
 BUSINESS_PATH = "/ws/v5/business"
 PATHS = (PUBLIC_PATH, BUSINESS_PATH)
-PUSH_MS = 1000
+CANDLE_PUSH_MS = 1000
+"""Simulated ms between candle and ticker pushes."""
+PUSH_MS = 100
+"""The pump's period: `books` pushes updates every 100 ms."""
 NEW_CONNECTIONS = (3, 1.0)
 """(connections, real seconds) a client IP may open."""
 IDLE_TIMEOUT = 30.0
@@ -39,7 +45,7 @@ FUNDING_EVERY_MS = 30_000
 OPEN_INTEREST_EVERY_MS = 3_000
 SUBSCRIBES_PER_HOUR = 480
 """Subscribe and unsubscribe requests a connection may send per real hour."""
-PUBLIC_CHANNELS = ("trades", "tickers", "funding-rate", "open-interest")
+PUBLIC_CHANNELS = ("trades", "tickers", "funding-rate", "open-interest", "books", "books5")
 SWAP_ONLY = ("funding-rate", "open-interest")
 
 
@@ -115,17 +121,62 @@ class OkxStream(VenueSocket):
                 continue
             key = (arg["channel"], arg["instId"])
             if op == "subscribe":
-                session.subscriptions.setdefault(key, {"book": book, "last_open": None})
+                state: dict[str, Any] = {"book": book, "last_open": None}
+                if arg["channel"] == "books":
+                    depth = okx_depth.depth_of(self.market, arg["instId"])
+                    assert depth is not None
+                    state["feed"] = DepthFeed.start(
+                        depth, self.clock.now_ms(), okx_depth.BOOKS_DEPTH
+                    )
+                    state["fresh"] = True
+                session.subscriptions.setdefault(key, state)
             else:
                 session.subscriptions.pop(key, None)
             session.send_json({"event": op, "arg": dict(arg), "connId": conn_id})
 
+    def _books(self, session: VenueSession, arg: dict[str, str], state: dict[str, Any], now: int):
+        feed: DepthFeed = state["feed"]
+        coin = feed.book.instrument.coin
+        if state["fresh"]:
+            step = feed.book.step(now)
+            feed.commit(step, feed.book.view(step, feed.depth))
+            message = {"arg": arg, "action": "snapshot", "data": [okx_depth.snapshot_row(feed)]}
+            state["fresh"] = not self.publish(session, coin, message)
+            return
+        for first, last, after, change in feed.pending(now):
+            if not self.faults.take_book_gap("okx"):
+                previous = feed.book.update_id(first - 1)
+                row = okx_depth.book_data(
+                    feed.book, after, change.bids, change.asks, last, previous
+                )
+                if not self.publish(session, coin, {"arg": arg, "action": "update", "data": [row]}):
+                    return  # stalled: the next push carries these steps
+            feed.commit(last, after)
+
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
+        candles_due = now // CANDLE_PUSH_MS != before // CANDLE_PUSH_MS
         for (channel, inst_id), sub in list(session.subscriptions.items()):
             book: CandleBook = sub["book"]
             inst = book.instrument
             arg = {"channel": channel, "instId": inst_id}
             data: list[Any]
+            if channel == "books":
+                self._books(session, arg, sub, now)
+                continue
+            if channel == "books5":
+                depth = okx_depth.depth_of(self.market, inst_id)
+                assert depth is not None
+                step = depth.step(now)
+                if sub["last_open"] != step:
+                    sub["last_open"] = step
+                    self.publish(
+                        session,
+                        inst.coin,
+                        {"arg": arg, "data": [okx_depth.books5_row(depth, step)]},
+                    )
+                continue
+            if (channel == "tickers" or channel.startswith("candle")) and not candles_due:
+                continue
             if channel.startswith("candle"):
                 interval = okx.BARS[channel.removeprefix("candle")]
                 updates, sub["last_open"] = candle_updates(book, interval, sub["last_open"], now)

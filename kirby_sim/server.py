@@ -50,12 +50,15 @@ from kirby_sim import (
 from kirby_sim.admin import PREFIX, admin_routes
 from kirby_sim.binance import Binance
 from kirby_sim.binance_bans import BinanceBans
+from kirby_sim.binance_depth import BinanceDepth
 from kirby_sim.binance_futures import BinanceFutures
 from kirby_sim.binance_ws import BinanceStream
 from kirby_sim.bybit import Bybit
+from kirby_sim.bybit_depth import BybitDepth
 from kirby_sim.bybit_ws import BybitStream
 from kirby_sim.clock import VirtualClock
 from kirby_sim.coinbase import Coinbase
+from kirby_sim.coinbase_depth import CoinbaseDepth
 from kirby_sim.coinbase_ws import CoinbaseStream
 from kirby_sim.config import SimulatorConfig
 from kirby_sim.faults import FaultInjector, run_schedule
@@ -64,6 +67,7 @@ from kirby_sim.hyperliquid_feed import HyperliquidFeed
 from kirby_sim.hyperliquid_ws import HyperliquidStream, StreamLimits
 from kirby_sim.market import Market
 from kirby_sim.okx import Okx
+from kirby_sim.okx_depth import OkxDepth
 from kirby_sim.okx_ws import OkxStream
 from kirby_sim.ratelimit import WeightLimiter
 from kirby_sim.venue_ws import VenueSocket, routes_for
@@ -102,6 +106,7 @@ class SimulatorServer:
             extra_coins=config.extra_coins,
             venue_extra_coins=config.venue_extra_coins,
             quiet_probability=config.quiet_probability,
+            depth_update_ms=config.depth_update_ms,
         )
         self.stream = HyperliquidStream(
             self.market,
@@ -167,6 +172,8 @@ class SimulatorServer:
         exchange = Binance(
             self.market, self.clock, self.faults, config.rate_limits, self._rate_clock
         )
+        bybit_rest = Bybit(self.market, self.clock, config.rate_limits)
+        coinbase_rest = Coinbase(self.market, self.clock, config.rate_limits)
         others = (okx.PREFIX, coinbase.PREFIX)
         bans = BinanceBans(_BINANCE_PREFIXES, others).middleware(self.clock.now_ms)
         app = web.Application(middlewares=[self._inject_http_faults, bans])
@@ -176,9 +183,13 @@ class SimulatorServer:
                 web.get("/ws", self.stream.handle),
                 *exchange.routes(),
                 *BinanceFutures(self.market, exchange).routes(),
-                *Bybit(self.market, self.clock, config.rate_limits).routes(),
+                *BinanceDepth(self.market, exchange).routes(),
+                *bybit_rest.routes(),
+                *BybitDepth(self.market, bybit_rest).routes(),
                 *Okx(self.market, self.clock, config.rate_limits).routes(),
-                *Coinbase(self.market, self.clock, config.rate_limits).routes(),
+                *OkxDepth(self.market, self.clock, config.rate_limits).routes(),
+                *coinbase_rest.routes(),
+                *CoinbaseDepth(self.market, coinbase_rest).routes(),
                 *(
                     route
                     for paths, socket in self.sockets.items()

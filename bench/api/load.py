@@ -53,6 +53,19 @@ class Connection:
 
     async def get(self, path: str) -> tuple[int, int]:
         """(status, body bytes)."""
+        status, body = await self._request(path, keep=False)
+        return status, len(body) if isinstance(body, bytes) else body
+
+    async def body(self, path: str) -> bytes:
+        """The body of a 200 answer (raises on any other status)."""
+        status, body = await self._request(path, keep=True)
+        if status != 200:
+            raise RuntimeError(f"GET {path} answered {status}")
+        assert isinstance(body, bytes)
+        return body
+
+    async def _request(self, path: str, keep: bool) -> tuple[int, int | bytes]:
+        """(status, the body if `keep` else its length)."""
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(
                 self._host, self._port, limit=2**24, ssl=self._tls
@@ -72,17 +85,20 @@ class Connection:
                 length = int(value)
             elif name == b"transfer-encoding" and b"chunked" in value:
                 chunked = True
+        parts: list[bytes] = []
         if chunked:
             length = 0
             while True:
                 size = int((await self._reader.readuntil(b"\r\n")).strip(), 16)
-                await self._reader.readexactly(size + 2)
+                chunk = await self._reader.readexactly(size + 2)
+                if keep:
+                    parts.append(chunk[:-2])
                 length += size
                 if size == 0:
                     break
         else:
-            await self._reader.readexactly(length)
-        return status, length
+            parts.append(await self._reader.readexactly(length))
+        return status, b"".join(parts) if keep else length
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -2,7 +2,8 @@
 
 No Docker engine is needed: the compose file is read with PyYAML, the Dockerfile as text.
 When `docker-compose` (or `docker` with the compose plugin) is installed, `config` also
-validates the file the way `docker compose up` would read it.
+validates the file the way `docker compose up` would read it; CI installs Debian's
+`docker-compose` (which validates without an engine) and requires it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import yaml
 
 from kirby_cli import nginx
 from kirby_core.settings import Settings
+from tests.redis_server import REQUIRE_SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -363,7 +365,10 @@ def _compose_command() -> list[str] | None:
 def test_compose_config_validates(tmp_path: Path, profile: str | None) -> None:
     command = _compose_command()
     if command is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+        reason = "neither `docker compose` nor `docker-compose` is installed"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"KIRBY_REQUIRE_SERVICES=1 but {reason}")
+        pytest.skip(reason)
     shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
     shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
     shutil.copytree(ROOT / "docker", tmp_path / "docker")
