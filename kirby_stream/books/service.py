@@ -61,12 +61,14 @@ MINUTE_MS = 60_000
 
 
 class _Minute:
-    """A pair's integrity over the current minute: the totals when it began."""
+    """A pair's integrity over the current minute: the totals of its book when it began."""
 
-    __slots__ = ("base", "minute", "stale_base")
+    __slots__ = ("base", "minute", "stale_base", "state")
 
-    def __init__(self, minute: datetime, base: tuple[int, int, int, int], stale: int) -> None:
-        self.minute, self.base, self.stale_base = minute, base, stale
+    def __init__(
+        self, state: BookState, minute: datetime, base: tuple[int, int, int, int], stale: int
+    ) -> None:
+        self.state, self.minute, self.base, self.stale_base = state, minute, base, stale
 
 
 class BookCollector:
@@ -241,12 +243,16 @@ class BookCollector:
         self.samples_taken[exchange] = self.samples_taken.get(exchange, 0) + 1
 
     def _account(self, state: BookState, minute: datetime) -> None:
+        """Count `state`'s totals into its pair's current minute. A book's first minute
+        starts from zero: what happened before its first tick (a gap right after the first
+        snapshot) is that minute's."""
         totals = state.totals()
         current = self._minutes.get(state.pair_id)
-        if current is None or current.minute != minute:
-            if current is not None:
-                self._integrity(state.pair_id, current, totals, state.stale_ms)
-            current = self._minutes[state.pair_id] = _Minute(minute, totals, state.stale_ms)
+        if current is None or current.state is not state:
+            current = self._minutes[state.pair_id] = _Minute(state, minute, (0, 0, 0, 0), 0)
+        elif current.minute != minute:
+            self._integrity(state.pair_id, current, totals, state.stale_ms)
+            current = self._minutes[state.pair_id] = _Minute(state, minute, totals, state.stale_ms)
         self._integrity(state.pair_id, current, totals, state.stale_ms)
 
     def _integrity(
