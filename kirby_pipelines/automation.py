@@ -40,15 +40,22 @@ PARTITIONS_OF = {
     "funding_rates": name_of(TRADING_PAIRS),
     "open_interest": name_of(TRADING_PAIRS),
     "training_candles": name_of(TRAINING_STARLISTINGS),
+    "trades": name_of(TRADING_PAIRS),
 }
 """Backfill asset -> the dynamic partitions of its series."""
 OUTAGE_ASSETS = {
     "candles": "candles",
     "funding_rates": "funding_rates",
     "open_interest": "open_interest",
+    "trades": "trades",
 }
 """collection_outages.dataset -> the asset that repairs it, for series of every exchange
-(an exchange that publishes no history of the dataset: its days are not served, dropped)."""
+(an exchange that publishes no history of the dataset: its days are not served, dropped).
+A `trades` outage is repaired wherever the pair's exchange serves trade history (its
+`TradeHistory`); the coverage classifier counts minute rows, not trades, so every day of a
+trades outage is refetched (the trade backfill is idempotent)."""
+CLASSIFIED = frozenset({"candles", "funding_rates", "open_interest"})
+"""Datasets the coverage classifier (`settled_days`) knows."""
 REPAIRED_CHECKS = {
     "candles": "candles_complete",
     "funding_rates": "funding_rates_settled_hourly",
@@ -246,6 +253,7 @@ async def settled_days(
                 last = min(outage.end_time.date(), now.date() - timedelta(days=1))
                 if (
                     asset is None
+                    or outage.dataset not in CLASSIFIED
                     or outage.start_time.date() > last
                     or outage.series.startswith(UNKNOWN_SERIES)
                 ):

@@ -57,7 +57,7 @@ class BackfilledAsset:
     asset: str
     database: Database
     kind: str
-    """candles (realtime), training_candles, funding_rates or open_interest."""
+    """candles (realtime), training_candles, funding_rates, open_interest or trades."""
     table: str
     """The market dataset it fills (`kirby_core.datasets`)."""
 
@@ -72,6 +72,8 @@ BACKFILLED_OPEN_INTEREST = BackfilledAsset(
 BACKFILLED_TRAINING_CANDLES = BackfilledAsset(
     "training_candles", "training", "training_candles", "candles"
 )
+BACKFILLED_TRADES = BackfilledAsset("trades", "realtime", "trades", "trades")
+"""Run by `trade_backfills` (trades are rows of their own, not minute rows)."""
 BACKFILLED = {
     a.asset: a
     for a in (
@@ -79,6 +81,7 @@ BACKFILLED = {
         BACKFILLED_FUNDING_RATES,
         BACKFILLED_OPEN_INTEREST,
         BACKFILLED_TRAINING_CANDLES,
+        BACKFILLED_TRADES,
     )
 }
 """Backfill asset name -> what it backfills."""

@@ -33,6 +33,7 @@ from kirby_pipelines.partitions import (
     DAILY,
     FUNDING_PARTITIONS,
     OPEN_INTEREST_PARTITIONS,
+    TRADE_PARTITIONS,
     TRAINING_CANDLE_PARTITIONS,
     days_by_series,
     partition_key,
@@ -46,6 +47,7 @@ PARTITIONS = {
     "funding_rates": FUNDING_PARTITIONS,
     "open_interest": OPEN_INTEREST_PARTITIONS,
     "training_candles": TRAINING_CANDLE_PARTITIONS,
+    "trades": TRADE_PARTITIONS,
 }
 
 
@@ -86,7 +88,7 @@ def target_partitions(
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     names = (
         [series_key(p.key) for p in series.trading_pairs]
-        if dataset.kind in ("funding_rates", "open_interest")
+        if dataset.kind in ("funding_rates", "open_interest", "trades")
         else [series_key(s.key) for s in series.starlistings]
     )
     return [partition_key(yesterday, name) for name in names]

@@ -69,6 +69,8 @@ CANDLE_PARTITIONS = by_day_and(REALTIME_DAYS, STARLISTINGS)
 FUNDING_PARTITIONS = by_day_and(REALTIME_DAYS, TRADING_PAIRS)
 OPEN_INTEREST_PARTITIONS = FUNDING_PARTITIONS
 """Open interest is a trading pair's too: the same days x pairs as funding."""
+TRADE_PARTITIONS = FUNDING_PARTITIONS
+"""Trades are a trading pair's too (issue 15): the same days x pairs."""
 TRAINING_CANDLE_PARTITIONS = by_day_and(TRAINING_DAYS, TRAINING_STARLISTINGS)
 
 MAX_DAYS_PER_RUN = 100

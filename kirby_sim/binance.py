@@ -11,6 +11,7 @@ the first `limit` candles opening at or after it (up to endTime); with only endT
 last `limit` opening at or before it; with neither the latest `limit`, forming one
 included. Errors are Binance's JSON ({"code": -1121, "msg": "Invalid symbol."}) with
 HTTP 400; weight is counted per IP in X-MBX-USED-WEIGHT-1M and enforced with 429/-1003.
+Trade history (aggTrades, spot and USD-M): `binance_trades`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from kirby_core.exchanges import binance as binance_rest
 from kirby_core.exchanges.registry import BINANCE as DECLARATION
 from kirby_sim.binance_markets import exchange_info
 from kirby_sim.candles import Bar, CandleBook
@@ -165,6 +167,7 @@ class Binance:
             }
             if family.venue is not None:
                 handlers["klines"] = self._klines
+                handlers["aggTrades"] = self._agg_trades
             for name, handler in handlers.items():
                 routes.append(web.get(f"{family.prefix}/{name}", self._wrap(family, handler)))
         return routes
@@ -207,6 +210,8 @@ class Binance:
                 return 5 if rows <= 100 else 25 if rows <= 500 else 50 if rows <= 1000 else 250
             rows = int(limit) if limit.isdigit() else 500
             return 2 if rows < 100 else 5 if rows < 500 else 10 if rows < 1000 else 20
+        if name == "aggTrades":
+            return binance_rest.AGG_TRADES_WEIGHT["spot" if family is SPOT else "perps"]
         return 1
 
     # --- klines -----------------------------------------------------------------------
@@ -233,6 +238,35 @@ class Binance:
             _kline(book, interval, bar)
             for bar in _window(book, interval, start_ms, end_ms, limit, now_ms)
         ]
+
+    # --- trades -----------------------------------------------------------------------
+
+    def _trade_query(self, request: web.Request, family: Family) -> tuple[CandleBook, int]:
+        query = request.query
+        symbol = _required(query, "symbol")
+        assert family.venue is not None
+        book = self.market.book(family.venue, symbol)
+        if book is None:
+            raise BinanceError(-1121, "Invalid symbol.")
+        limit = _integer(query, "limit")
+        limit = DEFAULT_LIMIT if limit is None else limit
+        if not 1 <= limit <= binance_rest.TRADE_LIMIT:
+            raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+        return book, limit
+
+    def _agg_trades(self, request: web.Request, now_ms: int, family: Family) -> list[Any]:
+        from kirby_sim import binance_trades as trades  # it formats as binance_futures does
+
+        book, limit = self._trade_query(request, family)
+        from_id = _integer(request.query, "fromId")
+        start_ms = _integer(request.query, "startTime")
+        end_ms = _integer(request.query, "endTime")
+        if start_ms is not None and end_ms is not None:
+            if start_ms > end_ms:
+                raise BinanceError(-1023, "Start time is greater than end time.")
+            if end_ms - start_ms >= trades.WINDOW_MS:
+                raise BinanceError(-1127, "More than 1 hours between startTime and endTime.")
+        return trades.agg_trades(book, from_id, start_ms, end_ms, limit, now_ms)
 
     def _exchange_info(self, request: web.Request, now_ms: int, family: Family) -> dict[str, Any]:
         instruments = self.market.instruments.get(family.venue or "", [])

@@ -44,7 +44,7 @@ from kirby_sim.depth import DepthFeed
 from kirby_sim.faults import FaultInjector
 from kirby_sim.intervals import BINANCE_INTERVALS, MINUTE_MS, next_open
 from kirby_sim.market import Market
-from kirby_sim.prints import IDS_PER_MINUTE, prints
+from kirby_sim.prints import first_id, last_id_before, prints
 from kirby_sim.universe import BINANCE_SPOT_VENUE, BINANCE_USDM_VENUE
 from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
 
@@ -228,7 +228,7 @@ class BinanceStream(VenueSocket):
             elif kind == "depth":
                 self._depth(session, name, sub["feed"], now)
             elif kind in ("trade", "aggTrade"):
-                for trade in prints(book, max(before, session.opened_ms), now):
+                for trade in prints(book, max(before, session.opened_ms), now, "sequential"):
                     event = {
                         "e": kind, "E": now, "s": inst.symbol,
                         "p": fmt.price(inst, trade.price), "q": fmt.size(inst, trade.size),
@@ -307,12 +307,12 @@ class BinanceStream(VenueSocket):
         first_minute = bar.open_ms // MINUTE_MS
         last_minute = min(next_open(interval, bar.open_ms), now) // MINUTE_MS
         traded = bar.trades > 0
-        first_id = first_minute * IDS_PER_MINUTE
-        last_id = first_id + bar.trades - 1 if interval == "1m" else last_minute * IDS_PER_MINUTE
+        first = first_id(book, first_minute, "sequential")
+        last = last_id_before(book, first_minute, last_minute + (0 if closed else 1))
         return {
             "t": bar.open_ms, "T": next_open(interval, bar.open_ms) - 1, "s": inst.symbol,
             "i": interval,
-            "f": first_id if traded else -1, "L": last_id if traded else -1,
+            "f": first if traded else -1, "L": last if traded else -1,
             "o": fmt.price(inst, bar.open), "c": fmt.price(inst, bar.close),
             "h": fmt.price(inst, bar.high), "l": fmt.price(inst, bar.low),
             "v": fmt.size(inst, bar.volume), "n": bar.trades, "x": closed,

@@ -34,10 +34,9 @@ from kirby_sim.intervals import next_open
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
 from kirby_sim.universe import BYBIT_LINEAR_VENUE, BYBIT_SPOT_VENUE
-from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
+from kirby_sim.venue_ws import CANDLE_PUSH_MS, VenueSession, VenueSocket, candle_updates
 
 PATHS = {"/v5/public/spot": BYBIT_SPOT_VENUE, "/v5/public/linear": BYBIT_LINEAR_VENUE}
-CANDLE_PUSH_MS = 1000
 """Simulated ms between kline and ticker pushes."""
 PUSH_MS = 100
 """The pump's period: a book step (orderbook.50 pushes every 20 ms on Bybit, but the

@@ -31,10 +31,9 @@ from kirby_sim.faults import FaultInjector
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
 from kirby_sim.universe import COINBASE_VENUE
-from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
+from kirby_sim.venue_ws import CANDLE_PUSH_MS, VenueSession, VenueSocket, candle_updates
 
 PATHS = ("/advanced-trade-ws",)
-CANDLE_PUSH_MS = 1000
 """Simulated ms between heartbeat, candle and ticker pushes."""
 PUSH_MS = 100
 """The pump's period: level2 updates go out at each book step."""

@@ -17,7 +17,7 @@ twentieth of a minute's volume, more away from the top.
 Update ids: step k ends at update id `update_id(k)`, several ids per step (Binance's `U`/`u`,
 OKX's `seqId`: increasing, not by one); a diff from the book of step a to that of step b
 (`diff`) carries the levels whose size changed, size 0 for removed ones. The venues format
-them; this module knows no wire format. `chunks` splits a lagging subscriber's backlog into
+them; this module knows no wire format. `step_chunks` splits a lagging subscriber's backlog into
 at most `MAX_EVENTS_PER_TICK` diffs.
 """
 
@@ -181,7 +181,7 @@ def _side_diff(
     return changed
 
 
-def chunks(last_step: int, step: int, every: int = 1) -> list[tuple[int, int]]:
+def step_chunks(last_step: int, step: int, every: int = 1) -> list[tuple[int, int]]:
     """Step ranges (first, last), inclusive, to send a subscriber whose book is at
     `last_step` now that `step` is current: each range ends on a multiple of `every` (a
     stream slower than the book merges steps), and when more than MAX_EVENTS_PER_TICK
@@ -217,7 +217,7 @@ class DepthFeed:
     def pending(self, now_ms: int) -> Iterator[tuple[int, int, Levels, Diff]]:
         """(first step, last step, the book after, the diff) of every update due; the
         caller `commit`s each one it sent (or skipped on purpose: a planted gap)."""
-        for first, last in chunks(self.step, self.book.step(now_ms), self.every):
+        for first, last in step_chunks(self.step, self.book.step(now_ms), self.every):
             after = self.book.view(last, self.depth)
             yield first, last, after, diff(self.view, after)
 

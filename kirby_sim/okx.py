@@ -13,9 +13,10 @@ contracts (ctVal BTC 0.01, ETH 0.1, SOL 1), `volCcy` in the coin. `market/candle
 the latest 1440 candles at most 300 a call; `history-candles` everything, 100 a call.
 Bars 1m..4H, and 6H and longer only UTC-aligned (6Hutc, 12Hutc, 1Dutc, 1Wutc, 1Mutc):
 the simulator does not serve OKX's Hong Kong-aligned 6H/12H/1D/1W/1M bars.
-Funding history 100 a call; the statistics endpoint serves the latest 1440 periods,
-100 a call. Rate limits per endpoint and IP (requests per 2 s, OKX's numbers); beyond
-them HTTP 429 with code 50011.
+Trades (market/history-trades) newest first, 100 a call, the last 3 months (`type` 1: `after`
+a trade id, 2: epoch ms; `before` is not served). Funding history 100 a call; the statistics
+endpoint serves the latest 1440 periods, 100 a call. Rate limits per endpoint and IP
+(requests per 2 s, OKX's numbers); beyond them HTTP 429 with code 50011.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ from typing import Any
 
 from aiohttp import web
 
+from kirby_core.exchanges import okx as okx_rest
 from kirby_sim.candles import Bar, CandleBook
 from kirby_sim.clock import VirtualClock
 from kirby_sim.derivatives import RATE_DECIMALS
-from kirby_sim.intervals import floor_open, next_open, shift_open
+from kirby_sim.intervals import MINUTE_MS, floor_open, next_open, shift_open
 from kirby_sim.market import Market
 from kirby_sim.perp_stats import PerpStats, day_stats
 from kirby_sim.prices import QUOTE_DECIMALS
+from kirby_sim.prints import IDS_PER_MINUTE, minute_prints
 from kirby_sim.universe import OKX_SPOT_VENUE, OKX_SWAP_VENUE, Instrument
 from kirby_sim.venue_limits import RequestWindow
 from kirby_sim.wire import encode, plain_decimal
@@ -44,11 +47,16 @@ HISTORY_CANDLES_LIMIT = 100
 FUNDING_LIMIT = 100
 STATISTICS_LIMIT = 100
 STATISTICS_PERIODS = 1440
+TRADES_LIMIT = okx_rest.TRADE_LIMIT
+TRADES_SPAN_MS = int(okx_rest.TRADE_SPAN.total_seconds() * 1000)
+"""history-trades serves the last 3 months (the declaration's)."""
 REQUESTS_PER_2_SECONDS: dict[str, int] = {
     "public/time": 10, "public/instruments": 20, "market/candles": 40,
     "market/history-candles": 20, "public/funding-rate-history": 10,
     "public/funding-rate": 20, "public/open-interest": 20,
     "rubik/stat/contracts/open-interest-history": 5, "market/ticker": 20, "market/tickers": 20,
+    "market/books": 40,
+    "market/history-trades": 20,
 }  # fmt: skip
 BARS: dict[str, str] = {
     "1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1H": "1h", "2H": "2h",
@@ -219,6 +227,7 @@ class Okx:
             "rubik/stat/contracts/open-interest-history": self._open_interest_history,
             "market/ticker": lambda query, now: [ticker(self.market, self._inst(query), now)],
             "market/tickers": self._tickers,
+            "market/history-trades": self._history_trades,
         }
         return [
             web.get(f"{PREFIX}{name}", self._wrap(name, handler))
@@ -365,6 +374,47 @@ class Okx:
             entry = open_interest_document(perp, slot * period)
             rows.append([entry["ts"], entry["oi"], entry["oiCcy"], entry["oiUsd"]])
         return rows
+
+    def _history_trades(self, query: Any, now: int) -> list[Any]:
+        """Trades newest first, older than `after` (a trade id with `type=1`, the default;
+        epoch ms with `type=2`), of the last `TRADES_SPAN_MS` only."""
+        book = self._book(query)
+        kind = query.get("type") or "1"
+        if kind not in ("1", "2"):
+            raise OkxError("51000", "Parameter type error")
+        limit = self._limit(query, TRADES_LIMIT, TRADES_LIMIT)
+        after = self._int(query, "after")
+        upper_ms, below_id = now, None
+        if after is not None and kind == "2":
+            upper_ms = min(now, after - 1)
+        elif after is not None:
+            below_id = after
+            upper_ms = min(now, (after // IDS_PER_MINUTE + 1) * MINUTE_MS - 1)
+        floor_minute = max(
+            (now - TRADES_SPAN_MS) // MINUTE_MS, -(-book.instrument.listed_ms // MINUTE_MS)
+        )
+        inst = book.instrument
+        rows: list[dict[str, str]] = []
+        minute = upper_ms // MINUTE_MS
+        while len(rows) < limit and minute >= floor_minute:
+            for trade in reversed(minute_prints(book, minute)):
+                if trade.time_ms > upper_ms or (
+                    below_id is not None and trade.trade_id >= below_id
+                ):
+                    continue
+                rows.append(
+                    {
+                        "instId": inst.symbol,
+                        "side": "buy" if trade.buy else "sell",
+                        "sz": size(inst, trade.size),
+                        "px": price(inst, trade.price),
+                        "source": "0",
+                        "tradeId": str(trade.trade_id),
+                        "ts": str(trade.time_ms),
+                    }
+                )
+            minute -= 1
+        return rows[:limit]
 
     def _tickers(self, query: Any, now: int) -> list[Any]:
         kind = query.get("instType", "")

@@ -35,7 +35,6 @@ BOOKS_DEPTH = 400
 BOOKS5_DEPTH = 5
 CHECKSUM_LEVELS = 25
 REST_MAX = 400
-REQUESTS_PER_2_SECONDS = 40
 """GET /api/v5/market/books per IP."""
 Row = list[str]
 
@@ -102,7 +101,9 @@ class OkxDepth:
     def __init__(self, market: Market, clock: Any, rate_limits: bool) -> None:
         self.market = market
         self.clock = clock
-        self._window = RequestWindow(REQUESTS_PER_2_SECONDS if rate_limits else None, 2.0)
+        self._window = RequestWindow(
+            okx.REQUESTS_PER_2_SECONDS["market/books"] if rate_limits else None, 2.0
+        )
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get(f"{okx.PREFIX}market/books", self._books)]

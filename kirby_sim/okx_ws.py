@@ -29,12 +29,11 @@ from kirby_sim.faults import FaultInjector
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
 from kirby_sim.universe import OKX_SPOT_VENUE, OKX_SWAP_VENUE
-from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
+from kirby_sim.venue_ws import CANDLE_PUSH_MS, VenueSession, VenueSocket, candle_updates
 
 PUBLIC_PATH = "/ws/v5/public"
 BUSINESS_PATH = "/ws/v5/business"
 PATHS = (PUBLIC_PATH, BUSINESS_PATH)
-CANDLE_PUSH_MS = 1000
 """Simulated ms between candle and ticker pushes."""
 PUSH_MS = 100
 """The pump's period: `books` pushes updates every 100 ms."""

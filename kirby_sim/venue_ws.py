@@ -35,6 +35,10 @@ from kirby_sim.malform import cut
 from kirby_sim.venue_limits import RequestWindow
 from kirby_sim.wire import encode
 
+CANDLE_PUSH_MS = 1000
+"""Simulated ms between two kline/ticker pushes on Bybit, OKX and Coinbase (trades and books
+push more often, each venue at its own `PUSH_MS`)."""
+
 log = logging.getLogger(__name__)
 
 _OUTBOX_LIMIT = 100_000

@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 
 from bench.common import drop_database, scratch_database, timed
 from kirby_core.db import migrate
-from kirby_core.db.trades import COLUMNS, TradeRow, create_partitions, utc_day, write_trades
+from kirby_core.db.daily_tables import utc_day
+from kirby_core.db.trades import TRADE_COLUMNS, TRADES_BY_DAY, TradeRow, write_trades
 
 DATABASE = "kirby_bench_trades"
 PAIRS = 10
@@ -175,7 +176,7 @@ async def run(count: int, batch: int, plain: bool) -> dict[str, float]:
             f"{count:,} trades, {PAIRS} pairs, {DAYS} days; trades is {kind};"
             f" writer batches of {batch:,}"
         )
-        await create_partitions(conn, utc_day(rows[0].time), utc_day(rows[-1].time))
+        await TRADES_BY_DAY.create(conn, utc_day(rows[0].time), utc_day(rows[-1].time))
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "trades.tsv"
@@ -184,7 +185,7 @@ async def run(count: int, batch: int, plain: bool) -> dict[str, float]:
             os.chmod(path, 0o644)
             await conn.execute("CHECKPOINT")
             with timed() as t:
-                await conn.execute(f"COPY trades ({', '.join(COLUMNS)}) FROM '{path}'")
+                await conn.execute(f"COPY trades ({', '.join(TRADE_COLUMNS)}) FROM '{path}'")
         rates["(a) server COPY FROM file"] = count / t.seconds
         assert await conn.fetchval("SELECT count(*) FROM trades") == count
 

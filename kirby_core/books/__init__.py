@@ -1,7 +1,17 @@
 """Local L2 order books and each exchange's integrity rules (pure, no I/O): `book.py`
 holds the book and the parsed depth message, `integrity.py` the rules per exchange."""
 
-from kirby_core.books.book import DEFAULT_DEPTH, BookUpdate, L2Book, Level, parse_levels
+from kirby_core.books.book import (
+    DEFAULT_DEPTH,
+    BookUpdate,
+    L2Book,
+    Level,
+    TextLevels,
+    parse_levels,
+    text_levels,
+    text_rows,
+    text_sides,
+)
 from kirby_core.books.integrity import (
     BinanceFuturesBook,
     BinanceSpotBook,
@@ -31,6 +41,10 @@ __all__ = [
     "OkxBook",
     "Outcome",
     "SeriesBook",
+    "TextLevels",
     "parse_levels",
     "series_book",
+    "text_levels",
+    "text_rows",
+    "text_sides",
 ]

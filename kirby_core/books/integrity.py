@@ -45,6 +45,17 @@ class Outcome(Enum):
     ignored, the snapshot will carry it."""
 
 
+# the members as module names: `Outcome.APPLIED` is a metaclass lookup (~0.15 us on
+# Python 3.11), paid on every message
+_APPLIED, _BUFFERED, _STALE, _GAP, _WAITING = (
+    Outcome.APPLIED,
+    Outcome.BUFFERED,
+    Outcome.STALE,
+    Outcome.GAP,
+    Outcome.WAITING,
+)
+
+
 @dataclass(slots=True)
 class Counters:
     updates: int = 0
@@ -105,8 +116,16 @@ class SeriesBook:
         return self._applied(update)
 
     def _delta(self, update: BookUpdate) -> Outcome:
-        self.book.apply_delta(update.bids, update.asks)
-        return self._applied(update)
+        book = self.book
+        book.apply_delta(update.bids, update.asks)
+        # `_applied` inlined: every delta takes this path, and a call costs ~0.3 us
+        self.last_sequence = update.sequence
+        self.last_time = update.time
+        counters = self.counters
+        counters.updates += 1
+        if book.crossed:
+            counters.crossed += 1
+        return _APPLIED
 
     def _applied(self, update: BookUpdate) -> Outcome:
         self.last_sequence = update.sequence
@@ -115,11 +134,11 @@ class SeriesBook:
         counters.updates += 1
         if self.book.crossed:
             counters.crossed += 1
-        return Outcome.APPLIED
+        return _APPLIED
 
     def _stale(self) -> Outcome:
         self.counters.stale += 1
-        return Outcome.STALE
+        return _STALE
 
     def _gap(self, time: datetime, expected: str, got: str) -> Outcome:
         self.counters.gaps += 1
@@ -127,7 +146,7 @@ class SeriesBook:
         self.synced = False
         self._after_gap = True
         self.book.clear()
-        return Outcome.GAP
+        return _GAP
 
 
 class _BinanceBook(SeriesBook):
@@ -147,7 +166,7 @@ class _BinanceBook(SeriesBook):
             return self._load(update)
         if not self.synced:
             self._buffer.append(update)
-            return Outcome.BUFFERED
+            return _BUFFERED
         return self._step(update)
 
     def _load(self, snapshot: BookUpdate) -> Outcome:
@@ -160,7 +179,7 @@ class _BinanceBook(SeriesBook):
                 self._step(update)
             else:
                 self._buffer.append(update)
-        return Outcome.APPLIED if self.synced else Outcome.GAP
+        return _APPLIED if self.synced else _GAP
 
     def _step(self, update: BookUpdate) -> Outcome:
         raise NotImplementedError
@@ -225,7 +244,7 @@ class BybitBook(SeriesBook):
         if update.snapshot:
             return self._replace(update)
         if not self.synced:
-            return Outcome.WAITING
+            return _WAITING
         last = self.last_sequence
         assert last is not None
         if update.sequence <= last:
@@ -244,7 +263,7 @@ class OkxBook(SeriesBook):
         if update.snapshot:
             return self._replace(update)
         if not self.synced:
-            return Outcome.WAITING
+            return _WAITING
         if update.previous != self.last_sequence:
             return self._gap(
                 update.time, f"prevSeqId == {self.last_sequence}", f"prevSeqId = {update.previous}"
@@ -259,7 +278,7 @@ class CoinbaseBook(SeriesBook):
         if update.snapshot:
             return self._replace(update)
         if not self.synced:
-            return Outcome.WAITING
+            return _WAITING
         return self._delta(update)
 
 
@@ -297,7 +316,7 @@ class CoinbaseConnection:
         if last is not None and update.sequence < last:
             return book._stale()
         if not self.note(update.sequence, update.time) and not update.snapshot:
-            return Outcome.GAP
+            return _GAP
         return book.feed(update)
 
 

@@ -18,7 +18,8 @@ totals of that minute: a later flush of the same minute replaces the row, so wri
 same totals twice changes nothing.
 
 Partitions: the writer makes the days its batch needs (`kirby_create_book_partitions`, from
-migration 0010) and `kirby db migrate` makes today's and the next `PARTITIONS_AHEAD` days'.
+migration 0010) and `kirby db migrate` makes today's and the next `PARTITIONS_AHEAD` days'
+(`kirby_core.db.daily_tables`).
 Retention `books=<N>d` (`kirby_core.db.retention`) drops the daily partitions whose every
 possible row is older than N days, and nothing else (`book_integrity` stays).
 """
@@ -27,31 +28,29 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import NamedTuple
 
 import asyncpg
-from sqlalchemy import Connection
 
-from kirby_core.db.trades import PARTITIONS_AHEAD, expired_partitions, utc_day
+from kirby_core.books.book import Level
+from kirby_core.db.daily_tables import DailyPartitions, utc_day
 from kirby_core.db.writer import MAX_LOGGED_REJECTS
 
 log = logging.getLogger(__name__)
 
-TABLE = "books"
+BOOKS_TABLE = "books"
+BOOKS_BY_DAY = DailyPartitions(BOOKS_TABLE, "kirby_create_book_partitions")
 INTEGRITY_TABLE = "book_integrity"
-COLUMNS = ("trading_pair_id", "time", "sequence", "bid_prices", "bid_sizes", "ask_prices",
+BOOK_COLUMNS = ("trading_pair_id", "time", "sequence", "bid_prices", "bid_sizes", "ask_prices",
            "ask_sizes")  # fmt: skip
 INTEGRITY_COUNTERS = ("updates", "gaps", "resyncs", "stale_ms", "crossed")
 MAX_LEVELS = 1000
 """Levels a side a stored sample may hold (migration 0010's CHECK)."""
-PARTITION_PREFIX = "books_p"
 
-Level = tuple[Decimal, Decimal]
 
 _STAGE = "kirby_stage_books"
 _CREATE_STAGE = (
@@ -60,8 +59,8 @@ _CREATE_STAGE = (
     " ask_sizes numeric[]) ON COMMIT DELETE ROWS"
 )
 _MOVE = f"""
-INSERT INTO {TABLE} ({", ".join(COLUMNS)})
-SELECT {", ".join(COLUMNS)} FROM {_STAGE} st
+INSERT INTO {BOOKS_TABLE} ({", ".join(BOOK_COLUMNS)})
+SELECT {", ".join(BOOK_COLUMNS)} FROM {_STAGE} st
 WHERE EXISTS (SELECT 1 FROM trading_pairs p WHERE p.id = st.trading_pair_id)
 ON CONFLICT DO NOTHING
 """  # noqa: S608
@@ -78,7 +77,6 @@ WHERE EXISTS (SELECT 1 FROM trading_pairs p WHERE p.id = r.trading_pair_id)
 ON CONFLICT (trading_pair_id, time) DO UPDATE SET
 {", ".join(f"{c} = EXCLUDED.{c}" for c in INTEGRITY_COUNTERS)}
 """  # noqa: S608
-_PARTITION_NAME = re.compile(rf"{PARTITION_PREFIX}(\d{{8}})")
 
 
 class BookRow(NamedTuple):
@@ -168,15 +166,6 @@ def _copy_line(row: BookRow) -> str:
     )
 
 
-async def create_partitions(conn: asyncpg.Connection, first: date, last: date) -> int:
-    """Make the missing daily partitions from `first` to `last` (inclusive); returns how many
-    were made (0 on a hypertable)."""
-    created: int = await conn.fetchval(
-        "SELECT kirby_create_book_partitions($1::date, $2::date)", first, last
-    )
-    return created
-
-
 async def write_books(conn: asyncpg.Connection, rows: Sequence[BookRow]) -> BookWriteResult:
     """Store the new samples of `rows`; count the duplicates; set aside (and log) bad rows."""
     if not rows:
@@ -193,10 +182,10 @@ async def write_books(conn: asyncpg.Connection, rows: Sequence[BookRow]) -> Book
     if good:
         async with conn.transaction():
             times = [r.time for r in good]
-            await create_partitions(conn, utc_day(min(times)), utc_day(max(times)))
+            await BOOKS_BY_DAY.create(conn, utc_day(min(times)), utc_day(max(times)))
             await conn.execute(_CREATE_STAGE)
             data = io.BytesIO("".join(_copy_line(r) for r in good).encode())
-            await conn.copy_to_table(_STAGE, source=data, columns=list(COLUMNS))
+            await conn.copy_to_table(_STAGE, source=data, columns=list(BOOK_COLUMNS))
             status = await conn.execute(_MOVE)
             written = int(status.rsplit(" ", 1)[1])
             if written < len(good):
@@ -255,49 +244,3 @@ async def write_book_integrity(conn: asyncpg.Connection, rows: Sequence[Integrit
 
 
 # --- partitions and retention, from `kirby db migrate` (SQLAlchemy connection) ---
-
-
-def is_partitioned(connection: Connection) -> bool:
-    """Whether `books` is a partitioned table (plain PostgreSQL) rather than a hypertable;
-    False where the table does not exist yet (an older revision)."""
-    kind = connection.exec_driver_sql(
-        "SELECT relkind::text FROM pg_class WHERE oid = to_regclass('public.books')"
-    ).scalar_one_or_none()
-    return kind == "p"
-
-
-def create_partitions_ahead(connection: Connection) -> int:
-    """Today's partition (UTC) and the next `PARTITIONS_AHEAD` days'; returns how many were
-    made."""
-    created: int = connection.exec_driver_sql(
-        "SELECT kirby_create_book_partitions(d, d + %(ahead)s)"
-        " FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS d) today",
-        {"ahead": PARTITIONS_AHEAD},
-    ).scalar_one()
-    return created
-
-
-def partitions(connection: Connection) -> dict[date, str]:
-    """The daily partitions of `books` (UTC day -> table name); others are not Kirby's."""
-    rows = connection.exec_driver_sql(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = 'public.books'::regclass"
-    )
-    days: dict[date, str] = {}
-    for (name,) in rows:
-        match = _PARTITION_NAME.fullmatch(name)
-        if match:
-            days[datetime.strptime(match[1], "%Y%m%d").date()] = name
-    return days
-
-
-def drop_expired_partitions(connection: Connection, keep_days: int) -> list[str]:
-    """Drop the daily partitions wholly older than `keep_days`; returns the statements run."""
-    now: datetime = connection.exec_driver_sql("SELECT now()").scalar_one()
-    statements = [
-        f'DROP TABLE public."{name}"'
-        for name in expired_partitions(partitions(connection), now, keep_days)
-    ]
-    for statement in statements:
-        connection.exec_driver_sql(statement)
-    return statements

@@ -17,8 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
-from kirby_core.db import books, trades
-from kirby_core.db.retention import Retention
+from kirby_core.db.retention import PARTITIONED, Retention
 from kirby_core.db.retention import apply as apply_retention
 from kirby_core.db.urls import sqlalchemy_url
 from kirby_core.errors import ConfigError
@@ -53,10 +52,9 @@ def upgrade(
         engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
         try:
             with engine.begin() as connection:
-                if trades.is_partitioned(connection):
-                    trades.create_partitions_ahead(connection)
-                if books.is_partitioned(connection):
-                    books.create_partitions_ahead(connection)
+                for partitions in PARTITIONED.values():
+                    if partitions.is_partitioned(connection):
+                        partitions.create_ahead(connection)
                 apply_retention(connection, retention, retention_setting)
         finally:
             engine.dispose()

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from kirby_core.datasets import DATASETS
-from kirby_core.db import books, trades
+from kirby_core.db.books import BOOKS_BY_DAY
+from kirby_core.db.trades import TRADES_BY_DAY
 from kirby_core.errors import ConfigError
 from kirby_core.settings import Database, Settings
 from kirby_core.timeutil import INTERVAL_SECONDS
@@ -47,11 +48,11 @@ DELETE_PROCEDURE = "kirby_drop_expired_candles"
 DELETE_SCHEDULE = "1 hour"
 _RULE = re.compile(r"(?P<dataset>[a-z_]+)(?::(?P<interval>\w+))?=(?P<days>\d+)d")
 _FORMAT = "<dataset>[:<interval>]=<days>d, comma-separated, e.g. candles:1m=30d,funding_rates=90d"
-RETAINED_TABLES = (*DATASETS, trades.TABLE, books.TABLE)
-"""The tables a `<dataset>=<N>d` rule may name."""
-PARTITIONED = {trades.TABLE: trades, books.TABLE: books}
+PARTITIONED = {p.table: p for p in (TRADES_BY_DAY, BOOKS_BY_DAY)}
 """Tables partitioned by day on plain PostgreSQL (retention drops their expired days there;
 with TimescaleDB `drop_chunks` drops them at once besides the policy)."""
+RETAINED_TABLES = (*DATASETS, *PARTITIONED)
+"""The tables a `<dataset>=<N>d` rule may name."""
 
 
 @dataclass(frozen=True)
@@ -212,10 +213,10 @@ def apply(connection: Connection, wanted: Retention, setting: str) -> list[str]:
                 f" without it (books=<N>d too). Remove the other rules from {setting}"
             )
         dropped: list[str] = []
-        for table, module in PARTITIONED.items():
+        for table, partitions in PARTITIONED.items():
             days = wanted.tables.get(table)
-            if days is not None and module.is_partitioned(connection):
-                dropped += module.drop_expired_partitions(connection, days)
+            if days is not None and partitions.is_partitioned(connection):
+                dropped += partitions.drop_expired(connection, days)
         return dropped
     statements = plan_statements(wanted, installed(connection))
     for table in PARTITIONED:

@@ -18,7 +18,8 @@ reason and logged, so one bad row never fails a batch.
 
 Partitions: the writer makes the days its batch needs (`kirby_create_trade_partitions`, a
 function of migration 0008, so one definition serves the writer and `kirby db migrate`),
-and `kirby db migrate` makes today's and the next `PARTITIONS_AHEAD` days'. Retention of
+and `kirby db migrate` makes today's and the next `PARTITIONS_AHEAD` days'
+(`kirby_core.db.daily_tables`). Retention of
 `trades` (`KIRBY_RETENTION=trades=30d`, see `kirby_core.db.retention`) drops the daily
 partitions whose every possible row is older than the rule, and nothing else.
 
@@ -34,24 +35,21 @@ import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import NamedTuple
 
 import asyncpg
-from sqlalchemy import Connection
 
+from kirby_core.db.daily_tables import DailyPartitions, utc_day
 from kirby_core.db.writer import MAX_LOGGED_REJECTS
 
 log = logging.getLogger(__name__)
 
-TABLE = "trades"
-COLUMNS = ("trading_pair_id", "time", "trade_id", "price", "size", "side")
+TRADES_TABLE = "trades"
+TRADES_BY_DAY = DailyPartitions(TRADES_TABLE, "kirby_create_trade_partitions")
+TRADE_COLUMNS = ("trading_pair_id", "time", "trade_id", "price", "size", "side")
 SIDES = ("buy", "sell")
-PARTITION_PREFIX = "trades_p"
-PARTITIONS_AHEAD = 3
-"""Days after today whose partitions `kirby db migrate` makes, so live writes rarely wait on
-a partition's creation (the writer makes any other day it needs)."""
 TRADE_COPY_CHUNK_ROWS = 5000
 
 _STAGE = "kirby_stage_trades"
@@ -60,8 +58,8 @@ _CREATE_STAGE = (
     " trade_id text, price numeric, size numeric, side text) ON COMMIT DELETE ROWS"
 )
 _MOVE = f"""
-INSERT INTO {TABLE} ({", ".join(COLUMNS)})
-SELECT {", ".join(COLUMNS)} FROM {_STAGE} st
+INSERT INTO {TRADES_TABLE} ({", ".join(TRADE_COLUMNS)})
+SELECT {", ".join(TRADE_COLUMNS)} FROM {_STAGE} st
 WHERE EXISTS (SELECT 1 FROM trading_pairs p WHERE p.id = st.trading_pair_id)
 ON CONFLICT DO NOTHING
 """  # noqa: S608
@@ -72,10 +70,9 @@ WHERE NOT EXISTS (SELECT 1 FROM trading_pairs p WHERE p.id = st.trading_pair_id)
 _OVERLAP_PROBE = f"""SELECT EXISTS (
     SELECT 1 FROM unnest($1::integer[], $2::timestamptz[], $3::timestamptz[])
         AS r(id, first_time, last_time)
-    WHERE EXISTS (SELECT 1 FROM {TABLE} t WHERE t.trading_pair_id = r.id
+    WHERE EXISTS (SELECT 1 FROM {TRADES_TABLE} t WHERE t.trading_pair_id = r.id
                   AND t.time BETWEEN r.first_time AND r.last_time))"""  # noqa: S608
 _FAILED_COPY = (asyncpg.UniqueViolationError, asyncpg.ForeignKeyViolationError)
-_PARTITION_NAME = re.compile(rf"{PARTITION_PREFIX}(\d{{8}})")
 
 
 class TradeRow(NamedTuple):
@@ -151,19 +148,6 @@ async def _copy_stream(rows: Sequence[TradeRow]) -> AsyncIterator[bytes]:
         yield "".join(_copy_lines(rows[start : start + TRADE_COPY_CHUNK_ROWS])).encode()
 
 
-def utc_day(time: datetime) -> date:
-    return time.astimezone(UTC).date()
-
-
-async def create_partitions(conn: asyncpg.Connection, first: date, last: date) -> int:
-    """Make the daily partitions from `first` to `last` (inclusive) that are missing; returns
-    how many were made (0 on a hypertable)."""
-    created: int = await conn.fetchval(
-        "SELECT kirby_create_trade_partitions($1::date, $2::date)", first, last
-    )
-    return created
-
-
 async def _overlaps(conn: asyncpg.Connection, rows: Sequence[TradeRow]) -> bool:
     """Whether any stored trade of a pair falls within the batch's time range of that pair."""
     ranges: dict[int, list[datetime]] = {}
@@ -185,7 +169,9 @@ async def _copied(conn: asyncpg.Connection, rows: Sequence[TradeRow]) -> bool:
     stored or batch trade or names an unknown pair."""
     try:
         async with conn.transaction():  # a savepoint: a failed copy leaves no trace
-            await conn.copy_to_table(TABLE, source=_copy_stream(rows), columns=list(COLUMNS))
+            await conn.copy_to_table(
+                TRADES_TABLE, source=_copy_stream(rows), columns=list(TRADE_COLUMNS)
+            )
     except _FAILED_COPY as exc:
         log.debug("fresh trade copy fell back to staging cause=%s", exc)
         return False
@@ -197,7 +183,7 @@ async def _stage_and_move(
 ) -> tuple[int, set[int]]:
     """(rows written, the batch's unknown trading pairs) through the staging table."""
     await conn.execute(_CREATE_STAGE)
-    await conn.copy_to_table(_STAGE, source=_copy_stream(rows), columns=list(COLUMNS))
+    await conn.copy_to_table(_STAGE, source=_copy_stream(rows), columns=list(TRADE_COLUMNS))
     status = await conn.execute(_MOVE)
     written = int(status.rsplit(" ", 1)[1])
     if written == len(rows):
@@ -221,7 +207,7 @@ async def write_trades(conn: asyncpg.Connection, rows: Sequence[TradeRow]) -> Tr
     if good:
         async with conn.transaction():
             times = [r.time for r in good]
-            await create_partitions(conn, utc_day(min(times)), utc_day(max(times)))
+            await TRADES_BY_DAY.create(conn, utc_day(min(times)), utc_day(max(times)))
             if not await _overlaps(conn, good) and await _copied(conn, good):
                 written = len(good)
             else:
@@ -246,60 +232,3 @@ async def write_trades(conn: asyncpg.Connection, rows: Sequence[TradeRow]) -> Tr
 
 
 # --- partitions and retention, from `kirby db migrate` (SQLAlchemy connection) ---
-
-
-def is_partitioned(connection: Connection) -> bool:
-    """Whether `trades` is a partitioned table (plain PostgreSQL) rather than a hypertable;
-    False where the table does not exist yet (an older revision)."""
-    kind = connection.exec_driver_sql(
-        "SELECT relkind::text FROM pg_class WHERE oid = to_regclass('public.trades')"
-    ).scalar_one_or_none()
-    return kind == "p"
-
-
-def create_partitions_ahead(connection: Connection) -> int:
-    """Today's partition (UTC) and the next `PARTITIONS_AHEAD` days'; returns how many were
-    made."""
-    created: int = connection.exec_driver_sql(
-        "SELECT kirby_create_trade_partitions(d, d + %(ahead)s)"
-        " FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS d) today",
-        {"ahead": PARTITIONS_AHEAD},
-    ).scalar_one()
-    return created
-
-
-def partitions(connection: Connection) -> dict[date, str]:
-    """The daily partitions of `trades` (UTC day -> table name); others are not Kirby's."""
-    rows = connection.exec_driver_sql(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = 'public.trades'::regclass"
-    )
-    days: dict[date, str] = {}
-    for (name,) in rows:
-        match = _PARTITION_NAME.fullmatch(name)
-        if match:
-            days[datetime.strptime(match[1], "%Y%m%d").date()] = name
-    return days
-
-
-def expired_partitions(days: dict[date, str], now: datetime, keep_days: int) -> list[str]:
-    """The partitions whose every possible row is older than `keep_days` before `now`: day D
-    holds [D, D+1), so it goes once D+1 <= now - keep_days."""
-    cutoff = now - timedelta(days=keep_days)
-    return [
-        name
-        for day, name in sorted(days.items())
-        if datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) <= cutoff
-    ]
-
-
-def drop_expired_partitions(connection: Connection, keep_days: int) -> list[str]:
-    """Drop the expired daily partitions; returns the statements run."""
-    now: datetime = connection.exec_driver_sql("SELECT now()").scalar_one()
-    statements = [
-        f'DROP TABLE public."{name}"'
-        for name in expired_partitions(partitions(connection), now, keep_days)
-    ]
-    for statement in statements:
-        connection.exec_driver_sql(statement)
-    return statements

@@ -226,6 +226,23 @@ def check_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
+def aggregate_id(first: int, last: int) -> str:
+    """The trade id Kirby stores for trades `first`..`last` of an exchange whose trade ids are
+    sequential, taken as one row (an aggregate of one taker order's fills at one price): the
+    trade's own id when it is one trade, `first-last` when it merges several."""
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def trade_id_span(trade_id: str) -> tuple[int, int] | None:
+    """The (first, last) trade ids a stored id of a sequential-id exchange stands for
+    (`aggregate_id`'s inverse); None for an id that is not of that form."""
+    first, dash, last = trade_id.partition("-")
+    if not first.isdigit() or (dash and not last.isdigit()):
+        return None
+    span = int(first), int(last or first)
+    return span if span[0] <= span[1] else None
+
+
 def _show(value: object, limit: int = 200) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -6,7 +6,9 @@ Through ccxt, but with the raw `publicGetKlines` / `fapiPublicGetKlines` /
 drops the trade count (kline field 8) and turns prices into floats. Kirby pages over
 [start, end) by `startTime` itself. Funding pages hold 1000 settlements; open interest
 (`/futures/data/openInterestHist`, 5-minute points, 500 a page) reaches back 30 days only
-(`OPEN_INTEREST_SPAN`): older requests are refused. Every host in ccxt's `urls['api']` is
+(`OPEN_INTEREST_SPAN`): older requests are refused. Trades come from
+`publicGetAggTrades` / `fapiPublicGetAggTrades` (1000 aggregates a page; historicalTrades
+needs an API key, which ccxt insists on). Every host in ccxt's `urls['api']` is
 replaced by the configured one (paths such as `/api/v3` and `/fapi/v1` kept), so no call can
 leave for an unconfigured host. Every call runs under the retry policy of `base` and first
 spends its declared weight (`WEIGHTS`) from the client's budget for the market type.
@@ -27,6 +29,7 @@ from kirby_core.exchanges.base import (
     CcxtHooks,
     CcxtSession,
     RetryPolicy,
+    aggregate_id,
     ccxt_call,
     ccxt_config,
     check_candle,
@@ -37,6 +40,7 @@ from kirby_core.exchanges.base import (
     parse_ms,
     select_candles,
 )
+from kirby_core.exchanges.feeds import Trade
 from kirby_core.exchanges.weights import (
     REAL_TIME,
     Clock,
@@ -77,6 +81,12 @@ OPEN_INTEREST_SPAN: Final = timedelta(days=30)
 """openInterestHist serves the last 30 days only."""
 OPEN_INTEREST_PER_MINUTE: Final = 200
 """/futures/data allows 1000 requests per 5 min per IP: 200 a minute never exceeds it."""
+TRADE_LIMIT: Final = 1000
+"""Most aggregates per aggTrades request (/api/v3 and /fapi/v1)."""
+AGG_TRADES_WEIGHT: Final = {"spot": 4, "perps": 20}
+"""Request weight of aggTrades, per market type."""
+AGG_TRADES_WINDOW: Final = timedelta(hours=1)
+"""aggTrades refuses a startTime and endTime an hour or more apart."""
 
 
 def binance_symbol(coin: str, quote: str) -> str:
@@ -155,6 +165,37 @@ def parse_open_interest_now(payload: object, symbol: str) -> OpenInterest:
         floor_minute(at),
         open_interest=parse_decimal(field(payload, "openInterest", where), "openInterest", where),
     )
+
+
+def parse_agg_trades(payload: object, symbol: str) -> list[tuple[int, Trade]]:
+    """An aggTrades response, ascending: (aggregate id, the aggregate as one trade)::
+
+    [{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,
+      "m":true,"M":true}]
+
+    `f`..`l` are the trade ids it merges (one taker order's fills at one price); the taker
+    sold when the buyer was the maker (`m`)."""
+    where = f"Binance aggTrades {symbol}"
+    if not isinstance(payload, list):
+        raise ExchangeProtocolError(f"{where}: expected a list, got {payload!r:.200}")
+    rows = []
+    for row in payload:
+        maker = field(row, "m", where)
+        if not isinstance(maker, bool):
+            raise ExchangeProtocolError(f"{where}: field 'm' must be a boolean: {maker!r:.80}")
+        first = parse_int(field(row, "f", where), "f", where)
+        last = parse_int(field(row, "l", where), "l", where)
+        if last < first:
+            raise ExchangeProtocolError(f"{where}: last trade id {last} before first {first}")
+        trade = Trade(
+            time=parse_ms(field(row, "T", where), "T", where),
+            trade_id=aggregate_id(first, last),
+            price=parse_decimal(field(row, "p", where), "p", where),
+            size=parse_decimal(field(row, "q", where), "q", where),
+            side="sell" if maker else "buy",
+        )
+        rows.append((parse_int(field(row, "a", where), "a", where), trade))
+    return rows
 
 
 def replace_hosts(api_urls: Mapping[str, Any], spot_url: str, futures_url: str) -> dict[str, Any]:
@@ -343,6 +384,51 @@ class BinanceHistory(CcxtSession):
         name = f"Binance {method} {params['symbol']} from {params['startTime']}"
         call = functools.partial(getattr(exchange, method), {**params, "limit": limit})
         return await ccxt_call(exchange, name, self._policy, call, (budget, 1))
+
+    async def fetch_trades(
+        self, coin: str, quote: str, market_type: str, start: datetime, end: datetime
+    ) -> list[Trade]:
+        """Trades of `coin`/`quote` in [start, end), ascending, exact, from aggTrades (the
+        one keyless trade history of both families): an aggregate of one trade keeps that
+        trade's id, one of several fills becomes one row `first-last` (`aggregate_id`).
+        The first page of an hour is asked by time (aggTrades takes windows under an hour),
+        the next ones from the aggregate id after the last one seen."""
+        if market_type not in AGG_TRADES_WEIGHT or market_type not in self.budgets:
+            allowed = ", ".join(MARKET_TYPES)
+            raise InvalidRequest(f"unknown market type {market_type!r}; allowed: {allowed}")
+        start, end = check_range(start, end)
+        symbol = binance_symbol(coin, quote)
+        exchange = self._ccxt
+        endpoint = (
+            exchange.publicGetAggTrades
+            if market_type == "spot"
+            else exchange.fapiPublicGetAggTrades
+        )
+        spend = (self.budgets[market_type], AGG_TRADES_WEIGHT[market_type])
+        end_ms, window = datetime_to_ms(end), int(AGG_TRADES_WINDOW.total_seconds() * 1000)
+        cursor = datetime_to_ms(start)
+        trades: list[Trade] = []
+
+        async def page(params: dict[str, Any]) -> list[tuple[int, Trade]]:
+            query = {"symbol": symbol, **params, "limit": TRADE_LIMIT}
+            name = f"Binance {market_type} aggTrades {symbol} {params}"
+            call = functools.partial(endpoint, query)
+            rows = parse_agg_trades(
+                await ccxt_call(exchange, name, self._policy, call, spend), symbol
+            )
+            trades.extend(t for _, t in rows if start <= t.time < end)
+            return rows
+
+        while cursor < end_ms:
+            until = min(cursor + window, end_ms)
+            rows = await page({"startTime": cursor, "endTime": until - 1})
+            cursor = until
+            if len(rows) < TRADE_LIMIT:
+                continue  # the whole window
+            while len(rows) == TRADE_LIMIT and rows[-1][1].time < end:
+                rows = await page({"fromId": rows[-1][0] + 1})
+            break  # from ids: up to `end`, or to the latest trade
+        return trades
 
     @staticmethod
     def _next(last_ms: int, cursor: int, symbol: str) -> int:

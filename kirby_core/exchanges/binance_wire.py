@@ -24,9 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels
+import msgspec
+
+from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels, text_rows
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.binance import INTERVALS
@@ -201,6 +203,26 @@ _EVENTS = {"kline": _kline, "markPriceUpdate": _mark_price, "trade": _trade}
 # --- depth (order books: kirby_core.books) ------------------------------------------------
 
 
+class _DepthEvent(msgspec.Struct, gc=False):
+    e: Literal["depthUpdate"]
+    E: int
+    s: str
+    U: int
+    u: int
+    b: list[tuple[str, str]]
+    a: list[tuple[str, str]]
+    pu: int | None = None
+
+
+class _DepthStream(msgspec.Struct, gc=False):
+    data: _DepthEvent
+
+
+DEPTH_DECODER = msgspec.json.Decoder(_DepthStream)
+"""The typed decoder of depth frames (`bench.books` times it alone: the engine's limit)."""
+_DEPTH_EVENT = msgspec.json.Decoder(_DepthEvent)
+
+
 def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
     """A `<symbol>@depth@100ms` diff, bare or in its combined-stream wrapper::
 
@@ -209,28 +231,21 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
 
     USD-M futures add `"T"` (transaction time) and `"pu"` (the previous event's `u`).
     Sizes are absolute; "0" deletes the level."""
-    where = "Binance WS depthUpdate"
-    message = load_depth_frame(raw, where)
     try:  # the fast path; anything unexpected goes the checked way, which names it
-        event = message.get("data", message)
-        symbol, first, last, ms = event["s"], event["U"], event["u"], event["E"]
-        previous = event.get("pu")
-        if (
-            event["e"] == "depthUpdate"
-            and type(symbol) is str
-            and symbol
-            and type(first) is type(last) is type(ms) is int
-            and ms >= 0
-            and (previous is None or type(previous) is int)
-        ):
-            bids = parse_levels(event["b"], "b", where)
-            asks = parse_levels(event["a"], "a", where)
-            return (
-                BookUpdate(symbol, False, bids, asks, last, previous, first, ms_to_datetime(ms)),
+        try:
+            event = DEPTH_DECODER.decode(raw).data
+        except msgspec.ValidationError:
+            event = _DEPTH_EVENT.decode(raw)
+        sides, symbol, ms = text_rows(event.b, event.a), event.s, event.E
+        if sides is not None and symbol and ms >= 0:
+            bids, asks = sides
+            update = BookUpdate(
+                symbol, False, bids, asks, event.u, event.pu, event.U, ms_to_datetime(ms)
             )
-    except (AttributeError, KeyError, TypeError):
+            return (update,)
+    except msgspec.DecodeError:
         pass
-    return _checked_depth(message)
+    return _checked_depth(load_depth_frame(raw, "Binance WS depthUpdate"))
 
 
 def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:

@@ -1,4 +1,4 @@
-"""OKX v5 history (spot and USDT swaps): candles, settled funding, open interest.
+"""OKX v5 history (spot and USDT swaps): candles, settled funding, open interest, trades.
 
 Through ccxt, but with the raw `publicGet*` calls, so values stay OKX's strings (exact
 `Decimal`s). ccxt's `urls['api']` is replaced by the configured host. OKX limits each
@@ -11,6 +11,7 @@ returns ascending rows.
     funding       /api/v5/public/funding-rate-history   100 a page, the last 3 months
     open interest /api/v5/rubik/stat/contracts/open-interest-history
                   100 a page, the latest 1440 periods (5 days of 5-minute points)
+    trades        /api/v5/market/history-trades         100 a page, the last 3 months (spot)
 
 A swap's `vol` counts contracts; its `volCcy` is the coin, which Kirby keeps (spot: `vol`
 is the coin). Candles OKX has not confirmed (the forming one) are left out.
@@ -39,6 +40,7 @@ from kirby_core.exchanges.base import (
     parse_decimal,
     select_candles,
 )
+from kirby_core.exchanges.feeds import TAKER_SIDES, Trade, text
 from kirby_core.exchanges.weights import (
     REAL_TIME,
     Burst,
@@ -70,7 +72,15 @@ CANDLE_WEIGHT: Final = RequestWeight(
 WEIGHTS: Final = {"spot": CANDLE_WEIGHT, "perps": CANDLE_WEIGHT}
 """history-candles: 20 requests per 2 s per IP, shared by spot and swaps."""
 CANDLE_ENDPOINT: Final = "market/history-candles"
+TRADE_ENDPOINT: Final = "market/history-trades"
+TRADE_LIMIT: Final = 100
+TRADE_SPAN: Final = timedelta(days=90)
+"""How far back history-trades serves (OKX: "the last 3 months")."""
+TRADE_HISTORY_MARKET_TYPES: Final = ("spot",)
+"""Swap trades count contracts (their size needs the contract value): Kirby takes OKX trades
+of spot only, live and history alike."""
 OTHER_ENDPOINTS: Final = {
+    TRADE_ENDPOINT: Burst(weight=20, seconds=2.0),
     "public/funding-rate-history": Burst(weight=10, seconds=2.0),
     "rubik/stat/contracts/open-interest-history": Burst(weight=5, seconds=2.0),
 }
@@ -90,6 +100,26 @@ def okx_symbol(coin: str, quote: str, market_type: str) -> str:
     """(BTC, USDT, perps) -> BTC-USDT-SWAP; spot -> BTC-USDT."""
     pair = f"{coin}-{quote}".upper()
     return f"{pair}-SWAP" if market_type == "perps" else pair
+
+
+def parse_trade(row: object, where: str) -> Trade:
+    """A history-trades row, {"instId":"BTC-USDT","side":"buy","sz":"0.01","px":"97001.1",
+    "source":"0","tradeId":"130639474","ts":"1736165580998"} (the live `trades` row's
+    fields)."""
+    side = field(row, "side", where)
+    if side not in TAKER_SIDES:
+        raise ExchangeProtocolError(f"{where}: side must be buy or sell, got {side!r:.80}")
+    return Trade(
+        time=ms_to_datetime(_ms(field(row, "ts", where), "ts", where)),
+        trade_id=text(field(row, "tradeId", where), "tradeId", where),
+        price=parse_decimal(field(row, "px", where), "px", where),
+        size=parse_decimal(field(row, "sz", where), "sz", where),
+        side=side,
+    )
+
+
+def _trade_order(trade_id: str) -> tuple[int, str]:
+    return (int(trade_id), "") if trade_id.isdigit() else (0, trade_id)
 
 
 def _data(payload: object, where: str) -> list[Any]:
@@ -257,6 +287,37 @@ class OkxHistory(CcxtSession):
         ):  # fmt: skip
             points.update((p.time, p) for p in parse_open_interest(payload, name))
         return [points[t] for t in sorted(points) if start <= t < end]
+
+    async def fetch_trades(
+        self, coin: str, quote: str, market_type: str, start: datetime, end: datetime
+    ) -> list[Trade]:
+        """Spot trades of `coin`/`quote` in [start, end), ascending by time, exact. OKX pages
+        backward: the first page by time (`type=2`, older than `end`), the next ones by
+        trade id (`type=1`, older than the oldest id seen), so trades sharing a millisecond
+        across a page boundary are not lost."""
+        if market_type not in TRADE_HISTORY_MARKET_TYPES:
+            raise InvalidRequest(
+                f"Kirby fetches no OKX {market_type} trade history; it does for: "
+                + ", ".join(TRADE_HISTORY_MARKET_TYPES)
+            )
+        start, end = check_range(start, end)
+        symbol = okx_symbol(coin, quote, market_type)
+        exchange = self._ccxt
+        spend = (self.budgets[TRADE_ENDPOINT], self._weights["spot"].request)
+        query: dict[str, Any] = {
+            "instId": symbol, "type": "2", "after": datetime_to_ms(end), "limit": TRADE_LIMIT
+        }  # fmt: skip
+        found: dict[str, Trade] = {}
+        while True:
+            name = f"OKX {TRADE_ENDPOINT} {symbol} before {query['after']}"
+            call = functools.partial(exchange.publicGetMarketHistoryTrades, query)
+            payload = await ccxt_call(exchange, name, self._policy, call, spend)
+            page = [parse_trade(row, name) for row in _data(payload, name)]
+            found.update((t.trade_id, t) for t in page if start <= t.time < end)
+            if len(page) < TRADE_LIMIT or min(t.time for t in page) < start:
+                break
+            query = {**query, "type": "1", "after": page[-1].trade_id}
+        return sorted(found.values(), key=lambda t: (t.time, _trade_order(t.trade_id)))
 
     async def _pages(
         self,

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels
+import msgspec
+
+from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels, text_rows
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.feeds import (
@@ -234,6 +236,28 @@ def _trade(row: object, symbol: str) -> Trade:
 # --- depth (order books: kirby_core.books) ------------------------------------------------
 
 
+class _BooksArg(msgspec.Struct, gc=False):
+    instId: str
+
+
+class _BooksRow(msgspec.Struct, gc=False):
+    asks: list[list[str]]
+    bids: list[list[str]]
+    ts: str
+    prevSeqId: int
+    seqId: int
+
+
+class _BooksFrame(msgspec.Struct, gc=False):
+    arg: _BooksArg
+    action: Literal["snapshot", "update"]
+    data: list[_BooksRow]
+
+
+DEPTH_DECODER = msgspec.json.Decoder(_BooksFrame)
+"""The typed decoder of depth frames (`bench.books` times it alone: the engine's limit)."""
+
+
 def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ...]:
     """A `books` push (400 levels; the channel whose messages chain by `prevSeqId`)::
 
@@ -243,29 +267,25 @@ def parse_depth(raw: str | bytes, received_at: datetime) -> tuple[BookUpdate, ..
 
     then `"action":"update"` pushes (absolute sizes, "0" deletes; columns 3 and 4 are
     order counts, ignored). A swap's sizes count contracts."""
-    where = "OKX WS books"
-    message = load_depth_frame(raw, where)
     try:  # the fast path; anything unexpected goes the checked way, which names it
-        symbol, action, rows = message["arg"]["instId"], message["action"], message["data"]
-        if action in _BOOK_ACTIONS and type(symbol) is str and symbol and type(rows) is list:
-            snapshot = action == "snapshot"
-            updates = []
-            for row in rows:
-                seq, prev, ms = row["seqId"], row["prevSeqId"], row["ts"]
-                if not (type(seq) is type(prev) is int and type(ms) is str and ms.isdigit()):
-                    break
-                bids = parse_levels(row["bids"], "bids", where)
-                asks = parse_levels(row["asks"], "asks", where)
-                time = ms_to_datetime(int(ms))
-                updates.append(BookUpdate(symbol, snapshot, bids, asks, seq, prev, None, time))
-            else:
+        frame = DEPTH_DECODER.decode(raw)
+        symbol, snapshot = frame.arg.instId, frame.action == "snapshot"
+        updates = []
+        for row in frame.data:
+            sides, ms = text_rows(row.bids, row.asks), row.ts
+            if sides is None or not ms.isdigit():
+                break
+            bids, asks = sides
+            time = ms_to_datetime(int(ms))
+            updates.append(
+                BookUpdate(symbol, snapshot, bids, asks, row.seqId, row.prevSeqId, None, time)
+            )
+        else:
+            if symbol:
                 return tuple(updates)
-    except (AttributeError, KeyError, TypeError):
+    except msgspec.DecodeError:
         pass
-    return _checked_depth(message)
-
-
-_BOOK_ACTIONS = ("snapshot", "update")
+    return _checked_depth(load_depth_frame(raw, "OKX WS books"))
 
 
 def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:

@@ -8,6 +8,9 @@
     FundingHistoryClient what a REST funding history client offers (fetch_funding_rates)
     OpenInterestHistoryClient  what a REST open-interest history client offers
                          (fetch_open_interest)
+    TradeHistoryClient   what a REST trade history client offers (fetch_trades)
+    TradeHistory         what trade history an exchange serves (market types, how far
+                         back, whether its trade ids are sequential) and its client
     OpenInterestNowClient what the live collector polls where the WebSocket carries no open
                          interest (fetch_open_interest_now)
     RequestWeight        an exchange's REST budget per minute and the weight of a page
@@ -38,6 +41,7 @@ from types import MappingProxyType, ModuleType, TracebackType
 from typing import Any, Final, Literal, Protocol, Self
 
 from kirby_core import datasets
+from kirby_core.db import trades as trade_store
 from kirby_core.db.coverage import SourceWindow
 from kirby_core.exchanges import (
     binance,
@@ -52,13 +56,15 @@ from kirby_core.exchanges import (
     okx_wire,
 )
 from kirby_core.exchanges.base import SourceCoverage
-from kirby_core.exchanges.feeds import ConnectionLimits, FrameParser, KeepAlive
+from kirby_core.exchanges.feeds import ConnectionLimits, FrameParser, KeepAlive, Trade
 from kirby_core.exchanges.weights import RequestWeight
 from kirby_core.models import Candle, FundingRate, OpenInterest
 from kirby_core.settings import Settings
 from kirby_core.timeutil import EPOCH
 
 LiveCollection = Literal["websocket", "polled", "none"]
+TRADES: Final = trade_store.TRADES_TABLE
+"""The trade tape's dataset name."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,43 @@ class OpenInterestHistoryClient(_AsyncClient, Protocol):
     ) -> list[OpenInterest]: ...
 
 
+class TradeHistoryClient(_AsyncClient, Protocol):
+    """An exchange's REST trade history, used as an async context manager."""
+
+    async def fetch_trades(
+        self, coin: str, quote: str, market_type: str, start: datetime, end: datetime
+    ) -> list[Trade]: ...
+
+
+@dataclass(frozen=True)
+class TradeHistory:
+    """What an exchange serves of its trades, and how its trade ids run."""
+
+    note: str
+    """What it serves, and what it does not: shown where a day is unavailable at source."""
+    market_types: tuple[str, ...] = ()
+    """Market types whose trade history Kirby fetches; empty: none (recent trades at most)."""
+    span: timedelta | None = None
+    """How far back it serves them; None: back to the listing."""
+    client: Callable[[Settings], TradeHistoryClient] | None = None
+    """The REST client (`fetch_trades`); None when it serves no history Kirby fetches."""
+    sequential_ids: tuple[str, ...] = ()
+    """Market types whose trade ids (live and history alike) are consecutive integers, one
+    per trade: a gap between two ids is a missed trade."""
+
+    def window(self, market_type: str | None, now: datetime) -> SourceWindow:
+        """What it still serves of a series' trades at `now` (`market_type` None: of the
+        exchange's best-served market type)."""
+        served = (
+            self.market_types
+            if market_type is None
+            else ((market_type,) if market_type in self.market_types else ())
+        )
+        if not served or self.client is None:
+            return SourceWindow(now, self.note)
+        return SourceWindow(None if self.span is None else now - self.span, self.note)
+
+
 class OpenInterestNowClient(_AsyncClient, Protocol):
     """An exchange's REST open interest of this moment, used as an async context manager."""
 
@@ -241,6 +284,8 @@ class ExchangeDeclaration:
     """(dataset, interval, now) -> what it still serves; None: its whole history."""
     stream: StreamAdapter | None = None
     """Its live feed, when Kirby collects one."""
+    trade_history: TradeHistory = TradeHistory("no trade history declared")
+    """What it serves of its trades' history (`datasets` "trades")."""
 
     @property
     def pool(self) -> str:
@@ -248,8 +293,13 @@ class ExchangeDeclaration:
         (dagster.yaml: one run in progress per exchange)."""
         return self.name
 
-    def source_window(self, dataset: str, interval: str, now: datetime) -> SourceWindow:
-        """What it still serves of `dataset` at `now` (`interval`: the series' own)."""
+    def source_window(
+        self, dataset: str, interval: str, now: datetime, market_type: str | None = None
+    ) -> SourceWindow:
+        """What it still serves of `dataset` at `now` (`interval`: the series' own;
+        `market_type`: the series', where the exchange serves some and not others)."""
+        if dataset == TRADES:
+            return self.trade_history.window(market_type, now)
         if self.history_window is None:
             return SourceWindow(None, f"{self.name}: assumed to serve its whole history")
         return self.history_window(dataset, interval, now)
@@ -302,6 +352,9 @@ HYPERLIQUID: Final = ExchangeDeclaration(
     funding_history=hyperliquid.HyperliquidHistory,
     candle_coverage=hyperliquid.candle_coverage,
     history_window=_hyperliquid_window,
+    trade_history=TradeHistory(
+        "Hyperliquid has no public trade-history endpoint: only the live tape Kirby records"
+    ),
     stream=_feed(
         hyperliquid_wire,
         url_setting=lambda settings: settings.hyperliquid_ws_url,
@@ -334,6 +387,13 @@ BINANCE: Final = ExchangeDeclaration(
         },
     ),
     stream=_feed(binance_wire, market_types=binance.MARKET_TYPES),
+    trade_history=TradeHistory(
+        "Binance serves every trade back to the listing as aggregate trades (aggTrades, "
+        "spot and USD-M; a taker's fills at one price are one row `first-last`)",
+        market_types=binance.MARKET_TYPES,
+        client=binance.BinanceHistory,
+        sequential_ids=binance.MARKET_TYPES,
+    ),
 )
 
 # The live feeds of the exchanges declared below (each is its declaration's `stream=`).
@@ -351,6 +411,10 @@ BYBIT: Final = ExchangeDeclaration(
     symbol=bybit.bybit_symbol,
     history_client=bybit.BybitHistory,
     stream=BYBIT_STREAM,
+    trade_history=TradeHistory(
+        "Bybit serves only its recent trades (/v5/market/recent-trade: the last 1000, spot "
+        "60); older trades are unavailable at source"
+    ),
     funding_interval=bybit.FUNDING_INTERVAL,
     funding_history=bybit.BybitHistory,
     open_interest_history=bybit.BybitHistory,
@@ -378,6 +442,13 @@ OKX: Final = ExchangeDeclaration(
     symbol=okx.okx_symbol,
     history_client=okx.OkxHistory,
     stream=OKX_STREAM,
+    trade_history=TradeHistory(
+        "OKX serves spot trades of the last 3 months (market/history-trades); swap trades "
+        "count contracts and are not taken",
+        market_types=okx.TRADE_HISTORY_MARKET_TYPES,
+        span=okx.TRADE_SPAN,
+        client=okx.OkxHistory,
+    ),
     funding_interval=okx.FUNDING_INTERVAL,
     funding_history=okx.OkxHistory,
     open_interest_history=okx.OkxHistory,
@@ -408,6 +479,10 @@ COINBASE: Final = ExchangeDeclaration(
     symbol=coinbase.coinbase_symbol,
     history_client=coinbase.CoinbaseHistory,
     stream=COINBASE_STREAM,
+    trade_history=TradeHistory(
+        "Coinbase serves only its recent trades (products/{id}/ticker: the latest 1000 at "
+        "most); older trades are unavailable at source"
+    ),
     history_window=_served(
         "Coinbase", {datasets.CANDLES.name: (None, "Coinbase serves candles back to the listing")}
     ),

@@ -1,13 +1,15 @@
 """The L2 book: snapshots, deltas (size 0 deletes), best levels, exact top-N, crossed
-detection, and the level parser's refusals."""
+detection, the level parser's refusals, and the fast path's text levels (sizes kept as
+their texts, read as exact Decimals)."""
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal as D
 
 import pytest
 
-from kirby_core.books import L2Book, parse_levels
+from kirby_core.books import L2Book, TextLevels, parse_levels, text_levels
 from kirby_core.books import book as book_module
 from kirby_core.errors import ExchangeProtocolError
 
@@ -110,3 +112,105 @@ def test_the_decimal_cache_stays_bounded_and_exact(monkeypatch: pytest.MonkeyPat
         (D(p), D(1)) for p in prices
     )
     assert len(book_module._PRICES) <= 2
+
+
+def text(rows: list[tuple[str, str]]) -> TextLevels:
+    levels = text_levels([p for p, _ in rows], [q for _, q in rows])
+    assert levels is not None
+    return levels
+
+
+@pytest.mark.parametrize(
+    ("size", "kept"),
+    [
+        ("0", True),
+        ("0.00000000", True),
+        ("1.5", True),
+        ("10", True),
+        ("1" * 30, True),
+        ("1." + "5" * 30, True),
+        ("1" * 31, False),  # 10^30 and above: the checked way refuses it
+        ("0." + "0" * 31, False),
+        ("00", False),
+        ("01.5", False),
+        ("1e-3", False),
+        ("-1", False),
+        ("+1", False),
+        (" 1", False),
+        (".5", False),
+        ("5.", False),
+        ("1,5", False),
+        ("", False),
+        ("NaN", False),
+    ],
+)
+def test_text_levels_keep_only_plain_sizes(size: str, kept: bool) -> None:
+    """What the fast path keeps as text; the rest goes the wire modules' checked way."""
+    assert (text_levels(["100"], [size]) is not None) is kept
+
+
+@pytest.mark.parametrize("price", ["0", "-1", "abc", "1e30", "NaN"])
+def test_text_levels_refuse_what_is_no_price(price: str) -> None:
+    assert text_levels([price], ["1"]) is None
+    assert text_levels(["1", "2"], ["1"]) is None  # counts differ
+
+
+def test_text_levels_read_as_exact_levels() -> None:
+    levels = text([("97000.10", "0.500"), ("96999.9", "0")])
+    assert levels == ((D("97000.10"), D("0.500")), (D("96999.9"), D("0")))
+    assert levels[1] == (D("96999.9"), D("0")) and len(levels) == 2
+    assert list(levels) == [(D("97000.10"), D("0.500")), (D("96999.9"), D("0"))]
+    assert levels == text([("97000.1", "0.5"), ("96999.90", "0.0")])
+    assert levels != ((D("1"), D("1")),) and text([]) == ()
+
+
+def test_a_book_fed_texts_stores_them_and_returns_exact_decimals() -> None:
+    b = L2Book()
+    b.apply_snapshot(text([("100", "1.50"), ("99", "0.0"), ("98", "2")]), text([("101", "3")]))
+    assert len(b) == 3  # the zero level is not kept
+    b.apply_delta(
+        text([("100", "0.00000000"), ("99.5", "4.25")]),
+        [(D("100.5"), D("0.001"))],  # Decimal levels and text levels in one book
+    )
+    bids, asks = b.top(5)
+    assert bids == ((D("99.5"), D("4.25")), (D("98"), D("2")))
+    assert asks == ((D("100.5"), D("0.001")), (D("101"), D("3")))
+    assert all(type(q) is D for _, q in bids + asks)
+    assert b.best_bid == (D("99.5"), D("4.25")) and type(b.best_bid[1]) is D
+    assert b.best_ask == (D("100.5"), D("0.001"))
+    b.apply_delta(text([("101", "1")]), text([("101", "0")]))
+    assert b.crossed and b.best_ask == (D("100.5"), D("0.001"))
+
+
+def test_a_snapshot_of_the_same_prices_keeps_the_order_and_a_new_one_sorts() -> None:
+    b = L2Book()
+    b.apply_snapshot(text([("100", "1"), ("99", "1")]), text([("101", "1"), ("102", "1")]))
+    b.apply_snapshot(text([("99", "5"), ("100", "6")]), text([("102", "7"), ("101", "8")]))
+    assert b.top() == (
+        ((D("100"), D("6")), (D("99"), D("5"))),
+        ((D("101"), D("8")), (D("102"), D("7"))),
+    )
+    b.apply_snapshot(text([("98", "1"), ("100", "2")]), text([("101", "0"), ("103", "1")]))
+    assert b.top() == (((D("100"), D("2")), (D("98"), D("1"))), ((D("103"), D("1")),))
+
+
+def test_text_levels_and_decimal_levels_build_the_same_book() -> None:
+    """Seeded deltas (a quarter of them deletes, sizes written with and without trailing
+    zeros) applied as texts to one book and as Decimals to another: equal after each."""
+    rng = random.Random(15)
+    by_text, by_decimal = L2Book(), L2Book()
+    for step in range(300):
+        sides: list[list[tuple[str, str]]] = [[], []]
+        for _ in range(rng.randint(1, 8)):
+            bid = rng.random() < 0.5
+            price = f"{100 - rng.randint(1, 40) / 10 if bid else 100 + rng.randint(1, 40) / 10:.1f}"
+            size = rng.choice(["0", "0.000", f"{rng.random() * 3:.4f}", f"{rng.randint(1, 9)}.50"])
+            sides[0 if bid else 1].append((price, size))
+        if step % 100 == 0:
+            by_text.apply_snapshot(text(sides[0]), text(sides[1]))
+            by_decimal.apply_snapshot(*([(D(p), D(q)) for p, q in s] for s in sides))
+        else:
+            by_text.apply_delta(text(sides[0]), text(sides[1]))
+            by_decimal.apply_delta(*([(D(p), D(q)) for p, q in s] for s in sides))
+        assert by_text.top(50) == by_decimal.top(50) and len(by_text) == len(by_decimal)
+        assert by_text.crossed == by_decimal.crossed

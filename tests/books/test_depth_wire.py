@@ -259,13 +259,91 @@ def test_the_checked_path_reads_a_good_frame_as_the_fast_path_does(module: Any, 
     assert module._checked_depth(json.loads(raw)) == module.parse_depth(raw, AT)
 
 
-def test_coinbase_checked_event_reads_as_the_fast_path() -> None:
-    event = {
-        "type": "update",
-        "product_id": "X",
-        "updates": [
-            {"side": "offer", "price_level": "2", "new_quantity": "0"},
-            {"side": "bid", "price_level": "1", "new_quantity": "3"},
-        ],
-    }
-    assert coinbase_wire._checked_event(event, 4, AT) == coinbase_wire._book_event(event, 4, AT)
+def test_coinbase_checked_path_reads_as_the_fast_path() -> None:
+    raw = json.dumps(
+        {
+            "channel": "l2_data",
+            "timestamp": "2025-01-06T12:12:30.123456789Z",
+            "sequence_num": 4,
+            "events": [
+                {
+                    "type": "update",
+                    "product_id": "X",
+                    "updates": [
+                        {"side": "offer", "price_level": "2", "new_quantity": "0"},
+                        {"side": "bid", "price_level": "1", "new_quantity": "3"},
+                    ],
+                }
+            ],
+        }
+    )
+    assert coinbase_wire._checked_depth(json.loads(raw)) == coinbase_wire.parse_depth(raw, AT)
+
+
+@pytest.mark.parametrize(
+    ("module", "raw"),
+    [
+        (binance_wire, '{"e":"depthUpdate","E":5,"s":"X","U":1,"u":2,"b":[["1","SIZE"]],"a":[]}'),
+        (
+            bybit_wire,
+            '{"topic":"orderbook.50.X","type":"delta","ts":5,"data":{"s":"X","b":[],'
+            '"a":[["2","SIZE"]],"u":9,"seq":1}}',
+        ),
+        (
+            okx_wire,
+            '{"arg":{"channel":"books","instId":"X"},"action":"update","data":[{"asks":[],'
+            '"bids":[["1","SIZE","0","1"]],"ts":"5","checksum":0,"prevSeqId":3,"seqId":4}]}',
+        ),
+        (
+            coinbase_wire,
+            '{"channel":"l2_data","timestamp":"2025-01-06T12:12:30Z","sequence_num":1,'
+            '"events":[{"type":"update","product_id":"X","updates":[{"side":"bid",'
+            '"price_level":"1","new_quantity":"SIZE"}]}]}',
+        ),
+        (
+            hyperliquid_wire,
+            '{"channel":"l2Book","data":{"coin":"X","time":5,"levels":[[{"px":"1","sz":"SIZE",'
+            '"n":1}],[]]}}',
+        ),
+    ],
+)
+@pytest.mark.parametrize(("size", "exact"), [("1e-3", D("0.001")), ("00.50", D("0.5"))])
+def test_sizes_outside_the_text_grammar_parse_exactly_the_checked_way(
+    module: Any, raw: str, size: str, exact: D
+) -> None:
+    """The fast path keeps only plain sizes as text; an exponent or a leading zero is still
+    a size, read exactly."""
+    (update,) = module.parse_depth(raw.replace("SIZE", size), AT)
+    levels = update.bids or update.asks
+    assert levels == (((D(2) if module is bybit_wire else D(1)), exact),)
+    assert type(levels) is tuple  # the checked way's levels
+
+
+@pytest.mark.parametrize(
+    ("parse", "raw", "message"),
+    [
+        (
+            binance_wire.parse_depth,
+            '{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1","1,5"]],"a":[]}',
+            "'b' level",
+        ),
+        (
+            hyperliquid_wire.parse_depth,
+            '{"channel":"l2Book","data":{"coin":"X","time":5,"levels":[[{"px":"0","sz":"1",'
+            '"n":1}],[]]}}',
+            "'bids' level",
+        ),
+        (
+            coinbase_wire.parse_depth,
+            '{"channel":"l2_data","timestamp":"2025-01-06T12:12:30Z","sequence_num":1,'
+            '"events":[{"type":"update","product_id":"X","updates":[{"side":"bid",'
+            '"price_level":"1","new_quantity":"-2"}]}]}',
+            "'bid' level",
+        ),
+    ],
+)
+def test_bad_levels_are_refused_naming_them(
+    parse: Callable[[str, datetime], tuple[BookUpdate, ...]], raw: str, message: str
+) -> None:
+    with pytest.raises(ExchangeProtocolError, match=message):
+        parse(raw, AT)

@@ -68,6 +68,26 @@ SHARED: dict[str, tuple[frozenset[str], str]] = {
         frozenset({f"kirby_core.exchanges.{name}" for name in ("bybit", "coinbase", "okx")}),
         "each exchange module declares its intervals' wire codes",
     ),
+    "TRADE_LIMIT": (
+        frozenset({"kirby_core.exchanges.binance", "kirby_core.exchanges.okx"}),
+        "each exchange module declares its own trade page limit",
+    ),
+    "trades": (
+        frozenset({"kirby_pipelines.defs.backfills.assets", "kirby_sim.hyperliquid_payloads"}),
+        "the `trades` asset is named after its table; the simulator's builds Hyperliquid's "
+        "trades payload",
+    ),
+    "DEPTH_DECODER": (
+        frozenset(
+            f"kirby_core.exchanges.{name}_wire"
+            for name in ("binance", "bybit", "coinbase", "hyperliquid", "okx")
+        ),
+        "each wire module decodes its own exchange's depth frames",
+    ),
+    "book_data": (
+        frozenset({"kirby_sim.bybit_depth", "kirby_sim.okx_depth"}),
+        "each simulated venue formats its own book push",
+    ),
     "CANDLE_LIMIT": (
         frozenset({f"kirby_core.exchanges.{name}" for name in ("coinbase", "hyperliquid", "okx")}),
         "each exchange module declares its own candle page limit",

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from sqlalchemy import create_engine, pool
 
-from kirby_core.db import books, migrate, retention, trades
+from kirby_core.db import books, daily_tables, migrate, retention
 from kirby_core.db.books import BookRow, IntegrityRow, write_book_integrity, write_books
 from kirby_core.db.trades import TradeRow, write_trades
 from kirby_core.db.urls import sqlalchemy_url, with_database
@@ -63,7 +63,7 @@ def _partition_days(url: str) -> list[date]:
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
-            return sorted(books.partitions(connection))
+            return sorted(books.BOOKS_BY_DAY.existing(connection))
     finally:
         engine.dispose()
 
@@ -195,7 +195,7 @@ async def test_integrity_counters_upsert_per_pair_and_minute(conn: asyncpg.Conne
 async def test_migrate_makes_the_coming_days_and_the_writer_the_days_it_needs(
     conn: asyncpg.Connection, scratch: str
 ) -> None:
-    ahead = [TODAY + timedelta(days=n) for n in range(trades.PARTITIONS_AHEAD + 1)]
+    ahead = [TODAY + timedelta(days=n) for n in range(daily_tables.PARTITIONS_AHEAD + 1)]
     assert _partition_days(scratch) == ahead
     old = datetime(2025, 3, 1, 23, 59, 59, tzinfo=UTC)
     result = await write_books(conn, [sample(old), sample(old + timedelta(days=2))])
@@ -236,8 +236,8 @@ async def test_retention_drops_exactly_the_expired_book_days_and_nothing_else(
     kept = _partition_days(scratch)
     dropped = set(before) - set(kept)
     names = {day: f"books_p{day:%Y%m%d}" for day in before}
-    assert set(trades.expired_partitions(names, start, 7)) <= {names[d] for d in dropped}
-    assert {names[d] for d in dropped} <= set(trades.expired_partitions(names, end, 7))
+    assert set(daily_tables.expired_partitions(names, start, 7)) <= {names[d] for d in dropped}
+    assert {names[d] for d in dropped} <= set(daily_tables.expired_partitions(names, end, 7))
     assert len(dropped) in (4, 5)  # 11..8 days old wholly expired; 7 only past midnight
     left = {r["time"] for r in await conn.fetch("SELECT time FROM books")}
     assert left == {NOW - timedelta(days=n) for n in range(12)} - {

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from sqlalchemy import create_engine, pool
 
-from kirby_core.db import migrate, retention, trades
+from kirby_core.db import daily_tables, migrate, retention, trades
 from kirby_core.db.trades import TradeRow, write_trades
 from kirby_core.db.urls import sqlalchemy_url, with_database
 from kirby_core.errors import ConfigError
@@ -67,7 +67,7 @@ def _partition_days(url: str) -> list[date]:
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
-            return sorted(trades.partitions(connection))
+            return sorted(trades.TRADES_BY_DAY.existing(connection))
     finally:
         engine.dispose()
 
@@ -138,7 +138,7 @@ async def test_bad_rows_are_set_aside_with_their_reason_and_the_rest_written(
 async def test_migrate_makes_the_coming_days_and_the_writer_the_days_it_needs(
     conn: asyncpg.Connection, scratch: str
 ) -> None:
-    ahead = [TODAY + timedelta(days=n) for n in range(trades.PARTITIONS_AHEAD + 1)]
+    ahead = [TODAY + timedelta(days=n) for n in range(daily_tables.PARTITIONS_AHEAD + 1)]
     assert _partition_days(scratch) == ahead
     assert await conn.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'trades'") == "p"
 
@@ -169,14 +169,14 @@ def test_expired_partitions_are_the_days_wholly_older_than_the_rule() -> None:
     days = {date(2026, 1, d): f"trades_p202601{d:02}" for d in range(1, 6)}
     now = datetime(2026, 1, 5, 12, tzinfo=UTC)
     # 2 days before now is Jan 3 12:00: Jan 1 and 2 end before it, Jan 3 does not
-    assert trades.expired_partitions(days, now, 2) == ["trades_p20260101", "trades_p20260102"]
+    assert daily_tables.expired_partitions(days, now, 2) == ["trades_p20260101", "trades_p20260102"]
     # exactly at a day's end: that day's newest possible row is older than the rule
     at_midnight = datetime(2026, 1, 5, tzinfo=UTC)
-    assert trades.expired_partitions(days, at_midnight, 2) == [
+    assert daily_tables.expired_partitions(days, at_midnight, 2) == [
         "trades_p20260101",
         "trades_p20260102",
     ]
-    assert trades.expired_partitions(days, now, 30) == []
+    assert daily_tables.expired_partitions(days, now, 30) == []
 
 
 @pytest.mark.usefixtures("needs_plain_postgres")
@@ -198,8 +198,8 @@ async def test_retention_on_migrate_drops_exactly_the_expired_days(
     dropped = set(before) - set(kept)
     names = {day: f"trades_p{day:%Y%m%d}" for day in before}
     # the days wholly older than 30 days at the migrate's moment (between start and end)
-    assert set(trades.expired_partitions(names, start, 30)) <= {names[d] for d in dropped}
-    assert {names[d] for d in dropped} <= set(trades.expired_partitions(names, end, 30))
+    assert set(daily_tables.expired_partitions(names, start, 30)) <= {names[d] for d in dropped}
+    assert {names[d] for d in dropped} <= set(daily_tables.expired_partitions(names, end, 30))
     assert len(dropped) in (9, 10)  # 39..31 days old wholly expired; 30 only past midnight
     assert set(kept) <= set(before)
     # only rows of dropped days are gone

@@ -16,6 +16,7 @@ GRAPH = {  # asset -> its upstream assets
     "candles": ["realtime_catalog"],
     "funding_rates": ["realtime_catalog"],
     "open_interest": ["realtime_catalog"],
+    "trades": ["realtime_catalog"],
     "training_candles": ["training_catalog"],
     "lake_candles": ["candles", "live_candles"],
     "lake_funding_rates": ["funding_rates", "live_funding_rates"],
@@ -51,6 +52,7 @@ CHECKS = {
     ],
     "funding_rates": ["funding_rates_settled_hourly"],
     "open_interest": ["open_interest_complete"],
+    "trades": ["trades_agree_with_candles", "trades_ids_complete", "trades_outages"],
     "training_candles": [
         "training_candles_complete",
         "training_candles_ohlc_sane",

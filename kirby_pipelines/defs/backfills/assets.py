@@ -10,12 +10,13 @@ totals as materialization metadata.
 
 import dagster as dg
 
-from kirby_pipelines import backfills
+from kirby_pipelines import backfills, trade_backfills
 from kirby_pipelines.defs.catalog.assets import realtime_catalog, training_catalog
 from kirby_pipelines.partitions import (
     CANDLE_PARTITIONS,
     FUNDING_PARTITIONS,
     OPEN_INTEREST_PARTITIONS,
+    TRADE_PARTITIONS,
     TRAINING_CANDLE_PARTITIONS,
     backfill_asset,
 )
@@ -85,3 +86,21 @@ def training_candles(
     """Binance spot and USD-M klines with trade counts (raw kline calls) into the training
     database."""
     return backfills.run(context, kirby, progress, backfills.BACKFILLED_TRAINING_CANDLES)
+
+
+@backfill_asset(
+    partitions_def=TRADE_PARTITIONS,
+    deps=[realtime_catalog],
+    group_name="backfills",
+    kinds={"postgres", "python"},
+    tags={"kirby/database": "realtime"},
+)
+def trades(
+    context: dg.AssetExecutionContext, kirby: KirbyResource, progress: ProgressParam
+) -> dg.MaterializeResult:
+    """Every trade of a trading pair's day from its exchange's declared trade history
+    (Binance aggTrades, spot and USD-M, since the listing; OKX spot history-trades, three
+    months), written to the realtime database's `trades` beside the live tape (deduplicated
+    by trade id). Exchanges that keep no trade history (Hyperliquid, Bybit, Coinbase: recent
+    trades only) and days older than the exchange keeps are reported unavailable at source."""
+    return trade_backfills.materialize_trades(context, kirby, progress)

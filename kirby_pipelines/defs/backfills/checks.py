@@ -8,11 +8,12 @@ live values by the exchange's, the check says how good the live collector was.
 
 import dagster as dg
 
-from kirby_pipelines import backfills, partition_checks
+from kirby_pipelines import backfills, partition_checks, trade_backfills
 from kirby_pipelines.defs.backfills.assets import (
     candles,
     funding_rates,
     open_interest,
+    trades,
     training_candles,
 )
 from kirby_pipelines.resources import KirbyResource
@@ -88,3 +89,32 @@ def training_candles_sanity(context: dg.AssetCheckExecutionContext, kirby: Kirby
     yield from partition_checks.candles_sanity(
         context, kirby, backfills.BACKFILLED_TRAINING_CANDLES
     )
+
+
+@dg.asset_check(
+    asset=trades,
+    description="1m candles rebuilt from the day's trades agree with the exchange's 1m candles.",
+)
+def trades_agree_with_candles(
+    context: dg.AssetCheckExecutionContext, kirby: KirbyResource
+) -> dg.AssetCheckResult:
+    return trade_backfills.agree_with_candles(context, kirby)
+
+
+@dg.asset_check(
+    asset=trades,
+    description="No trade id missing in a day, where the exchange's trade ids are sequential.",
+)
+def trades_ids_complete(
+    context: dg.AssetCheckExecutionContext, kirby: KirbyResource
+) -> dg.AssetCheckResult:
+    return trade_backfills.ids_complete(context, kirby)
+
+
+@dg.asset_check(
+    asset=trades, description="Minutes of the day inside recorded trades collection outages."
+)
+def trades_outages(
+    context: dg.AssetCheckExecutionContext, kirby: KirbyResource
+) -> dg.AssetCheckResult:
+    return trade_backfills.outages(context, kirby)

@@ -4,7 +4,8 @@ partitions they touch.
 Each tick reads the `collection_outages` rows recorded since its cursor and the failed
 evaluations of `candles_complete`, `funding_rates_settled_hourly`, `open_interest_complete`
 and `training_candles_complete` since its cursor, and requests backfill runs of the asset of
-each outage's dataset (candles, funding_rates, open_interest), for series of every exchange,
+each outage's dataset (candles, funding_rates, open_interest, trades), for series of every
+exchange (trades: where it serves trade history),
 for the (series, day) partitions involved that the coverage classifier
 (`kirby_core.db.coverage`, which the checks also use) calls repairable: an outage already
 backfilled asks for nothing. Each run covers one exchange's series and is queued under its
@@ -23,6 +24,7 @@ from kirby_pipelines.defs.backfills.assets import (
     candles,
     funding_rates,
     open_interest,
+    trades,
     training_candles,
 )
 from kirby_pipelines.defs.catalog.sensors import UNREACHABLE
@@ -32,7 +34,7 @@ from kirby_pipelines.resources import KirbyResource
 @dg.sensor(
     name="gap_repair",
     minimum_interval_seconds=60,
-    asset_selection=[candles, funding_rates, open_interest, training_candles],
+    asset_selection=[candles, funding_rates, open_interest, trades, training_candles],
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Backfills the partitions of new collector outages and failed completeness checks.",
 )
