@@ -51,14 +51,13 @@ from kirby_stream.feed import (
     FeedLost,
     Frame,
 )
+from kirby_stream.intake import LOG_EVERY, LOGGED_INVALID, YIELD_EVERY
 from kirby_stream.outages import Outage
 
 log = logging.getLogger(__name__)
 
 DATASET = "books"
-YIELD_EVERY = 500
 SNAPSHOT_TIMEOUT_SECONDS = 10.0
-LOGGED_INVALID = 100
 
 
 @dataclass
@@ -388,7 +387,7 @@ class BookLane:
 
     def _invalid(self, reason: str) -> None:
         self.counters.invalid += 1
-        if self.counters.invalid <= LOGGED_INVALID or self.counters.invalid % 1000 == 0:
+        if self.counters.invalid <= LOGGED_INVALID or self.counters.invalid % LOG_EVERY == 0:
             log.warning(
                 "event=invalid_book_message exchange=%s count=%d reason=%s",
                 self.exchange,

@@ -55,9 +55,10 @@ from kirby_stream.stats import Stats
 
 log = logging.getLogger(__name__)
 
-QUEUE_FRAMES = 10_000
-WORST_FIRST = ("degraded", "starting", "running")
-MINUTE_MS = 60_000
+DEPTH_QUEUE_FRAMES = 10_000
+"""Depth frames between a book socket and its lane: a second of a busy exchange's books."""
+STALE_MS_MAX = 60_000
+"""A minute's stale time is at most the minute (book_integrity's CHECK)."""
 
 
 class _Minute:
@@ -125,7 +126,7 @@ class BookCollector:
         assert self._group is not None and self._http is not None
         exchange = plan.feed.exchange
         adapter = feed_of(EXCHANGES[exchange])
-        frames: asyncio.Queue[Frame | FeedEvent] = asyncio.Queue(QUEUE_FRAMES)
+        frames: asyncio.Queue[Frame | FeedEvent] = asyncio.Queue(DEPTH_QUEUE_FRAMES)
         health = FeedHealth()
         feed = Feed(self.settings, frames, health, self.clock, adapter, plan.feed)
         lane = BookLane(
@@ -226,7 +227,7 @@ class BookCollector:
                     and now - state.last_good_at <= stale_after
                 )
                 if not trustworthy and (state.ever_synced or state.down_since is not None):
-                    state.stale_ms += min(elapsed_ms, MINUTE_MS)
+                    state.stale_ms += min(elapsed_ms, STALE_MS_MAX)
                 if trustworthy and fresh_second:
                     self._take(state, second, levels, sequenced, lane.exchange)
                 self._account(state, minute)
@@ -261,7 +262,7 @@ class BookCollector:
         updates, gaps, resyncs, crossed = (
             now - then for now, then in zip(totals, current.base, strict=True)
         )
-        stale_ms = min(MINUTE_MS, stale - current.stale_base)
+        stale_ms = min(STALE_MS_MAX, stale - current.stale_base)
         self.integrity[pair, current.minute] = IntegrityRow(
             pair, current.minute, updates, gaps, resyncs, stale_ms, crossed
         )
@@ -307,8 +308,8 @@ class BookCollector:
             async with conn.transaction():
                 result = await book_store.write_books(conn, samples)
                 await book_store.write_book_integrity(conn, list(integrity.values()))
-                if book_store.TABLE in notify.NOTIFY_CHANNELS:  # once the bus knows books
-                    await notify.notify(conn, book_store.TABLE, _spans(samples))
+                if book_store.BOOKS_TABLE in notify.NOTIFY_CHANNELS:  # once the bus knows books
+                    await notify.notify(conn, book_store.BOOKS_TABLE, _spans(samples))
                 return result
 
         try:
@@ -330,6 +331,9 @@ class BookCollector:
 
     def refresh(self) -> None:
         """Each exchange's `books` report in the heartbeat's feeds."""
+        # the collector's order of states; imported here, as the collector imports this module
+        from kirby_stream.collector import WORST_FIRST
+
         by_exchange: dict[str, list[tuple[Feed, BookLane]]] = {}
         for feed, lane, _ in self.lanes.values():
             by_exchange.setdefault(lane.exchange, []).append((feed, lane))
