@@ -21,6 +21,7 @@ from kirby_sim import SimulatorConfig, SimulatorServer
 from tests.conftest import REPO
 from tests.stream.conftest import START
 from tests.stream.helpers import Running, collecting, fast
+from tests.stream.test_catalog_changes import catalog_of
 from tests.stream.test_five_exchanges import COINS, on_sim
 
 FIVE_SPEED = 10
@@ -258,3 +259,85 @@ async def test_a_planted_sequence_gap_is_detected_resynced_counted_and_recorded(
     assert all(five[r["series_id"]] != "hyperliquid" for r in outages)
     crossed = await conn.fetchval("SELECT count(*) FROM books WHERE bid_prices[1] >= ask_prices[1]")
     assert crossed == 0
+
+
+async def test_a_bybit_restart_overwrites_the_book_and_is_no_gap(
+    conn: asyncpg.Connection,
+    database_urls: DatabaseUrls,
+    settings: Settings,
+    five_sim: SimulatorServer,
+    five: dict[int, str],
+) -> None:
+    async with collecting(
+        _five_settings(settings, five_sim), database_urls.realtime, five_sim
+    ) as running:
+        await running.until(lambda: _whole(running, {"bybit"}), within=60)
+        five_sim.faults.restart_books()  # each subscription's next push: a snapshot, u = 1
+
+        def bybit_books() -> list:
+            lanes = running.collector.books.lanes.values()
+            return [
+                s for _, lane, _ in lanes if lane.exchange == "bybit" for s in lane.books.values()
+            ]
+
+        def restarted() -> bool:
+            return all(s.book.counters.restarts + s.carried.restarts >= 1 for s in bybit_books())
+
+        await running.until(restarted, within=30)
+        await running.until(lambda: _whole(running, {"bybit"}), within=30)
+        before = await _stored_books(conn)
+        bybit = [pair for pair, name in five.items() if name == "bybit"]
+
+        async def sampled_after() -> bool:
+            stored = await _stored_books(conn)
+            return all(stored.get(pair, 0) > before.get(pair, 0) for pair in bybit)
+
+        await running.until(sampled_after, within=30)
+        report = running.stats.feeds["bybit"].books
+    assert report is not None and report.gaps == 0
+    assert (
+        await conn.fetchval("SELECT count(*) FROM collection_outages WHERE dataset = 'books'") == 0
+    )
+
+
+async def test_books_follow_catalog_changes_without_a_reconnect(
+    conn: asyncpg.Connection,
+    catalog: dict[str, int],
+    sim: SimulatorServer,
+    stream_settings: Settings,
+    database_urls: DatabaseUrls,
+) -> None:
+    async with collecting(stream_settings, database_urls.realtime, sim) as running:
+
+        def kept() -> set[str]:
+            lanes = running.collector.books.lanes.values()
+            return {symbol for _, lane, _ in lanes for symbol in lane.books}
+
+        async def newest(coin: str):
+            return await conn.fetchval(
+                "SELECT max(b.time) FROM books b JOIN trading_pairs t ON t.id = b.trading_pair_id"
+                " JOIN coins c ON c.id = t.coin_id WHERE c.symbol = $1",
+                coin,
+            )
+
+        await running.until(lambda: newest("SOL"), within=30)
+        await catalog_store.sync_catalog(conn, catalog_of(["BTC", "ETH"]))  # SOL out, ETH in
+        await running.until(lambda: kept() == {"BTC", "ETH"}, within=30)
+        await running.until(lambda: newest("ETH"), within=30)
+        sol_last = await newest("SOL")
+        btc_seen = await newest("BTC")
+        await running.until(
+            lambda: _later_than(conn, newest, "BTC", btc_seen), within=30
+        )  # BTC goes on
+        assert await newest("SOL") == sol_last  # SOL is no longer sampled
+        report = running.stats.feeds["hyperliquid"].books
+    assert report is not None and report.books == 2 and report.gaps == 0
+    assert running.stats.reconnects == 0
+    assert (
+        await conn.fetchval("SELECT count(*) FROM collection_outages WHERE dataset = 'books'") == 0
+    )
+
+
+async def _later_than(conn: asyncpg.Connection, newest, coin: str, seen) -> bool:
+    latest = await newest(coin)
+    return latest is not None and latest > seen
