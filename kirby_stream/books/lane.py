@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,6 +59,10 @@ log = logging.getLogger(__name__)
 
 DATASET = "books"
 SNAPSHOT_TIMEOUT_SECONDS = 10.0
+SNAPSHOT_SPACING_SECONDS = 1.0
+"""At least this long between two REST snapshots of one book (Binance weighs a 1000-level
+snapshot 50 of its 6000 a minute): a snapshot older than the buffered diffs asks for the
+next one, never in a tight loop."""
 
 
 @dataclass
@@ -80,6 +85,8 @@ class BookState:
     stale_ms: int = 0
     """Cumulative milliseconds the book was not trustworthy (the sampler adds them)."""
     fetching: bool = False
+    next_fetch: float = 0.0
+    """time.monotonic() before which no REST snapshot is fetched again for this book."""
 
     def totals(self) -> tuple[int, int, int, int]:
         """(updates, gaps, resyncs, crossed) since the collector started."""
@@ -308,8 +315,13 @@ class BookLane:
         assert self._http is not None
         url = venue.snapshot_url(self.settings, state.market_type, state.symbol)
         backoff = Backoff(self.settings.stream_reconnect_backoff_max_seconds)
+        fed = False
         try:
             while not self._stop.is_set():
+                wait = state.next_fetch - time.monotonic()
+                if wait > 0 and await pause(self._stop, wait):
+                    return
+                state.next_fetch = time.monotonic() + SNAPSHOT_SPACING_SECONDS
                 try:
                     async with asyncio.timeout(SNAPSHOT_TIMEOUT_SECONDS):
                         async with self._http.get(url) as response:
@@ -332,15 +344,16 @@ class BookLane:
                         return
                     continue
                 self.counters.snapshots_fetched += 1
+                fed, state.fetching = True, False  # `_settle` may start the next one
                 if self.books.get(state.symbol) is state:
                     at = self.clock()
                     if state.book.feed(update) is Outcome.APPLIED and state.book.synced:
                         state.last_good_at = at
-                    state.fetching = False
-                    self._settle([state], at)
+                    self._settle([state], at)  # may ask for the next snapshot
                 return
         finally:
-            state.fetching = False
+            if not fed:  # stopped, cancelled or failed: no fetch is under way for it
+                state.fetching = False
 
     # --- feed events ---
 
