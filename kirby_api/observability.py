@@ -29,6 +29,11 @@ so rules aggregate with `max by (exchange)`), and `collection_outages` summed:
     kirby_collector_buffered_rows{exchange,buffer}             rows waiting to be flushed
     kirby_collector_outages_total{exchange,dataset}            outage records
     kirby_collector_outage_seconds_total{exchange,dataset}     their summed length
+    kirby_collector_book_updates_total{exchange}               depth updates applied
+    kirby_collector_book_gaps_total / _resyncs_total{exchange}  sequence gaps, resyncs done
+    kirby_collector_book_crossed_total{exchange}               updates that left a crossed book
+    kirby_collector_book_stale_seconds_total{exchange}         time books were not trustworthy
+    kirby_collector_books{exchange,state}                      books kept (`kept`), `whole` now
 
 One collector serves every exchange: the exchanges are those of its heartbeat's `feeds`.
 State, reconnects and the last message are each exchange's own; heartbeat age, lag, dropped
@@ -272,6 +277,43 @@ class Operations(Collector):
                 for buffer, size in sorted(jsonb_counts(beat["buffer_sizes"]).items()):
                     buffered.add_metric([name, buffer], float(size))
         yield from (age, last_message, lag, state, reconnects, dropped, refused, buffered)
+        yield from self._book_families()
+
+    def _book_families(self) -> Iterator[Metric]:
+        """Each exchange's order books (`FeedReport.books`) in the newest heartbeat."""
+        counters = {
+            name: CounterMetricFamily(f"kirby_collector_book_{name}", text, labels=["exchange"])
+            for name, text in _BOOK_COUNTERS.items()
+        }
+        stale = CounterMetricFamily(
+            "kirby_collector_book_stale_seconds",
+            "Seconds books were not trustworthy (after a gap, a lost feed, or too quiet).",
+            labels=["exchange"],
+        )
+        kept = GaugeMetricFamily(
+            "kirby_collector_books",
+            "Order books the collector keeps (state=kept) and those whole now (state=whole).",
+            labels=["exchange", "state"],
+        )
+        beat = self._heartbeat
+        for name, feed in feed_reports(beat["feeds"] if beat else None).items():
+            books = feed.books
+            if books is None:
+                continue
+            for counter, family in counters.items():
+                family.add_metric([name], float(getattr(books, counter)))
+            stale.add_metric([name], books.stale_ms / 1000)
+            kept.add_metric([name, "kept"], float(books.books))
+            kept.add_metric([name, "whole"], float(books.whole))
+        yield from (*counters.values(), stale, kept)
+
+
+_BOOK_COUNTERS = {
+    "updates": "Depth updates applied to the collector's order books.",
+    "gaps": "Sequence gaps found in the exchange's depth stream (each one resynced).",
+    "resyncs": "Books made whole again by a new snapshot after a gap or a lost feed.",
+    "crossed": "Depth updates after which a book was crossed (never stored).",
+}
 
 
 def jsonb_counts(raw: str | bytes | Mapping[str, Any] | None) -> dict[str, int]:

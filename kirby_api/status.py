@@ -8,6 +8,9 @@
 - per exchange (`exchanges`): the newest collector's feed of it (state, why degraded,
   messages, errors, reconnects, outages) and how many of its series are fresh, lagging or
   empty; each series names its exchange;
+- order books (`books`): per trading pair, its `book_integrity` summed over the last
+  `BOOK_WINDOW_MINUTES` (updates, gaps, resyncs, stale time, crossed) and its newest
+  sample; per exchange, the heartbeat's book counters (`ExchangeStatus.books`);
 - per-day coverage of every active series: `kirby_api.coverage.day_coverage`, the same
   reader as the /coverage routes;
 - WebSocket clients: the hub's connections and the metrics' counters.
@@ -38,11 +41,22 @@ from kirby_api.ws.hub import Hub
 from kirby_api.ws.listener import ChangeListener
 from kirby_core.db.coverage import source_window
 from kirby_core.db.readers import coverage_interval
-from kirby_core.models import feed_reports
+from kirby_core.errors import NotFound
+from kirby_core.models import BookReport, feed_reports
 from kirby_core.timeutil import floor_time, interval_seconds
 
 DEFAULT_STATUS_DAYS = 3
 MAX_STATUS_DAYS = 14
+BOOK_WINDOW_MINUTES = 60
+_BOOK_INTEGRITY = """
+SELECT i.trading_pair_id, sum(i.updates) AS updates, sum(i.gaps) AS gaps,
+       sum(i.resyncs) AS resyncs, sum(i.stale_ms) AS stale_ms, sum(i.crossed) AS crossed,
+       count(*) AS minutes,
+       (SELECT max(b.time) FROM books b
+        WHERE b.trading_pair_id = i.trading_pair_id AND b.time >= $1) AS latest_sample
+FROM book_integrity i WHERE i.time >= $1
+GROUP BY i.trading_pair_id ORDER BY i.trading_pair_id
+"""
 
 
 class CollectorStatus(msgspec.Struct):
@@ -91,6 +105,28 @@ class ExchangeStatus(msgspec.Struct):
     fresh: int
     lagging: int
     empty: int
+    books: BookReport | None = None
+    """Its order books' counters in the newest collector (null: it keeps none)."""
+
+
+class BookStatus(msgspec.Struct):
+    """One trading pair's order book over the last `window_minutes` (`book_integrity`)."""
+
+    exchange: str
+    pair: str
+    trading_pair_id: int
+    window_minutes: int
+    minutes: int
+    """Minutes of the window with integrity counted (the collector kept the book)."""
+    updates: int
+    gaps: int
+    """Sequence gaps found (each one resynced and recorded as a `books` outage)."""
+    resyncs: int
+    stale_seconds: float
+    """Time the book was not trustworthy (after a gap, a lost feed, or too quiet)."""
+    crossed: int
+    latest_sample: datetime | None
+    """Newest stored top-N sample (`books`) within the window."""
 
 
 class StreamStatus(msgspec.Struct):
@@ -148,6 +184,8 @@ class Status(msgspec.Struct):
     series: list[SeriesStatus]
     coverage: list[SeriesCoverage]
     websocket: ClientsStatus
+    books: list[BookStatus] = msgspec.field(default_factory=list)
+    """Per trading pair whose book the collector keeps: integrity of the last hour."""
 
 
 class StatusBoard:
@@ -210,7 +248,35 @@ class StatusBoard:
             series=series,
             coverage=[] if down else await self._coverage(series, days, now),
             websocket=self._clients(health.listener.connected),
+            books=[] if down else await self._books(now),
         )
+
+    async def _books(self, now: datetime) -> list[BookStatus]:
+        rows = await self._database.fetch(
+            _BOOK_INTEGRITY, now - timedelta(minutes=BOOK_WINDOW_MINUTES)
+        )
+        report = []
+        for row in rows:
+            try:
+                key = self._catalog.trading_pair_by_id(row["trading_pair_id"]).key
+            except NotFound:  # a pair no longer in the catalog
+                continue
+            report.append(
+                BookStatus(
+                    exchange=key.exchange,
+                    pair=str(key),
+                    trading_pair_id=row["trading_pair_id"],
+                    window_minutes=BOOK_WINDOW_MINUTES,
+                    minutes=row["minutes"],
+                    updates=row["updates"],
+                    gaps=row["gaps"],
+                    resyncs=row["resyncs"],
+                    stale_seconds=row["stale_ms"] / 1000,
+                    crossed=row["crossed"],
+                    latest_sample=row["latest_sample"],
+                )
+            )
+        return report
 
     def _collectors(
         self, health: Health, rows: list[asyncpg.Record], now: datetime
@@ -271,6 +337,7 @@ class StatusBoard:
                     fresh=states.count("fresh"),
                     lagging=states.count("lagging"),
                     empty=states.count("empty"),
+                    books=None if feed is None else feed.books,
                 )
             )
         return report

@@ -116,6 +116,27 @@ class AssetContextUpdate(NamedTuple):
     open_interest: OpenInterest
 
 
+class BookReport(msgspec.Struct, kw_only=True):
+    """One exchange's order books in the collector's heartbeat (`kirby_stream.books`):
+    counters since the collector started; per pair and minute they are in `book_integrity`."""
+
+    state: Literal["starting", "running", "degraded", "stopped"] = "starting"
+    """The worst state of its book connections."""
+    books: int = 0
+    """Books kept (one per trading pair)."""
+    whole: int = 0
+    """Books synced and trustworthy now."""
+    messages_received: int = 0
+    invalid_messages: int = 0
+    updates: int = 0
+    gaps: int = 0
+    resyncs: int = 0
+    crossed: int = 0
+    stale_ms: int = 0
+    samples: int = 0
+    """Top-N samples taken (written to `books`)."""
+
+
 class FeedReport(msgspec.Struct, kw_only=True):
     """One exchange's entry in the collector's heartbeat (`stream_heartbeats.feeds`): what
     the collector writes for each exchange and the API reads back."""
@@ -136,6 +157,8 @@ class FeedReport(msgspec.Struct, kw_only=True):
     trades: int = 0
     """Trades received (a repeat of a trade not yet flushed is not counted again)."""
     last_message_at: datetime | None = None
+    books: BookReport | None = None
+    """Its order books, where the collector keeps them."""
 
 
 def feed_reports(raw: str | bytes | None) -> dict[str, FeedReport]:

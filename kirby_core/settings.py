@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     """Live collector: cap of the backoff between retries of a failed flush."""
     stream_shutdown_seconds: float = Field(default=5.0, gt=0)
     """Live collector: on SIGTERM, how long the final flush may keep retrying."""
+    books_enabled: bool = True
+    """Live collector: keep the order books of every catalog pair (`kirby_stream.books`)."""
+    books_levels: int = Field(default=20, ge=1, le=1000)
+    """Live collector: levels a side of each stored book sample (top-N)."""
+    books_sample_seconds: float = Field(default=1.0, ge=1.0)
+    """Live collector: how often each book is sampled into `books` (whole seconds apart)."""
+    books_stale_seconds: float = Field(default=10.0, gt=0)
+    """Live collector: a book without an applied update for this long counts as stale."""
     stream_supervisor_enabled: bool = True
     """Dagster's `stream_supervisor` sensor does nothing while false (a hard off switch)."""
     backfill_new_series_days: int = Field(default=30, gt=0)

@@ -52,7 +52,7 @@ MAX_EVENTS_PER_TICK = 50
 _CACHED_STEPS = 8
 
 
-class BookState(NamedTuple):
+class SimBookState(NamedTuple):
     """The whole book of one step: lots of each grid slot from `low` on (0: empty); the
     first `levels` slots are bids, the rest asks."""
 
@@ -109,7 +109,7 @@ class DepthBook:
         self._phase_key = hashing.stream_key(seed, "depth-phase", inst.venue, inst.symbol)
         self._size_key = hashing.stream_key(seed, "depth-size", inst.venue, inst.symbol)
         self._id_key = hashing.stream_key(seed, "depth-ids", inst.venue, inst.symbol)
-        self._cache: OrderedDict[int, BookState] = OrderedDict()
+        self._cache: OrderedDict[int, SimBookState] = OrderedDict()
 
     # --- steps and ids ----------------------------------------------------------------
 
@@ -128,7 +128,7 @@ class DepthBook:
 
     # --- books ------------------------------------------------------------------------
 
-    def state(self, step: int) -> BookState:
+    def state(self, step: int) -> SimBookState:
         """The whole book of `step` (cached for the last few steps)."""
         found = self._cache.get(step)
         if found is not None:
@@ -149,20 +149,20 @@ class DepthBook:
             1, np.rint(self._typical * -np.log1p(-0.999 * uniform) * np.sqrt(distance))
         ).astype(np.int64)
         lots[~present] = 0
-        found = BookState(step, low, lots)
+        found = SimBookState(step, low, lots)
         self._cache[step] = found
         if len(self._cache) > _CACHED_STEPS:
             self._cache.popitem(last=False)
         return found
 
-    def shown(self, state: BookState, depth: int | None) -> tuple[I64, I64, I64, I64]:
+    def shown(self, state: SimBookState, depth: int | None) -> tuple[I64, I64, I64, I64]:
         """(bid slots, bid lots, ask slots, ask lots) of the best `depth` levels a side
         (all when None), best first."""
         bid_at = np.flatnonzero(state.lots[: self.levels])[::-1][:depth]
         ask_at = np.flatnonzero(state.lots[self.levels :])[:depth] + self.levels
         return bid_at + state.low, state.lots[bid_at], ask_at + state.low, state.lots[ask_at]
 
-    def levels_of(self, state: BookState, depth: int | None = None) -> Levels:
+    def levels_of(self, state: SimBookState, depth: int | None = None) -> Levels:
         bid_slots, bid_lots, ask_slots, ask_lots = self.shown(state, depth)
         spacing = self.spacing
         return Levels(
@@ -174,7 +174,7 @@ class DepthBook:
         """The best `depth` levels a side (all when None) of `step`'s book."""
         return self.levels_of(self.state(step), depth)
 
-    def diff(self, before: BookState, after: BookState, depth: int | None = None) -> Diff:
+    def diff(self, before: SimBookState, after: SimBookState, depth: int | None = None) -> Diff:
         """What turns the best `depth` levels of `before` into those of `after`: changed
         and new levels with their size, removed ones (also those pushed out of the best
         `depth`) with size 0."""
@@ -229,7 +229,7 @@ class DepthFeed:
 
     book: DepthBook
     depth: int | None
-    state: BookState
+    state: SimBookState
     covered: int
     every: int = 1
 
@@ -248,7 +248,7 @@ class DepthFeed:
     def view(self) -> Levels:
         return self.book.levels_of(self.state, self.depth)
 
-    def pending(self, now_ms: int) -> Iterator[tuple[int, int, BookState, Diff]]:
+    def pending(self, now_ms: int) -> Iterator[tuple[int, int, SimBookState, Diff]]:
         """(first step, last step, the book after, the diff) of every update due; the
         caller `commit`s each one it sent (or skipped on purpose: a planted gap)."""
         for _, last in step_ranges(self.state.step, self.book.step(now_ms), self.every):
@@ -259,7 +259,7 @@ class DepthFeed:
             else:
                 self.state = after  # the same levels: nothing to send
 
-    def commit(self, after: BookState) -> None:
+    def commit(self, after: SimBookState) -> None:
         self.state = after
         self.covered = after.step
 

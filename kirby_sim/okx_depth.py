@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from kirby_sim import okx
-from kirby_sim.depth import BookState, DepthBook, DepthFeed
+from kirby_sim.depth import DepthBook, DepthFeed, SimBookState
 from kirby_sim.market import Market
 from kirby_sim.universe import OKX_SPOT_VENUE, OKX_SWAP_VENUE, Instrument
 from kirby_sim.venue_limits import RequestWindow
@@ -60,7 +60,9 @@ def checksum(bids: list[Row], asks: list[Row]) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def books_row(book: DepthBook, after: BookState, bids: Any, asks: Any, step: int, prev: int) -> Any:
+def books_row(
+    book: DepthBook, after: SimBookState, bids: Any, asks: Any, step: int, prev: int
+) -> Any:
     """One `books` data row: `bids`/`asks` the levels sent, `after` the book after them."""
     inst = book.instrument
     top = book.levels_of(after, CHECKSUM_LEVELS)

@@ -46,6 +46,7 @@ from kirby_core.errors import StorageError
 from kirby_core.exchanges.registry import EXCHANGES, feed_of
 from kirby_core.settings import Settings
 from kirby_stream.backoff import Backoff, pause
+from kirby_stream.books import BookCollector
 from kirby_stream.buffers import Buffers
 from kirby_stream.catalog import FeedKey, FeedPlan, PollPlan, StreamCatalog, load_stream_catalog
 from kirby_stream.contracts import ContractValues
@@ -101,6 +102,7 @@ class Collector:
         self.contracts = ContractValues(settings)
         self.lanes: dict[FeedKey, Lane] = {}
         self.pollers: dict[FeedKey, Poller] = {}
+        self.books = BookCollector(settings, database_url, self.buffers, self.stats, clock)
         self._stop = asyncio.Event()
         self._lane_group: asyncio.TaskGroup | None = None
         self._stopped = False
@@ -150,6 +152,7 @@ class Collector:
                 for key in self.pollers:
                     group.create_task(self.pollers[key].run(stop), name=f"poll {key}")
                 group.create_task(self._poll_catalog(database, catalog, stop), name="catalog")
+                group.create_task(self.books.run(stop), name="books")
             self._lane_group = None
             drained.set()
 
@@ -270,6 +273,7 @@ class Collector:
         """Copy the parts' own counters into `stats` (they keep them where they are hot):
         per exchange the worst state of its connections and polls, then the collector's."""
         stats = self.stats
+        self.books.refresh()
         parts: list[tuple[str, State, str | None, int]] = [
             (key[0], lane.feed.state, lane.feed.problem, lane.feed.reconnects)
             for key, lane in self.lanes.items()

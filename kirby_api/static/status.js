@@ -48,6 +48,44 @@ function renderExchanges(exchanges, checkedAt) {
   document.querySelector("#exchanges tbody").replaceChildren(...rows);
 }
 
+const BOOK_COLUMNS = ["exchange", "pair", "minutes", "updates", "gaps", "resyncs", "stale",
+  "crossed", "latest sample age"];
+
+function booksTable() {
+  // The page's markup predates books: the section is made here once, after Exchanges.
+  let table = document.getElementById("books");
+  if (table) return table;
+  const numeric = (name) => !["exchange", "pair"].includes(name);
+  table = el("table", { id: "books" },
+    el("thead", {}, el("tr", {}, ...BOOK_COLUMNS.map((name) =>
+      el("th", numeric(name) ? { class: "num" } : {}, name)))),
+    el("tbody", {}));
+  const section = el("section", {},
+    el("h2", {}, "Order books (integrity, last hour)"), table);
+  document.getElementById("exchanges").closest("section").after(section);
+  return table;
+}
+
+function renderBooks(books, checkedAt) {
+  const rows = (books || []).map((b) => el("tr", { "data-book": b.pair },
+    el("td", {}, b.exchange),
+    el("td", {}, b.pair),
+    el("td", { class: "num" }, formatCount(b.minutes)),
+    el("td", { class: "num updates" }, formatCount(b.updates)),
+    el("td", { class: `num gaps ${b.gaps ? "stale" : "ok"}` }, formatCount(b.gaps)),
+    el("td", { class: "num resyncs" }, formatCount(b.resyncs)),
+    el("td", { class: `num ${b.stale_seconds ? "stale" : "ok"}` }, formatAge(b.stale_seconds)),
+    el("td", { class: `num ${b.crossed ? "stale" : "ok"}` }, formatCount(b.crossed)),
+    el("td", { class: "num" },
+      b.latest_sample ? formatAge((checkedAt - Date.parse(b.latest_sample)) / 1000) : "—"),
+  ));
+  if (!rows.length) {
+    rows.push(el("tr", { class: "empty-row" },
+      el("td", { colspan: BOOK_COLUMNS.length }, "No order book kept in the last hour.")));
+  }
+  booksTable().querySelector("tbody").replaceChildren(...rows);
+}
+
 function renderCollectors(stream) {
   const rows = stream.collectors.map((c) => el("tr", { "data-collector": c.collector_id },
     el("td", {}, c.collector_id),
@@ -131,6 +169,7 @@ function render(status) {
   lastChecked = Date.parse(status.checked_at);
   renderService(status);
   renderExchanges(status.exchanges, lastChecked);
+  renderBooks(status.books, lastChecked);
   renderCollectors(status.stream);
   renderClients(status.websocket);
   renderFreshness(status.series);

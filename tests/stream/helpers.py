@@ -85,6 +85,9 @@ def fast(settings: Settings, **overrides: Any) -> Settings:
         # The trade tape has its own tests (test_trades_live); the others keep the
         # subscriptions and series they count free of it.
         "stream_trades": False,
+        # books keep connections of their own: off unless a test asks (test_books_live.py),
+        # so tests counting connections and subscriptions see the candle ones
+        "books_enabled": False,
     }
     return Settings(_env_file=None, **{**settings.model_dump(), **timings, **overrides})
 
