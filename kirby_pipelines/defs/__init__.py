@@ -7,7 +7,8 @@
               daily schedules
     lake/     Parquet exports per table and day, reference files, lake checks
     models/   the dbt_like_sql models as DuckDB assets, and the checks of cross_exchange_minutes
-    repair/   gap_repair: outages and failed completeness checks -> backfill runs
+    repair/   gap_repair: outages and failed completeness checks -> backfill runs;
+              live_gap_repair + the live_repair job: today's outage windows refetched
     resources.py  `kirby` and `progress` resources, the in-process executor
 
 Every module in these folders is imported when the code location loads; keep imports cheap

@@ -95,6 +95,7 @@ def test_definitions_load_with_the_expected_graph_checks_and_automation() -> Non
     assert {s.name for s in definitions.sensors} >= {
         "new_series_backfill",
         "gap_repair",
+        "live_gap_repair",
         "live_data",
     }
     assert {s.name for s in definitions.schedules} == {
