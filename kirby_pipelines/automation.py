@@ -1,6 +1,7 @@
 """What the schedule and sensors ask for, decided from plain data (tested without a daemon).
 
-- `daily`: yesterday for every active series, one run per asset (and series block).
+- `daily`: yesterday for every active series whose exchange serves it, one run per asset
+  (and series block); trades only of pairs whose exchange keeps trade history.
 - `new_series`: a series seen for the first time gets `backfill_new_series_days` of history,
   most recent first; only the days the series' exchange still serves (`still_served`).
 - `repairs`: `collection_outages` rows and failed completeness checks become backfill runs for
@@ -70,17 +71,23 @@ def active_series(realtime: DatabaseSeries, training: DatabaseSeries) -> dict[st
         "candles": [series_key(s.key) for s in realtime.starlistings],
         "funding_rates": [series_key(p.key) for p in realtime.trading_pairs],
         "training_candles": [series_key(s.key) for s in training.starlistings],
+        "trades": [series_key(p.key) for p in realtime.trading_pairs],
     }
 
 
 def daily(
-    active: Mapping[str, Sequence[str]], order: Mapping[str, Sequence[str]], day: date
+    active: Mapping[str, Sequence[str]],
+    order: Mapping[str, Sequence[str]],
+    day: date,
+    now: datetime,
 ) -> list[dg.RunRequest]:
+    """`day` of each active series whose exchange still serves some of it at `now` (a pair
+    of an exchange without trade history asks for no trades run)."""
     requests = []
     for asset, series in active.items():
         requests += backfill_requests(
             asset,
-            series,
+            [key for key in series if still_served(asset, key, [day], now)],
             [day],
             order=order[PARTITIONS_OF[asset]],
             reason="daily",

@@ -102,6 +102,7 @@ def test_definitions_load_with_the_expected_graph_checks_and_automation() -> Non
         "daily_candles",
         "daily_funding_rates",
         "daily_training_candles",
+        "daily_trades",
         "daily_realtime_backup",
         "daily_training_backup",
     }
