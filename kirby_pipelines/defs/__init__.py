@@ -2,7 +2,8 @@
 
     stream/   the live collector as a long-running job, and the sensor that keeps it alive
     catalog/  the two catalogs as assets (sync = partitions); new_series_backfill sensor
-    live/     what the collector writes, as external assets with freshness policies; live_data
+    live/     what the collector writes, as external assets with freshness policies (and
+              live_books with its two book checks); live_data
     backfills/ candles, funding_rates, training_candles (day x series), their checks and
               daily schedules
     lake/     Parquet exports per table and day, reference files, lake checks

@@ -53,6 +53,7 @@ CHECKS = {
     "funding_rates": ["funding_rates_settled_hourly"],
     "open_interest": ["open_interest_complete"],
     "trades": ["trades_agree_with_candles", "trades_ids_complete", "trades_outages"],
+    "live_books": ["live_books_integrity_gaps", "live_books_never_crossed"],
     "training_candles": [
         "training_candles_complete",
         "training_candles_ohlc_sane",
