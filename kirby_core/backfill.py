@@ -60,7 +60,7 @@ PRICE_TOLERANCE = Decimal("0.001")
 VOLUME_TOLERANCE = Decimal("0.01")
 """...and its volume within 1% (a live candle that missed its last trades falls outside)."""
 
-Window = tuple[datetime, datetime]
+RepairWindow = tuple[datetime, datetime]
 """[start, end) of a window repair: the part of today an outage covered."""
 
 UNAVAILABLE = "unavailable_at_source"
@@ -152,7 +152,7 @@ async def backfill_candles(
     days: Iterable[date],
     now: datetime,
     progress: DayReportCallback | None = None,
-    window: Window | None = None,
+    window: RepairWindow | None = None,
 ) -> BackfillResult:
     """Fetch and upsert the candles of `starlisting` for `days`; one report per day
     (`window`: only that part of them, see the module)."""
@@ -217,7 +217,7 @@ async def backfill_funding_rates(
     now: datetime,
     progress: DayReportCallback | None = None,
     settlement: str = "1h",
-    window: Window | None = None,
+    window: RepairWindow | None = None,
 ) -> BackfillResult:
     """Fetch and upsert the settled funding of `pair` for `days`, one settlement every
     `settlement` (the exchange's declared `funding_interval`).
@@ -274,7 +274,7 @@ async def backfill_open_interest(
     *,
     step: str = "5m",
     served_from: datetime | None = None,
-    window: Window | None = None,
+    window: RepairWindow | None = None,
 ) -> BackfillResult:
     """Fetch and upsert the open-interest history of `pair` for `days`, one point every
     `step` (the exchange's declared `open_interest_interval`). `client` None: the exchange
@@ -361,7 +361,7 @@ def _chunks(days: Sequence[date]) -> Iterable[list[date]]:
 
 
 def _day_bounds(
-    day: date, until: datetime, window: Window | None = None
+    day: date, until: datetime, window: RepairWindow | None = None
 ) -> tuple[datetime, datetime]:
     """The part of `day` a backfill covers: up to `until`, inside `window` if given."""
     start = datetime.combine(day, time(), UTC)
@@ -380,7 +380,9 @@ def _by_day(
     return grouped
 
 
-def _nothing_served_is_unavailable(report: DayReport, span: Window | None = None) -> DayReport:
+def _nothing_served_is_unavailable(
+    report: DayReport, span: RepairWindow | None = None
+) -> DayReport:
     """An exchange that publishes every interval and served nothing for a day does not
     have that day (before a listing): unavailable at source, not an empty success. `span`:
     the part of the day a window repair covered (it claims that part only)."""

@@ -27,7 +27,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from kirby_core.backfill import OK, PARTIAL, UNAVAILABLE, Window
+from kirby_core.backfill import OK, PARTIAL, UNAVAILABLE, RepairWindow
 from kirby_core.datasets import CANDLES
 from kirby_core.db import trades as trade_store
 from kirby_core.db.catalog_store import TradingPair
@@ -78,7 +78,7 @@ async def backfill_trades(
     days: Sequence[date],
     now: datetime,
     advance: Callable[[TradeDayReport], None] = lambda _: None,
-    window: Window | None = None,
+    window: RepairWindow | None = None,
 ) -> list[TradeDayReport]:
     """Fetch and write `pair`'s trades of each of `days` (up to `now`'s last whole minute;
     `window`: only that part of them, a gap repair of the day under way)."""

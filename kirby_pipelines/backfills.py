@@ -26,7 +26,7 @@ from kirby_core.backfill import (
     UNAVAILABLE,
     BackfillResult,
     DayReport,
-    Window,
+    RepairWindow,
     backfill_candles,
     backfill_funding_rates,
     backfill_open_interest,
@@ -162,7 +162,7 @@ async def fetch_all(
     plan: dict[str, list],
     now: datetime,
     advance: Callable[[str], Callable[[DayReport], None]],
-    window: Window | None = None,
+    window: RepairWindow | None = None,
 ) -> dict[str, BackfillResult]:
     """Fetch, write and record `plan` (series -> days); `window`: only that part of the
     days (a repair of today's outage, `live_repair`), its report merged into the day's."""
@@ -246,7 +246,7 @@ async def _record(
     table: str,
     series_id: int,
     result: BackfillResult,
-    window: Window | None = None,
+    window: RepairWindow | None = None,
 ) -> None:
     """The run's per-day reports into `backfill_reports`, where coverage reads them (a
     window's merged into its day's)."""

@@ -5,7 +5,7 @@ wait for midnight. Here, once an outage row of today has ended `repair_settle_se
 `live_gap_repair` requests a `live_repair` run (one per exchange and tick, tagged with its
 `kirby/exchange` pool like every backfill) that refetches exactly the outage's window of
 today through the backfill assets' own functions (`backfills.fetch_all`,
-`trade_backfills.fetch_all` with a `window`): candles, settled funding, open interest at its
+`trade_backfills.fetch_trade_days` with a `window`): candles, settled funding, open interest at its
 declared history interval, trades where the exchange serves them. Each window's report is
 merged into the day's `backfill_reports` row, and the outage is then classified slot by slot
 (`kirby_core.db.coverage.classify_outage`): present, unavailable at source (the minute rows
@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from kirby_core.backfill import Window
+from kirby_core.backfill import RepairWindow
 from kirby_core.db import coverage
 from kirby_core.db.connection import connect
 from kirby_core.settings import Settings
@@ -97,7 +97,7 @@ def _as_json(outage: RecordedOutage) -> dict:
     return raw
 
 
-def window_of(outage: RecordedOutage, now: datetime) -> Window | None:
+def window_of(outage: RecordedOutage, now: datetime) -> RepairWindow | None:
     """The part of today `outage` covered, on its series' grid (a candle interval, or a
     minute); None when it ended before today."""
     midnight = floor_time(now, "1d")
@@ -179,7 +179,7 @@ async def repair_windows(
         asset = OUTAGE_ASSETS[item.dataset]
         quiet = lambda _series: lambda _report: None  # noqa: E731
         if asset == "trades":
-            reports = await trade_backfills.fetch_all(settings, url, plan, now, quiet, span)
+            reports = await trade_backfills.fetch_trade_days(settings, url, plan, now, quiet, span)
             fetched = sum(r.fetched for r in reports[item.series])
         else:
             target = backfills.BACKFILLED[asset]
@@ -197,7 +197,7 @@ async def repair_windows(
     return done
 
 
-def run(
+def report_repairs(
     context: dg.OpExecutionContext, settings: Settings, url: str, config: LiveRepairConfig
 ) -> dg.Output[None]:
     repaired = asyncio.run(repair_windows(settings, url, config.windows, datetime.now(UTC)))

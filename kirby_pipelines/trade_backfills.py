@@ -20,7 +20,7 @@ import asyncpg
 import dagster as dg
 
 from kirby_core import trade_history
-from kirby_core.backfill import UNAVAILABLE, Window
+from kirby_core.backfill import UNAVAILABLE, RepairWindow
 from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
 from kirby_core.exchanges.registry import TRADES, TradeHistoryClient, declaration
@@ -42,7 +42,7 @@ def materialize_trades(
     def advance(series: str) -> Callable[[trade_history.TradeDayReport], None]:
         return lambda report: report_progress(progress, 1, f"{series} {report.day}")
 
-    results = asyncio.run(fetch_all(kirby.settings(), url, plan, datetime.now(UTC), advance))
+    results = asyncio.run(fetch_trade_days(kirby.settings(), url, plan, datetime.now(UTC), advance))
     unavailable, served = [], []
     for series, reports in results.items():
         for report in reports:
@@ -76,13 +76,13 @@ def materialize_trades(
     return dg.MaterializeResult(metadata=_totals(results))
 
 
-async def fetch_all(
+async def fetch_trade_days(
     settings: Settings,
     url: str,
     plan: dict[str, list[date]],
     now: datetime,
     advance: Callable[[str], Callable[[trade_history.TradeDayReport], None]],
-    window: Window | None = None,
+    window: RepairWindow | None = None,
 ) -> Reports:
     """Fetch, write and record `plan` (pair -> days); `window`: only that part of the days
     (a repair of today's outage, `live_repair`), its report merged into the day's."""
@@ -121,7 +121,7 @@ async def _record(
     conn: asyncpg.Connection,
     pair_id: int,
     reports: list[trade_history.TradeDayReport],
-    window: Window | None = None,
+    window: RepairWindow | None = None,
 ) -> None:
     """Per-day reports into `backfill_reports`: `expected` and `fetched` count trades (a
     window's merged into its day's)."""

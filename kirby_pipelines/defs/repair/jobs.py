@@ -17,7 +17,7 @@ from kirby_pipelines.resources import KirbyResource
 def repair_outage_windows(
     context: dg.OpExecutionContext, kirby: KirbyResource, config: live_repair.LiveRepairConfig
 ) -> dg.Output[None]:
-    return live_repair.run(context, kirby.settings(), kirby.url("realtime"), config)
+    return live_repair.report_repairs(context, kirby.settings(), kirby.url("realtime"), config)
 
 
 @dg.job(
