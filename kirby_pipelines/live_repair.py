@@ -1,17 +1,18 @@
 """Repair of today's outages: the window an outage covered refetched once it has ended.
 
 `gap_repair` backfills whole past days (partitions); an outage of the day under way would
-wait for midnight. Here, once an outage row of today has ended `repair_settle_seconds` ago,
-`live_gap_repair` requests a `live_repair` run (one per exchange and tick, tagged with its
-`kirby/exchange` pool like every backfill) that refetches exactly the outage's window of
-today through the backfill assets' own functions (`backfills.fetch_all`,
-`trade_backfills.fetch_trade_days` with a `window`): candles, settled funding, open interest at its
-declared history interval, trades where the exchange serves them. Each window's report is
-merged into the day's `backfill_reports` row, and the outage is then classified slot by slot
-(`kirby_core.db.coverage.classify_outage`): present, unavailable at source (the minute rows
-of funding and open interest, which no exchange serves per minute; trades of an exchange
-without history), no trades, or still outage/unexplained. An outage is closed when none of
-its slots is left in the last two.
+wait for midnight. Here, once an outage row of today has ended `repair_settle_seconds` ago
+and the exchange serves all of its window (`ready_at`: the last candle closed, the last
+open-interest point published), `live_gap_repair` requests a `live_repair` run (one per
+exchange and tick, tagged with its `kirby/exchange` pool like every backfill) that
+refetches exactly the outage's window of today through the backfill assets' own functions
+(`backfills.fetch_all`, `trade_backfills.fetch_trade_days`, with a `window`): candles,
+settled funding, open interest at its declared history interval, trades where the exchange
+serves them. Each window's report is merged into the day's `backfill_reports` row, and the
+outage is then classified slot by slot (`kirby_core.db.coverage.classify_outage`): present,
+unavailable at source (the minute rows of funding and open interest, which no exchange
+serves per minute; trades of an exchange without history), no trades, or still
+outage/unexplained. An outage is closed when none of its slots is left in the last two.
 
 The part of an outage before today is `gap_repair`'s (whole days). Decisions are plain data
 (`live_repairs`), tested without a daemon; the cursor is JSON.
@@ -30,6 +31,7 @@ import dagster as dg
 from kirby_core.backfill import RepairWindow
 from kirby_core.db import coverage
 from kirby_core.db.connection import connect
+from kirby_core.exchanges.registry import open_interest_interval
 from kirby_core.settings import Settings
 from kirby_core.timeutil import floor_time, interval_delta
 from kirby_pipelines import backfills, trade_backfills
@@ -111,6 +113,19 @@ def window_of(outage: RecordedOutage, now: datetime) -> RepairWindow | None:
     return start, end
 
 
+def ready_at(outage: RecordedOutage, window: RepairWindow, settle: timedelta) -> datetime:
+    """When the exchange serves all of `window`: `settle` after the outage ended, once the
+    window's last candle has closed (its end, on the candle grid), and for open interest
+    once the history point holding its last minute is published (a point at T is served
+    from T + the declared `open_interest_interval`)."""
+    at = max(outage.end_time + settle, window[1])
+    if outage.dataset == "open_interest":
+        step = open_interest_interval(parse_series(outage.series).exchange)
+        last_point = floor_time(window[1] - timedelta(microseconds=1), step)
+        at = max(at, last_point + interval_delta(step))
+    return at
+
+
 def live_repairs(
     cursor: LiveRepairCursor,
     outages: Sequence[RecordedOutage],
@@ -133,7 +148,7 @@ def live_repairs(
         window = window_of(outage, now)
         if window is None:
             continue  # whole past days: gap_repair's
-        if outage.end_time + settle > now:
+        if ready_at(outage, window, settle) > now:
             next_cursor.waiting.append(_as_json(outage))
             continue
         windows.setdefault(exchange_of(outage.series), []).append(

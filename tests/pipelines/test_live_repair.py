@@ -63,6 +63,25 @@ def test_an_outage_waits_until_it_has_settled_and_past_days_are_left_to_gap_repa
     assert cursor.waiting == []
 
 
+def test_an_outage_is_repaired_once_the_exchange_serves_all_of_its_window() -> None:
+    end = datetime(2026, 12, 7, 12, 1, tzinfo=UTC)
+    start = end - timedelta(minutes=5)
+    interest = RecordedOutage(1, "open_interest", BYBIT_BTC, start, end, 1)
+    quarter = RecordedOutage(2, "candles", "BTC@bybit/USDT/perps/15m", start, end, 2)
+    minutes = RecordedOutage(3, "funding_rates", BYBIT_BTC, start, end, 3)
+
+    def ready(outage: RecordedOutage) -> datetime:
+        window = live_repair.window_of(outage, end)
+        assert window is not None
+        return live_repair.ready_at(outage, window, SETTLE)
+
+    # the 12:00 point of Bybit's 5-minute history is served from 12:05
+    assert ready(interest) == datetime(2026, 12, 7, 12, 5, tzinfo=UTC)
+    # the 12:00 quarter-hour candle closes at 12:15
+    assert ready(quarter) == datetime(2026, 12, 7, 12, 15, tzinfo=UTC)
+    assert ready(minutes) == end + SETTLE
+
+
 async def _plant(url: str, start: datetime, end: datetime) -> dict[str, int]:
     """Outages of today on Bybit BTC perps (1m candles, funding, open interest, trades) and
     Hyperliquid BTC open interest (no history anywhere); their ids by name."""
@@ -120,7 +139,8 @@ def test_todays_bybit_outage_is_repaired_by_the_run_the_sensor_requests(
     database_urls, instance: dg.DagsterInstance, resources: dict
 ) -> None:
     now = datetime.now(UTC)
-    end = floor_time(now, "1m") - timedelta(minutes=3)  # ended, and settled (2 minutes)
+    # ended and settled (2 minutes), its last 5-minute open-interest point published
+    end = floor_time(now - timedelta(minutes=3), "5m")
     start = end - timedelta(minutes=10)
     if start < floor_time(now, "1d"):
         pytest.skip("needs ten minutes of today that have ended: too close to midnight")
