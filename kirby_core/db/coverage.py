@@ -281,7 +281,9 @@ async def record_window_backfill(
     """Merge a window repair's report (`served`: what the exchange served inside `window`
     of the day) into the day's report: the times the day's earlier reports found absent
     outside the window are kept, those inside replaced; an earlier window gone at source and
-    this one are joined (both only ever cover what the exchange serves none of)."""
+    this one are joined into their span. The span is exact for what makes a window of today
+    gone: a dataset the exchange keeps no history of (trades of Bybit, Coinbase, Hyperliquid;
+    Hyperliquid's open interest), none of which it serves at any time of the day."""
     async with conn.transaction():
         old = await conn.fetchrow(
             "SELECT absent_times, unavailable_start, unavailable_end, first_time, last_time"
