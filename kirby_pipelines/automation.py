@@ -217,7 +217,12 @@ def repairs(
         for key in failed.partitions:
             day_text, series = key.split("|", 1)
             wanted.add((failed.asset, current_key(series), date.fromisoformat(day_text)))
-    wanted |= {(a, s, date.fromisoformat(d)) for a, s, d in cursor.pending}
+    for asset, series, day_text in cursor.pending:
+        day = date.fromisoformat(day_text)
+        if (asset, series, day) in settled:  # e.g. `live_gap_repair` closed it the same day
+            notes.append(f"{series} {day}: its outages need no backfill any more")
+        else:
+            wanted.add((asset, series, day))
     by_target: dict[tuple[str, str], list[date]] = {}
     for asset, series, day in sorted(wanted):
         if day > last_day:
@@ -280,6 +285,56 @@ async def settled_days(
                     window.oldest,
                 )
                 settled |= {(asset, outage.series, d.day) for d in days if not d.repairable}
+        finally:
+            await conn.close()
+    return settled
+
+
+async def settled_pending(
+    url: str, pending: Sequence[tuple[str, str, str]], now: datetime
+) -> set[tuple[str, str, date]]:
+    """The (asset, series, day)s waiting in the cursor, complete now, that the coverage
+    classifier finds nothing repairable in (today's outages that `live_gap_repair` closed)."""
+    import asyncio
+
+    from kirby_core.catalog import StarlistingKey
+    from kirby_core.db import catalog_store, coverage
+    from kirby_core.db.connection import connect
+    from kirby_core.errors import NotFound
+
+    last = now.date() - timedelta(days=1)
+    due = [(a, s, date.fromisoformat(d)) for a, s, d in pending if a in CLASSIFIED]
+    due = [(a, s, d) for a, s, d in due if d <= last]
+    settled: set[tuple[str, str, date]] = set()
+    if not due:
+        return settled
+    async with asyncio.timeout(20):
+        conn = await connect(url)
+        try:
+            for asset, series, day in due:
+                key = parse_series(series)
+                try:
+                    if isinstance(key, StarlistingKey):
+                        series_id = (await catalog_store.get_starlisting(conn, key)).id
+                    else:
+                        series_id = (await catalog_store.get_trading_pair(conn, key)).id
+                except NotFound:
+                    continue
+                interval = getattr(key, "interval", "1m")
+                window = coverage.source_window(key.exchange, asset, interval, now)
+                [found] = await coverage.classify_days(
+                    conn,
+                    asset,
+                    series_id,
+                    interval,
+                    key.exchange,
+                    day,
+                    day + timedelta(days=1),
+                    now,
+                    window.oldest,
+                )
+                if not found.repairable:
+                    settled.add((asset, series, day))
         finally:
             await conn.close()
     return settled

@@ -162,3 +162,26 @@ def test_the_daily_trades_run_asks_only_for_pairs_whose_exchange_keeps_trade_his
         ("trades", "binance", f"{day}|{binance}", f"{day}|{binance}"),
         ("trades", "okx", f"{day}|{okx_spot}", f"{day}|{okx_spot}"),
     ]
+
+
+def test_a_waiting_day_the_live_repair_closed_asks_for_no_backfill_after_midnight() -> None:
+    order = {
+        name_of(STARLISTINGS): [BYBIT_BTC_1M],
+        name_of(TRADING_PAIRS): [BYBIT_BTC],
+        "training_starlistings": [],
+    }
+    day = yesterday()  # today when the outages were recorded, complete now
+    cursor = automation.RepairCursor(
+        7, {}, [("candles", BYBIT_BTC_1M, day.isoformat()), ("funding_rates", BYBIT_BTC, f"{day}")]
+    )
+    closed = {("candles", BYBIT_BTC_1M, day)}
+
+    requests, after, notes = automation.repairs(
+        cursor, [], [], order, datetime.now(UTC), settled=closed
+    )
+
+    assert requested(requests) == [
+        ("funding_rates", "bybit", f"{day}|{BYBIT_BTC}", f"{day}|{BYBIT_BTC}")
+    ]
+    assert notes == [f"{BYBIT_BTC_1M} {day}: its outages need no backfill any more"]
+    assert after.pending == []

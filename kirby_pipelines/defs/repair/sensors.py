@@ -11,7 +11,8 @@ for the (series, day) partitions involved that the coverage classifier
 backfilled asks for nothing. Each run covers one exchange's series and is queued under its
 `kirby/exchange` tag. Today's
 part of an outage is `live_gap_repair`'s (below); `gap_repair` keeps it in its cursor and
-backfills the whole day once it is a partition. The backfill runs the checks again, so a
+backfills the whole day once it is a partition, unless the classifier then finds nothing
+repairable in it (the live repair closed it). The backfill runs the checks again, so a
 repaired gap shows green.
 
 `live_gap_repair`: each tick reads the outage rows recorded since its cursor and, for each
@@ -53,6 +54,7 @@ def gap_repair(
     try:
         outages = asyncio.run(automation.read_outages(url, cursor.outage_id))
         settled = asyncio.run(automation.settled_days(url, outages, now))
+        settled |= asyncio.run(automation.settled_pending(url, cursor.pending, now))
     except UNREACHABLE as exc:
         return dg.SkipReason(f"database unreachable, nothing decided: {exc}")
     failed = automation.failed_checks(context.instance, cursor)
