@@ -6,7 +6,7 @@ launched them. With `DAGSTER_HOME` set, runs are recorded in that instance (and 
 the UI); otherwise in a throwaway one.
 
     kirby backfill [--coin BTC] [--exchange hyperliquid] [--days 30 | --start D --end D]
-                   [--database realtime|training] [--dataset candles|funding_rates|all]
+                   [--database realtime|training] [--dataset candles|funding_rates|trades|all]
     kirby export   [--coin BTC] [--intervals 1m,15m|all] [--days 30 | --start D --end D]
                    [--format csv|parquet|both] [--output exports]
                    [--database realtime|training]
@@ -32,6 +32,7 @@ import click
 from kirby_cli import failures
 from kirby_cli.options import coin_option, database_option, exchange_option, intervals_option
 from kirby_core.datasets import dataset_named, spellings
+from kirby_core.db.trades import TABLE as TRADES
 from kirby_core.locations import lake_location
 from kirby_core.settings import Database, Settings
 
@@ -139,10 +140,11 @@ def _resources(settings: Settings, progress: Any = None) -> dict[str, Any]:
 @database_option
 @click.option(
     "--dataset",
-    type=click.Choice([*spellings(), "all"]),
+    type=click.Choice([*spellings(), TRADES, "all"]),
     default="all",
     show_default=True,
-    help="What to fetch (all: every dataset the database is backfilled with).",
+    help="What to fetch (all: every dataset the database is backfilled with; trades: the "
+    "tape, from the exchanges that keep trade history).",
 )
 @click.pass_obj
 def backfill(
@@ -159,8 +161,9 @@ def backfill(
 
     realtime: Hyperliquid candles of every active starlisting (only the days Hyperliquid
     still serves: its last 5000 candles per interval) and settled funding rates of every
-    active trading pair. training: Binance spot and USD-M candles with trade counts.
-    Re-running changes nothing; live values are never overwritten with NULLs.
+    active trading pair; trades (with --dataset trades or all) of every pair whose exchange
+    keeps trade history (Binance, OKX spot). training: Binance spot and USD-M candles with
+    trade counts. Re-running changes nothing; live values are never overwritten with NULLs.
     """
     from kirby_pipelines.backfill_plans import (
         BackfillRequest,
@@ -171,6 +174,8 @@ def backfill(
 
     if dataset == "all":
         datasets = tuple(backfilled_datasets(database))
+    elif dataset == TRADES:
+        datasets = (TRADES,)
     else:
         datasets = (dataset_named(dataset).name,)
     request = BackfillRequest(
@@ -180,6 +185,8 @@ def backfill(
         plan = plan_backfill(request, instance, _resources(settings), datetime.now(UTC))
         for series, count in plan.not_served.items():
             click.echo(f"{series}: {count} day(s) are older than the exchange serves, skipped")
+        for what, why in plan.no_history.items():
+            click.echo(f"{what}: no history at the exchange ({why}), skipped")
         if not plan.series:
             raise click.ClickException("nothing to backfill: no active series matches")
         failed: dict[tuple[str, ...], list[str]] = {}

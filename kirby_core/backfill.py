@@ -11,6 +11,10 @@ day should hold, what is missing and why:
   interest of an exchange that publishes no history of it (Hyperliquid, Coinbase);
 - missing: the exchange served no row (Hyperliquid leaves out minutes without trades).
 
+With a `window` (gap repair of the day under way, `kirby_pipelines.live_repair`), each
+function covers only that part of its days: it fetches, expects and reports the window's
+times only, and what it finds gone is the window, never the rest of the day.
+
 Before writing, fetched candles are compared with what is already stored for the same open
 times (normally the live collector's rows): minutes compared, minutes disagreeing beyond
 `PRICE_TOLERANCE` / `VOLUME_TOLERANCE`, the largest price difference.
@@ -55,6 +59,9 @@ PRICE_TOLERANCE = Decimal("0.001")
 """A stored candle agrees with the exchange's when every price is within 0.1%..."""
 VOLUME_TOLERANCE = Decimal("0.01")
 """...and its volume within 1% (a live candle that missed its last trades falls outside)."""
+
+RepairWindow = tuple[datetime, datetime]
+"""[start, end) of a window repair: the part of today an outage covered."""
 
 UNAVAILABLE = "unavailable_at_source"
 PARTIAL = "partially_unavailable_at_source"
@@ -145,13 +152,15 @@ async def backfill_candles(
     days: Iterable[date],
     now: datetime,
     progress: DayReportCallback | None = None,
+    window: RepairWindow | None = None,
 ) -> BackfillResult:
-    """Fetch and upsert the candles of `starlisting` for `days`; one report per day."""
+    """Fetch and upsert the candles of `starlisting` for `days`; one report per day
+    (`window`: only that part of them, see the module)."""
     key = starlisting.key
     closed_until = floor_time(now, key.interval)
     result = BackfillResult()
     for chunk in _chunks(sorted(set(days))):
-        bounds = [_day_bounds(day, closed_until) for day in chunk]
+        bounds = [_day_bounds(day, closed_until, window) for day in chunk]
         reports = {
             day: DayReport(day, expected_count(start, end, key.interval) if end > start else 0)
             for day, (start, end) in zip(chunk, bounds, strict=True)
@@ -186,11 +195,13 @@ async def backfill_candles(
                 disagreeing=stats[1],
                 max_price_diff=stats[2],
             )
+        spans = dict(zip(chunk, bounds, strict=True))
         if source.every_interval:
-            reports = {d: _nothing_served_is_unavailable(r) for d, r in reports.items()}
-        reports = _with_absent(
-            reports, dict(zip(chunk, bounds, strict=True)), candles, key.interval
-        )
+            reports = {
+                d: _nothing_served_is_unavailable(r, window and spans[d])
+                for d, r in reports.items()
+            }
+        reports = _with_absent(reports, spans, candles, key.interval)
         result.write += await upsert_candles(
             conn, [CandleRow(starlisting.id, *candle) for candle in candles]
         )
@@ -206,6 +217,7 @@ async def backfill_funding_rates(
     now: datetime,
     progress: DayReportCallback | None = None,
     settlement: str = "1h",
+    window: RepairWindow | None = None,
 ) -> BackfillResult:
     """Fetch and upsert the settled funding of `pair` for `days`, one settlement every
     `settlement` (the exchange's declared `funding_interval`).
@@ -218,7 +230,7 @@ async def backfill_funding_rates(
     settled_until = floor_time(now - timedelta(minutes=1), settlement) + timedelta(minutes=1)
     result = BackfillResult()
     for chunk in _chunks(sorted(set(days))):
-        bounds = [_day_bounds(day, settled_until) for day in chunk]
+        bounds = [_day_bounds(day, settled_until, window) for day in chunk]
         reports = {
             day: DayReport(day, expected_count(start, end, settlement) if end > start else 0)
             for day, (start, end) in zip(chunk, bounds, strict=True)
@@ -231,8 +243,11 @@ async def backfill_funding_rates(
             reports[day] = replace(
                 reports[day], fetched=len(rows), first_time=rows[0].time, last_time=rows[-1].time
             )
-        reports = {d: _nothing_served_is_unavailable(r) for d, r in reports.items()}
-        reports = _with_absent(reports, dict(zip(chunk, bounds, strict=True)), rates, settlement)
+        spans = dict(zip(chunk, bounds, strict=True))
+        reports = {
+            d: _nothing_served_is_unavailable(r, window and spans[d]) for d, r in reports.items()
+        }
+        reports = _with_absent(reports, spans, rates, settlement)
         result.write += await upsert_funding_rates(
             conn,
             [
@@ -259,6 +274,7 @@ async def backfill_open_interest(
     *,
     step: str = "5m",
     served_from: datetime | None = None,
+    window: RepairWindow | None = None,
 ) -> BackfillResult:
     """Fetch and upsert the open-interest history of `pair` for `days`, one point every
     `step` (the exchange's declared `open_interest_interval`). `client` None: the exchange
@@ -275,10 +291,15 @@ async def backfill_open_interest(
         oldest = floor_time(oldest, step) + interval_delta(step)
     result = BackfillResult()
     for chunk in _chunks(sorted(set(days))):
-        bounds = {day: _day_bounds(day, published_until) for day in chunk}
+        bounds = {day: _day_bounds(day, published_until, window) for day in chunk}
         reports = {
             day: _gone_before(
-                DayReport(day, expected_count(s, e, step) if e > s else 0), s, e, step, oldest
+                DayReport(day, expected_count(s, e, step) if e > s else 0),
+                s,
+                e,
+                step,
+                oldest,
+                whole_day=window is None,
             )
             for day, (s, e) in bounds.items()
         }
@@ -292,7 +313,8 @@ async def backfill_open_interest(
                 reports[day], fetched=len(rows), first_time=rows[0].time, last_time=rows[-1].time
             )
         reports = {
-            d: r if r.unavailable else _nothing_served_is_unavailable(r) for d, r in reports.items()
+            d: r if r.unavailable else _nothing_served_is_unavailable(r, window and bounds[d])
+            for d, r in reports.items()
         }
         reports = _with_absent(reports, bounds, points, step)
         result.write += await upsert_open_interest(
@@ -304,17 +326,25 @@ async def backfill_open_interest(
 
 
 def _gone_before(
-    report: DayReport, start: datetime, end: datetime, step: str, oldest: datetime | None
+    report: DayReport,
+    start: datetime,
+    end: datetime,
+    step: str,
+    oldest: datetime | None,
+    *,
+    whole_day: bool = True,
 ) -> DayReport:
     """`report` (the day's expected times in [start, end)) with those before `oldest`
-    unavailable at source (None: all of them served)."""
+    unavailable at source (None: all of them served); when all are gone and `whole_day`,
+    the rest of the day is too (a window repair claims its window only)."""
     if not report.expected or oldest is None or oldest <= start:
         return report
     gone_until = min(end, oldest)
+    whole = gone_until == end and whole_day
     return replace(
         report,
         unavailable=expected_count(start, gone_until, step),
-        unavailable_window=(start, start + DAY if gone_until == end else gone_until),
+        unavailable_window=(start, start + DAY if whole else gone_until),
     )
 
 
@@ -330,9 +360,15 @@ def _chunks(days: Sequence[date]) -> Iterable[list[date]]:
         yield chunk
 
 
-def _day_bounds(day: date, until: datetime) -> tuple[datetime, datetime]:
+def _day_bounds(
+    day: date, until: datetime, window: RepairWindow | None = None
+) -> tuple[datetime, datetime]:
+    """The part of `day` a backfill covers: up to `until`, inside `window` if given."""
     start = datetime.combine(day, time(), UTC)
-    return start, max(start, min(start + DAY, until))
+    end = min(start + DAY, until)
+    if window is not None:
+        start, end = max(start, window[0]), min(end, window[1])
+    return start, max(start, end)
 
 
 def _by_day(
@@ -344,12 +380,16 @@ def _by_day(
     return grouped
 
 
-def _nothing_served_is_unavailable(report: DayReport) -> DayReport:
+def _nothing_served_is_unavailable(
+    report: DayReport, span: RepairWindow | None = None
+) -> DayReport:
     """An exchange that publishes every interval and served nothing for a day does not
-    have that day (before a listing): unavailable at source, not an empty success."""
+    have that day (before a listing): unavailable at source, not an empty success. `span`:
+    the part of the day a window repair covered (it claims that part only)."""
     if report.expected and report.fetched == 0:
         start = datetime.combine(report.day, time(), UTC)
-        return replace(report, unavailable=report.expected, unavailable_window=(start, start + DAY))
+        gone = span or (start, start + DAY)
+        return replace(report, unavailable=report.expected, unavailable_window=gone)
     return report
 
 

@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     backfill_new_series_days: int = Field(default=30, gt=0)
     """Dagster: days of history requested, most recent first, when a series appears in a
     catalog (Hyperliquid candles stop at what the exchange still keeps)."""
+    repair_settle_seconds: int = Field(default=120, ge=0)
+    """Dagster `live_gap_repair`: seconds after an outage of today ended before its window is
+    refetched (the exchange closes and publishes the last candles and points meanwhile)."""
     dagster_database_url: str | None = None
     """Dagster's own storage (runs, events, schedules). Unset: SQLite under `<home>/dagster`."""
 

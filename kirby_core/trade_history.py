@@ -27,7 +27,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from kirby_core.backfill import OK, PARTIAL, UNAVAILABLE
+from kirby_core.backfill import OK, PARTIAL, UNAVAILABLE, RepairWindow
 from kirby_core.datasets import CANDLES
 from kirby_core.db import trades as trade_store
 from kirby_core.db.catalog_store import TradingPair
@@ -78,8 +78,10 @@ async def backfill_trades(
     days: Sequence[date],
     now: datetime,
     advance: Callable[[TradeDayReport], None] = lambda _: None,
+    window: RepairWindow | None = None,
 ) -> list[TradeDayReport]:
-    """Fetch and write `pair`'s trades of each of `days` (up to `now`'s last whole minute)."""
+    """Fetch and write `pair`'s trades of each of `days` (up to `now`'s last whole minute;
+    `window`: only that part of them, a gap repair of the day under way)."""
     key = pair.key
     history = exchange.trade_history
     sequential = key.market_type in history.sequential_ids
@@ -87,6 +89,8 @@ async def backfill_trades(
     for day in days:
         start, end = day_bounds(day)
         end = min(end, floor_minute(now))
+        if window is not None:
+            start, end = max(start, window[0]), max(start, min(end, window[1]))
         report = TradeDayReport(day)
         oldest = exchange.source_window(TRADES, "1m", now, key.market_type).oldest
         served_from = start if oldest is None else max(start, oldest)

@@ -1,6 +1,7 @@
 """What the schedule and sensors ask for, decided from plain data (tested without a daemon).
 
-- `daily`: yesterday for every active series, one run per asset (and series block).
+- `daily`: yesterday for every active series whose exchange serves it, one run per asset
+  (and series block); trades only of pairs whose exchange keeps trade history.
 - `new_series`: a series seen for the first time gets `backfill_new_series_days` of history,
   most recent first; only the days the series' exchange still serves (`still_served`).
 - `repairs`: `collection_outages` rows and failed completeness checks become backfill runs for
@@ -70,17 +71,23 @@ def active_series(realtime: DatabaseSeries, training: DatabaseSeries) -> dict[st
         "candles": [series_key(s.key) for s in realtime.starlistings],
         "funding_rates": [series_key(p.key) for p in realtime.trading_pairs],
         "training_candles": [series_key(s.key) for s in training.starlistings],
+        "trades": [series_key(p.key) for p in realtime.trading_pairs],
     }
 
 
 def daily(
-    active: Mapping[str, Sequence[str]], order: Mapping[str, Sequence[str]], day: date
+    active: Mapping[str, Sequence[str]],
+    order: Mapping[str, Sequence[str]],
+    day: date,
+    now: datetime,
 ) -> list[dg.RunRequest]:
+    """`day` of each active series whose exchange still serves some of it at `now` (a pair
+    of an exchange without trade history asks for no trades run)."""
     requests = []
     for asset, series in active.items():
         requests += backfill_requests(
             asset,
-            series,
+            [key for key in series if still_served(asset, key, [day], now)],
             [day],
             order=order[PARTITIONS_OF[asset]],
             reason="daily",
@@ -210,7 +217,12 @@ def repairs(
         for key in failed.partitions:
             day_text, series = key.split("|", 1)
             wanted.add((failed.asset, current_key(series), date.fromisoformat(day_text)))
-    wanted |= {(a, s, date.fromisoformat(d)) for a, s, d in cursor.pending}
+    for asset, series, day_text in cursor.pending:
+        day = date.fromisoformat(day_text)
+        if (asset, series, day) in settled:  # e.g. `live_gap_repair` closed it the same day
+            notes.append(f"{series} {day}: its outages need no backfill any more")
+        else:
+            wanted.add((asset, series, day))
     by_target: dict[tuple[str, str], list[date]] = {}
     for asset, series, day in sorted(wanted):
         if day > last_day:
@@ -273,6 +285,56 @@ async def settled_days(
                     window.oldest,
                 )
                 settled |= {(asset, outage.series, d.day) for d in days if not d.repairable}
+        finally:
+            await conn.close()
+    return settled
+
+
+async def settled_pending(
+    url: str, pending: Sequence[tuple[str, str, str]], now: datetime
+) -> set[tuple[str, str, date]]:
+    """The (asset, series, day)s waiting in the cursor, complete now, that the coverage
+    classifier finds nothing repairable in (today's outages that `live_gap_repair` closed)."""
+    import asyncio
+
+    from kirby_core.catalog import StarlistingKey
+    from kirby_core.db import catalog_store, coverage
+    from kirby_core.db.connection import connect
+    from kirby_core.errors import NotFound
+
+    last = now.date() - timedelta(days=1)
+    due = [(a, s, date.fromisoformat(d)) for a, s, d in pending if a in CLASSIFIED]
+    due = [(a, s, d) for a, s, d in due if d <= last]
+    settled: set[tuple[str, str, date]] = set()
+    if not due:
+        return settled
+    async with asyncio.timeout(20):
+        conn = await connect(url)
+        try:
+            for asset, series, day in due:
+                key = parse_series(series)
+                try:
+                    if isinstance(key, StarlistingKey):
+                        series_id = (await catalog_store.get_starlisting(conn, key)).id
+                    else:
+                        series_id = (await catalog_store.get_trading_pair(conn, key)).id
+                except NotFound:
+                    continue
+                interval = getattr(key, "interval", "1m")
+                window = coverage.source_window(key.exchange, asset, interval, now)
+                [found] = await coverage.classify_days(
+                    conn,
+                    asset,
+                    series_id,
+                    interval,
+                    key.exchange,
+                    day,
+                    day + timedelta(days=1),
+                    now,
+                    window.oldest,
+                )
+                if not found.repairable:
+                    settled.add((asset, series, day))
         finally:
             await conn.close()
     return settled

@@ -24,6 +24,7 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from kirby_core.datasets import DATASETS
 from kirby_core.errors import InvalidRequest
+from kirby_core.exchanges.registry import TRADES
 from kirby_core.settings import Database
 from kirby_pipelines.automation import PARTITIONS_OF, active_series
 from kirby_pipelines.catalogs import DatabaseSeries
@@ -35,6 +36,7 @@ from kirby_pipelines.runs import (
     RANGE_END_TAG,
     RANGE_START_TAG,
     exchange_tags,
+    serves_none,
     still_served,
 )
 
@@ -45,6 +47,9 @@ BACKFILL_ASSETS: Mapping[tuple[Database, str], str] = {
 }
 """(database, dataset) -> the asset that backfills it from the CLI and the stack (open
 interest not yet: its asset is run by the gap-repair sensor and from the UI)."""
+NAMED_ONLY: Mapping[tuple[Database, str], str] = {("realtime", TRADES): "trades"}
+"""Backfilled by `kirby backfill --dataset trades` only, never by `all` or the stack's
+start-up backfill: a day of a busy pair's tape is hundreds of thousands of rows."""
 LAKE_REFRESH_ASSETS = (*LAKE_ASSETS, "merged_training_dataset")
 """What the stack runs once its history is in: every lake export, then the merged dataset."""
 
@@ -109,6 +114,8 @@ class BackfillPlan:
     series: list[PlannedSeries] = field(default_factory=list)
     not_served: dict[str, int] = field(default_factory=dict)
     """Series -> days asked for that its exchange no longer serves (skipped)."""
+    no_history: dict[str, str] = field(default_factory=dict)
+    """"dataset on exchange" -> why that exchange serves none of it (its series skipped)."""
 
     @property
     def series_days(self) -> int:
@@ -130,8 +137,12 @@ class RangeOutcome:
     failed_checks: tuple[str, ...] = ()
 
 
+def _asset(database: Database, dataset: str) -> str | None:
+    return BACKFILL_ASSETS.get((database, dataset)) or NAMED_ONLY.get((database, dataset))
+
+
 def _unknown(request: BackfillRequest) -> list[str]:
-    return [d for d in request.datasets if (request.database, d) not in BACKFILL_ASSETS]
+    return [d for d in request.datasets if _asset(request.database, d) is None]
 
 
 def plan_backfill(
@@ -148,24 +159,47 @@ def plan_backfill(
         raise InvalidRequest(
             f"{request.database}: no backfill for {', '.join(unknown)}; "
             f"expected {', '.join(backfilled_datasets(request.database))}"
+            + "".join(f" or {d}" for db, d in NAMED_ONLY if db == request.database)
         )
     catalog = realtime_catalog if request.database == "realtime" else training_catalog
     raise_on_failure(materialize([catalog], instance, resources, {}), "catalog sync")
     plan = BackfillPlan()
     for dataset in request.datasets:
-        asset = BACKFILL_ASSETS[(request.database, dataset)]
+        wanted = (request.database, dataset)
+        asset = BACKFILL_ASSETS.get(wanted) or NAMED_ONLY[wanted]
         for series in instance.get_dynamic_partitions(PARTITIONS_OF[asset]):
             key = parse_series(series)
             if request.coins and key.coin not in request.coins:
                 continue
             if request.exchange and key.exchange != request.exchange:
                 continue
+            if why := serves_none(asset, series, now):
+                plan.no_history[f"{dataset} on {key.exchange}"] = why
+                continue
             days = still_served(asset, series, request.days, now)
             if len(days) < len(request.days):
                 plan.not_served[series] = len(request.days) - len(days)
             if days:
                 plan.series.append(PlannedSeries(asset, series, tuple(days)))
+    if not plan.series and plan.no_history:
+        raise InvalidRequest(
+            "nothing to backfill: "
+            + "; ".join(f"{what} has no history ({why})" for what, why in plan.no_history.items())
+            + "; exchanges with trade history: "
+            + ", ".join(trade_history_exchanges())
+        )
     return plan
+
+
+def trade_history_exchanges() -> list[str]:
+    """Exchanges whose declaration serves trade history (market types in brackets)."""
+    from kirby_core.exchanges.registry import EXCHANGES
+
+    return [
+        f"{e.name} ({', '.join(sorted(e.trade_history.market_types))})"
+        for e in EXCHANGES.values()
+        if e.trade_history.client is not None
+    ]
 
 
 def run_backfill(
@@ -215,15 +249,15 @@ def _outcome(
     planned: PlannedSeries, first: date, last: date, result: dg.ExecuteInProcessResult
 ) -> RangeOutcome:
     meta = result.asset_materializations_for_node(planned.asset)[0].metadata
-    # row counts, as the backfill assets record them
-    missing = meta.get("missing_candles") or meta["missing_settlements"]
+    # row counts, as the backfill assets record them (trades: none is "missing")
+    missing = meta.get("missing_candles") or meta.get("missing_settlements")
     return RangeOutcome(
         planned.series,
         first,
         last,
         fetched=cast(int, meta["rows_fetched"].value),
         written=cast(int, meta["rows_written"].value),
-        missing=cast(int, missing.value),
+        missing=0 if missing is None else cast(int, missing.value),
         failed_checks=tuple(
             e.check_name for e in result.get_asset_check_evaluations() if not e.passed
         ),

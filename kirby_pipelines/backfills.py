@@ -26,6 +26,7 @@ from kirby_core.backfill import (
     UNAVAILABLE,
     BackfillResult,
     DayReport,
+    RepairWindow,
     backfill_candles,
     backfill_funding_rates,
     backfill_open_interest,
@@ -115,7 +116,7 @@ def run(
     def advance(series: str) -> Callable[[DayReport], None]:
         return lambda report: report_progress(progress, 1, f"{series} {report.day}")
 
-    results = asyncio.run(_fetch_all(settings, url, dataset, plan, now, advance))
+    results = asyncio.run(fetch_all(settings, url, dataset, plan, now, advance))
     at = datetime.now(UTC)
     for series, result in results.items():
         for report in result.days:
@@ -154,14 +155,17 @@ def run(
     return dg.MaterializeResult(metadata=_totals(dataset, results))
 
 
-async def _fetch_all(
+async def fetch_all(
     settings: Settings,
     url: str,
     dataset: BackfilledAsset,
     plan: dict[str, list],
     now: datetime,
     advance: Callable[[str], Callable[[DayReport], None]],
+    window: RepairWindow | None = None,
 ) -> dict[str, BackfillResult]:
+    """Fetch, write and record `plan` (series -> days); `window`: only that part of the
+    days (a repair of today's outage, `live_repair`), its report merged into the day's."""
     results: dict[str, BackfillResult] = {}
     candle_clients: dict[str, HistoryClient] = {}
     funding_clients: dict[str, FundingHistoryClient] = {}
@@ -179,9 +183,9 @@ async def _fetch_all(
                     source = candle_source(exchange, candle_clients[exchange.name])
                     star = await catalog_store.get_starlisting(conn, starlisting_key(series))
                     results[series] = await backfill_candles(
-                        conn, source, star, days, now, advance(series)
+                        conn, source, star, days, now, advance(series), window
                     )
-                    await _record(conn, dataset.table, star.id, results[series])
+                    await _record(conn, dataset.table, star.id, results[series], window)
                 elif dataset.table == "open_interest":
                     opened_interest = exchange.open_interest_history
                     if opened_interest is not None and exchange.name not in interest_clients:
@@ -190,7 +194,7 @@ async def _fetch_all(
                         )
                     pair = await catalog_store.get_trading_pair(conn, trading_pair_key(series))
                     # What it keeps as of now, not the run's start: earlier series took time.
-                    window = exchange.source_window(dataset.table, "1m", datetime.now(UTC))
+                    kept = exchange.source_window(dataset.table, "1m", datetime.now(UTC))
                     results[series] = await backfill_open_interest(
                         conn,
                         interest_clients.get(exchange.name),  # None: it publishes none
@@ -199,9 +203,10 @@ async def _fetch_all(
                         now,
                         advance(series),
                         step=exchange.open_interest_interval,
-                        served_from=window.oldest,
+                        served_from=kept.oldest,
+                        window=window,
                     )
-                    await _record(conn, dataset.table, pair.id, results[series])
+                    await _record(conn, dataset.table, pair.id, results[series], window)
                 else:
                     if exchange.funding_history is None:
                         raise ValueError(
@@ -221,8 +226,9 @@ async def _fetch_all(
                         now,
                         advance(series),
                         settlement=exchange.funding_interval,
+                        window=window,
                     )
-                    await _record(conn, dataset.table, pair.id, results[series])
+                    await _record(conn, dataset.table, pair.id, results[series], window)
     finally:
         await conn.close()
     return results
@@ -236,26 +242,31 @@ def _declared(exchange: str) -> ExchangeDeclaration:
 
 
 async def _record(
-    conn: asyncpg.Connection, table: str, series_id: int, result: BackfillResult
+    conn: asyncpg.Connection,
+    table: str,
+    series_id: int,
+    result: BackfillResult,
+    window: RepairWindow | None = None,
 ) -> None:
-    """The run's per-day reports into `backfill_reports`, where coverage reads them."""
-    await coverage.record_backfill(
-        conn,
-        table,
-        series_id,
-        [
-            coverage.ServedDay(
-                r.day,
-                r.expected,
-                r.fetched,
-                r.first_time,
-                r.last_time,
-                r.absent_times,
-                r.unavailable_window,
-            )
-            for r in result.days
-        ],
-    )
+    """The run's per-day reports into `backfill_reports`, where coverage reads them (a
+    window's merged into its day's)."""
+    served = [
+        coverage.ServedDay(
+            r.day,
+            r.expected,
+            r.fetched,
+            r.first_time,
+            r.last_time,
+            r.absent_times,
+            r.unavailable_window,
+        )
+        for r in result.days
+    ]
+    if window is None:
+        await coverage.record_backfill(conn, table, series_id, served)
+    else:
+        for day in served:
+            await coverage.record_window_backfill(conn, table, series_id, day, window)
 
 
 def _totals(

@@ -20,7 +20,7 @@ import asyncpg
 import dagster as dg
 
 from kirby_core import trade_history
-from kirby_core.backfill import UNAVAILABLE
+from kirby_core.backfill import UNAVAILABLE, RepairWindow
 from kirby_core.db import catalog_store, coverage
 from kirby_core.db.connection import connect
 from kirby_core.exchanges.registry import TRADES, TradeHistoryClient, declaration
@@ -42,7 +42,7 @@ def materialize_trades(
     def advance(series: str) -> Callable[[trade_history.TradeDayReport], None]:
         return lambda report: report_progress(progress, 1, f"{series} {report.day}")
 
-    results = asyncio.run(_fetch_all(kirby.settings(), url, plan, datetime.now(UTC), advance))
+    results = asyncio.run(fetch_trade_days(kirby.settings(), url, plan, datetime.now(UTC), advance))
     unavailable, served = [], []
     for series, reports in results.items():
         for report in reports:
@@ -76,13 +76,16 @@ def materialize_trades(
     return dg.MaterializeResult(metadata=_totals(results))
 
 
-async def _fetch_all(
+async def fetch_trade_days(
     settings: Settings,
     url: str,
     plan: dict[str, list[date]],
     now: datetime,
     advance: Callable[[str], Callable[[trade_history.TradeDayReport], None]],
+    window: RepairWindow | None = None,
 ) -> Reports:
+    """Fetch, write and record `plan` (pair -> days); `window`: only that part of the days
+    (a repair of today's outage, `live_repair`), its report merged into the day's."""
     results: Reports = {}
     clients: dict[str, TradeHistoryClient] = {}
     conn = await connect(url)
@@ -98,9 +101,16 @@ async def _fetch_all(
                     clients[exchange.name] = await opened.enter_async_context(make(settings))
                 pair = await catalog_store.get_trading_pair(conn, key)
                 reports = await trade_history.backfill_trades(
-                    conn, exchange, clients.get(exchange.name), pair, days, now, advance(series)
+                    conn,
+                    exchange,
+                    clients.get(exchange.name),
+                    pair,
+                    days,
+                    now,
+                    advance(series),
+                    window,
                 )
-                await _record(conn, pair.id, reports)
+                await _record(conn, pair.id, reports, window)
                 results[series] = reports
     finally:
         await conn.close()
@@ -108,20 +118,22 @@ async def _fetch_all(
 
 
 async def _record(
-    conn: asyncpg.Connection, pair_id: int, reports: list[trade_history.TradeDayReport]
+    conn: asyncpg.Connection,
+    pair_id: int,
+    reports: list[trade_history.TradeDayReport],
+    window: RepairWindow | None = None,
 ) -> None:
-    """Per-day reports into `backfill_reports`: `expected` and `fetched` count trades."""
-    await coverage.record_backfill(
-        conn,
-        TRADES,
-        pair_id,
-        [
-            coverage.ServedDay(
-                r.day, r.trades, r.trades, r.first_time, r.last_time, (), r.unavailable
-            )
-            for r in reports
-        ],
-    )
+    """Per-day reports into `backfill_reports`: `expected` and `fetched` count trades (a
+    window's merged into its day's)."""
+    served = [
+        coverage.ServedDay(r.day, r.trades, r.trades, r.first_time, r.last_time, (), r.unavailable)
+        for r in reports
+    ]
+    if window is None:
+        await coverage.record_backfill(conn, TRADES, pair_id, served)
+    else:
+        for day in served:
+            await coverage.record_window_backfill(conn, TRADES, pair_id, day, window)
 
 
 def _day(report: trade_history.TradeDayReport) -> dict[str, dg.RawMetadataValue]:

@@ -30,8 +30,9 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 
 from kirby_core.datasets import DATASETS
+from kirby_core.db import trades as trade_store
 from kirby_core.db.readers import EXPECTED, coverage_interval, expected_rows
-from kirby_core.errors import InvalidRequest
+from kirby_core.errors import InvalidRequest, NotFound
 from kirby_core.timeutil import EPOCH, floor_time, interval_delta, interval_seconds
 
 CLASSES = ("present", "unavailable_at_source", "no_trades", "collector_outage", "unexplained")
@@ -268,3 +269,144 @@ async def record_backfill(
             for d in days
         ],
     )
+
+
+async def record_window_backfill(
+    conn: asyncpg.Connection,
+    dataset: str,
+    series_id: int,
+    served: ServedDay,
+    window: tuple[datetime, datetime],
+) -> None:
+    """Merge a window repair's report (`served`: what the exchange served inside `window`
+    of the day) into the day's report: the times the day's earlier reports found absent
+    outside the window are kept, those inside replaced; an earlier window gone at source and
+    this one are joined into their span. The span is exact for what makes a window of today
+    gone: a dataset the exchange keeps no history of (trades of Bybit, Coinbase, Hyperliquid;
+    Hyperliquid's open interest), none of which it serves at any time of the day."""
+    async with conn.transaction():
+        old = await conn.fetchrow(
+            "SELECT absent_times, unavailable_start, unavailable_end, first_time, last_time"
+            " FROM backfill_reports WHERE dataset = $1 AND series_id = $2 AND day = $3"
+            " FOR UPDATE",
+            dataset,
+            series_id,
+            served.day,
+        )
+        if old is not None:
+            kept = [t for t in old["absent_times"] if not window[0] <= t < window[1]]
+            gone = served.unavailable
+            if old["unavailable_start"] is not None:
+                before = (old["unavailable_start"], old["unavailable_end"])
+                gone = (
+                    before if gone is None else (min(gone[0], before[0]), max(gone[1], before[1]))
+                )
+            firsts = [t for t in (old["first_time"], served.first_time) if t is not None]
+            lasts = [t for t in (old["last_time"], served.last_time) if t is not None]
+            served = ServedDay(
+                served.day,
+                served.expected,
+                served.fetched,
+                min(firsts, default=None),
+                max(lasts, default=None),
+                sorted({*kept, *served.absent_times}),
+                gone,
+            )
+        await record_backfill(conn, dataset, series_id, [served])
+
+
+@dataclass(frozen=True)
+class ClassifiedOutage:
+    """The slots of one recorded outage (the series' interval for candles, minutes for the
+    other datasets), each in one class of `CLASSES` (see `classify_outage`)."""
+
+    outage_id: int
+    present: int = 0
+    unavailable_at_source: int = 0
+    no_trades: int = 0
+    collector_outage: int = 0
+    unexplained: int = 0
+
+    @property
+    def closed(self) -> bool:
+        """Every slot stored or missing for a known reason: nothing left to repair."""
+        return self.collector_outage == 0 and self.unexplained == 0
+
+
+_CLASSIFY_OUTAGE = """
+WITH o AS (
+    SELECT id, start_time, end_time, recorded_at FROM collection_outages
+    WHERE id = $1 AND dataset = $2 AND series_id = $3
+), slots AS (
+    SELECT t FROM o, generate_series(
+        date_bin(make_interval(secs => $4), o.start_time, 'epoch'::timestamptz),
+        o.end_time - interval '1 microsecond', make_interval(secs => $4)) t
+), classified AS (
+    SELECT CASE
+        WHEN EXISTS (SELECT 1 FROM {table} x WHERE x.{series} = $3
+                     AND x.time >= s.t AND x.time < s.t + make_interval(secs => $4))
+            THEN 'present'
+        WHEN r.backfilled_at IS NULL OR r.backfilled_at < o.recorded_at THEN 'outage'
+        WHEN $5 OR (s.t >= r.unavailable_start AND s.t < r.unavailable_end)
+            THEN 'unavailable'
+        WHEN s.t = ANY (r.absent_times) OR $6 THEN 'no_trades'
+        ELSE 'unexplained' END AS class
+    FROM slots s CROSS JOIN o
+    LEFT JOIN backfill_reports r ON r.dataset = $2 AND r.series_id = $3
+         AND r.day = (s.t AT TIME ZONE 'UTC')::date
+)
+SELECT (SELECT count(*) FROM o) AS found, count(*) FILTER (WHERE class = 'present') AS present,
+       count(*) FILTER (WHERE class = 'unavailable') AS unavailable,
+       count(*) FILTER (WHERE class = 'no_trades') AS no_trades,
+       count(*) FILTER (WHERE class = 'outage') AS outage,
+       count(*) FILTER (WHERE class = 'unexplained') AS unexplained
+FROM classified
+"""
+
+
+async def classify_outage(
+    conn: asyncpg.Connection, outage_id: int, dataset: str, series_id: int, interval: str = "1m"
+) -> ClassifiedOutage:
+    """Every slot of a recorded outage (`interval`: the series' own for candles; a minute
+    for funding, open interest and trades) in one class, first match wins:
+
+    1. present: the series has a row (a trade) in the slot;
+    2. collector outage: no backfill report of the slot's day newer than the outage: open;
+    3. unavailable at source: inside the window the report found gone, or a minute of
+       funding or open interest (their minute rows are the live feed's: history serves
+       settlements and points, which count as present where they land);
+    4. no trades: the report found the slot absent at the exchange (trades: the exchange
+       served its trades of the window and none fell in the slot);
+    5. unexplained: anything else (a backfill ran and its row is still missing).
+
+    An outage is closed when no slot is in class 2 or 5 (`ClassifiedOutage.closed`)."""
+    table, series = _tape_identifiers(dataset)
+    rule = EXPECTED.get(dataset)
+    live_only = rule is not None and (rule.per_settlement or rule.per_history_point)
+    step = interval if dataset == "candles" else "1m"
+    record = await conn.fetchrow(
+        _CLASSIFY_OUTAGE.format(table=table, series=series),
+        outage_id,
+        dataset,
+        series_id,
+        interval_seconds(step),
+        live_only,
+        dataset == trade_store.TABLE,
+    )
+    if record is None or not record["found"]:
+        raise NotFound(f"no {dataset} outage {outage_id} of series {series_id}")
+    return ClassifiedOutage(
+        outage_id,
+        record["present"],
+        record["unavailable"],
+        record["no_trades"],
+        record["outage"],
+        record["unexplained"],
+    )
+
+
+def _tape_identifiers(dataset: str) -> tuple[str, str]:
+    """(table, series column) of a minute dataset or the trade tape: fixed identifiers."""
+    if dataset == trade_store.TABLE:
+        return trade_store.TABLE, "trading_pair_id"
+    return _identifiers(dataset)

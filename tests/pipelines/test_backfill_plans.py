@@ -106,7 +106,7 @@ def test_history_partitions_keep_only_the_candle_days_the_exchange_still_serves(
 @pytest.mark.parametrize(
     ("database", "dataset", "allowed"),
     [
-        ("realtime", "open_interest", "candles, funding_rates"),
+        ("realtime", "open_interest", "candles, funding_rates or trades"),
         ("training", "funding_rates", "candles"),
     ],
 )

@@ -8,7 +8,9 @@ import dagster as dg
 from click.testing import CliRunner
 
 from kirby_cli.pipelines import backfill
+from kirby_core.errors import InvalidRequest
 from kirby_pipelines.runs import EXCHANGE_TAG, RANGE_START_TAG
+from tests.conftest import REPO
 from tests.pipelines.conftest import empty_databases, query, yesterday
 
 
@@ -71,3 +73,46 @@ def test_export_takes_declared_aliases_and_says_what_a_database_cannot_export(
     assert "Traceback" not in result.output
     refused = CliRunner().invoke(cli, [*args, "--dataset", "open-interest"], obj=settings)
     assert refused.exit_code == 2 and "'open-interest' is not one of" in refused.output
+
+
+def test_backfill_trades_names_the_exchanges_without_trade_history(
+    database_urls, pipeline_settings, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    five = pipeline_settings.model_copy(
+        update={"realtime_catalog": REPO / "config" / "starlistings.yaml"}
+    )
+    try:
+        refused = CliRunner().invoke(
+            backfill,
+            ["--dataset", "trades", "--exchange", "bybit", "--days", "1"],
+            obj=five,
+        )
+        # a KirbyError: `kirby`'s group prints its message (no traceback) and exits 1
+        assert isinstance(refused.exception, InvalidRequest), refused.output
+        message = str(refused.exception)
+        assert message.startswith("nothing to backfill: trades on bybit has no history (Bybit")
+        assert message.endswith("exchanges with trade history: binance (perps, spot), okx (spot)")
+
+        training = CliRunner().invoke(
+            backfill,
+            ["--dataset", "trades", "--database", "training", "--days", "1"],
+            obj=pipeline_settings,
+        )
+        assert str(training.exception) == "training: no backfill for trades; expected candles"
+
+        done = CliRunner().invoke(
+            backfill,
+            ["--dataset", "trades", "--exchange", "binance", "--coin", "BTC", "--days", "1"],
+            obj=five,
+        )
+        assert done.exit_code == 0, done.output
+        assert "realtime: 2 series, 2 series-days" in done.output  # spot and perps
+        stored = query(
+            database_urls.realtime,
+            "SELECT count(DISTINCT trading_pair_id) FROM trades WHERE time >= $1::date",
+            yesterday(),
+        )[0][0]
+        assert stored == 2
+    finally:
+        empty_databases(database_urls)

@@ -57,6 +57,7 @@ CHECKS = {
     "funding_rates": ["funding_rates_settled_hourly"],
     "open_interest": ["open_interest_complete"],
     "trades": ["trades_agree_with_candles", "trades_ids_complete", "trades_outages"],
+    "live_books": ["live_books_integrity_gaps", "live_books_never_crossed"],
     "training_candles": [
         "training_candles_complete",
         "training_candles_ohlc_sane",
@@ -103,12 +104,14 @@ def test_definitions_load_with_the_expected_graph_checks_and_automation() -> Non
     assert {s.name for s in definitions.sensors} >= {
         "new_series_backfill",
         "gap_repair",
+        "live_gap_repair",
         "live_data",
     }
     assert {s.name for s in definitions.schedules} == {
         "daily_candles",
         "daily_funding_rates",
         "daily_training_candles",
+        "daily_trades",
         "daily_realtime_backup",
         "daily_training_backup",
     }

@@ -147,3 +147,41 @@ def test_the_sensor_repairs_outages_on_each_exchange_with_its_asset(
         assert again.run_requests == []
     finally:
         empty_databases(database_urls)
+
+
+def test_the_daily_trades_run_asks_only_for_pairs_whose_exchange_keeps_trade_history() -> None:
+    binance, okx_spot = "BTC@binance/USDT/perps", "BTC@okx/USDT/spot"
+    pairs = [binance, BYBIT_BTC, HYPERLIQUID_BTC, OKX_BTC, okx_spot]
+    day = yesterday()
+    when = datetime.combine(day + timedelta(days=1), time(0, 15), UTC)
+
+    requests = automation.daily({"trades": pairs}, {name_of(TRADING_PAIRS): pairs}, day, when)
+
+    # OKX serves the history of its spot trades only; Bybit and Hyperliquid none
+    assert requested(requests) == [
+        ("trades", "binance", f"{day}|{binance}", f"{day}|{binance}"),
+        ("trades", "okx", f"{day}|{okx_spot}", f"{day}|{okx_spot}"),
+    ]
+
+
+def test_a_waiting_day_the_live_repair_closed_asks_for_no_backfill_after_midnight() -> None:
+    order = {
+        name_of(STARLISTINGS): [BYBIT_BTC_1M],
+        name_of(TRADING_PAIRS): [BYBIT_BTC],
+        "training_starlistings": [],
+    }
+    day = yesterday()  # today when the outages were recorded, complete now
+    cursor = automation.RepairCursor(
+        7, {}, [("candles", BYBIT_BTC_1M, day.isoformat()), ("funding_rates", BYBIT_BTC, f"{day}")]
+    )
+    closed = {("candles", BYBIT_BTC_1M, day)}
+
+    requests, after, notes = automation.repairs(
+        cursor, [], [], order, datetime.now(UTC), settled=closed
+    )
+
+    assert requested(requests) == [
+        ("funding_rates", "bybit", f"{day}|{BYBIT_BTC}", f"{day}|{BYBIT_BTC}")
+    ]
+    assert notes == [f"{BYBIT_BTC_1M} {day}: its outages need no backfill any more"]
+    assert after.pending == []

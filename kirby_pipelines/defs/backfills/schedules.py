@@ -1,6 +1,7 @@
-"""Daily backfills: yesterday, complete, for every active series, a quarter past midnight.
+"""Daily backfills: yesterday, complete, for every active series, a quarter past midnight
+(trades: every pair whose exchange keeps trade history).
 
-One schedule per backfill asset (each targets its own job: the three are partitioned by
+One schedule per backfill asset (each targets its own job: they are partitioned by
 different series). The live collector fills each day as it happens; this run re-reads the
 closed day from the exchange (idempotent: unchanged rows are not rewritten), fills what the
 stream missed, and runs the checks. The lake and the SQL models follow by declarative
@@ -14,7 +15,12 @@ import dagster as dg
 
 from kirby_core.settings import Database
 from kirby_pipelines import automation, catalogs
-from kirby_pipelines.defs.backfills.assets import candles, funding_rates, training_candles
+from kirby_pipelines.defs.backfills.assets import (
+    candles,
+    funding_rates,
+    trades,
+    training_candles,
+)
 from kirby_pipelines.defs.catalog.sensors import UNREACHABLE
 from kirby_pipelines.resources import KirbyResource
 
@@ -41,8 +47,15 @@ def _daily(asset: dg.AssetsDefinition, database: Database) -> dg.ScheduleDefinit
         active = automation.active_series(series, series)[name]
         order = catalogs.registered_order(context.instance, automation.PARTITIONS_OF[name])
         day = context.scheduled_execution_time.date() - timedelta(days=1)
-        requests = automation.daily({name: active}, {automation.PARTITIONS_OF[name]: order}, day)
-        return requests or dg.SkipReason(f"no active {name} series is a partition yet")
+        requests = automation.daily(
+            {name: active},
+            {automation.PARTITIONS_OF[name]: order},
+            day,
+            context.scheduled_execution_time,
+        )
+        return requests or dg.SkipReason(
+            f"no active {name} series is a partition yet, or none is served by its exchange"
+        )
 
     return _schedule
 
@@ -50,3 +63,4 @@ def _daily(asset: dg.AssetsDefinition, database: Database) -> dg.ScheduleDefinit
 daily_candles = _daily(candles, "realtime")
 daily_funding_rates = _daily(funding_rates, "realtime")
 daily_training_candles = _daily(training_candles, "training")
+daily_trades = _daily(trades, "realtime")

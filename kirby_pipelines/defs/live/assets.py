@@ -3,7 +3,8 @@
 Dagster does not produce these: the collector does, run by the `stream` job or by `kirby
 stream`. The `live_data` sensor reports a materialization whenever newer rows have landed,
 so the freshness policy says whether live data is flowing: warn after 3 minutes without a
-new row, fail after 10.
+new row, fail after 10. `live_books` (order-book samples and integrity counters) has no
+freshness policy: it carries the two book checks (`checks.py`).
 """
 
 from datetime import timedelta
@@ -39,4 +40,17 @@ live_funding_rates = _live(
 live_open_interest = _live(
     "live_open_interest",
     "Open interest and day volumes, one row per pair and minute (Hyperliquid has no history).",
+)
+
+live_books = dg.AssetSpec(
+    "live_books",
+    group_name="live",
+    kinds={"postgres"},
+    deps=[realtime_catalog],
+    description=(
+        "Order-book samples (top levels every second per pair) and the integrity counters "
+        "per pair and minute that the collector keeps (tables books and book_integrity); "
+        "checked by live_books_never_crossed and live_books_integrity_gaps."
+    ),
+    metadata={"table": "books", "written_by": "kirby_stream"},
 )

@@ -10,16 +10,23 @@ for the (series, day) partitions involved that the coverage classifier
 (`kirby_core.db.coverage`, which the checks also use) calls repairable: an outage already
 backfilled asks for nothing. Each run covers one exchange's series and is queued under its
 `kirby/exchange` tag. Today's
-part of an outage waits in the cursor until the day is complete (a partition). The backfill
-runs the checks again, so a repaired gap shows green.
+part of an outage is `live_gap_repair`'s (below); `gap_repair` keeps it in its cursor and
+backfills the whole day once it is a partition, unless the classifier then finds nothing
+repairable in it (the live repair closed it). The backfill runs the checks again, so a
+repaired gap shows green.
+
+`live_gap_repair`: each tick reads the outage rows recorded since its cursor and, for each
+one that touches today and ended `repair_settle_seconds` ago, requests a `live_repair` run
+for exactly its window of today (`kirby_pipelines.live_repair`); outages not settled yet wait
+in its cursor.
 """
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from kirby_pipelines import automation, catalogs
+from kirby_pipelines import automation, catalogs, live_repair
 from kirby_pipelines.defs.backfills.assets import (
     candles,
     funding_rates,
@@ -47,6 +54,7 @@ def gap_repair(
     try:
         outages = asyncio.run(automation.read_outages(url, cursor.outage_id))
         settled = asyncio.run(automation.settled_days(url, outages, now))
+        settled |= asyncio.run(automation.settled_pending(url, cursor.pending, now))
     except UNREACHABLE as exc:
         return dg.SkipReason(f"database unreachable, nothing decided: {exc}")
     failed = automation.failed_checks(context.instance, cursor)
@@ -55,6 +63,28 @@ def gap_repair(
         for name in automation.PARTITIONS_OF.values()
     }
     requests, cursor, notes = automation.repairs(cursor, outages, failed, order, now, settled)
+    for note in notes:
+        context.log.info(note)
+    return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
+
+
+@dg.sensor(
+    name="live_gap_repair",
+    minimum_interval_seconds=60,
+    job_name=live_repair.JOB,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Refetches the window of today's outages once they have ended and settled.",
+)
+def live_gap_repair(
+    context: dg.SensorEvaluationContext, kirby: KirbyResource
+) -> dg.SensorResult | dg.SkipReason:
+    cursor = live_repair.LiveRepairCursor.parse(context.cursor)
+    settle = timedelta(seconds=kirby.settings().repair_settle_seconds)
+    try:
+        outages = asyncio.run(automation.read_outages(kirby.url("realtime"), cursor.outage_id))
+    except UNREACHABLE as exc:
+        return dg.SkipReason(f"database unreachable, nothing decided: {exc}")
+    requests, cursor, notes = live_repair.live_repairs(cursor, outages, datetime.now(UTC), settle)
     for note in notes:
         context.log.info(note)
     return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
