@@ -32,7 +32,7 @@ import click
 from kirby_cli import failures
 from kirby_cli.options import coin_option, database_option, exchange_option, intervals_option
 from kirby_core.datasets import dataset_named, spellings
-from kirby_core.db.trades import TABLE as TRADES
+from kirby_core.db.trades import TRADES_TABLE as TRADES
 from kirby_core.locations import lake_location
 from kirby_core.settings import Database, Settings
 

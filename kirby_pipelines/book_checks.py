@@ -29,7 +29,7 @@ _BY_PAIR_AND_DAY = f"""
 WITH samples AS (
     SELECT trading_pair_id AS pair, (time AT TIME ZONE 'UTC')::date AS day, count(*) AS samples,
            count(*) FILTER (WHERE bid_prices[1] >= ask_prices[1]) AS crossed_samples
-    FROM {books.TABLE} WHERE time >= $1 AND time < $2 GROUP BY 1, 2
+    FROM {books.BOOKS_TABLE} WHERE time >= $1 AND time < $2 GROUP BY 1, 2
 ), integrity AS (
     SELECT trading_pair_id AS pair, (time AT TIME ZONE 'UTC')::date AS day,
            sum(updates) AS updates, sum(crossed) AS crossed_seen,
@@ -78,7 +78,7 @@ async def read_book_days(url: str, first: date, last: date) -> list[BookDay]:
     async with asyncio.timeout(30):
         conn = await connect(url)
         try:
-            rows = await conn.fetch(_BY_PAIR_AND_DAY, start, end, books.TABLE)
+            rows = await conn.fetch(_BY_PAIR_AND_DAY, start, end, books.BOOKS_TABLE)
             names = {
                 p.id: series_key(p.key)
                 for p in await catalog_store.list_trading_pairs(conn, active_only=False)

@@ -391,7 +391,7 @@ async def classify_outage(
         series_id,
         interval_seconds(step),
         live_only,
-        dataset == trade_store.TABLE,
+        dataset == trade_store.TRADES_TABLE,
     )
     if record is None or not record["found"]:
         raise NotFound(f"no {dataset} outage {outage_id} of series {series_id}")
@@ -407,6 +407,6 @@ async def classify_outage(
 
 def _tape_identifiers(dataset: str) -> tuple[str, str]:
     """(table, series column) of a minute dataset or the trade tape: fixed identifiers."""
-    if dataset == trade_store.TABLE:
-        return trade_store.TABLE, "trading_pair_id"
+    if dataset == trade_store.TRADES_TABLE:
+        return trade_store.TRADES_TABLE, "trading_pair_id"
     return _identifiers(dataset)
