@@ -23,10 +23,11 @@ and `kirby db migrate` makes today's and the next `PARTITIONS_AHEAD` days'
 `trades` (`KIRBY_RETENTION=trades=30d`, see `kirby_core.db.retention`) drops the daily
 partitions whose every possible row is older than the rule, and nothing else.
 
-`trades` is deliberately not in `kirby_core.datasets.DATASETS`: that tuple drives the
-collector's buffers, the API's routes, the lake's exports and the coverage checks, all of
-which assume one row per series and minute-aligned time (upserted, not deduplicated by an
-id). Adding trades there is the next increment's work (collector, REST, lake), not storage's.
+`trades` is deliberately not in `kirby_core.datasets.DATASETS`: that tuple declares the
+minute tables (one row per series and minute-aligned time, upserted, not deduplicated by
+an id). The collector writes the tape with `write_trades`; the API (`kirby_api.datasets`
+`SERVED_TRADES`) and the lake (`kirby_core.lake`) take its table and columns from here
+(`TRADES_TABLE`, `TRADE_COLUMNS`).
 """
 
 from __future__ import annotations
