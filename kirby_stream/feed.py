@@ -144,7 +144,7 @@ class Feed:
         self._plan_changed = False
         self._generation = 0
         self._subscribed: dict[str, list[Subscription]] = {}
-        self._steady_of: tuple[FeedPlan | None, frozenset[str]] = (None, frozenset())
+        self._tape_only: tuple[FeedPlan | None, frozenset[str]] = (None, frozenset())
         self._watch_from: dict[str, float] = {}
         self._sent = 0
         self._request_id = 0
@@ -380,15 +380,14 @@ class Feed:
                 await self._subscribe(ws, quiet)
 
     def _steady(self) -> list[str]:
-        """The subscribed symbols with a steady channel here (not a trade tape alone)."""
+        """The subscribed symbols with a steady channel here: all but those carried only as
+        a trade tape (a book connection's plan names no series: every book is steady)."""
         plan = self._plan
-        if self._steady_of[0] is not plan:
+        if self._tape_only[0] is not plan:
             candles = {symbol for symbol, _ in plan.candles}
-            self._steady_of = (
-                plan,
-                frozenset(candles | set(plan.funding) | set(plan.open_interest)),
-            )
-        return [symbol for symbol in self._subscribed if symbol in self._steady_of[1]]
+            tape_only = set(plan.trades) - candles - set(plan.funding) - set(plan.open_interest)
+            self._tape_only = (plan, frozenset(tape_only))
+        return [symbol for symbol in self._subscribed if symbol not in self._tape_only[1]]
 
     def _latest_data(self, session_start: float) -> float:
         """When data of any symbol the watchdog watches (see `_steady`) last arrived on this

@@ -36,6 +36,7 @@ from kirby_core.exchanges.feeds import (
     DAY_SECONDS,
     ChannelError,
     ConnectionLimits,
+    DepthChannel,
     FundingUpdate,
     KeepAlive,
     SubscriptionAck,
@@ -48,6 +49,7 @@ from kirby_core.exchanges.feeds import (
     text,
 )
 from kirby_core.models import Candle, CandleUpdate, FundingRate
+from kirby_core.settings import Settings
 from kirby_core.timeutil import floor_minute, ms_to_datetime
 
 STREAMED_DATASETS = {
@@ -288,3 +290,27 @@ def parse_depth_snapshot(payload: object, symbol: str, received_at: datetime) ->
         first=None,
         time=received_at if event_ms is None else parse_ms(event_ms, "E", where),
     )
+
+
+DEPTH_SNAPSHOT_LIMIT = 1000
+"""Levels a REST depth snapshot asks for (weight 10 spot, 20 USD-M)."""
+
+
+def depth_snapshot_url(settings: Settings, market_type: str, symbol: str) -> str:
+    """The REST depth snapshot a book (re)syncs from."""
+    if market_type == "spot":
+        base, path = settings.binance_spot_url, "/api/v3/depth"
+    else:
+        base, path = settings.binance_futures_url, "/fapi/v1/depth"
+    return f"{base.rstrip('/')}{path}?symbol={symbol}&limit={DEPTH_SNAPSHOT_LIMIT}"
+
+
+DEPTH = DepthChannel(
+    # `@depth`: diffs every 1000 ms (spot) / 250 ms (USD-M); sampled once a second, the book
+    # needs no finer steps, and the frames are a tenth of `@depth@100ms`'s
+    subscription=lambda market_type, symbol: f"{symbol.lower()}@depth",
+    parse=parse_depth,
+    snapshot_url=depth_snapshot_url,
+    parse_snapshot=parse_depth_snapshot,
+)
+"""The book collector's diff stream, synced from the REST snapshot (U/u spot, pu USD-M)."""

@@ -35,6 +35,7 @@ from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
     ChannelError,
     ConnectionLimits,
+    DepthChannel,
     KeepAlive,
     Pong,
     SubscriptionAck,
@@ -311,3 +312,10 @@ def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:
             time=parse_ms(field(message, "ts", where), "ts", where),
         ),
     )
+
+
+DEPTH = DepthChannel(
+    subscription=lambda market_type, symbol: f"orderbook.50.{symbol}",
+    parse=parse_depth,
+)
+"""The book collector's `orderbook.50` channel: a snapshot, then deltas chained by `u`."""

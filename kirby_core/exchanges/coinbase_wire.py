@@ -36,6 +36,7 @@ from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
     ChannelError,
     ConnectionLimits,
+    DepthChannel,
     KeepAlive,
     Pong,
     SubscriptionAck,
@@ -328,3 +329,11 @@ def _checked_event(event: object, sequence: int, at: datetime) -> BookUpdate:
         first=None,
         time=at,
     )
+
+
+DEPTH = DepthChannel(
+    subscription=lambda market_type, symbol: {"channel": "level2", "product_id": symbol},
+    parse=parse_depth,
+    connection_sequence="sequence_num",
+)
+"""The book collector's `level2` channel, numbered per connection by `sequence_num`."""

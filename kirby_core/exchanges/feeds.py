@@ -26,10 +26,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kirby_core.errors import ExchangeProtocolError
 from kirby_core.models import AssetContextUpdate, CandleUpdate, FundingRate, OpenInterest
+
+if TYPE_CHECKING:
+    from kirby_core.books import BookUpdate
+    from kirby_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -233,3 +237,25 @@ class FrameGuard:
         self.errors += 1
         self.last_error = reason[:300]
         return ()
+
+
+@dataclass(frozen=True)
+class DepthChannel:
+    """An exchange's order-book channel, as the book collector (`kirby_stream.books`) needs
+    it. Depth rides the public endpoint its trades use, so its URL is the one the stream
+    gives for `trades`. Resync: where `snapshot_url` is set the book fetches a REST snapshot
+    (Binance: the diffs carry none); otherwise a new subscription brings one (Bybit, OKX,
+    Coinbase) or every push is one (Hyperliquid)."""
+
+    subscription: Callable[[str, str], Any]
+    """(market type, wire symbol) -> the exchange's subscription of that book."""
+    parse: Callable[[str | bytes, datetime], tuple[BookUpdate, ...]]
+    snapshot_url: Callable[[Settings, str, str], str] | None = None
+    """(settings, market type, wire symbol) -> the REST depth snapshot to fetch on a
+    (re)sync; None: a new subscription brings the snapshot."""
+    parse_snapshot: Callable[[object, str, datetime], BookUpdate] | None = None
+    sequenced: bool = True
+    """False: the exchange numbers no updates (Hyperliquid); samples store no sequence."""
+    connection_sequence: str | None = None
+    """The field every frame of the connection numbers (Coinbase `sequence_num`): frames
+    that are not depth are counted too, or they would read as gaps."""

@@ -39,6 +39,7 @@ from kirby_core.exchanges.feeds import (
     TAKER_SIDES,
     ChannelError,
     ConnectionLimits,
+    DepthChannel,
     KeepAlive,
     Pong,
     SubscriptionAck,
@@ -465,3 +466,11 @@ def _book_side(rows: object, name: str, where: str) -> tuple[Level, ...]:
                 f"then {next_price}"
             )
     return levels
+
+
+DEPTH = DepthChannel(
+    subscription=lambda market_type, coin: {"type": "l2Book", "coin": coin},
+    parse=parse_depth,
+    sequenced=False,
+)
+"""The book collector's `l2Book` channel: every push a whole book, no sequence."""

@@ -40,6 +40,7 @@ from kirby_core.exchanges.feeds import (
     ChannelError,
     ConnectionLimits,
     ContractValueSource,
+    DepthChannel,
     FundingUpdate,
     KeepAlive,
     OpenInterestUpdate,
@@ -345,3 +346,10 @@ def _checked_depth(message: Any) -> tuple[BookUpdate, ...]:
         )
         for row in items(field(message, "data", where), where)
     )
+
+
+DEPTH = DepthChannel(
+    subscription=lambda market_type, symbol: {"channel": "books", "instId": symbol},
+    parse=parse_depth,
+)
+"""The book collector's `books` channel: a snapshot, then updates chained by prevSeqId."""

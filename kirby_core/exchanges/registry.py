@@ -59,6 +59,7 @@ from kirby_core.exchanges.base import SourceCoverage
 from kirby_core.exchanges.feeds import (
     ConnectionLimits,
     ContractValueSource,
+    DepthChannel,
     FrameParser,
     KeepAlive,
     Trade,
@@ -115,6 +116,8 @@ class StreamAdapter:
     contract_values: ContractValueSource | None = None
     """Where trade sizes counted in contracts get their coin value (OKX swaps); None: the
     WebSocket's trade sizes are in the base coin."""
+    depth: DepthChannel | None = None
+    """The order-book channel the book collector subscribes; None: no books."""
 
     def collection(self, market_type: str, dataset: str, interval: str | None) -> LiveCollection:
         """How the collector takes `dataset` (at candle `interval`) of `market_type` live:
@@ -157,8 +160,8 @@ def _feed(
 ) -> StreamAdapter:
     """The `StreamAdapter` of an exchange's `<name>_wire` module, which names its parts alike
     (`STREAMED_DATASETS`, `POLLED_DATASETS`, `url`, `subscription`, `subscribe_frames`,
-    `unsubscribe_frames`, `parse_frame`, `KEEP_ALIVE`, `LIMITS`, `CONTRACT_VALUES`); `parser`: a
-    stateful one, built per connection, instead of `parse_frame`."""
+    `unsubscribe_frames`, `parse_frame`, `KEEP_ALIVE`, `LIMITS`, `CONTRACT_VALUES`,
+    `DEPTH`); `parser`: a stateful one, built per connection, instead of `parse_frame`."""
     return StreamAdapter(
         market_types=market_types or tuple(wire.STREAMED_DATASETS),
         streamed=MappingProxyType(wire.STREAMED_DATASETS),
@@ -174,6 +177,7 @@ def _feed(
         keep_alive=wire.KEEP_ALIVE,
         limits=MappingProxyType(wire.LIMITS),
         contract_values=getattr(wire, "CONTRACT_VALUES", None),
+        depth=getattr(wire, "DEPTH", None),
     )
 
 

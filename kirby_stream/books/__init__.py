@@ -3,7 +3,9 @@ pair kept with the exchange's integrity rules (`kirby_core.books`), gaps resynce
 and recorded as `books` outages, top-N samples into `books` and integrity counters per pair
 and minute into `book_integrity` (`kirby_core.db.books`).
 
-    venues.py   each exchange's depth channel: subscription, parser, how to resync
+Each exchange's depth channel (subscription, parser, how to resync) is its wire module's
+`DEPTH`, carried by its `StreamAdapter.depth`.
+
     plan.py     which books: every catalog pair on an exchange with depth, per connection
     lane.py     one connection's parsing stage: books, rules, resyncs, outages
     service.py  `BookCollector`: connections, sampler, writer, heartbeat report

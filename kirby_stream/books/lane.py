@@ -36,12 +36,11 @@ import aiohttp
 
 from kirby_core.books import CoinbaseConnection, Counters, Outcome, SeriesBook, series_book
 from kirby_core.errors import ExchangeProtocolError
-from kirby_core.exchanges.feeds import ChannelError, FrameGuard, SubscriptionAck
+from kirby_core.exchanges.feeds import ChannelError, DepthChannel, FrameGuard, SubscriptionAck
 from kirby_core.exchanges.registry import StreamAdapter
 from kirby_core.settings import Settings
 from kirby_stream.backoff import Backoff, pause
 from kirby_stream.books.plan import BookPlan
-from kirby_stream.books.venues import BookVenue
 from kirby_stream.feed import (
     CatalogReplaced,
     Connected,
@@ -115,7 +114,7 @@ class BookLane:
     def __init__(
         self,
         settings: Settings,
-        venue: BookVenue,
+        venue: DepthChannel,
         adapter: StreamAdapter,
         plan: BookPlan,
         feed: Feed,

@@ -1,5 +1,6 @@
 """Which books the collector keeps: every active trading pair of the realtime catalog on an
-exchange with a depth channel (`venues.VENUES`) and a live feed for its market type.
+exchange whose live feed declares a depth channel (`StreamAdapter.depth`, from its wire
+module's `DEPTH`) for its market type.
 
 One `BookPlan` per book connection (exchange, URL): the `FeedPlan` its `Feed` subscribes
 (symbol -> the depth subscription) and, per symbol, the trading pair and market type whose
@@ -17,8 +18,10 @@ import asyncpg
 from kirby_core.db import catalog_store
 from kirby_core.exchanges.registry import EXCHANGES
 from kirby_core.settings import Settings
-from kirby_stream.books.venues import URL_DATASET, VENUES
 from kirby_stream.catalog import FeedKey, FeedPlan
+
+URL_DATASET = "trades"
+"""The dataset whose WebSocket URL carries depth too (`DepthChannel`)."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,10 @@ def build_book_plans(
     for pair in pairs:
         key = pair.key
         declared = EXCHANGES.get(key.exchange)
-        venue = VENUES.get(key.exchange)
-        if declared is None or declared.stream is None or venue is None:
+        stream = declared.stream if declared is not None else None
+        if declared is None or stream is None or stream.depth is None:
             continue
-        stream = declared.stream
+        venue = stream.depth
         if key.market_type not in stream.market_types:
             continue
         symbol = stream.symbol(declared, key.coin, key.quote, key.market_type)

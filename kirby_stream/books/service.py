@@ -45,7 +45,6 @@ from kirby_core.settings import Settings
 from kirby_stream.backoff import Backoff, pause
 from kirby_stream.books.lane import BookLane, BookState
 from kirby_stream.books.plan import BookPlan, load_book_plans
-from kirby_stream.books.venues import VENUES
 from kirby_stream.buffers import Buffers
 from kirby_stream.catalog import FeedKey
 from kirby_stream.database import SharedConnection
@@ -129,9 +128,10 @@ class BookCollector:
         frames: asyncio.Queue[Frame | FeedEvent] = asyncio.Queue(DEPTH_QUEUE_FRAMES)
         health = FeedHealth()
         feed = Feed(self.settings, frames, health, self.clock, adapter, plan.feed)
+        assert adapter.depth is not None  # only exchanges with a depth channel have plans
         lane = BookLane(
             self.settings,
-            VENUES[exchange],
+            adapter.depth,
             adapter,
             plan,
             feed,

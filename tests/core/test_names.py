@@ -42,9 +42,10 @@ WIRE_PROTOCOL = (
     "unsubscribe_frames",
     "parse_frame",
     "parse_depth",
+    "DEPTH",
 )
-"""What each exchange's wire module declares for its `registry.StreamAdapter` (and
-`parse_depth`: its depth frames -> `kirby_core.books.BookUpdate`s)."""
+"""What each exchange's wire module declares for its `registry.StreamAdapter` (`DEPTH`: its
+order-book channel; `parse_depth`: its depth frames -> `kirby_core.books.BookUpdate`s)."""
 WIRE_ABSENT = {"POLLED_DATASETS": "hyperliquid_wire", "parse_frame": "bybit_wire"}
 """Hyperliquid polls nothing; Bybit's parser is a class (`BybitParser`: it keeps state)."""
 SIM_FORMATTERS = {f"kirby_sim.{name}" for name in ("binance_futures", "bybit", "coinbase", "okx")}
