@@ -753,7 +753,7 @@ def report(arguments: argparse.Namespace, run: dict[str, Any]) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--down", choices=sorted(EXCHANGES), default="okx",
                         help="the exchange taken down entirely")  # fmt: skip
