@@ -45,7 +45,7 @@ bench-ingest: $(STAMP)  ## candle upsert throughput (1M rows; writes bench figur
 bench-stream: $(STAMP)  ## collector messages/s and message-to-row latency vs per-message upserts
 	$(BIN)/python -m bench.stream.run
 
-soak-stream: $(STAMP)  ## 10-minute collector soak against kirby sim with faults, then an audit
+soak-stream: $(STAMP)  ## 10-minute collector soak against kirby sim with faults, then an audit and Kirby's live repair of its outages
 	$(BIN)/python -m bench.stream.soak
 
 bench-api: $(STAMP)  ## API requests/s and latency vs a FastAPI + ORM baseline, WS latency
