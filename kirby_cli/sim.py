@@ -17,6 +17,7 @@ import click
 
 from kirby_core.timeutil import ensure_utc
 from kirby_sim import FaultSchedule, SimulatorConfig, SimulatorServer
+from kirby_sim.depth import DEFAULT_UPDATE_MS
 
 log = logging.getLogger("kirby.sim")
 
@@ -87,6 +88,15 @@ _SECONDS = click.FloatRange(min=0, min_open=True)
     help="Simulated seconds between activeAssetCtx, l2Book and allMids pushes.",
 )
 @click.option(
+    "--depth-update-ms",
+    default=DEFAULT_UPDATE_MS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="MS",
+    help="Simulated ms between two states of an order book (Binance, Bybit, OKX, Coinbase): "
+    "each venue's depth stream sends one diff a state; lower is a busier book.",
+)
+@click.option(
     "--drop-every",
     type=_SECONDS,
     metavar="SECONDS",
@@ -126,6 +136,13 @@ _SECONDS = click.FloatRange(min=0, min_open=True)
     help="Every SECONDS, corrupt the next WebSocket data frame (bad JSON, non-numeric "
     "price, high below low, unknown coin, in turn).",
 )
+@click.option(
+    "--book-gap-every",
+    type=_SECONDS,
+    metavar="SECONDS",
+    help="Every SECONDS, leave one order-book update of some exchange out (Binance, Bybit, "
+    "OKX or Coinbase): a sequence gap the collector must detect and resync.",
+)
 def sim(
     host: str,
     port: int,
@@ -137,12 +154,14 @@ def sim(
     weight_per_minute: int,
     ws_idle_timeout: float,
     context_interval: float,
+    depth_update_ms: int,
     drop_every: float | None,
     stall_every: float | None,
     stall_for: float,
     error_every: float | None,
     error_count: int,
     malformed_every: float | None,
+    book_gap_every: float | None,
 ) -> None:
     """Run the offline exchange simulator (Hyperliquid, Binance, Bybit, OKX, Coinbase)
     until Ctrl-C."""
@@ -157,6 +176,7 @@ def sim(
         weight_per_minute=weight_per_minute,
         ws_idle_timeout=ws_idle_timeout,
         context_interval_ms=round(context_interval * 1000),
+        depth_update_ms=depth_update_ms,
         schedule=FaultSchedule(
             drop_every=drop_every,
             stall_every=stall_every,
@@ -164,6 +184,7 @@ def sim(
             error_every=error_every,
             error_count=error_count,
             malformed_every=malformed_every,
+            book_gap_every=book_gap_every,
         ),
     )
     # Under the `kirby` group logging is configured already and this does nothing; the

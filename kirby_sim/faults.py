@@ -236,6 +236,7 @@ class FaultInjector:
                     "http_errors": len(self._http),
                     "malformed_ws": len(self._malformed["ws"]),
                     "malformed_http": len(self._malformed["http"]),
+                    "book_gaps": len(self._book_gaps),
                     "stalls": [
                         {"seconds_left": round(until - now, 3), "coins": sorted(coins or [])}
                         for until, coins in self._stalls

@@ -177,6 +177,7 @@ async def test_admin_endpoint_drives_faults(sim: SimulatorServer) -> None:
             "http_errors": 2,
             "malformed_ws": 1,
             "malformed_http": 0,
+            "book_gaps": 0,
             "stalls": [],
         }
         async with http.post("/info", json={"type": "meta"}) as response:
