@@ -205,11 +205,10 @@ class Binance:
             return 20
         if name == "depth":  # binance_depth's snapshots, weighed by Binance's limit tables
             limit = request.query.get("limit", "")
-            if family is SPOT:
-                rows = int(limit) if limit.isdigit() else 100
-                return 5 if rows <= 100 else 25 if rows <= 500 else 50 if rows <= 1000 else 250
-            rows = int(limit) if limit.isdigit() else 500
-            return 2 if rows < 100 else 5 if rows < 500 else 10 if rows < 1000 else 20
+            rows = int(limit) if limit.isdigit() and int(limit) > 0 else None
+            market_type = "spot" if family is SPOT else "perps"
+            default = 100 if family is SPOT else 500
+            return binance_rest.depth_weight(market_type, rows or default)
         if name == "aggTrades":
             return binance_rest.AGG_TRADES_WEIGHT["spot" if family is SPOT else "perps"]
         return 1

@@ -11,7 +11,9 @@ drops the trade count (kline field 8) and turns prices into floats. Kirby pages 
 needs an API key, which ccxt insists on). Every host in ccxt's `urls['api']` is
 replaced by the configured one (paths such as `/api/v3` and `/fapi/v1` kept), so no call can
 leave for an unconfigured host. Every call runs under the retry policy of `base` and first
-spends its declared weight (`WEIGHTS`) from the client's budget for the market type.
+spends its declared weight (`WEIGHTS`) from the process's budget for the market type
+(`rest_budget`), which the book collector's REST depth snapshots spend too
+(`depth_snapshot_spend`, `DEPTH_WEIGHT_TIERS`).
 """
 
 from __future__ import annotations
@@ -87,6 +89,44 @@ AGG_TRADES_WEIGHT: Final = {"spot": 4, "perps": 20}
 """Request weight of aggTrades, per market type."""
 AGG_TRADES_WINDOW: Final = timedelta(hours=1)
 """aggTrades refuses a startTime and endTime an hour or more apart."""
+DEPTH_WEIGHT_TIERS: Final = {
+    "spot": ((100, 5), (500, 25), (1000, 50), (5000, 250)),
+    "perps": ((50, 2), (100, 5), (500, 10), (1000, 20)),
+}
+"""Request weight of a REST depth snapshot by its `limit` (up to, weight): /api/v3/depth
+(limit 1..5000) and /fapi/v1/depth (5, 10, 20, 50, 100, 500, 1000), developers.binance.com
+"Order Book" of each API. The book collector's resyncs spend it (`depth_snapshot_spend`)."""
+
+
+def depth_weight(market_type: str, limit: int) -> int:
+    """What one REST depth snapshot of `limit` levels weighs."""
+    tiers = DEPTH_WEIGHT_TIERS.get(market_type)
+    if tiers is None or limit < 1:
+        allowed = ", ".join(DEPTH_WEIGHT_TIERS)
+        raise InvalidRequest(
+            f"depth of market type {market_type!r}, limit {limit}: allowed market types "
+            f"{allowed}, limit >= 1"
+        )
+    return next((weight for most, weight in tiers if limit <= most), tiers[-1][1])
+
+
+def rest_budget(
+    settings: Settings,
+    market_type: str,
+    clock: Clock = REAL_TIME,
+    weights: Mapping[str, RequestWeight] = WEIGHTS,
+) -> WeightBudget:
+    """The process's weight budget of one Binance API family (spot /api, USD-M /fapi):
+    Binance counts per IP, so backfills, polls and the book collector's snapshots spend one."""
+    url = settings.binance_futures_url if market_type == "perps" else settings.binance_spot_url
+    return shared_budget(f"binance {market_type}", url, weights[market_type].per_minute, clock)
+
+
+def depth_snapshot_spend(
+    settings: Settings, market_type: str, limit: int, clock: Clock = REAL_TIME
+) -> tuple[WeightBudget, int]:
+    """(budget, weight) a REST depth snapshot of `limit` levels spends before it is sent."""
+    return rest_budget(settings, market_type, clock), depth_weight(market_type, limit)
 
 
 def binance_symbol(coin: str, quote: str) -> str:
@@ -238,13 +278,8 @@ class BinanceHistory(CcxtSession):
         self._policy = retry or RetryPolicy.from_settings(settings)
         self._weights = dict(weights or WEIGHTS)
         self.budgets = {
-            market_type: shared_budget(
-                f"binance {market_type}",
-                self._futures_url if market_type == "perps" else self._spot_url,
-                weight.per_minute,
-                clock,
-            )
-            for market_type, weight in self._weights.items()
+            market_type: rest_budget(settings, market_type, clock, self._weights)
+            for market_type in self._weights
         }
         self.funding_budget = shared_budget(
             "binance fundingRate", self._futures_url, FUNDING_PER_MINUTE, clock

@@ -30,6 +30,7 @@ import msgspec
 
 from kirby_core.books.book import BookUpdate, load_depth_frame, parse_levels, text_rows
 from kirby_core.errors import ExchangeProtocolError, InvalidRequest
+from kirby_core.exchanges import binance as binance_rest
 from kirby_core.exchanges.base import check_candle, field, parse_decimal, parse_int, parse_ms
 from kirby_core.exchanges.binance import INTERVALS
 from kirby_core.exchanges.feeds import (
@@ -48,6 +49,7 @@ from kirby_core.exchanges.feeds import (
     load_frame,
     text,
 )
+from kirby_core.exchanges.weights import Clock, WeightBudget
 from kirby_core.models import Candle, CandleUpdate, FundingRate
 from kirby_core.settings import Settings
 from kirby_core.timeutil import floor_minute, ms_to_datetime
@@ -293,7 +295,7 @@ def parse_depth_snapshot(payload: object, symbol: str, received_at: datetime) ->
 
 
 DEPTH_SNAPSHOT_LIMIT = 1000
-"""Levels a REST depth snapshot asks for (weight 10 spot, 20 USD-M)."""
+"""Levels a REST depth snapshot asks for (its weight: `binance.depth_weight`)."""
 
 
 def depth_snapshot_url(settings: Settings, market_type: str, symbol: str) -> str:
@@ -305,6 +307,14 @@ def depth_snapshot_url(settings: Settings, market_type: str, symbol: str) -> str
     return f"{base.rstrip('/')}{path}?symbol={symbol}&limit={DEPTH_SNAPSHOT_LIMIT}"
 
 
+def depth_snapshot_spend(
+    settings: Settings, market_type: str, clock: Clock
+) -> tuple[WeightBudget, int]:
+    """The REST budget a depth snapshot spends (shared with backfills and polls), and its
+    weight."""
+    return binance_rest.depth_snapshot_spend(settings, market_type, DEPTH_SNAPSHOT_LIMIT, clock)
+
+
 DEPTH = DepthChannel(
     # `@depth`: diffs every 1000 ms (spot) / 250 ms (USD-M); sampled once a second, the book
     # needs no finer steps, and the frames are a tenth of `@depth@100ms`'s
@@ -312,5 +322,6 @@ DEPTH = DepthChannel(
     parse=parse_depth,
     snapshot_url=depth_snapshot_url,
     parse_snapshot=parse_depth_snapshot,
+    snapshot_spend=depth_snapshot_spend,
 )
 """The book collector's diff stream, synced from the REST snapshot (U/u spot, pu USD-M)."""

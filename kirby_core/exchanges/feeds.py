@@ -33,6 +33,7 @@ from kirby_core.models import AssetContextUpdate, CandleUpdate, FundingRate, Ope
 
 if TYPE_CHECKING:
     from kirby_core.books import BookUpdate
+    from kirby_core.exchanges.weights import Clock, WeightBudget
     from kirby_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,10 @@ class DepthChannel:
     """(settings, market type, wire symbol) -> the REST depth snapshot to fetch on a
     (re)sync; None: a new subscription brings the snapshot."""
     parse_snapshot: Callable[[object, str, datetime], BookUpdate] | None = None
+    snapshot_spend: Callable[[Settings, str, Clock], tuple[WeightBudget, int]] | None = None
+    """(settings, market type, clock) -> the REST weight budget a snapshot spends before it
+    is sent (the process's, shared with backfills and polls: the exchange counts per IP)
+    and its weight; None: the exchange weighs none."""
     sequenced: bool = True
     """False: the exchange numbers no updates (Hyperliquid); samples store no sequence."""
     connection_sequence: str | None = None

@@ -11,8 +11,9 @@ exchange's ordinary frame parser. After each frame every touched book is settled
 - a gap (the rules dropped the book): an outage opens from the last applied update's
   arrival (the last moment the book is known right) and a resync is asked for: Binance
   fetches its REST depth snapshot (diffs meanwhile are buffered by the rules, then
-  replayed), the others are resubscribed (unsubscribe, then subscribe: the exchange answers
-  with a snapshot);
+  replayed; each snapshot first spends its weight from the process's REST budget and a
+  429/418 holds them all for its Retry-After: `gates`), the others are resubscribed
+  (unsubscribe, then subscribe: the exchange answers with a snapshot);
 - a lost connection or a quiet symbol (`FeedLost`): the same outage from the last applied
   update; the book starts over (sequences restart with the next connection).
 
@@ -36,10 +37,12 @@ import aiohttp
 
 from kirby_core.books import CoinbaseConnection, Counters, Outcome, SeriesBook, series_book
 from kirby_core.errors import ExchangeProtocolError
+from kirby_core.exchanges.base import parse_retry_after
 from kirby_core.exchanges.feeds import ChannelError, DepthChannel, FrameGuard, SubscriptionAck
 from kirby_core.exchanges.registry import StreamAdapter
 from kirby_core.settings import Settings
 from kirby_stream.backoff import Backoff, pause
+from kirby_stream.books.gates import REFUSED_STATUSES, SnapshotGates
 from kirby_stream.books.plan import BookPlan
 from kirby_stream.feed import (
     CatalogReplaced,
@@ -107,6 +110,8 @@ class LaneCounters:
     messages: int = 0
     invalid: int = 0
     snapshots_fetched: int = 0
+    snapshots_refused: int = 0
+    """REST snapshots the exchange refused with 429/418 (retried after their Retry-After)."""
     resubscribes: int = 0
 
 
@@ -121,7 +126,9 @@ class BookLane:
         health: FeedHealth,
         record: Callable[[list[Outage]], None],
         clock: Callable[[], datetime],
+        gates: SnapshotGates | None = None,
     ) -> None:
+        """`gates`: the REST snapshot gates shared by the collector's book connections."""
         self.settings = settings
         self.venue = venue
         self.adapter = adapter
@@ -132,6 +139,7 @@ class BookLane:
         self.clock = clock
         self.exchange = plan.feed.exchange
         self.counters = LaneCounters()
+        self.gates = gates if gates is not None else SnapshotGates()
         self.books: dict[str, BookState] = {}
         self._connection = CoinbaseConnection() if venue.connection_sequence else None
         self._parse = FrameGuard(adapter.parser(), self.exchange)
@@ -313,6 +321,12 @@ class BookLane:
         assert venue.snapshot_url is not None and venue.parse_snapshot is not None
         assert self._http is not None
         url = venue.snapshot_url(self.settings, state.market_type, state.symbol)
+        spend = (
+            None
+            if venue.snapshot_spend is None
+            else venue.snapshot_spend(self.settings, state.market_type, self.gates.clock)
+        )
+        gate = None if spend is None else self.gates.gate(spend[0])
         backoff = Backoff(self.settings.stream_reconnect_backoff_max_seconds)
         fed = False
         try:
@@ -320,13 +334,36 @@ class BookLane:
                 wait = state.next_fetch - time.monotonic()
                 if wait > 0 and await pause(self._stop, wait):
                     return
+                if gate is not None and spend is not None:
+                    await gate.enter(spend[1])
                 state.next_fetch = time.monotonic() + SNAPSHOT_SPACING_SECONDS
                 try:
                     async with asyncio.timeout(SNAPSHOT_TIMEOUT_SECONDS):
                         async with self._http.get(url) as response:
+                            if response.status in REFUSED_STATUSES:
+                                retry_after = parse_retry_after(response.headers)
+                                raise _Refused(response.status, retry_after)
                             response.raise_for_status()
                             payload = await response.json(content_type=None)
                     update = venue.parse_snapshot(payload, state.symbol, self.clock())
+                except _Refused as exc:
+                    self.counters.snapshots_refused += 1
+                    delay = backoff.next_delay()
+                    if gate is not None:  # every snapshot of the budget waits it out
+                        delay = gate.refused(exc.retry_after, delay)
+                    log.warning(
+                        "event=book_snapshot_refused exchange=%s symbol=%s status=%d "
+                        "retry_after_s=%s hold_s=%.3f refused=%d",
+                        self.exchange,
+                        state.symbol,
+                        exc.status,
+                        exc.retry_after,
+                        delay,
+                        self.counters.snapshots_refused,
+                    )
+                    if gate is None and await pause(self._stop, delay):
+                        return
+                    continue
                 except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                     log.warning(
                         "event=book_snapshot_failed exchange=%s symbol=%s cause=%r",
@@ -406,6 +443,15 @@ class BookLane:
                 self.counters.invalid,
                 reason[:300],
             )
+
+
+class _Refused(Exception):
+    """The exchange refused a REST snapshot: over its limits (429) or banned (418)."""
+
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
 
 
 def _field(text: str | bytes, name: str) -> object:

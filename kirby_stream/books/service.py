@@ -43,6 +43,7 @@ from kirby_core.exchanges.registry import EXCHANGES, feed_of
 from kirby_core.models import BookReport
 from kirby_core.settings import Settings
 from kirby_stream.backoff import Backoff, pause
+from kirby_stream.books.gates import SnapshotGates
 from kirby_stream.books.lane import BookLane, BookState
 from kirby_stream.books.plan import BookPlan, load_book_plans
 from kirby_stream.buffers import Buffers
@@ -96,6 +97,9 @@ class BookCollector:
         self._group: asyncio.TaskGroup | None = None
         self._http: aiohttp.ClientSession | None = None
         self._stopped = False
+        self.snapshot_gates = SnapshotGates()
+        """REST snapshots of every book connection spend the process's budgets through
+        these (one a budget: a Retry-After holds them all)."""
 
     # --- running ---
 
@@ -138,6 +142,7 @@ class BookCollector:
             health,
             lambda outages: self._record(exchange, outages),
             self.clock,
+            self.snapshot_gates,
         )
         self.lanes[plan.key] = (feed, lane, frames)
         http = self._http
