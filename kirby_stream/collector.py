@@ -102,7 +102,9 @@ class Collector:
         self.contracts = ContractValues(settings)
         self.lanes: dict[FeedKey, Lane] = {}
         self.pollers: dict[FeedKey, Poller] = {}
-        self.books = BookCollector(settings, database_url, self.buffers, self.stats, clock)
+        self.books = BookCollector(
+            settings, database_url, self.buffers, self.stats, clock, self.contracts
+        )
         self._stop = asyncio.Event()
         self._lane_group: asyncio.TaskGroup | None = None
         self._stopped = False

@@ -43,6 +43,7 @@ from kirby_core.models import (
 )
 from kirby_stream.buffers import Buffers
 from kirby_stream.catalog import FeedKey, FeedPlan
+from kirby_stream.contracts import in_coin
 from kirby_stream.feed import (
     CatalogReplaced,
     Connected,
@@ -161,7 +162,7 @@ class Intake:
             if value is None:
                 self._no_contract_value(symbol, min(times))
                 return
-            trades = tuple(trade._replace(size=trade.size * value) for trade in trades)
+            trades = tuple(trade._replace(size=in_coin(trade.size, value)) for trade in trades)
         added = self.buffers.add_trades([TradeRow(pair, *trade) for trade in trades])
         self.feed_stats.trades += added
         self.stats.duplicate_trades += len(trades) - added  # repeats of trades buffered

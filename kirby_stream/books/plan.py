@@ -4,14 +4,17 @@ module's `DEPTH`) for its market type.
 
 One `BookPlan` per book connection (exchange, URL): the `FeedPlan` its `Feed` subscribes
 (symbol -> the depth subscription) and, per symbol, the trading pair and market type whose
-book rules apply. Book connections are never the candle connections (see `kirby_stream.
-books`), even where the URL is the same.
+book rules apply; the symbols whose sizes count contracts (`kirby_stream.contracts`, the
+rule trades follow) and, once read, their contract values. Book connections are never
+the candle connections (see `kirby_stream.books`), even where the URL is the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cached_property
 
 import asyncpg
 
@@ -19,6 +22,7 @@ from kirby_core.db import catalog_store
 from kirby_core.exchanges.registry import EXCHANGES
 from kirby_core.settings import Settings
 from kirby_stream.catalog import FeedKey, FeedPlan
+from kirby_stream.contracts import counts_contracts
 
 URL_DATASET = "trades"
 """The dataset whose WebSocket URL carries depth too (`DepthChannel`)."""
@@ -31,6 +35,16 @@ class BookPlan:
     """symbol -> trading pair id."""
     market_types: Mapping[str, str] = field(default_factory=dict)
     """symbol -> market type (which book rules apply)."""
+    contract_values: Mapping[str, Decimal] = field(default_factory=dict)
+    """symbol -> base coin per contract, for the `contracts` symbols whose value is known
+    (set by the book collector from the collector's `ContractValues`)."""
+
+    @cached_property
+    def contracts(self) -> frozenset[str]:
+        """The symbols whose book sizes count contracts (OKX swaps)."""
+        exchange = self.feed.exchange
+        kinds = self.market_types.items()
+        return frozenset(s for s, kind in kinds if counts_contracts(exchange, kind))
 
     @property
     def key(self) -> FeedKey:

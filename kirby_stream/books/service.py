@@ -17,7 +17,10 @@ outage recording) and are written by the candle flusher.
 
 Sampling: each tick, per book that is whole (synced, no gap pending) and fresh (an update
 applied within `books_stale_seconds`), its top `books_levels` a side with the exchange's
-sequence, stamped with the tick's whole second; a crossed book is never stored. A book
+sequence, stamped with the tick's whole second; a crossed book is never stored. Sizes are
+stored in the base coin: a book counting contracts (OKX swaps) has its sampled sizes
+multiplied by the contract values the trades use (`kirby_stream.contracts`, read by the
+collector's `ContractValues`); until its value is known such a book is not sampled. A book
 that is not trustworthy adds the tick's elapsed time to its stale time (once it has been
 whole before: a book not built yet is not stale). Per pair and minute the integrity
 counters (updates, gaps, resyncs, crossed: differences of the rules' counters; stale_ms)
@@ -30,6 +33,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -48,6 +52,7 @@ from kirby_stream.books.lane import BookLane, BookState
 from kirby_stream.books.plan import BookPlan, load_book_plans
 from kirby_stream.buffers import Buffers
 from kirby_stream.catalog import FeedKey
+from kirby_stream.contracts import ContractValues, in_coin
 from kirby_stream.database import SharedConnection
 from kirby_stream.feed import Feed, FeedEvent, FeedHealth, Frame
 from kirby_stream.outages import Outage
@@ -80,8 +85,11 @@ class BookCollector:
         buffers: Buffers,
         stats: Stats,
         clock: Callable[[], datetime],
+        contracts: ContractValues | None = None,
     ) -> None:
+        """`contracts`: the collector's contract values (its trades use the same)."""
         self.settings = settings
+        self.contracts = contracts if contracts is not None else ContractValues(settings)
         self.database_url = database_url
         self.buffers = buffers
         self.stats = stats
@@ -91,6 +99,9 @@ class BookCollector:
         self.integrity: dict[tuple[int, datetime], IntegrityRow] = {}
         self.samples_taken: dict[str, int] = {}
         self.dropped_samples = 0
+        self.unvalued_samples = 0
+        """Samples not taken: the book counts contracts of a value not read yet."""
+        self._unvalued: set[tuple[str, str]] = set()
         self._minutes: dict[int, _Minute] = {}
         self._last_tick: datetime | None = None
         self._last_second: datetime | None = None
@@ -169,6 +180,7 @@ class BookCollector:
                 log.warning("event=book_catalog_unavailable cause=%s", exc)
                 await pause(stop, backoff.next_delay())
                 continue
+            plans = await self._valued(plans)
             log.info(
                 "event=books_planned connections=%d books=%d",
                 len(plans),
@@ -180,6 +192,17 @@ class BookCollector:
     async def _load(self, conn: asyncpg.Connection) -> dict[FeedKey, BookPlan]:
         return await load_book_plans(conn, self.settings)
 
+    async def _valued(self, plans: dict[FeedKey, BookPlan]) -> dict[FeedKey, BookPlan]:
+        """`plans` with the contract values of their `contracts` symbols (read first where
+        one is missing; one not read yet is asked for again at the next catalog poll)."""
+        valued = {}
+        for key, plan in plans.items():
+            if plan.contracts:
+                values = await self.contracts.values(plan.feed.exchange, plan.contracts)
+                plan = replace(plan, contract_values=values)
+            valued[key] = plan
+        return valued
+
     async def _catalog_loop(
         self, database: SharedConnection, plans: dict[FeedKey, BookPlan], stop: asyncio.Event
     ) -> None:
@@ -189,6 +212,7 @@ class BookCollector:
             except StorageError as exc:
                 log.warning("event=book_catalog_poll_failed cause=%s", exc)
                 continue
+            latest = await self._valued(latest)
             if latest == plans:
                 continue
             for key, (_, lane, _) in self.lanes.items():
@@ -223,7 +247,6 @@ class BookCollector:
         stale_after = timedelta(seconds=self.settings.books_stale_seconds)
         levels = self.settings.books_levels
         for _, lane, _ in self.lanes.values():
-            sequenced = lane.venue.sequenced
             for state in lane.books.values():
                 trustworthy = (
                     state.whole
@@ -234,19 +257,35 @@ class BookCollector:
                 if not trustworthy and (state.ever_synced or state.down_since is not None):
                     state.stale_ms += min(elapsed_ms, STALE_MS_MAX)
                 if trustworthy and fresh_second:
-                    self._take(state, second, levels, sequenced, lane.exchange)
+                    self._take(state, second, levels, lane)
                 self._account(state, minute)
         self._bound()
 
-    def _take(
-        self, state: BookState, second: datetime, levels: int, sequenced: bool, exchange: str
-    ) -> None:
+    def _take(self, state: BookState, second: datetime, levels: int, lane: BookLane) -> None:
         bids, asks = state.book.book.top(levels)
         if bids and asks and bids[0][0] >= asks[0][0]:
             return  # counted by the rules (`crossed`); never stored
-        sequence = state.book.last_sequence if sequenced else None
+        plan = lane.plan
+        if state.symbol in plan.contracts:
+            value = plan.contract_values.get(state.symbol)
+            if value is None:
+                self._no_contract_value(lane.exchange, state.symbol)
+                return
+            bids = tuple((price, in_coin(size, value)) for price, size in bids)
+            asks = tuple((price, in_coin(size, value)) for price, size in asks)
+        sequence = state.book.last_sequence if lane.venue.sequenced else None
         self.samples.append(BookRow(state.pair_id, second, sequence, bids, asks))
-        self.samples_taken[exchange] = self.samples_taken.get(exchange, 0) + 1
+        self.samples_taken[lane.exchange] = self.samples_taken.get(lane.exchange, 0) + 1
+
+    def _no_contract_value(self, exchange: str, symbol: str) -> None:
+        self.unvalued_samples += 1
+        if (exchange, symbol) not in self._unvalued:
+            self._unvalued.add((exchange, symbol))
+            log.warning(
+                "event=book_samples_skipped exchange=%s symbol=%s reason=no contract value",
+                exchange,
+                symbol,
+            )
 
     def _account(self, state: BookState, minute: datetime) -> None:
         """Count `state`'s totals into its pair's current minute. A book's first minute

@@ -17,7 +17,9 @@ from kirby_core.catalog import parse_catalog
 from kirby_core.db import catalog_store
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
-from kirby_sim import SimulatorConfig, SimulatorServer
+from kirby_sim import SimulatorConfig, SimulatorServer, okx
+from kirby_sim.depth import IDS_PER_STEP
+from kirby_sim.okx_depth import depth_of
 from tests.conftest import REPO
 from tests.stream.conftest import START
 from tests.stream.helpers import Running, collecting, fast
@@ -207,6 +209,68 @@ async def test_books_of_every_exchange_are_stored_whole_and_never_crossed(
     assert (
         await conn.fetchval("SELECT count(*) FROM collection_outages WHERE dataset = 'books'") == 0
     )
+
+
+@pytest.fixture
+async def okx_btc(conn: asyncpg.Connection) -> dict[int, str]:
+    """OKX's BTC pairs of the catalog (spot and swap) synced; trading pair id -> market type."""
+    raw = yaml.safe_load((REPO / "config" / "starlistings.yaml").read_text())
+    raw["starlistings"] = [
+        {**entry, "intervals": ["1m"]}
+        for entry in raw["starlistings"]
+        if (entry["exchange"], entry["coin"]) == ("okx", "BTC")
+    ]
+    await catalog_store.sync_catalog(conn, parse_catalog(raw, "OKX BTC"))
+    return {p.id: p.key.market_type for p in await catalog_store.list_trading_pairs(conn)}
+
+
+async def test_okx_swap_book_sizes_are_stored_in_the_base_coin(
+    conn: asyncpg.Connection,
+    database_urls: DatabaseUrls,
+    settings: Settings,
+    five_sim: SimulatorServer,
+    okx_btc: dict[int, str],
+) -> None:
+    """OKX swap books count contracts; every stored size is the coin's: contracts x ctVal
+    (the value the trades use, read from public/instruments). Each stored sample is checked
+    level by level against the simulator's book at the sample's sequence."""
+    assert sorted(okx_btc.values()) == ["perps", "spot"]
+    async with collecting(
+        _five_settings(settings, five_sim), database_urls.realtime, five_sim
+    ) as running:
+
+        async def sampled() -> bool:
+            stored = await _stored_books(conn)
+            return set(stored) == set(okx_btc) and min(stored.values()) >= 3
+
+        await running.until(sampled, within=60)
+        contracts = running.collector.contracts.known["okx"]
+    assert contracts["BTC-USDT-SWAP"] == Decimal("0.01")  # the simulator's ctVal
+    rows = await conn.fetch(
+        "SELECT trading_pair_id, sequence, bid_prices, bid_sizes, ask_prices, ask_sizes"
+        " FROM books ORDER BY trading_pair_id, time"
+    )
+    checked = dict.fromkeys(okx_btc.values(), 0)
+    for row in rows:
+        market_type = okx_btc[row["trading_pair_id"]]
+        symbol = "BTC-USDT-SWAP" if market_type == "perps" else "BTC-USDT"
+        depth = depth_of(five_sim.market, symbol)
+        assert depth is not None
+        inst = depth.instrument
+        view = depth.view(row["sequence"] // IDS_PER_STEP, len(row["bid_prices"]))
+        for prices, sizes, levels in (
+            (row["bid_prices"], row["bid_sizes"], view.bids),
+            (row["ask_prices"], row["ask_sizes"], view.asks),
+        ):
+            assert prices == [Decimal(okx.price(inst, p)) for p, _ in levels]
+            # the coin's size, exactly; on the swap that is the size OKX sent x ctVal
+            assert sizes == [Decimal(okx.coin_size(inst, lots)) for _, lots in levels]
+            if market_type == "perps":
+                sent = [Decimal(okx.size(inst, lots)) for _, lots in levels]
+                assert sizes == [size * Decimal("0.01") for size in sent]
+                assert sizes != sent
+        checked[market_type] += 1
+    assert min(checked.values()) >= 3
 
 
 async def test_a_planted_sequence_gap_is_detected_resynced_counted_and_recorded(
