@@ -135,6 +135,9 @@ class BookReport(msgspec.Struct, kw_only=True):
     stale_ms: int = 0
     samples: int = 0
     """Top-N samples taken (written to `books`)."""
+    snapshots_refused: int = 0
+    """REST depth snapshots the exchange refused (429/418: over its weight, or banned),
+    each retried after its Retry-After (Binance; `kirby_stream.books.gates`)."""
 
 
 class FeedReport(msgspec.Struct, kw_only=True):

@@ -396,6 +396,7 @@ class BookCollector:
                 crossed=sum(t[3] for t in totals),
                 stale_ms=sum(s.stale_ms for s in states),
                 samples=self.samples_taken.get(exchange, 0),
+                snapshots_refused=sum(lane.counters.snapshots_refused for _, lane in parts),
             )
 
 
