@@ -20,6 +20,10 @@ exchange's ordinary frame parser. After each frame every touched book is settled
 Counters (updates, gaps, resyncs, crossed) are the rules' own, summed over the books a
 pair has had; `BookState` adds resyncs after a lost connection and the stale time (the
 sampler measures it). Times are the data clock's (`received_at`), never the exchange's.
+
+One module over 400 lines on purpose: frames, resyncs and feed events all change the same
+`BookState`s and outages, and split apart each would reach into the others' state; what
+stands alone (the snapshot budget and its holds) is `gates`.
 """
 
 from __future__ import annotations

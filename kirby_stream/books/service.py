@@ -20,7 +20,10 @@ applied within `books_stale_seconds`), its top `books_levels` a side with the ex
 sequence, stamped with the tick's whole second; a crossed book is never stored. Sizes are
 stored in the base coin: a book counting contracts (OKX swaps) has its sampled sizes
 multiplied by the contract values the trades use (`kirby_stream.contracts`, read by the
-collector's `ContractValues`); until its value is known such a book is not sampled. A book
+collector's `ContractValues`); until its value is known such a book is not sampled.
+
+Over 400 lines on purpose: running, sampling, writing and reporting all read the lanes and
+the held samples; the per-connection work is `lane`, the planning `plan`. A book
 that is not trustworthy adds the tick's elapsed time to its stale time (once it has been
 whole before: a book not built yet is not stale). Per pair and minute the integrity
 counters (updates, gaps, resyncs, crossed: differences of the rules' counters; stale_ms)
