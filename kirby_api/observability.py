@@ -32,6 +32,7 @@ so rules aggregate with `max by (exchange)`), and `collection_outages` summed:
     kirby_collector_book_updates_total{exchange}               depth updates applied
     kirby_collector_book_gaps_total / _resyncs_total{exchange}  sequence gaps, resyncs done
     kirby_collector_book_crossed_total{exchange}               updates that left a crossed book
+    kirby_collector_book_snapshots_refused_total{exchange}     REST snapshots refused (429/418)
     kirby_collector_book_stale_seconds_total{exchange}         time books were not trustworthy
     kirby_collector_books{exchange,state}                      books kept (`kept`), `whole` now
 
@@ -313,6 +314,8 @@ _BOOK_COUNTERS = {
     "gaps": "Sequence gaps found in the exchange's depth stream (each one resynced).",
     "resyncs": "Books made whole again by a new snapshot after a gap or a lost feed.",
     "crossed": "Depth updates after which a book was crossed (never stored).",
+    "snapshots_refused": "REST depth snapshots the exchange refused (429/418), each retried "
+    "after its Retry-After.",
 }
 
 

@@ -22,6 +22,7 @@ REPORT = BookReport(
     updates=800,
     gaps=3,
     resyncs=3,
+    snapshots_refused=2,
     crossed=0,
     stale_ms=4500,
     samples=120,
@@ -86,6 +87,7 @@ async def test_metrics_carry_each_exchanges_book_counters(api, conn, catalog) ->
     assert value(found, "kirby_collector_book_gaps_total", **exchange) == 3
     assert value(found, "kirby_collector_book_resyncs_total", **exchange) == 3
     assert value(found, "kirby_collector_book_crossed_total", **exchange) == 0
+    assert value(found, "kirby_collector_book_snapshots_refused_total", **exchange) == 2
     assert value(found, "kirby_collector_book_stale_seconds_total", **exchange) == 4.5
     assert value(found, "kirby_collector_books", state="kept", **exchange) == 2
     assert value(found, "kirby_collector_books", state="whole", **exchange) == 1
