@@ -5,11 +5,13 @@
 A book of `--levels` levels a side, then `--updates` deltas of `--changes` level changes
 each (exponentially distributed distance from the mid, a quarter deletes), applied with
 a best-bid/best-ask (crossed) check after every delta, by:
-(a) kirby_core.books.L2Book: a dict per side + its sorted price list kept by bisect;
+(a) kirby_core.books.L2Book: a dict per side + a heap of its prices best first, cleaned
+    lazily at its top (deleted prices stay until they reach it);
 (b) sortedcontainers.SortedDict per side;
 (c) a dict per side, best found by max/min over it after every delta;
 (d) a dict per side, sorted only when the top 20 are read, every 10th delta (no crossed
-    check in between: the cheapest a dict can do).
+    check in between: the cheapest a dict can do);
+(e) a dict per side + its sorted price list kept by bisect (L2Book before the heap).
 CPU seconds of this process, best of 3. Prints updates/s and microseconds per update.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from bisect import bisect_left, insort
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -95,6 +98,40 @@ def dict_lazy(bids: list[Level], asks: list[Level], deltas: list[Delta]) -> None
             _ = sorted(db)[-20:], sorted(da)[:20]
 
 
+class BisectedBook:
+    """L2Book before the heap (apply_delta's Decimal loop and crossed, as they were): a
+    dict per side + its sorted price list, insort on a new level, bisect on a delete."""
+
+    def __init__(self, bids: list[Level], asks: list[Level]) -> None:
+        self.sides = (
+            (dict(bids), sorted(p for p, _ in bids)),
+            (dict(asks), sorted(p for p, _ in asks)),
+        )
+
+    def apply_delta(self, bids: tuple[Level, ...], asks: tuple[Level, ...]) -> None:
+        for (levels, prices), changes in zip(self.sides, (bids, asks), strict=True):
+            for price, size in changes:
+                if size:
+                    if price not in levels:
+                        insort(prices, price)
+                    levels[price] = size
+                elif price in levels:
+                    del levels[price]
+                    del prices[bisect_left(prices, price)]
+
+    @property
+    def crossed(self) -> bool:
+        bids, asks = self.sides[0][1], self.sides[1][1]
+        return bool(bids) and bool(asks) and bids[-1] >= asks[0]
+
+
+def dict_bisect(bids: list[Level], asks: list[Level], deltas: list[Delta]) -> None:
+    book = BisectedBook(bids, asks)
+    for b, a in deltas:
+        book.apply_delta(b, a)
+        _ = book.crossed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--updates", type=int, default=20_000)
@@ -103,10 +140,11 @@ def main() -> None:
     args = parser.parse_args()
     bids, asks, deltas = book_and_deltas(args.levels, args.updates, args.changes)
     ways: dict[str, Callable[[list[Level], list[Level], list[Delta]], None]] = {
-        "(a) L2Book: dict + bisected list": l2book,
+        "(a) L2Book: dict + lazy heap": l2book,
         "(b) SortedDict": sorted_dict,
         "(c) dict, max/min every update": dict_scan,
         "(d) dict, sorted every 10th": dict_lazy,
+        "(e) dict + bisected list": dict_bisect,
     }
     print(f"{args.levels} levels a side, {args.changes} changes an update")
     for name, way in ways.items():
