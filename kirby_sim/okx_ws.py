@@ -6,7 +6,9 @@
 
 Channels: `candle<bar>` (business only: 1m..4H and the UTC bars 6Hutc..1Mutc; the forming
 candle with confirm "0" on every push, the final one with "1" when it closes), `trades`,
-`tickers`, `funding-rate` (about every 30 s), `open-interest` (about every 3 s), `books`
+`tickers`, `funding-rate` (about every 30 s), `mark-price` (swaps: a push at every
+simulated second, when the simulator's mark changes, with that second's mark, the very
+value REST public/mark-price gives for it), `open-interest` (about every 3 s), `books`
 (a snapshot, then updates every 100 ms chained by prevSeqId/seqId) and `books5` on public
 (`okx_depth`).
 A channel on the wrong URL or an unknown instrument answers event "error" with code 60018,
@@ -26,10 +28,12 @@ from kirby_sim.candles import CandleBook
 from kirby_sim.clock import VirtualClock
 from kirby_sim.depth import DepthFeed
 from kirby_sim.faults import FaultInjector
+from kirby_sim.malform import malformed_text
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
 from kirby_sim.universe import OKX_SPOT_VENUE, OKX_SWAP_VENUE
 from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
+from kirby_sim.wire import encode
 
 PUBLIC_PATH = "/ws/v5/public"
 BUSINESS_PATH = "/ws/v5/business"
@@ -45,8 +49,13 @@ FUNDING_EVERY_MS = 30_000
 OPEN_INTEREST_EVERY_MS = 3_000
 SUBSCRIBES_PER_HOUR = 480
 """Subscribe and unsubscribe requests a connection may send per real hour."""
-PUBLIC_CHANNELS = ("trades", "tickers", "funding-rate", "open-interest", "books", "books5")
-SWAP_ONLY = ("funding-rate", "open-interest")
+MARK_EVERY_MS = 1000
+"""The simulator's mark price changes once a simulated second (OKX pushes a change at
+most every 200 ms, and every 10 s without one)."""
+PUBLIC_CHANNELS = (
+    "trades", "tickers", "funding-rate", "mark-price", "open-interest", "books", "books5"
+)  # fmt: skip
+SWAP_ONLY = ("funding-rate", "mark-price", "open-interest")
 
 
 class OkxStream(VenueSocket):
@@ -152,6 +161,37 @@ class OkxStream(VenueSocket):
                     return  # stalled: the next push carries these steps
             feed.commit(after)
 
+    def _marks(
+        self,
+        session: VenueSession,
+        arg: dict[str, str],
+        state: dict[str, Any],
+        before: int,
+        now: int,
+    ) -> None:
+        """One push per simulated second crossed since the last (the first: the mark at
+        subscribing), each stamped with its second, so every second's mark is sent."""
+        perp = self.market.perp(OKX_SWAP_VENUE, arg["instId"])
+        assert perp is not None
+        last = state["last_open"]
+        if last is None:
+            seconds = [now]
+        else:
+            first = max(last + MARK_EVERY_MS, session.opened_ms) // MARK_EVERY_MS
+            seconds = [s * MARK_EVERY_MS for s in range(first, now // MARK_EVERY_MS + 1)]
+        coin = perp.instrument.coin
+        if self.faults.is_stalled(coin):  # what a stall withholds is never sent late
+            state["last_open"] = now // MARK_EVERY_MS * MARK_EVERY_MS
+            return
+        for at in seconds:
+            document = {"arg": arg, "data": [okx.mark_price(perp, at)]}
+            broken = malformed_text(self.faults, "ws", "mark-price", document, encode)
+            if broken is None:
+                self.publish(session, coin, document)
+            else:
+                session.send(broken)
+            state["last_open"] = at // MARK_EVERY_MS * MARK_EVERY_MS
+
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         candles_due = now // CANDLE_PUSH_MS != before // CANDLE_PUSH_MS
         for (channel, inst_id), sub in list(session.subscriptions.items()):
@@ -182,6 +222,9 @@ class OkxStream(VenueSocket):
                 for bar, closed in updates:
                     row = okx.candle_row(inst, bar, closed)
                     self.publish(session, inst.coin, {"arg": arg, "data": [row]})
+                continue
+            if channel == "mark-price":
+                self._marks(session, arg, sub, before, now)
                 continue
             if channel == "trades":
                 data = [

@@ -6,7 +6,12 @@
     ping (text) -> pong (text)
 
 Candles (`candle<bar>`, confirm "1" on the final push) are served on `/ws/v5/business`;
-`funding-rate`, `open-interest` and `trades` on `/ws/v5/public`. Data pushes are
+`funding-rate`, `mark-price`, `open-interest` and `trades` on `/ws/v5/public`. A swap's
+funding row merges two channels (`companions`): `funding-rate` (pushed every 30-90 s, no
+mark price) and `mark-price` (pushed on every change of the mark, at most every 200 ms, and
+every 10 s without one); `OkxParser` keeps both per connection and yields the merged state
+on either push, stamped with that push's minute. OKX's index (`index-tickers`, keyed by
+the index `BTC-USDT`, not the swap) is not collected. Data pushes are
 `{"arg":{"channel","instId"},"data":[...]}`; errors `{"event":"error","code","msg"}`;
 `{"event":"notice","code":"64008"}` announces a disconnect for a service upgrade.
 
@@ -67,6 +72,8 @@ STREAMED_DATASETS = {
 }
 POLLED_DATASETS: dict[str, tuple[str, ...]] = {}
 _CHANNELS = {"funding_rates": "funding-rate", "open_interest": "open-interest", "trades": "trades"}
+_COMPANIONS = {("perps", "funding_rates"): ("mark-price",)}
+"""(market type, dataset) -> the further channels its rows merge from."""
 _HOST = "wss://ws.okx.com:8443"
 
 _PING = "ping"
@@ -107,6 +114,13 @@ def subscription(
     return {"channel": _CHANNELS[dataset], "instId": symbol}
 
 
+def companions(market_type: str, dataset: str, symbol: str) -> tuple[dict[str, str], ...]:
+    """The further channel args a series needs beside its own `subscription`: a swap's
+    funding row takes its mark price from {"channel":"mark-price","instId":"BTC-USDT-SWAP"}."""
+    channels = _COMPANIONS.get((market_type, dataset), ())
+    return tuple({"channel": channel, "instId": symbol} for channel in channels)
+
+
 def subscribe_frames(
     market_type: str, args: Sequence[dict[str, str]], request_id: int
 ) -> list[str]:
@@ -123,40 +137,66 @@ def _frames(op: str, market_type: str, args: Sequence[dict[str, str]]) -> list[s
     return [compact({"op": op, "args": batch}) for batch in chunks(args, LIMITS[market_type])]
 
 
-def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
-    if raw in ("pong", b"pong"):
-        return (Pong(),)
-    where = "OKX WS"
-    message = load_frame(raw, where)
-    if not isinstance(message, dict):
-        raise ExchangeProtocolError(f"{where}: expected an object, got {message!r:.200}")
-    event = message.get("event")
-    if event in ("subscribe", "unsubscribe"):
-        return (SubscriptionAck(event, message.get("arg")),)
-    if event == "channel-conn-count":  # how many connections share a channel: information
-        return ()
-    if event is not None:  # error, notice (64008: reconnect soon)
-        return (ChannelError(f"OKX {event} {message.get('code')}: {message.get('msg')!s:.300}"),)
-    arg = field(message, "arg", where)
-    channel = text(field(arg, "channel", where), "channel", where)
-    symbol = text(field(arg, "instId", where), "instId", where)
-    rows = items(field(message, "data", f"{where} {channel} {symbol}"), f"{where} {channel}")
-    if channel.startswith("candle"):
-        interval = _BY_BAR.get(channel.removeprefix("candle"))
-        if interval is None:
-            raise ExchangeProtocolError(f"{where}: unknown candle channel {channel!r}")
-        return tuple(_candle(row, symbol, interval) for row in rows)
-    if channel == "funding-rate":
-        return tuple(FundingUpdate(symbol, _funding(row, symbol)) for row in rows)
-    if channel == "open-interest":
-        return tuple(OpenInterestUpdate(symbol, _open_interest(row, symbol)) for row in rows)
-    if channel == "trades":
-        trades = tuple(_trade(row, symbol) for row in rows)
-        return (TradesUpdate(symbol, trades, contracts=symbol.endswith("-SWAP")),)
-    raise ExchangeProtocolError(
-        f"{where}: unknown channel {channel!r}; expected candle*, funding-rate, "
-        "open-interest, trades"
-    )
+class OkxParser:
+    """One connection's parser: it keeps each swap's latest `funding-rate` row and
+    `mark-price`, so that either push yields the pair's whole funding state (OKX sends
+    them on two channels: funding every 30-90 s, the mark price on every change)."""
+
+    def __init__(self) -> None:
+        self.funding: dict[str, FundingRate] = {}
+        self.marks: dict[str, Decimal] = {}
+
+    def __call__(self, raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
+        if raw in ("pong", b"pong"):
+            return (Pong(),)
+        where = "OKX WS"
+        message = load_frame(raw, where)
+        if not isinstance(message, dict):
+            raise ExchangeProtocolError(f"{where}: expected an object, got {message!r:.200}")
+        event = message.get("event")
+        if event in ("subscribe", "unsubscribe"):
+            return (SubscriptionAck(event, message.get("arg")),)
+        if event == "channel-conn-count":  # how many connections share a channel: information
+            return ()
+        if event is not None:  # error, notice (64008: reconnect soon)
+            return (
+                ChannelError(f"OKX {event} {message.get('code')}: {message.get('msg')!s:.300}"),
+            )
+        arg = field(message, "arg", where)
+        channel = text(field(arg, "channel", where), "channel", where)
+        symbol = text(field(arg, "instId", where), "instId", where)
+        rows = items(field(message, "data", f"{where} {channel} {symbol}"), f"{where} {channel}")
+        if channel.startswith("candle"):
+            interval = _BY_BAR.get(channel.removeprefix("candle"))
+            if interval is None:
+                raise ExchangeProtocolError(f"{where}: unknown candle channel {channel!r}")
+            return tuple(_candle(row, symbol, interval) for row in rows)
+        if channel == "funding-rate":
+            return tuple(self._funding(symbol, _funding(row, symbol)) for row in rows)
+        if channel == "mark-price":
+            return tuple(self._mark(symbol, *_mark_price(row, symbol)) for row in rows)
+        if channel == "open-interest":
+            return tuple(OpenInterestUpdate(symbol, _open_interest(row, symbol)) for row in rows)
+        if channel == "trades":
+            trades = tuple(_trade(row, symbol) for row in rows)
+            return (TradesUpdate(symbol, trades, contracts=symbol.endswith("-SWAP")),)
+        raise ExchangeProtocolError(
+            f"{where}: unknown channel {channel!r}; expected candle*, funding-rate, "
+            "mark-price, open-interest, trades"
+        )
+
+    def _funding(self, symbol: str, funding: FundingRate) -> FundingUpdate:
+        """A funding-rate push, with the latest mark price seen (None before the first)."""
+        self.funding[symbol] = funding
+        return FundingUpdate(symbol, funding._replace(mark_price=self.marks.get(symbol)))
+
+    def _mark(self, symbol: str, minute: datetime, mark: Decimal) -> FundingUpdate:
+        """A mark-price push: the latest funding-rate state, stamped with the mark's minute
+        (as Bybit's tickers deltas carry the unchanged funding); the mark alone before the
+        connection's first funding-rate push."""
+        self.marks[symbol] = mark
+        latest = self.funding.get(symbol) or FundingRate(minute)
+        return FundingUpdate(symbol, latest._replace(time=minute, mark_price=mark))
 
 
 def _ms(value: object, name: str, where: str) -> datetime:
@@ -204,6 +244,16 @@ def _funding(row: object, symbol: str) -> FundingRate:
         premium=parse_decimal(premium, "premium", where) if premium not in (None, "") else None,
         next_funding_time=_ms(field(row, "fundingTime", where), "fundingTime", where),
     )
+
+
+def _mark_price(row: object, symbol: str) -> tuple[datetime, Decimal]:
+    """{"instType":"SWAP","instId":"BTC-USDT-SWAP","markPx":"97005.2","ts":"1736165581000"}
+    -> (the minute of `ts`, the mark price)"""
+    where = f"OKX WS mark-price {symbol}"
+    mark = parse_decimal(field(row, "markPx", where), "markPx", where)
+    if mark <= 0:
+        raise ExchangeProtocolError(f"{where}: field 'markPx' must be positive, got {mark}")
+    return floor_minute(_ms(field(row, "ts", where), "ts", where)), mark
 
 
 def _open_interest(row: object, symbol: str) -> OpenInterest:
