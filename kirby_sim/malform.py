@@ -6,7 +6,8 @@ of a payload, or None when the variant does not fit it (a funding row has no hig
 low); `bad_json` is the encoded text cut in half. Kinds are the payloads the simulator
 sends: Hyperliquid `candle` (one candle object), `candles` (candleSnapshot list),
 `activeAssetCtx`, `trades`, `l2Book`, `allMids`, `funding` (fundingHistory list),
-Binance `klines` rows and OKX `mark-price` pushes (the whole `{"arg","data"}` frame).
+Binance `klines` rows and OKX `mark-price` / `index-tickers` pushes (the whole
+`{"arg","data"}` frame).
 """
 
 from __future__ import annotations
@@ -76,12 +77,13 @@ def corrupt(kind: str, data: Any, variant: str) -> Any | None:
         }
         key, value = new_value[variant]
         return _first(data, lambda row: {**row, key: value})
-    if kind == "mark-price":
-        rows = data["data"]
+    if kind in ("mark-price", "index-tickers"):
+        row = data["data"][0]
         if variant == "non_numeric_price":
-            rows[0]["markPx"] = NOT_A_NUMBER
+            row["markPx" if kind == "mark-price" else "idxPx"] = NOT_A_NUMBER
         else:
-            rows[0]["instId"] = data["arg"]["instId"] = f"{UNKNOWN_COIN}-USDT-SWAP"
+            suffix = "-SWAP" if kind == "mark-price" else ""
+            row["instId"] = data["arg"]["instId"] = f"{UNKNOWN_COIN}-USDT{suffix}"
         return data
     if kind == "l2Book":
         if variant == "non_numeric_price":

@@ -6,9 +6,10 @@
 
 Channels: `candle<bar>` (business only: 1m..4H and the UTC bars 6Hutc..1Mutc; the forming
 candle with confirm "0" on every push, the final one with "1" when it closes), `trades`,
-`tickers`, `funding-rate` (about every 30 s), `mark-price` (swaps: a push at every
-simulated second, when the simulator's mark changes, with that second's mark, the very
-value REST public/mark-price gives for it), `open-interest` (about every 3 s), `books`
+`tickers`, `funding-rate` (about every 30 s), `mark-price` (swaps) and `index-tickers`
+(the index of a swap: `BTC-USDT` for `BTC-USDT-SWAP`): a push at every simulated second,
+when the simulator's mark and index change, with that second's price, the very value REST
+public/mark-price and market/index-tickers give for it), `open-interest` (about every 3 s), `books`
 (a snapshot, then updates every 100 ms chained by prevSeqId/seqId) and `books5` on public
 (`okx_depth`).
 A channel on the wrong URL or an unknown instrument answers event "error" with code 60018,
@@ -50,10 +51,13 @@ OPEN_INTEREST_EVERY_MS = 3_000
 SUBSCRIBES_PER_HOUR = 480
 """Subscribe and unsubscribe requests a connection may send per real hour."""
 MARK_EVERY_MS = 1000
-"""The simulator's mark price changes once a simulated second (OKX pushes a change at
-most every 200 ms, and every 10 s without one)."""
+"""The simulator's mark and index prices change once a simulated second (OKX pushes a
+changed mark at most every 200 ms, a changed index every 100 ms)."""
+PRICE_CHANNELS = ("mark-price", "index-tickers")
+"""The channels pushing a price every simulated second (`_prices`)."""
 PUBLIC_CHANNELS = (
-    "trades", "tickers", "funding-rate", "mark-price", "open-interest", "books", "books5"
+    "trades", "tickers", "funding-rate", "mark-price", "index-tickers", "open-interest",
+    "books", "books5",
 )  # fmt: skip
 SWAP_ONLY = ("funding-rate", "mark-price", "open-interest")
 
@@ -75,6 +79,10 @@ class OkxStream(VenueSocket):
         channel, inst_id = arg.get("channel"), arg.get("instId")
         if not isinstance(channel, str) or not isinstance(inst_id, str):
             return None
+        if channel == "index-tickers":  # an index, served for the swaps it prices
+            if path != PUBLIC_PATH:
+                return None
+            return self.market.book(OKX_SWAP_VENUE, f"{inst_id}-SWAP")
         venue = OKX_SWAP_VENUE if inst_id.endswith("-SWAP") else OKX_SPOT_VENUE
         if channel.startswith("candle"):
             if path != BUSINESS_PATH or channel.removeprefix("candle") not in okx.BARS:
@@ -161,17 +169,13 @@ class OkxStream(VenueSocket):
                     return  # stalled: the next push carries these steps
             feed.commit(after)
 
-    def _marks(
-        self,
-        session: VenueSession,
-        arg: dict[str, str],
-        state: dict[str, Any],
-        before: int,
-        now: int,
+    def _prices(
+        self, session: VenueSession, arg: dict[str, str], state: dict[str, Any], now: int
     ) -> None:
-        """One push per simulated second crossed since the last (the first: the mark at
-        subscribing), each stamped with its second, so every second's mark is sent."""
-        perp = self.market.perp(OKX_SWAP_VENUE, arg["instId"])
+        """One push per simulated second crossed since the last (the first: the price at
+        subscribing), each stamped with its second, so every second's price is sent."""
+        book: CandleBook = state["book"]
+        perp = self.market.perp(OKX_SWAP_VENUE, book.instrument.symbol)
         assert perp is not None
         last = state["last_open"]
         if last is None:
@@ -184,8 +188,13 @@ class OkxStream(VenueSocket):
             state["last_open"] = now // MARK_EVERY_MS * MARK_EVERY_MS
             return
         for at in seconds:
-            document = {"arg": arg, "data": [okx.mark_price(perp, at)]}
-            broken = malformed_text(self.faults, "ws", "mark-price", document, encode)
+            row = (
+                okx.mark_price(perp, at)
+                if arg["channel"] == "mark-price"
+                else okx.index_ticker(self.market, perp, at)
+            )
+            document = {"arg": arg, "data": [row]}
+            broken = malformed_text(self.faults, "ws", arg["channel"], document, encode)
             if broken is None:
                 self.publish(session, coin, document)
             else:
@@ -223,8 +232,8 @@ class OkxStream(VenueSocket):
                     row = okx.candle_row(inst, bar, closed)
                     self.publish(session, inst.coin, {"arg": arg, "data": [row]})
                 continue
-            if channel == "mark-price":
-                self._marks(session, arg, sub, before, now)
+            if channel in PRICE_CHANNELS:
+                self._prices(session, arg, sub, now)
                 continue
             if channel == "trades":
                 data = [

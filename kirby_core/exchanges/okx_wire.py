@@ -6,12 +6,13 @@
     ping (text) -> pong (text)
 
 Candles (`candle<bar>`, confirm "1" on the final push) are served on `/ws/v5/business`;
-`funding-rate`, `mark-price`, `open-interest` and `trades` on `/ws/v5/public`. A swap's
-funding row merges two channels (`companions`): `funding-rate` (pushed every 30-90 s, no
-mark price) and `mark-price` (pushed on every change of the mark, at most every 200 ms, and
-every 10 s without one); `OkxParser` keeps both per connection and yields the merged state
-on either push, stamped with that push's minute. OKX's index (`index-tickers`, keyed by
-the index `BTC-USDT`, not the swap) is not collected. Data pushes are
+`funding-rate`, `mark-price`, `index-tickers`, `open-interest` and `trades` on
+`/ws/v5/public`. A swap's funding row merges three channels (`companions`): `funding-rate`
+(pushed every 30-90 s, no prices), `mark-price` (on every change of the mark, at most every
+200 ms, and every 10 s without one) and `index-tickers` of the swap's index (`BTC-USDT` for
+`BTC-USDT-SWAP`: every 100 ms with a change, once a minute without); `OkxParser` keeps their
+latest per swap and connection and yields the merged state on every push, stamped with that
+push's minute. Data pushes are
 `{"arg":{"channel","instId"},"data":[...]}`; errors `{"event":"error","code","msg"}`;
 `{"event":"notice","code":"64008"}` announces a disconnect for a service upgrade.
 
@@ -72,8 +73,8 @@ STREAMED_DATASETS = {
 }
 POLLED_DATASETS: dict[str, tuple[str, ...]] = {}
 _CHANNELS = {"funding_rates": "funding-rate", "open_interest": "open-interest", "trades": "trades"}
-_COMPANIONS = {("perps", "funding_rates"): ("mark-price",)}
-"""(market type, dataset) -> the further channels its rows merge from."""
+_SWAP = "-SWAP"
+"""A USDT swap's instId is its index's (its underlying's) plus this."""
 _HOST = "wss://ws.okx.com:8443"
 
 _PING = "ping"
@@ -116,9 +117,14 @@ def subscription(
 
 def companions(market_type: str, dataset: str, symbol: str) -> tuple[dict[str, str], ...]:
     """The further channel args a series needs beside its own `subscription`: a swap's
-    funding row takes its mark price from {"channel":"mark-price","instId":"BTC-USDT-SWAP"}."""
-    channels = _COMPANIONS.get((market_type, dataset), ())
-    return tuple({"channel": channel, "instId": symbol} for channel in channels)
+    funding row takes its mark price from {"channel":"mark-price","instId":"BTC-USDT-SWAP"}
+    and its index from {"channel":"index-tickers","instId":"BTC-USDT"}."""
+    if (market_type, dataset) != ("perps", "funding_rates"):
+        return ()
+    return (
+        {"channel": "mark-price", "instId": symbol},
+        {"channel": "index-tickers", "instId": symbol.removesuffix(_SWAP)},
+    )
 
 
 def subscribe_frames(
@@ -138,13 +144,14 @@ def _frames(op: str, market_type: str, args: Sequence[dict[str, str]]) -> list[s
 
 
 class OkxParser:
-    """One connection's parser: it keeps each swap's latest `funding-rate` row and
-    `mark-price`, so that either push yields the pair's whole funding state (OKX sends
-    them on two channels: funding every 30-90 s, the mark price on every change)."""
+    """One connection's parser: it keeps each swap's funding state merged from its
+    `funding-rate`, `mark-price` and `index-tickers` pushes, so that any of them yields the
+    pair's whole state (OKX sends them apart: funding every 30-90 s, the prices on every
+    change)."""
 
     def __init__(self) -> None:
-        self.funding: dict[str, FundingRate] = {}
-        self.marks: dict[str, Decimal] = {}
+        self.state: dict[str, FundingRate] = {}
+        """Swap instId -> its merged funding state."""
 
     def __call__(self, raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
         if raw in ("pong", b"pong"):
@@ -174,7 +181,16 @@ class OkxParser:
         if channel == "funding-rate":
             return tuple(self._funding(symbol, _funding(row, symbol)) for row in rows)
         if channel == "mark-price":
-            return tuple(self._mark(symbol, *_mark_price(row, symbol)) for row in rows)
+            return tuple(
+                self._merge(symbol, minute, mark_price=price)
+                for minute, price in (_price(row, symbol, channel, "markPx") for row in rows)
+            )
+        if channel == "index-tickers":
+            swap = symbol + _SWAP
+            return tuple(
+                self._merge(swap, minute, oracle_price=price)
+                for minute, price in (_price(row, symbol, channel, "idxPx") for row in rows)
+            )
         if channel == "open-interest":
             return tuple(OpenInterestUpdate(symbol, _open_interest(row, symbol)) for row in rows)
         if channel == "trades":
@@ -182,21 +198,25 @@ class OkxParser:
             return (TradesUpdate(symbol, trades, contracts=symbol.endswith("-SWAP")),)
         raise ExchangeProtocolError(
             f"{where}: unknown channel {channel!r}; expected candle*, funding-rate, "
-            "mark-price, open-interest, trades"
+            "mark-price, index-tickers, open-interest, trades"
         )
 
     def _funding(self, symbol: str, funding: FundingRate) -> FundingUpdate:
-        """A funding-rate push, with the latest mark price seen (None before the first)."""
-        self.funding[symbol] = funding
-        return FundingUpdate(symbol, funding._replace(mark_price=self.marks.get(symbol)))
+        """A funding-rate push, with the latest prices seen (None before the first)."""
+        return self._merge(
+            symbol,
+            funding.time,
+            predicted_funding_rate=funding.predicted_funding_rate,
+            premium=funding.premium,
+            next_funding_time=funding.next_funding_time,
+        )
 
-    def _mark(self, symbol: str, minute: datetime, mark: Decimal) -> FundingUpdate:
-        """A mark-price push: the latest funding-rate state, stamped with the mark's minute
-        (as Bybit's tickers deltas carry the unchanged funding); the mark alone before the
-        connection's first funding-rate push."""
-        self.marks[symbol] = mark
-        latest = self.funding.get(symbol) or FundingRate(minute)
-        return FundingUpdate(symbol, latest._replace(time=minute, mark_price=mark))
+    def _merge(self, symbol: str, minute: datetime, **fields: Any) -> FundingUpdate:
+        """The swap's state with one push's `fields`, stamped with its minute (as Bybit's
+        tickers deltas carry what did not change); fields no push brought yet are None."""
+        state = self.state.get(symbol) or FundingRate(minute)
+        state = self.state[symbol] = state._replace(time=minute, **fields)
+        return FundingUpdate(symbol, state)
 
 
 def _ms(value: object, name: str, where: str) -> datetime:
@@ -246,14 +266,19 @@ def _funding(row: object, symbol: str) -> FundingRate:
     )
 
 
-def _mark_price(row: object, symbol: str) -> tuple[datetime, Decimal]:
-    """{"instType":"SWAP","instId":"BTC-USDT-SWAP","markPx":"97005.2","ts":"1736165581000"}
-    -> (the minute of `ts`, the mark price)"""
-    where = f"OKX WS mark-price {symbol}"
-    mark = parse_decimal(field(row, "markPx", where), "markPx", where)
-    if mark <= 0:
-        raise ExchangeProtocolError(f"{where}: field 'markPx' must be positive, got {mark}")
-    return floor_minute(_ms(field(row, "ts", where), "ts", where)), mark
+def _price(row: object, symbol: str, channel: str, name: str) -> tuple[datetime, Decimal]:
+    """A price push -> (the minute of its `ts`, the price `name`):
+
+    mark-price     {"instType":"SWAP","instId":"BTC-USDT-SWAP","markPx":"97005.2",
+                    "ts":"1736165581000"}
+    index-tickers  {"instId":"BTC-USDT","idxPx":"97001.5","high24h":"97500",
+                    "low24h":"96000.1","open24h":"96500","sodUtc0":"96800",
+                    "sodUtc8":"96900","ts":"1736165581000"}"""
+    where = f"OKX WS {channel} {symbol}"
+    price = parse_decimal(field(row, name, where), name, where)
+    if price <= 0:
+        raise ExchangeProtocolError(f"{where}: field {name!r} must be positive, got {price}")
+    return floor_minute(_ms(field(row, "ts", where), "ts", where)), price
 
 
 def _open_interest(row: object, symbol: str) -> OpenInterest:

@@ -487,14 +487,30 @@ def mark(symbol: str, price: Any, ms: int) -> str:
     return dumps({"arg": {"channel": "mark-price", "instId": symbol}, "data": [row]})
 
 
-def test_okx_funding_rows_take_the_mark_price_channel() -> None:
-    """A swap's funding series subscribes `mark-price` beside `funding-rate`; the parser
-    merges the two: each push yields the latest of both, at its own minute."""
+def index(name: str, price: Any, ms: int) -> str:
+    row = {
+        "instId": name,
+        "idxPx": price,
+        "high24h": "97500",
+        "low24h": "96000.1",
+        "open24h": "96500",
+        "sodUtc0": "96800",
+        "sodUtc8": "96900",
+        "ts": str(ms),
+    }
+    return dumps({"arg": {"channel": "index-tickers", "instId": name}, "data": [row]})
+
+
+def test_okx_funding_rows_take_the_mark_and_index_channels() -> None:
+    """A swap's funding series subscribes `mark-price` and its index's `index-tickers`
+    beside `funding-rate`; the parser merges the three: each push yields the latest of
+    all, at its own minute."""
     feed = FEEDS["okx"]
     swap = "BTC-USDT-SWAP"
     assert feed.subscriptions("perps", "funding_rates", swap, None) == (
         {"channel": "funding-rate", "instId": swap},
         {"channel": "mark-price", "instId": swap},
+        {"channel": "index-tickers", "instId": "BTC-USDT"},
     )
     assert feed.subscriptions("perps", "open_interest", swap, None) == (
         {"channel": "open-interest", "instId": swap},
@@ -517,17 +533,25 @@ def test_okx_funding_rows_take_the_mark_price_channel() -> None:
         next_funding_time=NEXT_FUNDING,
     )
     later = MINUTE_MS + 60_000
+    prices = {"mark_price": D("97005.2"), "oracle_price": D("97001.5")}
     assert parse_all(
         "okx",
         mark(swap, "97005.2", MINUTE_MS + 5),  # before any funding-rate push: the mark alone
+        index("BTC-USDT", "97001.5", MINUTE_MS + 7),  # the index of BTC-USDT-SWAP
         dumps({"arg": {"channel": "funding-rate", "instId": swap}, "data": [funding]}),
-        mark(swap, "97006.1", later + 999),  # the next minute: funding carried, new mark
+        mark(swap, "97006.1", later + 999),  # the next minute: the rest carried, new mark
         mark("ETH-USDT-SWAP", "3301.25", later),  # another swap's state is its own
     ) == [
         FundingUpdate(swap, FundingRate(time=MINUTE, mark_price=D("97005.2"))),
-        FundingUpdate(swap, rate._replace(mark_price=D("97005.2"))),
+        FundingUpdate(swap, FundingRate(time=MINUTE, **prices)),
+        FundingUpdate(swap, rate._replace(**prices)),
         FundingUpdate(
-            swap, rate._replace(time=MINUTE + timedelta(minutes=1), mark_price=D("97006.1"))
+            swap,
+            rate._replace(
+                time=MINUTE + timedelta(minutes=1),
+                mark_price=D("97006.1"),
+                oracle_price=D("97001.5"),
+            ),
         ),
         FundingUpdate(
             "ETH-USDT-SWAP",
@@ -709,6 +733,8 @@ MALFORMED = [
     ("okx", mark("BTC-USDT-SWAP", None, MINUTE_MS), "'markPx' must be a decimal string"),
     ("okx", mark("BTC-USDT-SWAP", "-1", MINUTE_MS), "'markPx' must be positive"),
     ("okx", mark("BTC-USDT-SWAP", "1", MINUTE_MS).replace('"ts"', '"t"'), "missing field 'ts'"),
+    ("okx", index("BTC-USDT", "x", MINUTE_MS), "index-tickers BTC-USDT: field 'idxPx' is not"),
+    ("okx", index("BTC-USDT", "0", MINUTE_MS), "field 'idxPx' must be positive"),
     (
         "coinbase",
         envelope("candles", [{"type": "update", "candles": [{"start": "x"}]}]),

@@ -125,6 +125,27 @@ def test_mark_price(okx: ccxt.okx, threaded_sim: SimulatorServer) -> None:
         okx.publicGetPublicMarkPrice({})
 
 
+def served_index(sim: SimulatorServer, index: str, at_ms: int) -> str:
+    """The index price the simulator's REST market/index-tickers serves at `at_ms`."""
+    perp = sim.market.perp(OKX_SWAP_VENUE, f"{index}-SWAP")
+    assert perp is not None
+    return sim_okx.index_ticker(sim.market, perp, at_ms)["idxPx"]
+
+
+def test_index_tickers(okx: ccxt.okx, threaded_sim: SimulatorServer) -> None:
+    (row,) = okx.publicGetMarketIndexTickers({"instId": "BTC-USDT"})["data"]
+    assert set(row) == {
+        "instId", "idxPx", "high24h", "low24h", "open24h", "sodUtc0", "sodUtc8", "ts"
+    }  # fmt: skip
+    assert row["idxPx"] == served_index(threaded_sim, "BTC-USDT", int(row["ts"]))
+    usdt = okx.publicGetMarketIndexTickers({"quoteCcy": "USDT"})["data"]
+    assert {"BTC-USDT", "ETH-USDT", "SOL-USDT"} <= {r["instId"] for r in usdt}
+    with pytest.raises(ccxt.BadSymbol):
+        okx.publicGetMarketIndexTickers({"instId": "NOPE-USDT"})
+    with pytest.raises(ccxt.ExchangeError, match="50014"):
+        okx.publicGetMarketIndexTickers({})
+
+
 def test_fetch_ticker(okx: ccxt.okx) -> None:
     for symbol in SYMBOLS:
         ticker = okx.fetch_ticker(symbol)
@@ -190,6 +211,20 @@ async def test_pro_watch_mark_price_is_the_rest_mark(fast_sim: SimulatorServer) 
         assert ticker["markPrice"] == float(mark)
 
 
+async def test_pro_watch_index_ticker_is_the_rest_index(fast_sim: SimulatorServer) -> None:
+    exchange = pro_client(fast_sim)
+    try:
+        seen = [
+            await exchange.watch_ticker("BTC/USDT", {"channel": "index-tickers"}) for _ in range(2)
+        ]
+    finally:
+        await exchange.close()
+    for ticker in seen:
+        index = served_index(fast_sim, "BTC-USDT", ticker["timestamp"])
+        assert ticker["indexPrice"] == float(index)
+        assert ticker["info"]["idxPx"] == index
+
+
 async def test_raw_socket_protocol(fast_sim: SimulatorServer) -> None:
     base = ws_base(fast_sim)
     async with connect(f"{base}/public") as ws:
@@ -222,6 +257,16 @@ async def test_raw_socket_protocol(fast_sim: SimulatorServer) -> None:
         assert all(
             row["markPx"] == served_mark(fast_sim, "ETH-USDT-SWAP", int(row["ts"])) for row in rows
         )
+        index = {"channel": "index-tickers", "instId": "ETH-USDT"}
+        await ws.send(json.dumps({"op": "subscribe", "args": [index]}))
+        for _ in range(20):
+            push = json.loads(await ws.recv())
+            if push.get("arg") == index and "data" in push:
+                break
+        else:
+            raise AssertionError("no index-tickers push")
+        (row,) = push["data"]
+        assert row["idxPx"] == served_index(fast_sim, "ETH-USDT", int(row["ts"]))
     async with connect(f"{base}/business") as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": [candle]}))
         assert json.loads(await ws.recv())["event"] == "subscribe"

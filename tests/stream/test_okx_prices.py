@@ -1,14 +1,16 @@
-"""OKX swaps' funding rows carry the mark price of OKX's `mark-price` channel, merged with
-its `funding-rate` channel, as the live collector stores them from the simulator; a
-malformed mark-price push is refused, naming the field, and nothing else is lost.
+"""OKX swaps' funding rows carry the mark price of OKX's `mark-price` channel and the
+index of `index-tickers`, merged with its `funding-rate` channel, as the live collector
+stores them from the simulator; a malformed price push is refused, naming the field, and
+nothing else is lost.
 
 The catalog is OKX's swaps alone (1m candles): the simulator's `non_numeric_price` fault
-goes to the first push it fits, and here only the mark-price pushes fit it.
+goes to the first push it fits, and here only the price pushes fit it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -67,18 +69,21 @@ def okx_running(running: Running) -> bool:
     return feed is not None and feed.state == "running"
 
 
-def pushed_mark(sim: SimulatorServer, inst_id: str, at: datetime) -> Decimal:
-    """The mark the simulator pushes for the second starting at `at`."""
+def pushed_prices(sim: SimulatorServer, inst_id: str, at: datetime) -> tuple[Decimal, Decimal]:
+    """The mark and index the simulator pushes for the second starting at `at`."""
     perp = sim.market.perp(OKX_SWAP_VENUE, inst_id)
     assert perp is not None
-    return Decimal(sim_okx.mark_price(perp, datetime_to_ms(at))["markPx"])
+    at_ms = datetime_to_ms(at)
+    mark = sim_okx.mark_price(perp, at_ms)["markPx"]
+    return Decimal(mark), Decimal(sim_okx.index_ticker(sim.market, perp, at_ms)["idxPx"])
 
 
 async def funding_rows(
     conn: asyncpg.Connection, pair: int, start: datetime, end: datetime
 ) -> dict[datetime, asyncpg.Record]:
     rows = await conn.fetch(
-        "SELECT time, mark_price, predicted_funding_rate, next_funding_time FROM funding_rates"
+        "SELECT time, mark_price, oracle_price, predicted_funding_rate, next_funding_time"
+        " FROM funding_rates"
         " WHERE trading_pair_id = $1 AND time >= $2 AND time < $3",
         pair,
         start,
@@ -87,7 +92,7 @@ async def funding_rows(
     return {row["time"]: row for row in rows}
 
 
-async def test_swap_funding_rows_carry_the_last_mark_price_of_their_minute(
+async def test_swap_funding_rows_carry_the_last_mark_and_index_of_their_minute(
     conn: asyncpg.Connection,
     database_urls: DatabaseUrls,
     settings: Settings,
@@ -115,15 +120,15 @@ async def test_swap_funding_rows_carry_the_last_mark_price_of_their_minute(
         rows = await funding_rows(conn, pair, wanted[0], end)
         for minute in wanted:
             row = rows[minute]
-            # the minute's last push: its 59th second
-            last_mark = pushed_mark(sim, inst_id, minute + timedelta(seconds=59))
-            assert row["mark_price"] == last_mark, (inst_id, minute)
+            # the minute's last pushes: its 59th second's
+            mark, index = pushed_prices(sim, inst_id, minute + timedelta(seconds=59))
+            assert (row["mark_price"], row["oracle_price"]) == (mark, index), (inst_id, minute)
             # the funding-rate channel's state, merged into the same row
             assert row["predicted_funding_rate"] is not None, (inst_id, minute)
             assert row["next_funding_time"] > minute
 
 
-async def test_a_malformed_mark_price_is_refused_and_nothing_else_is_lost(
+async def test_a_malformed_price_push_is_refused_and_nothing_else_is_lost(
     conn: asyncpg.Connection,
     database_urls: DatabaseUrls,
     settings: Settings,
@@ -158,9 +163,13 @@ async def test_a_malformed_mark_price_is_refused_and_nothing_else_is_lost(
     assert feed.reconnects == before.feeds["okx"].reconnects, "the connection stays"
     refused = [r.getMessage() for r in caplog.records if "event=invalid_message" in r.getMessage()]
     assert len(refused) == 1
-    assert "OKX WS mark-price" in refused[0] and "field 'markPx' is not a number" in refused[0]
-    # every swap's funding row of the minute and the next: stored, with the mark price
+    assert re.search(
+        r"OKX WS (mark-price \S+-SWAP: field 'markPx'|index-tickers \S+: field 'idxPx') "
+        "is not a number: 'not-a-number'",
+        refused[0],
+    ), refused[0]
+    # every swap's funding row of the minute and the next: stored, with both prices
     for pair in swaps.values():
         rows = await funding_rows(conn, pair, broken_at, after_minute + MINUTE)
         assert set(rows) == {broken_at, after_minute}
-        assert all(row["mark_price"] is not None for row in rows.values())
+        assert all(row["mark_price"] and row["oracle_price"] for row in rows.values())
