@@ -7,11 +7,11 @@
 Channels: `candle<bar>` (business only: 1m..4H and the UTC bars 6Hutc..1Mutc; the forming
 candle with confirm "0" on every push, the final one with "1" when it closes), `trades`,
 `tickers`, `funding-rate` (about every 30 s), `mark-price` (swaps) and `index-tickers`
-(the index of a swap: `BTC-USDT` for `BTC-USDT-SWAP`): a push at every simulated second,
+(the index of a swap: `BTC-USDT` for `BTC-USDT-SWAP`; a push at every simulated second,
 when the simulator's mark and index change, with that second's price, the very value REST
-public/mark-price and market/index-tickers give for it), `open-interest` (about every 3 s), `books`
-(a snapshot, then updates every 100 ms chained by prevSeqId/seqId) and `books5` on public
-(`okx_depth`).
+public/mark-price and market/index-tickers give for it), `open-interest` (about every 3 s),
+`books` (a snapshot, then updates every 100 ms chained by prevSeqId/seqId) and `books5` on
+public (`okx_depth`).
 A channel on the wrong URL or an unknown instrument answers event "error" with code 60018,
 as OKX does. At most 480 subscribe/unsubscribe requests an hour per connection (beyond:
 error 60014). A connection without any client message for 30 s is closed. Candles and
@@ -50,7 +50,7 @@ FUNDING_EVERY_MS = 30_000
 OPEN_INTEREST_EVERY_MS = 3_000
 SUBSCRIBES_PER_HOUR = 480
 """Subscribe and unsubscribe requests a connection may send per real hour."""
-MARK_EVERY_MS = 1000
+PRICE_EVERY_MS = 1000
 """The simulator's mark and index prices change once a simulated second (OKX pushes a
 changed mark at most every 200 ms, a changed index every 100 ms)."""
 PRICE_CHANNELS = ("mark-price", "index-tickers")
@@ -181,11 +181,11 @@ class OkxStream(VenueSocket):
         if last is None:
             seconds = [now]
         else:
-            first = max(last + MARK_EVERY_MS, session.opened_ms) // MARK_EVERY_MS
-            seconds = [s * MARK_EVERY_MS for s in range(first, now // MARK_EVERY_MS + 1)]
+            first = max(last + PRICE_EVERY_MS, session.opened_ms) // PRICE_EVERY_MS
+            seconds = [s * PRICE_EVERY_MS for s in range(first, now // PRICE_EVERY_MS + 1)]
         coin = perp.instrument.coin
         if self.faults.is_stalled(coin):  # what a stall withholds is never sent late
-            state["last_open"] = now // MARK_EVERY_MS * MARK_EVERY_MS
+            state["last_open"] = now // PRICE_EVERY_MS * PRICE_EVERY_MS
             return
         for at in seconds:
             row = (
@@ -199,7 +199,7 @@ class OkxStream(VenueSocket):
                 self.publish(session, coin, document)
             else:
                 session.send(broken)
-            state["last_open"] = at // MARK_EVERY_MS * MARK_EVERY_MS
+            state["last_open"] = at // PRICE_EVERY_MS * PRICE_EVERY_MS
 
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         candles_due = now // CANDLE_PUSH_MS != before // CANDLE_PUSH_MS

@@ -120,8 +120,8 @@ class StreamAdapter:
     """The order-book channel the book collector subscribes; None: no books."""
     companions: Callable[[str, str, str], tuple[Any, ...]] | None = None
     """(market type, dataset, symbol) -> further subscriptions whose pushes the parser
-    merges into that series' rows (OKX: a swap's funding row takes `mark-price`); None:
-    each series is its one `subscription`."""
+    merges into that series' rows (OKX: a swap's funding row takes `mark-price` and its
+    index's `index-tickers`); None: each series is its one `subscription`."""
 
     def subscriptions(
         self, market_type: str, dataset: str, symbol: str, interval: str | None
