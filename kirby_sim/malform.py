@@ -5,8 +5,9 @@ returns the text to send instead. `corrupt(kind, data, variant)` returns a damag
 of a payload, or None when the variant does not fit it (a funding row has no high and
 low); `bad_json` is the encoded text cut in half. Kinds are the payloads the simulator
 sends: Hyperliquid `candle` (one candle object), `candles` (candleSnapshot list),
-`activeAssetCtx`, `trades`, `l2Book`, `allMids`, `funding` (fundingHistory list), and
-Binance `klines` rows.
+`activeAssetCtx`, `trades`, `l2Book`, `allMids`, `funding` (fundingHistory list),
+Binance `klines` rows and OKX `mark-price` / `index-tickers` pushes (the whole
+`{"arg","data"}` frame).
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ def corrupt(kind: str, data: Any, variant: str) -> Any | None:
         }
         key, value = new_value[variant]
         return _first(data, lambda row: {**row, key: value})
+    if kind in ("mark-price", "index-tickers"):
+        row = data["data"][0]
+        if variant == "non_numeric_price":
+            row["markPx" if kind == "mark-price" else "idxPx"] = NOT_A_NUMBER
+        else:
+            suffix = "-SWAP" if kind == "mark-price" else ""
+            row["instId"] = data["arg"]["instId"] = f"{UNKNOWN_COIN}-USDT{suffix}"
+        return data
     if kind == "l2Book":
         if variant == "non_numeric_price":
             data["levels"][0][0]["px"] = NOT_A_NUMBER

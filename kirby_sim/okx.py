@@ -3,8 +3,11 @@
 Serves what ccxt's okx calls for markets, candles, funding, open interest and tickers:
 public/time, public/instruments (SPOT, SWAP; FUTURES and OPTION answer empty lists),
 market/candles and market/history-candles, public/funding-rate-history,
-public/funding-rate, public/open-interest, rubik/stat/contracts/open-interest-history,
-market/ticker and market/tickers. Every answer is OKX's envelope {"code":"0","msg":"",
+public/funding-rate, public/mark-price (a swap's, by `instId`, or every swap's for
+instType SWAP), market/index-tickers (the index of a swap, `BTC-USDT` for
+`BTC-USDT-SWAP`, by `instId`, or every one of a `quoteCcy`; its 24 h figures are the
+swap's), public/open-interest, rubik/stat/contracts/open-interest-history, market/ticker
+and market/tickers. Every answer is OKX's envelope {"code":"0","msg":"",
 "data":[...]}; errors carry OKX's codes (51000 parameter error, 51001 unknown instrument).
 Lists are newest first; `after` means older than, `before` newer than (both exclusive).
 
@@ -53,7 +56,8 @@ TRADES_SPAN_MS = int(okx_rest.TRADE_SPAN.total_seconds() * 1000)
 REQUESTS_PER_2_SECONDS: dict[str, int] = {
     "public/time": 10, "public/instruments": 20, "market/candles": 40,
     "market/history-candles": 20, "public/funding-rate-history": 10,
-    "public/funding-rate": 20, "public/open-interest": 20,
+    "public/funding-rate": 20, "public/mark-price": 10, "market/index-tickers": 20,
+    "public/open-interest": 20,
     "rubik/stat/contracts/open-interest-history": 5, "market/ticker": 20, "market/tickers": 20,
     "market/history-trades": 20,
 }  # fmt: skip
@@ -179,6 +183,34 @@ def open_interest_document(perp: PerpStats, at_ms: int) -> dict[str, str]:
     }
 
 
+def mark_price(perp: PerpStats, at_ms: int) -> dict[str, str]:
+    """A swap's mark price at `at_ms` (REST public/mark-price and the mark-price channel)."""
+    inst = perp.instrument
+    return {
+        "instType": "SWAP",
+        "instId": inst.symbol,
+        "markPx": price(inst, perp.mark_price(at_ms)),
+        "ts": str(at_ms),
+    }
+
+
+def index_ticker(market: Market, perp: PerpStats, at_ms: int) -> dict[str, str]:
+    """The index of a swap at `at_ms` (REST market/index-tickers and the index-tickers
+    channel); the simulator keeps no index history: the 24 h figures are the swap's."""
+    inst = perp.instrument
+    day = ticker(market, inst, at_ms)
+    return {
+        "instId": inst.symbol.removesuffix("-SWAP"),
+        "idxPx": price(inst, perp.index_price(at_ms)),
+        "high24h": day["high24h"],
+        "low24h": day["low24h"],
+        "open24h": day["open24h"],
+        "sodUtc0": day["sodUtc0"],
+        "sodUtc8": day["sodUtc8"],
+        "ts": str(at_ms),
+    }
+
+
 def funding_rate(perp: PerpStats, now_ms: int) -> dict[str, str]:
     """The live funding of a swap (REST public/funding-rate and the funding-rate channel)."""
     rate = plain_decimal(perp.live_rate(now_ms), RATE_DECIMALS)
@@ -220,6 +252,8 @@ class Okx:
             "market/history-candles": self._history_candles,
             "public/funding-rate-history": self._funding_history,
             "public/funding-rate": lambda query, now: [funding_rate(self._perp(query), now)],
+            "public/mark-price": self._mark_prices,
+            "market/index-tickers": self._index_tickers,
             "public/open-interest": lambda query, now: [
                 open_interest_document(self._perp(query), now)
             ],
@@ -302,6 +336,36 @@ class Okx:
         rows = [_instrument(inst) for inst in self.market.instruments[INST_TYPES[kind]]]
         inst_id = query.get("instId")
         return [row for row in rows if not inst_id or row["instId"] == inst_id]
+
+    def _mark_prices(self, query: Any, now: int) -> list[Any]:
+        """One swap's mark price (`instId`), or every swap's (instType SWAP); the simulator
+        keeps no margin, futures or option marks."""
+        if query.get("instId"):
+            return [mark_price(self._perp(query), now)]
+        kind = query.get("instType", "")
+        if kind in EMPTY_INST_TYPES:
+            return []
+        if kind != "SWAP":
+            raise OkxError("50014", "Parameter instType can not be empty.")
+        swaps = self.market.instruments[OKX_SWAP_VENUE]
+        perps = (self.market.perp(OKX_SWAP_VENUE, inst.symbol) for inst in swaps)
+        return [mark_price(perp, now) for perp in perps if perp is not None]
+
+    def _index_tickers(self, query: Any, now: int) -> list[Any]:
+        """One index (`instId`: a swap's underlying) or every one quoted in `quoteCcy`."""
+        index = query.get("instId", "")
+        if index:
+            return [index_ticker(self.market, self._perp({"instId": f"{index}-SWAP"}), now)]
+        quote = query.get("quoteCcy", "")
+        if not quote:
+            raise OkxError("50014", "Parameter quoteCcy can not be empty.")
+        swaps = self.market.instruments[OKX_SWAP_VENUE]
+        perps = (self.market.perp(OKX_SWAP_VENUE, inst.symbol) for inst in swaps)
+        return [
+            index_ticker(self.market, perp, now)
+            for perp in perps
+            if perp is not None and perp.instrument.symbol.endswith(f"-{quote}-SWAP")
+        ]
 
     def _candles(self, query: Any, now: int) -> list[Any]:
         return self._candle_rows(query, now, CANDLES_LIMIT, recent_only=True)

@@ -6,9 +6,12 @@
 
 Channels: `candle<bar>` (business only: 1m..4H and the UTC bars 6Hutc..1Mutc; the forming
 candle with confirm "0" on every push, the final one with "1" when it closes), `trades`,
-`tickers`, `funding-rate` (about every 30 s), `open-interest` (about every 3 s), `books`
-(a snapshot, then updates every 100 ms chained by prevSeqId/seqId) and `books5` on public
-(`okx_depth`).
+`tickers`, `funding-rate` (about every 30 s), `mark-price` (swaps) and `index-tickers`
+(the index of a swap: `BTC-USDT` for `BTC-USDT-SWAP`; a push at every simulated second,
+when the simulator's mark and index change, with that second's price, the very value REST
+public/mark-price and market/index-tickers give for it), `open-interest` (about every 3 s),
+`books` (a snapshot, then updates every 100 ms chained by prevSeqId/seqId) and `books5` on
+public (`okx_depth`).
 A channel on the wrong URL or an unknown instrument answers event "error" with code 60018,
 as OKX does. At most 480 subscribe/unsubscribe requests an hour per connection (beyond:
 error 60014). A connection without any client message for 30 s is closed. Candles and
@@ -26,10 +29,12 @@ from kirby_sim.candles import CandleBook
 from kirby_sim.clock import VirtualClock
 from kirby_sim.depth import DepthFeed
 from kirby_sim.faults import FaultInjector
+from kirby_sim.malform import malformed_text
 from kirby_sim.market import Market
 from kirby_sim.prints import prints
 from kirby_sim.universe import OKX_SPOT_VENUE, OKX_SWAP_VENUE
 from kirby_sim.venue_ws import VenueSession, VenueSocket, candle_updates
+from kirby_sim.wire import encode
 
 PUBLIC_PATH = "/ws/v5/public"
 BUSINESS_PATH = "/ws/v5/business"
@@ -45,8 +50,16 @@ FUNDING_EVERY_MS = 30_000
 OPEN_INTEREST_EVERY_MS = 3_000
 SUBSCRIBES_PER_HOUR = 480
 """Subscribe and unsubscribe requests a connection may send per real hour."""
-PUBLIC_CHANNELS = ("trades", "tickers", "funding-rate", "open-interest", "books", "books5")
-SWAP_ONLY = ("funding-rate", "open-interest")
+PRICE_EVERY_MS = 1000
+"""The simulator's mark and index prices change once a simulated second (OKX pushes a
+changed mark at most every 200 ms, a changed index every 100 ms)."""
+PRICE_CHANNELS = ("mark-price", "index-tickers")
+"""The channels pushing a price every simulated second (`_prices`)."""
+PUBLIC_CHANNELS = (
+    "trades", "tickers", "funding-rate", "mark-price", "index-tickers", "open-interest",
+    "books", "books5",
+)  # fmt: skip
+SWAP_ONLY = ("funding-rate", "mark-price", "open-interest")
 
 
 class OkxStream(VenueSocket):
@@ -66,6 +79,10 @@ class OkxStream(VenueSocket):
         channel, inst_id = arg.get("channel"), arg.get("instId")
         if not isinstance(channel, str) or not isinstance(inst_id, str):
             return None
+        if channel == "index-tickers":  # an index, served for the swaps it prices
+            if path != PUBLIC_PATH:
+                return None
+            return self.market.book(OKX_SWAP_VENUE, f"{inst_id}-SWAP")
         venue = OKX_SWAP_VENUE if inst_id.endswith("-SWAP") else OKX_SPOT_VENUE
         if channel.startswith("candle"):
             if path != BUSINESS_PATH or channel.removeprefix("candle") not in okx.BARS:
@@ -152,6 +169,38 @@ class OkxStream(VenueSocket):
                     return  # stalled: the next push carries these steps
             feed.commit(after)
 
+    def _prices(
+        self, session: VenueSession, arg: dict[str, str], state: dict[str, Any], now: int
+    ) -> None:
+        """One push per simulated second crossed since the last (the first: the price at
+        subscribing), each stamped with its second, so every second's price is sent."""
+        book: CandleBook = state["book"]
+        perp = self.market.perp(OKX_SWAP_VENUE, book.instrument.symbol)
+        assert perp is not None
+        last = state["last_open"]
+        if last is None:
+            seconds = [now]
+        else:
+            first = max(last + PRICE_EVERY_MS, session.opened_ms) // PRICE_EVERY_MS
+            seconds = [s * PRICE_EVERY_MS for s in range(first, now // PRICE_EVERY_MS + 1)]
+        coin = perp.instrument.coin
+        if self.faults.is_stalled(coin):  # what a stall withholds is never sent late
+            state["last_open"] = now // PRICE_EVERY_MS * PRICE_EVERY_MS
+            return
+        for at in seconds:
+            row = (
+                okx.mark_price(perp, at)
+                if arg["channel"] == "mark-price"
+                else okx.index_ticker(self.market, perp, at)
+            )
+            document = {"arg": arg, "data": [row]}
+            broken = malformed_text(self.faults, "ws", arg["channel"], document, encode)
+            if broken is None:
+                self.publish(session, coin, document)
+            else:
+                session.send(broken)
+            state["last_open"] = at // PRICE_EVERY_MS * PRICE_EVERY_MS
+
     def on_tick(self, session: VenueSession, before: int, now: int) -> None:
         candles_due = now // CANDLE_PUSH_MS != before // CANDLE_PUSH_MS
         for (channel, inst_id), sub in list(session.subscriptions.items()):
@@ -182,6 +231,9 @@ class OkxStream(VenueSocket):
                 for bar, closed in updates:
                     row = okx.candle_row(inst, bar, closed)
                     self.publish(session, inst.coin, {"arg": arg, "data": [row]})
+                continue
+            if channel in PRICE_CHANNELS:
+                self._prices(session, arg, sub, now)
                 continue
             if channel == "trades":
                 data = [

@@ -203,8 +203,8 @@ def build_catalog(
         symbol = stream.symbol(exchange, pair.coin, pair.quote, pair.market_type)
         url = stream.ws_url(settings, pair.market_type, dataset)
         feed = feeds.setdefault((exchange.name, url), _FeedBuilder(exchange.name, url))
-        subscription = stream.subscription(pair.market_type, dataset, symbol, interval)
-        feed.add(symbol, pair.market_type, subscription)
+        for subscription in stream.subscriptions(pair.market_type, dataset, symbol, interval):
+            feed.add(symbol, pair.market_type, subscription)
         if interval is not None:
             feed.candles[symbol, interval] = series
         elif dataset == "funding_rates":

@@ -6,7 +6,13 @@
     ping (text) -> pong (text)
 
 Candles (`candle<bar>`, confirm "1" on the final push) are served on `/ws/v5/business`;
-`funding-rate`, `open-interest` and `trades` on `/ws/v5/public`. Data pushes are
+`funding-rate`, `mark-price`, `index-tickers`, `open-interest` and `trades` on
+`/ws/v5/public`. A swap's funding row merges three channels (`companions`): `funding-rate`
+(pushed every 30-90 s, no prices), `mark-price` (on every change of the mark, at most every
+200 ms, and every 10 s without one) and `index-tickers` of the swap's index (`BTC-USDT` for
+`BTC-USDT-SWAP`: every 100 ms with a change, once a minute without); `OkxParser` keeps their
+latest per swap and connection and yields the merged state on every push, stamped with that
+push's minute. Data pushes are
 `{"arg":{"channel","instId"},"data":[...]}`; errors `{"event":"error","code","msg"}`;
 `{"event":"notice","code":"64008"}` announces a disconnect for a service upgrade.
 
@@ -67,6 +73,8 @@ STREAMED_DATASETS = {
 }
 POLLED_DATASETS: dict[str, tuple[str, ...]] = {}
 _CHANNELS = {"funding_rates": "funding-rate", "open_interest": "open-interest", "trades": "trades"}
+_SWAP = "-SWAP"
+"""A USDT swap's instId is its index's (its underlying's) plus this."""
 _HOST = "wss://ws.okx.com:8443"
 
 _PING = "ping"
@@ -107,6 +115,18 @@ def subscription(
     return {"channel": _CHANNELS[dataset], "instId": symbol}
 
 
+def companions(market_type: str, dataset: str, symbol: str) -> tuple[dict[str, str], ...]:
+    """The further channel args a series needs beside its own `subscription`: a swap's
+    funding row takes its mark price from {"channel":"mark-price","instId":"BTC-USDT-SWAP"}
+    and its index from {"channel":"index-tickers","instId":"BTC-USDT"}."""
+    if (market_type, dataset) != ("perps", "funding_rates"):
+        return ()
+    return (
+        {"channel": "mark-price", "instId": symbol},
+        {"channel": "index-tickers", "instId": symbol.removesuffix(_SWAP)},
+    )
+
+
 def subscribe_frames(
     market_type: str, args: Sequence[dict[str, str]], request_id: int
 ) -> list[str]:
@@ -123,40 +143,80 @@ def _frames(op: str, market_type: str, args: Sequence[dict[str, str]]) -> list[s
     return [compact({"op": op, "args": batch}) for batch in chunks(args, LIMITS[market_type])]
 
 
-def parse_frame(raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
-    if raw in ("pong", b"pong"):
-        return (Pong(),)
-    where = "OKX WS"
-    message = load_frame(raw, where)
-    if not isinstance(message, dict):
-        raise ExchangeProtocolError(f"{where}: expected an object, got {message!r:.200}")
-    event = message.get("event")
-    if event in ("subscribe", "unsubscribe"):
-        return (SubscriptionAck(event, message.get("arg")),)
-    if event == "channel-conn-count":  # how many connections share a channel: information
-        return ()
-    if event is not None:  # error, notice (64008: reconnect soon)
-        return (ChannelError(f"OKX {event} {message.get('code')}: {message.get('msg')!s:.300}"),)
-    arg = field(message, "arg", where)
-    channel = text(field(arg, "channel", where), "channel", where)
-    symbol = text(field(arg, "instId", where), "instId", where)
-    rows = items(field(message, "data", f"{where} {channel} {symbol}"), f"{where} {channel}")
-    if channel.startswith("candle"):
-        interval = _BY_BAR.get(channel.removeprefix("candle"))
-        if interval is None:
-            raise ExchangeProtocolError(f"{where}: unknown candle channel {channel!r}")
-        return tuple(_candle(row, symbol, interval) for row in rows)
-    if channel == "funding-rate":
-        return tuple(FundingUpdate(symbol, _funding(row, symbol)) for row in rows)
-    if channel == "open-interest":
-        return tuple(OpenInterestUpdate(symbol, _open_interest(row, symbol)) for row in rows)
-    if channel == "trades":
-        trades = tuple(_trade(row, symbol) for row in rows)
-        return (TradesUpdate(symbol, trades, contracts=symbol.endswith("-SWAP")),)
-    raise ExchangeProtocolError(
-        f"{where}: unknown channel {channel!r}; expected candle*, funding-rate, "
-        "open-interest, trades"
-    )
+class OkxParser:
+    """One connection's parser: it keeps each swap's funding state merged from its
+    `funding-rate`, `mark-price` and `index-tickers` pushes, so that any of them yields the
+    pair's whole state (OKX sends them apart: funding every 30-90 s, the prices on every
+    change)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, FundingRate] = {}
+        """Swap instId -> its merged funding state."""
+
+    def __call__(self, raw: str | bytes, received_at: datetime) -> tuple[WsMessage, ...]:
+        if raw in ("pong", b"pong"):
+            return (Pong(),)
+        where = "OKX WS"
+        message = load_frame(raw, where)
+        if not isinstance(message, dict):
+            raise ExchangeProtocolError(f"{where}: expected an object, got {message!r:.200}")
+        event = message.get("event")
+        if event in ("subscribe", "unsubscribe"):
+            return (SubscriptionAck(event, message.get("arg")),)
+        if event == "channel-conn-count":  # how many connections share a channel: information
+            return ()
+        if event is not None:  # error, notice (64008: reconnect soon)
+            return (
+                ChannelError(f"OKX {event} {message.get('code')}: {message.get('msg')!s:.300}"),
+            )
+        arg = field(message, "arg", where)
+        channel = text(field(arg, "channel", where), "channel", where)
+        symbol = text(field(arg, "instId", where), "instId", where)
+        rows = items(field(message, "data", f"{where} {channel} {symbol}"), f"{where} {channel}")
+        if channel.startswith("candle"):
+            interval = _BY_BAR.get(channel.removeprefix("candle"))
+            if interval is None:
+                raise ExchangeProtocolError(f"{where}: unknown candle channel {channel!r}")
+            return tuple(_candle(row, symbol, interval) for row in rows)
+        if channel == "funding-rate":
+            return tuple(self._funding(symbol, _funding(row, symbol)) for row in rows)
+        if channel == "mark-price":
+            return tuple(
+                self._merge(symbol, minute, mark_price=price)
+                for minute, price in (_price(row, symbol, channel, "markPx") for row in rows)
+            )
+        if channel == "index-tickers":
+            swap = symbol + _SWAP
+            return tuple(
+                self._merge(swap, minute, oracle_price=price)
+                for minute, price in (_price(row, symbol, channel, "idxPx") for row in rows)
+            )
+        if channel == "open-interest":
+            return tuple(OpenInterestUpdate(symbol, _open_interest(row, symbol)) for row in rows)
+        if channel == "trades":
+            trades = tuple(_trade(row, symbol) for row in rows)
+            return (TradesUpdate(symbol, trades, contracts=symbol.endswith("-SWAP")),)
+        raise ExchangeProtocolError(
+            f"{where}: unknown channel {channel!r}; expected candle*, funding-rate, "
+            "mark-price, index-tickers, open-interest, trades"
+        )
+
+    def _funding(self, symbol: str, funding: FundingRate) -> FundingUpdate:
+        """A funding-rate push, with the latest prices seen (None before the first)."""
+        return self._merge(
+            symbol,
+            funding.time,
+            predicted_funding_rate=funding.predicted_funding_rate,
+            premium=funding.premium,
+            next_funding_time=funding.next_funding_time,
+        )
+
+    def _merge(self, symbol: str, minute: datetime, **fields: Any) -> FundingUpdate:
+        """The swap's state with one push's `fields`, stamped with its minute (as Bybit's
+        tickers deltas carry what did not change); fields no push brought yet are None."""
+        state = self.state.get(symbol) or FundingRate(minute)
+        state = self.state[symbol] = state._replace(time=minute, **fields)
+        return FundingUpdate(symbol, state)
 
 
 def _ms(value: object, name: str, where: str) -> datetime:
@@ -204,6 +264,21 @@ def _funding(row: object, symbol: str) -> FundingRate:
         premium=parse_decimal(premium, "premium", where) if premium not in (None, "") else None,
         next_funding_time=_ms(field(row, "fundingTime", where), "fundingTime", where),
     )
+
+
+def _price(row: object, symbol: str, channel: str, name: str) -> tuple[datetime, Decimal]:
+    """A price push -> (the minute of its `ts`, the price `name`):
+
+    mark-price     {"instType":"SWAP","instId":"BTC-USDT-SWAP","markPx":"97005.2",
+                    "ts":"1736165581000"}
+    index-tickers  {"instId":"BTC-USDT","idxPx":"97001.5","high24h":"97500",
+                    "low24h":"96000.1","open24h":"96500","sodUtc0":"96800",
+                    "sodUtc8":"96900","ts":"1736165581000"}"""
+    where = f"OKX WS {channel} {symbol}"
+    price = parse_decimal(field(row, name, where), name, where)
+    if price <= 0:
+        raise ExchangeProtocolError(f"{where}: field {name!r} must be positive, got {price}")
+    return floor_minute(_ms(field(row, "ts", where), "ts", where)), price
 
 
 def _open_interest(row: object, symbol: str) -> OpenInterest:

@@ -118,6 +118,19 @@ class StreamAdapter:
     WebSocket's trade sizes are in the base coin."""
     depth: DepthChannel | None = None
     """The order-book channel the book collector subscribes; None: no books."""
+    companions: Callable[[str, str, str], tuple[Any, ...]] | None = None
+    """(market type, dataset, symbol) -> further subscriptions whose pushes the parser
+    merges into that series' rows (OKX: a swap's funding row takes `mark-price` and its
+    index's `index-tickers`); None: each series is its one `subscription`."""
+
+    def subscriptions(
+        self, market_type: str, dataset: str, symbol: str, interval: str | None
+    ) -> tuple[Any, ...]:
+        """Every subscription one series needs: its own, then its `companions`."""
+        own = self.subscription(market_type, dataset, symbol, interval)
+        if self.companions is None:
+            return (own,)
+        return (own, *self.companions(market_type, dataset, symbol))
 
     def collection(self, market_type: str, dataset: str, interval: str | None) -> LiveCollection:
         """How the collector takes `dataset` (at candle `interval`) of `market_type` live:
@@ -161,7 +174,8 @@ def _feed(
     """The `StreamAdapter` of an exchange's `<name>_wire` module, which names its parts alike
     (`STREAMED_DATASETS`, `POLLED_DATASETS`, `url`, `subscription`, `subscribe_frames`,
     `unsubscribe_frames`, `parse_frame`, `KEEP_ALIVE`, `LIMITS`, `CONTRACT_VALUES`,
-    `DEPTH`); `parser`: a stateful one, built per connection, instead of `parse_frame`."""
+    `DEPTH`, `companions`); `parser`: a stateful one, built per connection, instead of
+    `parse_frame`."""
     return StreamAdapter(
         market_types=market_types or tuple(wire.STREAMED_DATASETS),
         streamed=MappingProxyType(wire.STREAMED_DATASETS),
@@ -178,6 +192,7 @@ def _feed(
         limits=MappingProxyType(wire.LIMITS),
         contract_values=getattr(wire, "CONTRACT_VALUES", None),
         depth=getattr(wire, "DEPTH", None),
+        companions=getattr(wire, "companions", None),
     )
 
 
@@ -412,7 +427,7 @@ BINANCE: Final = ExchangeDeclaration(
 
 # The live feeds of the exchanges declared below (each is its declaration's `stream=`).
 BYBIT_STREAM: Final = _feed(bybit_wire, parser=bybit_wire.BybitParser)
-OKX_STREAM: Final = _feed(okx_wire)
+OKX_STREAM: Final = _feed(okx_wire, parser=okx_wire.OkxParser)
 COINBASE_STREAM: Final = _feed(coinbase_wire, polled_intervals=coinbase_wire.POLLED_INTERVALS)
 
 BYBIT: Final = ExchangeDeclaration(

@@ -5,7 +5,7 @@ flags, Bybit's tickers deltas, malformed frames counted and never raised."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -482,6 +482,97 @@ def test_okx_frames() -> None:
     ]
 
 
+def mark(symbol: str, price: Any, ms: int) -> str:
+    row = {"instType": "SWAP", "instId": symbol, "markPx": price, "ts": str(ms)}
+    return dumps({"arg": {"channel": "mark-price", "instId": symbol}, "data": [row]})
+
+
+def index(name: str, price: Any, ms: int) -> str:
+    row = {
+        "instId": name,
+        "idxPx": price,
+        "high24h": "97500",
+        "low24h": "96000.1",
+        "open24h": "96500",
+        "sodUtc0": "96800",
+        "sodUtc8": "96900",
+        "ts": str(ms),
+    }
+    return dumps({"arg": {"channel": "index-tickers", "instId": name}, "data": [row]})
+
+
+def test_okx_funding_rows_take_the_mark_and_index_channels() -> None:
+    """A swap's funding series subscribes `mark-price` and its index's `index-tickers`
+    beside `funding-rate`; the parser merges the three: each push yields the latest of
+    all, at its own minute."""
+    feed = FEEDS["okx"]
+    swap = "BTC-USDT-SWAP"
+    assert feed.subscriptions("perps", "funding_rates", swap, None) == (
+        {"channel": "funding-rate", "instId": swap},
+        {"channel": "mark-price", "instId": swap},
+        {"channel": "index-tickers", "instId": "BTC-USDT"},
+    )
+    assert feed.subscriptions("perps", "open_interest", swap, None) == (
+        {"channel": "open-interest", "instId": swap},
+    )
+    assert feed.subscriptions("spot", "candles", "BTC-USDT", "1m") == (
+        {"channel": "candle1m", "instId": "BTC-USDT"},
+    )
+    funding = {
+        "instType": "SWAP",
+        "instId": swap,
+        "fundingRate": "0.000125",
+        "fundingTime": str(NEXT_FUNDING_MS),
+        "premium": "-0.0002",
+        "ts": str(MINUTE_MS + 30_000),
+    }
+    rate = FundingRate(
+        time=MINUTE,
+        predicted_funding_rate=D("0.000125"),
+        premium=D("-0.0002"),
+        next_funding_time=NEXT_FUNDING,
+    )
+    later = MINUTE_MS + 60_000
+    prices = {"mark_price": D("97005.2"), "oracle_price": D("97001.5")}
+    assert parse_all(
+        "okx",
+        mark(swap, "97005.2", MINUTE_MS + 5),  # before any funding-rate push: the mark alone
+        index("BTC-USDT", "97001.5", MINUTE_MS + 7),  # the index of BTC-USDT-SWAP
+        dumps({"arg": {"channel": "funding-rate", "instId": swap}, "data": [funding]}),
+        mark(swap, "97006.1", later + 999),  # the next minute: the rest carried, new mark
+        mark("ETH-USDT-SWAP", "3301.25", later),  # another swap's state is its own
+    ) == [
+        FundingUpdate(swap, FundingRate(time=MINUTE, mark_price=D("97005.2"))),
+        FundingUpdate(swap, FundingRate(time=MINUTE, **prices)),
+        FundingUpdate(swap, rate._replace(**prices)),
+        FundingUpdate(
+            swap,
+            rate._replace(
+                time=MINUTE + timedelta(minutes=1),
+                mark_price=D("97006.1"),
+                oracle_price=D("97001.5"),
+            ),
+        ),
+        FundingUpdate(
+            "ETH-USDT-SWAP",
+            FundingRate(time=MINUTE + timedelta(minutes=1), mark_price=D("3301.25")),
+        ),
+    ]
+
+
+def test_a_malformed_mark_price_leaves_the_merged_state_alone() -> None:
+    swap = "BTC-USDT-SWAP"
+    guard = FrameGuard(FEEDS["okx"].parser(), "okx")
+    assert guard(mark(swap, "97005.2", MINUTE_MS), AT)
+    assert guard(mark(swap, "abc", MINUTE_MS + 1), AT) == ()
+    assert guard.errors == 1
+    assert "OKX WS mark-price BTC-USDT-SWAP: field 'markPx' is not a number" in (
+        guard.last_error or ""
+    )
+    (update,) = guard(mark(swap, "97007", MINUTE_MS + 2), AT)
+    assert update == FundingUpdate(swap, FundingRate(time=MINUTE, mark_price=D("97007")))
+
+
 def test_okx_swap_trades_count_contracts_and_instruments_give_their_value() -> None:
     frame = dumps(
         {
@@ -638,6 +729,12 @@ MALFORMED = [
         "missing field 'side'",
     ),
     ("okx", "pon", "frame is not JSON"),
+    ("okx", mark("BTC-USDT-SWAP", "abc", MINUTE_MS), "field 'markPx' is not a number"),
+    ("okx", mark("BTC-USDT-SWAP", None, MINUTE_MS), "'markPx' must be a decimal string"),
+    ("okx", mark("BTC-USDT-SWAP", "-1", MINUTE_MS), "'markPx' must be positive"),
+    ("okx", mark("BTC-USDT-SWAP", "1", MINUTE_MS).replace('"ts"', '"t"'), "missing field 'ts'"),
+    ("okx", index("BTC-USDT", "x", MINUTE_MS), "index-tickers BTC-USDT: field 'idxPx' is not"),
+    ("okx", index("BTC-USDT", "0", MINUTE_MS), "field 'idxPx' must be positive"),
     (
         "coinbase",
         envelope("candles", [{"type": "update", "candles": [{"start": "x"}]}]),

@@ -12,6 +12,8 @@ import requests
 from websockets.asyncio.client import connect
 
 from kirby_sim import SimulatorConfig, SimulatorServer, run_simulator_in_thread
+from kirby_sim import okx as sim_okx
+from kirby_sim.universe import OKX_SWAP_VENUE
 from tests.simulator.conftest import START
 from tests.simulator.venues import candle_at, closed_candle, collect_trades, minute_volumes
 
@@ -98,6 +100,52 @@ def test_funding_and_open_interest(okx: ccxt.okx, threaded_sim: SimulatorServer)
     assert current["openInterestAmount"] > 0
 
 
+def served_mark(sim: SimulatorServer, inst_id: str, at_ms: int) -> str:
+    """The mark price the simulator's REST public/mark-price serves at `at_ms`."""
+    perp = sim.market.perp(OKX_SWAP_VENUE, inst_id)
+    assert perp is not None
+    return sim_okx.mark_price(perp, at_ms)["markPx"]
+
+
+def test_mark_price(okx: ccxt.okx, threaded_sim: SimulatorServer) -> None:
+    ticker = okx.fetch_mark_price("BTC/USDT:USDT")
+    assert ticker["symbol"] == "BTC/USDT:USDT"
+    assert ticker["markPrice"] == float(
+        served_mark(threaded_sim, "BTC-USDT-SWAP", ticker["timestamp"])
+    )
+    (row,) = okx.publicGetPublicMarkPrice({"instId": "SOL-USDT-SWAP"})["data"]
+    assert set(row) == {"instType", "instId", "markPx", "ts"} and row["instType"] == "SWAP"
+    assert row["markPx"] == served_mark(threaded_sim, "SOL-USDT-SWAP", int(row["ts"]))
+    swaps = okx.publicGetPublicMarkPrice({"instType": "SWAP"})["data"]
+    assert {"BTC-USDT-SWAP", "ETH-USDT-SWAP", "SOL-USDT-SWAP"} <= {r["instId"] for r in swaps}
+    assert okx.publicGetPublicMarkPrice({"instType": "OPTION"})["data"] == []
+    with pytest.raises(ccxt.BadSymbol):  # 51001: the simulator keeps no spot (margin) marks
+        okx.publicGetPublicMarkPrice({"instId": "BTC-USDT"})
+    with pytest.raises(ccxt.ExchangeError, match="50014"):
+        okx.publicGetPublicMarkPrice({})
+
+
+def served_index(sim: SimulatorServer, index: str, at_ms: int) -> str:
+    """The index price the simulator's REST market/index-tickers serves at `at_ms`."""
+    perp = sim.market.perp(OKX_SWAP_VENUE, f"{index}-SWAP")
+    assert perp is not None
+    return sim_okx.index_ticker(sim.market, perp, at_ms)["idxPx"]
+
+
+def test_index_tickers(okx: ccxt.okx, threaded_sim: SimulatorServer) -> None:
+    (row,) = okx.publicGetMarketIndexTickers({"instId": "BTC-USDT"})["data"]
+    assert set(row) == {
+        "instId", "idxPx", "high24h", "low24h", "open24h", "sodUtc0", "sodUtc8", "ts"
+    }  # fmt: skip
+    assert row["idxPx"] == served_index(threaded_sim, "BTC-USDT", int(row["ts"]))
+    usdt = okx.publicGetMarketIndexTickers({"quoteCcy": "USDT"})["data"]
+    assert {"BTC-USDT", "ETH-USDT", "SOL-USDT"} <= {r["instId"] for r in usdt}
+    with pytest.raises(ccxt.BadSymbol):
+        okx.publicGetMarketIndexTickers({"instId": "NOPE-USDT"})
+    with pytest.raises(ccxt.ExchangeError, match="50014"):
+        okx.publicGetMarketIndexTickers({})
+
+
 def test_fetch_ticker(okx: ccxt.okx) -> None:
     for symbol in SYMBOLS:
         ticker = okx.fetch_ticker(symbol)
@@ -150,6 +198,33 @@ async def test_pro_watch_ticker_and_funding(fast_sim: SimulatorServer) -> None:
     assert rate["fundingTimestamp"] % (8 * HOUR) == 0
 
 
+async def test_pro_watch_mark_price_is_the_rest_mark(fast_sim: SimulatorServer) -> None:
+    exchange = pro_client(fast_sim)
+    try:
+        seen = [await exchange.watch_mark_price("BTC/USDT:USDT") for _ in range(3)]
+    finally:
+        await exchange.close()
+    times = [ticker["timestamp"] for ticker in seen]
+    assert times == sorted(set(times)), "one push per simulated second"
+    for ticker in seen:
+        mark = served_mark(fast_sim, "BTC-USDT-SWAP", ticker["timestamp"])
+        assert ticker["markPrice"] == float(mark)
+
+
+async def test_pro_watch_index_ticker_is_the_rest_index(fast_sim: SimulatorServer) -> None:
+    exchange = pro_client(fast_sim)
+    try:
+        seen = [
+            await exchange.watch_ticker("BTC/USDT", {"channel": "index-tickers"}) for _ in range(2)
+        ]
+    finally:
+        await exchange.close()
+    for ticker in seen:
+        index = served_index(fast_sim, "BTC-USDT", ticker["timestamp"])
+        assert ticker["indexPrice"] == float(index)
+        assert ticker["info"]["idxPx"] == index
+
+
 async def test_raw_socket_protocol(fast_sim: SimulatorServer) -> None:
     base = ws_base(fast_sim)
     async with connect(f"{base}/public") as ws:
@@ -164,6 +239,34 @@ async def test_raw_socket_protocol(fast_sim: SimulatorServer) -> None:
         assert json.loads(await ws.recv())["arg"] == interest
         push = json.loads(await ws.recv())
         assert push["arg"] == interest and float(push["data"][0]["oiCcy"]) > 0
+    async with connect(f"{base}/public") as ws:
+        spot_mark = {"channel": "mark-price", "instId": "BTC-USDT"}
+        await ws.send(json.dumps({"op": "subscribe", "args": [spot_mark]}))
+        error = json.loads(await ws.recv())
+        assert (error["event"], error["code"]) == ("error", "60018"), "swaps only here"
+        swap_mark = {"channel": "mark-price", "instId": "ETH-USDT-SWAP"}
+        await ws.send(json.dumps({"op": "subscribe", "args": [swap_mark]}))
+        ack = json.loads(await ws.recv())
+        assert (ack["event"], ack["arg"]) == ("subscribe", swap_mark)
+        pushes = [json.loads(await ws.recv()) for _ in range(3)]
+        assert all(p["arg"] == swap_mark and len(p["data"]) == 1 for p in pushes)
+        rows = [p["data"][0] for p in pushes]
+        assert all(set(row) == {"instType", "instId", "markPx", "ts"} for row in rows)
+        seconds = [int(row["ts"]) // 1000 for row in rows]
+        assert seconds[2] - seconds[1] == 1, "then one push per simulated second"
+        assert all(
+            row["markPx"] == served_mark(fast_sim, "ETH-USDT-SWAP", int(row["ts"])) for row in rows
+        )
+        index = {"channel": "index-tickers", "instId": "ETH-USDT"}
+        await ws.send(json.dumps({"op": "subscribe", "args": [index]}))
+        for _ in range(20):
+            push = json.loads(await ws.recv())
+            if push.get("arg") == index and "data" in push:
+                break
+        else:
+            raise AssertionError("no index-tickers push")
+        (row,) = push["data"]
+        assert row["idxPx"] == served_index(fast_sim, "ETH-USDT", int(row["ts"]))
     async with connect(f"{base}/business") as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": [candle]}))
         assert json.loads(await ws.recv())["event"] == "subscribe"

@@ -55,6 +55,13 @@ async def test_the_five_exchange_catalog_splits_into_connections_and_polls(
         ("open_interest", pairs["okx/BTC/USDT/perps"]),
         ("trades", pairs["okx/BTC/USDT/perps"]),
     ]
+    # a swap's funding rows merge funding-rate, mark-price and its index's index-tickers
+    swap_args = [sub for _, sub in public.subscriptions["BTC-USDT-SWAP"]]
+    assert {"channel": "mark-price", "instId": "BTC-USDT-SWAP"} in swap_args
+    assert {"channel": "index-tickers", "instId": "BTC-USDT"} in swap_args
+    assert {"funding-rate", "open-interest"} <= {sub["channel"] for sub in swap_args}
+    spot_args = [sub for _, sub in public.subscriptions["BTC-USDT"]]
+    assert {sub["channel"] for sub in spot_args} == {"trades"}
     # What no WebSocket carries is polled: Binance's OI, Coinbase's candles but 5m.
     polled = {
         key: [str(t.pair) + f"/{t.interval}" for t in p.targets] for key, p in catalog.polls.items()
