@@ -49,7 +49,6 @@ from kirby_core.exchanges.feeds import (
     load_frame,
     text,
 )
-from kirby_core.exchanges.weights import Clock, WeightBudget
 from kirby_core.models import Candle, CandleUpdate, FundingRate
 from kirby_core.settings import Settings
 from kirby_core.timeutil import floor_minute, ms_to_datetime
@@ -307,14 +306,6 @@ def depth_snapshot_url(settings: Settings, market_type: str, symbol: str) -> str
     return f"{base.rstrip('/')}{path}?symbol={symbol}&limit={DEPTH_SNAPSHOT_LIMIT}"
 
 
-def depth_snapshot_spend(
-    settings: Settings, market_type: str, clock: Clock
-) -> tuple[WeightBudget, int]:
-    """The REST budget a depth snapshot spends (shared with backfills and polls), and its
-    weight."""
-    return binance_rest.depth_snapshot_spend(settings, market_type, DEPTH_SNAPSHOT_LIMIT, clock)
-
-
 DEPTH = DepthChannel(
     # `@depth`: diffs every 1000 ms (spot) / 250 ms (USD-M); sampled once a second, the book
     # needs no finer steps, and the frames are a tenth of `@depth@100ms`'s
@@ -322,6 +313,9 @@ DEPTH = DepthChannel(
     parse=parse_depth,
     snapshot_url=depth_snapshot_url,
     parse_snapshot=parse_depth_snapshot,
-    snapshot_spend=depth_snapshot_spend,
+    # the REST budget shared with backfills and polls, and the weight of `limit` levels
+    snapshot_spend=lambda settings, market_type, clock: binance_rest.depth_snapshot_spend(
+        settings, market_type, DEPTH_SNAPSHOT_LIMIT, clock
+    ),
 )
 """The book collector's diff stream, synced from the REST snapshot (U/u spot, pu USD-M)."""

@@ -46,8 +46,9 @@ WIRE_PROTOCOL = (
 )
 """What each exchange's wire module declares for its `registry.StreamAdapter` (`DEPTH`: its
 order-book channel; `parse_depth`: its depth frames -> `kirby_core.books.BookUpdate`s)."""
-WIRE_ABSENT = {"POLLED_DATASETS": "hyperliquid_wire", "parse_frame": "bybit_wire"}
-"""Hyperliquid polls nothing; Bybit's parser is a class (`BybitParser`: it keeps state)."""
+WIRE_ABSENT = {"POLLED_DATASETS": ("hyperliquid_wire",), "parse_frame": ("bybit_wire", "okx_wire")}
+"""Hyperliquid polls nothing; Bybit's and OKX's parsers are classes (`BybitParser`,
+`OkxParser`: they keep state)."""
 SIM_FORMATTERS = {f"kirby_sim.{name}" for name in ("binance_futures", "bybit", "coinbase", "okx")}
 
 CORE_VENUES = {
@@ -240,7 +241,7 @@ SHARED: dict[str, tuple[frozenset[str], str]] = {
     ),
 } | {
     name: (
-        frozenset(m for m in WIRE_MODULES if not m.endswith(WIRE_ABSENT.get(name, "-"))),
+        frozenset(m for m in WIRE_MODULES if not m.endswith(WIRE_ABSENT.get(name, ("-",)))),
         "each exchange's wire module declares its live feed the same way (registry.StreamAdapter)",
     )
     for name in WIRE_PROTOCOL
