@@ -194,6 +194,7 @@ async def test_coverage_marks_outages_and_unavailable_at_source(client, conn, ca
             "no_trades": 0,
             "outage_rows": 0,
             "unexplained": 0,
+            "integrity_gap_minutes": 0,
         },
         {
             "date": "2024-05-02",
@@ -208,6 +209,7 @@ async def test_coverage_marks_outages_and_unavailable_at_source(client, conn, ca
             "no_trades": 0,
             "outage_rows": 0,
             "unexplained": 0,
+            "integrity_gap_minutes": 0,
         },
         {
             "date": "2024-05-03",
@@ -222,6 +224,7 @@ async def test_coverage_marks_outages_and_unavailable_at_source(client, conn, ca
             "no_trades": 0,
             "outage_rows": 0,
             "unexplained": 0,
+            "integrity_gap_minutes": 0,
         },
     ]
     meta = body["metadata"]
