@@ -51,6 +51,7 @@ CoveredDataset = Annotated[
         description=f"The trading-pair dataset: one of {_ALLOWED} (candles: "
         "/coverage/candles/.../{interval})",
         examples=[Example(value=name) for name in PAIR_DATASETS],
+        enum=list(PAIR_DATASETS),
     ),
 ]
 

@@ -84,7 +84,8 @@ async def test_the_openapi_types_the_route(client) -> None:
     schema = (await client.get("/schema/openapi.json")).json()
     route = schema["paths"]["/coverage/{dataset}/{exchange}/{coin}/{quote}/{market_type}"]
     parameters = {p["name"]: p for p in route["get"]["parameters"]}
-    assert "trades" in parameters["dataset"]["description"]
+    enum = parameters["dataset"]["schema"]["enum"]
+    assert enum == ["funding", "open-interest", "trades", "books"]
     ok = route["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     day = schema["components"]["schemas"][ok.rsplit("/", 1)[1]]["properties"]["data"]
     fields = schema["components"]["schemas"][day["items"]["$ref"].rsplit("/", 1)[1]]
