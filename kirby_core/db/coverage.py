@@ -113,20 +113,31 @@ class ClassifiedDay:
 
 
 _CLASSIFY = """
-WITH days AS (
+WITH RECURSIVE days AS (
     SELECT d::date AS day FROM generate_series($2::date, $3::date - 1, '1 day') d
 ), slots AS (
     SELECT t, (t AT TIME ZONE 'UTC')::date AS day
     FROM generate_series($5::timestamptz, $6::timestamptz - make_interval(secs => $7),
                          make_interval(secs => $7)) t
     WHERE $6::timestamptz > $5::timestamptz
-), stored AS (
-    -- the slot each row counts for: its own time for candles and funding (on the grid), the
-    -- history point's interval for open interest (a live minute row counts for its 5 minutes)
-    SELECT DISTINCT date_bin(make_interval(secs => $7), time, $5::timestamptz) AS time
+), bins(time) AS (
+    -- the slots with a row that counts: its own time for candles and funding (on the grid),
+    -- the history point's interval for open interest (a live minute row counts for its 5
+    -- minutes), the minute of a trade or a book sample. Found by skipping from each slot to
+    -- the next row after it (one index probe per slot with rows), so a day of a busy trade
+    -- tape costs its minutes, not its millions of trades.
+    SELECT date_bin(make_interval(secs => $7), min(time), $5::timestamptz)
     FROM {table}
     WHERE {series} = $1 AND time >= $2::date::timestamp AT TIME ZONE 'UTC'
       AND time < $3::date::timestamp AT TIME ZONE 'UTC' AND {counted}
+    UNION ALL
+    SELECT (SELECT date_bin(make_interval(secs => $7), min(x.time), $5::timestamptz)
+            FROM {table} x
+            WHERE x.{series} = $1 AND x.time >= b.time + make_interval(secs => $7)
+              AND x.time < $3::date::timestamp AT TIME ZONE 'UTC' AND {counted})
+    FROM bins b WHERE b.time IS NOT NULL
+), stored AS (
+    SELECT time FROM bins WHERE time IS NOT NULL
 ), tape AS (
     -- trades: the pair's first and last stored trade (a quiet minute between them, outside
     -- every outage and inside a collector's life, was watched by the live feed)
