@@ -37,8 +37,7 @@ from kirby_api.request_checks import check_request
 from kirby_api.routes.admin import admin_router
 from kirby_api.routes.coverage import (
     get_candle_coverage,
-    get_funding_coverage,
-    get_open_interest_coverage,
+    get_pair_coverage,
 )
 from kirby_api.routes.health import get_health, get_metrics
 from kirby_api.routes.html import get_chart_page, get_status_page, static_router
@@ -174,8 +173,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             get_trades,
             get_books,
             get_candle_coverage,
-            get_funding_coverage,
-            get_open_interest_coverage,
+            get_pair_coverage,
             admin_router,
             websocket_session,
         ],

@@ -1,12 +1,15 @@
 """Per-day completeness of a series as the API serves it (/coverage, /status).
 
 The numbers come from the one classifier, `kirby_core.db.coverage.classify_days`: rows
-expected (candles at the series' interval, open interest a minute, funding one settled rate
-an hour; today only up to now), rows present, minutes covered by recorded collection
-outages, and every missing row in one class: unavailable at source (the exchange no longer
-serves it, `kirby_core.db.coverage.source_window`), no trades (the last backfill found none
-at the exchange), collector outage, or unexplained. This module only adds the day's status
-and the JSON shape.
+expected (candles at the series' interval, open interest per point of the exchange's
+history, funding one settled rate per settlement, trades and books a minute; today only up
+to now), rows present (trades: minutes with a trade; books: minutes with a sample),
+minutes covered by recorded collection outages, and every missing row in one class:
+unavailable at source (the exchange no longer serves it,
+`kirby_core.db.coverage.source_window`), no trades (the last backfill found none at the
+exchange, or, for trades, the live feed watched a quiet minute), collector outage, or
+unexplained; for books also the minutes with an integrity gap. This module only adds the
+day's status and the JSON shape.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ class DayCoverage(msgspec.Struct):
     """Missing rows inside a collection outage recorded after the day's last backfill."""
     unexplained: int = 0
     """Missing rows no fact explains: a backfill can still fill them."""
+    integrity_gap_minutes: int = 0
+    """Books: minutes whose integrity counters saw a sequence gap (the book was resynced;
+    their samples count as present). 0 for the other datasets."""
 
 
 def _status(day: DayCoverage) -> DayStatus:
@@ -96,6 +102,7 @@ async def day_coverage(
             no_trades=stored.no_trades,
             outage_rows=stored.collector_outage,
             unexplained=stored.unexplained,
+            integrity_gap_minutes=stored.integrity_gap_minutes,
         )
         result.append(msgspec.structs.replace(day, status=_status(day)))
     return result

@@ -1,4 +1,6 @@
-"""What /health reports: the database, the stream's heartbeat, per-series data freshness.
+"""What /health reports: the database, the stream's heartbeat, per-series data freshness
+(every recorded dataset, `kirby_core.datasets.RECORDED_DATASETS`: candles per starlisting;
+funding, open interest, trades and books per trading pair).
 
 Overall status: `ok`; `degraded` when the stream's newest heartbeat is older than
 `api_stream_stale_seconds` (or there is none), says its collector is degraded (it cannot
@@ -12,6 +14,7 @@ database is the expected outcome to report here, so this is the one place that t
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -19,10 +22,11 @@ import asyncpg
 import msgspec
 
 from kirby_api.database import ConnectionPool
-from kirby_api.datasets import SERVED_CANDLES, SERVED_FUNDING, SERVED_OPEN_INTEREST
+from kirby_api.datasets import SERVED_DATASETS
 from kirby_api.market_data import MarketData
 from kirby_api.observability import Freshness
 from kirby_api.series import SeriesCatalog
+from kirby_core.datasets import RECORDED_DATASETS
 from kirby_core.db.catalog_store import Starlisting, TradingPair
 from kirby_core.errors import StorageError
 from kirby_core.models import feed_reports
@@ -167,11 +171,9 @@ async def _freshness(
     stars = [s for s in catalog.starlistings if s.active]
     pairs = [p for p in catalog.trading_pairs if p.active]
     report = []
-    for dataset, series in (
-        (SERVED_CANDLES, stars),
-        (SERVED_FUNDING, pairs),
-        (SERVED_OPEN_INTEREST, pairs),
-    ):
+    for name in RECORDED_DATASETS:  # every dataset Kirby records, trades and books too
+        dataset = SERVED_DATASETS[name]
+        series: Sequence[Starlisting | TradingPair] = stars if dataset.per_starlisting else pairs
         latest = await market.latest_times(dataset, [s.id for s in series])
         for item in series:
             moment = latest.get(item.id)

@@ -375,12 +375,13 @@ class StatusBoard:
         report = []
         for item in series:
             dataset = SERVED_DATASETS[item.dataset]
-            exchange = (
-                self._catalog.starlisting_by_id(item.series_id).key.exchange
+            key = (
+                self._catalog.starlisting_by_id(item.series_id).key
                 if dataset.per_starlisting
-                else self._catalog.trading_pair_by_id(item.series_id).key.exchange
+                else self._catalog.trading_pair_by_id(item.series_id).key
             )
-            retention = source_window(exchange, dataset.name, item.interval, now)
+            exchange = key.exchange
+            retention = source_window(exchange, dataset.name, item.interval, now, key.market_type)
             found = await day_coverage(
                 self._database,
                 dataset,

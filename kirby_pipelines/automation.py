@@ -24,6 +24,7 @@ from typing import cast
 
 import dagster as dg
 
+from kirby_core.datasets import DATASETS
 from kirby_pipelines.catalogs import DatabaseSeries
 from kirby_pipelines.partitions import (
     STARLISTINGS,
@@ -55,8 +56,11 @@ OUTAGE_ASSETS = {
 A `trades` outage is repaired wherever the pair's exchange serves trade history (its
 `TradeHistory`); the coverage classifier counts minute rows, not trades, so every day of a
 trades outage is refetched (the trade backfill is idempotent)."""
-CLASSIFIED = frozenset({"candles", "funding_rates", "open_interest"})
-"""Datasets the coverage classifier (`settled_days`) knows."""
+CLASSIFIED = frozenset(DATASETS)
+"""Datasets whose outage days the coverage classifier may settle (`settled_days`): the minute
+tables. Not trades, though the classifier counts them: a minute holding some trades may still
+miss others of an outage (it counts minutes, not trades), so a trades outage's days are
+always refetched; books have no history to fetch."""
 REPAIRED_CHECKS = {
     "candles": "candles_complete",
     "funding_rates": "funding_rates_settled_hourly",

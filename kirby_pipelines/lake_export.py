@@ -212,7 +212,7 @@ COVERAGE_SCHEMA = pa.schema(_COVERAGE_FIELDS)
 
 async def _coverage_rows(url: str, database: Database, start: date, end: date) -> list[dict]:
     """Every series of `database` classified over [start, end), by the one classifier."""
-    series = [  # the classifier's datasets are the minute ones: not trades, not books
+    series = [  # the minute datasets: trades and books are classified on demand (/coverage)
         s
         for s in await _series_rows(url, database)
         if not isinstance(LAKE_DATASETS[s["dataset"]].source, lake.RowSource)

@@ -19,7 +19,7 @@ import dagster as dg
 
 from kirby_core.db import coverage
 from kirby_core.db.readers import coverage_interval
-from kirby_core.exchanges.registry import TRADES, declaration
+from kirby_core.exchanges.registry import declaration
 from kirby_pipelines.backfills import BACKFILLED
 from kirby_pipelines.partitions import MAX_DAYS_PER_RUN, day_ranges, parse_series, partition_key
 
@@ -158,12 +158,9 @@ def serves_none(asset: str, series: str, now: datetime) -> str | None:
 def _window(asset: str, series: str, now: datetime) -> coverage.SourceWindow:
     dataset = BACKFILLED[asset].table
     key = parse_series(series)
-    if dataset == TRADES:  # served per market type (Binance: both; OKX: spot only)
-        declared = declaration(key.exchange)
-        if declared is not None:
-            return declared.source_window(dataset, "1m", now, key.market_type)
     interval = coverage_interval(dataset, getattr(key, "interval", "1m"), key.exchange)
-    return coverage.source_window(key.exchange, dataset, interval, now)
+    # the market type decides trades (Binance serves both; OKX spot only)
+    return coverage.source_window(key.exchange, dataset, interval, now, key.market_type)
 
 
 def still_served(asset: str, series: str, days: Sequence[date], now: datetime) -> list[date]:

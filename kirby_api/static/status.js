@@ -143,7 +143,12 @@ function dayCell(day) {
   else if (day.outage_minutes) note = `outage ${formatCount(day.outage_minutes)} min`;
   else if (day.status === "no_trades") note = `${formatCount(day.no_trades)} without trades`;
   else if (day.missing) note = `${formatCount(day.missing)} missing`;
-  const title = `${day.date}: ${day.present} of ${day.expected} rows, ${day.status}`;
+  else if (day.integrity_gap_minutes) {
+    note = `${formatCount(day.integrity_gap_minutes)} min with book gaps`;
+  }
+  const gaps = day.integrity_gap_minutes
+    ? `, ${day.integrity_gap_minutes} min with book sequence gaps` : "";
+  const title = `${day.date}: ${day.present} of ${day.expected} rows, ${day.status}${gaps}`;
   return el("td", { class: `day ${day.status}`, title }, pct, note && el("small", {}, note));
 }
 

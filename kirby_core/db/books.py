@@ -5,13 +5,14 @@ The tables are migration 0010's. `books` is partitioned by UTC day on plain Post
 hypertable with TimescaleDB, keyed by (trading_pair_id, time): one sample per pair and
 second. `book_integrity` is a plain table keyed by (trading_pair_id, minute).
 
-`write_books` COPYs the batch into a temporary staging table and moves it with one
-`INSERT ... SELECT ... ON CONFLICT DO NOTHING`: a sample already stored (a retried flush) is
-counted as a duplicate, never an error. A few dozen rows a second (one per pair and second)
-need no faster path than that. Prices and sizes are `Decimal`s sent as their exact text in
-`numeric[]` literals. A sample the table would refuse (naive or fractional time, a side's
-prices not strictly best first, a level not positive, a crossed book, more than
-`MAX_LEVELS` levels a side, an unknown pair) is set aside with its reason and logged.
+`write_books` is `kirby_core.db.daily_copy.DailyCopy.write`, shared with the trade tape: a
+batch of samples newer than the pairs' stored ones (every live flush) is COPYed straight
+into the table, any other is staged and moved with `ON CONFLICT DO NOTHING`, so a sample
+already stored (a retried flush) is counted as a duplicate, never an error. Prices and sizes
+are `Decimal`s sent as their exact text in `numeric[]` literals. A sample the table would
+refuse (naive or fractional time, a side's prices not strictly best first, a level not
+positive, a crossed book, more than `MAX_LEVELS` levels a side, an unknown pair) is set
+aside with its reason and logged.
 
 `write_book_integrity` upserts each (pair, minute)'s counters as the collector's running
 totals of that minute: a later flush of the same minute replaces the row, so writing the
@@ -26,10 +27,8 @@ possible row is older than N days, and nothing else (`book_integrity` stays).
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import NamedTuple
@@ -37,8 +36,8 @@ from typing import NamedTuple
 import asyncpg
 
 from kirby_core.books.book import Level
-from kirby_core.db.daily_tables import DailyPartitions, utc_day
-from kirby_core.db.writer import MAX_LOGGED_REJECTS
+from kirby_core.db.daily_copy import DailyCopy, DailyWriteResult, Rejected
+from kirby_core.db.daily_tables import DailyPartitions
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +51,6 @@ MAX_LEVELS = 1000
 """Levels a side a stored sample may hold (migration 0010's CHECK)."""
 
 
-_STAGE = "kirby_stage_books"
-_CREATE_STAGE = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (trading_pair_id integer, time timestamptz,"
-    " sequence bigint, bid_prices numeric[], bid_sizes numeric[], ask_prices numeric[],"
-    " ask_sizes numeric[]) ON COMMIT DELETE ROWS"
-)
-_MOVE = f"""
-INSERT INTO {BOOKS_TABLE} ({", ".join(BOOK_COLUMNS)})
-SELECT {", ".join(BOOK_COLUMNS)} FROM {_STAGE} st
-WHERE EXISTS (SELECT 1 FROM trading_pairs p WHERE p.id = st.trading_pair_id)
-ON CONFLICT DO NOTHING
-"""  # noqa: S608
-_UNKNOWN_PAIRS = f"""
-SELECT DISTINCT trading_pair_id FROM {_STAGE} st
-WHERE NOT EXISTS (SELECT 1 FROM trading_pairs p WHERE p.id = st.trading_pair_id)
-"""  # noqa: S608
 _UPSERT_INTEGRITY = f"""
 INSERT INTO {INTEGRITY_TABLE} (trading_pair_id, time, {", ".join(INTEGRITY_COUNTERS)})
 SELECT * FROM unnest($1::integer[], $2::timestamptz[], $3::integer[], $4::integer[],
@@ -107,19 +90,11 @@ class IntegrityRow(NamedTuple):
     crossed: int
 
 
-@dataclass(frozen=True)
-class RejectedBook:
-    row: BookRow
-    reason: str
+RejectedBook = Rejected[BookRow]
 
 
-@dataclass
-class BookWriteResult:
-    received: int = 0
-    written: int = 0
-    duplicates: int = 0
-    """Samples already stored, or repeated within the batch."""
-    rejected: list[RejectedBook] = field(default_factory=list)
+class BookWriteResult(DailyWriteResult[BookRow]):
+    """What `write_books` did with a batch."""
 
 
 def _side_reason(levels: tuple[Level, ...], name: str, better: str) -> str | None:
@@ -155,59 +130,33 @@ def _array(values: Sequence[Decimal]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def _copy_line(row: BookRow) -> str:
-    time = row.time.astimezone(UTC)
-    sequence = r"\N" if row.sequence is None else str(row.sequence)
-    bids, asks = row.bids, row.asks
-    return (
-        f"{row.trading_pair_id}\t{time:%Y-%m-%d %H:%M:%S}+00\t{sequence}"
-        f"\t{_array([p for p, _ in bids])}\t{_array([s for _, s in bids])}"
-        f"\t{_array([p for p, _ in asks])}\t{_array([s for _, s in asks])}\n"
-    )
+def _copy_lines(rows: Sequence[BookRow]) -> list[str]:
+    lines = []
+    for pair, time, sequence, bids, asks in rows:
+        time = time.astimezone(UTC)
+        number = r"\N" if sequence is None else str(sequence)
+        lines.append(
+            f"{pair}\t{time:%Y-%m-%d %H:%M:%S}+00\t{number}"
+            f"\t{_array([p for p, _ in bids])}\t{_array([s for _, s in bids])}"
+            f"\t{_array([p for p, _ in asks])}\t{_array([s for _, s in asks])}\n"
+        )
+    return lines
+
+
+_WRITER = DailyCopy(
+    BOOKS_TABLE,
+    BOOK_COLUMNS,
+    BOOKS_BY_DAY,
+    "book sample",
+    book_reason,
+    _copy_lines,
+    BookWriteResult,
+)
 
 
 async def write_books(conn: asyncpg.Connection, rows: Sequence[BookRow]) -> BookWriteResult:
     """Store the new samples of `rows`; count the duplicates; set aside (and log) bad rows."""
-    if not rows:
-        return BookWriteResult()
-    good: list[BookRow] = []
-    rejected: list[RejectedBook] = []
-    for row in rows:
-        reason = book_reason(row)
-        if reason is None:
-            good.append(row)
-        else:
-            rejected.append(RejectedBook(row, reason))
-    written = 0
-    if good:
-        async with conn.transaction():
-            times = [r.time for r in good]
-            await BOOKS_BY_DAY.create(conn, utc_day(min(times)), utc_day(max(times)))
-            await conn.execute(_CREATE_STAGE)
-            data = io.BytesIO("".join(_copy_line(r) for r in good).encode())
-            await conn.copy_to_table(_STAGE, source=data, columns=list(BOOK_COLUMNS))
-            status = await conn.execute(_MOVE)
-            written = int(status.rsplit(" ", 1)[1])
-            if written < len(good):
-                unknown = {r["trading_pair_id"] for r in await conn.fetch(_UNKNOWN_PAIRS)}
-                rejected += [
-                    RejectedBook(r, "unknown trading_pair_id")
-                    for r in good
-                    if r.trading_pair_id in unknown
-                ]
-                good = [r for r in good if r.trading_pair_id not in unknown]
-    for item in rejected[:MAX_LOGGED_REJECTS]:
-        log.warning(
-            "book sample rejected reason=%r pair=%s time=%s",
-            item.reason,
-            item.row.trading_pair_id,
-            item.row.time,
-        )
-    if rejected:
-        log.warning("book samples rejected rejected=%d of=%d", len(rejected), len(rows))
-    return BookWriteResult(
-        received=len(rows), written=written, duplicates=len(good) - written, rejected=rejected
-    )
+    return await _WRITER.write(conn, rows)
 
 
 def integrity_reason(row: IntegrityRow) -> str | None:

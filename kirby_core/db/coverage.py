@@ -1,19 +1,34 @@
 """Coverage decided once: every expected (series, time) of a day is present or missing for
 one reason, and every surface counts the same classes.
 
-`classify_days` is the one classifier. For each UTC day it counts the rows the dataset
+`classify_days` is the one classifier, for every recorded dataset
+(`kirby_core.datasets.RECORDED_DATASETS`). For each UTC day it counts the rows the dataset
 expects (`readers.expected_rows`: candles per the series' interval, open interest per
 point of the exchange's declared open-interest history, funding per settlement of its
-declared `funding_interval`), the expected times with a stored row that counts (for open
-interest, any row inside the point's interval), and sorts every expected time without a row
-into exactly one class, first match wins:
+declared `funding_interval`, trades and books per minute), the expected times with a stored
+row that counts (for open interest, any row inside the point's interval; for trades a
+minute with a trade, for books a minute with a sample), and sorts every expected time
+without a row into exactly one class, first match wins:
 
-1. unavailable at source: older than the exchange serves today (`source_window`), or
-   inside the window the day's last backfill found gone (`backfill_reports`);
-2. no trades: the day's last backfill asked the exchange and it served no row for that time;
-3. collector outage: inside a `collection_outages` window recorded after the day's last
+1. no trades (trades only): the minute lies between the pair's first and last stored trade,
+   inside a collector's life (`stream_heartbeats`: started_at .. heartbeat_at) and outside
+   every `trades` outage of the pair: the live feed was watching and nothing traded (the
+   collector records an outage from the last trade before any interruption to the first
+   after it);
+2. unavailable at source: older than the exchange serves today (`source_window`: for trades
+   the registry's `TradeHistory` of the pair's market type, so every such minute of an
+   exchange without trade history), or inside the window the day's last backfill found gone
+   (`backfill_reports`);
+3. no trades: the day's last backfill asked the exchange and it served no row for that time;
+4. collector outage: inside a `collection_outages` window recorded after the day's last
    backfill (or with no backfill at all): repairable;
-4. unexplained: anything else (never backfilled, or rows gone since): repairable.
+5. no trades (trades only): the day has a backfill report: the exchange served its trades of
+   the day and none fell in the minute;
+6. unexplained: anything else (never backfilled, or rows gone since): repairable.
+
+Books have no history anywhere (`source_window` says so): their missing minutes are
+collector outages or unexplained, and `ClassifiedDay.integrity_gap_minutes` counts the
+minutes whose `book_integrity` row saw a sequence gap.
 
 The API's /coverage and /status, the Dagster completeness checks (whose failures the
 gap-repair sensor repairs), and the `lake_coverage` export that `daily_coverage.sql`
@@ -29,12 +44,17 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from kirby_core.datasets import DATASETS
+from kirby_core.datasets import DATASETS, RECORDED_DATASETS
+from kirby_core.db import books as book_store
 from kirby_core.db import trades as trade_store
 from kirby_core.db.readers import EXPECTED, coverage_interval, expected_rows
 from kirby_core.errors import InvalidRequest, NotFound
 from kirby_core.timeutil import EPOCH, floor_time, interval_delta, interval_seconds
 
+BOOKS_NOTE = (
+    "no exchange serves past order books: only the samples Kirby recorded live; a missing "
+    "minute is a collector outage or unexplained, and no backfill can fill it"
+)
 CLASSES = ("present", "unavailable_at_source", "no_trades", "collector_outage", "unexplained")
 
 
@@ -45,17 +65,23 @@ class SourceWindow:
     note: str
 
 
-def source_window(exchange: str, dataset: str, interval: str, now: datetime) -> SourceWindow:
-    """What `exchange` still serves of `dataset` at `now` (`interval`: the series' own), as
-    its declaration says (`kirby_core.exchanges.registry`); an undeclared exchange is assumed
-    to serve its whole history."""
+def source_window(
+    exchange: str, dataset: str, interval: str, now: datetime, market_type: str | None = None
+) -> SourceWindow:
+    """What `exchange` still serves of `dataset` at `now` (`interval`: the series' own;
+    `market_type`: the series', which decides its trade history), as its declaration says
+    (`kirby_core.exchanges.registry`); an undeclared exchange is assumed to serve its whole
+    history. No exchange serves past order books: a missing minute of `books` is a collector
+    outage or unexplained, never refetched."""
+    if dataset == book_store.BOOKS_TABLE:
+        return SourceWindow(None, BOOKS_NOTE)
     # Imported here: kirby_core.exchanges pulls in ccxt, which only this answer needs.
     from kirby_core.exchanges.registry import declaration
 
     declared = declaration(exchange)
     if declared is None:
         return SourceWindow(None, f"{exchange}: assumed to serve its whole history")
-    return declared.source_window(dataset, interval, now)
+    return declared.source_window(dataset, interval, now, market_type)
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,9 @@ class ClassifiedDay:
     no_trades: int = 0
     collector_outage: int = 0
     unexplained: int = 0
+    integrity_gap_minutes: int = 0
+    """Books: minutes of the day whose `book_integrity` row counts a sequence gap (their
+    samples are present, each taken after the resync); 0 for every other dataset."""
 
     @property
     def missing(self) -> int:
@@ -84,20 +113,37 @@ class ClassifiedDay:
 
 
 _CLASSIFY = """
-WITH days AS (
+WITH RECURSIVE days AS (
     SELECT d::date AS day FROM generate_series($2::date, $3::date - 1, '1 day') d
 ), slots AS (
     SELECT t, (t AT TIME ZONE 'UTC')::date AS day
     FROM generate_series($5::timestamptz, $6::timestamptz - make_interval(secs => $7),
                          make_interval(secs => $7)) t
     WHERE $6::timestamptz > $5::timestamptz
-), stored AS (
-    -- the slot each row counts for: its own time for candles and funding (on the grid), the
-    -- history point's interval for open interest (a live minute row counts for its 5 minutes)
-    SELECT DISTINCT date_bin(make_interval(secs => $7), time, $5::timestamptz) AS time
+), bins(time) AS (
+    -- the slots with a row that counts: its own time for candles and funding (on the grid),
+    -- the history point's interval for open interest (a live minute row counts for its 5
+    -- minutes), the minute of a trade or a book sample. Found by skipping from each slot to
+    -- the next row after it (one index probe per slot with rows), so a day of a busy trade
+    -- tape costs its minutes, not its millions of trades.
+    SELECT date_bin(make_interval(secs => $7), min(time), $5::timestamptz)
     FROM {table}
     WHERE {series} = $1 AND time >= $2::date::timestamp AT TIME ZONE 'UTC'
       AND time < $3::date::timestamp AT TIME ZONE 'UTC' AND {counted}
+    UNION ALL
+    SELECT (SELECT date_bin(make_interval(secs => $7), min(x.time), $5::timestamptz)
+            FROM {table} x
+            WHERE x.{series} = $1 AND x.time >= b.time + make_interval(secs => $7)
+              AND x.time < $3::date::timestamp AT TIME ZONE 'UTC' AND {counted})
+    FROM bins b WHERE b.time IS NOT NULL
+), stored AS (
+    SELECT time FROM bins WHERE time IS NOT NULL
+), tape AS (
+    -- trades: the pair's first and last stored trade (a quiet minute between them, outside
+    -- every outage and inside a collector's life, was watched by the live feed)
+    SELECT (SELECT min(time) FROM {table} WHERE {series} = $1) AS first_time,
+           (SELECT max(time) FROM {table} WHERE {series} = $1) AS last_time
+    WHERE $9
 ), reports AS (
     SELECT day, backfilled_at, absent_times, unavailable_start, unavailable_end
     FROM backfill_reports WHERE dataset = $4 AND series_id = $1 AND day >= $2 AND day < $3
@@ -106,6 +152,14 @@ WITH days AS (
 ), classified AS (
     SELECT s.day, CASE
         WHEN p.time IS NOT NULL THEN 'present'
+        WHEN $9 AND tape.first_time < s.t AND tape.last_time >= s.t + make_interval(secs => $7)
+          AND EXISTS (SELECT 1 FROM stream_heartbeats h WHERE h.started_at <= s.t
+                      AND h.heartbeat_at >= s.t + make_interval(secs => $7))
+          AND NOT EXISTS (SELECT 1 FROM collection_outages o
+                          WHERE o.dataset = $4 AND o.series_id = $1
+                            AND o.start_time < s.t + make_interval(secs => $7)
+                            AND o.end_time > s.t)
+            THEN 'no_trades'
         WHEN s.t < $8::timestamptz
           OR (s.t >= r.unavailable_start AND s.t < r.unavailable_end) THEN 'unavailable'
         WHEN a.t IS NOT NULL THEN 'no_trades'
@@ -114,8 +168,11 @@ WITH days AS (
                        AND o.start_time < s.t + make_interval(secs => $7) AND o.end_time > s.t
                        AND (r.backfilled_at IS NULL OR o.recorded_at > r.backfilled_at))
             THEN 'outage'
+        -- trades: a backfill fetched every trade the exchange serves of the day
+        WHEN $9 AND r.day IS NOT NULL THEN 'no_trades'
         ELSE 'unexplained' END AS class
     FROM slots s LEFT JOIN reports r ON r.day = s.day
+         LEFT JOIN tape ON true
          LEFT JOIN stored p ON p.time = s.t  -- distinct slots: one row at most
          LEFT JOIN absent a ON a.t = s.t
 ), counts AS (
@@ -136,13 +193,21 @@ WITH days AS (
      AND o.start_time < (days.day + 1)::timestamp AT TIME ZONE 'UTC'
      AND o.end_time > days.day::timestamp AT TIME ZONE 'UTC'
     GROUP BY days.day
+), gaps AS (
+    SELECT (time AT TIME ZONE 'UTC')::date AS day, count(*) AS minutes
+    FROM book_integrity
+    WHERE $10 AND trading_pair_id = $1 AND gaps > 0
+      AND time >= $2::date::timestamp AT TIME ZONE 'UTC'
+      AND time < $3::date::timestamp AT TIME ZONE 'UTC'
+    GROUP BY 1
 )
 SELECT days.day, coalesce(present.n, 0) AS present,
+       coalesce(gaps.minutes, 0) AS gap_minutes,
        coalesce(outages.minutes, 0) AS outage_minutes,
        coalesce(counts.unavailable, 0) AS unavailable, coalesce(counts.no_trades, 0) AS no_trades,
        coalesce(counts.outage, 0) AS outage, coalesce(counts.unexplained, 0) AS unexplained
 FROM days LEFT JOIN present USING (day) LEFT JOIN outages USING (day)
-     LEFT JOIN counts USING (day)
+     LEFT JOIN counts USING (day) LEFT JOIN gaps USING (day)
 ORDER BY days.day
 """
 
@@ -177,6 +242,8 @@ async def classify_days(
         last,
         interval_seconds(step),
         served_from or EPOCH,
+        dataset == trade_store.TRADES_TABLE,
+        dataset == book_store.BOOKS_TABLE,
     )
     return [
         ClassifiedDay(
@@ -188,14 +255,24 @@ async def classify_days(
             r["no_trades"],
             r["outage"],
             r["unexplained"],
+            r["gap_minutes"],
         )
         for r in records
     ]
 
 
 def _identifiers(dataset: str) -> tuple[str, str]:
-    """(table, series column) of `dataset`: fixed identifiers, never from a request."""
-    declared = DATASETS[dataset]
+    """(table, series column) of a recorded dataset: fixed identifiers, never from a request;
+    `InvalidRequest` naming the allowed ones for any other name."""
+    if dataset == trade_store.TRADES_TABLE:
+        return trade_store.TRADES_TABLE, trade_store.TRADE_COLUMNS[0]
+    if dataset == book_store.BOOKS_TABLE:
+        return book_store.BOOKS_TABLE, book_store.BOOK_COLUMNS[0]
+    declared = DATASETS.get(dataset)
+    if declared is None:
+        raise InvalidRequest(
+            f"unknown dataset {dataset!r}; expected one of {', '.join(RECORDED_DATASETS)}"
+        )
     return declared.name, declared.series_column
 
 
@@ -380,7 +457,7 @@ async def classify_outage(
     5. unexplained: anything else (a backfill ran and its row is still missing).
 
     An outage is closed when no slot is in class 2 or 5 (`ClassifiedOutage.closed`)."""
-    table, series = _tape_identifiers(dataset)
+    table, series = _identifiers(dataset)
     rule = EXPECTED.get(dataset)
     live_only = rule is not None and (rule.per_settlement or rule.per_history_point)
     step = interval if dataset == "candles" else "1m"
@@ -403,10 +480,3 @@ async def classify_outage(
         record["outage"],
         record["unexplained"],
     )
-
-
-def _tape_identifiers(dataset: str) -> tuple[str, str]:
-    """(table, series column) of a minute dataset or the trade tape: fixed identifiers."""
-    if dataset == trade_store.TRADES_TABLE:
-        return trade_store.TRADES_TABLE, "trading_pair_id"
-    return _identifiers(dataset)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from kirby_core.datasets import RECORDED_DATASETS
 from kirby_core.timeutil import expected_count, floor_time, interval_delta
 
 
@@ -48,6 +49,12 @@ EXPECTED = {
         None, "settled_funding_rate IS NOT NULL", timedelta(minutes=1), per_settlement=True
     ),
     "open_interest": Expected(None, "true", None, per_history_point=True),
+}
+# The recorded datasets that are not minute tables (the trade tape, the book samples) are
+# counted by the minute: a minute with a trade (a sample) is present, and
+# `kirby_core.db.coverage` explains the others.
+EXPECTED |= {
+    name: Expected("1m", "true", None) for name in RECORDED_DATASETS if name not in EXPECTED
 }
 
 

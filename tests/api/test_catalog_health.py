@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from datetime import UTC, datetime, timedelta
 
+from kirby_core.datasets import RECORDED_DATASETS
 from tests.api.conftest import BTC_1M, T0, runtime, write_candles
 
 
@@ -86,12 +87,11 @@ async def test_health_reports_database_stream_and_freshness(client, conn, catalo
     assert btc["latest_time"] == "2024-05-01T00:02:00Z"
     empty = next(f for f in body["freshness"] if f["series"] == "hyperliquid/SOL/USD/perps/1m")
     assert (empty["latest_time"], empty["age_seconds"]) == (None, None)
-    assert {f["dataset"] for f in body["freshness"]} == {
-        "candles",
-        "funding_rates",
-        "open_interest",
-    }
-    assert len(body["freshness"]) == 8 + 2 + 2
+    assert [f["dataset"] for f in body["freshness"]] == [
+        *["candles"] * 8,
+        *[name for name in RECORDED_DATASETS[1:] for _ in range(2)],  # per pair: BTC, SOL
+    ]
+    assert RECORDED_DATASETS[1:] == ("funding_rates", "open_interest", "trades", "books")
 
 
 async def test_health_is_degraded_when_the_stream_is_stale(client, conn) -> None:
@@ -194,6 +194,7 @@ async def test_coverage_marks_outages_and_unavailable_at_source(client, conn, ca
             "no_trades": 0,
             "outage_rows": 0,
             "unexplained": 0,
+            "integrity_gap_minutes": 0,
         },
         {
             "date": "2024-05-02",
@@ -208,6 +209,7 @@ async def test_coverage_marks_outages_and_unavailable_at_source(client, conn, ca
             "no_trades": 0,
             "outage_rows": 0,
             "unexplained": 0,
+            "integrity_gap_minutes": 0,
         },
         {
             "date": "2024-05-03",
@@ -222,6 +224,7 @@ async def test_coverage_marks_outages_and_unavailable_at_source(client, conn, ca
             "no_trades": 0,
             "outage_rows": 0,
             "unexplained": 0,
+            "integrity_gap_minutes": 0,
         },
     ]
     meta = body["metadata"]

@@ -101,7 +101,8 @@ async def test_status_json_reports_collectors_freshness_coverage(client, conn, c
     }
 
     series = {(s["dataset"], s["series"]): s for s in body["series"]}
-    assert len(series) == 8 + 2 + 2  # active starlistings; funding and OI per pair
+    # active starlistings; funding, open interest, trades and books per pair
+    assert len(series) == 8 + 4 * 2
     btc = series[("candles", BTC_1M)]
     assert btc["latest_time"] == iso(newest)
     assert btc["interval"] == "1m"
@@ -124,6 +125,15 @@ async def test_status_json_reports_collectors_freshness_coverage(client, conn, c
     assert coverage[("candles", BTC_1M)]["days"] == same  # the /coverage numbers
     yesterday = same[0]
     assert (yesterday["outage_minutes"], yesterday["status"]) == (45, "outage")
+    for dataset in ("trades", "books"):
+        pair_days = (
+            await client.get(
+                f"/coverage/{dataset}/hyperliquid/BTC/USD/perps",
+                params={"start_time": str(today - timedelta(days=1)), "end_time": str(today)},
+            )
+        ).json()["data"]
+        # yesterday's: today's expected minutes grow between the two reads
+        assert coverage[(dataset, "hyperliquid/BTC/USD/perps")]["days"][0] == pair_days[0]
 
     assert body["websocket"] == {
         "connections": 0,
