@@ -39,6 +39,7 @@ from kirby_api.observability import Metrics, jsonb_counts
 from kirby_api.series import SeriesCatalog
 from kirby_api.ws.hub import Hub
 from kirby_api.ws.listener import ChangeListener
+from kirby_core.datasets import UNPACED_DATASETS
 from kirby_core.db.coverage import source_window
 from kirby_core.db.readers import coverage_interval
 from kirby_core.errors import NotFound
@@ -104,6 +105,8 @@ class ExchangeStatus(msgspec.Struct):
     series: int
     fresh: int
     lagging: int
+    quiet: int
+    """Trade tapes with no trade in the last minute (`SeriesStatus.state` quiet)."""
     empty: int
     books: BookReport | None = None
     """Its order books' counters in the newest collector (null: it keeps none)."""
@@ -148,8 +151,10 @@ class SeriesStatus(msgspec.Struct):
     age_seconds: float | None
     lag_seconds: float | None
     """How far the newest row is behind the current interval's open (0: it is stored)."""
-    state: Literal["fresh", "lagging", "empty"]
-    """lagging: at least one whole interval is missing at the end."""
+    state: Literal["fresh", "lagging", "quiet", "empty"]
+    """lagging: at least one whole interval is missing at the end; quiet: the same of a
+    series with no cadence (the trade tape, `UNPACED_DATASETS`): no trade in that time,
+    which its exchange's feed state tells from lag."""
 
 
 class SeriesCoverage(msgspec.Struct):
@@ -336,6 +341,7 @@ class StatusBoard:
                     series=len(mine),
                     fresh=states.count("fresh"),
                     lagging=states.count("lagging"),
+                    quiet=states.count("quiet"),
                     empty=states.count("empty"),
                     books=None if feed is None else feed.books,
                 )
@@ -351,10 +357,13 @@ class StatusBoard:
         else:
             exchange = self._catalog.trading_pair_by_id(item.series_id).key.exchange
         lag = None
-        state: Literal["fresh", "lagging", "empty"] = "empty"
+        state: Literal["fresh", "lagging", "quiet", "empty"] = "empty"
         if item.latest_time is not None:
             lag = max((floor_time(now, interval) - item.latest_time).total_seconds(), 0.0)
-            state = "lagging" if lag > interval_seconds(interval) else "fresh"
+            if lag <= interval_seconds(interval):
+                state = "fresh"
+            else:
+                state = "quiet" if item.dataset in UNPACED_DATASETS else "lagging"
         return SeriesStatus(
             exchange,
             item.dataset,

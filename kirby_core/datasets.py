@@ -233,6 +233,11 @@ RECORDED_DATASETS: tuple[str, ...] = (*DATASETS, "trades", "books")
 the trade tape (`trades`) and the order-book samples (`books`), which are not minute-keyed and
 so not `Dataset`s. The database's checks hold the same list (migration 0009)."""
 
+UNPACED_DATASETS: frozenset[str] = frozenset({"trades"})
+"""Recorded datasets with no cadence: a row is an event (a trade), so a stretch without rows
+is a quiet market as often as lag; whether the series is watched is its exchange's feed
+state (/status), and which of its minutes are quiet is coverage's ("no trades")."""
+
 
 def spellings(names: Iterable[str] = DATASETS) -> list[str]:
     """What the CLI accepts for the datasets `names`: each name, then its aliases."""

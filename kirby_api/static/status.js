@@ -40,10 +40,11 @@ function renderExchanges(exchanges, checkedAt) {
     el("td", { class: "num" }, formatCount(x.series)),
     el("td", { class: "num" }, formatCount(x.fresh)),
     el("td", { class: `num ${x.lagging ? "stale" : "ok"}` }, formatCount(x.lagging)),
+    el("td", { class: "num" }, formatCount(x.quiet)),
     el("td", { class: "num" }, formatCount(x.empty)),
   ));
   if (!rows.length) {
-    rows.push(el("tr", { class: "empty-row" }, el("td", { colspan: 12 }, "No exchange.")));
+    rows.push(el("tr", { class: "empty-row" }, el("td", { colspan: 13 }, "No exchange.")));
   }
   document.querySelector("#exchanges tbody").replaceChildren(...rows);
 }

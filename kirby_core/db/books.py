@@ -36,7 +36,7 @@ from typing import NamedTuple
 import asyncpg
 
 from kirby_core.books.book import Level
-from kirby_core.db.daily_copy import DailyCopy, DailyWriteResult, Rejected
+from kirby_core.db.daily_copy import DailyCopy, DailyWriteResult, RejectedRow
 from kirby_core.db.daily_tables import DailyPartitions
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class IntegrityRow(NamedTuple):
     crossed: int
 
 
-RejectedBook = Rejected[BookRow]
+RejectedBook = RejectedRow[BookRow]
 
 
 class BookWriteResult(DailyWriteResult[BookRow]):

@@ -36,7 +36,7 @@ from kirby_core.db.writer import MAX_LOGGED_REJECTS
 
 log = logging.getLogger(__name__)
 
-COPY_CHUNK_ROWS = 5000
+DAILY_CHUNK_ROWS = 5000
 """Rows a COPY chunk carries: the server parses one chunk while the next is formatted."""
 
 
@@ -50,22 +50,22 @@ class PairRow(Protocol):
     def time(self) -> datetime: ...
 
 
-Row = TypeVar("Row", bound=PairRow)
+PairRowT = TypeVar("PairRowT", bound=PairRow)
 
 
 @dataclass(frozen=True)
-class Rejected(Generic[Row]):
-    row: Row
+class RejectedRow(Generic[PairRowT]):
+    row: PairRowT
     reason: str
 
 
 @dataclass
-class DailyWriteResult(Generic[Row]):
+class DailyWriteResult(Generic[PairRowT]):
     received: int = 0
     written: int = 0
     duplicates: int = 0
     """Rows already stored, or repeated within the batch."""
-    rejected: list[Rejected[Row]] = field(default_factory=list)
+    rejected: list[RejectedRow[PairRowT]] = field(default_factory=list)
 
 
 Result = TypeVar("Result", bound=DailyWriteResult[Any])
@@ -74,7 +74,7 @@ _FAILED_COPY = (asyncpg.UniqueViolationError, asyncpg.ForeignKeyViolationError)
 
 
 @dataclass(frozen=True)
-class DailyCopy(Generic[Row, Result]):
+class DailyCopy(Generic[PairRowT, Result]):
     """How one daily-partitioned table is written (see the module)."""
 
     table: str
@@ -83,9 +83,9 @@ class DailyCopy(Generic[Row, Result]):
     partitions: DailyPartitions
     noun: str
     """What a row is, in logs: "trade", "book sample"."""
-    reason: Callable[[Row], str | None]
+    reason: Callable[[PairRowT], str | None]
     """Why the table would refuse a row, or None."""
-    lines: Callable[[Sequence[Row]], list[str]]
+    lines: Callable[[Sequence[PairRowT]], list[str]]
     """COPY text lines (tab-separated, newline-terminated) of rows, in `columns` order."""
     result: Callable[..., Result]
     """The result type (`DailyWriteResult` fields as keywords)."""
@@ -94,19 +94,19 @@ class DailyCopy(Generic[Row, Result]):
     def stage(self) -> str:
         return f"kirby_stage_{self.table}"
 
-    async def write(self, conn: asyncpg.Connection, rows: Sequence[Row]) -> Result:
+    async def write(self, conn: asyncpg.Connection, rows: Sequence[PairRowT]) -> Result:
         """Store the new rows of `rows`; count the duplicates; set aside (and log) bad rows."""
         if not rows:
             return self.result()
-        good: list[Row] = []
-        rejected: list[Rejected[Row]] = []
+        good: list[PairRowT] = []
+        rejected: list[RejectedRow[PairRowT]] = []
         refused = self.reason
         for row in rows:
             reason = refused(row)
             if reason is None:
                 good.append(row)
             else:
-                rejected.append(Rejected(row, reason))
+                rejected.append(RejectedRow(row, reason))
         written = 0
         if good:
             async with conn.transaction():
@@ -118,7 +118,7 @@ class DailyCopy(Generic[Row, Result]):
                     written, unknown = await self._stage_and_move(conn, good)
                     if unknown:
                         rejected += [
-                            Rejected(r, "unknown trading_pair_id")
+                            RejectedRow(r, "unknown trading_pair_id")
                             for r in good
                             if r.trading_pair_id in unknown
                         ]
@@ -140,11 +140,11 @@ class DailyCopy(Generic[Row, Result]):
             rejected=rejected,
         )
 
-    async def _copy_stream(self, rows: Sequence[Row]) -> AsyncIterator[bytes]:
-        for start in range(0, len(rows), COPY_CHUNK_ROWS):
-            yield "".join(self.lines(rows[start : start + COPY_CHUNK_ROWS])).encode()
+    async def _copy_stream(self, rows: Sequence[PairRowT]) -> AsyncIterator[bytes]:
+        for start in range(0, len(rows), DAILY_CHUNK_ROWS):
+            yield "".join(self.lines(rows[start : start + DAILY_CHUNK_ROWS])).encode()
 
-    async def _overlaps(self, conn: asyncpg.Connection, rows: Sequence[Row]) -> bool:
+    async def _overlaps(self, conn: asyncpg.Connection, rows: Sequence[PairRowT]) -> bool:
         """Whether any stored row of a pair falls within the batch's time range of that pair."""
         ranges: dict[int, list[datetime]] = {}
         for row in rows:
@@ -168,7 +168,7 @@ class DailyCopy(Generic[Row, Result]):
         )
         return overlaps
 
-    async def _copied(self, conn: asyncpg.Connection, rows: Sequence[Row]) -> bool:
+    async def _copied(self, conn: asyncpg.Connection, rows: Sequence[PairRowT]) -> bool:
         """COPY `rows` straight into the table; False (and nothing written) when one repeats
         a stored or batch row or names an unknown pair."""
         try:
@@ -182,7 +182,7 @@ class DailyCopy(Generic[Row, Result]):
         return True
 
     async def _stage_and_move(
-        self, conn: asyncpg.Connection, rows: Sequence[Row]
+        self, conn: asyncpg.Connection, rows: Sequence[PairRowT]
     ) -> tuple[int, set[int]]:
         """(rows written, the batch's unknown trading pairs) through the staging table."""
         stage, columns = self.stage, ", ".join(self.columns)

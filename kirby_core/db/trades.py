@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import asyncpg
 
-from kirby_core.db.daily_copy import DailyCopy, DailyWriteResult, Rejected
+from kirby_core.db.daily_copy import DailyCopy, DailyWriteResult, RejectedRow
 from kirby_core.db.daily_tables import DailyPartitions
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class TradeRow(NamedTuple):
     """The taker's side: 'buy' or 'sell'."""
 
 
-RejectedTrade = Rejected[TradeRow]
+RejectedTrade = RejectedRow[TradeRow]
 
 
 class TradeWriteResult(DailyWriteResult[TradeRow]):
