@@ -113,11 +113,11 @@ async def pin_everything(url: str) -> Pinning | None:
         f"collector: this process (pid {os.getpid()}, {own} threads) on core {pinning.collector}"
     )
     conn = await asyncpg.connect(url)
-    try:
+    try:  # the backend is read while connected: it ends with the connection
         backend = await conn.fetchval("SELECT pg_backend_pid()")
+        postmaster = _parent(backend) if _comm(backend) == "postgres" else None
     finally:
         await conn.close()
-    postmaster = _parent(backend) if _comm(backend) == "postgres" else None
     if postmaster is None or _comm(postmaster) != "postgres":
         pinning.lines.append(
             f"PostgreSQL: not pinned (backend pid {backend} is not a process of this machine)"

@@ -596,12 +596,6 @@ async def run(
     synthetic = synthetic_coins(five)
     settings = Settings(_env_file=None)
     url = await scratch_database(DATABASE)
-    pinning = await pin_everything(url) if pin else None
-    if pinning is not None:
-        PINNING.append(pinning)
-        print("pinned: " + "; ".join(pinning.lines))
-    else:
-        print("pinned: nothing (--no-pin, or fewer than 2 cores available)")
     try:
         exchange_of = await sync(url, five)
         async with SimulatorServer(simulator.config(synthetic, RECORD_SPEED)) as sim:
@@ -618,6 +612,13 @@ async def run(
         total = sum(len(sent) for sent in frames.values())
         shares = ", ".join(f"{path} {len(sent):,}" for path, sent in frames.items())
         print(f"recorded {total:,} frames in {recording:.0f} s: {shares}")
+        # recorded on every core (the simulator runs in this process), measured pinned
+        pinning = await pin_everything(url) if pin else None
+        if pinning is not None:
+            PINNING.append(pinning)
+            print("pinned: " + "; ".join(pinning.lines))
+        else:
+            print("pinned: nothing (--no-pin, or fewer than 2 cores available)")
         single_frames = {
             path_of(plan.url): frames[path_of(plan.url)]
             for plan in plans.feeds.values()

@@ -114,10 +114,9 @@ async def test_pinning_puts_the_collector_on_one_core_and_postgres_on_the_others
     before = os.sched_getaffinity(0)
     conn = await asyncpg.connect(database_urls.realtime)
     try:
-        backend = await conn.fetchval("SELECT pg_backend_pid()")
+        postmaster = pinning._parent(await conn.fetchval("SELECT pg_backend_pid()"))
     finally:
         await conn.close()
-    postmaster = pinning._parent(backend)
     assert postmaster is not None
     postmaster_before = os.sched_getaffinity(postmaster)
     pinned = await pinning.pin_everything(database_urls.realtime)
