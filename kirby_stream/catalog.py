@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 import asyncpg
@@ -72,9 +73,7 @@ class FeedPlan:
         """(dataset, series id) of what a gap unit covers: `"<symbol> <dataset>"` (see
         `units`), or every dataset this connection carries for a bare `"<symbol>"`."""
         symbol, _, dataset = unit.partition(" ")
-        found = [
-            ("candles", sid) for (name, _), sid in sorted(self.candles.items()) if name == symbol
-        ]
+        found = [("candles", sid) for sid in self._candles_of.get(symbol, ())]
         if symbol in self.funding:
             found.append(("funding_rates", self.funding[symbol]))
         if symbol in self.open_interest:
@@ -82,6 +81,14 @@ class FeedPlan:
         if symbol in self.trades:
             found.append(("trades", self.trades[symbol]))
         return [item for item in found if not dataset or item[0] == dataset]
+
+    @cached_property
+    def _candles_of(self) -> dict[str, list[int]]:
+        """symbol -> its starlisting ids, in (symbol, interval) order."""
+        found: dict[str, list[int]] = defaultdict(list)
+        for (symbol, _), sid in sorted(self.candles.items()):
+            found[symbol].append(sid)
+        return found
 
     def units(self, symbols: Iterable[str]) -> list[str]:
         """The gap units of `symbols`: one per dataset this connection carries for each

@@ -1,7 +1,8 @@
 """Buffered rows to PostgreSQL: one transaction per flush, with its change events.
 
-Every `stream_flush_seconds` the flusher takes what is due from the buffers (all candles and
-trades, funding/OI of closed minutes, pending outages) and writes it in one transaction: the
+Every `stream_flush_seconds` (start to start) the flusher takes what is due from the
+buffers (all candles and trades, funding/OI of closed minutes, pending outages) and writes
+it in one transaction: the
 bulk writer's upsert per minute table and `write_trades` for the trade tape (which skips
 trades already stored: a reconnect's replay is counted as duplicates, logged, never written
 twice), then the change events of each table naming the rows it flushed (numbered rows plus
@@ -107,11 +108,16 @@ class Flusher:
         self._backoff = Backoff(settings.stream_database_backoff_max_seconds)
 
     async def run(self, drained: asyncio.Event) -> None:
-        """Flush periodically until the intake has `drained` the feed, then flush it all."""
-        delay = self.settings.stream_flush_seconds
+        """Flush periodically until the intake has `drained` the feed, then flush it all.
+        Flushes start every `stream_flush_seconds` (a slow one is followed at once by the
+        next), so a message waits at most an interval plus the write it lands in."""
+        every = self.settings.stream_flush_seconds
+        delay = every
         while not await pause(drained, delay):
+            started = time.monotonic()
             ok = await self.flush()
-            delay = self.settings.stream_flush_seconds if ok else self._backoff.next_delay()
+            spent = time.monotonic() - started
+            delay = max(every - spent, 0.0) if ok else self._backoff.next_delay()
         await self._final_flush()
 
     async def flush(self, everything: bool = False, within: float | None = None) -> bool:

@@ -59,8 +59,10 @@ from kirby_stream.succession import Predecessor
 
 log = logging.getLogger(__name__)
 
-YIELD_EVERY = 500
-"""Frames handled before letting other tasks run, when the queue never empties."""
+YIELD_EVERY = 50
+"""Frames handled before letting other tasks run, when the queue never empties: a few
+milliseconds, so a flush (some 25 round trips to PostgreSQL, each waiting for its turn in
+the event loop) is not held up for seconds by a firehose on several connections."""
 LOGGED_INVALID = 100
 """Every invalid frame is counted; the first ones are logged, then one in `LOG_EVERY`."""
 LOG_EVERY = 1000

@@ -60,6 +60,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bench.common import drop_database, scratch_database
 from bench.stream import simulator
+from bench.stream.pinning import Pinning, available, pin_everything
 from kirby_core.catalog import Catalog, parse_catalog
 from kirby_core.db import catalog_store, notify
 from kirby_core.db.writer import upsert_candles, upsert_funding_rates, upsert_open_interest
@@ -84,6 +85,8 @@ DATABASE = "kirby_bench_stream"
 REPO = Path(__file__).resolve().parents[2]
 FIVE = REPO / "config" / "starlistings.yaml"
 RECORD_SPEED = 120
+PINNING: list[Pinning] = []
+"""The run's CPU pinning, when on: the processes started are pinned to its other cores."""
 """Simulated seconds per real second while recording: every interval moves."""
 DATA = (CandleUpdate, AssetContextUpdate, FundingUpdate, OpenInterestUpdate)
 
@@ -250,6 +253,8 @@ async def process(module: str, *arguments: str) -> AsyncIterator[str]:
     """`python -m module arguments` in its own process; yields its first stdout line."""
     command = [sys.executable, "-m", module, *arguments]
     child = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, cwd=REPO)
+    for pinning in PINNING:
+        pinning.pin_child(child.pid, module)
     try:
         assert child.stdout is not None
         yield (await child.stdout.readline()).decode().strip()
@@ -373,16 +378,15 @@ async def throughput(
     repeat: int,
 ) -> dict[str, Any]:
     """The collector reading `repeat` replays of `frames_file` (`total` frames, recorded on
-    `recorded`) at full speed. A connection whose frames are all sent goes quiet: the stall
-    watchdog is set beyond the run so it does not reconnect (and get them again)."""
-    quiet = settings.model_copy(update={"stream_stall_seconds": 3600.0})
+    `recorded`) at full speed (see `on_replay`)."""
     async with (
         replay(frames_file, repeat) as base,
-        collector(recorded.rebased(base).settings(quiet), url, exchange_of) as (running, stats),
+        collector(on_replay(settings, recorded, base), url, exchange_of) as (running, stats),
     ):
         await until(lambda: stats.messages_received > 0)
         started, cpu_started = datetime.now(UTC), cpu_seconds()
         await until(lambda: stats.messages_received >= total)
+        read = (datetime.now(UTC) - started).total_seconds()
         # the commit of the flush holding the last candles ends (a): none buffered nor in
         # the batch being written (a failed write puts its batch back)
         await until(lambda: running.buffers.held()["candles"] == 0)
@@ -395,6 +399,7 @@ async def throughput(
             "percentiles": stats.percentiles(),
             "messages": stats.messages_received,
             "seconds": seconds,
+            "read": read,
             "rate": stats.messages_received / seconds,
             "cpu": cpu,
             "by_exchange": by_exchange,
@@ -407,9 +412,13 @@ def on_replay(settings: Settings, recorded: Endpoints, base: str) -> Settings:
     """`settings` with the collector's WebSockets on the replay at `base`. A replayed
     connection whose frames are all sent goes quiet (and a paced one leaves a quiet symbol
     quiet longer than a live feed): the stall watchdog is set beyond the run, so a feed
-    does not reconnect (and get the frames again) nor resubscribe."""
-    stall = settings.model_copy(update={"stream_stall_seconds": 3600.0})
-    return recorded.rebased(base).settings(stall)
+    does not reconnect (and get the frames again) nor resubscribe. Order books are off: the
+    replay serves a path's frames to every connection on it, so the book connections
+    (`kirby_stream.books`, on the same paths) would get the whole candle firehose a second
+    time instead of depth frames (the recording holds none); books have their own
+    benchmarks (`bench/books`)."""
+    update = {"stream_stall_seconds": 3600.0, "books_enabled": False}
+    return recorded.rebased(base).settings(settings.model_copy(update=update))
 
 
 async def latency(
@@ -564,8 +573,9 @@ def print_latency(label: str, measured: dict[str, Any]) -> None:
 
 def print_throughput(label: str, a: dict[str, Any]) -> None:
     print(
-        f"{label}: {a['messages']:,} messages in {a['seconds']:.1f} s = {a['rate']:,.0f} msg/s "
-        f"wall; collector CPU {a['cpu']:.1f} s ({a['cpu'] / a['seconds']:.0%} of one core) = "
+        f"{label}: {a['messages']:,} messages in {a['seconds']:.1f} s (the last read at "
+        f"{a['read']:.1f} s) = {a['rate']:,.0f} msg/s wall; collector CPU {a['cpu']:.1f} s "
+        f"({a['cpu'] / a['seconds']:.0%} of one core) = "
         f"{a['messages'] / a['cpu']:,.0f} msg per CPU-second\n"
         f"    by exchange {a['by_exchange']} (poll answers included); invalid {a['invalid']}; "
         f"rows written {a['rows']}"
@@ -579,6 +589,7 @@ async def run(
     baseline_frames: int,
     latency_seconds: float,
     single: str,
+    pin: bool,
 ) -> None:
     print(f"machine: {load()}")
     five = firehose_catalog(coins)
@@ -601,6 +612,13 @@ async def run(
         total = sum(len(sent) for sent in frames.values())
         shares = ", ".join(f"{path} {len(sent):,}" for path, sent in frames.items())
         print(f"recorded {total:,} frames in {recording:.0f} s: {shares}")
+        # recorded on every core (the simulator runs in this process), measured pinned
+        pinning = await pin_everything(url) if pin else None
+        if pinning is not None:
+            PINNING.append(pinning)
+            print("pinned: " + "; ".join(pinning.lines))
+        else:
+            print("pinned: nothing (--no-pin, or fewer than 2 cores available)")
         single_frames = {
             path_of(plan.url): frames[path_of(plan.url)]
             for plan in plans.feeds.values()
@@ -657,6 +675,10 @@ async def run(
                 print_latency(f"(c2) replay paced at {paced:,.0f} msg/s", c2)
     finally:
         await drop_database(url, DATABASE)
+        for started in PINNING:
+            print(f"pinned: {started.started_text()}")
+            started.restore()
+        PINNING.clear()
     per_core, single_core = a5["messages"] / a5["cpu"], a1["messages"] / a1["cpu"]
     p99s: dict[str, list[float]] = defaultdict(list)
     for measured in (c1, c2):
@@ -691,6 +713,13 @@ def main() -> None:
     parser.add_argument(
         "--single", default="hyperliquid", choices=streamed, help="exchange of (a1)"
     )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=len(available()) >= 2,
+        help="collector on one core, replay, simulator and PostgreSQL on the others "
+        "(default: on with 2 or more cores)",
+    )
     arguments = parser.parse_args()
     asyncio.run(
         run(
@@ -700,6 +729,7 @@ def main() -> None:
             arguments.baseline_frames,
             arguments.latency_seconds,
             arguments.single,
+            arguments.pin,
         )
     )
 

@@ -146,6 +146,8 @@ _LIMITED: ContextVar[list[int] | None] = ContextVar("kirby_limited", default=Non
 
 def field(obj: object, name: str, where: str) -> Any:
     """`obj[name]`, or `ExchangeProtocolError` naming what is missing."""
+    if type(obj) is dict and name in obj:  # the hot path: a parsed JSON object
+        return obj[name]
     if not isinstance(obj, Mapping):
         raise ExchangeProtocolError(f"{where}: expected an object, got {_show(obj)}")
     try:
@@ -159,6 +161,14 @@ def parse_decimal(value: object, name: str, where: str) -> Decimal:
 
     Floats are refused: they have already lost the exchange's digits.
     """
+    if type(value) is str:  # the hot path; `Decimal` strips surrounding whitespace itself
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            number = None
+        if number is not None and number.is_finite():
+            return number
+        raise ExchangeProtocolError(f"{where}: field {name!r} is not a number: {_show(value)}")
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise ExchangeProtocolError(
             f"{where}: field {name!r} must be a decimal string, got {_show(value)}"

@@ -45,6 +45,7 @@ from kirby_core.exchanges.feeds import (
     SubscriptionAck,
     Trade,
     TradesUpdate,
+    load_frame,
 )
 from kirby_core.models import AssetContextUpdate, Candle, CandleUpdate, FundingRate, OpenInterest
 from kirby_core.timeutil import (
@@ -177,13 +178,7 @@ HyperliquidMessage = (
 
 def parse_ws_message(raw: str | bytes, received_at: datetime) -> HyperliquidMessage:
     """Parse one text frame; `received_at` (UTC) stamps the minute of asset-context rows."""
-    try:
-        # Numbers that are not integers become exact Decimals, never floats.
-        message = json.loads(raw, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ExchangeProtocolError(
-            f"Hyperliquid WS: frame is not JSON ({exc}): {raw!r:.200}"
-        ) from exc
+    message = load_frame(raw, "Hyperliquid WS")
     channel = field(message, "channel", "Hyperliquid WS frame")
     if channel == "pong":
         return Pong()

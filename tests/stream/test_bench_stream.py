@@ -5,7 +5,11 @@ timing is asserted: only that every part does what the benchmark reports."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
+from asyncio.subprocess import PIPE
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bench.stream import run, simulator
+from bench.stream import pinning, run, simulator
 from kirby_core.catalog import load_catalog
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.exchanges.registry import EXCHANGES, feed_of
@@ -99,3 +103,38 @@ async def _count(url: str, query: str) -> int:
         return int(await conn.fetchval(query))
     finally:
         await conn.close()
+
+
+async def test_pinning_puts_the_collector_on_one_core_and_postgres_on_the_others(
+    database_urls: DatabaseUrls,
+) -> None:
+    cores = pinning.available()
+    if len(cores) < 2:
+        pytest.skip(f"pinning needs 2 cores, this process may use {cores}")
+    before = os.sched_getaffinity(0)
+    conn = await asyncpg.connect(database_urls.realtime)
+    try:
+        postmaster = pinning._parent(await conn.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await conn.close()
+    assert postmaster is not None
+    postmaster_before = os.sched_getaffinity(postmaster)
+    pinned = await pinning.pin_everything(database_urls.realtime)
+    assert pinned is not None
+    try:
+        assert pinned.collector == cores[0] and pinned.others == set(cores[1:])
+        assert os.sched_getaffinity(0) == {cores[0]}
+        assert os.sched_getaffinity(postmaster) == set(cores[1:])
+        assert f"postmaster (pid {postmaster})" in pinned.lines[1]
+        child = await asyncio.create_subprocess_exec(sys.executable, "-c", "input()", stdin=PIPE)
+        try:
+            pinned.pin_child(child.pid, "a child")
+            assert os.sched_getaffinity(child.pid) == set(cores[1:])
+            assert pinned.started_text() == f"processes started: a child x1 on cores {cores[1:]}"
+        finally:
+            child.kill()
+            await child.wait()
+    finally:
+        pinned.restore()
+    assert os.sched_getaffinity(0) == before
+    assert os.sched_getaffinity(postmaster) == postmaster_before
