@@ -85,9 +85,9 @@ DATABASE = "kirby_bench_stream"
 REPO = Path(__file__).resolve().parents[2]
 FIVE = REPO / "config" / "starlistings.yaml"
 RECORD_SPEED = 120
+"""Simulated seconds per real second while recording: every interval moves."""
 PINNING: list[Pinning] = []
 """The run's CPU pinning, when on: the processes started are pinned to its other cores."""
-"""Simulated seconds per real second while recording: every interval moves."""
 DATA = (CandleUpdate, AssetContextUpdate, FundingUpdate, OpenInterestUpdate)
 
 
