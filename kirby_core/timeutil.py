@@ -44,7 +44,16 @@ def interval_delta(interval: str) -> timedelta:
     return timedelta(seconds=interval_seconds(interval))
 
 
+FLOAT_EXACT_MS = 8_000_000_000_000
+"""Below this many ms from the epoch either way (the year 2223), `ms / 1000` is within
+half a microsecond of the exact second (a double's spacing there is under 1 us), so
+`datetime.fromtimestamp`, which rounds to the microsecond, gives the exact time: at about
+half the cost of `EPOCH + timedelta` (0.9 against 1.7 us, on every parsed exchange time)."""
+
+
 def ms_to_datetime(ms: int) -> datetime:
+    if -FLOAT_EXACT_MS < ms < FLOAT_EXACT_MS:
+        return datetime.fromtimestamp(ms / 1000, UTC)
     return EPOCH + timedelta(milliseconds=ms)
 
 

@@ -1,9 +1,12 @@
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from kirby_core.errors import InvalidRequest
 from kirby_core.timeutil import (
+    EPOCH,
+    FLOAT_EXACT_MS,
     datetime_to_ms,
     expected_count,
     floor_minute,
@@ -41,6 +44,20 @@ def test_ms_round_trip() -> None:
     assert ms_to_datetime(1710428966535) == T
     assert datetime_to_ms(T) == 1710428966535
     assert datetime_to_ms(T.replace(tzinfo=None)) == 1710428966535  # naive is UTC
+
+
+def test_ms_to_datetime_is_exact_on_both_paths() -> None:
+    """The float path (`fromtimestamp(ms / 1000)`) equals exact arithmetic wherever it is
+    taken: at its bounds, around the epoch, and on random ms up to them; beyond them the
+    exact path serves (year 9999 included)."""
+    rng = random.Random(15)
+    edge = FLOAT_EXACT_MS - 1
+    samples = [0, 1, -1, 999, 1000, 1001, edge, -edge, edge - 1, 253402300799999]
+    samples += [rng.randrange(-edge, edge) for _ in range(200_000)]
+    samples += [rng.randrange(1_500_000_000_000, 2_000_000_000_000) for _ in range(100_000)]
+    for ms in samples:
+        assert ms_to_datetime(ms) == EPOCH + timedelta(milliseconds=ms), ms
+    assert ms_to_datetime(edge).tzinfo is UTC and ms_to_datetime(FLOAT_EXACT_MS).tzinfo is UTC
 
 
 def test_unknown_interval_names_allowed_values() -> None:
