@@ -17,11 +17,9 @@ import contextlib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
-
-PROC = Path("/proc")
+import psutil
 
 
 def available() -> list[int]:
@@ -33,33 +31,9 @@ def available() -> list[int]:
 
 def _threads(pid: int) -> list[int]:
     try:
-        return [int(task.name) for task in (PROC / str(pid) / "task").iterdir()]
-    except OSError:  # the process ended
+        return [thread.id for thread in psutil.Process(pid).threads()]
+    except psutil.Error:  # the process ended
         return []
-
-
-def _comm(pid: int) -> str:
-    try:
-        return (PROC / str(pid) / "comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    # pid (comm) state ppid ...: comm may hold spaces and parentheses
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in PROC.iterdir():
-        if entry.name.isdigit() and _parent(int(entry.name)) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 @dataclass
@@ -115,20 +89,30 @@ async def pin_everything(url: str) -> Pinning | None:
     conn = await asyncpg.connect(url)
     try:  # the backend is read while connected: it ends with the connection
         backend = await conn.fetchval("SELECT pg_backend_pid()")
-        postmaster = _parent(backend) if _comm(backend) == "postgres" else None
+        postmaster = _postmaster(backend)
     finally:
         await conn.close()
-    if postmaster is None or _comm(postmaster) != "postgres":
+    if postmaster is None:
         pinning.lines.append(
             f"PostgreSQL: not pinned (backend pid {backend} is not a process of this machine)"
         )
         return pinning
-    pinning.pin(postmaster, pinning.others)
-    children = _children(postmaster)
+    pinning.pin(postmaster.pid, pinning.others)
+    children = postmaster.children()
     for child in children:
-        pinning.pin(child, pinning.others)
+        pinning.pin(child.pid, pinning.others)
     pinning.lines.append(
-        f"PostgreSQL: postmaster (pid {postmaster}) and its {len(children)} processes "
+        f"PostgreSQL: postmaster (pid {postmaster.pid}) and its {len(children)} processes "
         f"(backends started later inherit it) on cores {sorted(pinning.others)}"
     )
     return pinning
+
+
+def _postmaster(backend: int) -> psutil.Process | None:
+    """The postmaster of a PostgreSQL backend of this machine, or None."""
+    try:
+        process = psutil.Process(backend)
+        parent = process.parent() if process.name() == "postgres" else None
+        return parent if parent is not None and parent.name() == "postgres" else None
+    except psutil.Error:  # not a process here (a remote server, another PID namespace)
+        return None

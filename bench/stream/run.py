@@ -86,6 +86,13 @@ REPO = Path(__file__).resolve().parents[2]
 FIVE = REPO / "config" / "starlistings.yaml"
 RECORD_SPEED = 120
 """Simulated seconds per real second while recording: every interval moves."""
+FIREHOSE = {"stream_trades": False, "books_enabled": False}
+"""Settings of issue 14's firehose: candles, funding and open interest. The trade tape and
+the order books have their own benchmarks (bench/trades, bench/books); on the live
+simulator their channels for 50 coins an exchange load the simulator, not the collector
+under test, and on the replay the book connections (`kirby_stream.books`, on the same
+paths) would get the whole candle firehose a second time (the replay serves a path's
+frames to every connection on it)."""
 PINNING: list[Pinning] = []
 """The run's CPU pinning, when on: the processes started are pinned to its other cores."""
 DATA = (CandleUpdate, AssetContextUpdate, FundingUpdate, OpenInterestUpdate)
@@ -412,13 +419,10 @@ def on_replay(settings: Settings, recorded: Endpoints, base: str) -> Settings:
     """`settings` with the collector's WebSockets on the replay at `base`. A replayed
     connection whose frames are all sent goes quiet (and a paced one leaves a quiet symbol
     quiet longer than a live feed): the stall watchdog is set beyond the run, so a feed
-    does not reconnect (and get the frames again) nor resubscribe. Order books are off: the
-    replay serves a path's frames to every connection on it, so the book connections
-    (`kirby_stream.books`, on the same paths) would get the whole candle firehose a second
-    time instead of depth frames (the recording holds none); books have their own
-    benchmarks (`bench/books`)."""
-    update = {"stream_stall_seconds": 3600.0, "books_enabled": False}
-    return recorded.rebased(base).settings(settings.model_copy(update=update))
+    does not reconnect (and get the frames again) nor resubscribe. `settings` are the
+    `FIREHOSE`'s (order books off)."""
+    stall = settings.model_copy(update={"stream_stall_seconds": 3600.0})
+    return recorded.rebased(base).settings(stall)
 
 
 async def latency(
@@ -594,13 +598,7 @@ async def run(
     print(f"machine: {load()}")
     five = firehose_catalog(coins)
     synthetic = synthetic_coins(five)
-    # issue 14's firehose: candles, funding and open interest; the trade tape and the order
-    # books have their own benchmarks (bench/trades, bench/books), and on the live
-    # simulator their channels for 50 coins an exchange would load the simulator, not
-    # the collector under test
-    settings = Settings(_env_file=None).model_copy(
-        update={"stream_trades": False, "books_enabled": False}
-    )
+    settings = Settings(_env_file=None).model_copy(update=FIREHOSE)
     url = await scratch_database(DATABASE)
     try:
         exchange_of = await sync(url, five)

@@ -161,20 +161,15 @@ def parse_decimal(value: object, name: str, where: str) -> Decimal:
 
     Floats are refused: they have already lost the exchange's digits.
     """
-    if type(value) is str:  # the hot path; `Decimal` strips surrounding whitespace itself
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            number = None
-        if number is not None and number.is_finite():
-            return number
-        raise ExchangeProtocolError(f"{where}: field {name!r} is not a number: {_show(value)}")
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+    # `type(value) is str` first: the hot path; `Decimal` strips surrounding whitespace itself
+    if type(value) is not str and (
+        isinstance(value, bool) or not isinstance(value, str | int | Decimal)
+    ):
         raise ExchangeProtocolError(
             f"{where}: field {name!r} must be a decimal string, got {_show(value)}"
         )
     try:
-        number = Decimal(value.strip() if isinstance(value, str) else value)
+        number = Decimal(value)
     except InvalidOperation:
         number = None
     if number is None or not number.is_finite():

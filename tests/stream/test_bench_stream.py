@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import psutil
 import pytest
 
 from bench.stream import pinning, run, simulator
@@ -57,7 +58,7 @@ async def test_recorded_frames_replay_into_the_collector_and_the_baseline(
 ) -> None:
     url = database_urls.realtime
     # the candle path the benchmark reports (the trade tape is tested in test_trades_live)
-    settings = settings.model_copy(update={"stream_trades": False})
+    settings = settings.model_copy(update=run.FIREHOSE)
     # at the real time: the collector polls REST for the minutes of its own (wall) clock
     async with SimulatorServer(simulator.config(COINS - 2, run.RECORD_SPEED)) as sim:
         recorded = run.Endpoints(sim.ws_url, sim.ws_origins)
@@ -114,7 +115,7 @@ async def test_pinning_puts_the_collector_on_one_core_and_postgres_on_the_others
     before = os.sched_getaffinity(0)
     conn = await asyncpg.connect(database_urls.realtime)
     try:
-        postmaster = pinning._parent(await conn.fetchval("SELECT pg_backend_pid()"))
+        postmaster = psutil.Process(await conn.fetchval("SELECT pg_backend_pid()")).ppid()
     finally:
         await conn.close()
     assert postmaster is not None
