@@ -7,9 +7,14 @@ FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# gcc and the C library's headers build Kirby's one compiled module (setup.py); the
+# runtime stage copies the built virtualenv and needs neither
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/kirby
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY kirby_core/ kirby_core/
 COPY kirby_cli/ kirby_cli/
 COPY kirby_stream/ kirby_stream/

@@ -13,7 +13,7 @@ help:  ## list the targets
 
 install: $(STAMP)  ## create .venv and install Kirby with its dev tools
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py kirby_core/books/_levels.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"

@@ -8,8 +8,8 @@
                   the exchange's checked size texts; reads as exact (price, size) Levels
     text_levels, text_sides, text_rows  price and size texts as a typed decoder returns
                   them -> TextLevels, or None (the caller's checked path names the culprit)
-    ordered_sides text_sides of a full book sent best first (Hyperliquid): order verified,
-                  prices of a repeated side remembered, taken by the book without sorting
+    ordered_sides the levels of a full book sent best first (Hyperliquid) -> TextLevels,
+                  order verified, taken by the book without sorting
     parse_levels  [[price, size, ...], ...] -> exact (price, size) pairs, checked
     load_depth_frame  a depth frame's JSON, exact (the wire modules' checked depth parsers)
 
@@ -18,12 +18,18 @@ rest of a level's work, and a book keeps 1000 levels a side of which a sample re
 The wire modules decode frames with typed msgspec decoders (numbers checked as ints,
 prices and sizes kept as their texts); prices become Decimals through a bounded cache (a
 book repeats its prices: the side needs them ordered), sizes are checked against a
-grammar (`SIZE_GRAMMAR`: plain decimals, no leading zero, under 10^30) in one regular
-expression a message and stored as text; `top`, `best_bid` and `best_ask` convert the sizes
-they return. A size the grammar refuses ("1e-3", "00.5") goes the checked way (exact
-Decimals, as before). The depth Structs are `gc=False` (a decoded frame holds no cycle;
-untracked, Hyperliquid's 40 levels decode ~17% faster). Measured in bench/README.md
-"Issue 15: order books".
+grammar (`SIZE_GRAMMAR`: plain decimals, no leading zero, under 10^30) and stored as
+text; `top`, `best_bid` and `best_ask` convert the sizes they return. A size the grammar
+refuses ("1e-3", "00.5") goes the checked way (exact Decimals, as before). The depth
+Structs are `gc=False` (a decoded frame holds no cycle; untracked, Hyperliquid's 40
+levels decode ~17% faster).
+
+The per-level loops are compiled (`_levels.c`, a C extension built when Kirby is
+installed): checking a size, looking a price up, verifying an order and storing a level
+cost 0.2-0.3 us each as Python bytecode, more than the rest of a 20- or 40-level message
+together. They do the same steps through the same objects (the price cache, the side's
+dict, `heapq.heappush`, Decimal comparisons); what they decide and every error message
+stay here. Measured in bench/README.md "Issue 15: order books".
 
 Each side is a dict (price -> size) plus a heap of its prices best first (the bids' prices
 negated), cleaned lazily: a size change of an existing level (most deltas) is one dict
@@ -39,9 +45,8 @@ bench.books.sides` compares both with `sortedcontainers.SortedDict` and plain di
 
 A full book sent best first (Hyperliquid's `l2Book`, every half second) goes through
 `ordered_sides`: each side's order is verified while its prices are looked up (a side out
-of order is refused, never sorted), a side whose price texts equal its series' previous
-side reuses that side's price list, and the book takes an `ordered` side as sent: the
-price list reversed or copied, the sizes kept in a list aligned with it, the dict built
+of order is refused, never sorted), and the book takes an `ordered` side as sent: the
+price list reversed or kept, the sizes kept in a list aligned with it, the dict built
 only when a delta or a read of sizes needs it.
 
 Invariants: every stored size is > 0 (a delta's size 0 deletes the level; deleting a level
@@ -54,15 +59,21 @@ exchange (kirby_core.books.integrity) decide what reaches it.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from heapq import heapify, heappop, heappush, nlargest, nsmallest
-from operator import gt, itemgetter, lt
 from typing import Any, NamedTuple, overload
 
 from kirby_core.errors import ExchangeProtocolError
+
+try:
+    from kirby_core.books import _levels
+except ImportError as exc:  # a source tree used without installing it
+    raise ImportError(
+        "kirby_core.books._levels (compiled from _levels.c) is not built: run `make install` "
+        "or `pip install -e .` (it needs a C compiler and Python's headers)"
+    ) from exc
 
 Level = tuple[Decimal, Decimal]
 """(price, size); size in the exchange's own unit (base coin, or contracts on OKX swaps)."""
@@ -95,14 +106,11 @@ class _Exact(dict[Any, Decimal]):
 
 _PRICES = _Exact(zero_allowed=False)
 _SIZES = _Exact(zero_allowed=True)
-_PRICE = _PRICES.__getitem__
-_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
-SIZE_GRAMMAR = r"(?:0|[1-9][0-9]{0,29}+)(?:\.[0-9]{1,30}+)?"
-"""The sizes kept as text: below 10^30, at most 30 decimals, no sign, exponent, space or
-leading zero, so a zero is written "0" or "0." and zeros: one of `ZERO_TEXTS`.
-(Possessive quantifiers: the engine keeps no backtracking state, measured 1.3-2.5x.)"""
-_SIZE_TEXTS = re.compile(f"{SIZE_GRAMMAR}(?:,{SIZE_GRAMMAR})*+")
+SIZE_GRAMMAR = r"(?:0|[1-9][0-9]{0,29})(?:\.[0-9]{1,30})?"
+"""The sizes kept as text (checked by `_levels`, compiled): below 10^30, at most 30
+decimals, no sign, exponent, space or leading zero, so a zero is written "0" or "0." and
+zeros: one of `ZERO_TEXTS`."""
 ZERO_TEXTS = frozenset(["0", *("0." + "0" * n for n in range(1, 31))])
 
 
@@ -160,111 +168,50 @@ def text_levels(prices: Sequence[str], sizes: list[str]) -> TextLevels | None:
 def text_sides(
     bid_prices: Sequence[str], bid_sizes: list[str], ask_prices: Sequence[str], ask_sizes: list[str]
 ) -> tuple[TextLevels, TextLevels] | None:
-    """Both sides of a message at once (one check of all its sizes: a call and a regular
-    expression cost more than a side's levels): `text_levels` of each, or None."""
-    if not _plain_sizes(bid_prices, bid_sizes, ask_prices, ask_sizes):
+    """Both sides of a message: `text_levels` of each, or None."""
+    if len(bid_prices) != len(bid_sizes) or len(ask_prices) != len(ask_sizes):
+        return None
+    if not _levels.plain_sizes(bid_sizes, ask_sizes):
         return None
     try:
         return (
-            TextLevels(list(map(_PRICE, bid_prices)), bid_sizes),
-            TextLevels(list(map(_PRICE, ask_prices)), ask_sizes),
+            TextLevels(_levels.prices(bid_prices, _PRICES), bid_sizes),
+            TextLevels(_levels.prices(ask_prices, _PRICES), ask_sizes),
         )
     except (InvalidOperation, TypeError, ValueError):
         return None
-
-
-def _plain_sizes(
-    bid_prices: Sequence[object],
-    bid_sizes: list[str],
-    ask_prices: Sequence[object],
-    ask_sizes: list[str],
-) -> bool:
-    """One price a size on each side, and every size a text of `SIZE_GRAMMAR` (one regular
-    expression over all of them: a call costs more than a side's levels)."""
-    count = len(bid_sizes) + len(ask_sizes)
-    if len(bid_prices) != len(bid_sizes) or len(ask_prices) != len(ask_sizes):
-        return False
-    if not count:
-        return True
-    joined = ",".join(bid_sizes + ask_sizes)
-    # the count: a size text holding a comma would read as two
-    return _SIZE_TEXTS.fullmatch(joined) is not None and joined.count(",") == count - 1
-
-
-class _LastSides(dict[str, tuple[Sequence[str], list[Decimal]]]):
-    """Per series, the price texts of its last side sent best first and their exact prices,
-    verified strictly in one direction (`compare(price, next price)` for every neighbour).
-    A full-book push (Hyperliquid, every half second) repeats the prices of the previous
-    one while the market stands: then one comparison of the texts replaces a lookup and a
-    comparison a level, and the book is handed the same list, which it recognises (no
-    sort, no key comparison). Measured against a global memo of every side seen (a tuple
-    of the texts as its key): ~6 us a push slower when the prices move, building and
-    hashing the tuples. Bounded: emptied at `SIZE` series."""
-
-    SIZE = 10_000
-
-    def __init__(self, compare: Any) -> None:
-        super().__init__()
-        self.compare = compare
-
-    def prices(self, series: str, texts: Sequence[str]) -> list[Decimal] | None:
-        last = self.get(series)
-        if last is not None and last[0] == texts:
-            return last[1]
-        prices = list(map(_PRICE, texts))  # InvalidOperation, TypeError, ValueError
-        if not all(map(self.compare, prices, prices[1:])):
-            return None  # the caller's checked path names it
-        if last is None and len(self) >= self.SIZE:
-            self.clear()
-        self[series] = (list(texts), prices)  # a copy: the caller's list may change
-        return prices
-
-
-_LAST_BIDS = _LastSides(gt)
-_LAST_ASKS = _LastSides(lt)
-
-
-def ordered_sides(
-    series: str,
-    bid_prices: Sequence[str],
-    bid_sizes: list[str],
-    ask_prices: Sequence[str],
-    ask_sizes: list[str],
-) -> tuple[TextLevels, TextLevels] | None:
-    """`text_sides` of a full book of `series` sent best first (Hyperliquid): bid prices
-    strictly descending, ask prices strictly ascending, verified (a side out of order is
-    None, never sorted silently: the caller's checked path refuses it); the `TextLevels`
-    are `ordered`, and a side with the price texts of the series' previous one shares its
-    prices list."""
-    if not _plain_sizes(bid_prices, bid_sizes, ask_prices, ask_sizes):
-        return None
-    try:
-        bids = _LAST_BIDS.prices(series, bid_prices)
-        asks = _LAST_ASKS.prices(series, ask_prices)
-    except (InvalidOperation, TypeError, ValueError):
-        return None
-    if bids is None or asks is None:
-        return None
-    return TextLevels(bids, bid_sizes, True), TextLevels(asks, ask_sizes, True)
 
 
 def text_rows(
     bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]
 ) -> tuple[TextLevels, TextLevels] | None:
     """`[[price, size, ...], ...]` texts of each side (extra columns ignored) ->
-    `text_sides`."""
-    # itemgetter over the rows: measured a little ahead of zip(*rows); the price texts go
-    # straight to the price cache (no list of them)
+    `TextLevels` of each, or None (a short row, or what `text_sides` refuses)."""
     try:
-        bid_sizes, ask_sizes = list(map(_SECOND, bids)), list(map(_SECOND, asks))
-        if not _plain_sizes(bids, bid_sizes, asks, ask_sizes):
-            return None
-        return (
-            TextLevels(list(map(_PRICE, map(_FIRST, bids))), bid_sizes),
-            TextLevels(list(map(_PRICE, map(_FIRST, asks))), ask_sizes),
-        )
-    except (IndexError, InvalidOperation, TypeError, ValueError):  # IndexError: a short row
+        bid_side, ask_side = _levels.rows(bids, _PRICES), _levels.rows(asks, _PRICES)
+    except (InvalidOperation, TypeError, ValueError):
         return None
+    if bid_side is None or ask_side is None:
+        return None
+    return TextLevels(*bid_side), TextLevels(*ask_side)
+
+
+def ordered_sides(
+    bids: Sequence[object], asks: Sequence[object], price: str, size: str
+) -> tuple[TextLevels, TextLevels] | None:
+    """A full book sent best first (Hyperliquid's `l2Book`), each level an object with the
+    texts `price` and `size` as attributes: `TextLevels` of each side, `ordered`, or None
+    unless the bid prices are strictly descending and the ask prices strictly ascending
+    (a side out of order is refused, never sorted silently: the caller's checked path
+    names it) and every level reads as `text_levels` would keep it."""
+    try:
+        bid_side = _levels.ordered(bids, price, size, _PRICES, True)
+        ask_side = _levels.ordered(asks, price, size, _PRICES, False)
+    except (InvalidOperation, TypeError, ValueError):
+        return None
+    if bid_side is None or ask_side is None:
+        return None
+    return TextLevels(*bid_side, ordered=True), TextLevels(*ask_side, ordered=True)
 
 
 DEFAULT_DEPTH = 20
@@ -330,7 +277,7 @@ class _Side:
     is taken without hashing a level. The levels form is built when something needs the
     dict (a delta; a read of sizes)."""
 
-    __slots__ = ("_heap", "_levels", "_prices", "_sizes", "_source", "bid")
+    __slots__ = ("_heap", "_levels", "_prices", "_sizes", "bid")
 
     def __init__(self, bid: bool) -> None:
         self.bid = bid
@@ -338,14 +285,13 @@ class _Side:
         self._heap: list[Decimal] = []
         self._prices: list[Decimal] = []  # ascending; the ordered form only
         self._sizes: Sequence[Size] = ()  # aligned with `_prices`; the ordered form only
-        self._source: list[Decimal] | None = None  # the ordered prices `_prices` came from
 
     @property
     def levels(self) -> dict[Decimal, Size]:
         levels = self._levels
         if levels is None:
             levels = self._levels = dict(zip(self._prices, self._sizes, strict=True))
-            self._prices, self._sizes, self._source = [], (), None
+            self._prices, self._sizes = [], ()
             self._heapify()
         return levels
 
@@ -389,10 +335,7 @@ class _Side:
 
     def replace(self, levels: Iterable[Level]) -> None:
         if type(levels) is TextLevels and levels.ordered and ZERO_TEXTS.isdisjoint(levels.sizes):
-            source = levels.prices
-            if source is not self._source:  # the same list: the same prices, still sorted
-                self._prices = source[::-1] if self.bid else source[:]
-                self._source = source
+            self._prices = levels.prices[::-1] if self.bid else levels.prices
             self._sizes = levels.sizes[::-1] if self.bid else levels.sizes
             self._levels = None
             self._heap = []
@@ -407,7 +350,7 @@ class _Side:
         else:
             new = {price: size for price, size in levels if size}
         self._levels = new
-        self._prices, self._sizes, self._source = [], (), None
+        self._prices, self._sizes = [], ()
         self._heapify()
 
 
@@ -427,31 +370,20 @@ class L2Book:
 
     def apply_delta(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Each level's absolute size set; size 0 deletes the level."""
-        # the loop written out per side and per form (texts, Decimals): a method call or a
-        # type test per level costs as much as the level's work; a deleted level stays in
-        # the heap until it reaches its top (`_Side.best`)
-        zero = ZERO_TEXTS
+        # a deleted level stays in the heap until it reaches its top (`_Side.best`)
         for side, changes in ((self._bids, bids), (self._asks, asks)):
             levels, heap = side.levels, side._heap
-            key = _NEGATED.__getitem__ if side.bid else None
-            if type(changes) is TextLevels:
-                for price, text in zip(changes.prices, changes.sizes, strict=True):
-                    if text not in zero:
+            negated = _NEGATED if side.bid else None
+            if type(changes) is TextLevels:  # the loop compiled: `_levels.apply`
+                _levels.apply(levels, heap, changes.prices, changes.sizes, ZERO_TEXTS, negated)
+            else:
+                for price, size in changes:
+                    if size:
                         if price not in levels:
-                            heappush(heap, key(price) if key else price)
-                        levels[price] = text
+                            heappush(heap, price if negated is None else negated[price])
+                        levels[price] = size
                     elif price in levels:
                         del levels[price]
-                if len(heap) > 2 * len(levels) + 64:  # mostly prices deleted since
-                    side._heapify()
-                continue
-            for price, size in changes:
-                if size:
-                    if price not in levels:
-                        heappush(heap, key(price) if key else price)
-                    levels[price] = size
-                elif price in levels:
-                    del levels[price]
             if len(heap) > 2 * len(levels) + 64:  # mostly prices deleted since
                 side._heapify()
 

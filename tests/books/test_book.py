@@ -5,12 +5,16 @@ their texts, read as exact Decimals)."""
 from __future__ import annotations
 
 import random
+import sys
 from decimal import Decimal as D
+from decimal import InvalidOperation
+from typing import NamedTuple
 
 import pytest
 
-from kirby_core.books import L2Book, TextLevels, ordered_sides, parse_levels, text_levels
+from kirby_core.books import L2Book, TextLevels, _levels, ordered_sides, parse_levels, text_levels
 from kirby_core.books import book as book_module
+from kirby_core.books.book import ZERO_TEXTS
 from kirby_core.errors import ExchangeProtocolError
 
 
@@ -216,16 +220,21 @@ def test_text_levels_and_decimal_levels_build_the_same_book() -> None:
         assert by_text.crossed == by_decimal.crossed
 
 
+class Row(NamedTuple):
+    """A level as Hyperliquid's decoder returns it: the texts as attributes."""
+
+    px: str
+    sz: str
+
+
+def rows(levels: list[tuple[str, str]]) -> list[Row]:
+    return [Row(p, q) for p, q in levels]
+
+
 def ordered(
     bids: list[tuple[str, str]], asks: list[tuple[str, str]]
 ) -> tuple[TextLevels, TextLevels]:
-    sides = ordered_sides(
-        "BTC",
-        [p for p, _ in bids],
-        [q for _, q in bids],
-        [p for p, _ in asks],
-        [q for _, q in asks],
-    )
+    sides = ordered_sides(rows(bids), rows(asks), "px", "sz")
     assert sides is not None
     return sides
 
@@ -235,32 +244,49 @@ def ordered(
     [
         ([("99", "1"), ("100", "1")], [("101", "1")]),  # bids ascending
         ([("100", "1"), ("100.0", "1")], [("101", "1")]),  # one price twice
+        ([("100", "1"), ("1E+2", "1")], [("101", "1")]),  # twice, compared as Decimals
         ([("100", "1")], [("102", "1"), ("101", "1")]),  # asks descending
         ([("100", "1")], [("101", "1"), ("101", "2")]),
         ([("100", "1")], [("101", "1e-3")]),  # no plain size
         ([("abc", "1")], [("101", "1")]),
         ([("100", "1"), ("0", "1")], []),
+        ([("99.95", "1"), ("99.951", "1")], []),  # a longer fraction, higher
+        ([("9.5", "1"), ("10", "1")], []),  # more integer digits, higher
     ],
 )
 def test_ordered_sides_refuse_a_side_out_of_order_or_unreadable(
     bids: list[tuple[str, str]], asks: list[tuple[str, str]]
 ) -> None:
-    prices = ([p for p, _ in bids], [p for p, _ in asks])
-    sizes = ([q for _, q in bids], [q for _, q in asks])
-    assert ordered_sides("BTC", prices[0], sizes[0], prices[1], sizes[1]) is None
-    # refused again: what was refused is not remembered
-    assert ordered_sides("BTC", prices[0], sizes[0], prices[1], sizes[1]) is None
+    assert ordered_sides(rows(bids), rows(asks), "px", "sz") is None
 
 
-def test_ordered_sides_read_best_first_and_share_the_prices_of_a_repeated_side() -> None:
+def test_ordered_sides_refuse_a_level_without_the_attributes() -> None:
+    assert ordered_sides(rows([("100", "1")]), [object()], "px", "sz") is None
+    assert ordered_sides(rows([("100", "1")]), rows([("101", "1")]), "price", "sz") is None
+    assert ordered_sides((), [], "px", "sz") is None  # not a list: the checked path
+
+
+@pytest.mark.parametrize(
+    "prices",
+    [
+        ["100", "99.99", "99.9", "99.09", "99", "9.999", "1", "0.5", "0.05", "0.0001"],
+        ["100.5", "100.10", "100.09", "100"],  # trailing zeros are numbers, not texts
+        ["1E+3", "999", "1e2", "99.5"],  # exponents: compared as Decimals
+    ],
+)
+def test_ordered_sides_compare_prices_as_numbers(prices: list[str]) -> None:
+    sides = ordered_sides(rows([(p, "1") for p in prices]), [], "px", "sz")
+    assert sides is not None and sides[0].prices == [D(p) for p in prices]
+    asks = ordered_sides([], rows([(p, "1") for p in reversed(prices)]), "px", "sz")
+    assert asks is not None and asks[1].prices == [D(p) for p in reversed(prices)]
+    assert ordered_sides([], rows([(p, "1") for p in prices]), "px", "sz") is None
+
+
+def test_ordered_sides_read_best_first() -> None:
     bids, asks = ordered([("100", "1"), ("99.5", "2")], [("101", "0.5")])
     assert bids.ordered and asks.ordered
     assert bids == ((D("100"), D("1")), (D("99.5"), D("2"))) and asks == ((D("101"), D("0.5")),)
-    again, moved = ordered([("100", "3"), ("99.5", "4")], [("102", "1")])
-    assert again.prices is bids.prices  # the same list: the book keeps its sorted prices
-    assert moved == ((D("102"), D("1")),)
-    other, _ = ordered_sides("ETH", ["100", "99.5"], ["1", "1"], [], []) or (None, None)
-    assert other is not None and other.prices is not bids.prices  # one series at a time
+    assert bids.sizes == ["1", "2"] and all(type(p) is D for p in bids.prices)
 
 
 def test_ordered_snapshots_deltas_and_reads_agree_with_a_decimal_book() -> None:
@@ -297,8 +323,31 @@ def test_ordered_snapshots_deltas_and_reads_agree_with_a_decimal_book() -> None:
     assert fast.top(50) == exact.top(50) and len(fast) == len(exact)
 
 
-def test_a_remembered_side_is_not_changed_by_its_callers_list() -> None:
-    texts = ["100", "99"]
-    assert ordered_sides("SOL", texts, ["1", "1"], [], []) is not None
-    texts[0] = "98.5"  # the caller reuses its list: now out of order
-    assert ordered_sides("SOL", texts, ["1", "1"], [], []) is None
+def test_the_compiled_loops_hold_no_reference_they_do_not_return() -> None:
+    """`_levels` (C) on its accepting, refusing and raising paths: every object handed in
+    has the references it had before, once the results are dropped."""
+    texts = ["100", "99.5", "0.25", "1e3", "abc", "1"]
+    rows_in = [Row("100", "0.25"), Row("99.5", "1"), Row("1e3", "1"), Row("abc", "1")]
+    prices = [D("100"), D("99.5")]
+    held = [*texts, *rows_in, *prices]
+
+    def calls() -> None:
+        _levels.ordered(rows_in[:2], "px", "sz", book_module._PRICES, True)  # accepted
+        _levels.ordered(rows_in[:2], "px", "sz", book_module._PRICES, False)  # out of order
+        _levels.ordered(rows_in[2:3], "px", "sz", book_module._PRICES, True)  # accepted
+        _levels.ordered(rows_in[:1], "px", "nope", book_module._PRICES, True)  # no attribute
+        with pytest.raises(InvalidOperation):
+            _levels.ordered(rows_in[3:], "px", "sz", book_module._PRICES, True)
+        _levels.rows([[texts[0], texts[2]], [texts[1], texts[3]]], book_module._PRICES)
+        with pytest.raises(InvalidOperation):
+            _levels.rows([[texts[4], texts[5]]], book_module._PRICES)
+        levels: dict[D, D | str] = {}
+        _levels.apply(levels, [], prices, [texts[2], texts[5]], ZERO_TEXTS, book_module._NEGATED)
+        _levels.apply(levels, [], prices, ["0", "0.0"], ZERO_TEXTS, None)
+        assert levels == {}
+
+    calls()  # the price cache's own entries made
+    before = [sys.getrefcount(value) for value in held]
+    for _ in range(10):
+        calls()
+    assert [sys.getrefcount(value) for value in held] == before
