@@ -138,7 +138,9 @@ prices(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t n = PySequence_Fast_GET_SIZE(texts);
     PyObject *out = PyList_New(n);
     for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
-        PyObject *price = price_of(args[1], PySequence_Fast_GET_ITEM(texts, i));
+        PyObject *text = Py_NewRef(PySequence_Fast_GET_ITEM(texts, i)); /* the cache runs Python */
+        PyObject *price = price_of(args[1], text);
+        Py_DECREF(text);
         if (price == NULL) {
             Py_CLEAR(out);
             break;

@@ -5,6 +5,7 @@ their texts, read as exact Decimals)."""
 from __future__ import annotations
 
 import random
+import re
 import sys
 from decimal import Decimal as D
 from decimal import InvalidOperation
@@ -14,7 +15,7 @@ import pytest
 
 from kirby_core.books import L2Book, TextLevels, _levels, ordered_sides, parse_levels, text_levels
 from kirby_core.books import book as book_module
-from kirby_core.books.book import ZERO_TEXTS
+from kirby_core.books.book import SIZE_GRAMMAR, ZERO_TEXTS
 from kirby_core.errors import ExchangeProtocolError
 
 
@@ -351,3 +352,18 @@ def test_the_compiled_loops_hold_no_reference_they_do_not_return() -> None:
     for _ in range(10):
         calls()
     assert [sys.getrefcount(value) for value in held] == before
+
+
+def test_the_compiled_size_check_is_the_size_grammar() -> None:
+    """`_levels.plain_sizes` (C) against `SIZE_GRAMMAR` (a regular expression) on seeded
+    texts near the grammar: digits, points, signs, exponents, spaces; up to 64 chars."""
+    grammar = re.compile(SIZE_GRAMMAR)
+    rng = random.Random(17)
+    alphabet = "0000111999...-+e ,٣"  # ٣: a digit to Python, not to the grammar
+    texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 6))) for _ in range(20_000)]
+    for whole, decimals in [(29, 30), (30, 30), (31, 0), (30, 31), (1, 0), (0, 1)]:
+        texts += ["1" * whole + ("." + "5" * decimals if decimals else "")]
+        texts += ["0" * whole + ("." + "0" * decimals if decimals else "")]
+    kept = [text for text in texts if _levels.plain_sizes([text])]
+    assert kept == [text for text in texts if grammar.fullmatch(text)]
+    assert len(kept) > 1000  # the seed reaches both answers
