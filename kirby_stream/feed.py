@@ -14,11 +14,14 @@ tasks run side by side:
   connection healthy once every subscribe request is acknowledged and data flows (which
   resets the reconnect backoff), and runs the stall watchdog on
   `time.monotonic()`: with no data from any symbol for `stream_stall_seconds` the connection
-  is replaced; a single symbol that quiet while the others flow is resubscribed. A trade
-  tape is quiet whenever nobody trades, so only symbols that also carry a steady channel
-  here (candles, funding, open interest) are watched; a connection carrying trades alone
-  (Binance futures' `/public`, Coinbase) is replaced when none of its symbols traded for
-  that long.
+  is replaced; a single symbol that quiet while the others flow is resubscribed. Only
+  silence this process was awake to see counts: when the keeper itself wakes a quarter of
+  the stall window late or more (the host or process was paused: a VM's CPU stolen, a
+  SIGSTOP), what came meanwhile is still unread in the socket, so the watch starts over. A
+  trade tape is quiet whenever nobody trades, so only symbols that also carry a steady
+  channel here (candles, funding, open interest) are watched; a connection carrying trades
+  alone (Binance futures' `/public`, Coinbase) is replaced when none of its symbols traded
+  for that long.
 
 A lost connection (dropped, refused, stalled) is retried with exponential backoff and jitter
 and every subscription is sent again. Until the next connection is healthy the feed is
@@ -334,13 +337,22 @@ class Feed:
         stall = settings.stream_stall_seconds
         ping_every = keep_alive.ping_seconds or settings.stream_ping_seconds
         tick = min(KEEPER_TICK_SECONDS, ping_every, stall / 2)
-        session_start = time.monotonic()
+        session_start = watching_since = time.monotonic()
         next_ping = session_start + ping_every
         while True:
+            slept_at = time.monotonic()
             if await pause(stop, tick):
                 await ws.close()  # the reader then ends with ConnectionClosedOK
                 return
             now = time.monotonic()
+            if now - slept_at > tick + stall / 4:
+                watching_since = now
+                log.warning(
+                    "event=feed_watch_restarted exchange=%s paused_s=%.1f "
+                    "reason='this process did not run; data sent meanwhile is still unread'",
+                    self.exchange,
+                    now - slept_at - tick,
+                )
             if self._hand_over_due():
                 await self._hand_over()
             if self._plan_changed:
@@ -365,9 +377,9 @@ class Feed:
                     len(self._subscribed),
                     self._sent,
                 )
-            if self._subscribed and now - self._latest_data(session_start) > stall:
+            if self._subscribed and now - self._latest_data(watching_since) > stall:
                 raise FeedStalled(f"stall: no data from any symbol for {stall:g} s")
-            quiet = self._quiet(now, session_start)
+            quiet = self._quiet(now, watching_since)
             if quiet:
                 reason = f"stall: no data for {stall:g} s"
                 await self.frames.put(FeedLost(quiet, self.clock(), reason))
@@ -389,25 +401,26 @@ class Feed:
             self._tape_only = (plan, frozenset(tape_only))
         return [symbol for symbol in self._subscribed if symbol not in self._tape_only[1]]
 
-    def _latest_data(self, session_start: float) -> float:
+    def _latest_data(self, watching_since: float) -> float:
         """When data of any symbol the watchdog watches (see `_steady`) last arrived on this
-        connection (else its start)."""
+        connection (else when the watch began: the connection's start or the end of a pause)."""
         last_data = self.health.last_data
         watched = self._steady() or self._subscribed  # a connection of trades alone
-        return max([session_start, *(last_data.get(sym, 0.0) for sym in watched)])
+        return max([watching_since, *(last_data.get(sym, 0.0) for sym in watched)])
 
-    def _quiet(self, now: float, session_start: float) -> frozenset[str]:
+    def _quiet(self, now: float, watching_since: float) -> frozenset[str]:
         """Symbols without data for `stream_stall_seconds` while the others are flowing (data
         within half that time). Symbols do not go quiet at the same instant when the whole feed
         stalls: until the others are seen flowing, the whole-feed check decides."""
         stall = self.settings.stream_stall_seconds
-        if now - self._latest_data(session_start) > stall / 2:
+        if now - self._latest_data(watching_since) > stall / 2:
             return frozenset()
         last_data = self.health.last_data
         return frozenset(
             symbol
             for symbol in self._steady()
-            if now - max(last_data.get(symbol, 0.0), self._watch_from[symbol]) > stall
+            if now - max(last_data.get(symbol, 0.0), self._watch_from[symbol], watching_since)
+            > stall
         )
 
     async def _apply_plan(self, ws: ClientConnection) -> None:

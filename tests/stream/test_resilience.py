@@ -7,15 +7,17 @@ the series it affected, with a window from the last data before it to the first 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 
 import asyncpg
+import pytest
 
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
 from kirby_sim import MALFORMED_VARIANTS, SimulatorConfig, SimulatorServer
 from tests.stream.conftest import SPEED, START
-from tests.stream.helpers import Running, collecting, fast
+from tests.stream.helpers import Running, collecting, fast, minutes
 
 ALL_SERIES = 12  # BTC and SOL: 4 candle starlistings + funding + open interest each
 
@@ -168,3 +170,42 @@ async def test_pings_keep_an_idle_connection_open(
 async def _count(conn: asyncpg.Connection, expected: int) -> list[asyncpg.Record] | None:
     rows = await outages(conn)
     return rows if len(rows) >= expected else None
+
+
+async def test_a_pause_of_the_whole_process_is_not_a_stall(
+    conn: asyncpg.Connection,
+    catalog: dict[str, int],
+    sim: SimulatorServer,
+    stream_settings: Settings,
+    database_urls: DatabaseUrls,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A host pause (a VM's CPU stolen, SIGSTOP) stops the collector and, here, the simulator
+    in its event loop with it. What the exchange sent meanwhile waits in the socket, so the
+    silence is the process's own: no reconnect, no outage, every minute kept."""
+    btc_1m = catalog["BTC/1m"]
+    async with collecting(stream_settings, database_urls.realtime, sim) as running:
+        await healthy(running, sim)
+        paused_at = sim.clock.now()
+        time.sleep(2.5)  # noqa: ASYNC251 - the point: the whole process stops
+        after = floor_minute(sim.clock.now()) + timedelta(minutes=1)
+        await running.until(
+            lambda: conn.fetchval(
+                "SELECT max(time) >= $2 FROM candles WHERE starlisting_id = $1", btc_1m, after
+            )
+        )
+        assert running.stats.reconnects == 0
+    assert await outages(conn) == []
+    assert "event=feed_watch_restarted exchange=hyperliquid" in caplog.text
+    expected = minutes(floor_minute(paused_at), after)
+    kept = await conn.fetch(
+        "SELECT time FROM candles WHERE starlisting_id = $1 AND time >= $2 AND time < $3",
+        btc_1m,
+        expected[0],
+        after,
+    )
+    assert sorted(r["time"] for r in kept) == expected
+
+
+def floor_minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
