@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 import pytest
 
 from kirby_core.db.urls import DatabaseUrls
 from kirby_core.settings import Settings
+from kirby_core.timeutil import floor_minute
 from kirby_sim import MALFORMED_VARIANTS, SimulatorConfig, SimulatorServer
 from tests.stream.conftest import SPEED, START
 from tests.stream.helpers import Running, collecting, fast, minutes
@@ -205,7 +206,3 @@ async def test_a_pause_of_the_whole_process_is_not_a_stall(
         after,
     )
     assert sorted(r["time"] for r in kept) == expected
-
-
-def floor_minute(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)
